@@ -1,0 +1,1 @@
+"""The synthesis core: request types and the one service every dialect calls."""

@@ -1,0 +1,1 @@
+"""Engine plugins behind one small blocking interface (see base.py)."""
