@@ -1,0 +1,54 @@
+"""Streaming and one-shot mono resampling built on libsoxr."""
+
+from __future__ import annotations
+
+import numpy as np
+import soxr
+
+# "HQ" (20-bit, passband to 91% of Nyquist) holds back ~38 ms of output in steady state, the same as
+# "MQ" and half of "VHQ", while "LQ"/"QQ" alias audibly on sibilants. 38 ms is well under one
+# sentence of synthesis and one Ogg page, so HQ costs nothing perceptible in time-to-first-byte.
+QUALITY = "HQ"
+
+_EMPTY = np.zeros(0, dtype=np.float32)
+
+
+class Resampler:
+    """Stateful float32 mono resampler; feed chunks in order, pass last=True on the final one."""
+
+    def __init__(self, in_rate: int, out_rate: int, quality: str = QUALITY) -> None:
+        if in_rate <= 0 or out_rate <= 0:
+            raise ValueError(f"sample rates must be positive, got {in_rate} and {out_rate}")
+        self.in_rate = in_rate  # Hertz
+        self.out_rate = out_rate  # Hertz
+        self._stream: soxr.ResampleStream | None = None
+        if in_rate != out_rate:
+            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
+
+    @property
+    def passthrough(self) -> bool:
+        """True when input and output rates match and samples are returned untouched."""
+        return self._stream is None
+
+    def process(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        """Resample one chunk; returns whatever output the filter has ready (may be empty)."""
+        a = np.asarray(x, dtype=np.float32)
+        if a.ndim != 1:
+            a = a.reshape(-1)
+        if self._stream is None:
+            return a
+        return self._stream.resample_chunk(np.ascontiguousarray(a), last=last)
+
+    def flush(self) -> np.ndarray:
+        """Drain the filter tail at end of stream."""
+        return self.process(_EMPTY, last=True)
+
+
+def resample(x: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:
+    """Resample a whole float32 mono signal in one call."""
+    a = np.asarray(x, dtype=np.float32)
+    if a.ndim != 1:
+        a = a.reshape(-1)
+    if in_rate == out_rate:
+        return a
+    return soxr.resample(a, in_rate, out_rate, quality=QUALITY)
