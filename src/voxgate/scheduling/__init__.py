@@ -1,0 +1,1 @@
+"""Worker pool, priorities and cancellation: how engine calls share the CPU."""

@@ -1,0 +1,242 @@
+"""A pool of worker threads that run engine calls, most urgent first.
+
+Why threads that own sessions: onnxruntime releases the GIL, and on a 2-core machine two 1-thread
+sessions give more total throughput than one 2-thread session, while a 2-thread session gives the
+lowest latency for a request running alone. So each worker owns 1-thread sessions, and a job that
+finds the pool otherwise idle runs on a shared "solo" session with more threads.
+
+Urgency is a deadline: the moment the job's stream would run out of audio to play. The stream
+nearest to running dry goes first; a new stream's first segment (deadline = now) beats a running
+stream's tenth (deadline = start + audio already delivered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voxgate.engines.base import Engine, EngineParams, LoadedVoice, VoiceInfo
+
+_LOG = logging.getLogger(__name__)
+_DONE = object()  # end-of-job marker on a job's queue
+WARM_TEXT = "Ready. The quick brown fox jumps over the lazy dog, and the slow grey cat watches it go by."
+
+
+@dataclass(eq=False)
+class Job:
+    """One piece of text for one voice, and where its audio goes."""
+
+    voice: VoiceInfo
+    text: str
+    params: EngineParams
+    deadline: float  # time.monotonic() seconds by which the stream needs this audio
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)  # arrays, then an error or _DONE
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    started: float | None = None  # monotonic time a worker took it
+    rate: int = 0  # Hertz of the arrays, set by the worker
+
+    def cancel(self) -> None:
+        """Mark the job cancelled: a worker stops it after its current piece (see WorkerPool.cancel)."""
+        self.cancelled.set()
+
+    def _post(self, item: object) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the event loop is closed: nobody is listening any more
+            self.cancelled.set()
+
+
+@dataclass
+class PoolStats:
+    """Counters a metrics endpoint reads; written by workers under the pool lock."""
+
+    queued: int = 0  # jobs waiting
+    running: int = 0  # jobs on a worker now
+    completed: int = 0
+    dropped: int = 0  # cancelled jobs discarded before they ran
+    interrupted: int = 0  # cancelled jobs stopped while running
+    failed: int = 0
+
+
+class WorkerPool:
+    """Runs jobs on `workers` threads in deadline order, each with its own engine sessions."""
+
+    def __init__(
+        self,
+        engines: Callable[[str], Engine],
+        workers: int = 2,
+        threads: int = 1,
+        solo_threads: int = 2,
+    ) -> None:
+        self._engines = engines
+        self._threads = threads
+        self._solo_threads = solo_threads
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, Job]] = []
+        self._running: set[Job] = set()
+        self._seq = itertools.count()
+        self._sessions: list[dict[str, LoadedVoice]] = [{} for _ in range(workers)]
+        self._solo: dict[str, LoadedVoice] = {}
+        self._solo_lock = threading.Lock()  # one job at a time on the solo session
+        self._load_lock = threading.Lock()
+        self._closing = False
+        self.stats = PoolStats()
+        self._workers = [
+            threading.Thread(target=self._run, args=(i,), name=f"voxgate-worker-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for thread in self._workers:
+            thread.start()
+
+    @property
+    def size(self) -> int:
+        """Number of worker threads."""
+        return len(self._workers)
+
+    def submit(self, job: Job) -> Job:
+        """Queue a job; its audio arrives on job.queue."""
+        with self._cond:
+            if self._closing:
+                raise RuntimeError("worker pool is closed")
+            heapq.heappush(self._heap, (job.deadline, next(self._seq), job))
+            self.stats.queued += 1
+            self._cond.notify()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """Cancel a job: drop it from the queue now if it waits, or stop it after its current piece."""
+        with self._cond:
+            job.cancel()
+            for i, (_, _, queued) in enumerate(self._heap):
+                if queued is job:
+                    self._heap[i] = self._heap[-1]
+                    self._heap.pop()
+                    heapq.heapify(self._heap)
+                    self.stats.queued -= 1
+                    self.stats.dropped += 1
+                    job._post(_DONE)
+                    break
+
+    def preload(self, voice: VoiceInfo, warm_text: str = WARM_TEXT) -> None:
+        """Load and warm `voice` on every worker and the solo session (blocking; call off the loop)."""
+        engine = self._engines(voice.engine)
+        slots = [(slot, self._threads) for slot in self._sessions]
+        if self._solo_threads:
+            slots.append((self._solo, self._solo_threads))
+
+        def warm(slot: dict[str, LoadedVoice], threads: int) -> None:
+            with self._load_lock:
+                if voice.id in slot:
+                    return
+            loaded = engine.load(voice, threads)
+            for _ in loaded.synthesize(warm_text, EngineParams()):
+                pass  # the first runs of a session grow its memory arena; pay that now, not per request
+            with self._load_lock:
+                slot.setdefault(voice.id, loaded)
+
+        # One-thread sessions warm side by side; the multi-thread solo session warms on its own.
+        singles = [threading.Thread(target=warm, args=pair) for pair in slots if pair[1] == 1]
+        for thread in singles:
+            thread.start()
+        for thread in singles:
+            thread.join()
+        for slot, threads in slots:
+            if threads != 1:
+                warm(slot, threads)
+
+    def loaded_voices(self) -> set[str]:
+        """Ids of voices loaded on every worker."""
+        with self._load_lock:
+            sets = [set(s) for s in self._sessions]
+        return set.intersection(*sets) if sets else set()
+
+    def close(self) -> None:
+        """Stop the workers after their current piece; queued jobs are dropped."""
+        with self._cond:
+            self._closing = True
+            for _, _, job in self._heap:
+                job.cancel()
+                job._post(_DONE)
+            self._heap.clear()
+            self._cond.notify_all()
+        for thread in self._workers:
+            thread.join(timeout=5)
+
+    def _take(self) -> Job | None:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2].cancelled.is_set():
+                    _, _, dropped = heapq.heappop(self._heap)
+                    self.stats.queued -= 1
+                    self.stats.dropped += 1
+                    dropped._post(_DONE)
+                if self._heap:
+                    _, _, job = heapq.heappop(self._heap)
+                    self.stats.queued -= 1
+                    self.stats.running += 1
+                    self._running.add(job)
+                    return job
+                if self._closing:
+                    return None
+                self._cond.wait()
+
+    def _session(self, worker: int, job: Job) -> tuple[LoadedVoice, bool]:
+        """Pick the solo session when this job runs alone, else the worker's own (loading on demand)."""
+        alone = False
+        voice = job.voice
+        if self._solo_threads and self._solo_lock.acquire(blocking=False):
+            with self._cond:
+                # A cancelled job is only finishing its last piece: it does not count as load.
+                others = [j for j in self._running if j is not job and not j.cancelled.is_set()]
+                alone = not others and not self._heap
+            if not alone:
+                self._solo_lock.release()
+        slot = self._solo if alone else self._sessions[worker]
+        threads = self._solo_threads if alone else self._threads
+        with self._load_lock:
+            loaded = slot.get(voice.id)
+        if loaded is None:
+            loaded = self._engines(voice.engine).load(voice, threads)
+            with self._load_lock:
+                loaded = slot.setdefault(voice.id, loaded)
+        return loaded, alone
+
+    def _run(self, worker: int) -> None:
+        while (job := self._take()) is not None:
+            job.started = time.monotonic()
+            alone = False
+            outcome, final = "completed", _DONE
+            try:
+                loaded, alone = self._session(worker, job)
+                job.rate = loaded.sample_rate
+                for audio in loaded.synthesize(job.text, job.params):
+                    if job.cancelled.is_set():
+                        break
+                    job._post(np.asarray(audio, dtype=np.float32))
+                if job.cancelled.is_set():
+                    outcome = "interrupted"  # its audio is unwanted, even if the last piece got done
+            except Exception as exc:  # the job's consumer decides what an engine error means
+                _LOG.exception("engine failed on %r", job.text[:80])
+                outcome, final = "failed", exc
+            finally:
+                if alone:
+                    self._solo_lock.release()
+                with self._cond:  # counters settle before the consumer can see the end
+                    self.stats.running -= 1
+                    self._running.discard(job)
+                    setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
+                job._post(final)
+
+
+def is_done(item: object) -> bool:
+    """True for the marker that ends a job's queue."""
+    return item is _DONE

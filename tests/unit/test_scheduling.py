@@ -1,0 +1,220 @@
+"""Worker pool and synthesis service behaviour, on the fake engine (scheduling logic only)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from tests.unit.fake_engine import RATE, FakeEngine
+from voxgate.core.metrics import Metrics
+from voxgate.core.service import Limits, SynthesisService
+from voxgate.core.types import Segmentation, SynthesisRequest
+from voxgate.engines.base import EngineParams
+from voxgate.errors import EngineFailure, Overloaded
+from voxgate.scheduling.pool import Job, WorkerPool, is_done
+from voxgate.voices.registry import VoiceRegistry
+
+
+def make_pool(engine: FakeEngine, workers: int = 1, solo: int = 0) -> WorkerPool:
+    return WorkerPool(lambda name: engine, workers=workers, threads=1, solo_threads=solo)
+
+
+async def drain(job: Job) -> list[object]:
+    items = []
+    while not is_done(item := await asyncio.wait_for(job.queue.get(), 10)):
+        items.append(item)
+    return items
+
+
+def job(engine: FakeEngine, text: str, deadline: float, voice: str = "a") -> Job:
+    info = next(v for v in engine.voices() if v.id == voice)
+    return Job(info, text, EngineParams(), deadline, asyncio.get_running_loop())
+
+
+async def test_most_urgent_deadline_runs_first() -> None:
+    engine = FakeEngine()
+    pool = make_pool(engine)
+    try:
+        gate = pool.submit(job(engine, "WAIT here", 0.0))
+        await asyncio.sleep(0.05)  # the worker is now blocked inside the gate job
+        jobs = [pool.submit(job(engine, f"deadline {d}", float(d))) for d in (3, 1, 2)]
+        engine.log.gate.set()
+        for j in [gate, *jobs]:
+            await drain(j)
+        assert engine.log.texts() == ["WAIT here", "deadline 1", "deadline 2", "deadline 3"]
+    finally:
+        pool.close()
+
+
+async def test_cancelled_queued_job_is_dropped_without_running() -> None:
+    engine = FakeEngine()
+    pool = make_pool(engine)
+    try:
+        gate = pool.submit(job(engine, "WAIT", 0.0))
+        await asyncio.sleep(0.05)
+        victim = pool.submit(job(engine, "never spoken", 1.0))
+        pool.cancel(victim)
+        engine.log.gate.set()
+        await drain(gate)
+        assert await drain(victim) == []
+        assert "never spoken" not in engine.log.texts()
+        assert pool.stats.dropped == 1 and pool.stats.queued == 0
+    finally:
+        pool.close()
+
+
+async def test_cancelled_running_job_stops_after_current_piece() -> None:
+    engine = FakeEngine(piece_seconds=0.03)
+    pool = make_pool(engine)
+    try:
+        running = pool.submit(job(engine, " ".join(["word"] * 50), 0.0))
+        first = await asyncio.wait_for(running.queue.get(), 10)
+        assert isinstance(first, np.ndarray)
+        pool.cancel(running)
+        rest = await drain(running)
+        assert len(rest) < 5
+        assert pool.stats.interrupted == 1
+        assert engine.log.pieces < 10
+    finally:
+        pool.close()
+
+
+async def test_lone_job_uses_solo_session_and_busy_pool_does_not() -> None:
+    engine = FakeEngine(piece_seconds=0.02)
+    pool = WorkerPool(lambda name: engine, workers=2, threads=1, solo_threads=2)
+    try:
+        await drain(pool.submit(job(engine, "alone at last", 0.0)))
+        assert engine.log.calls[-1][1] == 2
+        together = [pool.submit(job(engine, f"pair {i} " + "w " * 10, 0.0)) for i in range(2)]
+        for j in together:
+            await drain(j)
+        assert sorted(t for _, t, text in engine.log.calls if text.startswith("pair")) == [1, 1]
+    finally:
+        pool.close()
+
+
+async def test_engine_error_reaches_the_job() -> None:
+    engine = FakeEngine()
+    pool = make_pool(engine)
+    try:
+        failing = pool.submit(job(engine, "FAIL now", 0.0))
+        item = await asyncio.wait_for(failing.queue.get(), 10)
+        assert isinstance(item, RuntimeError)
+        assert pool.stats.failed == 1
+    finally:
+        pool.close()
+
+
+def make_service(engine: FakeEngine, workers: int = 1, max_queue: int = 4) -> SynthesisService:
+    registry = VoiceRegistry({"fake": engine}, {"alloy": "a"}, "a")
+    pool = WorkerPool(lambda name: engine, workers=workers, threads=1, solo_threads=0)
+    return SynthesisService(registry, pool, Metrics(), Limits(max_queue=max_queue))
+
+
+TEN = " ".join(f"Sentence {n} has five words." for n in range(10))
+
+
+async def test_stream_yields_segments_in_order_with_right_length() -> None:
+    engine = FakeEngine()
+    service = make_service(engine, workers=2)
+    try:
+        request = SynthesisRequest(text=TEN, voice="alloy", segmentation=Segmentation.SENTENCE)
+        chunks = [c async for c in service.stream(request)]
+        indices = [c.index for c in chunks if c.index >= 0]
+        assert indices == sorted(indices) and indices[-1] == 9
+        words = sum(len(s.split()) for s in engine.log.texts()[1:])  # [0] is the level calibration
+        assert words == 50
+        total = sum(len(c.samples) for c in chunks)
+        assert abs(total - 50 * int(RATE * 0.1)) <= 2
+        assert service.active == 0
+    finally:
+        service.pool.close()
+
+
+async def test_new_stream_first_segment_overtakes_running_stream() -> None:
+    engine = FakeEngine(piece_seconds=0.01)
+    service = make_service(engine, workers=1)
+    try:
+        old = await service.open(SynthesisRequest(text=TEN, voice="a", segmentation=Segmentation.SENTENCE))
+        for _ in range(2):
+            await anext(old)  # the old stream has audio in hand; its next segments are less urgent
+        new = await service.open(SynthesisRequest(text="Newcomer speaks now.", voice="a"))
+        first_new = asyncio.ensure_future(anext(new))
+        async for _ in old:
+            pass
+        await first_new
+        texts = engine.log.texts()
+        assert texts.index("Newcomer speaks now.") < texts.index("Sentence 5 has five words.")
+        await new.aclose()
+    finally:
+        service.pool.close()
+
+
+async def test_admission_refuses_past_the_queue_and_close_releases() -> None:
+    engine = FakeEngine()
+    service = make_service(engine, workers=1, max_queue=1)
+    try:
+        await service.warm_up()
+        streams = [await service.open(SynthesisRequest(text="Hello there.", voice="a")) for _ in range(2)]
+        with pytest.raises(Overloaded) as info:
+            await service.open(SynthesisRequest(text="One too many.", voice="a"))
+        assert info.value.retry_after >= 1
+        assert service.metrics.rejected._value.get() == 1
+        await streams[0].aclose()
+        extra = await service.open(SynthesisRequest(text="Room again.", voice="a"))
+        for stream in (streams[1], extra):
+            await stream.aclose()
+        assert service.active == 0
+        assert service.metrics.cancelled._value.get() == 3
+    finally:
+        service.pool.close()
+
+
+async def test_engine_failure_surfaces_as_domain_error_and_releases() -> None:
+    engine = FakeEngine()
+    service = make_service(engine)
+    try:
+        await service.warm_up()
+        stream = await service.open(SynthesisRequest(text="FAIL please.", voice="a"))
+        with pytest.raises(EngineFailure):
+            await anext(stream)
+        assert service.active == 0
+    finally:
+        service.pool.close()
+
+
+async def test_output_rate_and_volume() -> None:
+    engine = FakeEngine()
+    service = make_service(engine)
+    try:
+        loud = await service.synthesize(SynthesisRequest(text="one two three four", voice="a", sample_rate=24000))
+        quiet = await service.synthesize(
+            SynthesisRequest(text="one two three four", voice="a", sample_rate=24000, volume=0.5)
+        )
+        assert loud.rate == 24000 and abs(len(loud.samples) - 0.4 * 24000) < 50
+        ratio = np.sqrt(np.mean(quiet.samples**2)) / np.sqrt(np.mean(loud.samples**2))
+        assert 0.45 < ratio < 0.55
+        assert np.abs(loud.samples).max() <= 1.0
+    finally:
+        service.pool.close()
+
+
+async def test_queued_work_of_closed_stream_never_runs() -> None:
+    engine = FakeEngine(piece_seconds=0.02)
+    service = make_service(engine, workers=1)
+    try:
+        await service.warm_up()
+        stream = await service.open(SynthesisRequest(text=TEN, voice="a", segmentation=Segmentation.SENTENCE))
+        await anext(stream)
+        await stream.aclose()
+        started = time.monotonic()
+        while service.pool.stats.running and time.monotonic() - started < 5:
+            await asyncio.sleep(0.01)
+        spoken = [t for t in engine.log.texts() if t.startswith("Sentence")]
+        assert len(spoken) <= 3  # the first, plus at most the prefetched ones
+        assert service.pool.stats.queued == 0
+    finally:
+        service.pool.close()
