@@ -1,0 +1,5 @@
+"""`python -m voxgate`."""
+
+from voxgate.cli import main
+
+raise SystemExit(main())

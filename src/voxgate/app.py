@@ -1,0 +1,68 @@
+"""Composition root: build every service once, mount the dialects, run the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from voxgate import __version__
+from voxgate.core.context import Context
+from voxgate.core.metrics import Metrics
+from voxgate.core.service import Limits, SynthesisService
+from voxgate.dialects import native, openai
+from voxgate.engines.registry import create_engine
+from voxgate.errors import VoiceNotFound
+from voxgate.scheduling.pool import WorkerPool
+from voxgate.settings import Settings
+from voxgate.voices.registry import VoiceRegistry
+
+_LOG = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The settings cannot produce a working server (e.g. the default voice is missing)."""
+
+
+def build_context(settings: Settings) -> Context:
+    """Create the engines, the voice catalogue, the worker pool and the synthesis service."""
+    settings.voices_path.mkdir(parents=True, exist_ok=True)
+    engines = {"piper": create_engine("piper", voices_dir=settings.voices_path)}
+    voices = VoiceRegistry(engines, settings.openai_voice_aliases, settings.default_voice)
+    try:
+        voices.resolve(None)
+    except VoiceNotFound as exc:
+        raise StartupError(f"default voice: {exc.message}") from None
+    for alias, target in voices.aliases().items():
+        try:
+            voices.resolve(target)
+        except VoiceNotFound:
+            _LOG.warning("alias %r points at %r, which is not installed", alias, target)
+    pool = WorkerPool(engines.__getitem__, settings.workers, settings.threads, settings.solo_threads)
+    limits = Limits(max_input_chars=settings.max_input_chars, max_queue=settings.max_queue)
+    service = SynthesisService(voices, pool, Metrics(), limits)
+    return Context(service=service, voices=voices, metrics=service.metrics)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The ASGI app with every dialect mounted."""
+    ctx = build_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.warmup:
+            await ctx.service.warm_up()
+        else:
+            ctx.service.ready = True
+        try:
+            yield
+        finally:
+            ctx.service.pool.close()
+
+    app = FastAPI(title="voxgate", version=__version__, lifespan=lifespan)
+    app.state.ctx = ctx
+    native.attach(app, ctx)
+    openai.attach(app, ctx)
+    return app

@@ -1,0 +1,138 @@
+"""Command line: `voxgate serve|say|voices`; the serve flags are generated from Settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import socket
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from voxgate import __version__
+from voxgate.settings import Settings
+
+
+def _flag_type(annotation: Any) -> Any:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if isinstance(annotation, types.UnionType | typing._UnionGenericAlias) and args:  # type: ignore[attr-defined]
+        annotation = args[0]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if origin is dict or annotation is dict:
+        return json.loads
+    return annotation if annotation in (int, float, str, Path) else str
+
+
+def add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Settings field; each is also the env var VOXGATE_<FIELD>."""
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{field.description} (env VOXGATE_{name.upper()})"
+        if field.annotation is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, dest=name, type=_flag_type(field.annotation), default=None,
+                                help=help_text)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the flags that were given; env vars and defaults fill the rest."""
+    given = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None}
+    return Settings(**given)
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from voxgate.app import create_app
+
+    app = create_app(settings)
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    port = sock.getsockname()[1]
+    print(f"voxgate listening on http://{settings.host}:{port}", flush=True)
+    config = uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+async def _say(settings: Settings, text: str, voice: str | None, fmt: str, out: Path) -> None:
+    from voxgate.app import build_context
+    from voxgate.audio.encoders import encode_all
+    from voxgate.core.types import SynthesisRequest
+
+    ctx = build_context(settings)
+    try:
+        pcm = await ctx.service.synthesize(SynthesisRequest(text=text, voice=voice or settings.default_voice))
+        data = encode_all(pcm.samples, pcm.rate, fmt)
+        await asyncio.to_thread(out.write_bytes, data)
+    finally:
+        ctx.service.pool.close()
+
+
+def _voices(settings: Settings) -> int:
+    from voxgate.app import build_context
+
+    ctx = build_context(settings)
+    aliases: dict[str, list[str]] = {}
+    for alias, target in ctx.voices.aliases().items():
+        aliases.setdefault(target, []).append(alias)
+    for voice in ctx.voices.list():
+        names = ", ".join(sorted(aliases.get(voice.id, [])))
+        print(f"{voice.id}\t{voice.engine}\t{voice.language}\t{voice.sample_rate} Hz\t{names}")
+    ctx.service.pool.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="voxgate", description="Text-to-speech server speaking many APIs.")
+    parser.add_argument("--version", action="version", version=f"voxgate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_settings_flags(sub.add_parser("serve", help="run the server"))
+    say = sub.add_parser("say", help="synthesize TEXT into a file")
+    add_settings_flags(say)
+    say.add_argument("text", help="text to speak ('-' reads standard input)")
+    say.add_argument("-o", "--output", type=Path, required=True, help="output file")
+    say.add_argument("--voice", help="voice id or alias (default: the default voice)")
+    say.add_argument("--format", help="wav, mp3, opus, aac, flac, ogg, m4a or pcm (default: from -o)")
+    add_settings_flags(sub.add_parser("voices", help="list installed voices"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `voxgate` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ValidationError as exc:
+        print(f"voxgate: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from voxgate.app import StartupError
+    from voxgate.errors import VoxgateError
+
+    try:
+        if args.command == "serve":
+            return _serve(settings)
+        if args.command == "voices":
+            return _voices(settings)
+        text = sys.stdin.read() if args.text == "-" else args.text
+        fmt = args.format or args.output.suffix.lstrip(".") or "wav"
+        settings = settings.model_copy(update={"warmup": False})
+        asyncio.run(_say(settings, text, args.voice, fmt, args.output))
+        return 0
+    except (StartupError, VoxgateError) as exc:
+        print(f"voxgate: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,20 @@
+"""What a dialect is handed when it is attached: the services, built once in the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from voxgate.core.metrics import Metrics
+from voxgate.core.service import SynthesisService
+from voxgate.voices.registry import VoiceRegistry
+
+
+@dataclass
+class Context:
+    """Services and the few settings dialects need; dialects never read the settings object itself."""
+
+    service: SynthesisService
+    voices: VoiceRegistry
+    metrics: Metrics
+    openai_models: tuple[str, ...] = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
+    extras: dict[str, object] = field(default_factory=dict)  # dialect-specific settings, by key

@@ -1,0 +1,257 @@
+"""SynthesisService: the one API every dialect calls; text in, float32 PCM chunks out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from voxgate.audio.pcm import Leveller, calibrate_gain
+from voxgate.audio.resample import Resampler
+from voxgate.core.metrics import Metrics
+from voxgate.core.types import Pcm, PcmChunk, Segmentation, SynthesisRequest
+from voxgate.engines.base import EngineParams, VoiceInfo
+from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, Overloaded
+from voxgate.scheduling.pool import Job, WorkerPool, is_done
+from voxgate.text.normalize import is_speakable, normalize
+from voxgate.text.segment import DEFAULT_POLICY, SENTENCE_POLICY, SegmentPolicy, split_text
+from voxgate.voices.registry import VoiceRegistry
+
+_LOG = logging.getLogger(__name__)
+CALIBRATION_TEXT = "The quick brown fox jumps over the lazy dog. How are you doing today?"
+SECONDS_PER_CHAR = 0.065  # typical speech rate, to estimate deadlines of segments not yet spoken
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds the service enforces for every dialect."""
+
+    max_input_chars: int = 4096
+    max_queue: int = 32  # requests admitted beyond the worker count
+    min_speed: float = 0.1
+    max_speed: float = 10.0
+
+
+def _policy(segmentation: Segmentation) -> SegmentPolicy | None:
+    if segmentation is Segmentation.SENTENCE:
+        return SENTENCE_POLICY
+    if segmentation is Segmentation.NONE:
+        return None
+    return DEFAULT_POLICY
+
+
+class SynthesisStream:
+    """Audio of one request, pulled chunk by chunk; closing it early cancels its queued and running work."""
+
+    def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
+                 segments: list[str], gain: float) -> None:
+        self.request = request
+        self.voice = voice
+        self.sample_rate = request.sample_rate or voice.sample_rate  # Hertz of every chunk
+        self._service = service
+        self._pending = deque(enumerate(segments))
+        self._inflight: deque[tuple[int, str, Job]] = deque()
+        self._leveller = Leveller(gain * request.volume)
+        self._resampler = Resampler(voice.sample_rate, self.sample_rate)
+        self._params = EngineParams(
+            speed=request.speed,
+            noise_scale=request.engine_options.get("noise_scale"),
+            noise_w_scale=request.engine_options.get("noise_w_scale"),
+            seed=request.seed,
+        )
+        self._t0 = time.monotonic()
+        self._delivered = 0.0  # seconds of audio handed to the client
+        self._first_audio: float | None = None  # seconds from admission to first audio
+        self._closed = False
+        self._completed = False
+
+    @property
+    def first_audio_latency(self) -> float | None:
+        """Seconds from admission to the first chunk, once there was one."""
+        return self._first_audio
+
+    def __aiter__(self) -> SynthesisStream:
+        return self
+
+    async def __aenter__(self) -> SynthesisStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _fill(self) -> None:
+        # The first segment runs alone so it can take the fast solo session; after it, keep the
+        # next segments queued so a worker never waits on this stream's consumer.
+        depth = 1 if self._first_audio is None else self._service.prefetch
+        ahead = sum(len(text) for _, text, _ in self._inflight) * SECONDS_PER_CHAR / self.request.speed
+        while self._pending and len(self._inflight) < depth:
+            index, text = self._pending.popleft()
+            job = Job(self.voice, text, self._params, self._t0 + self._delivered + ahead,
+                      asyncio.get_running_loop())
+            self._service.pool.submit(job)
+            self._inflight.append((index, text, job))
+            ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
+
+    async def __anext__(self) -> PcmChunk:
+        while not self._closed:
+            self._fill()
+            if not self._inflight:
+                tail = self._resampler.process(np.zeros(0, np.float32), last=True)
+                await self._finish(completed=True)
+                if len(tail):
+                    return self._emit(tail, -1, "")
+                break
+            index, text, job = self._inflight[0]
+            item = await job.queue.get()
+            if is_done(item):
+                self._inflight.popleft()
+                continue
+            if isinstance(item, BaseException):
+                await self._finish(completed=False)
+                raise EngineFailure(f"{self.voice.engine} failed: {item}") from item
+            assert isinstance(item, np.ndarray)
+            audio = self._resampler.process(self._leveller.process(item))
+            if len(audio):
+                return self._emit(audio, index, text)
+        raise StopAsyncIteration
+
+    def _emit(self, audio: np.ndarray, index: int, text: str) -> PcmChunk:
+        if self._first_audio is None:
+            self._first_audio = time.monotonic() - self._t0
+            self._service.metrics.first_audio.observe(self._first_audio)
+        seconds = len(audio) / self.sample_rate
+        self._delivered += seconds
+        self._service.metrics.audio_seconds.inc(seconds)
+        return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=text)
+
+    def cancel(self) -> None:
+        """Drop queued segments and stop the running one after its current piece."""
+        self._service.metrics.segments_dropped.inc(len(self._pending) + len(self._inflight))
+        for _, _, job in self._inflight:
+            self._service.pool.cancel(job)
+        self._inflight.clear()
+        self._pending.clear()
+
+    async def _finish(self, completed: bool) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._completed = completed
+        self.cancel()
+        self._service._release()
+
+    async def aclose(self) -> None:
+        """End the stream; if it had not finished, its work is cancelled and counted."""
+        if not self._closed:
+            self._service.metrics.cancelled.inc()
+            await self._finish(completed=False)
+
+
+class SynthesisService:
+    """Validates requests, admits them, and turns text into PCM through the worker pool."""
+
+    def __init__(self, voices: VoiceRegistry, pool: WorkerPool, metrics: Metrics,
+                 limits: Limits = Limits()) -> None:
+        self.voices = voices
+        self.pool = pool
+        self.metrics = metrics
+        self.limits = limits
+        self.prefetch = max(2, pool.size)  # segments of one stream queued at once
+        self._active = 0
+        self._gains: dict[str, float] = {}
+        self._gain_locks: dict[str, asyncio.Lock] = {}
+        self.ready = False
+        metrics.watch(self._gauges)
+
+    def _gauges(self) -> dict[str, float]:
+        stats = self.pool.stats
+        return {"queue_depth": stats.queued, "jobs_running": stats.running, "active_requests": self._active,
+                "jobs_dropped": stats.dropped, "jobs_interrupted": stats.interrupted,
+                "jobs_completed": stats.completed, "jobs_failed": stats.failed}
+
+    @property
+    def active(self) -> int:
+        """Requests admitted and not yet closed."""
+        return self._active
+
+    async def warm_up(self) -> None:
+        """Load the default voice on every worker and measure its level, so the first request is fast."""
+        voice = self.voices.resolve(None)
+        await asyncio.to_thread(self.pool.preload, voice)
+        await self._gain(voice)
+        self.ready = True
+
+    async def open(self, request: SynthesisRequest) -> SynthesisStream:
+        """Validate and admit a request; raises before any audio if it is bad or the server is busy."""
+        text, voice = self._validate(request)
+        policy = _policy(request.segmentation)
+        segments = split_text(text, policy) if policy else [text]
+        if self._active >= self.pool.size + self.limits.max_queue:
+            self.metrics.rejected.inc()
+            raise Overloaded(f"{self._active} requests in progress; retry shortly", retry_after=1.0)
+        self._active += 1
+        try:
+            gain = await self._gain(voice)
+        except BaseException:
+            self._release()
+            raise
+        return SynthesisStream(self, request, voice, segments, gain)
+
+    async def stream(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
+        """Audio chunks of a request as they are synthesized."""
+        async with await self.open(request) as stream:
+            async for chunk in stream:
+                yield chunk
+
+    async def synthesize(self, request: SynthesisRequest) -> Pcm:
+        """The whole utterance at once."""
+        async with await self.open(request) as stream:
+            parts = [chunk.samples async for chunk in stream]
+            rate = stream.sample_rate
+        return Pcm(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate)
+
+    def _validate(self, request: SynthesisRequest) -> tuple[str, VoiceInfo]:
+        text = normalize(request.text)
+        if len(request.text) > self.limits.max_input_chars:
+            raise InputTooLong(
+                f"text is {len(request.text)} characters; the limit is {self.limits.max_input_chars}",
+                param="text",
+            )
+        if not is_speakable(text):
+            raise InvalidInput("text is empty or has nothing to speak", param="text")
+        if not self.limits.min_speed <= request.speed <= self.limits.max_speed:
+            raise InvalidInput(f"speed {request.speed} is outside {self.limits.min_speed}–"
+                               f"{self.limits.max_speed}", param="speed")
+        if request.sample_rate is not None and not 8000 <= request.sample_rate <= 192_000:
+            raise InvalidInput(f"sample rate {request.sample_rate} Hz is outside 8000–192000",
+                               param="sample_rate")
+        return text, self.voices.resolve(request.voice)
+
+    async def _gain(self, voice: VoiceInfo) -> float:
+        """The fixed gain that levels this voice, measured once on a calibration sentence."""
+        if voice.id in self._gains:
+            return self._gains[voice.id]
+        lock = self._gain_locks.setdefault(voice.id, asyncio.Lock())
+        async with lock:
+            if voice.id not in self._gains:
+                job = self.pool.submit(Job(voice, CALIBRATION_TEXT, EngineParams(), time.monotonic(),
+                                           asyncio.get_running_loop()))
+                parts = []
+                while not is_done(item := await job.queue.get()):
+                    if isinstance(item, BaseException):
+                        raise EngineFailure(f"{voice.engine} failed to load {voice.id}: {item}") from item
+                    parts.append(item)
+                self._gains[voice.id] = calibrate_gain(np.concatenate(parts)) if parts else 1.0
+                _LOG.info("voice %s levelled with gain %.2f", voice.id, self._gains[voice.id])
+        return self._gains[voice.id]
+
+    def _release(self) -> None:
+        self._active -= 1
+
+
+__all__ = ["Limits", "SynthesisService", "SynthesisStream"]

@@ -1,0 +1,72 @@
+"""Helpers every dialect shares: error tables, streaming bodies that stop when the client goes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from voxgate.audio.encoders import Encoder
+from voxgate.core.service import SynthesisStream
+from voxgate.core.types import PcmChunk
+
+E = TypeVar("E")
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    """How a dialect answers one class of domain error."""
+
+    status: int
+    type: str = ""
+    code: str | None = None
+
+
+def lookup(table: Mapping[type[BaseException], E], exc: BaseException, default: E) -> E:
+    """Find the entry for the most specific class of `exc` in its hierarchy."""
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    return default
+
+
+async def first_then_rest(stream: SynthesisStream) -> AsyncIterator[PcmChunk]:
+    """Pull the first chunk now (so an engine error can still become a status), then the rest."""
+    try:
+        first = await anext(stream)
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await stream.aclose()
+        raise
+
+    async def rest() -> AsyncIterator[PcmChunk]:
+        try:
+            if first is not None:
+                yield first
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()  # client gone or done: cancel whatever is still queued
+
+    return rest()
+
+
+async def encode_stream(
+    chunks: AsyncIterator[PcmChunk], encoder: Encoder, wrap: Callable[[bytes], bytes] | None = None
+) -> AsyncIterator[bytes]:
+    """Encode PCM chunks as they come; the codec runs off the event loop."""
+    try:
+        async for chunk in chunks:
+            data = await asyncio.to_thread(encoder.encode, chunk.samples)
+            if data:
+                yield wrap(data) if wrap else data
+        data = await asyncio.to_thread(encoder.finish)
+        if data:
+            yield wrap(data) if wrap else data
+    finally:
+        encoder.close()  # frees the codec and container at once, also when the client went away
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -1,0 +1,166 @@
+"""Handlers of the OpenAI dialect and its error table (OpenAI's {"error": {...}} envelope)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import ValidationError
+
+from voxgate.audio.encoders import open_encoder
+from voxgate.core.context import Context
+from voxgate.dialects.common import ErrorSpec, encode_stream, first_then_rest, lookup
+from voxgate.dialects.openai.protocol import PCM_RATE, SpeechRequest
+from voxgate.errors import (
+    EngineFailure,
+    InputTooLong,
+    InvalidInput,
+    Overloaded,
+    Unauthorized,
+    VoiceNotFound,
+    VoxgateError,
+)
+
+_LOG = logging.getLogger(__name__)
+DIALECT = "openai"
+_CREATED = 1_700_000_000  # a fixed "created" stamp: models here have no creation date worth reporting
+
+ERRORS: dict[type[BaseException], ErrorSpec] = {
+    InputTooLong: ErrorSpec(400, "invalid_request_error", "string_above_max_length"),
+    InvalidInput: ErrorSpec(400, "invalid_request_error", "invalid_value"),
+    VoiceNotFound: ErrorSpec(404, "invalid_request_error", "voice_not_found"),
+    Unauthorized: ErrorSpec(401, "invalid_request_error", "invalid_api_key"),
+    Overloaded: ErrorSpec(503, "server_error", "server_overloaded"),
+    EngineFailure: ErrorSpec(500, "server_error", "engine_failure"),
+}
+
+
+_PARAMS = {"text": "input"}  # core field names → this dialect's names
+
+
+class ModelNotFound(VoxgateError):
+    """The `model` names neither an OpenAI TTS model nor an installed voice."""
+
+
+ERRORS[ModelNotFound] = ErrorSpec(404, "invalid_request_error", "model_not_found")
+
+
+def error_response(ctx: Context, exc: BaseException) -> JSONResponse:
+    """Render any error in OpenAI's envelope, with the status its class maps to."""
+    spec = lookup(ERRORS, exc, ErrorSpec(500, "server_error", "internal_error"))
+    message = getattr(exc, "message", None) or "internal server error"
+    ctx.metrics.errors.labels(DIALECT, spec.code or spec.type).inc()
+    param = getattr(exc, "param", None)
+    body = {"error": {"message": message, "type": spec.type, "param": _PARAMS.get(param, param),
+                      "code": spec.code}}
+    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, Overloaded) else None
+    return JSONResponse(body, status_code=spec.status, headers=headers)
+
+
+def _validation_error(exc: ValidationError) -> InvalidInput:
+    first = exc.errors()[0]
+    param = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or None
+    if param and param.startswith("voice."):
+        param = "voice"
+    if first["type"] == "string_too_long" and param == "input":
+        return InputTooLong(f"Invalid 'input': {first['msg']}", param=param)
+    value = first.get("input")
+    shown = f" {value!r}" if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
+    return InvalidInput(f"Invalid value for '{param}'{shown}: {first['msg']}", param=param)
+
+
+async def _parse(request: Request) -> SpeechRequest:
+    try:
+        payload = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInput("We could not parse the JSON body of your request. (HINT: This likely means "
+                           "you aren't using your HTTP library correctly.)") from None
+    if not isinstance(payload, dict):
+        raise InvalidInput("The request body must be a JSON object.")
+    try:
+        return SpeechRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
+def _voice_for(ctx: Context, speech: SpeechRequest) -> str:
+    """A voice named by `voice` wins; an OpenAI name defers to a voice named as `model`."""
+    name = speech.voice_name
+    model_voice = None
+    if speech.model not in ctx.openai_models:
+        try:
+            model_voice = ctx.voices.resolve(speech.model)
+        except VoiceNotFound:
+            raise ModelNotFound(f"The model '{speech.model}' does not exist; use one of "
+                                f"{', '.join(ctx.openai_models)} or an installed voice id.",
+                                param="model") from None
+    installed = {v.id for v in ctx.voices.list()}
+    if model_voice is not None and name not in installed and name.lower() in ctx.voices.aliases():
+        return model_voice.id
+    return ctx.voices.resolve(name).id
+
+
+def _sse(data: bytes) -> bytes:
+    event = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")}
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+async def _sse_body(audio: AsyncIterator[bytes], chars: int) -> AsyncIterator[bytes]:
+    async for part in audio:
+        yield part
+    usage = {"input_tokens": chars, "output_tokens": 0, "total_tokens": chars}
+    yield b"data: " + json.dumps({"type": "speech.audio.done", "usage": usage}).encode() + b"\n\n"
+
+
+def attach(app: FastAPI, ctx: Context) -> None:
+    """Mount the OpenAI routes."""
+
+    @app.post("/v1/audio/speech", tags=["openai"])
+    async def speech(request: Request) -> Response:
+        ctx.metrics.requests.labels(DIALECT).inc()
+        try:
+            body = await _parse(request)
+            if body.instructions:
+                _LOG.debug("instructions are not honoured by Piper voices; ignored")
+            stream = await ctx.service.open(body.to_request(_voice_for(ctx, body)))
+            chunks = await first_then_rest(stream)
+        except VoxgateError as exc:
+            return error_response(ctx, exc)
+        encoder = open_encoder(body.response_format, PCM_RATE, streaming=True)
+        if body.stream_format == "sse":
+            audio = encode_stream(chunks, encoder, wrap=_sse)
+            return StreamingResponse(_sse_body(audio, len(body.input)), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(encode_stream(chunks, encoder), media_type=encoder.content_type)
+
+    @app.get("/v1/models", tags=["openai"])
+    async def models() -> dict[str, object]:
+        data = [{"id": m, "object": "model", "created": _CREATED, "owned_by": "voxgate"}
+                for m in ctx.openai_models]
+        data += [{"id": v.id, "object": "model", "created": _CREATED, "owned_by": v.engine}
+                 for v in ctx.voices.list()]
+        return {"object": "list", "data": data}
+
+    @app.get("/v1/models/{model_id}", tags=["openai"])
+    async def model(model_id: str) -> Response:
+        listed = (await models())["data"]
+        assert isinstance(listed, list)
+        for entry in listed:
+            if entry["id"] == model_id:
+                return JSONResponse(entry)
+        return error_response(ctx, ModelNotFound(f"The model '{model_id}' does not exist", param="model"))
+
+    @app.get("/v1/audio/voices", tags=["openai"])
+    async def voices() -> dict[str, object]:
+        aliases: dict[str, list[str]] = {}
+        for alias, target in sorted(ctx.voices.aliases().items()):
+            aliases.setdefault(target, []).append(alias)
+        data = [{"id": v.id, "object": "voice", "name": v.name, "engine": v.engine, "language": v.language,
+                 "sample_rate": v.sample_rate, "speaker": v.speaker, "speakers": list(v.speakers),
+                 "quality": v.quality, "aliases": aliases.get(v.id, [])} for v in ctx.voices.list()]
+        return {"object": "list", "data": data, "voices": [v["id"] for v in data]}
+

@@ -1,0 +1,1 @@
+"""The one catalogue of voices every dialect resolves names through."""

@@ -1,0 +1,110 @@
+"""Shared fixtures: a real voxgate server in a subprocess on a free loopback port, audio decoding."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+
+STARTUP_TIMEOUT = 90.0  # seconds: loading and warming the voice on a loaded 2-core CI machine
+
+
+@dataclass
+class Server:
+    """A running voxgate process."""
+
+    url: str
+    process: subprocess.Popen[str]
+    data_dir: Path
+    log: Path
+
+    def metric(self, name: str) -> float:
+        """Current value of an unlabelled Prometheus sample."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise KeyError(name)
+
+
+def start_server(tmp: Path, *flags: str) -> Server:
+    """Start `python -m voxgate serve` on port 0 and wait until /ready says so."""
+    log = tmp / "server.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
+           "--data-dir", str(tmp / "data"), *flags]
+    with log.open("w") as err:
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if "listening on" not in line:
+        process.kill()
+        pytest.fail(f"server did not start: {line!r}\n{log.read_text()}")
+    url = line.split("listening on", 1)[1].strip()
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return Server(url, process, tmp / "data", log)
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            pytest.fail(f"server exited:\n{log.read_text()}")
+        time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"server not ready after {STARTUP_TIMEOUT}s:\n{log.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    """Terminate, then kill if it lingers."""
+    if server.process.stdout is not None:
+        server.process.stdout.close()
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One shared server with default settings."""
+    srv = start_server(tmp_path_factory.mktemp("server"))
+    yield srv
+    stop_server(srv)
+
+
+def decode(data: bytes, fmt: str | None = None) -> tuple[np.ndarray, int]:
+    """Decode a whole audio file with PyAV into mono float32 samples and its sample rate."""
+    with av.open(io.BytesIO(data), mode="r", format=fmt) as container:
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate
+        parts = [frame.to_ndarray().astype(np.float32).reshape(frame.layout.nb_channels, -1)
+                 if frame.format.is_planar else
+                 frame.to_ndarray().astype(np.float32).reshape(-1, frame.layout.nb_channels).T
+                 for frame in container.decode(stream)]
+    samples = np.concatenate(parts, axis=1)[0] if parts else np.zeros(0, np.float32)
+    if np.abs(samples).max(initial=0) > 1.5:  # integer sample formats: scale to [-1, 1]
+        samples = samples / 32768.0
+    return samples, rate
+
+
+def pcm16(data: bytes) -> np.ndarray:
+    """Raw little-endian int16 mono as float32."""
+    return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
+
+
+def rms(samples: np.ndarray) -> float:
+    """Root mean square level."""
+    return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0

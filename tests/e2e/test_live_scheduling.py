@@ -1,0 +1,77 @@
+"""Disconnects and admission control against a live server, asserted through its metrics."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Server, start_server, stop_server
+from voxgate.text.normalize import normalize
+from voxgate.text.segment import split_text
+
+LONG = " ".join(f"This is sentence {n} of a long reading that nobody will stay to hear." for n in range(60))
+
+
+def _wait_for(predicate, seconds: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_client_disconnect_cancels_queued_and_running_work(server: Server) -> None:
+    cancelled = server.metric("voxgate_cancelled_total")
+    dropped = server.metric("voxgate_segments_dropped_total")
+    completed_before = server.metric("voxgate_jobs_completed")
+    body = {"model": "tts-1", "input": LONG[:4000], "voice": "alloy", "response_format": "pcm"}
+    with httpx.stream("POST", f"{server.url}/v1/audio/speech", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        audio = response.iter_bytes(1024)
+        next(audio)  # audio has started; leaving the block closes the connection mid-stream
+    assert _wait_for(lambda: server.metric("voxgate_cancelled_total") == cancelled + 1)
+    assert _wait_for(lambda: server.metric("voxgate_active_requests") == 0)
+    assert _wait_for(lambda: server.metric("voxgate_jobs_running") == 0)
+    # All planned segments but the few already synthesized (first + prefetched) were dropped.
+    planned = len(split_text(normalize(LONG[:4000])))
+    assert planned > 15
+    assert server.metric("voxgate_segments_dropped_total") - dropped >= planned - 4
+    assert server.metric("voxgate_queue_depth") == 0
+    completed = server.metric("voxgate_jobs_completed")
+    assert completed - completed_before <= 4
+    time.sleep(0.5)  # nothing of the abandoned stream may still be running or start later
+    assert server.metric("voxgate_jobs_completed") == completed
+    assert server.metric("voxgate_jobs_running") == 0
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One worker and no queue: the second concurrent request must be refused."""
+    srv = start_server(Path(tmp_path_factory.mktemp("tiny")), "--workers", "1", "--max-queue", "0")
+    yield srv
+    stop_server(srv)
+
+
+def test_busy_server_answers_503_with_retry_after_then_recovers(tiny_server: Server) -> None:
+    body = {"model": "tts-1", "input": LONG[:3000], "voice": "alloy", "response_format": "pcm"}
+    with httpx.stream("POST", f"{tiny_server.url}/v1/audio/speech", json=body, timeout=60) as first:
+        assert first.status_code == 200
+        audio = first.iter_bytes(1024)  # keep the iterator: dropping it would close the connection
+        next(audio)
+        assert tiny_server.metric("voxgate_active_requests") == 1
+        second = httpx.post(f"{tiny_server.url}/v1/audio/speech", timeout=30,
+                            json={**body, "input": "Can I go too?"})
+        assert second.status_code == 503
+        assert int(second.headers["retry-after"]) >= 1
+        error = second.json()["error"]
+        assert error["type"] == "server_error" and error["code"] == "server_overloaded"
+    assert tiny_server.metric("voxgate_rejected_busy_total") == 1
+    assert _wait_for(lambda: tiny_server.metric("voxgate_active_requests") == 0)
+    third = httpx.post(f"{tiny_server.url}/v1/audio/speech", timeout=60,
+                       json={**body, "input": "Now it is my turn."})
+    assert third.status_code == 200 and len(third.content) > 24000

@@ -1,0 +1,68 @@
+"""The import rules of DESIGN.md, checked on the source: the architecture stays what the folders say."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "voxgate"
+
+# package → voxgate packages it may import (besides itself). `engines.base` is the engine interface,
+# a leaf of plain types that core and voices need to speak about voices.
+ALLOWED: dict[str, set[str]] = {
+    "dialects": {"core", "errors", "audio", "dialects"},
+    "core": {"text", "voices", "scheduling", "audio", "errors", "engines.base"},
+    "scheduling": {"engines.base", "errors"},
+    "engines": {"engines", "errors"},
+    "voices": {"engines.base", "errors", "audio"},
+    "text": {"errors"},
+    "audio": {"errors"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        found |= {n.removeprefix("voxgate.") for n in names if n.startswith("voxgate.")}
+    return found
+
+
+def _allowed(target: str, allowed: set[str]) -> bool:
+    return any(target == a or target.startswith(a + ".") for a in allowed)
+
+
+def test_layers_import_only_what_design_allows() -> None:
+    violations = []
+    for package, allowed in ALLOWED.items():
+        for path in (SRC / package).rglob("*.py"):
+            for target in _imports(path):
+                if not _allowed(target, allowed | {package}):
+                    violations.append(f"{path.relative_to(SRC)} imports voxgate.{target}")
+    assert not violations, "\n".join(violations)
+
+
+def test_only_the_composition_root_imports_dialects() -> None:
+    importers = sorted(
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if "dialects" not in path.relative_to(SRC).parts
+        and any(t == "dialects" or t.startswith("dialects.") for t in _imports(path))
+    )
+    assert importers == ["app.py"]
+
+
+def test_engines_import_heavy_packages_only_inside_adapters() -> None:
+    tree = ast.parse((SRC / "engines" / "piper.py").read_text(encoding="utf-8"))
+    top_level = {
+        alias.name.split(".")[0]
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
+    }
+    assert not top_level & {"piper", "onnxruntime"}, "heavy engine imports must stay inside functions"
