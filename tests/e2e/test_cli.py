@@ -1,0 +1,63 @@
+"""The command line as a user runs it: say, voices, and refusing bad settings before loading anything."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+from tests.conftest import decode, rms
+
+
+def run(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "voxgate", *args], capture_output=True, text=True, input=stdin,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_say_writes_a_true_size_wav_and_other_formats(tmp_path: Path) -> None:
+    out = tmp_path / "hello.wav"
+    result = run("say", "Hello from the command line.", "-o", str(out), "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 0, result.stderr
+    with wave.open(str(out)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 22050)
+        frames = wav.getnframes()
+    assert 1.0 < frames / 22050 < 4.0
+    assert out.stat().st_size == 44 + frames * 2  # the header tells the real length
+    mp3 = tmp_path / "hello.mp3"
+    result = run("say", "-", "-o", str(mp3), "--voice", "alloy", "--data-dir", str(tmp_path / "d"),
+                 stdin="Text from standard input.")
+    assert result.returncode == 0, result.stderr
+    samples, rate = decode(mp3.read_bytes())
+    assert rate == 22050 and rms(samples) > 0.02
+
+
+def test_say_reports_bad_input_without_a_traceback(tmp_path: Path) -> None:
+    result = run("say", "Hello.", "-o", str(tmp_path / "x.wav"), "--voice", "nobody", "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "nobody" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_voices_lists_the_default_voice_with_its_aliases(tmp_path: Path) -> None:
+    result = run("voices", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    line = next(row for row in result.stdout.splitlines() if row.startswith("en_US-joe-medium\t"))
+    assert "piper" in line and "en-US" in line and "22050 Hz" in line and "alloy" in line
+
+
+def test_invalid_settings_are_refused_before_start(tmp_path: Path) -> None:
+    bad_port = run("serve", "--port", "70000", "--data-dir", str(tmp_path))
+    assert bad_port.returncode == 2 and "port" in bad_port.stderr
+    bad_env = run("voices", "--data-dir", str(tmp_path), env={"VOXGATE_WORKERS": "0"})
+    assert bad_env.returncode == 2 and "workers" in bad_env.stderr
+    missing_voice = run("serve", "--port", "0", "--data-dir", str(tmp_path), "--default-voice", "nope")
+    assert missing_voice.returncode == 2 and "default voice" in missing_voice.stderr
+
+
+def test_help_lists_every_setting_with_its_env_var() -> None:
+    result = run("serve", "--help")
+    assert result.returncode == 0
+    for flag in ("--host", "--port", "--data-dir", "--voices-dir", "--workers", "--threads", "--max-queue"):
+        assert flag in result.stdout
+    assert "VOXGATE_WORKERS" in result.stdout
