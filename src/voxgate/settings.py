@@ -44,9 +44,6 @@ class Settings(BaseSettings):
     max_input_chars: Annotated[int, Field(ge=1)] = Field(
         4096, description="Longest text one request may carry."
     )
-    stream_buffer_seconds: Annotated[float, Field(gt=0)] = Field(
-        30.0, description="Audio a stream may synthesize ahead of its client before it waits."
-    )
     openai_voice_aliases: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_OPENAI_ALIASES),
         description="OpenAI voice names mapped to installed voice ids (JSON object in the env var).",
