@@ -40,7 +40,8 @@ def build_context(settings: Settings) -> Context:
             voices.resolve(target)
         except VoiceNotFound:
             _LOG.warning("alias %r points at %r, which is not installed", alias, target)
-    pool = WorkerPool(engines.__getitem__, settings.workers, settings.threads, settings.solo_threads)
+    pool = WorkerPool(engines.__getitem__, settings.workers, settings.threads, settings.solo_threads,
+                      express=settings.express_workers)
     limits = Limits(max_input_chars=settings.max_input_chars, max_queue=settings.max_queue)
     service = SynthesisService(voices, pool, Metrics(), limits)
     return Context(service=service, voices=voices, metrics=service.metrics)

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     solo_threads: Annotated[int, Field(ge=0, le=64)] = Field(
         2, description="Compute threads for a job that runs alone (lower latency); 0 disables the solo session."
     )
+    express_workers: Annotated[int, Field(ge=0, le=16)] = Field(
+        1, description="Extra workers that only run first segments, so a new request never waits for a busy pool."
+    )
     max_queue: Annotated[int, Field(ge=0, le=10_000)] = Field(
         32, description="Requests admitted beyond the workers before answering busy."
     )

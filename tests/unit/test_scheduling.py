@@ -18,8 +18,8 @@ from voxgate.scheduling.pool import Job, WorkerPool, is_done
 from voxgate.voices.registry import VoiceRegistry
 
 
-def make_pool(engine: FakeEngine, workers: int = 1, solo: int = 0) -> WorkerPool:
-    return WorkerPool(lambda name: engine, workers=workers, threads=1, solo_threads=solo)
+def make_pool(engine: FakeEngine, workers: int = 1, solo: int = 0, express: int = 0) -> WorkerPool:
+    return WorkerPool(lambda name: engine, workers=workers, threads=1, solo_threads=solo, express=express)
 
 
 async def drain(job: Job) -> list[object]:
@@ -29,9 +29,9 @@ async def drain(job: Job) -> list[object]:
     return items
 
 
-def job(engine: FakeEngine, text: str, deadline: float, voice: str = "a") -> Job:
+def job(engine: FakeEngine, text: str, deadline: float, voice: str = "a", urgent: bool = False) -> Job:
     info = next(v for v in engine.voices() if v.id == voice)
-    return Job(info, text, EngineParams(), deadline, asyncio.get_running_loop())
+    return Job(info, text, EngineParams(), deadline, asyncio.get_running_loop(), urgent=urgent)
 
 
 async def test_most_urgent_deadline_runs_first() -> None:
@@ -45,6 +45,24 @@ async def test_most_urgent_deadline_runs_first() -> None:
         for j in [gate, *jobs]:
             await drain(j)
         assert engine.log.texts() == ["WAIT here", "deadline 1", "deadline 2", "deadline 3"]
+    finally:
+        pool.close()
+
+
+async def test_express_worker_runs_first_segments_while_the_pool_is_busy() -> None:
+    engine = FakeEngine()
+    pool = make_pool(engine, workers=1, express=1)
+    try:
+        gate = pool.submit(job(engine, "WAIT busy", 0.0))
+        await asyncio.sleep(0.05)  # the only regular worker is stuck in the gate job
+        later = pool.submit(job(engine, "a later segment", 5.0))
+        first = pool.submit(job(engine, "a first segment", 9.0, urgent=True))
+        assert len(await drain(first)) == 3  # spoken by the express worker, gate still closed
+        assert "a later segment" not in engine.log.texts()  # express workers leave other work alone
+        engine.log.gate.set()
+        await drain(gate)
+        await drain(later)
+        assert engine.log.texts() == ["WAIT busy", "a first segment", "a later segment"]
     finally:
         pool.close()
 
@@ -84,7 +102,7 @@ async def test_cancelled_running_job_stops_after_current_piece() -> None:
 
 async def test_lone_job_uses_solo_session_and_busy_pool_does_not() -> None:
     engine = FakeEngine(piece_seconds=0.02)
-    pool = WorkerPool(lambda name: engine, workers=2, threads=1, solo_threads=2)
+    pool = WorkerPool(lambda name: engine, workers=2, threads=1, solo_threads=2, express=0)
     try:
         await drain(pool.submit(job(engine, "alone at last", 0.0)))
         assert engine.log.calls[-1][1] == 2
@@ -110,7 +128,7 @@ async def test_engine_error_reaches_the_job() -> None:
 
 def make_service(engine: FakeEngine, workers: int = 1, max_queue: int = 4) -> SynthesisService:
     registry = VoiceRegistry({"fake": engine}, {"alloy": "a"}, "a")
-    pool = WorkerPool(lambda name: engine, workers=workers, threads=1, solo_threads=0)
+    pool = WorkerPool(lambda name: engine, workers=workers, threads=1, solo_threads=0, express=0)
     return SynthesisService(registry, pool, Metrics(), Limits(max_queue=max_queue))
 
 

@@ -92,7 +92,7 @@ class SynthesisStream:
         while self._pending and len(self._inflight) < depth:
             index, text = self._pending.popleft()
             job = Job(self.voice, text, self._params, self._t0 + self._delivered + ahead,
-                      asyncio.get_running_loop())
+                      asyncio.get_running_loop(), urgent=self._first_audio is None)
             self._service.pool.submit(job)
             self._inflight.append((index, text, job))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed

@@ -8,6 +8,11 @@ finds the pool otherwise idle runs on a shared "solo" session with more threads.
 Urgency is a deadline: the moment the job's stream would run out of audio to play. The stream
 nearest to running dry goes first; a new stream's first segment (deadline = now) beats a running
 stream's tenth (deadline = start + audio already delivered).
+
+An engine call cannot be preempted, so a first segment arriving while every worker is busy would wait
+for a whole sentence to finish. "Express" workers take only first segments (jobs of streams that have
+no audio yet): they run beside the regular workers, briefly oversubscribing the cores and taking CPU
+from streams that are ahead of real time, so a newcomer's first audio does not queue behind them.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class Job:
     params: EngineParams
     deadline: float  # time.monotonic() seconds by which the stream needs this audio
     loop: asyncio.AbstractEventLoop
+    urgent: bool = False  # the first segment of a stream that has no audio yet (express workers take it)
     queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)  # arrays, then an error or _DONE
     cancelled: threading.Event = field(default_factory=threading.Event)
     started: float | None = None  # monotonic time a worker took it
@@ -76,6 +82,7 @@ class WorkerPool:
         workers: int = 2,
         threads: int = 1,
         solo_threads: int = 2,
+        express: int = 1,
     ) -> None:
         self._engines = engines
         self._threads = threads
@@ -84,23 +91,25 @@ class WorkerPool:
         self._heap: list[tuple[float, int, Job]] = []
         self._running: set[Job] = set()
         self._seq = itertools.count()
-        self._sessions: list[dict[str, LoadedVoice]] = [{} for _ in range(workers)]
+        self._sessions: list[dict[str, LoadedVoice]] = [{} for _ in range(workers + express)]
         self._solo: dict[str, LoadedVoice] = {}
         self._solo_lock = threading.Lock()  # one job at a time on the solo session
         self._load_lock = threading.Lock()
         self._closing = False
         self.stats = PoolStats()
+        self._size = workers
         self._workers = [
-            threading.Thread(target=self._run, args=(i,), name=f"voxgate-worker-{i}", daemon=True)
-            for i in range(workers)
+            threading.Thread(target=self._run, args=(i, i >= workers), daemon=True,
+                             name=f"voxgate-{'express' if i >= workers else 'worker'}-{i}")
+            for i in range(workers + express)
         ]
         for thread in self._workers:
             thread.start()
 
     @property
     def size(self) -> int:
-        """Number of worker threads."""
-        return len(self._workers)
+        """Number of regular worker threads (express workers are extra)."""
+        return self._size
 
     def submit(self, job: Job) -> Job:
         """Queue a job; its audio arrives on job.queue."""
@@ -109,22 +118,27 @@ class WorkerPool:
                 raise RuntimeError("worker pool is closed")
             heapq.heappush(self._heap, (job.deadline, next(self._seq), job))
             self.stats.queued += 1
-            self._cond.notify()
+            self._cond.notify_all()  # an idle express worker may be the one that can take it
         return job
 
     def cancel(self, job: Job) -> None:
         """Cancel a job: drop it from the queue now if it waits, or stop it after its current piece."""
         with self._cond:
             job.cancel()
-            for i, (_, _, queued) in enumerate(self._heap):
-                if queued is job:
-                    self._heap[i] = self._heap[-1]
-                    self._heap.pop()
-                    heapq.heapify(self._heap)
-                    self.stats.queued -= 1
-                    self.stats.dropped += 1
-                    job._post(_DONE)
-                    break
+            if self._remove(job):
+                self.stats.dropped += 1
+                job._post(_DONE)
+
+    def _remove(self, job: Job) -> bool:
+        """Take a queued job out of the heap (caller holds the lock); False if it is not queued."""
+        for i, (_, _, queued) in enumerate(self._heap):
+            if queued is job:
+                self._heap[i] = self._heap[-1]
+                self._heap.pop()
+                heapq.heapify(self._heap)
+                self.stats.queued -= 1
+                return True
+        return False
 
     def preload(self, voice: VoiceInfo, warm_text: str = WARM_TEXT) -> None:
         """Load and warm `voice` on every worker and the solo session (blocking; call off the loop)."""
@@ -171,7 +185,7 @@ class WorkerPool:
         for thread in self._workers:
             thread.join(timeout=5)
 
-    def _take(self) -> Job | None:
+    def _take(self, express: bool) -> Job | None:
         with self._cond:
             while True:
                 while self._heap and self._heap[0][2].cancelled.is_set():
@@ -179,15 +193,22 @@ class WorkerPool:
                     self.stats.queued -= 1
                     self.stats.dropped += 1
                     dropped._post(_DONE)
-                if self._heap:
-                    _, _, job = heapq.heappop(self._heap)
-                    self.stats.queued -= 1
+                job = self._pick(express)
+                if job is not None:
+                    self._remove(job)
                     self.stats.running += 1
                     self._running.add(job)
                     return job
                 if self._closing:
                     return None
                 self._cond.wait()
+
+    def _pick(self, express: bool) -> Job | None:
+        """The heap's most urgent job; for an express worker, the most urgent first segment."""
+        if not express:
+            return self._heap[0][2] if self._heap else None
+        firsts = [entry for entry in self._heap if entry[2].urgent and not entry[2].cancelled.is_set()]
+        return min(firsts)[2] if firsts else None
 
     def _session(self, worker: int, job: Job) -> tuple[LoadedVoice, bool]:
         """Pick the solo session when this job runs alone, else the worker's own (loading on demand)."""
@@ -210,8 +231,8 @@ class WorkerPool:
                 loaded = slot.setdefault(voice.id, loaded)
         return loaded, alone
 
-    def _run(self, worker: int) -> None:
-        while (job := self._take()) is not None:
+    def _run(self, worker: int, express: bool) -> None:
+        while (job := self._take(express)) is not None:
             job.started = time.monotonic()
             alone = False
             outcome, final = "completed", _DONE
