@@ -42,3 +42,11 @@ class EngineFailure(VoxgateError):
 
 class Unauthorized(VoxgateError):
     """The request lacks a valid API key."""
+
+
+class InvalidReference(InvalidInput):
+    """Reference audio is unusable: bad base64, empty, corrupt, silent, too short or too long."""
+
+
+class ForbiddenReference(InvalidInput):
+    """A reference path or URL the server will not read."""

@@ -29,6 +29,12 @@ class VoiceInfo:
     speakers: tuple[str, ...] = ()  # every speaker of the model this voice belongs to
     quality: str | None = None  # e.g. "medium"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    session_key: str | None = None  # voices with the same key share loaded sessions (a matched voice and its base)
+
+    @property
+    def load_key(self) -> str:
+        """What loaded sessions are cached under."""
+        return self.session_key or self.id
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ class Job:
     deadline: float  # time.monotonic() seconds by which the stream needs this audio
     loop: asyncio.AbstractEventLoop
     urgent: bool = False  # the first segment of a stream that has no audio yet (express workers take it)
+    post: Callable[[np.ndarray, int], np.ndarray] | None = None  # per-piece processing, run on the worker
     queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)  # arrays, then an error or _DONE
     cancelled: threading.Event = field(default_factory=threading.Event)
     started: float | None = None  # monotonic time a worker took it
@@ -149,13 +150,13 @@ class WorkerPool:
 
         def warm(slot: dict[str, LoadedVoice], threads: int) -> None:
             with self._load_lock:
-                if voice.id in slot:
+                if voice.load_key in slot:
                     return
             loaded = engine.load(voice, threads)
             for _ in loaded.synthesize(warm_text, EngineParams()):
                 pass  # the first runs of a session grow its memory arena; pay that now, not per request
             with self._load_lock:
-                slot.setdefault(voice.id, loaded)
+                slot.setdefault(voice.load_key, loaded)
 
         # One-thread sessions warm side by side; the multi-thread solo session warms on its own.
         singles = [threading.Thread(target=warm, args=pair) for pair in slots if pair[1] == 1]
@@ -224,11 +225,11 @@ class WorkerPool:
         slot = self._solo if alone else self._sessions[worker]
         threads = self._solo_threads if alone else self._threads
         with self._load_lock:
-            loaded = slot.get(voice.id)
+            loaded = slot.get(voice.load_key)
         if loaded is None:
             loaded = self._engines(voice.engine).load(voice, threads)
             with self._load_lock:
-                loaded = slot.setdefault(voice.id, loaded)
+                loaded = slot.setdefault(voice.load_key, loaded)
         return loaded, alone
 
     def _run(self, worker: int, express: bool) -> None:
@@ -242,7 +243,8 @@ class WorkerPool:
                 for audio in loaded.synthesize(job.text, job.params):
                     if job.cancelled.is_set():
                         break
-                    job._post(np.asarray(audio, dtype=np.float32))
+                    audio = np.asarray(audio, dtype=np.float32)
+                    job._post(job.post(audio, loaded.sample_rate) if job.post else audio)
                 if job.cancelled.is_set():
                     outcome = "interrupted"  # its audio is unwanted, even if the last piece got done
             except Exception as exc:  # the job's consumer decides what an engine error means

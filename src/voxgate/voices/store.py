@@ -13,6 +13,7 @@ import io
 import json
 import os
 import sqlite3
+import struct
 import threading
 import time
 import unicodedata
@@ -25,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from voxgate.audio.pcm import INT16_SCALE, int16_bytes
 from voxgate.errors import InvalidInput
 
 _SCHEMA = """
@@ -73,10 +73,15 @@ class StoredVoice:
         return data
 
 
+def canonical_pcm(samples: np.ndarray) -> bytes:
+    """Reference audio as stored: int16 LE, scaled by 32768 so 16-bit sources round-trip exactly."""
+    return np.clip(np.rint(np.asarray(samples, np.float64) * 32768.0), -32768, 32767).astype("<i2").tobytes()
+
+
 def audio_sha256(samples: np.ndarray, rate: int) -> str:
-    """The canonical content hash: int16 little-endian PCM bytes followed by the rate."""
-    digest = hashlib.sha256(int16_bytes(samples))
-    digest.update(str(int(rate)).encode())
+    """The canonical content hash: the stored PCM bytes, then the rate: same sound, same hash, any container."""
+    digest = hashlib.sha256(canonical_pcm(samples))
+    digest.update(struct.pack("<I", int(rate)))
     return digest.hexdigest()
 
 
@@ -99,7 +104,7 @@ def wav_bytes(samples: np.ndarray, rate: int) -> bytes:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)
-        out.writeframes(int16_bytes(samples))
+        out.writeframes(canonical_pcm(samples))
     return buffer.getvalue()
 
 
@@ -107,7 +112,7 @@ def read_wav(path: Path | io.BytesIO) -> tuple[np.ndarray, int]:
     """Read a stored reference back as float32."""
     with wave.open(str(path) if isinstance(path, Path) else path, "rb") as src:
         rate, frames = src.getframerate(), src.readframes(src.getnframes())
-    return np.frombuffer(frames, dtype="<i2").astype(np.float32) / INT16_SCALE, rate
+    return np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0, rate
 
 
 def write_atomic(path: Path, data: bytes) -> None:
