@@ -12,12 +12,15 @@ from voxgate import __version__
 from voxgate.core.context import Context
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import Limits, SynthesisService
+from voxgate.core.voicebank import VoiceBank
 from voxgate.dialects import native, openai
 from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound
 from voxgate.scheduling.pool import WorkerPool
 from voxgate.settings import Settings
+from voxgate.voices.references import ReferencePolicy
 from voxgate.voices.registry import VoiceRegistry
+from voxgate.voices.store import VoiceStore
 
 _LOG = logging.getLogger(__name__)
 
@@ -30,7 +33,8 @@ def build_context(settings: Settings) -> Context:
     """Create the engines, the voice catalogue, the worker pool and the synthesis service."""
     settings.voices_path.mkdir(parents=True, exist_ok=True)
     engines = {"piper": create_engine("piper", voices_dir=settings.voices_path)}
-    voices = VoiceRegistry(engines, settings.openai_voice_aliases, settings.default_voice)
+    store = VoiceStore(settings.data_dir)
+    voices = VoiceRegistry(engines, settings.openai_voice_aliases, settings.default_voice, store)
     try:
         voices.resolve(None)
     except VoiceNotFound as exc:
@@ -44,7 +48,16 @@ def build_context(settings: Settings) -> Context:
                       express=settings.express_workers)
     limits = Limits(max_input_chars=settings.max_input_chars, max_queue=settings.max_queue)
     service = SynthesisService(voices, pool, Metrics(), limits)
-    return Context(service=service, voices=voices, metrics=service.metrics)
+    policy = ReferencePolicy(roots=settings.reference_roots, allow_urls=settings.allow_reference_urls,
+                             allow_private_urls=settings.allow_private_urls)
+    voicebank = VoiceBank(voices, store, service, policy, settings.match_strength)
+    return Context(service=service, voices=voices, metrics=service.metrics, voicebank=voicebank)
+
+
+def close_context(ctx: Context) -> None:
+    """Stop the workers and close the store."""
+    ctx.service.pool.close()
+    ctx.voicebank.store.close()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -57,10 +70,12 @@ def create_app(settings: Settings) -> FastAPI:
             await ctx.service.warm_up()
         else:
             ctx.service.ready = True
+        if ctx.voices.stale():
+            await ctx.voicebank.rematch()
         try:
             yield
         finally:
-            ctx.service.pool.close()
+            close_context(ctx)
 
     app = FastAPI(title="voxgate", version=__version__, lifespan=lifespan)
     app.state.ctx = ctx

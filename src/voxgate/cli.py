@@ -1,4 +1,4 @@
-"""Command line: `voxgate serve|say|voices`; the serve flags are generated from Settings."""
+"""Command line: `voxgate serve|say|voices …`; the settings flags are generated from Settings."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from voxgate import __version__
+from voxgate import __version__, cli_voices
 from voxgate.settings import Settings
 
 
-def _flag_type(annotation: Any) -> Any:
+def _flag_kind(annotation: Any) -> tuple[Any, str | None]:
+    """The argparse type and nargs of a settings field."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if isinstance(annotation, types.UnionType | typing._UnionGenericAlias) and args:  # type: ignore[attr-defined]
         annotation = args[0]
@@ -27,8 +28,10 @@ def _flag_type(annotation: Any) -> Any:
     if origin is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
     if origin is dict or annotation is dict:
-        return json.loads
-    return annotation if annotation in (int, float, str, Path) else str
+        return json.loads, None
+    if origin is list:
+        return typing.get_args(annotation)[0], "+"
+    return (annotation if annotation in (int, float, str, Path) else str), None
 
 
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +43,8 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
         else:
-            parser.add_argument(flag, dest=name, type=_flag_type(field.annotation), default=None,
-                                help=help_text)
+            kind, nargs = _flag_kind(field.annotation)
+            parser.add_argument(flag, dest=name, type=kind, nargs=nargs, default=None, help=help_text)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -68,7 +71,7 @@ def _serve(settings: Settings) -> int:
 
 
 async def _say(settings: Settings, text: str, voice: str | None, fmt: str, out: Path) -> None:
-    from voxgate.app import build_context
+    from voxgate.app import build_context, close_context
     from voxgate.audio.encoders import encode_all
     from voxgate.core.types import SynthesisRequest
 
@@ -78,21 +81,7 @@ async def _say(settings: Settings, text: str, voice: str | None, fmt: str, out: 
         data = encode_all(pcm.samples, pcm.rate, fmt)
         await asyncio.to_thread(out.write_bytes, data)
     finally:
-        ctx.service.pool.close()
-
-
-def _voices(settings: Settings) -> int:
-    from voxgate.app import build_context
-
-    ctx = build_context(settings)
-    aliases: dict[str, list[str]] = {}
-    for alias, target in ctx.voices.aliases().items():
-        aliases.setdefault(target, []).append(alias)
-    for voice in ctx.voices.list():
-        names = ", ".join(sorted(aliases.get(voice.id, [])))
-        print(f"{voice.id}\t{voice.engine}\t{voice.language}\t{voice.sample_rate} Hz\t{names}")
-    ctx.service.pool.close()
-    return 0
+        close_context(ctx)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("-o", "--output", type=Path, required=True, help="output file")
     say.add_argument("--voice", help="voice id or alias (default: the default voice)")
     say.add_argument("--format", help="wav, mp3, opus, aac, flac, ogg, m4a or pcm (default: from -o)")
-    add_settings_flags(sub.add_parser("voices", help="list installed voices"))
+    voices = sub.add_parser("voices", help="list, add, remove, export, import or check voices")
+    add_settings_flags(voices)
+    cli_voices.add_parsers(voices)
     return parser
 
 
@@ -127,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings)
         if args.command == "voices":
-            return _voices(settings)
+            return cli_voices.run(settings, args)
         text = sys.stdin.read() if args.text == "-" else args.text
         fmt = args.format or args.output.suffix.lstrip(".") or "wav"
         settings = settings.model_copy(update={"warmup": False})

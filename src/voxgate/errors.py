@@ -20,6 +20,10 @@ class InputTooLong(InvalidInput):
     """The text is longer than the dialect or the server allows."""
 
 
+class VoiceExists(InvalidInput):
+    """A voice with that id is already registered (or installed)."""
+
+
 class VoiceNotFound(VoxgateError):
     """No voice, alias or model of that name is installed."""
 

@@ -51,6 +51,16 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_OPENAI_ALIASES),
         description="OpenAI voice names mapped to installed voice ids (JSON object in the env var).",
     )
+    reference_dirs: list[Path] | None = Field(
+        None, description="Folders clients may name reference audio from by path (JSON list); default DATA_DIR."
+    )
+    allow_reference_urls: bool = Field(False, description="Let clients give reference audio as an http(s) URL.")
+    allow_private_urls: bool = Field(
+        False, description="Also fetch reference URLs on loopback, private and link-local addresses (SSRF risk)."
+    )
+    match_strength: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        1.0, description="How far a registered voice is moved from its base voice toward the reference (0–1)."
+    )
     warmup: bool = Field(True, description="Load and warm the default voice on every worker at start.")
     log_level: str = Field("info", description="Logging level: debug, info, warning, error.")
 
@@ -66,6 +76,11 @@ class Settings(BaseSettings):
         if self.voices_dir is None:
             self.voices_dir = self.data_dir / "voices"
         return self
+
+    @property
+    def reference_roots(self) -> tuple[Path, ...]:
+        """Folders reference paths may come from, resolved."""
+        return tuple(p.resolve() for p in (self.reference_dirs or [self.data_dir]))
 
     @property
     def voices_path(self) -> Path:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import SynthesisService
+from voxgate.core.voicebank import VoiceBank
 from voxgate.voices.registry import VoiceRegistry
 
 
@@ -16,5 +17,6 @@ class Context:
     service: SynthesisService
     voices: VoiceRegistry
     metrics: Metrics
+    voicebank: VoiceBank
     openai_models: tuple[str, ...] = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
     extras: dict[str, object] = field(default_factory=dict)  # dialect-specific settings, by key

@@ -6,13 +6,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from voxgate.audio.pcm import Leveller, calibrate_gain
 from voxgate.audio.resample import Resampler
+from voxgate.audio.voiceshift import Shift, apply_shift
 from voxgate.core.metrics import Metrics
 from voxgate.core.types import Pcm, PcmChunk, Segmentation, SynthesisRequest
 from voxgate.engines.base import EngineParams, VoiceInfo
@@ -37,6 +38,17 @@ class Limits:
     max_speed: float = 10.0
 
 
+def post_processing(voice: VoiceInfo) -> Callable[[np.ndarray, int], np.ndarray] | None:
+    """What a matched voice does to its base voice's audio, run on the worker after each piece."""
+    data = voice.extra.get("shift")
+    if not data:
+        return None
+    shift = Shift.from_dict(data)
+    if shift.is_identity:
+        return None
+    return lambda samples, rate: apply_shift(samples, rate, shift)
+
+
 def _policy(segmentation: Segmentation) -> SegmentPolicy | None:
     if segmentation is Segmentation.SENTENCE:
         return SENTENCE_POLICY
@@ -57,7 +69,8 @@ class SynthesisStream:
         self._pending = deque(enumerate(segments))
         self._inflight: deque[tuple[int, str, Job]] = deque()
         self._leveller = Leveller(gain * request.volume)
-        self._resampler = Resampler(voice.sample_rate, self.sample_rate)
+        self._resampler: Resampler | None = None  # built from the rate the engine really emits
+        self._post = post_processing(voice)
         self._params = EngineParams(
             speed=request.speed,
             noise_scale=request.engine_options.get("noise_scale"),
@@ -92,7 +105,7 @@ class SynthesisStream:
         while self._pending and len(self._inflight) < depth:
             index, text = self._pending.popleft()
             job = Job(self.voice, text, self._params, self._t0 + self._delivered + ahead,
-                      asyncio.get_running_loop(), urgent=self._first_audio is None)
+                      asyncio.get_running_loop(), urgent=self._first_audio is None, post=self._post)
             self._service.pool.submit(job)
             self._inflight.append((index, text, job))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
@@ -101,7 +114,7 @@ class SynthesisStream:
         while not self._closed:
             self._fill()
             if not self._inflight:
-                tail = self._resampler.process(np.zeros(0, np.float32), last=True)
+                tail = self._resampler.flush() if self._resampler else np.zeros(0, np.float32)
                 await self._finish(completed=True)
                 if len(tail):
                     return self._emit(tail, -1, "")
@@ -115,6 +128,8 @@ class SynthesisStream:
                 await self._finish(completed=False)
                 raise EngineFailure(f"{self.voice.engine} failed: {item}") from item
             assert isinstance(item, np.ndarray)
+            if self._resampler is None:
+                self._resampler = Resampler(job.rate, self.sample_rate)
             audio = self._resampler.process(self._leveller.process(item))
             if len(audio):
                 return self._emit(audio, index, text)
@@ -240,7 +255,7 @@ class SynthesisService:
         async with lock:
             if voice.id not in self._gains:
                 job = self.pool.submit(Job(voice, CALIBRATION_TEXT, EngineParams(), time.monotonic(),
-                                           asyncio.get_running_loop()))
+                                           asyncio.get_running_loop(), post=post_processing(voice)))
                 parts = []
                 while not is_done(item := await job.queue.get()):
                     if isinstance(item, BaseException):

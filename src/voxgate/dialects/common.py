@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from fastapi.responses import JSONResponse
+
 from voxgate.audio.encoders import Encoder
+from voxgate.core.metrics import Metrics
 from voxgate.core.service import SynthesisStream
 from voxgate.core.types import PcmChunk
 
@@ -29,6 +32,22 @@ def lookup(table: Mapping[type[BaseException], E], exc: BaseException, default: 
         if cls in table:
             return table[cls]
     return default
+
+
+def envelope_response(
+    metrics: Metrics, dialect: str, exc: BaseException, table: Mapping[type[BaseException], ErrorSpec],
+    params: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """An error in the {"error": {"message", "type", "param", "code"}} envelope (OpenAI's, used under /v1)."""
+    spec = lookup(table, exc, ErrorSpec(500, "server_error", "internal_error"))
+    message = getattr(exc, "message", None) or "internal server error"
+    metrics.errors.labels(dialect, spec.code or spec.type).inc()
+    param = getattr(exc, "param", None)
+    body = {"error": {"message": message, "type": spec.type, "param": (params or {}).get(param, param),
+                      "code": spec.code}}
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+    return JSONResponse(body, status_code=spec.status, headers=headers)
 
 
 async def first_then_rest(stream: SynthesisStream) -> AsyncIterator[PcmChunk]:

@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from voxgate.errors import InvalidInput
+from voxgate.errors import InvalidInput, VoiceExists
+
+__all__ = ["StoredVoice", "VoiceExists", "VoiceStore", "audio_sha256", "make_id"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS voices (
@@ -45,10 +47,6 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _TMP_SUFFIX = ".tmp"
 MAX_ID_CHARS = 100
-
-
-class VoiceExists(InvalidInput):
-    """A voice with that id is already registered (or installed)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from voxgate.audio.encoders import open_encoder
 from voxgate.core.context import Context
-from voxgate.dialects.common import ErrorSpec, encode_stream, first_then_rest, lookup
+from voxgate.dialects.common import ErrorSpec, encode_stream, envelope_response, first_then_rest
 from voxgate.dialects.openai.protocol import PCM_RATE, SpeechRequest
 from voxgate.errors import (
     EngineFailure,
@@ -51,14 +51,7 @@ ERRORS[ModelNotFound] = ErrorSpec(404, "invalid_request_error", "model_not_found
 
 def error_response(ctx: Context, exc: BaseException) -> JSONResponse:
     """Render any error in OpenAI's envelope, with the status its class maps to."""
-    spec = lookup(ERRORS, exc, ErrorSpec(500, "server_error", "internal_error"))
-    message = getattr(exc, "message", None) or "internal server error"
-    ctx.metrics.errors.labels(DIALECT, spec.code or spec.type).inc()
-    param = getattr(exc, "param", None)
-    body = {"error": {"message": message, "type": spec.type, "param": _PARAMS.get(param, param),
-                      "code": spec.code}}
-    headers = {"Retry-After": str(max(1, round(exc.retry_after)))} if isinstance(exc, Overloaded) else None
-    return JSONResponse(body, status_code=spec.status, headers=headers)
+    return envelope_response(ctx.metrics, DIALECT, exc, ERRORS, _PARAMS)
 
 
 def _validation_error(exc: ValidationError) -> InvalidInput:
@@ -153,14 +146,3 @@ def attach(app: FastAPI, ctx: Context) -> None:
             if entry["id"] == model_id:
                 return JSONResponse(entry)
         return error_response(ctx, ModelNotFound(f"The model '{model_id}' does not exist", param="model"))
-
-    @app.get("/v1/audio/voices", tags=["openai"])
-    async def voices() -> dict[str, object]:
-        aliases: dict[str, list[str]] = {}
-        for alias, target in sorted(ctx.voices.aliases().items()):
-            aliases.setdefault(target, []).append(alias)
-        data = [{"id": v.id, "object": "voice", "name": v.name, "engine": v.engine, "language": v.language,
-                 "sample_rate": v.sample_rate, "speaker": v.speaker, "speakers": list(v.speakers),
-                 "quality": v.quality, "aliases": aliases.get(v.id, [])} for v in ctx.voices.list()]
-        return {"object": "list", "data": data, "voices": [v["id"] for v in data]}
-
