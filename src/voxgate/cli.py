@@ -34,17 +34,22 @@ def _flag_kind(annotation: Any) -> tuple[Any, str | None]:
     return (annotation if annotation in (int, float, str, Path) else str), None
 
 
-def add_settings_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per Settings field; each is also the env var VOXGATE_<FIELD>."""
+def add_settings_flags(parser: argparse.ArgumentParser, nested: bool = False) -> None:
+    """One flag per Settings field; each is also the env var VOXGATE_<FIELD>.
+
+    On nested subcommands the flags default to SUPPRESS, so they cannot overwrite a value the
+    enclosing command already parsed.
+    """
+    default = argparse.SUPPRESS if nested else None
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
         help_text = f"{field.description} (env VOXGATE_{name.upper()})"
         if field.annotation is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
                                 help=help_text)
         else:
             kind, nargs = _flag_kind(field.annotation)
-            parser.add_argument(flag, dest=name, type=kind, nargs=nargs, default=None, help=help_text)
+            parser.add_argument(flag, dest=name, type=kind, nargs=nargs, default=default, help=help_text)
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -98,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("--format", help="wav, mp3, opus, aac, flac, ogg, m4a or pcm (default: from -o)")
     voices = sub.add_parser("voices", help="list, add, remove, export, import or check voices")
     add_settings_flags(voices)
-    cli_voices.add_parsers(voices)
+    cli_voices.add_parsers(voices, lambda p: add_settings_flags(p, nested=True))
     return parser
 
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from voxgate.settings import Settings
 
 
-def add_parsers(voices: argparse.ArgumentParser) -> None:
-    """The voices sub-subcommands; with none, `voices` lists."""
+def add_parsers(voices: argparse.ArgumentParser, settings_flags: Callable[[argparse.ArgumentParser], None]) -> None:
+    """The voices sub-subcommands (each takes the settings flags too); with none, `voices` lists."""
     sub = voices.add_subparsers(dest="action")
+    _add_actions(sub)
+    for parser in sub.choices.values():
+        settings_flags(parser)
+
+
+def _add_actions(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sub.add_parser("list", help="list every voice (the default)")
     add = sub.add_parser("add", help="register a voice from a reference audio file")
     add.add_argument("name", help="name of the new voice (its id)")

@@ -8,6 +8,8 @@ import sys
 import wave
 from pathlib import Path
 
+import numpy as np
+
 from tests.conftest import decode, rms
 
 
@@ -61,3 +63,40 @@ def test_help_lists_every_setting_with_its_env_var() -> None:
     for flag in ("--host", "--port", "--data-dir", "--voices-dir", "--workers", "--threads", "--max-queue"):
         assert flag in result.stdout
     assert "VOXGATE_WORKERS" in result.stdout
+
+
+def test_voices_add_list_export_import_check_rm(tmp_path: Path) -> None:
+    from tests.dialects.test_voices_api import REFERENCE_TEXT
+    from voxgate.audio.encoders import encode_all
+    from voxgate.audio.voiceshift import Shift, apply_shift
+    from voxgate.engines.base import EngineParams
+    from voxgate.engines.piper import PiperEngine
+
+    engine = PiperEngine()
+    speech = np.concatenate(list(engine.load(engine.voices()[0], 1).synthesize(REFERENCE_TEXT, EngineParams())))
+    shifted = apply_shift(speech / np.abs(speech).max() * 0.8, 22050, Shift(1.5, 1.0, 1.1, (0.0,) * 48))
+    ref = tmp_path / "ref.mp3"
+    ref.write_bytes(encode_all(shifted, 22050, "mp3"))
+    a, b = ["--data-dir", str(tmp_path / "a")], ["--data-dir", str(tmp_path / "b")]
+    added = run("voices", "add", "Story Teller", str(ref), "--transcript", "hello", *a)
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.startswith("Story-Teller\tbase en_US-joe-medium")
+    assert run("voices", "add", "Story Teller", str(ref), *a).returncode == 1  # exists
+    listed = run("voices", "list", *a)
+    assert "Story-Teller\tregistered\tpiper" in listed.stdout
+    archive = tmp_path / "v.zip"
+    assert run("voices", "export", str(archive), *a).stdout.strip() == f"exported 1 voices to {archive}"
+    imported = run("voices", "import", str(archive), *b)
+    assert imported.returncode == 0 and imported.stdout.strip() == "Story-Teller\timported"
+    assert run("voices", "check", *b).stdout.strip().endswith("1 registered voices, 0 problems")
+    said = tmp_path / "said.wav"
+    spoken = run("say", "Spoken in the imported voice.", "-o", str(said), "--voice", "Story-Teller", *b)
+    assert spoken.returncode == 0, spoken.stderr
+    samples, rate = decode(said.read_bytes())
+    assert rate == 22050 and rms(samples) > 0.02
+    for wav_file in (tmp_path / "b" / "references").glob("*.wav"):
+        wav_file.write_bytes(b"damaged")
+    damaged = run("voices", "check", *b)
+    assert damaged.returncode == 1 and "Story-Teller: audio file is unreadable" in damaged.stdout
+    assert run("voices", "rm", "Story-Teller", *a).returncode == 0
+    assert run("voices", "rm", "Story-Teller", *a).returncode == 1
