@@ -58,7 +58,7 @@ class Capabilities:
 
 
 class LoadedVoice(Protocol):
-    """A voice ready to synthesize; owned by one worker thread at a time."""
+    """A voice ready to synthesize; called from several worker threads at once (lock inside if unsafe)."""
 
     sample_rate: int  # Hertz
 

@@ -1,9 +1,11 @@
 """A pool of worker threads that run engine calls, most urgent first.
 
-Why threads that own sessions: onnxruntime releases the GIL, and on a 2-core machine two 1-thread
-sessions give more total throughput than one 2-thread session, while a 2-thread session gives the
-lowest latency for a request running alone. So each worker owns 1-thread sessions, and a job that
-finds the pool otherwise idle runs on a shared "solo" session with more threads.
+Why this shape: onnxruntime releases the GIL, and on a 2-core machine two 1-thread runs side by side
+give more total throughput than one 2-thread session, while a 2-thread session gives the lowest latency
+for a request running alone. So workers run jobs on a 1-thread session, and a job that finds the pool
+otherwise idle runs on a "solo" session with more threads. Sessions are shared by every worker
+(onnxruntime's Run is thread-safe; without the memory arena sharing costs no throughput), so a voice
+costs two sessions however many workers there are.
 
 Urgency is a deadline: the moment the job's stream would run out of audio to play. The stream
 nearest to running dry goes first; a new stream's first segment (deadline = now) beats a running
@@ -32,7 +34,6 @@ from voxgate.engines.base import Engine, EngineParams, LoadedVoice, VoiceInfo
 
 _LOG = logging.getLogger(__name__)
 _DONE = object()  # end-of-job marker on a job's queue
-WARM_TEXT = "Ready. The quick brown fox jumps over the lazy dog, and the slow grey cat watches it go by."
 
 
 @dataclass(eq=False)
@@ -92,15 +93,15 @@ class WorkerPool:
         self._heap: list[tuple[float, int, Job]] = []
         self._running: set[Job] = set()
         self._seq = itertools.count()
-        self._sessions: list[dict[str, LoadedVoice]] = [{} for _ in range(workers + express)]
-        self._solo: dict[str, LoadedVoice] = {}
+        self._sessions: dict[tuple[str, int], LoadedVoice] = {}  # (voice load key, threads) → session
+        self._loading: dict[tuple[str, int], threading.Lock] = {}  # so a session is loaded once
         self._solo_lock = threading.Lock()  # one job at a time on the solo session
         self._load_lock = threading.Lock()
         self._closing = False
         self.stats = PoolStats()
         self._size = workers
         self._workers = [
-            threading.Thread(target=self._run, args=(i, i >= workers), daemon=True,
+            threading.Thread(target=self._run, args=(i >= workers,), daemon=True,
                              name=f"voxgate-{'express' if i >= workers else 'worker'}-{i}")
             for i in range(workers + express)
         ]
@@ -141,38 +142,33 @@ class WorkerPool:
                 return True
         return False
 
-    def preload(self, voice: VoiceInfo, warm_text: str = WARM_TEXT) -> None:
-        """Load and warm `voice` on every worker and the solo session (blocking; call off the loop)."""
-        engine = self._engines(voice.engine)
-        slots = [(slot, self._threads) for slot in self._sessions]
+    def preload(self, voice: VoiceInfo) -> None:
+        """Load `voice`'s worker and solo sessions now (blocking; call off the loop)."""
+        self._loaded(voice, self._threads)
         if self._solo_threads:
-            slots.append((self._solo, self._solo_threads))
-
-        def warm(slot: dict[str, LoadedVoice], threads: int) -> None:
-            with self._load_lock:
-                if voice.load_key in slot:
-                    return
-            loaded = engine.load(voice, threads)
-            for _ in loaded.synthesize(warm_text, EngineParams()):
-                pass  # the first runs of a session grow its memory arena; pay that now, not per request
-            with self._load_lock:
-                slot.setdefault(voice.load_key, loaded)
-
-        # One-thread sessions warm side by side; the multi-thread solo session warms on its own.
-        singles = [threading.Thread(target=warm, args=pair) for pair in slots if pair[1] == 1]
-        for thread in singles:
-            thread.start()
-        for thread in singles:
-            thread.join()
-        for slot, threads in slots:
-            if threads != 1:
-                warm(slot, threads)
+            self._loaded(voice, self._solo_threads)
 
     def loaded_voices(self) -> set[str]:
-        """Ids of voices loaded on every worker."""
+        """Load keys of voices whose worker session is loaded."""
         with self._load_lock:
-            sets = [set(s) for s in self._sessions]
-        return set.intersection(*sets) if sets else set()
+            return {key for key, threads in self._sessions if threads == self._threads}
+
+    def _loaded(self, voice: VoiceInfo, threads: int) -> LoadedVoice:
+        """The session of `voice` with `threads` threads, loading it on first use (once, even if raced)."""
+        key = (voice.load_key, threads)
+        with self._load_lock:
+            if key in self._sessions:
+                return self._sessions[key]
+            gate = self._loading.setdefault(key, threading.Lock())
+        with gate:
+            with self._load_lock:
+                if key in self._sessions:
+                    return self._sessions[key]
+            loaded = self._engines(voice.engine).load(voice, threads)
+            with self._load_lock:
+                self._sessions[key] = loaded
+                self._loading.pop(key, None)
+            return loaded
 
     def close(self) -> None:
         """Stop the workers after their current piece; queued jobs are dropped."""
@@ -211,10 +207,9 @@ class WorkerPool:
         firsts = [entry for entry in self._heap if entry[2].urgent and not entry[2].cancelled.is_set()]
         return min(firsts)[2] if firsts else None
 
-    def _session(self, worker: int, job: Job) -> tuple[LoadedVoice, bool]:
-        """Pick the solo session when this job runs alone, else the worker's own (loading on demand)."""
+    def _session(self, job: Job) -> tuple[LoadedVoice, bool]:
+        """The solo session when this job runs alone, else the shared worker session."""
         alone = False
-        voice = job.voice
         if self._solo_threads and self._solo_lock.acquire(blocking=False):
             with self._cond:
                 # A cancelled job is only finishing its last piece: it does not count as load.
@@ -222,23 +217,15 @@ class WorkerPool:
                 alone = not others and not self._heap
             if not alone:
                 self._solo_lock.release()
-        slot = self._solo if alone else self._sessions[worker]
-        threads = self._solo_threads if alone else self._threads
-        with self._load_lock:
-            loaded = slot.get(voice.load_key)
-        if loaded is None:
-            loaded = self._engines(voice.engine).load(voice, threads)
-            with self._load_lock:
-                loaded = slot.setdefault(voice.load_key, loaded)
-        return loaded, alone
+        return self._loaded(job.voice, self._solo_threads if alone else self._threads), alone
 
-    def _run(self, worker: int, express: bool) -> None:
+    def _run(self, express: bool) -> None:
         while (job := self._take(express)) is not None:
             job.started = time.monotonic()
             alone = False
             outcome, final = "completed", _DONE
             try:
-                loaded, alone = self._session(worker, job)
+                loaded, alone = self._session(job)
                 job.rate = loaded.sample_rate
                 for audio in loaded.synthesize(job.text, job.params):
                     if job.cancelled.is_set():
