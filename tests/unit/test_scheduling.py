@@ -236,3 +236,15 @@ async def test_queued_work_of_closed_stream_never_runs() -> None:
         assert service.pool.stats.queued == 0
     finally:
         service.pool.close()
+
+
+async def test_explicit_segments_keep_their_indices_and_skip_unspeakable_ones() -> None:
+    engine = FakeEngine()
+    service = make_service(engine)
+    try:
+        request = SynthesisRequest(text="", voice="a", segments=("one two,", "...", "three four five."))
+        chunks = [c async for c in service.stream(request)]
+        assert sorted({c.index for c in chunks if c.index >= 0}) == [0, 2]
+        assert engine.log.texts()[-2:] == ["one two,", "three four five."]
+    finally:
+        service.pool.close()

@@ -61,12 +61,12 @@ class SynthesisStream:
     """Audio of one request, pulled chunk by chunk; closing it early cancels its queued and running work."""
 
     def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
-                 segments: list[str], gain: float) -> None:
+                 segments: list[tuple[int, str]], gain: float) -> None:
         self.request = request
         self.voice = voice
         self.sample_rate = request.sample_rate or voice.sample_rate  # Hertz of every chunk
         self._service = service
-        self._pending = deque(enumerate(segments))
+        self._pending = deque(segments)  # (index, text)
         self._inflight: deque[tuple[int, str, Job]] = deque()
         self._leveller = Leveller(gain * request.volume)
         self._resampler: Resampler | None = None  # built from the rate the engine really emits
@@ -205,7 +205,11 @@ class SynthesisService:
         """Validate and admit a request; raises before any audio if it is bad or the server is busy."""
         text, voice = self._validate(request)
         policy = _policy(request.segmentation)
-        segments = split_text(text, policy) if policy else [text]
+        if request.segments is not None:
+            segments = [(i, normalize(s)) for i, s in enumerate(request.segments)]
+            segments = [(i, s) for i, s in segments if is_speakable(s)]
+        else:
+            segments = list(enumerate(split_text(text, policy) if policy else [text]))
         if self._active >= self.pool.size + self.limits.max_queue:
             self.metrics.rejected.inc()
             raise Overloaded(f"{self._active} requests in progress; retry shortly", retry_after=1.0)
@@ -231,10 +235,10 @@ class SynthesisService:
         return Pcm(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate)
 
     def _validate(self, request: SynthesisRequest) -> tuple[str, VoiceInfo]:
-        text = normalize(request.text)
-        if len(request.text) > self.limits.max_input_chars:
+        text = normalize(" ".join(request.segments) if request.segments is not None else request.text)
+        if len(text) > self.limits.max_input_chars:
             raise InputTooLong(
-                f"text is {len(request.text)} characters; the limit is {self.limits.max_input_chars}",
+                f"text is {len(text)} characters; the limit is {self.limits.max_input_chars}",
                 param="text",
             )
         if not is_speakable(text):

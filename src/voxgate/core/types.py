@@ -30,6 +30,7 @@ class SynthesisRequest:
     volume: float = 1.0  # linear gain applied after levelling
     sample_rate: int | None = None  # Hertz of the output; None = the engine's own rate
     segmentation: Segmentation = Segmentation.FAST_START
+    segments: tuple[str, ...] | None = None  # text already cut by the dialect; overrides `segmentation`
     seed: int | None = None  # for engines that sample; None = engine default
     engine_options: Mapping[str, Any] = field(default_factory=dict)  # engine knobs; absent = default
 
@@ -40,7 +41,7 @@ class PcmChunk:
 
     samples: np.ndarray  # float32, shape (n,)
     rate: int  # Hertz
-    index: int = 0  # position of the text segment this audio belongs to
+    index: int = 0  # position of the text segment this audio belongs to (in request.segments when given)
     text: str = ""  # the text segment that produced it
 
     @property
