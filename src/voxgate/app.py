@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -60,6 +60,15 @@ def close_context(ctx: Context) -> None:
     ctx.voicebank.store.close()
 
 
+Attach = Callable[[FastAPI, Context], None]
+
+# Every dialect, and the port its original server listens on (served alone there with --compat-ports).
+DIALECTS: dict[str, tuple[Attach, int | None]] = {
+    "native": (native.attach, None),
+    "openai": (openai.attach, None),
+}
+
+
 def create_app(settings: Settings) -> FastAPI:
     """The ASGI app with every dialect mounted."""
     ctx = build_context(settings)
@@ -79,6 +88,19 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="voxgate", version=__version__, lifespan=lifespan)
     app.state.ctx = ctx
-    native.attach(app, ctx)
-    openai.attach(app, ctx)
+    for attach, _ in DIALECTS.values():
+        attach(app, ctx)
     return app
+
+
+def compat_apps(ctx: Context, main_port: int) -> dict[int, FastAPI]:
+    """One app per dialect on its original port, sharing the main app's services (--compat-ports)."""
+    apps = {}
+    for name, (attach, port) in DIALECTS.items():
+        if port is None or port == main_port:
+            continue  # a dialect whose port is the main port is already served there
+        app = FastAPI(title=f"voxgate ({name})", version=__version__)
+        app.state.ctx = ctx
+        attach(app, ctx)
+        apps[port] = app
+    return apps

@@ -58,21 +58,65 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**given)
 
 
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
 def _serve(settings: Settings) -> int:
     import uvicorn
 
-    from voxgate.app import create_app
+    from voxgate.app import compat_apps, create_app
 
     app = create_app(settings)
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
+    sock = _bind(settings.host, settings.port)
     port = sock.getsockname()[1]
+    extras = compat_apps(app.state.ctx, port) if settings.compat_ports else {}
+    extra_socks = {p: _bind(settings.host, p) for p in extras}
     print(f"voxgate listening on http://{settings.host}:{port}", flush=True)
-    config = uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=5)
-    uvicorn.Server(config).run(sockets=[sock])
+    for extra in extra_socks:
+        print(f"voxgate compat port http://{settings.host}:{extra}", flush=True)
+    main = uvicorn.Server(uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=5))
+    followers = {p: _Follower(uvicorn.Config(a, log_level=settings.log_level, lifespan="off",
+                                             timeout_graceful_shutdown=5)) for p, a in extras.items()}
+    asyncio.run(_serve_all(main, sock, followers, extra_socks))
     return 0
+
+
+class _Follower:
+    """A uvicorn server that leaves signals to the main server and stops when it stops."""
+
+    def __new__(cls, config: Any) -> Any:
+        import contextlib
+
+        import uvicorn
+
+        server = uvicorn.Server(config)
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+        return server
+
+
+async def _serve_all(main: Any, sock: socket.socket, followers: dict[int, Any],
+                     socks: dict[int, socket.socket]) -> None:
+    """Run the main server and the compat-port followers; they drain together when it is told to stop."""
+    done = asyncio.Event()
+
+    async def lead() -> None:
+        try:
+            await main.serve(sockets=[sock])
+        finally:
+            done.set()
+
+    async def watch() -> None:
+        # should_exit is a plain attribute set by uvicorn's signal handler: there is nothing to await.
+        while not (main.should_exit or done.is_set()):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        for follower in followers.values():
+            follower.should_exit = True
+
+    await asyncio.gather(lead(), watch(), *(f.serve(sockets=[socks[p]]) for p, f in followers.items()))
 
 
 async def _say(settings: Settings, text: str, voice: str | None, fmt: str, out: Path) -> None:

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0 for every interface).")
     port: int = Field(8000, ge=0, le=65535, description="Main HTTP/WebSocket port (0 picks a free one).")
+    compat_ports: bool = Field(
+        False, description="Also serve each dialect alone on its original server's port (e.g. GPT-SoVITS 9880)."
+    )
     data_dir: Path = Field(Path("data"), description="Folder for everything voxgate stores.")
     voices_dir: Path | None = Field(
         None, description="Folder of user Piper voices (.onnx + .onnx.json); default DATA_DIR/voices."

@@ -100,3 +100,14 @@ def test_voices_add_list_export_import_check_rm(tmp_path: Path) -> None:
     assert damaged.returncode == 1 and "Story-Teller: audio file is unreadable" in damaged.stdout
     assert run("voices", "rm", "Story-Teller", *a).returncode == 0
     assert run("voices", "rm", "Story-Teller", *a).returncode == 1
+
+
+def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    from tests.conftest import start_server
+
+    server = start_server(tmp_path)
+    server.process.stdout.close()  # type: ignore[union-attr]
+    server.process.terminate()
+    # uvicorn re-raises the captured SIGTERM once it has shut down gracefully, so the process ends by it.
+    assert server.process.wait(timeout=20) in (0, -15)
+    assert "Application shutdown complete" in server.log.read_text()
