@@ -13,7 +13,7 @@ from voxgate.core.context import Context
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import Limits, SynthesisService
 from voxgate.core.voicebank import VoiceBank
-from voxgate.dialects import native, openai
+from voxgate.dialects import gptsovits, native, openai
 from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound
 from voxgate.scheduling.pool import WorkerPool
@@ -66,6 +66,7 @@ Attach = Callable[[FastAPI, Context], None]
 DIALECTS: dict[str, tuple[Attach, int | None]] = {
     "native": (native.attach, None),
     "openai": (openai.attach, None),
+    "gptsovits": (gptsovits.attach, 9880),
 }
 
 

@@ -38,7 +38,17 @@ def test_metrics_exposes_requests_latency_audio_and_queue(server: Server) -> Non
 
 
 def test_reload_discovers_a_voice_dropped_into_the_folder(server: Server) -> None:
-    add_voice(server.data_dir / "voices", "en_US-dropped-medium")
+    model = add_voice(server.data_dir / "voices", "en_US-dropped-medium")
+    try:
+        _reload_and_speak(server)
+    finally:  # the shared server's other tests expect the bundled voice alone
+        model.unlink()
+        model.with_name(model.name + ".json").unlink()
+        httpx.post(f"{server.url}/v1/audio/voices/reload", timeout=30)
+    assert "en_US-dropped-medium" not in httpx.get(f"{server.url}/v1/audio/voices", timeout=10).json()["voices"]
+
+
+def _reload_and_speak(server: Server) -> None:
     before = httpx.get(f"{server.url}/v1/audio/voices", timeout=10).json()["voices"]
     assert "en_US-dropped-medium" not in before
     reloaded = httpx.post(f"{server.url}/v1/audio/voices/reload", timeout=30)

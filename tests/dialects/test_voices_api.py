@@ -14,10 +14,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import Server, decode, pcm16, rms, start_server, stop_server
+from tests.speech import RATE, other_speaker
 from voxgate.audio.encoders import encode_all
-from voxgate.audio.voiceshift import Shift, apply_shift
-from voxgate.engines.base import EngineParams
-from voxgate.engines.piper import PiperEngine
 from voxgate.voices.embedding import SpeakerEncoder, cosine
 
 REFERENCE_TEXT = ("A clear voice reads these words aloud. It speaks slowly and calmly, "
@@ -27,13 +25,8 @@ PROBE_TEXT = "Please read this other sentence, which the reference never said, i
 
 @pytest.fixture(scope="module")
 def reference() -> tuple[np.ndarray, int]:
-    """A 'different speaker': the bundled voice moved far up in pitch and formants (no second voice ships)."""
-    engine = PiperEngine()
-    loaded = engine.load(engine.voices()[0], threads=1)
-    speech = np.concatenate(list(loaded.synthesize(REFERENCE_TEXT, EngineParams())))
-    speech = speech / np.abs(speech).max() * 0.8
-    shift = Shift(f0_ratio=1.7, range_ratio=1.2, formant_ratio=1.18, eq_db=(0.0,) * 48)
-    return apply_shift(speech, 22050, shift), 22050
+    """A 'different speaker': the bundled voice moved far up in pitch and formants."""
+    return other_speaker(REFERENCE_TEXT, f0_ratio=1.7, formant_ratio=1.18), RATE
 
 
 def wav(samples: np.ndarray, rate: int) -> bytes:

@@ -8,8 +8,6 @@ import sys
 import wave
 from pathlib import Path
 
-import numpy as np
-
 from tests.conftest import decode, rms
 
 
@@ -66,17 +64,12 @@ def test_help_lists_every_setting_with_its_env_var() -> None:
 
 
 def test_voices_add_list_export_import_check_rm(tmp_path: Path) -> None:
-    from tests.dialects.test_voices_api import REFERENCE_TEXT
+    from tests.speech import RATE, other_speaker
     from voxgate.audio.encoders import encode_all
-    from voxgate.audio.voiceshift import Shift, apply_shift
-    from voxgate.engines.base import EngineParams
-    from voxgate.engines.piper import PiperEngine
 
-    engine = PiperEngine()
-    speech = np.concatenate(list(engine.load(engine.voices()[0], 1).synthesize(REFERENCE_TEXT, EngineParams())))
-    shifted = apply_shift(speech / np.abs(speech).max() * 0.8, 22050, Shift(1.5, 1.0, 1.1, (0.0,) * 48))
+    shifted = other_speaker("A story is told slowly and clearly, one calm sentence after another.", 1.5, 1.1)
     ref = tmp_path / "ref.mp3"
-    ref.write_bytes(encode_all(shifted, 22050, "mp3"))
+    ref.write_bytes(encode_all(shifted, RATE, "mp3"))
     a, b = ["--data-dir", str(tmp_path / "a")], ["--data-dir", str(tmp_path / "b")]
     added = run("voices", "add", "Story Teller", str(ref), "--transcript", "hello", *a)
     assert added.returncode == 0, added.stderr

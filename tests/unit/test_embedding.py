@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tests.speech import RATE, piper_speech
 from voxgate.audio.resample import resample
 from voxgate.audio.voiceshift import N_BANDS, Shift, apply_shift
 from voxgate.voices.embedding import (
@@ -19,7 +20,6 @@ from voxgate.voices.embedding import (
     mel_filterbank,
 )
 
-RATE = 22050
 TEXTS = (
     "The quick brown fox jumps over the lazy dog near the river bank.",
     "Please remember to bring your umbrella, because it might rain later this afternoon.",
@@ -30,15 +30,7 @@ STRONG = Shift(1.6, 1.0, 1.15, tuple(float(g) for g in np.linspace(-4.0, 6.0, N_
 @pytest.fixture(scope="module")
 def speech() -> list[np.ndarray]:
     """One float32 22.05 kHz array per text, spoken by the bundled Piper voice."""
-    from voxgate.engines.base import EngineParams
-    from voxgate.engines.piper import PiperEngine
-
-    engine = PiperEngine()
-    voice = engine.load(engine.voices()[0], threads=1)
-    try:
-        return [np.concatenate(list(voice.synthesize(text, EngineParams()))) for text in TEXTS]
-    finally:
-        voice.close()
+    return piper_speech(*TEXTS)
 
 
 @pytest.fixture(scope="module")

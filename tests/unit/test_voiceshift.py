@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from tests.speech import RATE, piper_speech
 from voxgate.audio.voiceshift import (
     EQ_LIMIT_DB,
     N_BANDS,
@@ -18,7 +19,6 @@ from voxgate.audio.voiceshift import (
 )
 from voxgate.errors import InvalidInput
 
-RATE = 22050
 TEXTS = (
     "The quick brown fox jumps over the lazy dog near the river bank.",
     "Please remember to bring your umbrella, because it might rain later this afternoon.",
@@ -30,15 +30,7 @@ STRONG = Shift(f0_ratio=1.6, range_ratio=1.0, formant_ratio=1.15, eq_db=TILT)  #
 @pytest.fixture(scope="module")
 def speech() -> list[np.ndarray]:
     """One float32 22.05 kHz array per text, spoken by the bundled Piper voice."""
-    from voxgate.engines.base import EngineParams
-    from voxgate.engines.piper import PiperEngine
-
-    engine = PiperEngine()
-    voice = engine.load(engine.voices()[0], threads=1)
-    try:
-        return [np.concatenate(list(voice.synthesize(text, EngineParams()))) for text in TEXTS]
-    finally:
-        voice.close()
+    return piper_speech(*TEXTS)
 
 
 @pytest.fixture(scope="module")

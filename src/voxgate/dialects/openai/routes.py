@@ -8,12 +8,18 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from voxgate.audio.encoders import open_encoder
 from voxgate.core.context import Context
-from voxgate.dialects.common import ErrorSpec, encode_stream, envelope_response, first_then_rest
+from voxgate.dialects.common import (
+    ClosingStreamingResponse,
+    ErrorSpec,
+    encode_stream,
+    envelope_response,
+    first_then_rest,
+)
 from voxgate.dialects.openai.protocol import PCM_RATE, SpeechRequest
 from voxgate.errors import (
     EngineFailure,
@@ -126,9 +132,9 @@ def attach(app: FastAPI, ctx: Context) -> None:
         encoder = open_encoder(body.response_format, PCM_RATE, streaming=True)
         if body.stream_format == "sse":
             audio = encode_stream(chunks, encoder, wrap=_sse)
-            return StreamingResponse(_sse_body(audio, len(body.input)), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
-        return StreamingResponse(encode_stream(chunks, encoder), media_type=encoder.content_type)
+            return ClosingStreamingResponse(_sse_body(audio, len(body.input)), stream.aclose,
+                                            media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return ClosingStreamingResponse(encode_stream(chunks, encoder), stream.aclose, media_type=encoder.content_type)
 
     @app.get("/v1/models", tags=["openai"])
     async def models() -> dict[str, object]:

@@ -1,0 +1,364 @@
+"""Handlers of the GPT-SoVITS api_v2 dialect: /tts, /control, /set_*_weights, /set_refer_audio."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.background import BackgroundTask
+
+from voxgate.audio.encoders import Encoder, encode_all, open_encoder
+from voxgate.audio.pcm import int16_bytes, wav_header
+from voxgate.core.context import Context
+from voxgate.core.service import SynthesisStream
+from voxgate.core.types import PcmChunk
+from voxgate.dialects.common import (
+    ClosingStreamingResponse,
+    ErrorSpec,
+    first_then_rest,
+    lookup,
+    unless_disconnected,
+)
+from voxgate.dialects.gptsovits.protocol import (
+    LANGUAGES,
+    SAMPLE_RATE,
+    ParamError,
+    TtsParams,
+    primary_language,
+)
+from voxgate.dialects.gptsovits.split import Plan, plan
+from voxgate.errors import (
+    EngineFailure,
+    ForbiddenReference,
+    InvalidInput,
+    InvalidReference,
+    Overloaded,
+    Unauthorized,
+    VoiceNotFound,
+    VoxgateError,
+)
+
+_LOG = logging.getLogger(__name__)
+DIALECT = "gptsovits"
+STATE_KEY = "gptsovits.state"  # in ctx.extras: shared by every app this dialect is mounted on
+REFERENCE_SECONDS = (3.0, 10.0)  # the original's reference length window (48000–160000 samples at 16 kHz)
+REFERENCE_RANGE = "参考音频在3~10秒范围外，请更换！"  # "reference audio outside 3–10 s, please change it!"
+
+# type "param": 400 {"message": m}; "failed": {"message": "<what> failed", "Exception": m}.
+ERRORS: dict[type[BaseException], ErrorSpec] = {
+    ParamError: ErrorSpec(400, "param", "invalid_param"),
+    Unauthorized: ErrorSpec(401, "param", "unauthorized"),
+    InvalidReference: ErrorSpec(400, "failed", "invalid_reference"),
+    ForbiddenReference: ErrorSpec(400, "failed", "forbidden_reference"),
+    InvalidInput: ErrorSpec(400, "failed", "invalid_value"),
+    VoiceNotFound: ErrorSpec(400, "failed", "voice_not_found"),
+    Overloaded: ErrorSpec(503, "failed", "server_overloaded"),
+    EngineFailure: ErrorSpec(400, "failed", "engine_failure"),
+}
+
+
+@dataclass
+class DialectState:
+    """What /set_*_weights and /set_refer_audio change; one per server, never per request."""
+
+    model: str | None = None  # voice id set by /set_gpt_weights or /set_sovits_weights
+    reference: str | None = None  # voice id set by /set_refer_audio
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)  # one per reference being registered
+
+    @property
+    def default(self) -> str | None:
+        """The voice /tts uses when ref_audio_path is omitted."""
+        return self.reference or self.model
+
+
+def error_response(ctx: Context, exc: BaseException, failed: str = "tts failed") -> JSONResponse:
+    """Render a domain error the way the original does, with the status its class maps to."""
+    spec = lookup(ERRORS, exc, ErrorSpec(500, "failed", "internal_error"))
+    ctx.metrics.errors.labels(DIALECT, spec.code or spec.type).inc()
+    message = getattr(exc, "message", None) or str(exc)
+    body = {"message": message} if spec.type == "param" else {"message": failed, "Exception": message}
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+    return JSONResponse(body, status_code=spec.status, headers=headers)
+
+
+def _validation_error(exc: ValidationError, where: str) -> RequestValidationError:
+    """FastAPI's own 422 for wrong types, as the original (a FastAPI app) answers them."""
+    errors = [{**e, "loc": (where, *e["loc"])} for e in exc.errors(include_url=False)]
+    return RequestValidationError(errors)
+
+
+def _parse(fields: Any, where: str) -> TtsParams:
+    try:
+        return TtsParams.model_validate(fields)
+    except ValidationError as exc:
+        raise _validation_error(exc, where) from None
+
+
+async def _body_fields(request: Request) -> Any:
+    """POST fields: a JSON object (the original), or a form (a voxgate extension); validated by the caller."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.form()
+        return {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    raw = await request.body()
+    if not raw:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required",
+                                       "input": None}])
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", getattr(exc, "pos", 0)),
+                                       "msg": "JSON decode error", "input": {},
+                                       "ctx": {"error": getattr(exc, "msg", str(exc))}}]) from None
+
+
+class Voices:
+    """Turns a ref_audio_path (voice id or server-side path) into a voice id, registering references once."""
+
+    def __init__(self, ctx: Context, state: DialectState) -> None:
+        self._ctx = ctx
+        self._state = state
+
+    def spoken(self) -> set[str]:
+        """Primary language subtags the installed voices speak."""
+        return {primary_language(v.language) for v in self._ctx.voices.installed()}
+
+    async def resolve(self, ref: str, prompt_text: str = "", prompt_lang: str | None = None) -> str:
+        """The voice id for a voice name or a reference file (registered as gsv-<hash> on first use)."""
+        try:
+            return self._ctx.voices.resolve(ref).id
+        except VoiceNotFound:
+            pass
+        reference = await self._ctx.voicebank.load_reference(ref)
+        low, high = REFERENCE_SECONDS
+        if not low <= reference.duration <= high:
+            raise InvalidReference(REFERENCE_RANGE, param="ref_audio_path")
+        name = f"gsv-{(await asyncio.to_thread(reference.sha256))[:12]}"
+        language = LANGUAGES.get(prompt_lang.lower()) if prompt_lang else None
+        if language not in self.spoken():
+            language = None  # the base voice's language then; cross-lingual references are common
+        lock = self._state.locks.setdefault(name, asyncio.Lock())
+        async with lock:  # two first requests with one new reference register it once
+            voice, _ = await self._ctx.voicebank.register(
+                name, reference, transcript=prompt_text or None, language=language,
+                meta={"origin": DIALECT, "path": ref})
+        return voice.id
+
+    async def model(self, weights_path: str) -> str:
+        """A voice id for /set_*_weights: a voice id, or the path of an installed Piper .onnx model."""
+        try:
+            return self._ctx.voices.resolve(weights_path).id
+        except VoiceNotFound:
+            pass
+        found = self._model_file(weights_path)
+        if found is None and weights_path.endswith(".onnx"):
+            await asyncio.to_thread(self._ctx.voices.refresh)  # a model just copied into the voices folder
+            found = self._model_file(weights_path)
+        if found is None:
+            raise VoiceNotFound(f"{weights_path} is neither a voice id nor a Piper model (.onnx) in the "
+                                "voices folder", param="weights_path")
+        return found
+
+    def _model_file(self, path: str) -> str | None:
+        """Match a client path against installed model files only (no file system access on its behalf)."""
+        wanted = os.path.normpath(path)
+        for voice in self._ctx.voices.installed():
+            if voice.model_path is None or voice.speaker is not None:
+                continue
+            model = str(voice.model_path)
+            if wanted == model or (not os.path.isabs(wanted) and model.endswith(os.sep + wanted)):
+                return voice.id
+        return None
+
+
+async def _by_fragment(chunks: AsyncIterator[PcmChunk], plan: Plan, mode: int,
+                       silence: int) -> AsyncGenerator[np.ndarray, None]:
+    """Audio units in the original's framing: mode 1 (and 0) one per fragment, 2/3 each piece as it comes.
+
+    `silence` samples follow every fragment that produced audio (as a unit of its own in modes 2/3).
+    """
+    gap = np.zeros(silence, np.float32)
+    current: int | None = None
+    parts: list[np.ndarray] = []
+    try:
+        async for chunk in chunks:
+            # index -1 is the resampler's tail at the very end: it belongs to the last fragment.
+            fragment = plan.fragment_of[chunk.index] if chunk.index >= 0 else (current or 0)
+            if current is not None and fragment != current:
+                if mode < 2:
+                    yield np.concatenate([*parts, gap])
+                    parts = []
+                elif silence:
+                    yield gap
+            current = fragment
+            if mode < 2:
+                parts.append(chunk.samples)
+            else:
+                yield chunk.samples
+        if current is not None:
+            if mode < 2:
+                yield np.concatenate([*parts, gap])
+            elif silence:
+                yield gap
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()  # client gone or done: the core drops whatever is still queued
+
+
+def _pack(samples: np.ndarray, media_type: str, encoder: Encoder | None) -> bytes:
+    """One streamed unit: raw int16 (wav after its header, raw), a whole Ogg file, or ADTS frames."""
+    if media_type == "ogg":
+        return encode_all(samples, SAMPLE_RATE, "ogg")
+    if encoder is not None:
+        return encoder.encode(samples)
+    return int16_bytes(samples)
+
+
+async def _stream_body(units: AsyncGenerator[np.ndarray, None], media_type: str) -> AsyncIterator[bytes]:
+    """Streaming framing of §2: wav = 44-byte header with zero sizes, then raw int16; codecs off the loop."""
+    encoder = open_encoder("aac", SAMPLE_RATE, streaming=True) if media_type == "aac" else None
+    try:
+        if media_type == "wav":
+            yield wav_header(SAMPLE_RATE, unknown="zero")
+        async for unit in units:
+            data = await asyncio.to_thread(_pack, unit, media_type, encoder)
+            if data:
+                yield data
+        if encoder is not None:
+            tail = await asyncio.to_thread(encoder.finish)
+            if tail:
+                yield tail
+    finally:
+        if encoder is not None:
+            encoder.close()
+        await units.aclose()
+
+
+def _whole_file(samples: np.ndarray, media_type: str) -> bytes:
+    """A complete file: WAV with true sizes, raw int16, Ogg Vorbis or ADTS AAC."""
+    if media_type == "raw":
+        return int16_bytes(samples)
+    return encode_all(samples, SAMPLE_RATE, media_type)
+
+
+def attach(app: FastAPI, ctx: Context) -> None:
+    """Mount the GPT-SoVITS routes (state shared with any other app mounted on the same context)."""
+    state = ctx.extras.setdefault(STATE_KEY, DialectState())
+    assert isinstance(state, DialectState)
+    voices = Voices(ctx, state)
+
+    async def whole(stream: SynthesisStream, cut: Plan, silence: float) -> np.ndarray:
+        async with stream:
+            units = [u async for u in _by_fragment(stream, cut, 0, silence)]
+        return np.concatenate(units) if units else np.zeros(0, np.float32)
+
+    async def tts(params: TtsParams, request: Request) -> Response:
+        ctx.metrics.requests.labels(DIALECT).inc()
+        try:
+            mode = params.check(voices.spoken(), state.default is not None)
+            if params.aux_ref_audio_paths:
+                _LOG.debug("aux_ref_audio_paths are accepted but not fused")
+            voice = (await voices.resolve(params.ref_audio_path, params.prompt_text, params.prompt_lang)
+                     if params.ref_audio_path else state.default)
+            assert voice is not None  # check() refused a request with neither
+            cut = plan(params.text or "", params.language, params.text_split_method, mode)
+            stream = await ctx.service.open(params.to_request(voice, cut.segments))
+            if mode == 0:
+                audio = await unless_disconnected(request, whole(stream, cut, params.silence))
+                data = await asyncio.to_thread(_whole_file, audio, params.media_type)
+                return Response(data, media_type=f"audio/{params.media_type}")
+            chunks = await first_then_rest(stream)
+        except VoxgateError as exc:
+            return error_response(ctx, exc)
+        units = _by_fragment(chunks, cut, mode, params.silence)
+        return ClosingStreamingResponse(_stream_body(units, params.media_type), stream.aclose,
+                                         media_type=f"audio/{params.media_type}")
+
+    @app.get("/tts", tags=["gptsovits"])
+    async def tts_get(request: Request) -> Response:
+        fields: dict[str, Any] = dict(request.query_params)
+        for name in ("text_lang", "prompt_lang"):  # the original lower-cases these on GET only
+            if isinstance(fields.get(name), str):
+                fields[name] = fields[name].lower()
+        aux = request.query_params.getlist("aux_ref_audio_paths")
+        fields["aux_ref_audio_paths"] = aux or None
+        return await tts(_parse(fields, "query"), request)
+
+    @app.post("/tts", tags=["gptsovits"])
+    async def tts_post(request: Request) -> Response:
+        return await tts(_parse(await _body_fields(request), "body"), request)
+
+    async def control(command: Any) -> Response:
+        if command is None or command == "":
+            return JSONResponse({"message": "command is required"}, status_code=400)
+        if command == "restart":
+            await asyncio.to_thread(ctx.voices.refresh)
+            try:
+                await ctx.voicebank.rematch()  # may synthesize, so may find the server busy
+            except VoxgateError as exc:
+                return error_response(ctx, exc, "restart failed")
+            state.reference = None  # a restarted original has no reference loaded
+            if state.model is not None:
+                try:
+                    state.model = ctx.voices.resolve(state.model).id
+                except VoiceNotFound:
+                    state.model = None
+            _LOG.info("gptsovits restart: voices and settings reloaded")
+        elif command == "exit":
+            _LOG.info("gptsovits exit: shutting down")
+            # SIGTERM after the response: uvicorn then drains running streams, as on Ctrl-C.
+            return JSONResponse(None, background=BackgroundTask(os.kill, os.getpid(), signal.SIGTERM))
+        return JSONResponse(None)
+
+    @app.get("/control", tags=["gptsovits"])
+    async def control_get(command: str | None = None) -> Response:
+        return await control(command)
+
+    @app.post("/control", tags=["gptsovits"])
+    async def control_post(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = {}
+        command = body.get("command") if isinstance(body, dict) else None
+        return await control(command if command is not None else request.query_params.get("command"))
+
+    async def set_weights(weights_path: str | None, kind: str) -> Response:
+        if not weights_path:
+            return JSONResponse({"message": f"{kind} weight path is required"}, status_code=400)
+        try:
+            state.model = await voices.model(weights_path)
+        except VoxgateError as exc:
+            return error_response(ctx, exc, f"change {kind} weight failed")
+        return JSONResponse({"message": "success"})
+
+    @app.get("/set_gpt_weights", tags=["gptsovits"])
+    async def set_gpt_weights(weights_path: str | None = None) -> Response:
+        return await set_weights(weights_path, "gpt")
+
+    @app.get("/set_sovits_weights", tags=["gptsovits"])
+    async def set_sovits_weights(weights_path: str | None = None) -> Response:
+        return await set_weights(weights_path, "sovits")
+
+    @app.get("/set_refer_audio", tags=["gptsovits"])
+    async def set_refer_audio(refer_audio_path: str | None = None) -> Response:
+        try:
+            if not refer_audio_path:
+                raise InvalidInput("refer_audio_path is required", param="refer_audio_path")
+            state.reference = await voices.resolve(refer_audio_path)
+        except VoxgateError as exc:
+            return error_response(ctx, exc, "set refer audio failed")
+        return JSONResponse({"message": "success"})
