@@ -104,3 +104,25 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     # uvicorn re-raises the captured SIGTERM once it has shut down gracefully, so the process ends by it.
     assert server.process.wait(timeout=20) in (0, -15)
     assert "Application shutdown complete" in server.log.read_text()
+
+
+def test_compat_ports_serve_a_dialect_alone_on_its_original_port(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.conftest import start_server, stop_server
+
+    server = start_server(tmp_path, "--compat-ports")
+    try:
+        query = {"text": "Hello from the old port.", "text_lang": "en", "prompt_lang": "en",
+                 "ref_audio_path": "en_US-joe-medium"}
+        native = httpx.get("http://127.0.0.1:9880/tts", params=query, timeout=60)
+        assert native.status_code == 200 and native.headers["content-type"] == "audio/wav"
+        samples, rate = decode(native.content)
+        assert rate == 32000 and rms(samples) > 0.02
+        other = httpx.post("http://127.0.0.1:9880/v1/audio/speech", timeout=10,
+                           json={"model": "tts-1", "voice": "alloy", "input": "Not here."})
+        assert other.status_code == 404  # only the GPT-SoVITS dialect lives on 9880
+        main = httpx.get(f"{server.url}/tts", params=query, timeout=60)
+        assert main.status_code == 200  # and the main port serves it too
+    finally:
+        stop_server(server)
