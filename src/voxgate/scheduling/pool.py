@@ -4,8 +4,8 @@ Why this shape: onnxruntime releases the GIL, and on a 2-core machine two 1-thre
 give more total throughput than one 2-thread session, while a 2-thread session gives the lowest latency
 for a request running alone. So workers run jobs on a 1-thread session, and a job that finds the pool
 otherwise idle runs on a "solo" session with more threads. Sessions are shared by every worker
-(onnxruntime's Run is thread-safe; without the memory arena sharing costs no throughput), so a voice
-costs two sessions however many workers there are.
+(onnxruntime's Run is thread-safe; measured within ~3% of one session per worker), so a voice costs
+two sessions however many workers there are, which bounds memory.
 
 Urgency is a deadline: the moment the job's stream would run out of audio to play. The stream
 nearest to running dry goes first; a new stream's first segment (deadline = now) beats a running
