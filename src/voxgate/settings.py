@@ -42,7 +42,7 @@ class Settings(BaseSettings):
         2, description="Compute threads for a job that runs alone (lower latency); 0 disables the solo session."
     )
     express_workers: Annotated[int, Field(ge=0, le=16)] = Field(
-        1, description="Extra workers that only run first segments, so a new request never waits for a busy pool."
+        0, description="Extra workers that only run first segments (off by default: measured slower at 4-8 clients)."
     )
     max_queue: Annotated[int, Field(ge=0, le=10_000)] = Field(
         32, description="Requests admitted beyond the workers before answering busy."

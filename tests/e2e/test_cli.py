@@ -126,3 +126,15 @@ def test_compat_ports_serve_a_dialect_alone_on_its_original_port(tmp_path: Path)
         assert main.status_code == 200  # and the main port serves it too
     finally:
         stop_server(server)
+
+
+def test_listening_socket_disables_nagle() -> None:
+    import socket
+
+    from voxgate.cli import _bind
+
+    sock = _bind("127.0.0.1", 0)
+    try:  # accepted connections inherit it; without it keep-alive responses stalled ~40 ms (measured)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        sock.close()

@@ -84,7 +84,7 @@ class WorkerPool:
         workers: int = 2,
         threads: int = 1,
         solo_threads: int = 2,
-        express: int = 1,
+        express: int = 0,
     ) -> None:
         self._engines = engines
         self._threads = threads
