@@ -80,7 +80,7 @@ class VoiceProfile:
     f0_median: float  # Hertz, over voiced frames
     f0_log_std: float  # spread of natural-log f0 (robust: 1.4826 × median absolute deviation)
     envelope: tuple[float, ...]  # mean log envelope of voiced frames, dB re its own band mean, on BAND_HZ
-    formant_scale: float | None = None  # Hertz: geometric mean of median F1–F3 (Burg tracks, voiced frames)
+    formant_scale: float | None = None  # not estimated separately: plan_shift warps the envelope instead
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types, tagged with the band grid."""
@@ -200,7 +200,6 @@ def analyse(samples: np.ndarray, rate: int) -> VoiceProfile:
     log_f0 = np.log(f0[voiced])
     centre = float(np.median(log_f0))
     times = np.asarray(pitch.xs())[voiced]
-    formants = _formant_scale(found[0], times)
     # 500 frames at a time keeps memory flat for long references (a full spectrum per frame is large).
     envelope = sum(_frame_envelopes(x, rate, times[i : i + 500]).sum(axis=0) for i in range(0, times.size, 500))
     envelope = envelope / times.size
@@ -209,25 +208,7 @@ def analyse(samples: np.ndarray, rate: int) -> VoiceProfile:
         f0_median=math.exp(centre),
         f0_log_std=1.4826 * float(np.median(np.abs(log_f0 - centre))),
         envelope=tuple(float(v) for v in envelope),
-        formant_scale=formants,
     )
-
-
-def _formant_scale(sound: Any, times: np.ndarray) -> float | None:
-    """Geometric mean of the median F1, F2, F3 at voiced times; None when the tracks are too sparse.
-
-    Why tracks and not only envelope alignment: aligning whole-recording average envelopes read a
-    female reference's formants as lower than a male base voice's (0.92), where its F1-F3 are ~1.17x.
-    """
-    formant = sound.to_formant_burg(time_step=PITCH_STEP_S, max_number_of_formants=5, maximum_formant=5500.0)
-    medians = []
-    for number in (1, 2, 3):
-        values = np.array([formant.get_value_at_time(number, float(t)) for t in times[::2]])
-        values = values[np.isfinite(values) & (values > 0)]
-        if values.size < MIN_VOICED_FRAMES // 2:
-            return None
-        medians.append(float(np.median(values)))
-    return float(math.exp(sum(math.log(m) for m in medians) / 3.0))
 
 
 # ---------------------------------------------------------------------------------------- planning
@@ -259,10 +240,7 @@ def plan_shift(base: VoiceProfile, target: VoiceProfile, strength: float = 1.0) 
     s = min(max(float(strength), 0.0), 1.0) if math.isfinite(strength) else 0.0
     base_env = np.asarray(base.envelope, dtype=np.float64)
     target_env = np.asarray(target.envelope, dtype=np.float64)
-    if base.formant_scale and target.formant_scale:
-        formant = _clamp(target.formant_scale / base.formant_scale, FORMANT_RATIO_LIMITS)
-    else:  # profiles stored before formant tracks were measured
-        formant = _best_warp(base_env, target_env)
+    formant = _best_warp(base_env, target_env)
     residual = target_env - _warped(base_env, formant)
     eq = np.clip(_smooth(residual - residual.mean()), -EQ_LIMIT_DB, EQ_LIMIT_DB) * s
     f0 = _clamp(target.f0_median / base.f0_median, F0_RATIO_LIMITS)

@@ -109,7 +109,7 @@ class VoiceBank:
         if voice.model_path is not None and voice.model_path.exists():
             stat = voice.model_path.stat()
             stamp = f"{stat.st_size}-{int(stat.st_mtime)}"
-        key = f"candidate:v2:{voice.id}:{stamp}"  # v2: profiles carry formant tracks
+        key = f"candidate:{voice.id}:{stamp}"
         cached = await asyncio.to_thread(self.store.get_value, key)
         if cached is not None:
             return Candidate.from_dict(cached)
