@@ -79,3 +79,12 @@ def test_synthesis_is_unnormalised_per_sentence_and_speed_scales(engine: PiperEn
     fast = sum(len(p) for p in loaded.synthesize(text, EngineParams(speed=2.0)))
     assert 0.4 < fast / normal < 0.65
     loaded.close()
+
+
+def test_capabilities_answer_from_the_last_scan_without_rescanning(tmp_path: Path) -> None:
+    engine = PiperEngine(tmp_path)
+    assert engine.capabilities().languages == ("en-US",)  # first call scans once
+    add_voice(tmp_path, "de_DE-late-medium", language={"code": "de_DE"})
+    assert engine.capabilities().languages == ("en-US",)  # no folder rescan on a capabilities query
+    assert "de_DE-late-medium" in {v.id for v in engine.voices()}
+    assert engine.capabilities().languages == ("de-DE", "en-US")  # the rescan is what updates it

@@ -81,7 +81,6 @@ class SynthesisStream:
         self._delivered = 0.0  # seconds of audio handed to the client
         self._first_audio: float | None = None  # seconds from admission to first audio
         self._closed = False
-        self._completed = False
 
     @property
     def first_audio_latency(self) -> float | None:
@@ -156,7 +155,6 @@ class SynthesisStream:
         if self._closed:
             return
         self._closed = True
-        self._completed = completed
         self.cancel()
         self._service._release()
 
@@ -195,7 +193,7 @@ class SynthesisService:
         return self._active
 
     async def warm_up(self) -> None:
-        """Load the default voice on every worker and measure its level, so the first request is fast."""
+        """Load the default voice's sessions and measure its level, so the first request is fast."""
         voice = self.voices.resolve(None)
         await asyncio.to_thread(self.pool.preload, voice)
         await self._gain(voice)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -15,7 +16,7 @@ from voxgate.audio.encoders import Encoder
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import SynthesisStream
 from voxgate.core.types import PcmChunk
-from voxgate.errors import Cancelled
+from voxgate.errors import Cancelled, InvalidInput
 
 E = TypeVar("E")
 T = TypeVar("T")
@@ -36,6 +37,17 @@ def lookup(table: Mapping[type[BaseException], E], exc: BaseException, default: 
         if cls in table:
             return table[cls]
     return default
+
+
+async def json_object(request: Request, *, invalid: str, not_object: str) -> dict[str, Any]:
+    """The request body as a JSON object, or InvalidInput with the dialect's own wording."""
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInput(invalid) from None
+    if not isinstance(body, dict):
+        raise InvalidInput(not_object)
+    return body
 
 
 def envelope_response(

@@ -106,10 +106,12 @@ class PiperEngine:
     def __init__(self, voices_dir: Path | None = None, include_bundled: bool = True) -> None:
         self._voices_dir = voices_dir
         self._include_bundled = include_bundled
+        self._scanned: list[VoiceInfo] | None = None  # the last scan, so capabilities() needn't rescan
 
     def capabilities(self) -> Capabilities:
         """Piper speaks whatever languages its installed voices speak, a sentence at a time."""
-        languages = tuple(sorted({v.language for v in self.voices()}))
+        voices = self.voices() if self._scanned is None else self._scanned
+        languages = tuple(sorted({v.language for v in voices}))
         return Capabilities(languages=languages, streaming="sentence", multi_speaker=True)
 
     def voices(self) -> list[VoiceInfo]:
@@ -126,7 +128,8 @@ class PiperEngine:
                 continue
             for voice in voices:
                 found.setdefault(voice.id, voice)  # the first (bundled) copy of an id wins
-        return list(found.values())
+        self._scanned = list(found.values())
+        return list(self._scanned)
 
     def load(self, voice: VoiceInfo, threads: int) -> PiperLoadedVoice:
         """Create an onnxruntime session for `voice` with `threads` intra-op threads."""

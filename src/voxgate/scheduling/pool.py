@@ -24,7 +24,6 @@ import heapq
 import itertools
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,7 +48,6 @@ class Job:
     post: Callable[[np.ndarray, int], np.ndarray] | None = None  # per-piece processing, run on the worker
     queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)  # arrays, then an error or _DONE
     cancelled: threading.Event = field(default_factory=threading.Event)
-    started: float | None = None  # monotonic time a worker took it
     rate: int = 0  # Hertz of the arrays, set by the worker
 
     def cancel(self) -> None:
@@ -221,7 +219,6 @@ class WorkerPool:
 
     def _run(self, express: bool) -> None:
         while (job := self._take(express)) is not None:
-            job.started = time.monotonic()
             alone = False
             outcome, final = "completed", _DONE
             try:

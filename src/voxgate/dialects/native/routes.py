@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import UploadFile
 
 from voxgate.core.context import Context
-from voxgate.dialects.common import ErrorSpec, envelope_response
+from voxgate.dialects.common import ErrorSpec, envelope_response, json_object
 from voxgate.errors import (
     EngineFailure,
     ForbiddenReference,
@@ -43,13 +42,8 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
 async def _voice_fields(request: Request) -> dict[str, Any]:
     """The add-voice fields from multipart, urlencoded or JSON; `audio` as bytes (file) or a string."""
     if request.headers.get("content-type", "").startswith("application/json"):
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InvalidInput("the request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidInput("the request body must be a JSON object")
-        return body
+        return await json_object(request, invalid="the request body is not valid JSON",
+                                 not_object="the request body must be a JSON object")
     try:
         form = await request.form(max_part_size=MAX_FORM_PART)
     except Exception as exc:  # the multipart parser's errors are plain exceptions with useful text

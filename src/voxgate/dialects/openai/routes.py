@@ -19,6 +19,7 @@ from voxgate.dialects.common import (
     encode_stream,
     envelope_response,
     first_then_rest,
+    json_object,
 )
 from voxgate.dialects.openai.protocol import PCM_RATE, SpeechRequest
 from voxgate.errors import (
@@ -73,13 +74,10 @@ def _validation_error(exc: ValidationError) -> InvalidInput:
 
 
 async def _parse(request: Request) -> SpeechRequest:
-    try:
-        payload = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput("We could not parse the JSON body of your request. (HINT: This likely means "
-                           "you aren't using your HTTP library correctly.)") from None
-    if not isinstance(payload, dict):
-        raise InvalidInput("The request body must be a JSON object.")
+    payload = await json_object(
+        request, not_object="The request body must be a JSON object.",
+        invalid="We could not parse the JSON body of your request. (HINT: This likely means you aren't "
+                "using your HTTP library correctly.)")
     try:
         return SpeechRequest.model_validate(payload)
     except ValidationError as exc:
