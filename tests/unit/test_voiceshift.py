@@ -177,3 +177,34 @@ def test_matching_moves_another_sentence_toward_the_target_speaker(
     # Measured: about 0.40 before and 0.87 after.
     assert after - before >= 0.25, (before, after)
     assert after > 0.7, (before, after)
+
+
+@pytest.mark.parametrize("semitones", [-5.0, 4.0])
+def test_request_pitch_moves_the_median_by_its_semitones(
+    speech: list[np.ndarray], base_profile: VoiceProfile, semitones: float
+) -> None:
+    shifted = apply_shift(speech[0], RATE, Shift.identity().then(semitones=semitones))
+    assert shifted.size == speech[0].size
+    measured = 12.0 * np.log2(analyse(shifted, RATE).f0_median / base_profile.f0_median)
+    assert abs(measured - semitones) < 0.7, measured
+
+
+@pytest.mark.parametrize("tempo", [0.5, 1.5, 2.0])
+def test_request_tempo_changes_length_and_keeps_pitch(
+    speech: list[np.ndarray], base_profile: VoiceProfile, tempo: float
+) -> None:
+    stretched = apply_shift(speech[0], RATE, STRONG.then(tempo=tempo))
+    assert stretched.size == round(speech[0].size / tempo)
+    profile = analyse(stretched, RATE)
+    assert abs(12.0 * np.log2(profile.f0_median / base_profile.f0_median / STRONG.f0_ratio)) < 0.7
+    assert float(np.sqrt(np.mean(stretched ** 2))) > 0.02
+
+
+def test_tempo_of_an_unvoiced_piece_still_changes_its_length() -> None:
+    hiss = (0.05 * np.random.default_rng(0).standard_normal(RATE // 2)).astype(np.float32)
+    assert apply_shift(hiss, RATE, Shift.identity().then(tempo=2.0)).size == RATE // 4
+
+
+def test_shift_then_rejects_a_non_positive_tempo() -> None:
+    with pytest.raises(ValueError):
+        Shift.identity().then(tempo=0.0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -110,6 +110,7 @@ class Shift:
     range_ratio: float  # scale log-f0 deviations around the median
     formant_ratio: float  # >1 shifts formants up (shorter vocal tract)
     eq_db: tuple[float, ...]  # per-band gain on BAND_HZ, smoothed, clamped to ±EQ_LIMIT_DB
+    duration_ratio: float = 1.0  # output length / input length (a request's tempo, never stored)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types, tagged with the band grid."""
@@ -133,10 +134,17 @@ class Shift:
         """The shift that changes nothing."""
         return cls(1.0, 1.0, 1.0, (0.0,) * N_BANDS)
 
+    def then(self, semitones: float = 0.0, tempo: float = 1.0) -> Shift:
+        """This shift plus a request's pitch change (semitones) and tempo (2.0 = twice as fast)."""
+        if tempo <= 0:
+            raise ValueError("tempo must be positive")
+        return replace(self, f0_ratio=self.f0_ratio * 2.0 ** (semitones / 12.0),
+                       duration_ratio=self.duration_ratio / tempo)
+
     @property
     def moves_pitch_or_formants(self) -> bool:
         """True when Praat resynthesis is needed (the EQ alone is a cheap filter)."""
-        ratios = (self.f0_ratio, self.range_ratio, self.formant_ratio)
+        ratios = (self.f0_ratio, self.range_ratio, self.formant_ratio, self.duration_ratio)
         return any(abs(r - 1.0) > _IDENTITY_TOL for r in ratios)
 
     @property
@@ -292,21 +300,40 @@ def _change_gender(x: np.ndarray, rate: int, shift: Shift) -> np.ndarray | None:
     # Praat scales the range in semitones around the new median: the same as scaling log-f0 deviations.
     out = call(
         [sound, pitch], "Change gender", _clamp(shift.formant_ratio, FORMANT_RATIO_LIMITS), new_median,
-        _clamp(shift.range_ratio, RANGE_RATIO_LIMITS), 1.0,
+        _clamp(shift.range_ratio, RANGE_RATIO_LIMITS), shift.duration_ratio,
     )
     y = np.asarray(out.values[0], dtype=np.float64)
-    return y[: x.size] if y.size >= x.size else np.pad(y, (0, x.size - y.size))
+    return _fit_length(y, _length(x.size, shift))
+
+
+def _length(size: int, shift: Shift) -> int:
+    return max(1, round(size * shift.duration_ratio))
+
+
+def _fit_length(y: np.ndarray, size: int) -> np.ndarray:
+    return y[:size] if y.size >= size else np.pad(y, (0, size - y.size))
+
+
+def _stretch_unvoiced(y: np.ndarray, size: int) -> np.ndarray:
+    """Change the length of a piece with no pitch to move (breath, silence, a hiss) by interpolation."""
+    if size == y.size:
+        return y
+    return np.interp(np.linspace(0.0, y.size - 1.0, size), np.arange(y.size), y)
 
 
 def apply_shift(samples: np.ndarray, rate: int, shift: Shift) -> np.ndarray:
-    """Move one segment of a base voice toward the target: same length, float32, within [-1, 1]."""
+    """Move one segment of a base voice toward the target, float32 within [-1, 1].
+
+    The length is the input's times `shift.duration_ratio` (the same length unless a tempo was asked for).
+    """
     x = np.asarray(samples, dtype=np.float32).reshape(-1)
     if shift.is_identity or x.size == 0:
         return x
     y = x.astype(np.float64)
     if shift.moves_pitch_or_formants:
         changed = _change_gender(y, rate, shift)
-        y = y if changed is None else changed  # unvoiced or tiny segments keep their pitch; EQ still applies
+        # Unvoiced or tiny segments keep their pitch (EQ still applies) and only change length.
+        y = _stretch_unvoiced(y, _length(x.size, shift)) if changed is None else changed
     if shift.has_eq:
         eq = tuple(min(max(g, -EQ_LIMIT_DB), EQ_LIMIT_DB) for g in shift.eq_db)
         y = _filter_same(y, _eq_filter(rate, eq))

@@ -38,15 +38,21 @@ class Limits:
     max_speed: float = 10.0
 
 
-def post_processing(voice: VoiceInfo) -> Callable[[np.ndarray, int], np.ndarray] | None:
-    """What a matched voice does to its base voice's audio, run on the worker after each piece."""
+def post_processing(voice: VoiceInfo, semitones: float = 0.0,
+                    tempo: float = 1.0) -> Callable[[np.ndarray, int], np.ndarray] | None:
+    """What runs on the worker after each piece: a matched voice's shift toward its reference, plus a
+    request's pitch change and whatever tempo the engine could not do itself, in one Praat pass."""
     data = voice.extra.get("shift")
-    if not data:
-        return None
-    shift = Shift.from_dict(data)
+    shift = (Shift.from_dict(data) if data else Shift.identity()).then(semitones, tempo)
     if shift.is_identity:
         return None
     return lambda samples, rate: apply_shift(samples, rate, shift)
+
+
+def split_speed(speed: float, honoured: tuple[float, float]) -> tuple[float, float]:
+    """(the rate the engine is asked for, the tempo change left for post-processing)."""
+    engine = min(max(speed, honoured[0]), honoured[1])
+    return engine, speed / engine
 
 
 def _policy(segmentation: Segmentation) -> SegmentPolicy | None:
@@ -70,9 +76,10 @@ class SynthesisStream:
         self._inflight: deque[tuple[int, str, Job]] = deque()
         self._leveller = Leveller(gain * request.volume)
         self._resampler: Resampler | None = None  # built from the rate the engine really emits
-        self._post = post_processing(voice)
+        engine_speed, tempo = split_speed(request.speed, service.voices.capabilities(voice).speed_range)
+        self._post = post_processing(voice, request.pitch, tempo)
         self._params = EngineParams(
-            speed=request.speed,
+            speed=engine_speed,
             noise_scale=request.engine_options.get("noise_scale"),
             noise_w_scale=request.engine_options.get("noise_w_scale"),
             seed=request.seed,
@@ -244,6 +251,8 @@ class SynthesisService:
         if not self.limits.min_speed <= request.speed <= self.limits.max_speed:
             raise InvalidInput(f"speed {request.speed} is outside {self.limits.min_speed}–"
                                f"{self.limits.max_speed}", param="speed")
+        if not -12.0 <= request.pitch <= 12.0:
+            raise InvalidInput(f"pitch {request.pitch} semitones is outside -12–12", param="pitch")
         if request.sample_rate is not None and not 8000 <= request.sample_rate <= 192_000:
             raise InvalidInput(f"sample rate {request.sample_rate} Hz is outside 8000–192000",
                                param="sample_rate")

@@ -55,6 +55,7 @@ class Capabilities:
     streaming: str = "sentence"  # finest piece synthesize() yields: "sentence", "chunk" or "utterance"
     multi_speaker: bool = False
     reference_voices: bool = False  # can speak in the voice of reference audio (zero-shot cloning)
+    speed_range: tuple[float, float] = (0.1, 10.0)  # rates synthesize() honours; the core stretches beyond
 
 
 class LoadedVoice(Protocol):

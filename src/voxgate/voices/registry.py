@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Mapping
 
-from voxgate.engines.base import Engine, VoiceInfo
+from voxgate.engines.base import Capabilities, Engine, VoiceInfo
 from voxgate.errors import VoiceNotFound
 from voxgate.voices.store import StoredVoice, VoiceStore
 
@@ -72,6 +72,10 @@ class VoiceRegistry:
         with self._lock:
             self._voices, self._stale = voices, stale
         return len(voices)
+
+    def capabilities(self, voice: VoiceInfo) -> Capabilities:
+        """What the engine behind `voice` can do."""
+        return self._engines[voice.engine].capabilities()
 
     def list(self) -> list[VoiceInfo]:
         """Every voice that can be spoken now, sorted by id."""
