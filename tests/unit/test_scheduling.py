@@ -248,3 +248,30 @@ async def test_explicit_segments_keep_their_indices_and_skip_unspeakable_ones() 
         assert engine.log.texts()[-2:] == ["one two,", "three four five."]
     finally:
         service.pool.close()
+
+
+async def test_stop_all_ends_every_stream_cleanly_and_drops_queued_work() -> None:
+    engine = FakeEngine()
+    service = make_service(engine, workers=1)
+    try:
+        await service.warm_up()
+        texts = "WAIT first piece. Second sentence here. Third sentence here."
+        streams = [await service.open(SynthesisRequest(text=t, voice="a", segmentation=Segmentation.SENTENCE))
+                   for t in (texts, "Another stream waiting. With more.")]
+        pulls = [asyncio.ensure_future(anext(s)) for s in streams]  # both wait: the worker is gated
+        await asyncio.sleep(0.05)
+        assert service.stop_all() == 2
+        engine.log.gate.set()
+        for stream, pull in zip(streams, pulls, strict=True):
+            try:
+                await asyncio.wait_for(pull, 5)  # the running piece may still deliver its audio
+            except StopAsyncIteration:
+                pass
+            rest = [c async for c in stream]  # and then the stream ends, without raising
+            assert all(c.index == 0 for c in rest)
+        assert service.active == 0 and service.stop_all() == 0
+        await asyncio.sleep(0.05)
+        assert "Second sentence here." not in engine.log.texts()
+        assert "Another stream waiting." not in engine.log.texts()
+    finally:
+        service.pool.close()

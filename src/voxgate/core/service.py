@@ -8,6 +8,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -120,6 +121,8 @@ class SynthesisStream:
         while not self._closed:
             self._fill()
             if not self._inflight:
+                if await self._more_input():
+                    continue
                 tail = self._resampler.flush() if self._resampler else np.zeros(0, np.float32)
                 await self._finish(completed=True)
                 if len(tail):
@@ -127,6 +130,8 @@ class SynthesisStream:
                 break
             index, text, job = self._inflight[0]
             item = await job.queue.get()
+            if not self._inflight or self._inflight[0][2] is not job:
+                continue  # stopped (cancel or stop_all) while waiting: the stream ends cleanly
             if is_done(item):
                 self._inflight.popleft()
                 continue
@@ -140,6 +145,10 @@ class SynthesisStream:
             if len(audio):
                 return self._emit(audio, index, text)
         raise StopAsyncIteration
+
+    async def _more_input(self) -> bool:
+        """True when more segments may still come (text streams wait for them here)."""
+        return False
 
     def _emit(self, audio: np.ndarray, index: int, text: str) -> PcmChunk:
         if self._first_audio is None:
@@ -163,13 +172,16 @@ class SynthesisStream:
             return
         self._closed = True
         self.cancel()
-        self._service._release()
+        self._service._release(self)
 
     async def aclose(self) -> None:
         """End the stream; if it had not finished, its work is cancelled and counted."""
         if not self._closed:
             self._service.metrics.cancelled.inc()
             await self._finish(completed=False)
+
+
+StreamT = TypeVar("StreamT", bound=SynthesisStream)
 
 
 class SynthesisService:
@@ -183,6 +195,7 @@ class SynthesisService:
         self.limits = limits
         self.prefetch = max(2, pool.size)  # segments of one stream queued at once
         self._active = 0
+        self._open: set[SynthesisStream] = set()  # admitted and not finished, for stop_all
         self._gains: dict[str, float] = {}
         self._gain_locks: dict[str, asyncio.Lock] = {}
         self.ready = False
@@ -208,23 +221,42 @@ class SynthesisService:
 
     async def open(self, request: SynthesisRequest) -> SynthesisStream:
         """Validate and admit a request; raises before any audio if it is bad or the server is busy."""
-        text, voice = self._validate(request)
+        text = self._check_text(request)
+        voice = self.check(request)
         policy = _policy(request.segmentation)
         if request.segments is not None:
             segments = [(i, normalize(s)) for i, s in enumerate(request.segments)]
             segments = [(i, s) for i, s in segments if is_speakable(s)]
         else:
             segments = list(enumerate(split_text(text, policy) if policy else [text]))
+        gain = await self.admit(voice)
+        return self.track(SynthesisStream(self, request, voice, segments, gain))
+
+    async def admit(self, voice: VoiceInfo) -> float:
+        """Count a request in, or raise Overloaded; returns the voice's levelling gain.
+        The caller must hand the stream it builds to track(), which releases the slot when it ends."""
         if self._active >= self.pool.size + self.limits.max_queue:
             self.metrics.rejected.inc()
             raise Overloaded(f"{self._active} requests in progress; retry shortly", retry_after=1.0)
         self._active += 1
         try:
-            gain = await self._gain(voice)
+            return await self._gain(voice)
         except BaseException:
-            self._release()
+            self._release(None)
             raise
-        return SynthesisStream(self, request, voice, segments, gain)
+
+    def track(self, stream: StreamT) -> StreamT:
+        """Remember an admitted stream until it finishes (for stop_all)."""
+        self._open.add(stream)
+        return stream
+
+    def stop_all(self) -> int:
+        """Stop every stream in flight: queued work is dropped, running pieces stop after the current
+        one, and each stream ends cleanly after the audio it already has. Returns how many were stopped."""
+        streams = list(self._open)
+        for stream in streams:
+            stream.cancel()
+        return len(streams)
 
     async def stream(self, request: SynthesisRequest) -> AsyncIterator[PcmChunk]:
         """Audio chunks of a request as they are synthesized."""
@@ -239,7 +271,7 @@ class SynthesisService:
             rate = stream.sample_rate
         return Pcm(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate)
 
-    def _validate(self, request: SynthesisRequest) -> tuple[str, VoiceInfo]:
+    def _check_text(self, request: SynthesisRequest) -> str:
         text = normalize(" ".join(request.segments) if request.segments is not None else request.text)
         if len(text) > self.limits.max_input_chars:
             raise InputTooLong(
@@ -248,6 +280,10 @@ class SynthesisService:
             )
         if not is_speakable(text):
             raise InvalidInput("text is empty or has nothing to speak", param="text")
+        return text
+
+    def check(self, request: SynthesisRequest) -> VoiceInfo:
+        """Validate everything but the text; returns the voice that will speak."""
         if not self.limits.min_speed <= request.speed <= self.limits.max_speed:
             raise InvalidInput(f"speed {request.speed} is outside {self.limits.min_speed}–"
                                f"{self.limits.max_speed}", param="speed")
@@ -256,7 +292,7 @@ class SynthesisService:
         if request.sample_rate is not None and not 8000 <= request.sample_rate <= 192_000:
             raise InvalidInput(f"sample rate {request.sample_rate} Hz is outside 8000–192000",
                                param="sample_rate")
-        return text, self.voices.resolve(request.voice)
+        return self.voices.resolve(request.voice)
 
     async def _gain(self, voice: VoiceInfo) -> float:
         """The fixed gain that levels this voice, measured once on a calibration sentence."""
@@ -276,8 +312,10 @@ class SynthesisService:
                 _LOG.info("voice %s levelled with gain %.2f", voice.id, self._gains[voice.id])
         return self._gains[voice.id]
 
-    def _release(self) -> None:
+    def _release(self, stream: SynthesisStream | None) -> None:
         self._active -= 1
+        if stream is not None:
+            self._open.discard(stream)
 
 
 __all__ = ["Limits", "SynthesisService", "SynthesisStream"]

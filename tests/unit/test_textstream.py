@@ -1,0 +1,156 @@
+"""The text-stream core (text in as it arrives, audio out in order), on the fake engine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from tests.unit.fake_engine import FakeEngine
+from tests.unit.test_scheduling import make_service
+from voxgate.core.service import SynthesisService
+from voxgate.core.textstream import TextStream, TextStreamPolicy, open_text_stream
+from voxgate.core.types import SynthesisRequest
+from voxgate.errors import InputTooLong, InvalidInput, VoiceNotFound
+
+FAST = TextStreamPolicy(idle_flush=0.3, stall_flush=0.6)
+
+
+async def started(engine: FakeEngine, policy: TextStreamPolicy = FAST) -> tuple[SynthesisService, TextStream]:
+    service = make_service(engine, workers=2)
+    await service.warm_up()
+    return service, await open_text_stream(service, SynthesisRequest(text="", voice="a"), policy=policy)
+
+
+async def test_first_clause_is_spoken_before_the_text_ends() -> None:
+    engine = FakeEngine()
+    service, stream = await started(engine)
+    try:
+        words = "Hello there my friend, this is a streamed answer. It keeps going for a while.".split()
+        for word in words[:5]:
+            stream.feed(word + " ")
+        first = await asyncio.wait_for(anext(stream), 5)  # input not finished, no timeout passed
+        assert first.index == 0 and first.text == "Hello there my friend,"
+        assert not stream.input_done
+        for word in words[5:]:
+            stream.feed(word + " ")
+        stream.finish()
+        rest = [c async for c in stream]
+        texts = [first.text] + [c.text for c in rest]
+        spoken = [t for i, t in enumerate(texts) if i == 0 or t != texts[i - 1]]
+        assert " ".join(spoken) == " ".join(words)
+        assert [c.index for c in rest] == sorted(c.index for c in rest)  # in order
+        assert service.active == 0
+    finally:
+        service.pool.close()
+
+
+async def test_any_chunking_gives_the_same_segments() -> None:
+    text = "One, two three four. Five six seven eight nine! 十个字。还有更多，好的。Done."
+    results = []
+    for size in (1, 3, len(text)):
+        engine = FakeEngine()
+        service, stream = await started(engine)
+        try:
+            for i in range(0, len(text), size):
+                stream.feed(text[i : i + size])
+            stream.finish()
+            chunks = [c async for c in stream]
+            results.append(sorted({(c.index, c.text) for c in chunks}))
+        finally:
+            service.pool.close()
+    assert results[0] == results[1] == results[2]
+    assert results[0][0][1] == "One, two three four."
+
+
+async def test_unpunctuated_text_is_flushed_when_the_input_goes_quiet() -> None:
+    engine = FakeEngine()
+    service, stream = await started(engine)
+    try:
+        stream.feed("no punctuation at all here")
+        t0 = time.monotonic()
+        chunk = await asyncio.wait_for(anext(stream), 5)
+        assert chunk.text == "no punctuation at all here"
+        assert time.monotonic() - t0 >= FAST.idle_flush * 0.9
+        stream.finish()
+        rest = [c async for c in stream]  # the rest of that segment audio, then the end
+        assert all(c.index == 0 for c in rest)
+        assert service.active == 0
+    finally:
+        service.pool.close()
+
+
+async def test_flowing_text_without_punctuation_is_cut_at_a_word_after_the_stall_time() -> None:
+    engine = FakeEngine()
+    service, stream = await started(engine)
+    try:
+        async def produce() -> None:
+            for n in range(40):  # 4 s of words, never a pause long enough for the idle flush
+                stream.feed(f"word{n} " if n % 2 else "wo")
+                if n % 2 == 0:
+                    await asyncio.sleep(0.05)
+                    stream.feed(f"rd{n} ")
+                await asyncio.sleep(0.05)
+            stream.finish()
+
+        producer = asyncio.ensure_future(produce())
+        first = await asyncio.wait_for(anext(stream), 5)
+        assert not producer.done()  # spoken while text was still coming
+        assert first.text.startswith("word0 word1") and first.text.split()[-1].startswith("word")
+        rest = [c async for c in stream]
+        await producer
+        spoken = []
+        for c in [first, *rest]:
+            if not spoken or spoken[-1] != (c.index, c.text):
+                spoken.append((c.index, c.text))
+        assert " ".join(t for _, t in spoken).split() == [f"word{n}" for n in range(40)]  # no word cut
+    finally:
+        service.pool.close()
+
+
+async def test_backlog_is_bounded_and_a_finished_stream_refuses_text() -> None:
+    engine = FakeEngine()
+    service = make_service(engine)
+    service.limits = type(service.limits)(max_input_chars=50, max_queue=4)
+    stream = await open_text_stream(service, SynthesisRequest(text="", voice="a"), policy=FAST)
+    try:
+        stream.feed("a" * 30)
+        with pytest.raises(InputTooLong):
+            stream.feed("b" * 30)
+        stream.finish()
+        with pytest.raises(InvalidInput):
+            stream.feed("more")
+        await stream.aclose()
+    finally:
+        service.pool.close()
+
+
+async def test_cancel_drops_buffered_and_queued_text_at_once() -> None:
+    engine = FakeEngine()
+    service, stream = await started(engine)
+    try:
+        stream.feed("WAIT first sentence here. Second sentence is queued. Third one too. ")
+        pull = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.05)
+        stream.feed("and some buffered words")
+        await stream.aclose()
+        engine.log.gate.set()
+        with pytest.raises(StopAsyncIteration):
+            await asyncio.wait_for(pull, 5)
+        await asyncio.sleep(0.1)
+        assert all("Second" not in t and "buffered" not in t for t in engine.log.texts())
+        assert service.active == 0 and service.metrics.cancelled._value.get() == 1
+    finally:
+        service.pool.close()
+
+
+async def test_bad_voice_is_refused_before_admission() -> None:
+    engine = FakeEngine()
+    service = make_service(engine)
+    try:
+        with pytest.raises(VoiceNotFound):
+            await open_text_stream(service, SynthesisRequest(text="", voice="nobody"))
+        assert service.active == 0
+    finally:
+        service.pool.close()
