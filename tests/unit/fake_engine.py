@@ -32,7 +32,7 @@ class FakeLoaded:
     """Each word becomes 0.1 s of a tone; `piece_seconds` of compute per word."""
 
     def __init__(self, voice: VoiceInfo, threads: int, log: Log, piece_seconds: float) -> None:
-        self.sample_rate = RATE
+        self.sample_rate = voice.sample_rate
         self._voice, self._threads, self._log, self._piece = voice, threads, log, piece_seconds
 
     def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
@@ -46,8 +46,8 @@ class FakeLoaded:
             time.sleep(self._piece)
             with self._log.lock:
                 self._log.pieces += 1
-            n = int(RATE * 0.1 / params.speed)
-            yield (0.3 * np.sin(np.arange(n) * 2 * np.pi * 440 / RATE)).astype(np.float32)
+            n = int(self.sample_rate * 0.1 / params.speed)
+            yield (0.3 * np.sin(np.arange(n) * 2 * np.pi * 440 / self.sample_rate)).astype(np.float32)
 
     def close(self) -> None:
         pass
@@ -66,7 +66,8 @@ class FakeEngine:
         return Capabilities(languages=("en-US",))
 
     def voices(self) -> list[VoiceInfo]:
-        return [VoiceInfo(id=v, name=v, engine="fake", language="en-US", sample_rate=RATE) for v in ("a", "b")]
+        english = [VoiceInfo(id=v, name=v, engine="fake", language="en-US", sample_rate=RATE) for v in ("a", "b")]
+        return [*english, VoiceInfo(id="ja", name="ja", engine="fake", language="ja-JP", sample_rate=2 * RATE)]
 
     def load(self, voice: VoiceInfo, threads: int) -> FakeLoaded:
         return FakeLoaded(voice, threads, self.log, self.piece_seconds)

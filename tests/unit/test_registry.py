@@ -42,8 +42,8 @@ def test_registered_voice_is_its_base_moved(tmp_path: Path) -> None:
     assert (voice.engine, voice.session_key, voice.sample_rate) == ("fake", "a", 16000)
     assert voice.extra["base_voice"] == "a" and voice.extra["shift"] == SHIFT and voice.extra["registered"]
     assert registry.resolve("ALLOY").id == "mine"  # aliases reach registered voices too
-    assert [v.id for v in registry.installed()] == ["a", "b"]
-    assert {v.id for v in registry.list()} == {"a", "b", "mine"}
+    assert [v.id for v in registry.installed()] == ["a", "b", "ja"]
+    assert {v.id for v in registry.list()} == {"a", "b", "ja", "mine"}
     assert not registry.is_installed("mine") and registry.is_installed("a")
     store.close()
 

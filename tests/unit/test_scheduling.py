@@ -10,10 +10,10 @@ import pytest
 
 from tests.unit.fake_engine import RATE, FakeEngine
 from voxgate.core.metrics import Metrics
-from voxgate.core.service import Limits, SynthesisService
+from voxgate.core.service import CALIBRATION_TEXT, Limits, SynthesisService
 from voxgate.core.types import Segmentation, SynthesisRequest
 from voxgate.engines.base import EngineParams
-from voxgate.errors import EngineFailure, Overloaded
+from voxgate.errors import EngineFailure, InvalidInput, Overloaded
 from voxgate.scheduling.pool import Job, WorkerPool, is_done
 from voxgate.voices.registry import VoiceRegistry
 
@@ -143,7 +143,7 @@ async def test_stream_yields_segments_in_order_with_right_length() -> None:
         chunks = [c async for c in service.stream(request)]
         indices = [c.index for c in chunks if c.index >= 0]
         assert indices == sorted(indices) and indices[-1] == 9
-        words = sum(len(s.split()) for s in engine.log.texts()[1:])  # [0] is the level calibration
+        words = sum(len(s.split()) for s in engine.log.texts() if s != CALIBRATION_TEXT)
         assert words == 50
         total = sum(len(c.samples) for c in chunks)
         assert abs(total - 50 * int(RATE * 0.1)) <= 2
@@ -245,7 +245,7 @@ async def test_explicit_segments_keep_their_indices_and_skip_unspeakable_ones() 
         request = SynthesisRequest(text="", voice="a", segments=("one two,", "...", "three four five."))
         chunks = [c async for c in service.stream(request)]
         assert sorted({c.index for c in chunks if c.index >= 0}) == [0, 2]
-        assert engine.log.texts()[-2:] == ["one two,", "three four five."]
+        assert [t for t in engine.log.texts() if t != CALIBRATION_TEXT] == ["one two,", "three four five."]
     finally:
         service.pool.close()
 
@@ -275,3 +275,57 @@ async def test_stop_all_ends_every_stream_cleanly_and_drops_queued_work() -> Non
         assert "Another stream waiting." not in engine.log.texts()
     finally:
         service.pool.close()
+
+
+async def test_mixed_script_text_is_spoken_by_a_voice_per_language_at_one_rate() -> None:
+    engine = FakeEngine()
+    service = make_service(engine)
+    try:
+        request = SynthesisRequest(text="Hello there my friend. こんにちは、元気ですか。 Goodbye now.", voice="a")
+        chunks = [c async for c in service.stream(request)]
+        assert {c.rate for c in chunks} == {RATE}  # the 32 kHz voice is resampled to the stream's rate
+        spoken = list(dict.fromkeys(c.text for c in chunks if c.text))  # in output order
+        assert spoken == ["Hello there my friend.", "こんにちは、元気ですか。", "Goodbye now."]
+        by = {text: voice for voice, _, text in engine.log.calls if text != CALIBRATION_TEXT}
+        assert [by[t] for t in spoken] == ["a", "ja", "a"]
+        words = sum(len(t.split()) for t in spoken)  # the fake engine makes 0.1 s per word
+        assert abs(sum(c.duration for c in chunks) - 0.1 * words) < 0.02
+        with pytest.raises(InvalidInput):  # asked for explicitly, a language nobody speaks is an error
+            await service.open(SynthesisRequest(text="안녕하세요", voice="a", language="ko"))
+        ja = await service.synthesize(SynthesisRequest(text="Hello, こんにちは。", voice="a", language="all_ja"))
+        assert ja.rate == RATE and engine.log.calls[-1][0] == "ja"
+    finally:
+        service.pool.close()
+
+
+async def test_memory_budget_unloads_idle_sessions_least_recently_used_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    import voxgate.scheduling.pool as pool_module
+
+    rss = iter(range(0, 10**12, 100 * 2**20))  # every reading 100 MB above the last: each load "costs" 100 MB
+    monkeypatch.setattr(pool_module, "_rss", lambda: next(rss))
+    engine = FakeEngine()
+    pool = WorkerPool(lambda name: engine, workers=1, threads=1, solo_threads=0, memory_budget_mb=250)
+    try:
+        voices = {v.id: v for v in engine.voices()}
+        voices["c"] = type(voices["b"])(id="c", name="c", engine="fake", language="en-US", sample_rate=RATE)
+
+        async def speak(name: str) -> None:
+            await drain(pool.submit(Job(voices[name], "one two", EngineParams(), 0.0, asyncio.get_running_loop())))
+
+        pool.preload(voices["a"])  # pinned: stays whatever the budget
+        await speak("b")
+        assert pool.loaded_voices() == {"a", "b"}  # 200 MB: within budget
+        await speak("ja")  # 300 MB: the least recently used idle, unpinned session goes
+        assert pool.loaded_voices() == {"a", "ja"} and pool.stats.evicted == 1
+        held = pool._loaded(voices["ja"], 1)  # as if a job were running on "ja"
+        await speak("b")  # 300 MB, but "a" is pinned and "ja" busy: over budget until they are idle
+        assert pool.loaded_voices() == {"a", "ja", "b"} and pool.stats.evicted == 1
+        assert [(s["voice"], s["in_use"], s["pinned"], s["mb"]) for s in pool.sessions()] == [
+            ("a", 0, True, 100.0), ("ja", 1, False, 100.0), ("b", 0, False, 100.0)]
+        pool._release(held)
+        await speak("c")  # 400 MB: "ja" then "b" go, oldest first
+        assert pool.loaded_voices() == {"a", "c"} and pool.stats.evicted == 3
+        await speak("ja")  # an unloaded voice loads again on demand
+        assert "ja" in pool.loaded_voices()
+    finally:
+        pool.close()

@@ -154,3 +154,25 @@ async def test_bad_voice_is_refused_before_admission() -> None:
         assert service.active == 0
     finally:
         service.pool.close()
+
+
+async def test_an_idle_stream_holds_no_slot_sleeps_and_ends_after_the_quiet_time() -> None:
+    engine = FakeEngine()
+    service = make_service(engine)
+    policy = TextStreamPolicy(idle_flush=0.1, stall_flush=0.2, idle_end=0.5)
+    try:
+        await service.warm_up()
+        idle = [await open_text_stream(service, SynthesisRequest(text="", voice="a"), policy=policy)
+                for _ in range(10)]  # more than workers + max_queue (5)
+        assert service.active == 0  # opening is free
+        talker = idle[0]
+        talker.feed("Hello there, friend. ")
+        assert service.active == 1
+        assert talker._timeout() > 0.05  # a segment went out, nothing to flush: no busy polling
+        chunks = [c async for c in talker]  # never finished: ends by itself after idle_end
+        assert chunks and talker.input_done and service.active == 0
+        for stream in idle[1:]:
+            await stream.aclose()
+        assert service.active == 0
+    finally:
+        service.pool.close()

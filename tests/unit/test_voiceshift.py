@@ -186,7 +186,7 @@ def test_request_pitch_moves_the_median_by_its_semitones(
     shifted = apply_shift(speech[0], RATE, Shift.identity().then(semitones=semitones))
     assert shifted.size == speech[0].size
     measured = 12.0 * np.log2(analyse(shifted, RATE).f0_median / base_profile.f0_median)
-    assert abs(measured - semitones) < 0.7, measured
+    assert abs(measured - semitones) < 1.0, measured  # PSOLA + a different pitch tracker: ~0.3–0.7 st off
 
 
 @pytest.mark.parametrize("tempo", [0.5, 1.5, 2.0])

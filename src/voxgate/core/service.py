@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -16,6 +16,7 @@ from voxgate.audio.pcm import Leveller, calibrate_gain
 from voxgate.audio.resample import Resampler
 from voxgate.audio.voiceshift import Shift, apply_shift
 from voxgate.core.metrics import Metrics
+from voxgate.core.routing import Span, route
 from voxgate.core.types import Pcm, PcmChunk, Segmentation, SynthesisRequest
 from voxgate.engines.base import EngineParams, VoiceInfo
 from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, Overloaded
@@ -64,31 +65,53 @@ def _policy(segmentation: Segmentation) -> SegmentPolicy | None:
     return DEFAULT_POLICY
 
 
+@dataclass
+class Voicing:
+    """How one voice speaks its segments of a request: engine knobs, post-processing, level."""
+
+    voice: VoiceInfo
+    params: EngineParams
+    post: Callable[[np.ndarray, int], np.ndarray] | None
+    leveller: Leveller | None = None  # built from the voice's calibrated gain when its audio first arrives
+
+
 class SynthesisStream:
-    """Audio of one request, pulled chunk by chunk; closing it early cancels its queued and running work."""
+    """Audio of one request, pulled chunk by chunk; closing it early cancels its queued and running work.
+
+    Each segment carries its own voice (language routing may give a mixed-script text several); the
+    output has one rate, `sample_rate`, whatever rates the voices' engines produce.
+    """
 
     def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
-                 segments: list[tuple[int, str]], gain: float) -> None:
+                 segments: list[tuple[int, str, VoiceInfo]]) -> None:
         self.request = request
-        self.voice = voice
+        self.voice = voice  # the request's own voice (the first segment's, unless routing chose another)
         self.sample_rate = request.sample_rate or voice.sample_rate  # Hertz of every chunk
         self._service = service
-        self._pending = deque(segments)  # (index, text)
+        self._voicings: dict[str, Voicing] = {}
+        self._pending: deque[tuple[int, str, Voicing]] = deque(
+            (index, text, self._voicing(v)) for index, text, v in segments)
         self._inflight: deque[tuple[int, str, Job]] = deque()
-        self._leveller = Leveller(gain * request.volume)
         self._resampler: Resampler | None = None  # built from the rate the engine really emits
-        engine_speed, tempo = split_speed(request.speed, service.voices.capabilities(voice).speed_range)
-        self._post = post_processing(voice, request.pitch, tempo)
-        self._params = EngineParams(
-            speed=engine_speed,
-            noise_scale=request.engine_options.get("noise_scale"),
-            noise_w_scale=request.engine_options.get("noise_w_scale"),
-            seed=request.seed,
-        )
         self._t0 = time.monotonic()
         self._delivered = 0.0  # seconds of audio handed to the client
         self._first_audio: float | None = None  # seconds from admission to first audio
         self._closed = False
+        self.admitted = True  # holds an admission slot (a text stream takes one on its first text)
+
+    def _voicing(self, voice: VoiceInfo) -> Voicing:
+        found = self._voicings.get(voice.id)
+        if found is None:
+            request = self.request
+            engine_speed, tempo = split_speed(request.speed, self._service.voices.capabilities(voice).speed_range)
+            params = EngineParams(
+                speed=engine_speed,
+                noise_scale=request.engine_options.get("noise_scale"),
+                noise_w_scale=request.engine_options.get("noise_w_scale"),
+                seed=request.seed,
+            )
+            found = self._voicings[voice.id] = Voicing(voice, params, post_processing(voice, request.pitch, tempo))
+        return found
 
     @property
     def first_audio_latency(self) -> float | None:
@@ -110,12 +133,25 @@ class SynthesisStream:
         depth = 1 if self._first_audio is None else self._service.prefetch
         ahead = sum(len(text) for _, text, _ in self._inflight) * SECONDS_PER_CHAR / self.request.speed
         while self._pending and len(self._inflight) < depth:
-            index, text = self._pending.popleft()
-            job = Job(self.voice, text, self._params, self._t0 + self._delivered + ahead,
-                      asyncio.get_running_loop(), urgent=self._first_audio is None, post=self._post)
+            index, text, voicing = self._pending.popleft()
+            job = Job(voicing.voice, text, voicing.params, self._t0 + self._delivered + ahead,
+                      asyncio.get_running_loop(), urgent=self._first_audio is None, post=voicing.post)
             self._service.pool.submit(job)
             self._inflight.append((index, text, job))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
+
+    async def _level(self, job: Job, audio: np.ndarray) -> np.ndarray:
+        """Level a piece with its voice's gain and bring it to the stream's rate."""
+        voicing = self._voicing(job.voice)
+        if voicing.leveller is None:
+            voicing.leveller = Leveller(await self._service.gain(job.voice) * self.request.volume)
+        audio = voicing.leveller.process(audio)
+        if self._resampler is None or self._resampler.in_rate != job.rate:
+            tail = self._resampler.flush() if self._resampler is not None else np.zeros(0, np.float32)
+            self._resampler = Resampler(job.rate, self.sample_rate)
+            return np.concatenate([tail, self._resampler.process(audio)]) if len(tail) else \
+                self._resampler.process(audio)
+        return self._resampler.process(audio)
 
     async def __anext__(self) -> PcmChunk:
         while not self._closed:
@@ -137,11 +173,13 @@ class SynthesisStream:
                 continue
             if isinstance(item, BaseException):
                 await self._finish(completed=False)
-                raise EngineFailure(f"{self.voice.engine} failed: {item}") from item
+                raise EngineFailure(f"{job.voice.engine} failed: {item}") from item
             assert isinstance(item, np.ndarray)
-            if self._resampler is None:
-                self._resampler = Resampler(job.rate, self.sample_rate)
-            audio = self._resampler.process(self._leveller.process(item))
+            try:
+                audio = await self._level(job, item)
+            except BaseException:
+                await self._finish(completed=False)
+                raise
             if len(audio):
                 return self._emit(audio, index, text)
         raise StopAsyncIteration
@@ -173,6 +211,7 @@ class SynthesisStream:
         self._closed = True
         self.cancel()
         self._service._release(self)
+        self.admitted = False
 
     async def aclose(self) -> None:
         """End the stream; if it had not finished, its work is cancelled and counted."""
@@ -212,11 +251,12 @@ class SynthesisService:
         """Requests admitted and not yet closed."""
         return self._active
 
-    async def warm_up(self) -> None:
-        """Load the default voice's sessions and measure its level, so the first request is fast."""
-        voice = self.voices.resolve(None)
-        await asyncio.to_thread(self.pool.preload, voice)
-        await self._gain(voice)
+    async def warm_up(self, preload: Sequence[str] = ()) -> None:
+        """Load the default voice's sessions (and those of `preload`) and measure their level, so first
+        requests are fast. These sessions stay loaded whatever the memory budget."""
+        for voice in [self.voices.resolve(None), *(self.voices.resolve(v) for v in preload)]:
+            await asyncio.to_thread(self.pool.preload, voice)
+            await self.gain(voice)
         self.ready = True
 
     async def open(self, request: SynthesisRequest) -> SynthesisStream:
@@ -224,26 +264,31 @@ class SynthesisService:
         text = self._check_text(request)
         voice = self.check(request)
         policy = _policy(request.segmentation)
-        if request.segments is not None:
-            segments = [(i, normalize(s)) for i, s in enumerate(request.segments)]
-            segments = [(i, s) for i, s in segments if is_speakable(s)]
+        segments: list[tuple[int, str, VoiceInfo]] = []
+        if request.segments is not None:  # the dialect cut the text: indexes stay its segment numbers
+            for i, segment in enumerate(request.segments):
+                for span in self.route(request, normalize(segment)):
+                    if is_speakable(span.text):
+                        segments.append((i, span.text.strip(), span.voice))
         else:
-            segments = list(enumerate(split_text(text, policy) if policy else [text]))
-        gain = await self.admit(voice)
-        return self.track(SynthesisStream(self, request, voice, segments, gain))
+            for span in self.route(request, text):
+                pieces = split_text(span.text, policy) if policy else [span.text.strip()]
+                segments += [(len(segments) + n, piece, span.voice) for n, piece in enumerate(pieces)]
+        self.admit()
+        return self.track(SynthesisStream(self, request, voice, segments))
 
-    async def admit(self, voice: VoiceInfo) -> float:
-        """Count a request in, or raise Overloaded; returns the voice's levelling gain.
-        The caller must hand the stream it builds to track(), which releases the slot when it ends."""
+    def route(self, request: SynthesisRequest, text: str) -> list[Span]:
+        """The request's text cut into spans, each with the voice that speaks its language."""
+        return [span for span in route(self.voices, request.voice, request.language, text)
+                if span.text.strip()]
+
+    def admit(self) -> None:
+        """Count a request in, or raise Overloaded. The caller must hand the stream it builds to
+        track(); the slot is released when the stream ends."""
         if self._active >= self.pool.size + self.limits.max_queue:
             self.metrics.rejected.inc()
             raise Overloaded(f"{self._active} requests in progress; retry shortly", retry_after=1.0)
         self._active += 1
-        try:
-            return await self._gain(voice)
-        except BaseException:
-            self._release(None)
-            raise
 
     def track(self, stream: StreamT) -> StreamT:
         """Remember an admitted stream until it finishes (for stop_all)."""
@@ -292,9 +337,11 @@ class SynthesisService:
         if request.sample_rate is not None and not 8000 <= request.sample_rate <= 192_000:
             raise InvalidInput(f"sample rate {request.sample_rate} Hz is outside 8000–192000",
                                param="sample_rate")
-        return self.voices.resolve(request.voice)
+        voice = self.voices.resolve(request.voice)
+        route(self.voices, request.voice, request.language, "")  # an unknown or unspoken language fails here
+        return voice
 
-    async def _gain(self, voice: VoiceInfo) -> float:
+    async def gain(self, voice: VoiceInfo) -> float:
         """The fixed gain that levels this voice, measured once on a calibration sentence."""
         if voice.id in self._gains:
             return self._gains[voice.id]
@@ -312,10 +359,10 @@ class SynthesisService:
                 _LOG.info("voice %s levelled with gain %.2f", voice.id, self._gains[voice.id])
         return self._gains[voice.id]
 
-    def _release(self, stream: SynthesisStream | None) -> None:
-        self._active -= 1
-        if stream is not None:
-            self._open.discard(stream)
+    def _release(self, stream: SynthesisStream) -> None:
+        if stream.admitted:
+            self._active -= 1
+        self._open.discard(stream)
 
 
 __all__ = ["Limits", "SynthesisService", "SynthesisStream"]

@@ -29,14 +29,16 @@ class TextStreamPolicy:
 
     idle_flush: float = 0.8  # seconds without new text before everything buffered is spoken
     stall_flush: float = 2.0  # seconds of text without a segment before it is cut at its last word
+    idle_end: float = 60.0  # seconds without any text (and nothing left to say) before the stream ends
 
 
 class TextStream(SynthesisStream):
     """Feed text with `feed`, end it with `finish`, read PcmChunks in order; `cancel` drops everything."""
 
-    def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo, gain: float,
+    def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
                  segment_policy: SegmentPolicy, policy: TextStreamPolicy) -> None:
-        super().__init__(service, request, voice, [], gain)
+        super().__init__(service, request, voice, [])
+        self.admitted = False  # until the first text: see feed
         self._segmenter = Segmenter(segment_policy)
         self._policy = policy
         self._limit = service.limits.max_input_chars  # unspoken characters held at once
@@ -47,6 +49,7 @@ class TextStream(SynthesisStream):
         self._last_segment: float | None = None  # when a segment last went out (or text first came)
         self._at_word_end = False  # the last text fed ended in whitespace, so no word is half-fed
         self.characters = 0  # text fed so far
+        self._opened = time.monotonic()
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -56,7 +59,10 @@ class TextStream(SynthesisStream):
             raise InvalidInput("the text stream is already finished", param="text")
         if self._closed or not text:
             return
-        backlog = len(self._segmenter.pending) + sum(len(t) for _, t in self._pending) + len(text)
+        if not self.admitted:
+            self._service.admit()  # a stream holds a slot only once it has something to say
+            self.admitted = True
+        backlog = len(self._segmenter.pending) + sum(len(t) for _, t, _ in self._pending) + len(text)
         if backlog > self._limit:
             raise InputTooLong(f"{backlog} characters are waiting to be spoken; the limit is {self._limit}",
                                param="text")
@@ -86,10 +92,13 @@ class TextStream(SynthesisStream):
     def _enqueue(self, segments: list[str]) -> None:
         for segment in segments:
             text = normalize(segment)
-            if is_speakable(text):
-                self._pending.append((self._next_index, text))
-                self._next_index += 1
-                self._last_segment = time.monotonic()
+            if not is_speakable(text):
+                continue
+            for span in self._service.route(self.request, text):  # one span unless scripts mix
+                if is_speakable(span.text):
+                    self._pending.append((self._next_index, span.text.strip(), self._voicing(span.voice)))
+            self._next_index += 1
+            self._last_segment = time.monotonic()
         if self._pending and not self._closed:
             self._fill()  # start synthesis now, not when the reader next asks
             self._wake.set()
@@ -114,11 +123,12 @@ class TextStream(SynthesisStream):
     # -- output -----------------------------------------------------------------------------------
 
     def _timeout(self) -> float:
-        if self._last_text is None:
-            return 3600.0  # nothing fed yet: only feed/finish/cancel can wake us
         now = time.monotonic()
+        quiet_end = (self._last_text or self._opened) + self._policy.idle_end
+        if self._last_text is None or not self._segmenter.pending:
+            return max(0.01, quiet_end - now)  # nothing to flush: only feed/finish/cancel or the end
         return max(0.01, min(self._last_text + self._policy.idle_flush,
-                             (self._last_segment or now) + self._policy.stall_flush) - now)
+                             (self._last_segment or now) + self._policy.stall_flush, quiet_end) - now)
 
     async def _more_input(self) -> bool:
         """Wait until there is a segment to synthesize; False once the input is finished and spoken."""
@@ -129,9 +139,15 @@ class TextStream(SynthesisStream):
                 return False
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), self._timeout())
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that lands just
+                # as the event fires, and a cancelled reader must not go on waiting for text.
+                async with asyncio.timeout(self._timeout()):
+                    await self._wake.wait()
             except TimeoutError:
-                self._flush_due()
+                if time.monotonic() - (self._last_text or self._opened) >= self._policy.idle_end:
+                    self.finish()  # a client that went quiet ends its stream (and frees its slot)
+                else:
+                    self._flush_due()
         return False
 
     def cancel(self) -> None:
@@ -145,10 +161,10 @@ class TextStream(SynthesisStream):
 async def open_text_stream(service: SynthesisService, request: SynthesisRequest,
                            segment_policy: SegmentPolicy = DEFAULT_POLICY,
                            policy: TextStreamPolicy = TextStreamPolicy()) -> TextStream:
-    """Admit a text stream: `request.text` is ignored (feed the text), everything else applies."""
+    """Open a text stream: `request.text` is ignored (feed the text), everything else applies. It is
+    admitted (or refused with Overloaded) on its first text, so an idle client holds no slot."""
     voice = service.check(request)
-    gain = await service.admit(voice)
-    return service.track(TextStream(service, request, voice, gain, segment_policy, policy))
+    return service.track(TextStream(service, request, voice, segment_policy, policy))
 
 
 __all__ = ["TextStream", "TextStreamPolicy", "open_text_stream"]

@@ -99,8 +99,11 @@ class VoiceBank:
 
     async def _candidates(self, language: str | None) -> list[Candidate]:
         """Installed voices measured on a fixed text (once, then cached in the store)."""
-        installed = self.registry.installed()
-        speaking = [v for v in installed if same_language(v.language, language)] or installed
+        installed = [v for v in self.registry.installed() if self.registry.capabilities(v).match_base]
+        # A reference of unknown language is taken to speak the default voice's language: measuring
+        # every installed voice (Kokoro's Japanese ones too) would cost a synthesis each, per data folder.
+        wanted = language or self.registry.resolve(None).language
+        speaking = [v for v in installed if same_language(v.language, wanted)] or installed
         async with self._candidates_lock:
             return [await self._candidate(voice) for voice in speaking[:MAX_CANDIDATES]]
 

@@ -56,6 +56,7 @@ class Capabilities:
     multi_speaker: bool = False
     reference_voices: bool = False  # can speak in the voice of reference audio (zero-shot cloning)
     speed_range: tuple[float, float] = (0.1, 10.0)  # rates synthesize() honours; the core stretches beyond
+    match_base: bool = True  # its voices may be the base a registered voice is shifted from (not robotic ones)
 
 
 class LoadedVoice(Protocol):

@@ -10,6 +10,8 @@ from voxgate.errors import VoxgateError
 
 ENGINES: dict[str, str] = {
     "piper": "voxgate.engines.piper:PiperEngine",
+    "kokoro": "voxgate.engines.kokoro:KokoroEngine",
+    "espeak": "voxgate.engines.espeak:EspeakEngine",
 }
 
 

@@ -24,10 +24,12 @@ import heapq
 import itertools
 import logging
 import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import psutil
 
 from voxgate.engines.base import Engine, EngineParams, LoadedVoice, VoiceInfo
 
@@ -71,6 +73,7 @@ class PoolStats:
     dropped: int = 0  # cancelled jobs discarded before they ran
     interrupted: int = 0  # cancelled jobs stopped while running
     failed: int = 0
+    evicted: int = 0  # sessions unloaded to stay within the memory budget
 
 
 class WorkerPool:
@@ -83,6 +86,7 @@ class WorkerPool:
         threads: int = 1,
         solo_threads: int = 2,
         express: int = 0,
+        memory_budget_mb: int = 0,
     ) -> None:
         self._engines = engines
         self._threads = threads
@@ -91,7 +95,12 @@ class WorkerPool:
         self._heap: list[tuple[float, int, Job]] = []
         self._running: set[Job] = set()
         self._seq = itertools.count()
-        self._sessions: dict[tuple[str, int], LoadedVoice] = {}  # (voice load key, threads) → session
+        # (voice load key, threads) → session, least recently used first
+        self._sessions: OrderedDict[tuple[str, int], LoadedVoice] = OrderedDict()
+        self._users: Counter[tuple[str, int]] = Counter()  # jobs on each session now (never evicted then)
+        self._costs: dict[tuple[str, int], int] = {}  # bytes of RSS each session's load added
+        self._pinned: set[str] = set()  # load keys kept loaded whatever the budget (default, preloaded)
+        self._budget = memory_budget_mb * 1024 * 1024  # 0 = no limit
         self._loading: dict[tuple[str, int], threading.Lock] = {}  # so a session is loaded once
         self._solo_lock = threading.Lock()  # one job at a time on the solo session
         self._load_lock = threading.Lock()
@@ -140,33 +149,74 @@ class WorkerPool:
                 return True
         return False
 
-    def preload(self, voice: VoiceInfo) -> None:
-        """Load `voice`'s worker and solo sessions now (blocking; call off the loop)."""
-        self._loaded(voice, self._threads)
-        if self._solo_threads:
-            self._loaded(voice, self._solo_threads)
+    def preload(self, voice: VoiceInfo, pin: bool = True) -> None:
+        """Load `voice`'s worker and solo sessions now (blocking; call off the loop); pinned ones stay."""
+        if pin:
+            with self._load_lock:
+                self._pinned.add(voice.load_key)
+        for threads in (self._threads, self._solo_threads) if self._solo_threads else (self._threads,):
+            self._release(self._loaded(voice, threads))
 
     def loaded_voices(self) -> set[str]:
         """Load keys of voices whose worker session is loaded."""
         with self._load_lock:
             return {key for key, threads in self._sessions if threads == self._threads}
 
-    def _loaded(self, voice: VoiceInfo, threads: int) -> LoadedVoice:
-        """The session of `voice` with `threads` threads, loading it on first use (once, even if raced)."""
+    def sessions(self) -> list[dict[str, object]]:
+        """Every loaded session, least recently used first: voice load key, threads, MB, jobs on it."""
+        with self._load_lock:
+            return [{"voice": key, "threads": threads, "mb": round(self._costs.get((key, threads), 0) / 2**20, 1),
+                     "in_use": self._users[(key, threads)], "pinned": key in self._pinned}
+                    for key, threads in self._sessions]
+
+    def _loaded(self, voice: VoiceInfo, threads: int) -> tuple[tuple[str, int], LoadedVoice]:
+        """The session of `voice` with `threads` threads, loading it on first use (once, even if raced).
+        The caller holds it until _release; past the memory budget, idle sessions are unloaded."""
         key = (voice.load_key, threads)
         with self._load_lock:
             if key in self._sessions:
-                return self._sessions[key]
+                self._sessions.move_to_end(key)
+                self._users[key] += 1
+                return key, self._sessions[key]
             gate = self._loading.setdefault(key, threading.Lock())
         with gate:
             with self._load_lock:
                 if key in self._sessions:
-                    return self._sessions[key]
+                    self._sessions.move_to_end(key)
+                    self._users[key] += 1
+                    return key, self._sessions[key]
+            before = _rss()
             loaded = self._engines(voice.engine).load(voice, threads)
             with self._load_lock:
                 self._sessions[key] = loaded
+                self._costs[key] = max(0, _rss() - before)
+                self._users[key] += 1
                 self._loading.pop(key, None)
-            return loaded
+                evicted = self._evict()
+        for old_key, old in evicted:
+            _LOG.info("unloaded %s (%d threads) to stay within the memory budget", *old_key)
+            old.close()
+        return key, loaded
+
+    def _release(self, held: tuple[tuple[str, int], LoadedVoice]) -> None:
+        with self._load_lock:
+            self._users[held[0]] -= 1
+
+    def _evict(self) -> list[tuple[tuple[str, int], LoadedVoice]]:
+        """Unload idle, unpinned sessions, least recently used first, until within budget (lock held)."""
+        if not self._budget:
+            return []
+        total = sum(self._costs.get(key, 0) for key in self._sessions)
+        evicted = []
+        for key in list(self._sessions):
+            if total <= self._budget:
+                break
+            if self._users[key] or key[0] in self._pinned:
+                continue  # a running job keeps its session; it goes when idle and still over budget
+            evicted.append((key, self._sessions.pop(key)))
+            total -= self._costs.pop(key, 0)
+            self.stats.evicted += 1
+        return evicted
 
     def close(self) -> None:
         """Stop the workers after their current piece; queued jobs are dropped."""
@@ -205,7 +255,7 @@ class WorkerPool:
         firsts = [entry for entry in self._heap if entry[2].urgent and not entry[2].cancelled.is_set()]
         return min(firsts)[2] if firsts else None
 
-    def _session(self, job: Job) -> tuple[LoadedVoice, bool]:
+    def _session(self, job: Job) -> tuple[tuple[tuple[str, int], LoadedVoice], bool]:
         """The solo session when this job runs alone, else the shared worker session."""
         alone = False
         if self._solo_threads and self._solo_lock.acquire(blocking=False):
@@ -219,10 +269,11 @@ class WorkerPool:
 
     def _run(self, express: bool) -> None:
         while (job := self._take(express)) is not None:
-            alone = False
+            alone, held = False, None
             outcome, final = "completed", _DONE
             try:
-                loaded, alone = self._session(job)
+                held, alone = self._session(job)
+                loaded = held[1]
                 job.rate = loaded.sample_rate
                 for audio in loaded.synthesize(job.text, job.params):
                     if job.cancelled.is_set():
@@ -235,6 +286,8 @@ class WorkerPool:
                 _LOG.exception("engine failed on %r", job.text[:80])
                 outcome, final = "failed", exc
             finally:
+                if held is not None:
+                    self._release(held)
                 if alone:
                     self._solo_lock.release()
                 with self._cond:  # counters settle before the consumer can see the end
@@ -242,6 +295,11 @@ class WorkerPool:
                     self._running.discard(job)
                     setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
                 job._post(final)
+
+
+def _rss() -> int:
+    """Resident memory of this process in bytes."""
+    return psutil.Process().memory_info().rss
 
 
 def is_done(item: object) -> bool:

@@ -73,6 +73,16 @@ class VoiceRegistry:
             self._voices, self._stale = voices, stale
         return len(voices)
 
+    def engine_report(self) -> dict[str, dict[str, object]]:
+        """Per engine: how many voices it has installed and which languages they speak."""
+        with self._lock:
+            installed = list(self._installed.values())
+        report: dict[str, dict[str, object]] = {}
+        for name in self._engines:
+            mine = [v for v in installed if v.engine == name]
+            report[name] = {"voices": len(mine), "languages": sorted({v.language for v in mine})}
+        return report
+
     def capabilities(self, voice: VoiceInfo) -> Capabilities:
         """What the engine behind `voice` can do."""
         return self._engines[voice.engine].capabilities()
@@ -119,6 +129,11 @@ class VoiceRegistry:
         folded = {vid.lower(): v for vid, v in voices.items()}
         if key.lower().removesuffix(".onnx") in folded:
             return folded[key.lower().removesuffix(".onnx")]
+        for engine in self._engines.values():  # voices an engine builds from a spec (blends, variants)
+            build = getattr(engine, "voice_for", None)
+            built = build(key) if build is not None else None
+            if built is not None:
+                return built
         if key in stale:
             raise VoiceNotFound(f"voice {key!r} cannot be spoken: {stale[key]}", param="voice")
         raise VoiceNotFound(

@@ -1,0 +1,130 @@
+"""Language routing: which installed voice speaks each part of a request's text.
+
+Every dialect's language field goes through `route`. A voice speaks a language when its own language
+has the same primary subtag, or when its engine says it also speaks it (`extra["languages"]`, e.g. a
+Kokoro voice reads English as well as Japanese). For a language the requested voice cannot speak, the
+best installed voice is chosen: the default voice if it speaks it, then neural engines before espeak-ng
+(which speaks every language, so no language is left unspoken), a native speaker before one that also
+speaks it, an exact region match before another region, then by id.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from voxgate.engines.base import VoiceInfo
+from voxgate.errors import InvalidInput
+from voxgate.text.language import LanguageChoice, Mode, detect_spans, parse_language, primary
+from voxgate.voices.registry import VoiceRegistry
+
+FALLBACK_ENGINES = ("espeak",)  # chosen only when no other engine speaks the language
+_LATIN_LANGUAGES = frozenset(
+    "en fr de es it pt nl pl cs sk sl hr sv da nb nn no fi et lv lt hu ro tr id ms vi ca eu gl af sw "
+    "cy ga is mt sq tl eo la".split()
+)
+
+
+class LanguageNotSpoken(InvalidInput):
+    """No installed engine speaks the requested language."""
+
+
+class Span(NamedTuple):
+    """A piece of the text and the voice that speaks it."""
+
+    text: str
+    voice: VoiceInfo
+    language: str | None  # the piece's language tag; None when it has no script (digits, punctuation)
+
+
+def voice_languages(voice: VoiceInfo) -> set[str]:
+    """Primary subtags of every language `voice` speaks."""
+    spoken = {primary(voice.language)}
+    spoken.update(primary(str(tag)) for tag in voice.extra.get("languages", ()))
+    return spoken
+
+
+def speaks(voice: VoiceInfo, language: str) -> bool:
+    """True when `voice` can speak `language` (compared by primary subtag)."""
+    return primary(language) in voice_languages(voice)
+
+
+def best_voice(registry: VoiceRegistry, language: str, preferred: VoiceInfo | None = None) -> VoiceInfo:
+    """The voice that speaks `language` best: `preferred` if it can, else the best installed one."""
+    if preferred is not None and speaks(preferred, language):
+        return preferred
+    default = registry.resolve(None)
+    candidates = [v for v in registry.installed() if speaks(v, language)]
+    if not candidates:
+        raise LanguageNotSpoken(f"no installed voice speaks {language!r}", param="language")
+
+    def rank(voice: VoiceInfo) -> tuple[bool, bool, bool, bool, str]:
+        return (voice.engine in FALLBACK_ENGINES, primary(voice.language) != primary(language),
+                voice.language.lower() != language.lower(), voice.id != default.id, voice.id)
+
+    return min(candidates, key=rank)
+
+
+def route(registry: VoiceRegistry, voice: str | None, language: str | None, text: str) -> list[Span]:
+    """Cut `text` into spans, each with the voice that speaks it.
+
+    `voice` is the requested voice (id, alias or spec; None = the default voice) and `language` any
+    dialect's language field (None or `auto` = detect by script). Raises VoiceNotFound for an unknown
+    voice, UnknownLanguage for a tag that is no language, LanguageNotSpoken when no engine speaks it.
+    """
+    choice = parse_language(language)
+    requested = registry.resolve(voice)
+    if choice.tag is not None and choice.mode is Mode.STRICT:
+        return [Span(text, best_voice(registry, choice.tag, requested), choice.tag)]
+    if choice.tag is not None:
+        return _mixed(registry, choice, requested, text)
+    return _auto(registry, choice, requested, text)
+
+
+def _mixed(registry: VoiceRegistry, choice: LanguageChoice, requested: VoiceInfo, text: str) -> list[Span]:
+    """The language's voice for everything, except Latin-script words it cannot say, which go to English."""
+    assert choice.tag is not None
+    main = best_voice(registry, choice.tag, requested)
+    if primary(choice.tag) in _LATIN_LANGUAGES or speaks(main, "en"):
+        return [Span(text, main, choice.tag)]
+    spans = []
+    for piece, lang in detect_spans(text, han=choice.han, latin="en"):
+        if lang == "en":
+            spans.append(Span(piece, best_voice(registry, "en", requested), "en"))
+        else:
+            spans.append(Span(piece, main, choice.tag))
+    return _merge(spans)
+
+
+def _auto(registry: VoiceRegistry, choice: LanguageChoice, requested: VoiceInfo, text: str) -> list[Span]:
+    """Every span in the language its script says, by the requested voice where it speaks it."""
+    own = primary(requested.language)
+    han = own if own in {"zh", "yue", "ja"} and choice.han == "zh" else choice.han
+    latin = own if own in _LATIN_LANGUAGES else "en"
+    spans = []
+    for piece, lang in detect_spans(text, han=han, latin=latin):
+        if lang is None:
+            spans.append(Span(piece, requested, None))
+        else:
+            try:
+                voice = best_voice(registry, _tag_for(requested, lang), requested)
+            except LanguageNotSpoken:  # detected, not asked for: the requested voice does its best
+                voice = requested
+            spans.append(Span(piece, voice, lang))
+    return _merge(spans)
+
+
+def _tag_for(voice: VoiceInfo, language: str) -> str:
+    """The voice's full tag when it is of `language` (so its region is preferred), else `language`."""
+    return voice.language if primary(voice.language) == language else language
+
+
+def _merge(spans: list[Span]) -> list[Span]:
+    """Join neighbouring spans spoken by the same voice; a script-less span joins its neighbour."""
+    merged: list[Span] = []
+    for span in spans:
+        if merged and merged[-1].voice.id == span.voice.id:
+            last = merged[-1]
+            merged[-1] = Span(last.text + span.text, last.voice, last.language or span.language)
+        else:
+            merged.append(span)
+    return merged

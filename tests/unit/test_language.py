@@ -1,0 +1,120 @@
+"""Language tags of every dialect, script spans for `auto`, and routing to voices of real engines."""
+
+from __future__ import annotations
+
+import pytest
+
+from voxgate.core.routing import LanguageNotSpoken, best_voice, route, speaks
+from voxgate.engines.espeak import EspeakEngine
+from voxgate.engines.kokoro import KokoroEngine
+from voxgate.engines.piper import PiperEngine
+from voxgate.errors import VoiceNotFound
+from voxgate.text.language import Mode, UnknownLanguage, detect_spans, normalize_language, parse_language
+from voxgate.voices.registry import VoiceRegistry
+
+
+@pytest.mark.parametrize(("tag", "expected"), [
+    ("en", "en"), ("EN", "en"), ("zh", "zh"), ("ja", "ja"), ("ko", "ko"), ("yue", "yue"),
+    ("all_zh", "zh"), ("all_ja", "ja"), ("all_yue", "yue"), ("all_ko", "ko"),
+    ("zh-cn", "zh"), ("zh_CN", "zh"), ("ja-jp", "ja"), ("ja-JP", "ja"), ("ko-KR", "ko"),
+    ("en-us", "en-US"), ("en_GB", "en-GB"), ("zh-tw", "zh-TW"), ("pt-br", "pt-BR"), ("es-419", "es-419"),
+    ("cmn", "zh"), ("jp", "ja"), ("english", "en"), ("Japanese", "ja"), ("cantonese", "yue"),
+    ("fr", "fr"), ("de", "de"), ("hi", "hi"), ("sr-latn", "sr-Latn"),
+    ("auto", None), ("AUTO", None), ("auto_yue", None), ("", None), (None, None),
+])
+def test_every_dialects_codes_normalise(tag: str | None, expected: str | None) -> None:
+    assert normalize_language(tag) == expected
+
+
+def test_modes_and_the_han_hint() -> None:
+    assert parse_language("all_zh").mode is Mode.STRICT
+    assert parse_language("zh").mode is Mode.MIXED
+    assert parse_language("auto").mode is Mode.AUTO
+    assert parse_language("auto_yue").han == "yue" and parse_language("auto").han == "zh"
+    assert parse_language("yue").han == "yue"
+
+
+@pytest.mark.parametrize("tag", ["klingon!", "e", "1234", "zh cn", "en--us", "auto zh"])
+def test_non_languages_are_refused_with_the_field_named(tag: str) -> None:
+    with pytest.raises(UnknownLanguage) as info:
+        parse_language(tag)
+    assert info.value.param == "language" and tag in info.value.message
+
+
+def test_spans_split_where_the_script_changes() -> None:
+    assert detect_spans("你好，world! 我们走吧。") == [("你好，", "zh"), ("world! ", "en"), ("我们走吧。", "zh")]
+    assert detect_spans("今日はAppleの日です。") == [("今日は", "ja"), ("Apple", "en"), ("の日です。", "ja")]
+    assert detect_spans("안녕하세요 Hello") == [("안녕하세요 ", "ko"), ("Hello", "en")]
+    assert detect_spans("Привет, friend") == [("Привет, ", "ru"), ("friend", "en")]
+    assert detect_spans("12, 34!") == [("12, 34!", None)]
+    assert detect_spans("中文。日本語です。") == [("中文。", "zh"), ("日本語です。", "ja")]  # kana: per sentence
+    assert detect_spans("3 个苹果", han="yue") == [("3 个苹果", "yue")]
+    assert detect_spans("Bonjour", latin="fr") == [("Bonjour", "fr")]
+    text = "Mixed 中文 and English, 日本語もある。"
+    assert "".join(span for span, _ in detect_spans(text)) == text  # nothing lost or reordered
+
+
+@pytest.fixture(scope="module")
+def registry() -> VoiceRegistry:
+    engines = {"piper": PiperEngine(), "kokoro": KokoroEngine(), "espeak": EspeakEngine()}
+    return VoiceRegistry(engines, {"alloy": "en_US-joe-medium"}, "en_US-joe-medium")
+
+
+def test_neural_voices_come_first_and_espeak_is_the_fallback(registry: VoiceRegistry) -> None:
+    assert best_voice(registry, "en").id == "en_US-joe-medium"  # the default voice speaks it
+    assert best_voice(registry, "ja").engine == "kokoro"
+    assert best_voice(registry, "zh").id == "espeak:cmn"
+    assert best_voice(registry, "ko").id == "espeak:ko"
+    assert best_voice(registry, "yue").id == "espeak:yue"
+    assert best_voice(registry, "en-GB", registry.resolve("espeak:en-us")).id == "espeak:en-us"  # it speaks en
+    with pytest.raises(LanguageNotSpoken) as info:
+        best_voice(registry, "tlh")
+    assert info.value.param == "language"
+
+
+def test_explicit_languages_pick_a_voice_that_speaks_them(registry: VoiceRegistry) -> None:
+    [span] = route(registry, None, "all_zh", "你好 world")
+    assert span.voice.id == "espeak:cmn" and span.text == "你好 world" and span.language == "zh"
+    [span] = route(registry, "alloy", "ja-JP", "こんにちは")
+    assert span.voice.engine == "kokoro"  # the requested English voice cannot speak Japanese
+    [span] = route(registry, "kokoro:jm_kumo", "en", "Hello there.")
+    assert span.voice.id == "kokoro:jm_kumo"  # Kokoro voices speak English too: the request is kept
+    [span] = route(registry, "espeak:ko", "ko", "안녕하세요")
+    assert span.voice.id == "espeak:ko"
+
+
+def test_mixed_mode_sends_latin_words_to_an_english_voice(registry: VoiceRegistry) -> None:
+    spans = route(registry, None, "zh", "我喜欢Python和Rust。")
+    assert [(s.text, s.voice.id) for s in spans] == [
+        ("我喜欢", "espeak:cmn"), ("Python", "en_US-joe-medium"), ("和", "espeak:cmn"),
+        ("Rust。", "en_US-joe-medium"),  # script-less characters stay with the span before them
+    ]
+    [span] = route(registry, None, "ja", "今日はAppleの日。")  # Kokoro reads the English word itself
+    assert span.voice.engine == "kokoro"
+
+
+def test_auto_routes_each_script_span_to_a_voice_of_its_language(registry: VoiceRegistry) -> None:
+    spans = route(registry, None, "auto", "Hello, 你好！こんにちは。안녕 friends.")
+    assert [(s.text, s.language, s.voice.id) for s in spans] == [
+        ("Hello, ", "en", "en_US-joe-medium"), ("你好！", "zh", "espeak:cmn"),
+        ("こんにちは。", "ja", spans[2].voice.id), ("안녕 ", "ko", "espeak:ko"),
+        ("friends.", "en", "en_US-joe-medium"),
+    ]
+    assert spans[2].voice.engine == "kokoro"
+    assert [s.voice.id for s in route(registry, None, "auto_yue", "你好 hi")] == ["espeak:yue", "en_US-joe-medium"]
+    # A requested voice keeps every span it can speak: Kokoro reads the English and the Japanese.
+    [span] = route(registry, "kokoro:jf_alpha*0.7+jm_kumo*0.3", None, "Hello こんにちは")
+    assert span.voice.id == "kokoro:jf_alpha*0.7+jm_kumo*0.3"
+    [span] = route(registry, None, None, "123 456")
+    assert span.voice.id == "en_US-joe-medium" and span.language is None
+
+
+def test_routing_errors(registry: VoiceRegistry) -> None:
+    with pytest.raises(VoiceNotFound):
+        route(registry, "nobody", "en", "hi")
+    with pytest.raises(UnknownLanguage):
+        route(registry, None, "xx-!!", "hi")
+    with pytest.raises(LanguageNotSpoken):
+        route(registry, None, "tlh", "hi")
+    assert speaks(registry.resolve("kokoro:jf_alpha"), "en-US")
+    assert not speaks(registry.resolve("en_US-joe-medium"), "ja")
