@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ class Server:
     process: subprocess.Popen[str]
     data_dir: Path
     log: Path
+    output: list[str]  # lines the server printed on stdout (uvicorn's access log), drained by a thread
 
     def metric(self, name: str) -> float:
         """Current value of an unlabelled Prometheus sample."""
@@ -42,7 +44,7 @@ def start_server(tmp: Path, *flags: str) -> Server:
     log = tmp / "server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
-           "--data-dir", str(tmp / "data"), *flags]
+           "--data-dir", str(tmp / "data"), "--stackflow-port", "0", *flags]  # 0: no TCP port unless asked
     with log.open("w") as err:
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
     assert process.stdout is not None
@@ -51,11 +53,14 @@ def start_server(tmp: Path, *flags: str) -> Server:
         process.kill()
         pytest.fail(f"server did not start: {line!r}\n{log.read_text()}")
     url = line.split("listening on", 1)[1].strip()
+    output: list[str] = []
+    # Drain stdout for the server's whole life: an unread pipe fills up and blocks its logging.
+    threading.Thread(target=_drain, args=(process, output), daemon=True).start()
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return Server(url, process, tmp / "data", log)
+                return Server(url, process, tmp / "data", log, output)
         except httpx.TransportError:
             pass
         if process.poll() is not None:
@@ -65,10 +70,14 @@ def start_server(tmp: Path, *flags: str) -> Server:
     pytest.fail(f"server not ready after {STARTUP_TIMEOUT}s:\n{log.read_text()}")
 
 
+def _drain(process: subprocess.Popen[str], into: list[str]) -> None:
+    assert process.stdout is not None
+    with process.stdout:
+        into.extend(process.stdout)
+
+
 def stop_server(server: Server) -> None:
     """Terminate, then kill if it lingers."""
-    if server.process.stdout is not None:
-        server.process.stdout.close()
     server.process.terminate()
     try:
         server.process.wait(timeout=15)

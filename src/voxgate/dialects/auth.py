@@ -1,0 +1,174 @@
+"""One API key for every HTTP and WebSocket door, refused in each dialect's own error shape.
+
+Clients authenticate with `Authorization: Bearer <key>` (what OpenAI and Flash-TTS clients send) or, where
+headers are out of reach (browser WebSockets, an <audio src>), an `api_key` query parameter. The key is
+compared in constant time, and `redact` keeps it out of access logs. A few doors stay open on purpose:
+the web page and its assets (so a person can load it and be asked for the key), and the liveness and
+readiness probes, which reveal nothing. StackFlow's TCP port has its own auth step (docs/stackflow.md).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from collections.abc import Callable
+from urllib.parse import parse_qsl
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+_LOG = logging.getLogger(__name__)
+
+OPEN_PATHS = frozenset({"/", "/index.html", "/health", "/ready", "/favicon.ico"})
+OPEN_PREFIXES = ("/static/", "/web/")
+MESSAGE = "Unauthorized: a valid API key is required (Authorization: Bearer <key>)"
+
+Body = Callable[[str], dict[str, object]]
+
+
+def _openai(message: str) -> dict[str, object]:
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                      "code": "invalid_api_key"}}
+
+
+def _gptsovits(message: str) -> dict[str, object]:
+    return {"message": message}
+
+
+def _alltalk(message: str) -> dict[str, object]:
+    return {"status": "error", "message": message}
+
+
+def _flash(message: str) -> dict[str, object]:
+    return {"error": "Unauthorized"}  # Flash-TTS's exact body
+
+
+def _cosyvoice(message: str) -> dict[str, object]:
+    return {"error": True, "message": f"PermissionError: {message}"}
+
+
+# (exact path or prefix ending in "/", body). The first match wins; everything else speaks OpenAI's envelope.
+SHAPES: tuple[tuple[str, Body], ...] = (
+    ("/v1/audio_roles", _flash),
+    ("/v1/", _openai),
+    ("/metrics", _openai),
+    ("/tts", _gptsovits),  # POST /tts is shared with CosyVoice's HTTP /tts; its WebSocket is below
+    ("/control", _gptsovits),
+    ("/set_gpt_weights", _gptsovits),
+    ("/set_sovits_weights", _gptsovits),
+    ("/set_refer_audio", _gptsovits),
+    ("/api/", _alltalk),
+    ("/audio/", _alltalk),
+    ("/audiocache/", _alltalk),
+    ("/clone_voice", _flash),
+    ("/speak", _flash),
+    ("/multi_speak", _flash),
+    ("/audio_roles", _flash),
+    ("/add_speaker", _flash),
+    ("/delete_speaker", _flash),
+    ("/server_info", _flash),
+    ("/speakers", _cosyvoice),
+    ("/alive", _cosyvoice),
+    ("/clone", _cosyvoice),
+    ("/remove", _cosyvoice),
+    ("/cache/", _cosyvoice),
+)
+
+
+def shape_for(path: str, websocket: bool = False) -> Body:
+    """The error body of the dialect that owns `path`."""
+    if websocket:
+        return _cosyvoice  # the only WebSocket dialect
+    for key, body in SHAPES:
+        if path == key or (key.endswith("/") and path.startswith(key)):
+            return body
+    return _openai
+
+
+def is_open(path: str) -> bool:
+    """True for the doors that need no key."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+def presented_key(scope: Scope) -> str | None:
+    """The key a request carries: a Bearer token, else the api_key query parameter."""
+    auth = Headers(scope=scope).get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+        if name == "api_key":
+            return value
+    return None
+
+
+def key_matches(presented: str | None, key: str) -> bool:
+    """Constant-time comparison (in the length of the presented key)."""
+    return presented is not None and hmac.compare_digest(presented.encode(), key.encode())
+
+
+class ApiKeyMiddleware:
+    """Refuse every request without the key, except the open doors and CORS preflights."""
+
+    def __init__(self, app: ASGIApp, key: str, on_refused: Callable[[str], None] | None = None) -> None:
+        if not key:
+            raise ValueError("an empty API key protects nothing")
+        self.app = app
+        self._key = key
+        self._on_refused = on_refused
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if (kind == "http" and scope.get("method") == "OPTIONS") or is_open(path) \
+                or key_matches(presented_key(scope), self._key):
+            await self.app(scope, receive, send)
+            return
+        if self._on_refused is not None:
+            self._on_refused(path)
+        body = json.dumps(shape_for(path, kind == "websocket")(MESSAGE)).encode()
+        if kind == "websocket":
+            await _refuse_websocket(receive, send, body)
+            return
+        await send({"type": "http.response.start", "status": 401,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                (b"www-authenticate", b'Bearer realm="voxgate"')]})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse_websocket(receive: Receive, send: Send, body: bytes) -> None:
+    """Accept, say why in the dialect's error message, and close with 1008 (policy violation)."""
+    message: Message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    await send({"type": "websocket.send", "text": body.decode()})
+    await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
+
+
+_SECRET = re.compile(r"(api_key=)[^&\s\"]*", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` with every api_key query value masked."""
+    return _SECRET.sub(r"\1***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks api_key query values in a record's message and arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+__all__ = ["ApiKeyMiddleware", "RedactingFilter", "key_matches", "presented_key", "redact", "shape_for"]
