@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -13,6 +14,7 @@ _LOG = logging.getLogger(__name__)
 
 ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 PCM_RATE = 24_000  # OpenAI documents `pcm` as raw 24 kHz 16-bit mono little-endian; we use it for all formats
+MAX_SEMITONES = 12.0  # the core's pitch range
 
 
 class VoiceId(BaseModel):
@@ -42,8 +44,12 @@ class SpeechRequest(BaseModel):
     """Speaking rate, 0.25 to 4.0."""
     stream_format: Literal["audio", "sse"] = "audio"
     """`audio`: the file, chunked; `sse`: speech.audio.delta events with base64 audio."""
+    pitch: float = Field(1.0, ge=0.25, le=4.0)
+    """Flash-TTS: pitch as a frequency ratio (1.0 unchanged, 2.0 an octave up), at most ±12 semitones."""
+    stream: bool = True
+    """Flash-TTS: false answers one whole file (true sizes, Content-Length) instead of a chunked stream."""
 
-    @field_validator("speed", mode="before")
+    @field_validator("speed", "pitch", mode="before")
     @classmethod
     def _int_speed(cls, value: Any) -> Any:
         return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
@@ -61,4 +67,6 @@ class SpeechRequest(BaseModel):
 
     def to_request(self, voice: str) -> SynthesisRequest:
         """The internal request; `voice` is the resolved voice id."""
-        return SynthesisRequest(text=self.input, voice=voice, speed=self.speed, sample_rate=PCM_RATE)
+        semitones = max(-MAX_SEMITONES, min(MAX_SEMITONES, 12.0 * math.log2(self.pitch)))
+        return SynthesisRequest(text=self.input, voice=voice, speed=self.speed, pitch=semitones,
+                                sample_rate=PCM_RATE)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from voxgate.audio.encoders import open_encoder
+from voxgate.audio.encoders import encode_all, get_format, open_encoder
 from voxgate.core.context import Context
+from voxgate.dialects.clones import load_reference, looks_like_reference, temporary_voices
 from voxgate.dialects.common import (
     ClosingStreamingResponse,
     ErrorSpec,
@@ -20,6 +22,7 @@ from voxgate.dialects.common import (
     envelope_response,
     first_then_rest,
     json_object,
+    unless_disconnected,
 )
 from voxgate.dialects.openai.protocol import PCM_RATE, SpeechRequest
 from voxgate.errors import (
@@ -35,6 +38,7 @@ from voxgate.errors import (
 _LOG = logging.getLogger(__name__)
 DIALECT = "openai"
 _CREATED = 1_700_000_000  # a fixed "created" stamp: models here have no creation date worth reporting
+FLASH_MODELS = ("spark", "orpheus", "mega")  # Flash-TTS engine names, which its clients send as `model`
 
 ERRORS: dict[type[BaseException], ErrorSpec] = {
     InputTooLong: ErrorSpec(400, "invalid_request_error", "string_above_max_length"),
@@ -88,7 +92,7 @@ def _voice_for(ctx: Context, speech: SpeechRequest) -> str:
     """A voice named by `voice` wins; an OpenAI name defers to a voice named as `model`."""
     name = speech.voice_name
     model_voice = None
-    if speech.model not in ctx.openai_models:
+    if speech.model not in ctx.openai_models and speech.model not in FLASH_MODELS:
         try:
             model_voice = ctx.voices.resolve(speech.model)
         except VoiceNotFound:
@@ -116,23 +120,61 @@ async def _sse_body(audio: AsyncIterator[bytes], chars: int) -> AsyncIterator[by
 def attach(app: FastAPI, ctx: Context) -> None:
     """Mount the OpenAI routes."""
 
+    clones = temporary_voices(ctx)
+
+    async def reference_voice(value: str) -> tuple[str, Callable[[], Awaitable[None]]]:
+        """Flash-TTS: a `voice` that is reference audio (URL or base64) speaks through a temporary voice."""
+        try:
+            reference = await load_reference(ctx, value)
+        except InvalidInput as exc:
+            exc.param = exc.param or "voice"
+            raise
+        voice = await clones.acquire(reference)
+
+        async def release() -> None:
+            await clones.release(voice)
+
+        return voice, release
+
     @app.post("/v1/audio/speech", tags=["openai"])
     async def speech(request: Request) -> Response:
         ctx.metrics.requests.labels(DIALECT).inc()
+        release: Callable[[], Awaitable[None]] | None = None
+        streaming = False  # once true, the response's close() releases a temporary voice
         try:
             body = await _parse(request)
             if body.instructions:
                 _LOG.debug("instructions are not honoured by Piper voices; ignored")
-            stream = await ctx.service.open(body.to_request(_voice_for(ctx, body)))
+            try:
+                voice = _voice_for(ctx, body)
+            except VoiceNotFound:
+                if not looks_like_reference(body.voice_name):
+                    raise
+                voice, release = await reference_voice(body.voice_name)
+            if not body.stream and body.stream_format == "audio":
+                pcm = await unless_disconnected(request, ctx.service.synthesize(body.to_request(voice)))
+                data = await asyncio.to_thread(encode_all, pcm.samples, PCM_RATE, body.response_format)
+                return Response(data, media_type=get_format(body.response_format).content_type)
+            stream = await ctx.service.open(body.to_request(voice))
             chunks = await first_then_rest(stream)
+            streaming = True
         except VoxgateError as exc:
             return error_response(ctx, exc)
+        finally:
+            if release is not None and not streaming:
+                await release()
+
+        async def close() -> None:
+            await stream.aclose()
+            if release is not None:
+                await release()
+
         encoder = open_encoder(body.response_format, PCM_RATE, streaming=True)
         if body.stream_format == "sse":
             audio = encode_stream(chunks, encoder, wrap=_sse)
-            return ClosingStreamingResponse(_sse_body(audio, len(body.input)), stream.aclose,
+            return ClosingStreamingResponse(_sse_body(audio, len(body.input)), close,
                                             media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        return ClosingStreamingResponse(encode_stream(chunks, encoder), stream.aclose, media_type=encoder.content_type)
+        return ClosingStreamingResponse(encode_stream(chunks, encoder), close, media_type=encoder.content_type)
 
     @app.get("/v1/models", tags=["openai"])
     async def models() -> dict[str, object]:

@@ -1,0 +1,352 @@
+"""Handlers of the Flash-TTS dialect and its error table (FastAPI's {"detail": ...} bodies)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from voxgate.audio.encoders import encode_all, open_encoder
+from voxgate.core.context import Context
+from voxgate.core.service import SynthesisStream
+from voxgate.core.types import PcmChunk, SynthesisRequest
+from voxgate.dialects.clones import TEMPORARY_PREFIX, load_reference, temporary_voices
+from voxgate.dialects.common import (
+    ClosingStreamingResponse,
+    ErrorSpec,
+    encode_stream,
+    failure,
+    first_then_rest,
+    unless_disconnected,
+)
+from voxgate.dialects.flash import roles as script
+from voxgate.dialects.flash.protocol import (
+    CONTENT_TYPES,
+    CloneRequest,
+    MultiSpeakRequest,
+    SpeakRequest,
+    synthesis_request,
+)
+from voxgate.dialects.flash.voices import (
+    ORIGIN,
+    UnknownRole,
+    resolve_role,
+    role_id,
+    role_list,
+    roles,
+)
+from voxgate.errors import (
+    Cancelled,
+    EngineFailure,
+    ForbiddenReference,
+    InvalidInput,
+    InvalidReference,
+    Overloaded,
+    Unauthorized,
+    VoiceExists,
+    VoiceNotFound,
+    VoxgateError,
+)
+
+_LOG = logging.getLogger(__name__)
+DIALECT = "flash"
+RATE_KEY = "flash.sample_rate"  # in ctx.extras: Hertz of every Flash-TTS response
+DEFAULT_RATE = 16_000  # Spark-TTS's rate, which Flash-TTS clients playing raw PCM assume
+MODEL_NAME = "spark"  # what /server_info reports: the Flash-TTS engine whose features voxgate offers
+MAX_FORM_PART = 40 * 1024 * 1024  # base64 of a 25 MB reference fits; the reference limits apply after
+EMPTY_UPLOAD = "参考音频文件为空"  # Flash-TTS: "the reference audio file is empty"
+M = TypeVar("M", bound=BaseModel)
+
+ERRORS: dict[type[BaseException], ErrorSpec] = {
+    UnknownRole: ErrorSpec(400, code="unknown_role"),
+    InvalidReference: ErrorSpec(400, code="invalid_reference"),
+    ForbiddenReference: ErrorSpec(403, code="forbidden_reference"),
+    VoiceExists: ErrorSpec(409, code="voice_exists"),
+    InvalidInput: ErrorSpec(400, code="invalid_value"),
+    VoiceNotFound: ErrorSpec(404, code="voice_not_found"),
+    Unauthorized: ErrorSpec(401, code="unauthorized"),
+    Overloaded: ErrorSpec(503, code="server_overloaded"),
+    EngineFailure: ErrorSpec(500, code="engine_failure"),
+    Cancelled: ErrorSpec(499, code="cancelled"),  # the client is gone; nobody reads this answer
+}
+
+
+def error_response(ctx: Context, exc: BaseException, prefix: str = "") -> JSONResponse:
+    """A domain error as Flash-TTS answers it: {"detail": message} ({"error": "Unauthorized"} for 401)."""
+    found = failure(ctx.metrics, DIALECT, exc, ERRORS, ErrorSpec(500, code="internal_error"))
+    status = found.spec.status
+    body: dict[str, Any] = {"error": "Unauthorized"} if status == 401 else {"detail": prefix + found.message}
+    return JSONResponse(body, status_code=status, headers=found.headers)
+
+
+def _validate(model: type[M], fields: dict[str, Any]) -> M:
+    """A form validated into a model; wrong values are FastAPI's own 422, as the original answers them."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+UPLOADS = frozenset({"audio_file", "reference_audio_file"})  # the only file fields any route reads
+MAX_UPLOAD = 25 * 1024 * 1024  # bytes; the reference-audio limit (larger files are refused unread)
+
+
+async def _form(request: Request) -> tuple[dict[str, str], dict[str, bytes]]:
+    """A multipart or urlencoded form: its text fields, and the contents of the reference upload.
+
+    Bounded: a handful of files and fields, only the known upload fields are read into memory (Starlette
+    spools file parts to disk while parsing), and an upload past the reference limit is refused unread.
+    """
+    try:
+        async with request.form(max_files=4, max_fields=64, max_part_size=MAX_FORM_PART) as form:
+            fields: dict[str, str] = {}
+            files: dict[str, bytes] = {}
+            for key, value in form.multi_items():
+                if not isinstance(value, UploadFile):
+                    fields[key] = value
+                elif key in UPLOADS and key not in files:
+                    data = await value.read(MAX_UPLOAD + 1)
+                    if len(data) > MAX_UPLOAD:
+                        raise InvalidReference(f"{key} is larger than {MAX_UPLOAD // 2**20} MB", param=key)
+                    files[key] = data
+            return fields, files
+    except InvalidReference:
+        raise
+    except Exception as exc:  # the multipart parser's errors are plain exceptions with useful text
+        raise InvalidInput(f"could not read the form: {exc}") from None
+
+
+def _reference_value(files: dict[str, bytes], file_field: str, text: str | None) -> str | bytes:
+    """The uploaded file if there is one (it wins), else the URL/base64 text; neither is a 400."""
+    if file_field in files:
+        if not files[file_field]:
+            raise InvalidReference(EMPTY_UPLOAD, param=file_field)
+        return files[file_field]
+    if text is None or not text.strip():
+        raise InvalidReference(f"reference audio is required: upload `{file_field}` or send a URL or base64",
+                               param=file_field)
+    return text
+
+
+def _headers(fmt: str, streaming: bool) -> dict[str, str]:
+    headers = {"Content-Disposition": f"attachment; filename=speech.{fmt}", "Cache-Control": "no-cache"}
+    if streaming:
+        headers["X-Accel-Buffering"] = "no"
+    return headers
+
+
+def _first_error(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+class Speaker:
+    """Turns internal requests into Flash-TTS responses: one whole file, or a chunked stream in order."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    @property
+    def rate(self) -> int:
+        """Hertz of every response."""
+        rate = self._ctx.extras.get(RATE_KEY, DEFAULT_RATE)
+        return int(rate) if isinstance(rate, int) else DEFAULT_RATE
+
+    async def _whole(self, requests: Sequence[SynthesisRequest]) -> np.ndarray:
+        """All lines at once: in parallel (a few at a time, so one script cannot fill the queue), in order."""
+        limit = asyncio.Semaphore(max(1, self._ctx.service.pool.size))
+
+        async def one(req: SynthesisRequest) -> np.ndarray:
+            async with limit:
+                return (await self._ctx.service.synthesize(req)).samples
+
+        try:
+            async with asyncio.TaskGroup() as group:  # one failure cancels the other lines
+                tasks = [group.create_task(one(r)) for r in requests]
+        except BaseExceptionGroup as exc:
+            raise _first_error(exc) from None
+        return np.concatenate([t.result() for t in tasks]) if tasks else np.zeros(0, np.float32)
+
+    async def respond(self, request: Request, requests: Sequence[SynthesisRequest], fmt: str, stream: bool,
+                      cleanup: Callable[[], Awaitable[None]] | None = None) -> Response:
+        """The audio of `requests` spoken one after another; `cleanup` runs once the audio is done."""
+        rate = self.rate
+        handed_over = False
+        try:
+            if not stream:
+                samples = await unless_disconnected(request, self._whole(requests))
+                data = await asyncio.to_thread(encode_all, samples, rate, fmt)
+                return Response(data, media_type=CONTENT_TYPES[fmt], headers=_headers(fmt, False))
+            first = await self._ctx.service.open(requests[0])
+            chunks = await first_then_rest(first)
+            body = encode_stream(self._in_order(chunks, requests[1:]), open_encoder(fmt, rate, streaming=True))
+
+            async def close() -> None:
+                await first.aclose()
+                if cleanup is not None:
+                    await cleanup()
+
+            handed_over = True
+            return ClosingStreamingResponse(body, close, media_type=CONTENT_TYPES[fmt],
+                                            headers=_headers(fmt, True))
+        finally:
+            if cleanup is not None and not handed_over:
+                await cleanup()
+
+    async def _in_order(self, first: AsyncIterator[PcmChunk],
+                        rest: Sequence[SynthesisRequest]) -> AsyncIterator[PcmChunk]:
+        """Lines strictly in order; the next line is admitted while the current one plays, so no gap opens."""
+        source: AsyncIterator[PcmChunk] = first
+        upcoming = list(rest)
+        following: SynthesisStream | None = None
+        try:
+            while True:
+                if upcoming and following is None:
+                    following = await self._ctx.service.open(upcoming.pop(0))
+                async for chunk in source:
+                    yield chunk
+                await _aclose(source)
+                if following is None:
+                    break
+                source, following = following, None
+        finally:
+            await _aclose(source)
+            if following is not None:
+                await following.aclose()
+
+
+async def _aclose(source: AsyncIterator[PcmChunk]) -> None:
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def attach_routes(app: FastAPI, ctx: Context) -> None:
+    """Mount the Flash-TTS routes."""
+    speaker = Speaker(ctx)
+    clones = temporary_voices(ctx)
+
+    @app.get("/server_info", tags=["flash"])
+    async def server_info() -> dict[str, Any]:
+        return {"success": True, "info": {"model": MODEL_NAME, "roles": roles(ctx), "sample_rate": speaker.rate}}
+
+    @app.get("/audio_roles", tags=["flash"])
+    async def audio_roles() -> dict[str, Any]:
+        return {"success": True, "roles": roles(ctx)}
+
+    app.add_api_route("/v1/audio_roles", audio_roles, methods=["GET"], tags=["flash"])
+
+    @app.post("/add_speaker", tags=["flash"])
+    async def add_speaker(request: Request) -> Response:
+        ctx.metrics.requests.labels(DIALECT).inc()
+        try:
+            fields, files = await _form(request)
+            name = fields.get("name")
+            if not name:
+                raise _missing("name")
+            if role_id(name).startswith(TEMPORARY_PREFIX):
+                raise InvalidInput(f"role names starting with {TEMPORARY_PREFIX!r} are reserved", param="name")
+            reference = await load_reference(ctx, _reference_value(files, "audio_file", fields.get("audio")))
+            if "latent_file" in files:
+                _LOG.debug("latent_file is MegaTTS-only; ignored")
+            voice, existed = await ctx.voicebank.register(
+                name, reference, transcript=fields.get("reference_text") or None,
+                meta={"origin": ORIGIN}, replace=True)
+            if existed:
+                _LOG.warning("role %s already existed and was replaced", voice.id)
+        except VoxgateError as exc:
+            return error_response(ctx, exc)
+        return JSONResponse({"success": True, "role": voice.id})
+
+    @app.post("/delete_speaker", tags=["flash"])
+    async def delete_speaker(request: Request) -> Response:
+        ctx.metrics.requests.labels(DIALECT).inc()
+        name = ""
+        try:
+            fields, _ = await _form(request)
+            name = fields.get("name") or ""
+            if not name:
+                raise _missing("name")
+            voice_id = role_id(name)
+            if voice_id.startswith(TEMPORARY_PREFIX) or not await ctx.voicebank.remove(voice_id):
+                raise VoiceNotFound(f"it is not a saved role; existing roles: {role_list(ctx)}", param="name")
+        except VoxgateError as exc:
+            return error_response(ctx, exc, f'Failed to remove the voice character "{name}": ')
+        return JSONResponse({"success": True, "role": voice_id})
+
+    @app.post("/clone_voice", tags=["flash"])
+    async def clone_voice(request: Request) -> Response:
+        ctx.metrics.requests.labels(DIALECT).inc()
+        try:
+            fields, files = await _form(request)
+            body = _validate(CloneRequest, fields)
+            if "latent_file" in files:
+                _LOG.debug("latent_file is MegaTTS-only; ignored")
+            value = _reference_value(files, "reference_audio_file", body.reference_audio)
+            reference = await load_reference(ctx, value)
+            voice = await clones.acquire(reference, body.reference_text)
+
+            async def release() -> None:
+                await clones.release(voice)
+
+            req = synthesis_request(body.text, voice, speaker.rate, body.pitch, body.speed)
+            return await speaker.respond(request, [req], body.response_format, body.stream, release)
+        except VoxgateError as exc:
+            return error_response(ctx, exc)
+
+    @app.post("/speak", tags=["flash"])
+    async def speak(body: SpeakRequest, request: Request) -> Response:
+        ctx.metrics.requests.labels(DIALECT).inc()
+        try:
+            voice = resolve_role(ctx, body.name)
+            req = synthesis_request(body.text, voice, speaker.rate, body.pitch, body.speed)
+            return await speaker.respond(request, [req], body.response_format, body.stream)
+        except VoxgateError as exc:
+            return error_response(ctx, exc)
+
+    @app.post("/multi_speak", tags=["flash"])
+    async def multi_speak(body: MultiSpeakRequest, request: Request) -> Response:
+        ctx.metrics.requests.labels(DIALECT).inc()
+        try:
+            lines = script.parse(body.text)
+            requests = _resolve_lines(ctx, lines, speaker.rate)
+            return await speaker.respond(request, requests, body.response_format, body.stream)
+        except VoxgateError as exc:
+            return error_response(ctx, exc)
+
+
+def _missing(field: str) -> RequestValidationError:
+    return RequestValidationError([{"type": "missing", "loc": ("body", field), "msg": "Field required",
+                                    "input": None}])
+
+
+def _resolve_lines(ctx: Context, lines: list[script.Line], rate: int) -> list[SynthesisRequest]:
+    """Internal requests for a script; every unknown role is named in one 400."""
+    default = ctx.voices.resolve(None).id
+    unknown: list[str] = []
+    requests = []
+    for line in lines:
+        if line.role is None:
+            voice = default
+        else:
+            try:
+                voice = resolve_role(ctx, line.role)
+            except UnknownRole:
+                unknown.append(line.role)
+                continue
+        requests.append(synthesis_request(line.text, voice, rate, line.pitch, line.speed))
+    if unknown:
+        names = ", ".join(f'"{n}"' for n in dict.fromkeys(unknown))
+        raise UnknownRole(f"unknown role {names} in <role:…> tags; existing roles: {role_list(ctx)}",
+                          param="text")
+    return requests
