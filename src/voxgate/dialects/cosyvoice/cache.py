@@ -1,0 +1,104 @@
+"""/cache/save and /cache/load: the registry's voice archive, on files kept inside the dialect's cache folder.
+
+The original pickles its speaker features with torch to any path the client names. Here the file is the
+registry's own archive (a zip with a manifest and the reference audio; never a pickle), and every client path
+is confined to one folder: relative paths are taken inside it, absolute ones must already be inside it, and
+the original's default `../assets` names the folder itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from voxgate.core.context import Context
+from voxgate.dialects.cosyvoice.protocol import DEFAULT_CACHE_DIR
+from voxgate.errors import ForbiddenReference, InvalidInput
+
+# ctx.extras keys, set by the composition root (the archive code lives in voxgate.voices).
+CACHE_DIR = "cosyvoice.cache_dir"  # Path: the folder every cache file lives in
+EXPORT = "cosyvoice.export_voices"  # (dest: Path, ids: list[str] | None) -> list[str], blocking
+IMPORT = "cosyvoice.import_voices"  # (src: Path) -> list[tuple[StoredVoice, bool]], blocking
+MAX_NAME = 200  # characters of a cache file name
+
+
+class CacheFiles:
+    """Maps client cache paths into the cache folder and runs export/import off the event loop."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        root = ctx.extras.get(CACHE_DIR)
+        self.root = Path(str(root)).resolve() if root is not None else None
+        self._export: Callable[..., list[str]] | None = ctx.extras.get(EXPORT)  # type: ignore[assignment]
+        self._import: Callable[..., list[Any]] | None = ctx.extras.get(IMPORT)  # type: ignore[assignment]
+
+    def _root(self) -> Path:
+        if self.root is None or self._export is None or self._import is None:
+            raise InvalidInput("voice caches are not available on this server")
+        return self.root
+
+    def locate(self, client_path: str | None, field: str) -> Path:
+        """The real path for a client's cache_dir/cache_path; refuses anything outside the cache folder."""
+        root = self._root()
+        text = (client_path or "").strip()
+        if "\0" in text:
+            raise ForbiddenReference(f"{field} contains a NUL byte", param=field)
+        parts = Path(text).parts
+        default = Path(DEFAULT_CACHE_DIR).parts
+        if tuple(parts[: len(default)]) == default:
+            text = os.path.join(*parts[len(default) :]) if len(parts) > len(default) else ""
+        candidate = Path(text) if os.path.isabs(text) else root / text
+        resolved = candidate.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise ForbiddenReference(f"{field} must be inside the server's CosyVoice cache folder "
+                                     f"(a relative path, or {DEFAULT_CACHE_DIR}/...)", param=field)
+        return resolved
+
+    @staticmethod
+    def file_name(filename: str | None) -> str:
+        """`<filename>.pt`, or a fresh `speaker_cache_<hex>.pt`; a bare name, never a path."""
+        if filename is None:
+            return f"speaker_cache_{uuid.uuid4().hex}.pt"
+        bad = any(c in filename for c in "/\\\0") or filename.startswith(".") or not filename.strip()
+        if bad or len(filename) > MAX_NAME:
+            raise InvalidInput(f"filename {filename[:40]!r} must be a plain file name (no folders, not hidden)",
+                               param="filename")
+        return f"{filename}.pt"
+
+    async def save(self, cache_dir: str | None, filename: str | None, wanted: Iterable[str]) -> str | None:
+        """Export the chosen registered voices (none named = all); returns the path as the client names it."""
+        folder = self.locate(cache_dir, "cache_dir")
+        name = self.file_name(filename)
+        wanted = set(wanted)
+        registered = [v.id for v in await asyncio.to_thread(self._ctx.voicebank.store.list)]
+        ids = [v for v in registered if not wanted or v in wanted]
+        if not ids:
+            return None  # the original answers null when nothing matched
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        assert self._export is not None
+        await asyncio.to_thread(self._export, folder / name, ids)
+        given = (cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR).rstrip("/") or "/"
+        return os.path.join(given, name)
+
+    async def load(self, cache_path: str, wanted: Iterable[str]) -> list[str]:
+        """Import the chosen voices (none named = all) of a cache file; [] if there is no such file."""
+        path = self.locate(cache_path, "cache_path")
+        if not await asyncio.to_thread(path.is_file):
+            return []
+        wanted = set(wanted)
+        assert self._import is not None
+        results = await asyncio.to_thread(self._import, path)
+        loaded = []
+        for voice, existed in results:
+            if not wanted or voice.id in wanted:
+                loaded.append(voice.id)
+            elif not existed:
+                await self._ctx.voicebank.remove(voice.id)  # added only because the archive holds it
+        await asyncio.to_thread(self._ctx.voices.refresh_registered)
+        if self._ctx.voices.stale():
+            await self._ctx.voicebank.rematch()  # voices made on another server over a voice not installed here
+        return loaded
