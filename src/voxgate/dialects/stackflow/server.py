@@ -1,0 +1,239 @@
+"""The StackFlow TCP server: connections, the optional API-key step, dispatch, and the `sys` unit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from voxgate.core.context import Context
+from voxgate.dialects.stackflow.framing import Frame, FrameParser, Malformed, Oversized, Reset
+from voxgate.dialects.stackflow.models import descriptors
+from voxgate.dialects.stackflow.protocol import (
+    ACTION_MATCH,
+    AUTH_FAILED,
+    AUTH_REQUIRED,
+    JSON_ERROR,
+    NOT_AVAILABLE,
+    RESET,
+    UNIT_CALL,
+    ProtocolError,
+    Request,
+    parse_request,
+    reply,
+    reset_message,
+)
+from voxgate.dialects.stackflow.sinks import make_sink
+from voxgate.dialects.stackflow.units import TTS_UNITS, Registry, TtsUnits
+
+_LOG = logging.getLogger(__name__)
+VERSION = "v1.6"  # the llm-sys version clients check to pick model names (melotts-zh-cn etc. need ≥ 1.6)
+MAX_AUTH_FAILURES = 3  # wrong keys before the connection is closed
+# sys actions of the original that make no sense on voxgate (device, files, firmware): -10.
+UNAVAILABLE = {"reset", "reboot", "uartsetup", "cmminfo", "axcl_cmminfo", "bashexec", "push", "pull", "update",
+               "upgrade", "rmmode", "unit_call", "lstask", "version2"}
+
+
+class Connection:
+    """One client: its writer (one message at a time, with backpressure) and its state."""
+
+    def __init__(self, writer: asyncio.StreamWriter, authenticated: bool) -> None:
+        self.writer = writer
+        self.authenticated = authenticated
+        self.auth_failures = 0
+        self.owned: set[str] = set()  # work_ids this connection set up; released when it goes
+        self.closed = False
+        self.hangup = False  # close once the current reply is out (too many wrong API keys)
+        self._lock = asyncio.Lock()
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    async def send(self, message: bytes) -> None:
+        """Write one message and wait until the socket takes it; a gone client is noted, not raised."""
+        if self.closed:
+            return
+        async with self._lock:
+            try:
+                self.writer.write(message)
+                await self.writer.drain()
+            except (ConnectionError, OSError):
+                self.closed = True
+
+
+def _hwinfo() -> dict[str, Any]:
+    """Real load, memory, temperature and interfaces (blocking ~0.5 s for the CPU sample)."""
+    temperature = 0
+    with contextlib.suppress(AttributeError, OSError):
+        sensors = psutil.sensors_temperatures()
+        readings = [t.current for entries in sensors.values() for t in entries if t.current]
+        if readings:
+            temperature = int(max(readings) * 1000)  # milli-°C, as the original reads thermal_zone0
+    stats = psutil.net_if_stats()
+    eth = []
+    for name, addresses in psutil.net_if_addrs().items():
+        ips = [a.address for a in addresses if a.family == socket.AF_INET]
+        speed = stats[name].speed if name in stats else 0
+        eth.append({"name": name, "ip": ips[0] if ips else "", "speed": str(speed) if speed > 0 else ""})
+    return {"temperature": temperature, "cpu_loadavg": int(psutil.cpu_percent(interval=0.5)),
+            "mem": int(psutil.virtual_memory().percent), "eth_info": eth}
+
+
+class StackFlowServer:
+    """The listening socket and every connection; `close()` stops all of it."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        extras = ctx.extras
+        self.registry = Registry(int(extras.get("stackflow.max_tasks", 4)))  # type: ignore[call-overload]
+        sink = make_sink(str(extras.get("stackflow.audio_sink", "auto")),
+                         Path(str(extras.get("stackflow.audio_dir", "data/outputs/stackflow"))))
+        self.units = TtsUnits(ctx, self.registry, sink)
+        key = extras.get("api_key")
+        self._key = key.encode("utf-8") if isinstance(key, str) and key else None
+        self._server: asyncio.Server | None = None
+        self._connections: dict[Connection, asyncio.Task[Any]] = {}
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started on port 0)."""
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def listen(self, host: str, port: int) -> None:
+        """Bind and start accepting."""
+        self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+        for sock in self._server.sockets:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    async def close(self) -> None:
+        """Stop listening, drop every connection and task."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.writer.transport.abort()  # the handler's read sees the end and releases the client's tasks
+        handlers = set(self._connections.values())
+        if handlers:
+            await asyncio.wait(handlers, timeout=10)
+        for task in list(self.registry.tasks.values()):
+            await self.registry.remove(task)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    # -- connections ------------------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        conn = Connection(writer, authenticated=self._key is None)
+        self._connections[conn] = handler
+        _LOG.info("stackflow: client %s connected", conn.peer)
+        parser = FrameParser()
+        try:
+            while not (conn.closed or conn.hangup) and (data := await reader.read(65536)):
+                for event in parser.feed(data):
+                    await self._on_event(conn, event)
+                    if conn.closed or conn.hangup:
+                        break
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            await self._release(conn)
+            self._connections.pop(conn, None)
+
+    async def _release(self, conn: Connection) -> None:
+        """A client went: its tasks stop and their queued work is dropped."""
+        conn.closed = True
+        released = [task for work_id in conn.owned if (task := self.registry.get(work_id)) is not None]
+        for task in released:
+            await self.registry.remove(task)
+        conn.writer.close()
+        with contextlib.suppress(ConnectionError, OSError, asyncio.CancelledError):
+            await conn.writer.wait_closed()
+        _LOG.info("stackflow: client %s disconnected (%d tasks released)", conn.peer, len(released))
+
+    async def _on_event(self, conn: Connection, event: Frame | Reset | Malformed | Oversized) -> None:
+        if isinstance(event, Reset):
+            await conn.send(reset_message())
+        elif isinstance(event, Oversized):
+            _LOG.warning("stackflow: %s sent an object over %d bytes; skipped", conn.peer, event.size)
+            await conn.send(reply("0", "sys", code=RESET))
+        elif isinstance(event, Malformed):
+            await conn.send(reply("0", "sys", code=JSON_ERROR))
+        else:
+            await self._dispatch(conn, event)
+
+    async def _dispatch(self, conn: Connection, frame: Frame) -> None:
+        request_id, work_id = "0", "sys"
+        try:
+            request = parse_request(frame.body, frame.raw)
+            request_id, work_id = request.request_id, request.work_id
+            if not conn.authenticated and not self._authenticate(conn, request):
+                return await conn.send(reply(request_id, work_id, code=AUTH_REQUIRED))
+            if request.action == "inference":
+                await self.units.inference(request)  # no reply on success
+                return None
+            if request.unit == "sys":
+                return await conn.send(await self._sys(conn, request))
+            if request.unit in TTS_UNITS:
+                return await conn.send(await self.units.action(request, conn.send, conn.owned))
+            raise ProtocolError(UNIT_CALL)
+        except ProtocolError as error:
+            notes = getattr(error, "__notes__", [])
+            if notes:
+                _LOG.info("stackflow: %s %s: %s", work_id, error.code.message, "; ".join(notes))
+            await conn.send(reply(error.request_id or request_id, error.work_id or work_id, code=error.code))
+        except Exception:  # a bug must not end the connection: answer like a failed unit call, keep serving
+            _LOG.exception("stackflow: request %r to %s failed", request_id, work_id)
+            await conn.send(reply(request_id, work_id, code=UNIT_CALL))
+        return None
+
+    # -- API key ----------------------------------------------------------------------------------
+
+    def _matches(self, key: object) -> bool:
+        assert self._key is not None
+        return isinstance(key, str) and hmac.compare_digest(key.encode("utf-8"), self._key)
+
+    def _authenticate(self, conn: Connection, request: Request) -> bool:
+        """An `api_key` field on any message authenticates the connection (the `auth` action is in _sys)."""
+        if "api_key" in request.fields and self._matches(request.fields["api_key"]):
+            conn.authenticated = True
+        return conn.authenticated or (request.unit == "sys" and request.action == "auth")
+
+    def _auth(self, conn: Connection, request: Request) -> bytes:
+        if self._key is None or self._matches(request.data):
+            conn.authenticated = True
+            return reply(request.request_id, request.work_id)
+        conn.auth_failures += 1
+        _LOG.warning("stackflow: %s gave a wrong API key (%d)", conn.peer, conn.auth_failures)
+        conn.hangup = conn.auth_failures >= MAX_AUTH_FAILURES  # after this reply
+        return reply(request.request_id, request.work_id, code=AUTH_FAILED)
+
+    # -- sys --------------------------------------------------------------------------------------
+
+    async def _sys(self, conn: Connection, request: Request) -> bytes:
+        action, request_id, work_id = request.action, request.request_id, request.work_id
+        if action == "ping":
+            return reply(request_id, work_id)
+        if action == "auth":
+            return self._auth(conn, request)
+        if action == "lsmode":
+            return reply(request_id, work_id, "sys.lsmode", descriptors(self.ctx))
+        if action == "hwinfo":
+            return reply(request_id, "sys", "sys.hwinfo", await asyncio.to_thread(_hwinfo))
+        if action == "version":
+            return reply(request_id, work_id, "sys.utf-8", VERSION)
+        raise ProtocolError(NOT_AVAILABLE if action in UNAVAILABLE else ACTION_MATCH)
+
+
+async def start(ctx: Context, host: str, port: int) -> StackFlowServer:
+    """Listen for StackFlow clients on host:port (0 binds a free port; read it from `.port`)."""
+    server = StackFlowServer(ctx)
+    await server.listen(host, port)
+    _LOG.info("stackflow listening on %s:%d", host, server.port)
+    return server
