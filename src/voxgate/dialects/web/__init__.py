@@ -1,0 +1,5 @@
+"""The browser page at `/`: plain HTML, CSS and JavaScript served by voxgate, using only the public APIs."""
+
+from voxgate.dialects.web.routes import attach
+
+__all__ = ["attach"]
