@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -13,11 +14,13 @@ from voxgate.core.context import Context
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import Limits, SynthesisService
 from voxgate.core.voicebank import VoiceBank
-from voxgate.dialects import gptsovits, native, openai
+from voxgate.dialects import alltalk, cosyvoice, flash, gptsovits, native, openai, stackflow, web
+from voxgate.dialects.auth import ApiKeyMiddleware, RedactingFilter
 from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound
 from voxgate.scheduling.pool import WorkerPool
 from voxgate.settings import Settings
+from voxgate.voices.archive import export_voices, import_voices
 from voxgate.voices.references import ReferencePolicy
 from voxgate.voices.registry import VoiceRegistry
 from voxgate.voices.store import VoiceStore
@@ -33,6 +36,10 @@ def build_context(settings: Settings) -> Context:
     """Create the engines, the voice catalogue, the worker pool and the synthesis service."""
     settings.voices_path.mkdir(parents=True, exist_ok=True)
     engines = {"piper": create_engine("piper", voices_dir=settings.voices_path)}
+    engine_options = {"kokoro": {"cache_dir": settings.data_dir / "cache" / "kokoro"}, "espeak": {}}
+    for name in settings.engines:
+        if name not in engines:
+            engines[name] = create_engine(name, **engine_options[name])
     store = VoiceStore(settings.data_dir)
     voices = VoiceRegistry(engines, settings.openai_voice_aliases, settings.default_voice, store)
     try:
@@ -45,13 +52,29 @@ def build_context(settings: Settings) -> Context:
         except VoiceNotFound:
             _LOG.warning("alias %r points at %r, which is not installed", alias, target)
     pool = WorkerPool(engines.__getitem__, settings.workers, settings.threads, settings.solo_threads,
-                      express=settings.express_workers)
+                      express=settings.express_workers, memory_budget_mb=settings.memory_budget_mb)
     limits = Limits(max_input_chars=settings.max_input_chars, max_queue=settings.max_queue)
     service = SynthesisService(voices, pool, Metrics(), limits)
     policy = ReferencePolicy(roots=settings.reference_roots, allow_urls=settings.allow_reference_urls,
                              allow_private_urls=settings.allow_private_urls)
     voicebank = VoiceBank(voices, store, service, policy, settings.match_strength)
-    return Context(service=service, voices=voices, metrics=service.metrics, voicebank=voicebank)
+    extras: dict[str, object] = {
+        "alltalk.outputs_dir": settings.data_dir.resolve() / "outputs" / "alltalk",
+        "alltalk.outputs_keep": settings.alltalk_outputs_keep,
+        "alltalk.outputs_max_age": settings.alltalk_outputs_max_age_hours * 3600.0,  # seconds
+        "alltalk.max_characters": settings.alltalk_max_characters,
+        "alltalk.voice_aliases": dict(settings.alltalk_voice_aliases),
+    }
+    extras["api_key"] = settings.api_key.get_secret_value() if settings.api_key else None
+    extras["flash.role_dir"] = settings.role_dir
+    extras["flash.sample_rate"] = settings.flash_sample_rate
+    extras["cosyvoice.cache_dir"] = settings.data_dir.resolve() / "cache" / "cosyvoice"
+    extras["cosyvoice.export_voices"] = partial(export_voices, store)  # blocking; the dialect runs it off-loop
+    extras["cosyvoice.import_voices"] = partial(import_voices, store)
+    extras["stackflow.max_tasks"] = settings.stackflow_max_tasks
+    extras["stackflow.audio_sink"] = settings.stackflow_audio_sink
+    extras["stackflow.audio_dir"] = settings.data_dir.resolve() / "outputs" / "stackflow"
+    return Context(service=service, voices=voices, metrics=service.metrics, voicebank=voicebank, extras=extras)
 
 
 def close_context(ctx: Context) -> None:
@@ -67,7 +90,13 @@ DIALECTS: dict[str, tuple[Attach, int | None]] = {
     "native": (native.attach, None),
     "openai": (openai.attach, None),
     "gptsovits": (gptsovits.attach, 9880),
+    "alltalk": (alltalk.attach, 7851),
+    "flash": (flash.attach, 8000),
+    "web": (web.attach, None),
+    "cosyvoice": (cosyvoice.attach, 12244),  # after gptsovits and web: it shares POST /tts and GET /
 }
+# What an original server also served on its own port, mounted beside it there (--compat-ports).
+COMPANIONS: dict[str, tuple[str, ...]] = {"alltalk": ("openai",), "flash": ("native", "openai")}
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -77,21 +106,41 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.warmup:
-            await ctx.service.warm_up()
+            await ctx.service.warm_up(settings.preload)
         else:
             ctx.service.ready = True
         if ctx.voices.stale():
             await ctx.voicebank.rematch()
+        tcp = await stackflow.start(ctx, settings.host, settings.stackflow_port) if settings.stackflow_port else None
         try:
             yield
         finally:
+            if tcp is not None:
+                await tcp.close()
             close_context(ctx)
 
     app = FastAPI(title="voxgate", version=__version__, lifespan=lifespan)
     app.state.ctx = ctx
     for attach, _ in DIALECTS.values():
         attach(app, ctx)
+    _protect(app, ctx)
     return app
+
+
+def redact_logs() -> None:
+    """Mask api_key query values in uvicorn's access and error logs (call after uvicorn configured them)."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
+
+
+def _protect(app: FastAPI, ctx: Context) -> None:
+    """Require the API key on every door of `app` when one is configured."""
+    key = ctx.extras.get("api_key")
+    if isinstance(key, str) and key:
+        refused = ctx.metrics.errors.labels("auth", "unauthorized")
+        app.add_middleware(ApiKeyMiddleware, key=key, on_refused=lambda path: refused.inc())
 
 
 def compat_apps(ctx: Context, main_port: int) -> dict[int, FastAPI]:
@@ -103,5 +152,8 @@ def compat_apps(ctx: Context, main_port: int) -> dict[int, FastAPI]:
         app = FastAPI(title=f"voxgate ({name})", version=__version__)
         app.state.ctx = ctx
         attach(app, ctx)
+        for companion in COMPANIONS.get(name, ()):
+            DIALECTS[companion][0](app, ctx)
+        _protect(app, ctx)
         apps[port] = app
     return apps

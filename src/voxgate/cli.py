@@ -71,7 +71,7 @@ def _bind(host: str, port: int) -> socket.socket:
 def _serve(settings: Settings) -> int:
     import uvicorn
 
-    from voxgate.app import compat_apps, create_app
+    from voxgate.app import compat_apps, create_app, redact_logs
 
     app = create_app(settings)
     sock = _bind(settings.host, settings.port)
@@ -82,6 +82,7 @@ def _serve(settings: Settings) -> int:
     for extra in extra_socks:
         print(f"voxgate compat port http://{settings.host}:{extra}", flush=True)
     main = uvicorn.Server(uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=5))
+    redact_logs()  # after uvicorn configured its loggers
     followers = {p: _Follower(uvicorn.Config(a, log_level=settings.log_level, lifespan="off",
                                              timeout_graceful_shutdown=5)) for p, a in extras.items()}
     asyncio.run(_serve_all(main, sock, followers, extra_socks))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_OPENAI_ALIASES: dict[str, str] = {
@@ -64,6 +64,51 @@ class Settings(BaseSettings):
     match_strength: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         1.0, description="How far a registered voice is moved from its base voice toward the reference (0–1)."
     )
+    alltalk_max_characters: Annotated[int, Field(ge=1)] = Field(
+        2000, description="Longest text_input AllTalk's /api/tts-generate accepts (AllTalk's api_max_characters)."
+    )
+    alltalk_voice_aliases: dict[str, str] = Field(
+        default_factory=lambda: {"female_01.wav": "en_US-joe-medium", "male_01.wav": "en_US-joe-medium"},
+        description="AllTalk voice names (e.g. its stock female_01.wav) mapped to installed voice ids (JSON object).",
+    )
+    alltalk_outputs_keep: Annotated[int, Field(ge=0)] = Field(
+        200, description="Newest AllTalk output files kept in DATA_DIR/outputs/alltalk (0 = no count limit)."
+    )
+    alltalk_outputs_max_age_hours: Annotated[float, Field(ge=0)] = Field(
+        24.0, description="AllTalk output files older than this many hours are deleted (0 = no age limit)."
+    )
+    api_key: SecretStr | None = Field(
+        None, description="When set, every dialect requires it (Bearer header or api_key query; StackFlow: auth step)."
+    )
+    engines: list[str] = Field(
+        default_factory=lambda: ["piper", "kokoro", "espeak"],
+        description="Engines to enable (JSON list in the env var): piper, kokoro (Kokoro-82M, Japanese and "
+        "English), espeak (espeak-ng, every language; the routing fallback).",
+    )
+    preload: list[str] = Field(
+        default_factory=list, description="Voices loaded at start besides the default (JSON list in the env var)."
+    )
+    memory_budget_mb: Annotated[int, Field(ge=0)] = Field(
+        0, description="Unload the least recently used idle engine sessions past this much loaded-model memory "
+        "(0 = no limit; the default and preloaded voices stay)."
+    )
+    role_dir: Path | None = Field(
+        None, description="Flash-TTS role folder (<name>/<*.wav> + reference_text.txt) imported as voices at start."
+    )
+    flash_sample_rate: Annotated[int, Field(ge=8000, le=48000)] = Field(
+        16000, description="Hertz of Flash-TTS responses (16000 as Spark-TTS; 24000 for Orpheus/Mega clients)."
+    )
+    stackflow_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        10001, description="TCP port of the M5Stack StackFlow protocol (llm-sys, melotts/tts units); 0 turns it off."
+    )
+    stackflow_max_tasks: Annotated[int, Field(ge=1, le=1000)] = Field(
+        4, description="StackFlow TTS tasks set up at once, over every client (past it: -21 task full)."
+    )
+    stackflow_audio_sink: str = Field(
+        "auto", pattern="^(auto|device|file|none)$",
+        description="Where StackFlow sys.* formats play: auto (sound card if any), device, file "
+        "(WAVs in DATA_DIR/outputs/stackflow), none.",
+    )
     warmup: bool = Field(True, description="Load and warm the default voice on every worker at start.")
     log_level: str = Field("info", description="Logging level: debug, info, warning, error.")
 
@@ -73,6 +118,15 @@ class Settings(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error", "critical"}:
             raise ValueError(f"unknown log level {value!r}")
         return value.lower()
+
+    @field_validator("engines")
+    @classmethod
+    def _known_engines(cls, value: list[str]) -> list[str]:
+        known = {"piper", "kokoro", "espeak"}
+        unknown = [name for name in value if name not in known]
+        if unknown or "piper" not in value:
+            raise ValueError(f"engines must include piper and may add {sorted(known - {'piper'})}; got {value}")
+        return list(dict.fromkeys(value))
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -228,10 +228,6 @@ ERRORS: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("GET", {"text_lang": None}, {"message": "text_lang is required"}),  # the original: 500 (None.lower())
     ("POST", {"text_lang": None}, {"message": "text_lang is required"}),
     ("POST", {"text_lang": "fr"}, {"message": "text_lang: fr is not supported in version v2"}),
-    ("GET", {"text_lang": "ZH"},
-     {"message": "text_lang: zh is not supported in version v2 (no installed voice speaks zh)"}),
-    ("POST", {"text_lang": "all_ja"},
-     {"message": "text_lang: all_ja is not supported in version v2 (no installed voice speaks ja)"}),
     ("GET", {"prompt_lang": None}, {"message": "prompt_lang is required"}),
     ("POST", {"prompt_lang": "FR"}, {"message": "prompt_lang: FR is not supported in version v2"}),
     ("GET", {"prompt_lang": "FR"}, {"message": "prompt_lang: fr is not supported in version v2"}),
@@ -253,6 +249,27 @@ ERRORS: list[tuple[str, dict[str, Any], dict[str, str]]] = [
     ("POST", {"ref_audio_path": "/etc/hostname"},
      {"message": "tts failed", "Exception": "path is outside the allowed reference folders"}),
 ]
+
+
+def test_a_language_no_engine_speaks_is_the_originals_error(tmp_path: Path) -> None:
+    piper_only = start_server(tmp_path, "--engines", "piper")
+    try:
+        for method, lang, message in (
+            ("GET", "ZH", "text_lang: zh is not supported in version v2 (no installed voice speaks zh)"),
+            ("POST", "all_ja", "text_lang: all_ja is not supported in version v2 (no installed voice speaks ja)"),
+        ):
+            response = tts(piper_only, method, text="你好。", text_lang=lang)
+            assert response.status_code == 400 and response.json() == {"message": message}
+    finally:
+        stop_server(piper_only)
+
+
+@pytest.mark.parametrize(("text", "lang"), [("你好，世界。", "ZH"), ("今日はいい天気ですね。", "all_ja")])
+def test_languages_of_other_engines_are_spoken(server: Server, text: str, lang: str) -> None:
+    response = tts(server, "GET", text=text, text_lang=lang, ref_audio_path="en_US-joe-medium", prompt_lang="en")
+    assert response.status_code == 200
+    samples, rate = decode(response.content)
+    assert rate == 32000 and len(samples) / rate > 0.5 and rms(samples) > 0.02
 
 
 @pytest.mark.parametrize(("method", "params", "expected"), ERRORS)

@@ -99,7 +99,6 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     from tests.conftest import start_server
 
     server = start_server(tmp_path)
-    server.process.stdout.close()  # type: ignore[union-attr]
     server.process.terminate()
     # uvicorn re-raises the captured SIGTERM once it has shut down gracefully, so the process ends by it.
     assert server.process.wait(timeout=20) in (0, -15)

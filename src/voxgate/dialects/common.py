@@ -50,20 +50,36 @@ async def json_object(request: Request, *, invalid: str, not_object: str) -> dic
     return body
 
 
+@dataclass(frozen=True)
+class Failure:
+    """What a dialect needs to render a domain error in its own shape."""
+
+    spec: ErrorSpec
+    message: str
+    headers: dict[str, str] | None  # Retry-After for Overloaded
+
+
+def failure(metrics: Metrics, dialect: str, exc: BaseException, table: Mapping[type[BaseException], ErrorSpec],
+            default: ErrorSpec = ErrorSpec(500, "server_error", "internal_error")) -> Failure:
+    """Look the error up in the dialect's table, count it, and gather its message and headers."""
+    spec = lookup(table, exc, default)
+    metrics.errors.labels(dialect, spec.code or spec.type or "error").inc()
+    message = getattr(exc, "message", None) or str(exc) or "internal server error"
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
+    return Failure(spec, message, headers)
+
+
 def envelope_response(
     metrics: Metrics, dialect: str, exc: BaseException, table: Mapping[type[BaseException], ErrorSpec],
     params: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """An error in the {"error": {"message", "type", "param", "code"}} envelope (OpenAI's, used under /v1)."""
-    spec = lookup(table, exc, ErrorSpec(500, "server_error", "internal_error"))
-    message = getattr(exc, "message", None) or "internal server error"
-    metrics.errors.labels(dialect, spec.code or spec.type).inc()
+    found = failure(metrics, dialect, exc, table)
     param = getattr(exc, "param", None)
-    body = {"error": {"message": message, "type": spec.type, "param": (params or {}).get(param, param),
-                      "code": spec.code}}
-    retry_after = getattr(exc, "retry_after", None)
-    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
-    return JSONResponse(body, status_code=spec.status, headers=headers)
+    body = {"error": {"message": found.message, "type": found.spec.type,
+                      "param": (params or {}).get(param, param), "code": found.spec.code}}
+    return JSONResponse(body, status_code=found.spec.status, headers=found.headers)
 
 
 async def first_then_rest(stream: SynthesisStream) -> AsyncIterator[PcmChunk]:
@@ -92,15 +108,20 @@ async def encode_stream(
     chunks: AsyncIterator[PcmChunk], encoder: Encoder, wrap: Callable[[bytes], bytes] | None = None
 ) -> AsyncIterator[bytes]:
     """Encode PCM chunks as they come; the codec runs off the event loop."""
+    running: asyncio.Future[bytes] | None = None  # the codec call in its thread, if one is under way
     try:
         async for chunk in chunks:
-            data = await asyncio.to_thread(encoder.encode, chunk.samples)
+            running = asyncio.ensure_future(asyncio.to_thread(encoder.encode, chunk.samples))
+            data = await asyncio.shield(running)
             if data:
                 yield wrap(data) if wrap else data
-        data = await asyncio.to_thread(encoder.finish)
+        running = asyncio.ensure_future(asyncio.to_thread(encoder.finish))
+        data = await asyncio.shield(running)
         if data:
             yield wrap(data) if wrap else data
     finally:
+        if running is not None and not running.done():
+            await asyncio.wait({running})  # a cancel cannot stop the thread: let it finish before freeing
         encoder.close()  # frees the codec and container at once, also when the client went away
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
@@ -136,9 +157,11 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     watcher = asyncio.ensure_future(gone())
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
+    finally:  # also when this handler itself is cancelled: the work must not outlive it
         watcher.cancel()
-    if not task.done():
-        task.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(watcher, task, return_exceptions=True)
+    if task.cancelled():
         raise Cancelled("the client disconnected")
     return task.result()

@@ -26,8 +26,8 @@ from voxgate.core.types import PcmChunk
 from voxgate.dialects.common import (
     ClosingStreamingResponse,
     ErrorSpec,
+    failure,
     first_then_rest,
-    lookup,
     unless_disconnected,
 )
 from voxgate.dialects.gptsovits.protocol import (
@@ -84,13 +84,10 @@ class DialectState:
 
 def error_response(ctx: Context, exc: BaseException, failed: str = "tts failed") -> JSONResponse:
     """Render a domain error the way the original does, with the status its class maps to."""
-    spec = lookup(ERRORS, exc, ErrorSpec(500, "failed", "internal_error"))
-    ctx.metrics.errors.labels(DIALECT, spec.code or spec.type).inc()
-    message = getattr(exc, "message", None) or str(exc)
-    body = {"message": message} if spec.type == "param" else {"message": failed, "Exception": message}
-    retry_after = getattr(exc, "retry_after", None)
-    headers = {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else None
-    return JSONResponse(body, status_code=spec.status, headers=headers)
+    found = failure(ctx.metrics, DIALECT, exc, ERRORS, ErrorSpec(500, "failed", "internal_error"))
+    message = found.message
+    body = {"message": message} if found.spec.type == "param" else {"message": failed, "Exception": message}
+    return JSONResponse(body, status_code=found.spec.status, headers=found.headers)
 
 
 def _validation_error(exc: ValidationError, where: str) -> RequestValidationError:

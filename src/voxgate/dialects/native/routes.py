@@ -83,6 +83,8 @@ def attach(app: FastAPI, ctx: Context) -> None:
             "voices_loaded": sorted(ctx.service.pool.loaded_voices()),
             "workers": ctx.service.pool.size,
             "active_requests": ctx.service.active,
+            "engines": ctx.voices.engine_report(),
+            "sessions": ctx.service.pool.sessions(),
         }
         return JSONResponse(body, status_code=200 if ctx.service.ready else 503)
 
