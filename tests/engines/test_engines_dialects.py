@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -12,11 +12,9 @@ from tests.conftest import Server, decode, rms, start_server, stop_server
 
 
 @pytest.fixture(scope="module")
-def multi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server with every engine enabled."""
-    srv = start_server(tmp_path_factory.mktemp("engines"), "--engines", "piper", "kokoro", "espeak")
-    yield srv
-    stop_server(srv)
+def multi(server: Server) -> Server:
+    """A server with every engine enabled (the default)."""
+    return server
 
 
 def openai_speech(server: Server, voice: str, text: str) -> tuple[np.ndarray, int]:
@@ -72,3 +70,30 @@ def test_unknown_specs_are_clear_errors(multi: Server) -> None:
     assert response.status_code == 404 or response.status_code == 400, response.text
     assert "nobody" in response.json()["error"]["message"]
     assert httpx.get(f"{multi.url}/health", timeout=10).status_code == 200  # still serving
+
+
+MIXED = "Hello there, my good friend. 你好，朋友，今天天气很好。こんにちは、お元気ですか。"
+PARTS = (("Hello there, my good friend.", "en_US-joe-medium"), ("你好，朋友，今天天气很好。", "espeak:cmn"),
+         ("こんにちは、お元気ですか。", "kokoro:jf_alpha"))
+
+
+def test_mixed_script_auto_text_is_spoken_span_by_span_through_three_dialects(tmp_path: Path) -> None:
+    fresh = start_server(tmp_path)  # nothing loaded yet, so /ready shows which voices the text reached
+    try:
+        alone = sum(len(s) / r for s, r in (openai_speech(fresh, voice, text) for text, voice in PARTS))
+        loaded_before = {s["voice"] for s in httpx.get(f"{fresh.url}/ready", timeout=10).json()["sessions"]}
+        assert {"en_US-joe-medium", "espeak:cmn", "kokoro:jf_alpha"} <= loaded_before  # the parts alone
+        samples, rate = openai_speech(fresh, "alloy", MIXED)  # OpenAI: no language field, routed by script
+        check(samples, rate, 24000, 0.75 * alone, 1.3 * alone)
+        samples, rate = gsv_speech(fresh, "en_US-joe-medium", MIXED, "auto")
+        check(samples, rate, 32000, 0.75 * alone, 1.5 * alone)  # + GPT-SoVITS's 0.3 s between its pieces
+        form = {"text_input": MIXED, "character_voice_gen": "en_US-joe-medium", "language": "auto",
+                "output_file_name": "mixed", "text_filtering": "none"}
+        made = httpx.post(f"{fresh.url}/api/tts-generate", data=form, timeout=110).json()
+        assert made["status"] == "generate-success", made
+        samples, rate = decode(httpx.get(f"{fresh.url}{made['output_file_url']}", timeout=10).content)
+        assert 0.75 * alone < len(samples) / rate < 1.3 * alone and rms(samples) > 0.02
+        sessions = httpx.get(f"{fresh.url}/ready", timeout=10).json()["sessions"]
+        assert {s["voice"] for s in sessions} == loaded_before  # the same three voices, nothing else
+    finally:
+        stop_server(fresh)
