@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,3 +119,43 @@ def pcm16(data: bytes) -> np.ndarray:
 def rms(samples: np.ndarray) -> float:
     """Root mean square level."""
     return float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if len(samples) else 0.0
+
+
+@dataclass
+class FileServer:
+    """A loopback HTTP server answering every GET with one body; `hits` counts the requests."""
+
+    port: int
+    hits: int = 0
+
+    def url(self, path: str = "/ref.wav") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@contextmanager
+def serving(body: bytes, content_type: str = "audio/wav") -> Iterator[FileServer]:
+    """Serve `body` on 127.0.0.1 (a reference-audio URL for tests) until the block ends."""
+    state = FileServer(0)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.hits += 1
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)

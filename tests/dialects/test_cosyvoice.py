@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import http.server
 import io
 import re
-import threading
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import Server, decode, pcm16, rms, start_server, stop_server
+from tests.conftest import Server, decode, pcm16, rms, serving, start_server, stop_server
 from tests.speech import RATE, other_speaker
 from voxgate.audio.encoders import encode_all
 
@@ -202,38 +200,15 @@ def test_clone_raw_pcm_is_read_at_the_given_rate(server: Server, reference: np.n
     post(server, "/remove", {"prompt_ids": ["cosy-pcm", "cosy-pcm-fast"]})
 
 
-class _Wav(http.server.BaseHTTPRequestHandler):
-    body = b""
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "audio/wav")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_clone_from_a_server_path_and_a_url(server: Server, reference: np.ndarray) -> None:
     folder = server.data_dir / "refs"
     folder.mkdir(exist_ok=True)
     (folder / "speaker.wav").write_bytes(encode_all(reference, RATE, "wav"))
     by_path = clone(server, str(folder / "speaker.wav"), prompt_id="cosy-path")
     assert by_path.status_code == 200 and by_path.json() == {"existed": False, "prompt_id": "cosy-path"}
-    _Wav.body = encode_all(reference, RATE, "wav")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Wav)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}/speaker.wav"
-        by_url = clone(server, url, prompt_id="cosy-url")
+    with serving(encode_all(reference, RATE, "wav")) as files:
+        by_url = clone(server, files.url("/speaker.wav"), prompt_id="cosy-url")
         assert by_url.status_code == 200 and by_url.json() == {"existed": False, "prompt_id": "cosy-url"}
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
     assert {"cosy-path", "cosy-url"} <= set(speakers(server))
     post(server, "/remove", {"prompt_ids": ["cosy-path", "cosy-url"]})
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
+from pathlib import Path
 
 from voxgate.dialects.stackflow.framing import Frame, FrameParser, Malformed, Oversized, Reset
+from voxgate.dialects.stackflow.sinks import FileSink
 
 PING = b'{"request_id":"1","work_id":"sys","action":"ping"}'
 
@@ -80,3 +84,18 @@ def test_raw_payload_over_the_limit_is_dropped_without_resets() -> None:
     parser = FrameParser(max_bytes=100)
     events = parser.feed(b'{"RAW":500,"request_id":"1"}' + b"}" * 500 + PING)
     assert [type(e) for e in events] == [Oversized, Frame]
+
+
+def test_file_sink_keeps_only_the_newest_files(tmp_path: Path) -> None:
+    sink = FileSink(tmp_path, keep=3)
+
+    async def utterances() -> None:
+        for n in range(5):
+            playback = sink.open("melotts.1000", 16000)
+            await playback.write(b"\x00\x01" * 160)
+            await playback.close()
+            newest = max(tmp_path.glob("*.wav"), key=lambda f: f.stat().st_mtime)
+            os.utime(newest, (1000.0 + n, 1000.0 + n))  # distinct ages without sleeping
+
+    asyncio.run(utterances())
+    assert len(list(tmp_path.glob("*.wav"))) == 3

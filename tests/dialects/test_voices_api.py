@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import http.server
-import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import Server, decode, pcm16, rms, start_server, stop_server
+from tests.conftest import Server, decode, pcm16, rms, serving, start_server, stop_server
 from tests.speech import RATE, other_speaker
 from voxgate.audio.encoders import encode_all
 from voxgate.voices.embedding import SpeakerEncoder, cosine
@@ -164,22 +162,6 @@ def test_concurrent_registrations_and_deletions(server: Server, reference: tuple
         httpx.delete(f"{server.url}/v1/audio/voices/crowd-{i}", timeout=10)
 
 
-class _Wav(http.server.BaseHTTPRequestHandler):
-    body = b""
-    hits = 0
-
-    def do_GET(self) -> None:
-        type(self).hits += 1
-        self.send_response(200)
-        self.send_header("Content-Type", "audio/wav")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def url_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """URLs allowed, private addresses not: the SSRF guard must hold."""
@@ -189,22 +171,14 @@ def url_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def test_urls_to_internal_addresses_are_refused(url_server: Server, reference: tuple[np.ndarray, int]) -> None:
-    _Wav.body, _Wav.hits = wav(*reference), 0
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Wav)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        port = httpd.server_address[1]
+    with serving(wav(*reference)) as files:
+        port = files.port
         for url in (f"http://127.0.0.1:{port}/ref.wav", f"http://localhost:{port}/ref.wav",
                     "http://169.254.169.254/latest/meta-data", f"http://[::1]:{port}/ref.wav"):
             response = add(url_server, "ssrf", url)
             assert response.status_code == 403, (url, response.text)
             assert response.json()["error"]["code"] == "forbidden_reference"
-        assert _Wav.hits == 0  # refused before any connection was made
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+        assert files.hits == 0  # refused before any connection was made
 
 
 def test_registered_voices_survive_a_restart(tmp_path: Path, reference: tuple[np.ndarray, int]) -> None:

@@ -80,18 +80,27 @@ class _FilePlayback:
 
 
 class FileSink:
-    """Each utterance becomes `<folder>/<work_id>-<n>.wav` (folder inside the data directory)."""
+    """Each utterance becomes `<folder>/<work_id>-<n>.wav` (folder inside the data directory); only the
+    newest `keep` files stay, so a long-running unit cannot fill the disk."""
 
     name = "file"
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, keep: int = 200) -> None:
         self.folder = folder
+        self.keep = keep
         self._count = itertools.count(1)
 
     def open(self, work_id: str, rate: int) -> Playback:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._prune()
         stamp = time.strftime("%Y%m%d-%H%M%S")
         return _FilePlayback(self.folder / f"{work_id}-{stamp}-{next(self._count):04d}.wav", rate)
+
+    def _prune(self) -> None:
+        """Delete the oldest WAVs beyond `keep - 1` (room for the one being opened)."""
+        files = sorted(self.folder.glob("*.wav"), key=lambda f: f.stat().st_mtime)
+        for old in files[: max(0, len(files) - (self.keep - 1))]:
+            old.unlink(missing_ok=True)
 
 
 class _CommandPlayback:
