@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 from pathlib import Path
 
 from voxgate.dialects.stackflow.framing import Frame, FrameParser, Malformed, Oversized, Reset
@@ -87,15 +86,17 @@ def test_raw_payload_over_the_limit_is_dropped_without_resets() -> None:
 
 
 def test_file_sink_keeps_only_the_newest_files(tmp_path: Path) -> None:
+    (tmp_path / "old-from-an-earlier-run.wav").write_bytes(b"RIFF")
     sink = FileSink(tmp_path, keep=3)
 
-    async def utterances() -> None:
-        for n in range(5):
+    async def utterances() -> list[str]:
+        names = []
+        for _ in range(5):
             playback = sink.open("melotts.1000", 16000)
             await playback.write(b"\x00\x01" * 160)
             await playback.close()
-            newest = max(tmp_path.glob("*.wav"), key=lambda f: f.stat().st_mtime)
-            os.utime(newest, (1000.0 + n, 1000.0 + n))  # distinct ages without sleeping
+            names.append(sink._files[-1].name)
+        return names
 
-    asyncio.run(utterances())
-    assert len(list(tmp_path.glob("*.wav"))) == 3
+    written = asyncio.run(utterances())
+    assert sorted(p.name for p in tmp_path.glob("*.wav")) == sorted(written[-3:])  # the earlier run's went first

@@ -9,6 +9,7 @@ A sink opens one playback per utterance and takes int16 mono PCM as it is synthe
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import shutil
@@ -87,20 +88,20 @@ class FileSink:
 
     def __init__(self, folder: Path, keep: int = 200) -> None:
         self.folder = folder
-        self.keep = keep
+        self.keep = max(1, keep)
         self._count = itertools.count(1)
+        # Oldest first: what an earlier run left (scanned once, at start), then what this sink writes.
+        old = sorted(folder.glob("*.wav"), key=lambda f: f.stat().st_mtime) if folder.is_dir() else []
+        self._files: collections.deque[Path] = collections.deque(old)
 
     def open(self, work_id: str, rate: int) -> Playback:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._prune()
+        while len(self._files) >= self.keep:  # room for the one being opened
+            self._files.popleft().unlink(missing_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        return _FilePlayback(self.folder / f"{work_id}-{stamp}-{next(self._count):04d}.wav", rate)
-
-    def _prune(self) -> None:
-        """Delete the oldest WAVs beyond `keep - 1` (room for the one being opened)."""
-        files = sorted(self.folder.glob("*.wav"), key=lambda f: f.stat().st_mtime)
-        for old in files[: max(0, len(files) - (self.keep - 1))]:
-            old.unlink(missing_ok=True)
+        path = self.folder / f"{work_id}-{stamp}-{next(self._count):04d}.wav"
+        self._files.append(path)
+        return _FilePlayback(path, rate)
 
 
 class _CommandPlayback:
