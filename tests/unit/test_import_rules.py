@@ -66,3 +66,22 @@ def test_engines_import_heavy_packages_only_inside_adapters() -> None:
         for alias in (node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")])
     }
     assert not top_level & {"piper", "onnxruntime"}, "heavy engine imports must stay inside functions"
+
+
+SHARED_DIALECT_MODULES = {"dialects.common", "dialects.auth", "dialects.clones"}
+# The one sideways import, on purpose: POST /tts is one path for two dialects on the main port, and only
+# GPT-SoVITS's own protocol can say whether a body is one of its requests (docs/cosyvoice.md).
+SIDEWAYS = {("cosyvoice", "dialects.gptsovits.protocol")}
+
+
+def test_dialects_import_only_shared_helpers_not_each_other() -> None:
+    violations = []
+    for package in sorted(p for p in (SRC / "dialects").iterdir() if p.is_dir() and p.name != "__pycache__"):
+        for path in package.rglob("*.py"):
+            for target in _imports(path):
+                if not target.startswith("dialects.") or target.startswith(f"dialects.{package.name}"):
+                    continue
+                if target in SHARED_DIALECT_MODULES or (package.name, target) in SIDEWAYS:
+                    continue
+                violations.append(f"{path.relative_to(SRC)} imports voxgate.{target}")
+    assert not violations, "\n".join(violations)
