@@ -89,7 +89,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Voices loaded at start besides the default (JSON list in the env var)."
     )
     memory_budget_mb: Annotated[int, Field(ge=0)] = Field(
-        0, description="Unload the least recently used idle engine sessions past this much loaded-model memory "
+        2048, description="Unload the least recently used idle engine sessions past this much loaded-model memory "
         "(0 = no limit; the default and preloaded voices stay)."
     )
     role_dir: Path | None = Field(
