@@ -46,6 +46,11 @@ def build_context(settings: Settings) -> Context:
         voices.resolve(None)
     except VoiceNotFound as exc:
         raise StartupError(f"default voice: {exc.message}") from None
+    for name in settings.preload:
+        try:
+            voices.resolve(name)
+        except VoiceNotFound as exc:
+            raise StartupError(f"preload: {exc.message}") from None
     for alias, target in voices.aliases().items():
         try:
             voices.resolve(target)

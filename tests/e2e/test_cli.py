@@ -53,6 +53,8 @@ def test_invalid_settings_are_refused_before_start(tmp_path: Path) -> None:
     assert bad_env.returncode == 2 and "workers" in bad_env.stderr
     missing_voice = run("serve", "--port", "0", "--data-dir", str(tmp_path), "--default-voice", "nope")
     assert missing_voice.returncode == 2 and "default voice" in missing_voice.stderr
+    missing_preload = run("serve", "--port", "0", "--data-dir", str(tmp_path), "--preload", "kokoro:nobody")
+    assert missing_preload.returncode == 2 and "preload" in missing_preload.stderr
 
 
 def test_help_lists_every_setting_with_its_env_var() -> None:

@@ -97,3 +97,16 @@ def test_mixed_script_auto_text_is_spoken_span_by_span_through_three_dialects(tm
         assert {s["voice"] for s in sessions} == loaded_before  # the same three voices, nothing else
     finally:
         stop_server(fresh)
+
+
+def test_preloaded_voices_are_loaded_and_pinned_at_start_and_ready_reports_engines(tmp_path: Path) -> None:
+    srv = start_server(tmp_path, "--preload", "kokoro:jf_alpha", "espeak:ko")
+    try:
+        ready = httpx.get(f"{srv.url}/ready", timeout=10).json()
+        sessions = {(s["voice"], s["pinned"]) for s in ready["sessions"]}
+        assert {("en_US-joe-medium", True), ("kokoro:jf_alpha", True), ("espeak:ko", True)} <= sessions
+        assert ready["engines"]["kokoro"]["voices"] == 5 and ready["engines"]["kokoro"]["languages"] == ["ja"]
+        assert ready["engines"]["espeak"]["voices"] >= 100 and "ko" in ready["engines"]["espeak"]["languages"]
+        assert ready["engines"]["piper"]["languages"] == ["en-US"]
+    finally:
+        stop_server(srv)
