@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
-from tests.conftest import Server, start_server, stop_server
+from tests.conftest import Server, pcm16, rms, start_server, stop_server
 from voxgate.text.normalize import normalize
 from voxgate.text.segment import split_text
 
@@ -75,3 +76,31 @@ def test_busy_server_answers_503_with_retry_after_then_recovers(tiny_server: Ser
     third = httpx.post(f"{tiny_server.url}/v1/audio/speech", timeout=60,
                        json={**body, "input": "Now it is my turn."})
     assert third.status_code == 200 and len(third.content) > 24000
+
+
+def _longest_inner_silence(samples: np.ndarray, rate: int, frame: float = 0.01) -> float:
+    """Seconds of the longest run of 10 ms frames below -40 dBFS between the first and last speech."""
+    n = int(rate * frame)
+    frames = samples[: len(samples) // n * n].reshape(-1, n)
+    loud = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)) > 0.01
+    inner = loud[np.argmax(loud): len(loud) - np.argmax(loud[::-1])]
+    longest = run = 0
+    for is_loud in inner:
+        run = 0 if is_loud else run + 1
+        longest = max(longest, run)
+    return longest * frame
+
+
+def test_a_busy_servers_cut_first_sentence_joins_without_a_gap(server: Server) -> None:
+    sentence = "Our library opens at nine every weekday and at ten on Saturdays."
+    body = {"model": "tts-1", "voice": "alloy", "response_format": "pcm"}
+    cuts = server.metric("voxgate_busy_first_cuts_total")
+    with httpx.Client(timeout=60) as a, httpx.Client(timeout=60) as b, \
+            a.stream("POST", f"{server.url}/v1/audio/speech", json={**body, "input": LONG[:1500]}) as one, \
+            b.stream("POST", f"{server.url}/v1/audio/speech", json={**body, "input": LONG[1500:3000]}) as two:
+        next(one.iter_bytes()), next(two.iter_bytes())  # both workers are now busy with long readings
+        response = httpx.post(f"{server.url}/v1/audio/speech", json={**body, "input": sentence}, timeout=60)
+    assert server.metric("voxgate_busy_first_cuts_total") == cuts + 1  # it was cut...
+    samples = pcm16(response.content)
+    assert 2.0 < len(samples) / 24000 < 6.0 and rms(samples) > 0.02
+    assert _longest_inner_silence(samples, 24000) < 0.15  # ...and joined without the engine's end silence

@@ -329,3 +329,26 @@ async def test_memory_budget_unloads_idle_sessions_least_recently_used_first(mon
         assert "ja" in pool.loaded_voices()
     finally:
         pool.close()
+
+
+async def test_when_every_worker_is_busy_a_long_first_sentence_is_cut_at_a_phrase() -> None:
+    engine = FakeEngine()
+    service = make_service(engine, workers=1)
+    long = "Our library opens at nine every weekday and at ten on Saturdays. Then more."
+    try:
+        await service.warm_up()
+        idle = [c async for c in service.stream(SynthesisRequest(text=long, voice="a"))]
+        assert idle[0].text == "Our library opens at nine every weekday and at ten on Saturdays."  # idle: whole
+        gate = await service.open(SynthesisRequest(text="WAIT busy.", voice="b"))
+        pull = asyncio.ensure_future(anext(gate))
+        await asyncio.sleep(0.05)  # the only worker is stuck: the pool is busy
+        busy = await service.open(SynthesisRequest(text=long, voice="a"))
+        engine.log.gate.set()
+        chunks = [c async for c in busy]
+        texts = list(dict.fromkeys(c.text for c in chunks if c.text))
+        assert texts == ["Our library opens at nine", "every weekday and at ten on Saturdays.", "Then more."]
+        assert [c.index for c in chunks if c.text] == sorted(c.index for c in chunks if c.text)
+        await pull
+        await gate.aclose()
+    finally:
+        service.pool.close()

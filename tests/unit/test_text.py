@@ -11,6 +11,7 @@ from voxgate.text import (
     SENTENCE_POLICY,
     Segmenter,
     SegmentPolicy,
+    cut_at_word,
     is_speakable,
     normalize,
     split_text,
@@ -461,3 +462,20 @@ def test_char_by_char_pathological_runs() -> None:
         out = [s for ch in text for s in seg.add(ch)]
         out += seg.finish()
         assert out == split_text(text)
+
+
+@pytest.mark.parametrize(("text", "head"), [
+    ("Our library opens at nine every weekday and at ten on Saturdays.", "Our library opens at nine"),
+    ("The train to the airport leaves from platform four every twenty minutes.", "The train to the airport leaves"),
+    ("Antidisestablishmentarianism notwithstanding, everybody eventually understood everything.",
+     "Antidisestablishmentarianism notwithstanding, everybody"),  # no phrase word near: the nearest space
+])
+def test_cut_at_word_prefers_a_phrase_start_near_the_target(text: str, head: str) -> None:
+    cut = cut_at_word(text, 30)
+    assert cut is not None and cut[0] == head and f"{cut[0]} {cut[1]}" == text
+
+
+def test_cut_at_word_leaves_short_texts_whole() -> None:
+    assert cut_at_word("Three words only.", 5) is None
+    assert cut_at_word("one two three four five", 2) is None  # 3 words must stay on each side
+    assert cut_at_word("one two three four five six", 2) == ("one two three", "four five six")

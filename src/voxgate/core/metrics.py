@@ -49,6 +49,10 @@ class Metrics:
             "voxgate_segments_dropped", "Text segments of cancelled requests that were never synthesized.",
             registry=self.registry,
         )
+        self.busy_cuts = Counter(
+            "voxgate_busy_first_cuts", "Long first sentences cut at a phrase because every worker was busy.",
+            registry=self.registry,
+        )
         self.rejected = Counter(
             "voxgate_rejected_busy", "Requests refused because the admission queue was full.",
             registry=self.registry,

@@ -22,12 +22,15 @@ from voxgate.engines.base import EngineParams, VoiceInfo
 from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, Overloaded
 from voxgate.scheduling.pool import Job, WorkerPool, is_done
 from voxgate.text.normalize import is_speakable, normalize
-from voxgate.text.segment import DEFAULT_POLICY, SENTENCE_POLICY, SegmentPolicy, split_text
+from voxgate.text.segment import DEFAULT_POLICY, SENTENCE_POLICY, SegmentPolicy, cut_at_word, split_text
 from voxgate.voices.registry import VoiceRegistry
 
 _LOG = logging.getLogger(__name__)
 CALIBRATION_TEXT = "The quick brown fox jumps over the lazy dog. How are you doing today?"
 SECONDS_PER_CHAR = 0.065  # typical speech rate, to estimate deadlines of segments not yet spoken
+BUSY_FIRST_MAX = 48  # chars: when every worker is busy, a longer first segment is cut at a word...
+BUSY_FIRST_CUT = 30  # ...near here, so a newcomer's first audio costs half as much
+MID_SENTENCE_GAP = 0.04  # seconds of an engine's trailing silence kept where a sentence was cut
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,15 @@ def post_processing(voice: VoiceInfo, semitones: float = 0.0,
     if shift.is_identity:
         return None
     return lambda samples, rate: apply_shift(samples, rate, shift)
+
+
+def _trimmed(post: Callable[[np.ndarray, int], np.ndarray] | None) -> Callable[[np.ndarray, int], np.ndarray]:
+    """`post`, then the engine's end-of-utterance silence cut to a short gap (the sentence goes on)."""
+    def run(samples: np.ndarray, rate: int) -> np.ndarray:
+        x = post(samples, rate) if post else samples
+        loud = np.flatnonzero(np.abs(x) > 0.02 * max(float(np.abs(x).max(initial=0.0)), 1e-6))
+        return x[: loud[-1] + 1 + int(MID_SENTENCE_GAP * rate)] if len(loud) else x
+    return run
 
 
 def split_speed(speed: float, honoured: tuple[float, float]) -> tuple[float, float]:
@@ -83,8 +95,9 @@ class SynthesisStream:
     """
 
     def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
-                 segments: list[tuple[int, str, VoiceInfo]]) -> None:
+                 segments: list[tuple[int, str, VoiceInfo]], joined: set[int] | None = None) -> None:
         self.request = request
+        self._joined = joined or set()  # segments cut mid-sentence: their trailing silence is trimmed
         self.voice = voice  # the request's own voice (the first segment's, unless routing chose another)
         self.sample_rate = request.sample_rate or voice.sample_rate  # Hertz of every chunk
         self._service = service
@@ -134,8 +147,9 @@ class SynthesisStream:
         ahead = sum(len(text) for _, text, _ in self._inflight) * SECONDS_PER_CHAR / self.request.speed
         while self._pending and len(self._inflight) < depth:
             index, text, voicing = self._pending.popleft()
+            post = _trimmed(voicing.post) if index in self._joined else voicing.post
             job = Job(voicing.voice, text, voicing.params, self._t0 + self._delivered + ahead,
-                      asyncio.get_running_loop(), urgent=self._first_audio is None, post=voicing.post)
+                      asyncio.get_running_loop(), urgent=self._first_audio is None, post=post)
             self._service.pool.submit(job)
             self._inflight.append((index, text, job))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
@@ -274,8 +288,22 @@ class SynthesisService:
             for span in self.route(request, text):
                 pieces = split_text(span.text, policy) if policy else [span.text.strip()]
                 segments += [(len(segments) + n, piece, span.voice) for n, piece in enumerate(pieces)]
+        joined: set[int] = set()
+        if policy is DEFAULT_POLICY and request.segments is None and segments and self._busy():
+            _, first, first_voice = segments[0]
+            halves = cut_at_word(first, BUSY_FIRST_CUT) if len(first) > BUSY_FIRST_MAX else None
+            if halves is not None:
+                segments = [(0, halves[0], first_voice), (1, halves[1], first_voice),
+                            *((i + 1, t, v) for i, t, v in segments[1:])]
+                joined.add(0)
+                self.metrics.busy_cuts.inc()
         self.admit()
-        return self.track(SynthesisStream(self, request, voice, segments))
+        return self.track(SynthesisStream(self, request, voice, segments, joined))
+
+    def _busy(self) -> bool:
+        """Every worker has a job (so a first segment will run on a 1-thread session, after a wait)."""
+        stats = self.pool.stats
+        return stats.running + stats.queued >= self.pool.size
 
     def route(self, request: SynthesisRequest, text: str) -> list[Span]:
         """The request's text cut into spans, each with the voice that speaks its language."""

@@ -404,3 +404,27 @@ def split_text(text: str, policy: SegmentPolicy = DEFAULT_POLICY) -> list[str]:
     """Segment a whole text at once."""
     segmenter = Segmenter(policy)
     return segmenter.add(text) + segmenter.finish()
+
+
+# Words a phrase often starts with: cutting just before one keeps each half a phrase of its own.
+_PHRASE_STARTS = frozenset(
+    "and but or so because while when where which who that to from at in on for with by of about after "
+    "before during every each until unless than as if".split()
+)
+
+
+def cut_at_word(text: str, target: int, min_words: int = 3, reach: int = 14) -> tuple[str, str] | None:
+    """`text` cut at a space near `target` characters, leaving at least `min_words` words on each side:
+    before a phrase-starting word within `reach` of the target if there is one, else at the nearest
+    space. None when the text is too short for that."""
+    spaces = [i for i, ch in enumerate(text) if ch == " "]
+    if len(spaces) < 2 * min_words - 1:
+        return None
+    allowed = spaces[min_words - 1 : len(spaces) - min_words + 1]
+
+    def next_word(i: int) -> str:
+        return text[i + 1 :].split(" ", 1)[0].strip(",.;:!?\"'").lower()
+
+    phrases = [i for i in allowed if abs(i - target) <= reach and next_word(i) in _PHRASE_STARTS]
+    cut = min(phrases or allowed, key=lambda i: abs(i - target))
+    return text[:cut], text[cut + 1 :]
