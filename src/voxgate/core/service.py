@@ -160,12 +160,12 @@ class SynthesisStream:
         if voicing.leveller is None:
             voicing.leveller = Leveller(await self._service.gain(job.voice) * self.request.volume)
         audio = voicing.leveller.process(audio)
+        tail = None  # what the previous resampler still held, when the engine's rate changes
         if self._resampler is None or self._resampler.in_rate != job.rate:
-            tail = self._resampler.flush() if self._resampler is not None else np.zeros(0, np.float32)
+            tail = self._resampler.flush() if self._resampler is not None else None
             self._resampler = Resampler(job.rate, self.sample_rate)
-            return np.concatenate([tail, self._resampler.process(audio)]) if len(tail) else \
-                self._resampler.process(audio)
-        return self._resampler.process(audio)
+        out = self._resampler.process(audio)
+        return np.concatenate([tail, out]) if tail is not None and len(tail) else out
 
     async def __anext__(self) -> PcmChunk:
         while not self._closed:
@@ -281,9 +281,7 @@ class SynthesisService:
         segments: list[tuple[int, str, VoiceInfo]] = []
         if request.segments is not None:  # the dialect cut the text: indexes stay its segment numbers
             for i, segment in enumerate(request.segments):
-                for span in self.route(request, normalize(segment)):
-                    if is_speakable(span.text):
-                        segments.append((i, span.text.strip(), span.voice))
+                segments += [(i, span.text, span.voice) for span in self.route(request, normalize(segment))]
         else:
             for span in self.route(request, text):
                 pieces = split_text(span.text, policy) if policy else [span.text.strip()]
@@ -306,9 +304,10 @@ class SynthesisService:
         return stats.running + stats.queued >= self.pool.size
 
     def route(self, request: SynthesisRequest, text: str) -> list[Span]:
-        """The request's text cut into spans, each with the voice that speaks its language."""
-        return [span for span in route(self.voices, request.voice, request.language, text)
-                if span.text.strip()]
+        """The request's (normalised) text cut into spans, each with the voice that speaks its language;
+        only spans with something to say, stripped."""
+        return [span._replace(text=span.text.strip())
+                for span in route(self.voices, request.voice, request.language, text) if is_speakable(span.text)]
 
     def admit(self) -> None:
         """Count a request in, or raise Overloaded. The caller must hand the stream it builds to

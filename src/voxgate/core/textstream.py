@@ -19,7 +19,7 @@ from voxgate.core.service import SynthesisService, SynthesisStream
 from voxgate.core.types import SynthesisRequest
 from voxgate.engines.base import VoiceInfo
 from voxgate.errors import InputTooLong, InvalidInput
-from voxgate.text.normalize import is_speakable, normalize
+from voxgate.text.normalize import normalize
 from voxgate.text.segment import DEFAULT_POLICY, Segmenter, SegmentPolicy
 
 
@@ -91,12 +91,10 @@ class TextStream(SynthesisStream):
 
     def _enqueue(self, segments: list[str]) -> None:
         for segment in segments:
-            text = normalize(segment)
-            if not is_speakable(text):
+            spans = self._service.route(self.request, normalize(segment))  # one span unless scripts mix
+            if not spans:
                 continue
-            for span in self._service.route(self.request, text):  # one span unless scripts mix
-                if is_speakable(span.text):
-                    self._pending.append((self._next_index, span.text.strip(), self._voicing(span.voice)))
+            self._pending.extend((self._next_index, span.text, self._voicing(span.voice)) for span in spans)
             self._next_index += 1
             self._last_segment = time.monotonic()
         if self._pending and not self._closed:
@@ -105,14 +103,14 @@ class TextStream(SynthesisStream):
 
     def _flush_due(self) -> None:
         """Speak unpunctuated text the segmenter is still holding, if it has waited long enough."""
-        pending = self._segmenter.pending
-        if not pending or self._last_text is None or self._last_segment is None:
+        if not self._segmenter.pending or self._last_text is None or self._last_segment is None:
             return
         now = time.monotonic()
-        if now - self._last_text >= self._policy.idle_flush or (
-                self._at_word_end and now - self._last_segment >= self._policy.stall_flush):
+        idle = now - self._last_text >= self._policy.idle_flush
+        stalled = now - self._last_segment >= self._policy.stall_flush
+        if idle or (stalled and self._at_word_end):
             self._enqueue(self._segmenter.flush())
-        elif now - self._last_segment >= self._policy.stall_flush:
+        elif stalled:
             text = " ".join(self._segmenter.flush())
             cut = text.rfind(" ")
             head, tail = (text[:cut], text[cut + 1 :]) if cut > 0 else ("", text)
@@ -127,8 +125,9 @@ class TextStream(SynthesisStream):
         quiet_end = (self._last_text or self._opened) + self._policy.idle_end
         if self._last_text is None or not self._segmenter.pending:
             return max(0.01, quiet_end - now)  # nothing to flush: only feed/finish/cancel or the end
+        assert self._last_segment is not None  # set with the first text
         return max(0.01, min(self._last_text + self._policy.idle_flush,
-                             (self._last_segment or now) + self._policy.stall_flush, quiet_end) - now)
+                             self._last_segment + self._policy.stall_flush, quiet_end) - now)
 
     async def _more_input(self) -> bool:
         """Wait until there is a segment to synthesize; False once the input is finished and spoken."""

@@ -174,17 +174,13 @@ class WorkerPool:
         The caller holds it until _release; past the memory budget, idle sessions are unloaded."""
         key = (voice.load_key, threads)
         with self._load_lock:
-            if key in self._sessions:
-                self._sessions.move_to_end(key)
-                self._users[key] += 1
-                return key, self._sessions[key]
+            if (held := self._hold(key)) is not None:
+                return held
             gate = self._loading.setdefault(key, threading.Lock())
         with gate:
             with self._load_lock:
-                if key in self._sessions:
-                    self._sessions.move_to_end(key)
-                    self._users[key] += 1
-                    return key, self._sessions[key]
+                if (held := self._hold(key)) is not None:
+                    return held  # another thread loaded it while we waited for the gate
             before = _rss()
             loaded = self._engines(voice.engine).load(voice, threads)
             with self._load_lock:
@@ -197,6 +193,14 @@ class WorkerPool:
             _LOG.info("unloaded %s (%d threads) to stay within the memory budget", *old_key)
             old.close()
         return key, loaded
+
+    def _hold(self, key: tuple[str, int]) -> tuple[tuple[str, int], LoadedVoice] | None:
+        """A loaded session, marked used now and held by one more job (lock held); None if not loaded."""
+        if key not in self._sessions:
+            return None
+        self._sessions.move_to_end(key)
+        self._users[key] += 1
+        return key, self._sessions[key]
 
     def _release(self, held: tuple[tuple[str, int], LoadedVoice]) -> None:
         with self._load_lock:
@@ -215,6 +219,7 @@ class WorkerPool:
                 continue  # a running job keeps its session; it goes when idle and still over budget
             evicted.append((key, self._sessions.pop(key)))
             total -= self._costs.pop(key, 0)
+            del self._users[key]  # idle: its count is zero
             self.stats.evicted += 1
         return evicted
 
