@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
 from starlette.types import Receive, Scope, Send
 
 from voxgate.audio.encoders import Encoder
@@ -20,6 +22,11 @@ from voxgate.errors import Cancelled, InvalidInput
 
 E = TypeVar("E")
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+# Starlette's cap on one form part: the base64 of a reference at the voice bank's 25 MB limit fits; the
+# reference limits themselves apply after parsing.
+MAX_REFERENCE_FORM_PART = 40 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,20 @@ class ErrorSpec:
     status: int
     type: str = ""
     code: str | None = None
+
+
+def body_model(model: type[M], data: Any) -> M:
+    """`data` (a form's fields or a JSON body) validated into `model`, or FastAPI's own 422 for it."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+def missing_field(field: str, msg: str = "Field required") -> RequestValidationError:
+    """FastAPI's 422 for a required body field that is absent."""
+    return RequestValidationError([{"type": "missing", "loc": ("body", field), "msg": msg, "input": None}])
 
 
 def lookup(table: Mapping[type[BaseException], E], exc: BaseException, default: E) -> E:

@@ -9,6 +9,8 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from voxgate.dialects.common import body_model, missing_field
+
 _LOG = logging.getLogger(__name__)
 
 LANGUAGE_CODES = ("auto", "ar", "zh-cn", "zh", "cs", "nl", "en", "fr", "de", "hu", "hi", "it", "ja", "ko", "pl",
@@ -126,11 +128,7 @@ class ParamError(Exception):
 def parse_form(fields: Mapping[str, Any], defaults: Mapping[str, Any], max_characters: int) -> GenerateParams:
     """Type-check the form (422), merge it over `defaults`, then check the whole set (400)."""
     present = {k: v for k, v in fields.items() if not (isinstance(v, str) and v == "" and k != "text_input")}
-    try:
-        typed = FormTypes.model_validate(present)
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
+    typed = body_model(FormTypes, present)
     unknown = sorted(set(fields) - set(FormTypes.model_fields))
     if unknown:
         _LOG.info("ignoring unknown /api/tts-generate fields: %s", ", ".join(unknown))
@@ -156,4 +154,4 @@ def missing_form_error(field: str, body_is_json: bool) -> RequestValidationError
     msg = "Field required"
     if body_is_json:
         msg += " (send the fields as a form: application/x-www-form-urlencoded or multipart/form-data, not JSON)"
-    return RequestValidationError([{"type": "missing", "loc": ("body", field), "msg": msg, "input": None}])
+    return missing_field(field, msg)

@@ -25,7 +25,7 @@ from voxgate.dialects.alltalk.protocol import (
     parse_form,
 )
 from voxgate.dialects.alltalk.service import STREAM_RATE, VOICEMAP_KEY, AllTalk, DialectState
-from voxgate.dialects.common import ClosingStreamingResponse, ErrorSpec, failure, unless_disconnected
+from voxgate.dialects.common import ClosingStreamingResponse, ErrorSpec, body_model, failure, unless_disconnected
 from voxgate.errors import Cancelled, EngineFailure, InvalidInput, Overloaded, VoiceNotFound, VoxgateError
 
 _LOG = logging.getLogger(__name__)
@@ -238,11 +238,7 @@ def _mount_info(app: FastAPI, at: AllTalk, paths: set[Any]) -> None:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RequestValidationError([{"type": "json_invalid", "loc": ("body", getattr(exc, "pos", 0)),
                                            "msg": "JSON decode error", "input": {}}]) from None
-        try:
-            mapping = VoiceMap.model_validate(payload)
-        except ValidationError as exc:
-            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])}
-                                          for e in exc.errors(include_url=False)]) from None
+        mapping = body_model(VoiceMap, payload)
         try:
             targets = {name: at.voice(getattr(mapping, name)).id for name in OPENAI_VOICES}
         except VoiceNotFound as exc:  # a bad value in the body: 400, not the voice-lookup 404

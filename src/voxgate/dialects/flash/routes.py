@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from voxgate.audio.encoders import encode_all, open_encoder
@@ -20,11 +18,14 @@ from voxgate.core.service import SynthesisStream
 from voxgate.core.types import PcmChunk, SynthesisRequest
 from voxgate.dialects.clones import TEMPORARY_PREFIX, load_reference, temporary_voices
 from voxgate.dialects.common import (
+    MAX_REFERENCE_FORM_PART,
     ClosingStreamingResponse,
     ErrorSpec,
+    body_model,
     encode_stream,
     failure,
     first_then_rest,
+    missing_field,
     unless_disconnected,
 )
 from voxgate.dialects.flash import roles as script
@@ -61,9 +62,7 @@ DIALECT = "flash"
 RATE_KEY = "flash.sample_rate"  # in ctx.extras: Hertz of every Flash-TTS response
 DEFAULT_RATE = 16_000  # Spark-TTS's rate, which Flash-TTS clients playing raw PCM assume
 MODEL_NAME = "spark"  # what /server_info reports: the Flash-TTS engine whose features voxgate offers
-MAX_FORM_PART = 40 * 1024 * 1024  # base64 of a 25 MB reference fits; the reference limits apply after
 EMPTY_UPLOAD = "参考音频文件为空"  # Flash-TTS: "the reference audio file is empty"
-M = TypeVar("M", bound=BaseModel)
 
 ERRORS: dict[type[BaseException], ErrorSpec] = {
     UnknownRole: ErrorSpec(400, code="unknown_role"),
@@ -87,36 +86,26 @@ def error_response(ctx: Context, exc: BaseException, prefix: str = "") -> JSONRe
     return JSONResponse(body, status_code=status, headers=found.headers)
 
 
-def _validate(model: type[M], fields: dict[str, Any]) -> M:
-    """A form validated into a model; wrong values are FastAPI's own 422, as the original answers them."""
-    try:
-        return model.model_validate(fields)
-    except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        raise RequestValidationError(errors) from None
-
-
 UPLOADS = frozenset({"audio_file", "reference_audio_file"})  # the only file fields any route reads
-MAX_UPLOAD = 25 * 1024 * 1024  # bytes; the reference-audio limit (larger files are refused unread)
 
 
-async def _form(request: Request) -> tuple[dict[str, str], dict[str, bytes]]:
+async def _form(request: Request, max_upload: int) -> tuple[dict[str, str], dict[str, bytes]]:
     """A multipart or urlencoded form: its text fields, and the contents of the reference upload.
 
     Bounded: a handful of files and fields, only the known upload fields are read into memory (Starlette
     spools file parts to disk while parsing), and an upload past the reference limit is refused unread.
     """
     try:
-        async with request.form(max_files=4, max_fields=64, max_part_size=MAX_FORM_PART) as form:
+        async with request.form(max_files=4, max_fields=64, max_part_size=MAX_REFERENCE_FORM_PART) as form:
             fields: dict[str, str] = {}
             files: dict[str, bytes] = {}
             for key, value in form.multi_items():
                 if not isinstance(value, UploadFile):
                     fields[key] = value
                 elif key in UPLOADS and key not in files:
-                    data = await value.read(MAX_UPLOAD + 1)
-                    if len(data) > MAX_UPLOAD:
-                        raise InvalidReference(f"{key} is larger than {MAX_UPLOAD // 2**20} MB", param=key)
+                    data = await value.read(max_upload + 1)
+                    if len(data) > max_upload:
+                        raise InvalidReference(f"{key} is larger than {max_upload // 2**20} MB", param=key)
                     files[key] = data
             return fields, files
     except InvalidReference:
@@ -250,10 +239,10 @@ def attach_routes(app: FastAPI, ctx: Context) -> None:
     async def add_speaker(request: Request) -> Response:
         ctx.metrics.requests.labels(DIALECT).inc()
         try:
-            fields, files = await _form(request)
+            fields, files = await _form(request, ctx.voicebank.policy.limits.max_bytes)
             name = fields.get("name")
             if not name:
-                raise _missing("name")
+                raise missing_field("name")
             if role_id(name).startswith(TEMPORARY_PREFIX):
                 raise InvalidInput(f"role names starting with {TEMPORARY_PREFIX!r} are reserved", param="name")
             reference = await load_reference(ctx, _reference_value(files, "audio_file", fields.get("audio")))
@@ -273,10 +262,10 @@ def attach_routes(app: FastAPI, ctx: Context) -> None:
         ctx.metrics.requests.labels(DIALECT).inc()
         name = ""
         try:
-            fields, _ = await _form(request)
+            fields, _ = await _form(request, ctx.voicebank.policy.limits.max_bytes)
             name = fields.get("name") or ""
             if not name:
-                raise _missing("name")
+                raise missing_field("name")
             voice_id = role_id(name)
             if voice_id.startswith(TEMPORARY_PREFIX) or not await ctx.voicebank.remove(voice_id):
                 raise VoiceNotFound(f"it is not a saved role; existing roles: {role_list(ctx)}", param="name")
@@ -288,8 +277,8 @@ def attach_routes(app: FastAPI, ctx: Context) -> None:
     async def clone_voice(request: Request) -> Response:
         ctx.metrics.requests.labels(DIALECT).inc()
         try:
-            fields, files = await _form(request)
-            body = _validate(CloneRequest, fields)
+            fields, files = await _form(request, ctx.voicebank.policy.limits.max_bytes)
+            body = body_model(CloneRequest, fields)
             if "latent_file" in files:
                 _LOG.debug("latent_file is MegaTTS-only; ignored")
             value = _reference_value(files, "reference_audio_file", body.reference_audio)
@@ -323,11 +312,6 @@ def attach_routes(app: FastAPI, ctx: Context) -> None:
             return await speaker.respond(request, requests, body.response_format, body.stream)
         except VoxgateError as exc:
             return error_response(ctx, exc)
-
-
-def _missing(field: str) -> RequestValidationError:
-    return RequestValidationError([{"type": "missing", "loc": ("body", field), "msg": "Field required",
-                                    "input": None}])
 
 
 def _resolve_lines(ctx: Context, lines: list[script.Line], rate: int) -> list[SynthesisRequest]:

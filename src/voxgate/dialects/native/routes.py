@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import UploadFile
 
 from voxgate.core.context import Context
-from voxgate.dialects.common import ErrorSpec, envelope_response, json_object
+from voxgate.dialects.common import MAX_REFERENCE_FORM_PART, ErrorSpec, envelope_response, json_object
 from voxgate.errors import (
     EngineFailure,
     ForbiddenReference,
@@ -25,7 +25,6 @@ from voxgate.errors import (
 )
 
 DIALECT = "native"
-MAX_FORM_PART = 40 * 1024 * 1024  # base64 of a 25 MB reference fits; the reference limits apply after
 
 ERRORS: dict[type[BaseException], ErrorSpec] = {
     InvalidReference: ErrorSpec(400, "invalid_request_error", "invalid_reference"),
@@ -45,7 +44,7 @@ async def _voice_fields(request: Request) -> dict[str, Any]:
         return await json_object(request, invalid="the request body is not valid JSON",
                                  not_object="the request body must be a JSON object")
     try:
-        form = await request.form(max_part_size=MAX_FORM_PART)
+        form = await request.form(max_part_size=MAX_REFERENCE_FORM_PART)
     except Exception as exc:  # the multipart parser's errors are plain exceptions with useful text
         raise InvalidInput(f"could not read the form: {exc}") from None
     fields: dict[str, Any] = {}
