@@ -43,6 +43,11 @@ def voice_languages(voice: VoiceInfo) -> set[str]:
     return spoken
 
 
+def spoken_languages(registry: VoiceRegistry) -> set[str]:
+    """Primary subtags of every language an installed voice speaks (what routing can serve)."""
+    return set().union(*(voice_languages(v) for v in registry.installed()))
+
+
 def speaks(voice: VoiceInfo, language: str) -> bool:
     """True when `voice` can speak `language` (compared by primary subtag)."""
     return primary(language) in voice_languages(voice)

@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 from pydantic import BaseModel, ValidationError
 
 from voxgate.core.context import Context
+from voxgate.core.routing import spoken_languages
 from voxgate.core.types import SynthesisRequest
 from voxgate.dialects.alltalk.outputs import OutputStore
 from voxgate.dialects.alltalk.protocol import (
@@ -110,7 +111,7 @@ def _settings(at: AllTalk) -> dict[str, Any]:
     """GET /api/currentsettings, every key in the original's order, values true for this server."""
     active = at.active()
     installed = at.ctx.voices.installed()
-    languages = {v.language.replace("_", "-").split("-")[0].lower() for v in installed}
+    languages = spoken_languages(at.ctx.voices)
     return {
         "engines_available": sorted({v.engine for v in installed}),
         "current_engine_loaded": active.engine,

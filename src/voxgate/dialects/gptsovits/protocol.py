@@ -153,11 +153,6 @@ def _check_language(name: str, value: str | None, spoken: set[str] | None) -> No
                          f"(no installed voice speaks {needed})", param=name)
 
 
-def primary_language(tag: str) -> str:
-    """The primary subtag of a BCP-47-ish tag, lower case ("en-US" → "en")."""
-    return tag.replace("_", "-").split("-")[0].lower()
-
-
 def claims(payload: Mapping[str, Any]) -> bool:
     """Whether a POST /tts JSON body is GPT-SoVITS's rather than CosyVoice's (which sends `prompt_id`)."""
     return "prompt_id" not in payload or "text_lang" in payload or "ref_audio_path" in payload

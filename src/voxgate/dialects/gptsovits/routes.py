@@ -21,6 +21,7 @@ from starlette.background import BackgroundTask
 from voxgate.audio.encoders import Encoder, encode_all, open_encoder
 from voxgate.audio.pcm import int16_bytes, wav_header
 from voxgate.core.context import Context
+from voxgate.core.routing import spoken_languages
 from voxgate.core.service import SynthesisStream
 from voxgate.core.types import PcmChunk
 from voxgate.dialects.common import (
@@ -35,7 +36,6 @@ from voxgate.dialects.gptsovits.protocol import (
     SAMPLE_RATE,
     ParamError,
     TtsParams,
-    primary_language,
 )
 from voxgate.dialects.gptsovits.split import Plan, plan
 from voxgate.errors import (
@@ -130,7 +130,7 @@ class Voices:
 
     def spoken(self) -> set[str]:
         """Primary language subtags the installed voices speak."""
-        return {primary_language(v.language) for v in self._ctx.voices.installed()}
+        return spoken_languages(self._ctx.voices)
 
     async def resolve(self, ref: str, prompt_text: str = "", prompt_lang: str | None = None) -> str:
         """The voice id for a voice name or a reference file (registered as gsv-<hash> on first use)."""
