@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,11 +96,29 @@ def test_a_busy_servers_cut_first_sentence_joins_without_a_gap(server: Server) -
     sentence = "Our library opens at nine every weekday and at ten on Saturdays."
     body = {"model": "tts-1", "voice": "alloy", "response_format": "pcm"}
     cuts = server.metric("voxgate_busy_first_cuts_total")
-    with httpx.Client(timeout=60) as a, httpx.Client(timeout=60) as b, \
-            a.stream("POST", f"{server.url}/v1/audio/speech", json={**body, "input": LONG[:1500]}) as one, \
-            b.stream("POST", f"{server.url}/v1/audio/speech", json={**body, "input": LONG[1500:3000]}) as two:
-        next(one.iter_bytes()), next(two.iter_bytes())  # both workers are now busy with long readings
+    started = threading.Barrier(3, timeout=60)
+    stop = threading.Event()
+
+    def listen(text: str) -> None:  # a client that keeps reading, so the server keeps synthesizing for it
+        with httpx.stream("POST", f"{server.url}/v1/audio/speech", json={**body, "input": text}, timeout=60) as r:
+            chunks = r.iter_bytes()
+            next(chunks)
+            started.wait()
+            for _ in chunks:
+                if stop.is_set():
+                    break
+
+    listeners = [threading.Thread(target=listen, args=(part,), daemon=True)
+                 for part in (LONG[:1500], LONG[1500:3000])]
+    for thread in listeners:
+        thread.start()
+    try:
+        started.wait()  # both workers are now busy with long readings that are being played
         response = httpx.post(f"{server.url}/v1/audio/speech", json={**body, "input": sentence}, timeout=60)
+    finally:
+        stop.set()
+        for thread in listeners:
+            thread.join(30)
     assert server.metric("voxgate_busy_first_cuts_total") == cuts + 1  # it was cut...
     samples = pcm16(response.content)
     assert 2.0 < len(samples) / 24000 < 6.0 and rms(samples) > 0.02

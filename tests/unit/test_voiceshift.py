@@ -179,14 +179,16 @@ def test_matching_moves_another_sentence_toward_the_target_speaker(
     assert after > 0.7, (before, after)
 
 
-@pytest.mark.parametrize("semitones", [-5.0, 4.0])
+# Downward only to -3 st: this ~85 Hz voice at -5 st lands at ~64 Hz, beside the tracker's 60 Hz floor, where
+# it reads the shift 0.6-1.0 st short (measured over 8 takes and one CI run); at -3 st it reads 0.1-0.2 short.
+@pytest.mark.parametrize("semitones", [-3.0, 4.0])
 def test_request_pitch_moves_the_median_by_its_semitones(
     speech: list[np.ndarray], base_profile: VoiceProfile, semitones: float
 ) -> None:
     shifted = apply_shift(speech[0], RATE, Shift.identity().then(semitones=semitones))
     assert shifted.size == speech[0].size
     measured = 12.0 * np.log2(analyse(shifted, RATE).f0_median / base_profile.f0_median)
-    assert abs(measured - semitones) < 1.0, measured  # PSOLA + a different pitch tracker: ~0.3–0.7 st off
+    assert abs(measured - semitones) < 0.7, measured
 
 
 @pytest.mark.parametrize("tempo", [0.5, 1.5, 2.0])
