@@ -132,7 +132,7 @@ def test_compat_ports_serve_a_dialect_alone_on_its_original_port(tmp_path: Path)
 def test_listening_socket_disables_nagle() -> None:
     import socket
 
-    from voxgate.cli import _bind
+    from voxgate.cli_serve import bind as _bind
 
     sock = _bind("127.0.0.1", 0)
     try:  # accepted connections inherit it; without it keep-alive responses stalled ~40 ms (measured)
