@@ -123,12 +123,13 @@ def explain(exc: ValidationError, flags: set[str]) -> list[str]:
     return lines
 
 
-def _writable_folder(path: Path, flag: str) -> str | None:
-    """None when voxgate can keep files in `path` (created if missing), else the one-line reason."""
+def _usable_folder(path: Path, flag: str, write: bool) -> str | None:
+    """None when `path` is a folder (created if missing) voxgate can keep files in if `write`, else why not."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
+        if write:
+            with tempfile.TemporaryFile(dir=path):
+                pass
     except (FileExistsError, NotADirectoryError):
         return f"voxgate: {flag}: {path} is not a folder (a file is in the way)"
     except OSError as exc:
@@ -198,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     from voxgate.errors import VoxgateError
 
     try:
-        for folder, flag in ((settings.data_dir, "--data-dir"), (settings.voices_path, "--voices-dir")):
-            problem = _writable_folder(folder, flag)
+        # The voices folder is only read: it may be a read-only collection of Piper voices.
+        for folder, flag, write in ((settings.data_dir, "--data-dir", True),
+                                    (settings.voices_path, "--voices-dir", False)):
+            problem = _usable_folder(folder, flag, write)
             if problem:
                 print(problem, file=sys.stderr)
                 return 2
