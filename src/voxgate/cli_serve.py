@@ -35,7 +35,9 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Windows' SO_REUSEADDR would let two servers share a port, so a busy one would go unnoticed there.
+        exclusive = getattr(socket, "SO_EXCLUSIVEADDRUSE", None)
+        sock.setsockopt(socket.SOL_SOCKET, exclusive if exclusive is not None else socket.SO_REUSEADDR, 1)
         # Accepted connections inherit this: without it a response written as headers then body waits
         # for the client's delayed ACK, ~40 ms on every keep-alive request after the first (measured).
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -68,6 +68,8 @@ def test_every_body_route_has_a_request_body_schema(server: Server) -> None:
     assert "text_input" in generate["application/x-www-form-urlencoded"]["schema"]["required"]
     clone = spec["paths"]["/clone_voice"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert clone["properties"]["reference_audio_file"] == {"type": "string", "format": "binary"}
+    query = {p["name"] for p in spec["paths"]["/tts"]["get"]["parameters"]}  # GPT-SoVITS reads it by hand
+    assert {"text", "text_lang", "ref_audio_path", "prompt_lang", "streaming_mode", "media_type"} <= query
     text = str(spec)
     for ref in re.findall(r"'\$ref': '#/components/schemas/([^']+)'", text):
         assert ref in schemas, ref  # every nested model was moved where the references point

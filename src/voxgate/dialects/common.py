@@ -71,6 +71,14 @@ def request_body(model: type[BaseModel] | dict[str, Any], *media: str, files: tu
     return {"requestBody": {"required": required, "content": content}}
 
 
+def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
+    """An `openapi_extra` documenting the query a handler reads by hand, one parameter per model field."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    required = set(schema.get("required", ()))
+    return {"parameters": [{"name": name, "in": "query", "required": name in required, "schema": field}
+                           for name, field in schema.get("properties", {}).items()]}
+
+
 def fields_schema(required: tuple[str, ...], optional: tuple[str, ...] = (), title: str = "") -> dict[str, Any]:
     """A flat object of string fields, for forms that have no wire model."""
     return {"title": title, "type": "object", "required": list(required),

@@ -32,6 +32,7 @@ from voxgate.dialects.common import (
     failure,
     fields_schema,
     first_then_rest,
+    query_parameters,
     request_body,
     unless_disconnected,
 )
@@ -288,7 +289,7 @@ def attach(app: FastAPI, ctx: Context) -> None:
         return ClosingStreamingResponse(_stream_body(units, params.media_type), stream.aclose,
                                          media_type=f"audio/{params.media_type}")
 
-    @app.get("/tts", tags=["gptsovits"])
+    @app.get("/tts", tags=["gptsovits"], openapi_extra=query_parameters(TtsParams))
     async def tts_get(request: Request) -> Response:
         fields: dict[str, Any] = dict(request.query_params)
         for name in ("text_lang", "prompt_lang"):  # the original lower-cases these on GET only
