@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -24,6 +26,7 @@ from voxgate.voices.archive import export_voices, import_voices
 from voxgate.voices.references import ReferencePolicy
 from voxgate.voices.registry import VoiceRegistry
 from voxgate.voices.store import VoiceStore
+from voxgate.webapp import VoxgateAPI
 
 _LOG = logging.getLogger(__name__)
 
@@ -71,6 +74,7 @@ def build_context(settings: Settings) -> Context:
         "alltalk.voice_aliases": dict(settings.alltalk_voice_aliases),
     }
     extras["api_key"] = settings.api_key.get_secret_value() if settings.api_key else None
+    extras["cors_origins"] = list(settings.cors_origins)
     extras["flash.role_dir"] = settings.role_dir
     extras["flash.sample_rate"] = settings.flash_sample_rate
     extras["cosyvoice.cache_dir"] = settings.data_dir.resolve() / "cache" / "cosyvoice"
@@ -104,8 +108,8 @@ DIALECTS: dict[str, tuple[Attach, int | None]] = {
 COMPANIONS: dict[str, tuple[str, ...]] = {"alltalk": ("openai",), "flash": ("native", "openai")}
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The ASGI app with every dialect mounted."""
+def create_app(settings: Settings, stackflow_socket: socket.socket | None = None) -> FastAPI:
+    """The ASGI app with every dialect mounted; StackFlow listens on `stackflow_socket` when one is bound."""
     ctx = build_context(settings)
 
     @asynccontextmanager
@@ -116,7 +120,8 @@ def create_app(settings: Settings) -> FastAPI:
             ctx.service.ready = True
         if ctx.voices.stale():
             await ctx.voicebank.rematch()
-        tcp = await stackflow.start(ctx, settings.host, settings.stackflow_port) if settings.stackflow_port else None
+        tcp = await stackflow.start(ctx, settings.host, settings.stackflow_port, stackflow_socket) \
+            if settings.stackflow_port else None
         try:
             yield
         finally:
@@ -124,12 +129,20 @@ def create_app(settings: Settings) -> FastAPI:
                 await tcp.close()
             close_context(ctx)
 
-    app = FastAPI(title="voxgate", version=__version__, lifespan=lifespan)
+    app = _new_app(ctx, "voxgate", lifespan=lifespan)
     app.state.ctx = ctx
     for attach, _ in DIALECTS.values():
         attach(app, ctx)
     _protect(app, ctx)
     return app
+
+
+def _new_app(ctx: Context, title: str, **kwargs: Any) -> FastAPI:
+    """An empty app with CORS, offline API docs and the key's security scheme."""
+    origins = ctx.extras.get("cors_origins", ["*"])
+    assert isinstance(origins, list)
+    return VoxgateAPI(title=title, version=__version__, cors_origins=origins,
+                      keyed=bool(ctx.extras.get("api_key")), **kwargs)
 
 
 def redact_logs() -> None:
@@ -148,13 +161,22 @@ def _protect(app: FastAPI, ctx: Context) -> None:
         app.add_middleware(ApiKeyMiddleware, key=key, on_refused=lambda path: refused.inc())
 
 
+ORIGINAL_NAMES = {"gptsovits": "GPT-SoVITS", "alltalk": "AllTalk", "flash": "Flash-TTS", "cosyvoice": "CosyVoice"}
+
+
+def compat_ports(main_port: int) -> dict[int, str]:
+    """The original servers' ports --compat-ports opens beside `main_port`, and whose each one is."""
+    return {port: ORIGINAL_NAMES.get(name, name) for name, (_, port) in DIALECTS.items()
+            if port is not None and port != main_port}
+
+
 def compat_apps(ctx: Context, main_port: int) -> dict[int, FastAPI]:
     """One app per dialect on its original port, sharing the main app's services (--compat-ports)."""
     apps = {}
     for name, (attach, port) in DIALECTS.items():
         if port is None or port == main_port:
             continue  # a dialect whose port is the main port is already served there
-        app = FastAPI(title=f"voxgate ({name})", version=__version__)
+        app = _new_app(ctx, f"voxgate ({name})")
         app.state.ctx = ctx
         attach(app, ctx)
         for companion in COMPANIONS.get(name, ()):

@@ -6,17 +6,43 @@ import argparse
 import asyncio
 import json
 import logging
-import socket
+import re
 import sys
+import tempfile
 import types
 import typing
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from voxgate import __version__, cli_voices
 from voxgate.settings import Settings
+
+# The settings `say` and `voices` take as flags (every other setting still comes from its VOXGATE_* variable).
+LOCAL_SETTINGS = ("data_dir", "voices_dir", "engines", "default_voice", "openai_voice_aliases", "log_level")
+VOICES_SETTINGS = (*LOCAL_SETTINGS, "match_strength")
+JSON_EXAMPLE = '{"alloy": "en_US-joe-medium"}'
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line on stderr (exit 2, as argparse's own)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)
+        self.exit(2, f"voxgate: {message} (see {self.prog} --help)\n")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg} at character {exc.pos}); "
+                                         f"give an object such as '{JSON_EXAMPLE}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object such as '{JSON_EXAMPLE}'")
+    return value
 
 
 def _flag_kind(annotation: Any) -> tuple[Any, str | None]:
@@ -28,20 +54,23 @@ def _flag_kind(annotation: Any) -> tuple[Any, str | None]:
     if origin is typing.Annotated:
         annotation = typing.get_args(annotation)[0]
     if origin is dict or annotation is dict:
-        return json.loads, None
+        return _json_object, None
     if origin is list:
         return typing.get_args(annotation)[0], "+"
     return (annotation if annotation in (int, float, str, Path) else str), None
 
 
-def add_settings_flags(parser: argparse.ArgumentParser, nested: bool = False) -> None:
-    """One flag per Settings field; each is also the env var VOXGATE_<FIELD>.
+def add_settings_flags(parser: argparse.ArgumentParser, nested: bool = False,
+                       only: tuple[str, ...] | None = None) -> None:
+    """One flag per Settings field (or per field in `only`); each is also the env var VOXGATE_<FIELD>.
 
     On nested subcommands the flags default to SUPPRESS, so they cannot overwrite a value the
     enclosing command already parsed.
     """
     default = argparse.SUPPRESS if nested else None
     for name, field in Settings.model_fields.items():
+        if only is not None and name not in only:
+            continue
         flag = "--" + name.replace("_", "-")
         help_text = f"{field.description} (env VOXGATE_{name.upper()})"
         if field.annotation is bool:
@@ -52,75 +81,60 @@ def add_settings_flags(parser: argparse.ArgumentParser, nested: bool = False) ->
             parser.add_argument(flag, dest=name, type=kind, nargs=nargs, default=default, help=help_text)
 
 
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags."""
+    return {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None}
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the flags that were given; env vars and defaults fill the rest."""
-    given = {name: getattr(args, name) for name in Settings.model_fields if getattr(args, name, None) is not None}
-    return Settings(**given)
+    return Settings(**given_settings(args))
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit this: without it a response written as headers then body waits
-    # for the client's delayed ACK, ~40 ms on every keep-alive request after the first (measured).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    return sock
+def _where(field: str, flags: set[str]) -> str:
+    flag = "--" + field.replace("_", "-")
+    return flag if field in flags else f"VOXGATE_{field.upper()} ({flag})"
 
 
-def _serve(settings: Settings) -> int:
-    import uvicorn
-
-    from voxgate.app import compat_apps, create_app, redact_logs
-
-    app = create_app(settings)
-    sock = _bind(settings.host, settings.port)
-    port = sock.getsockname()[1]
-    extras = compat_apps(app.state.ctx, port) if settings.compat_ports else {}
-    extra_socks = {p: _bind(settings.host, p) for p in extras}
-    print(f"voxgate listening on http://{settings.host}:{port}", flush=True)
-    for extra in extra_socks:
-        print(f"voxgate compat port http://{settings.host}:{extra}", flush=True)
-    main = uvicorn.Server(uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=5))
-    redact_logs()  # after uvicorn configured its loggers
-    followers = {p: _Follower(uvicorn.Config(a, log_level=settings.log_level, lifespan="off",
-                                             timeout_graceful_shutdown=5)) for p, a in extras.items()}
-    asyncio.run(_serve_all(main, sock, followers, extra_socks))
-    return 0
+def _reason(error: Any) -> str:
+    kind, ctx, msg = error["type"], error.get("ctx") or {}, str(error["msg"])
+    bounds = {"less_than_equal": ("≤", "le"), "less_than": ("<", "lt"),
+              "greater_than_equal": ("≥", "ge"), "greater_than": (">", "gt")}
+    if kind in bounds:
+        sign, key = bounds[kind]
+        return f"must be {sign} {ctx[key]}"
+    if kind == "string_pattern_mismatch":
+        choices = re.fullmatch(r"\^\(([\w|]+)\)\$", str(ctx.get("pattern", "")))
+        return f"must be one of {', '.join(choices[1].split('|'))}" if choices else f"must match {ctx['pattern']}"
+    if kind == "value_error":
+        return str(ctx.get("error") or msg.removeprefix("Value error, "))
+    return msg[:1].lower() + msg[1:]
 
 
-class _Follower:
-    """A uvicorn server that leaves signals to the main server and stops when it stops."""
+def explain(exc: ValidationError, flags: set[str]) -> list[str]:
+    """One line per problem, naming the flag (or the environment variable) it came from."""
+    lines = []
+    for error in exc.errors(include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        where = _where(field, flags) if field in Settings.model_fields else field or "settings"
+        value = error.get("input")
+        shown = f" (got {value!r})" if isinstance(value, int | float | str) and field != "api_key" else ""
+        lines.append(f"voxgate: {where}: {_reason(error)}{shown}")
+    return lines
 
-    def __new__(cls, config: Any) -> Any:
-        import contextlib
 
-        import uvicorn
-
-        server = uvicorn.Server(config)
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-        return server
-
-
-async def _serve_all(main: Any, sock: socket.socket, followers: dict[int, Any],
-                     socks: dict[int, socket.socket]) -> None:
-    """Run the main server and the compat-port followers; they drain together when it is told to stop."""
-    done = asyncio.Event()
-
-    async def lead() -> None:
-        try:
-            await main.serve(sockets=[sock])
-        finally:
-            done.set()
-
-    async def watch() -> None:
-        # should_exit is a plain attribute set by uvicorn's signal handler: there is nothing to await.
-        while not (main.should_exit or done.is_set()):  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
-        for follower in followers.values():
-            follower.should_exit = True
-
-    await asyncio.gather(lead(), watch(), *(f.serve(sockets=[socks[p]]) for p, f in followers.items()))
+def _usable_folder(path: Path, flag: str, write: bool) -> str | None:
+    """None when `path` is a folder (created if missing) voxgate can keep files in if `write`, else why not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if write:
+            with tempfile.TemporaryFile(dir=path):
+                pass
+    except (FileExistsError, NotADirectoryError):
+        return f"voxgate: {flag}: {path} is not a folder (a file is in the way)"
+    except OSError as exc:
+        return f"voxgate: {flag}: cannot write to {path}: {exc.strerror or exc}"
+    return None
 
 
 async def _say(settings: Settings, text: str, voice: str | None, fmt: str, out: Path) -> None:
@@ -139,20 +153,30 @@ async def _say(settings: Settings, text: str, voice: str | None, fmt: str, out: 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="voxgate", description="Text-to-speech server speaking many APIs.")
+    parser = Parser(prog="voxgate", description="Text-to-speech server speaking many APIs.")
     parser.add_argument("--version", action="version", version=f"voxgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     add_settings_flags(sub.add_parser("serve", help="run the server"))
-    say = sub.add_parser("say", help="synthesize TEXT into a file")
-    add_settings_flags(say)
+    say = sub.add_parser("say", help="synthesize TEXT into a file",
+                         description="Synthesize TEXT into a file, without a server. Other settings come from "
+                         "their VOXGATE_* environment variables (see `voxgate serve --help`).")
     say.add_argument("text", help="text to speak ('-' reads standard input)")
     say.add_argument("-o", "--output", type=Path, required=True, help="output file")
     say.add_argument("--voice", help="voice id or alias (default: the default voice)")
     say.add_argument("--format", help="wav, mp3, opus, aac, flac, ogg, m4a or pcm (default: from -o)")
-    voices = sub.add_parser("voices", help="list, add, remove, export, import or check voices")
-    add_settings_flags(voices)
-    cli_voices.add_parsers(voices, lambda p: add_settings_flags(p, nested=True))
+    add_settings_flags(say, only=LOCAL_SETTINGS)
+    voices = sub.add_parser("voices", help="list, add, remove, export, import or check voices",
+                            description="Manage the voices in the data folder, without a server.")
+    add_settings_flags(voices, only=VOICES_SETTINGS)
+    cli_voices.add_parsers(voices, lambda p: add_settings_flags(p, nested=True, only=VOICES_SETTINGS))
     return parser
+
+
+def _log_level(args: argparse.Namespace, settings: Settings) -> str:
+    """The server logs at its level; `say` and `voices` only warn unless --log-level is given."""
+    if args.command == "serve" or getattr(args, "log_level", None):
+        return settings.log_level
+    return "warning"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,22 +185,53 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = settings_from(args)
     except ValidationError as exc:
-        print(f"voxgate: invalid settings:\n{exc}", file=sys.stderr)
+        print("\n".join(explain(exc, set(given_settings(args)))), file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    except SettingsError as exc:  # an environment variable that is not the JSON its setting needs
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = field[1] if field else "?"
+        print(f"voxgate: {_where(name, set())}: not valid JSON (a JSON list or object)", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=_log_level(args, settings).upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from voxgate.app import StartupError
+    from voxgate.cli_serve import PortError, serve
     from voxgate.errors import VoxgateError
 
     try:
+        # The voices folder is only read: it may be a read-only collection of Piper voices.
+        for folder, flag, write in ((settings.data_dir, "--data-dir", True),
+                                    (settings.voices_path, "--voices-dir", False)):
+            problem = _usable_folder(folder, flag, write)
+            if problem:
+                print(problem, file=sys.stderr)
+                return 2
         if args.command == "serve":
-            return _serve(settings)
+            return serve(settings)
         if args.command == "voices":
             return cli_voices.run(settings, args)
-        text = sys.stdin.read() if args.text == "-" else args.text
-        fmt = args.format or args.output.suffix.lstrip(".") or "wav"
-        settings = settings.model_copy(update={"warmup": False})
-        asyncio.run(_say(settings, text, args.voice, fmt, args.output))
-        return 0
+        return _say_command(settings, args)
+    except PortError as exc:
+        print(f"voxgate: {exc}", file=sys.stderr)
+        return 2
     except (StartupError, VoxgateError) as exc:
         print(f"voxgate: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file the command was given cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"voxgate: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+
+
+def _say_command(settings: Settings, args: argparse.Namespace) -> int:
+    out: Path = args.output
+    if out.is_dir():
+        print(f"voxgate: -o: {out} is a folder; give a file name", file=sys.stderr)
+        return 2
+    if not out.parent.is_dir():
+        print(f"voxgate: -o: folder {out.parent} does not exist", file=sys.stderr)
+        return 2
+    text = sys.stdin.read() if args.text == "-" else args.text
+    fmt = args.format or out.suffix.lstrip(".") or "wav"
+    asyncio.run(_say(settings.model_copy(update={"warmup": False}), text, args.voice, fmt, out))
+    return 0

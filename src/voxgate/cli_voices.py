@@ -42,11 +42,27 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     """Carry out one voices action."""
     from voxgate.app import build_context, close_context
 
+    problem = _check_files(args)
+    if problem:
+        print(f"voxgate: voices {args.action}: {problem}", file=sys.stderr)
+        return 2
     ctx = build_context(settings.model_copy(update={"warmup": False}))
     try:
         return asyncio.run(_act(ctx, args))
     finally:
         close_context(ctx)
+
+
+def _check_files(args: argparse.Namespace) -> str | None:
+    """Why the files an action names cannot be used, before any voice loads; None when they can."""
+    action = args.action
+    if action == "add" and not args.audio.is_file():
+        return f"no such file: {args.audio}" if not args.audio.exists() else f"not a file: {args.audio}"
+    if action == "import" and not args.archive.is_file():
+        return f"no such archive: {args.archive}"
+    if action == "export" and not args.archive.parent.is_dir():
+        return f"folder {args.archive.parent} does not exist"
+    return None
 
 
 async def _act(ctx, args: argparse.Namespace) -> int:  # type: ignore[no-untyped-def]

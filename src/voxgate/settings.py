@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -17,6 +18,11 @@ DEFAULT_OPENAI_ALIASES: dict[str, str] = {
 }
 
 
+def default_data_dir() -> Path:
+    """The user's data folder for voxgate (XDG on Linux, Application Support on macOS, LOCALAPPDATA on Windows)."""
+    return Path(platformdirs.user_data_dir("voxgate", appauthor=False))
+
+
 class Settings(BaseSettings):
     """Every knob of the server, validated before anything loads."""
 
@@ -27,7 +33,11 @@ class Settings(BaseSettings):
     compat_ports: bool = Field(
         False, description="Also serve each dialect alone on its original server's port (e.g. GPT-SoVITS 9880)."
     )
-    data_dir: Path = Field(Path("data"), description="Folder for everything voxgate stores.")
+    data_dir: Path = Field(
+        default_factory=lambda: default_data_dir(),
+        description="Folder for everything voxgate stores; default the user's data folder "
+        "(~/.local/share/voxgate on Linux).",
+    )
     voices_dir: Path | None = Field(
         None, description="Folder of user Piper voices (.onnx + .onnx.json); default DATA_DIR/voices."
     )
@@ -77,6 +87,10 @@ class Settings(BaseSettings):
     alltalk_outputs_max_age_hours: Annotated[float, Field(ge=0)] = Field(
         24.0, description="AllTalk output files older than this many hours are deleted (0 = no age limit)."
     )
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Origins whose browser pages may call the HTTP APIs (JSON list in the env var); * allows any.",
+    )
     api_key: SecretStr | None = Field(
         None, description="When set, every dialect requires it (Bearer header or api_key query; StackFlow: auth step)."
     )
@@ -116,7 +130,7 @@ class Settings(BaseSettings):
     @classmethod
     def _known_level(cls, value: str) -> str:
         if value.lower() not in {"debug", "info", "warning", "error", "critical"}:
-            raise ValueError(f"unknown log level {value!r}")
+            raise ValueError("must be one of debug, info, warning, error, critical")
         return value.lower()
 
     @field_validator("engines")

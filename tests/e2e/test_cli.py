@@ -51,9 +51,12 @@ def test_invalid_settings_are_refused_before_start(tmp_path: Path) -> None:
     assert bad_port.returncode == 2 and "port" in bad_port.stderr
     bad_env = run("voices", "--data-dir", str(tmp_path), env={"VOXGATE_WORKERS": "0"})
     assert bad_env.returncode == 2 and "workers" in bad_env.stderr
-    missing_voice = run("serve", "--port", "0", "--data-dir", str(tmp_path), "--default-voice", "nope")
+    # --stackflow-port 0: ports are bound before the voices load, and 10001 may be taken on a shared machine
+    missing_voice = run("serve", "--port", "0", "--stackflow-port", "0", "--data-dir", str(tmp_path),
+                        "--default-voice", "nope")
     assert missing_voice.returncode == 2 and "default voice" in missing_voice.stderr
-    missing_preload = run("serve", "--port", "0", "--data-dir", str(tmp_path), "--preload", "kokoro:nobody")
+    missing_preload = run("serve", "--port", "0", "--stackflow-port", "0", "--data-dir", str(tmp_path),
+                          "--preload", "kokoro:nobody")
     assert missing_preload.returncode == 2 and "preload" in missing_preload.stderr
 
 
@@ -132,7 +135,7 @@ def test_compat_ports_serve_a_dialect_alone_on_its_original_port(tmp_path: Path)
 def test_listening_socket_disables_nagle() -> None:
     import socket
 
-    from voxgate.cli import _bind
+    from voxgate.cli_serve import bind as _bind
 
     sock = _bind("127.0.0.1", 0)
     try:  # accepted connections inherit it; without it keep-alive responses stalled ~40 ms (measured)

@@ -3,8 +3,9 @@
 Clients authenticate with `Authorization: Bearer <key>` (what OpenAI and Flash-TTS clients send) or, where
 headers are out of reach (browser WebSockets, an <audio src>), an `api_key` query parameter. The key is
 compared in constant time, and `redact` keeps it out of access logs. A few doors stay open on purpose:
-the web page and its assets (so a person can load it and be asked for the key), and the liveness and
-readiness probes, which reveal nothing. StackFlow's TCP port has its own auth step (docs/stackflow.md).
+the web page and its assets (so a person can load it and be asked for the key), the API docs, and the
+liveness and readiness probes, which reveal nothing. CORS preflights are answered before this check.
+StackFlow's TCP port has its own auth step (docs/stackflow.md).
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _LOG = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/", "/index.html", "/health", "/ready", "/favicon.ico"})
-OPEN_PREFIXES = ("/static/", "/web/")
+# The API docs are open too: they describe the routes (nothing stored), and their Authorize button is how a
+# person gives the key to "Try it out".
+OPEN_PATHS = frozenset({"/", "/index.html", "/health", "/ready", "/favicon.ico",
+                        "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PREFIXES = ("/static/", "/web/", "/docs/")
 MESSAGE = "Unauthorized: a valid API key is required (Authorization: Bearer <key>)"
 
 Body = Callable[[str], dict[str, object]]

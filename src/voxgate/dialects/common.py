@@ -47,6 +47,44 @@ def body_model(model: type[M], data: Any) -> M:
         raise RequestValidationError(errors) from None
 
 
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+
+
+def request_body(model: type[BaseModel] | dict[str, Any], *media: str, files: tuple[str, ...] = (),
+                 required: bool = True) -> dict[str, Any]:
+    """An `openapi_extra` documenting the body a handler parses by hand, from its wire model.
+
+    `media` defaults to JSON; `files` are multipart fields that carry an uploaded file. Nested models are
+    left in `$defs`, which the app moves into components.schemas.
+    """
+    schema = model if isinstance(model, dict) else model.model_json_schema(
+        ref_template="#/components/schemas/{model}")
+    content: dict[str, Any] = {}
+    for kind in media or (JSON,):
+        body = dict(schema)
+        if kind == MULTIPART and files:
+            body["properties"] = {**body.get("properties", {}),
+                                  **{name: {"type": "string", "format": "binary"} for name in files}}
+        content[kind] = {"schema": body}
+    return {"requestBody": {"required": required, "content": content}}
+
+
+def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
+    """An `openapi_extra` documenting the query a handler reads by hand, one parameter per model field."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    required = set(schema.get("required", ()))
+    return {"parameters": [{"name": name, "in": "query", "required": name in required, "schema": field}
+                           for name, field in schema.get("properties", {}).items()]}
+
+
+def fields_schema(required: tuple[str, ...], optional: tuple[str, ...] = (), title: str = "") -> dict[str, Any]:
+    """A flat object of string fields, for forms that have no wire model."""
+    return {"title": title, "type": "object", "required": list(required),
+            "properties": {name: {"type": "string", "title": name} for name in (*required, *optional)}}
+
+
 def missing_field(field: str, msg: str = "Field required") -> RequestValidationError:
     """FastAPI's 422 for a required body field that is absent."""
     return RequestValidationError([{"type": "missing", "loc": ("body", field), "msg": msg, "input": None}])

@@ -20,13 +20,24 @@ from voxgate.core.types import SynthesisRequest
 from voxgate.dialects.alltalk.outputs import OutputStore
 from voxgate.dialects.alltalk.protocol import (
     LANGUAGE_CODES,
+    FormTypes,
     GenerateParams,
     ParamError,
     missing_form_error,
     parse_form,
 )
 from voxgate.dialects.alltalk.service import STREAM_RATE, VOICEMAP_KEY, AllTalk, DialectState
-from voxgate.dialects.common import ClosingStreamingResponse, ErrorSpec, body_model, failure, unless_disconnected
+from voxgate.dialects.common import (
+    FORM,
+    MULTIPART,
+    ClosingStreamingResponse,
+    ErrorSpec,
+    body_model,
+    failure,
+    fields_schema,
+    request_body,
+    unless_disconnected,
+)
 from voxgate.errors import Cancelled, EngineFailure, InvalidInput, Overloaded, VoiceNotFound, VoxgateError
 
 _LOG = logging.getLogger(__name__)
@@ -231,7 +242,7 @@ def _mount_info(app: FastAPI, at: AllTalk, paths: set[Any]) -> None:
         _LOG.info("AllTalk stop-generation: %d streams stopped", stopped)
         return STOPPED_MESSAGE
 
-    @app.put("/api/openai-voicemap", tags=["alltalk"])
+    @app.put("/api/openai-voicemap", tags=["alltalk"], openapi_extra=request_body(VoiceMap))
     async def openai_voicemap(request: Request) -> JSONResponse:
         raw = await request.body()
         try:
@@ -253,7 +264,7 @@ def _mount_info(app: FastAPI, at: AllTalk, paths: set[Any]) -> None:
 def _mount_generation(app: FastAPI, at: AllTalk) -> None:
     ctx = at.ctx
 
-    @app.post("/api/tts-generate", tags=["alltalk"])
+    @app.post("/api/tts-generate", tags=["alltalk"], openapi_extra=request_body(FormTypes, FORM, MULTIPART))
     async def tts_generate(request: Request) -> Response:
         ctx.metrics.requests.labels(DIALECT).inc()
         fields, is_json = await _form(request)
@@ -303,7 +314,8 @@ def _mount_generation(app: FastAPI, at: AllTalk) -> None:
             return _error(ctx, InvalidInput(str(exc.errors()[0]["msg"])), "error")
         return ClosingStreamingResponse(body, close, media_type="audio/wav")
 
-    @app.post("/api/tts-generate-streaming", tags=["alltalk"])
+    @app.post("/api/tts-generate-streaming", tags=["alltalk"], openapi_extra=request_body(
+        fields_schema(("text", "voice", "language", "output_file"), title="StreamingFile"), FORM, MULTIPART))
     async def tts_stream_post(request: Request) -> Response:
         ctx.metrics.requests.labels(DIALECT).inc()
         fields, is_json = await _form(request)
@@ -323,7 +335,8 @@ def _mount_generation(app: FastAPI, at: AllTalk) -> None:
             return _error(ctx, exc, "detail")
         return JSONResponse({"output_file_path": output_file})
 
-    @app.post("/api/previewvoice/", tags=["alltalk"])
+    @app.post("/api/previewvoice/", tags=["alltalk"],
+              openapi_extra=request_body(fields_schema(("voice",), title="PreviewVoice"), FORM, MULTIPART))
     async def preview_voice(request: Request) -> Response:
         ctx.metrics.requests.labels(DIALECT).inc()
         fields, is_json = await _form(request)

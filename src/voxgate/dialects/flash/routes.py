@@ -18,14 +18,18 @@ from voxgate.core.service import SynthesisStream
 from voxgate.core.types import PcmChunk, SynthesisRequest
 from voxgate.dialects.clones import TEMPORARY_PREFIX, load_reference, temporary_voices
 from voxgate.dialects.common import (
+    FORM,
     MAX_REFERENCE_FORM_PART,
+    MULTIPART,
     ClosingStreamingResponse,
     ErrorSpec,
     body_model,
     encode_stream,
     failure,
+    fields_schema,
     first_then_rest,
     missing_field,
+    request_body,
     unless_disconnected,
 )
 from voxgate.dialects.flash import roles as script
@@ -235,7 +239,9 @@ def attach_routes(app: FastAPI, ctx: Context) -> None:
 
     app.add_api_route("/v1/audio_roles", audio_roles, methods=["GET"], tags=["flash"])
 
-    @app.post("/add_speaker", tags=["flash"])
+    @app.post("/add_speaker", tags=["flash"], openapi_extra=request_body(
+        fields_schema(("name",), ("reference_text", "audio"), "AddSpeaker"), MULTIPART, FORM,
+        files=("audio_file", "latent_file")))
     async def add_speaker(request: Request) -> Response:
         ctx.metrics.requests.labels(DIALECT).inc()
         try:
@@ -257,7 +263,8 @@ def attach_routes(app: FastAPI, ctx: Context) -> None:
             return error_response(ctx, exc)
         return JSONResponse({"success": True, "role": voice.id})
 
-    @app.post("/delete_speaker", tags=["flash"])
+    @app.post("/delete_speaker", tags=["flash"],
+              openapi_extra=request_body(fields_schema(("name",), title="DeleteSpeaker"), MULTIPART, FORM))
     async def delete_speaker(request: Request) -> Response:
         ctx.metrics.requests.labels(DIALECT).inc()
         name = ""
@@ -273,7 +280,8 @@ def attach_routes(app: FastAPI, ctx: Context) -> None:
             return error_response(ctx, exc, f'Failed to remove the voice character "{name}": ')
         return JSONResponse({"success": True, "role": voice_id})
 
-    @app.post("/clone_voice", tags=["flash"])
+    @app.post("/clone_voice", tags=["flash"], openapi_extra=request_body(
+        CloneRequest, MULTIPART, FORM, files=("reference_audio_file", "latent_file")))
     async def clone_voice(request: Request) -> Response:
         ctx.metrics.requests.labels(DIALECT).inc()
         try:

@@ -25,10 +25,15 @@ from voxgate.core.routing import spoken_languages
 from voxgate.core.service import SynthesisStream
 from voxgate.core.types import PcmChunk
 from voxgate.dialects.common import (
+    FORM,
+    JSON,
     ClosingStreamingResponse,
     ErrorSpec,
     failure,
+    fields_schema,
     first_then_rest,
+    query_parameters,
+    request_body,
     unless_disconnected,
 )
 from voxgate.dialects.gptsovits.protocol import (
@@ -284,7 +289,7 @@ def attach(app: FastAPI, ctx: Context) -> None:
         return ClosingStreamingResponse(_stream_body(units, params.media_type), stream.aclose,
                                          media_type=f"audio/{params.media_type}")
 
-    @app.get("/tts", tags=["gptsovits"])
+    @app.get("/tts", tags=["gptsovits"], openapi_extra=query_parameters(TtsParams))
     async def tts_get(request: Request) -> Response:
         fields: dict[str, Any] = dict(request.query_params)
         for name in ("text_lang", "prompt_lang"):  # the original lower-cases these on GET only
@@ -294,7 +299,7 @@ def attach(app: FastAPI, ctx: Context) -> None:
         fields["aux_ref_audio_paths"] = aux or None
         return await tts(_parse(fields, "query"), request)
 
-    @app.post("/tts", tags=["gptsovits"])
+    @app.post("/tts", tags=["gptsovits"], openapi_extra=request_body(TtsParams, JSON, FORM))
     async def tts_post(request: Request) -> Response:
         return await tts(_parse(await _body_fields(request), "body"), request)
 
@@ -324,7 +329,8 @@ def attach(app: FastAPI, ctx: Context) -> None:
     async def control_get(command: str | None = None) -> Response:
         return await control(command)
 
-    @app.post("/control", tags=["gptsovits"])
+    @app.post("/control", tags=["gptsovits"],
+              openapi_extra=request_body(fields_schema(("command",), title="Control"), required=False))
     async def control_post(request: Request) -> Response:
         try:
             body = json.loads(await request.body() or b"{}")

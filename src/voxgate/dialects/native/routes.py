@@ -11,7 +11,17 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import UploadFile
 
 from voxgate.core.context import Context
-from voxgate.dialects.common import MAX_REFERENCE_FORM_PART, ErrorSpec, envelope_response, json_object
+from voxgate.dialects.common import (
+    FORM,
+    JSON,
+    MAX_REFERENCE_FORM_PART,
+    MULTIPART,
+    ErrorSpec,
+    envelope_response,
+    fields_schema,
+    json_object,
+    request_body,
+)
 from voxgate.errors import (
     EngineFailure,
     ForbiddenReference,
@@ -102,7 +112,9 @@ def attach(app: FastAPI, ctx: Context) -> None:
         await ctx.voicebank.rematch()
         return {"voices": count}
 
-    @app.post("/v1/audio/voices", tags=["native"], status_code=201)
+    @app.post("/v1/audio/voices", tags=["native"], status_code=201, openapi_extra=request_body(
+        fields_schema(("name", "audio"), ("transcript", "language", "replace"), "AddVoice"),
+        MULTIPART, JSON, FORM, files=("audio",)))
     async def add_voice(request: Request) -> Response:
         ctx.metrics.requests.labels(DIALECT).inc()
         try:

@@ -22,6 +22,7 @@ from voxgate.dialects.common import (
     envelope_response,
     first_then_rest,
     json_object,
+    request_body,
     unless_disconnected,
 )
 from voxgate.dialects.openai.protocol import PCM_RATE, SpeechRequest
@@ -136,7 +137,7 @@ def attach(app: FastAPI, ctx: Context) -> None:
 
         return voice, release
 
-    @app.post("/v1/audio/speech", tags=["openai"])
+    @app.post("/v1/audio/speech", tags=["openai"], openapi_extra=request_body(SpeechRequest))
     async def speech(request: Request) -> Response:
         ctx.metrics.requests.labels(DIALECT).inc()
         release: Callable[[], Awaitable[None]] | None = None

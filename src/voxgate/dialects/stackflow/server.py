@@ -105,9 +105,12 @@ class StackFlowServer:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
-    async def listen(self, host: str, port: int) -> None:
-        """Bind and start accepting."""
-        self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+    async def listen(self, host: str, port: int, sock: socket.socket | None = None) -> None:
+        """Bind (or take the already bound `sock`) and start accepting."""
+        if sock is not None:
+            self._server = await asyncio.start_server(self._accept, sock=sock)
+        else:
+            self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
         for sock in self._server.sockets:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -231,9 +234,9 @@ class StackFlowServer:
         raise ProtocolError(NOT_AVAILABLE if action in UNAVAILABLE else ACTION_MATCH)
 
 
-async def start(ctx: Context, host: str, port: int) -> StackFlowServer:
-    """Listen for StackFlow clients on host:port (0 binds a free port; read it from `.port`)."""
+async def start(ctx: Context, host: str, port: int, sock: socket.socket | None = None) -> StackFlowServer:
+    """Listen for StackFlow clients on host:port (0 binds a free port; read it from `.port`), or on `sock`."""
     server = StackFlowServer(ctx)
-    await server.listen(host, port)
+    await server.listen(host, port, sock)
     _LOG.info("stackflow listening on %s:%d", host, server.port)
     return server

@@ -1,0 +1,168 @@
+"""`voxgate serve`: bind every port first, then load, say where everything is, and serve until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from voxgate.settings import Settings
+
+
+class PortError(Exception):
+    """A port cannot be opened; the message names the port, its protocol and the flag that changes it."""
+
+
+@dataclass
+class Door:
+    """One listening socket and what a person needs to know about it."""
+
+    sock: socket.socket
+    what: str  # protocol and purpose, for the start-up summary
+    flag: str  # the setting that moves or closes it
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (0 picks a free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # Windows' SO_REUSEADDR would let two servers share a port, so a busy one would go unnoticed there.
+        exclusive = getattr(socket, "SO_EXCLUSIVEADDRUSE", None)
+        sock.setsockopt(socket.SOL_SOCKET, exclusive if exclusive is not None else socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit this: without it a response written as headers then body waits
+        # for the client's delayed ACK, ~40 ms on every keep-alive request after the first (measured).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)  # clients that connect while the voices load wait in the backlog
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _open(host: str, port: int, protocol: str, flag: str, fix: str) -> socket.socket:
+    try:
+        return bind(host, port)
+    except socket.gaierror as exc:
+        raise PortError(f"cannot listen on {host!r} (--host): {exc.strerror}") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortError(f"port {port} ({protocol}, {flag}) is already in use: {fix}") from None
+        if exc.errno == errno.EACCES:
+            raise PortError(f"port {port} ({protocol}, {flag}) is not allowed (ports below 1024 need root): "
+                            f"{fix}") from None
+        if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            raise PortError(f"cannot listen on {host} (--host): not an address of this machine") from None
+        raise PortError(f"cannot listen on {host}:{port} ({protocol}, {flag}): {exc.strerror or exc}") from None
+
+
+def open_doors(settings: Settings) -> tuple[Door, list[Door], Door | None]:
+    """Bind the main port, every --compat-ports port and the StackFlow port, before anything loads."""
+    from voxgate.app import compat_ports
+
+    opened: list[socket.socket] = []
+    try:
+        main = Door(_open(settings.host, settings.port, "HTTP", "--port", "pick another with --port "
+                          "(0 picks a free one)"), "HTTP and WebSocket: every API", "--port")
+        opened.append(main.sock)
+        compat = []
+        for port, name in compat_ports(main.port).items() if settings.compat_ports else ():
+            sock = _open(settings.host, port, f"{name} HTTP", "--compat-ports",
+                         "stop what uses it, or start without --compat-ports")
+            opened.append(sock)
+            compat.append(Door(sock, f"HTTP: {name} alone, as on its original server", "--compat-ports"))
+        stackflow = None
+        if settings.stackflow_port:
+            sock = _open(settings.host, settings.stackflow_port, "StackFlow TCP", "--stackflow-port",
+                         "pick another with --stackflow-port (0 turns StackFlow off)")
+            opened.append(sock)
+            stackflow = Door(sock, "TCP: M5Stack StackFlow (llm-sys, melotts/tts units)", "--stackflow-port")
+    except PortError:
+        for sock in opened:
+            sock.close()
+        raise
+    return main, compat, stackflow
+
+
+def summary(settings: Settings, app: Any, doors: list[Door]) -> list[str]:
+    """The lines printed after "listening": where the page, the docs, the data and the voices are."""
+    base = f"http://{_url_host(settings.host)}:{doors[0].port}"
+    voices = app.state.ctx.voices
+    engines = Counter(v.engine for v in voices.list())
+    counts = ", ".join(f"{engine} {count}" for engine, count in engines.items())
+    lines = [
+        f"  web page     {base}/",
+        f"  API docs     {base}/docs",
+        f"  data folder  {settings.data_dir.resolve()} (--data-dir or VOXGATE_DATA_DIR)",
+        f"  voices       {counts}; default {settings.default_voice}",
+    ]
+    lines += [f"  port {door.port:<7} {door.what} ({door.flag})" for door in doors]
+    if settings.api_key:
+        lines.append("  API key      required on every API (--api-key)")
+    return lines
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def serve(settings: Settings) -> int:
+    """Run the server until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from voxgate.app import compat_apps, create_app, redact_logs
+
+    main, compat, stackflow = open_doors(settings)
+    app = create_app(settings, stackflow.sock if stackflow else None)
+    extras = compat_apps(app.state.ctx, main.port) if compat else {}
+    doors = [main, *compat, *([stackflow] if stackflow else [])]
+    # The first line is what scripts (and the test fixtures) read; it comes once every port is bound.
+    print(f"voxgate listening on http://{_url_host(settings.host)}:{main.port}", flush=True)
+    print("\n".join(summary(settings, app, doors)), flush=True)
+    config = uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=5)
+    leader = uvicorn.Server(config)
+    redact_logs()  # after uvicorn configured its loggers
+    socks = {door.port: door.sock for door in compat}
+    followers = {p: _follower(uvicorn.Config(a, log_level=settings.log_level, lifespan="off",
+                                             timeout_graceful_shutdown=5)) for p, a in extras.items()}
+    asyncio.run(_serve_all(leader, main.sock, followers, socks))
+    return 0
+
+
+def _follower(config: Any) -> Any:
+    """A uvicorn server that leaves signals to the main server and stops when it stops."""
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    return server
+
+
+async def _serve_all(main: Any, sock: socket.socket, followers: dict[int, Any],
+                     socks: dict[int, socket.socket]) -> None:
+    """Run the main server and the compat-port followers; they drain together when it is told to stop."""
+    done = asyncio.Event()
+
+    async def lead() -> None:
+        try:
+            await main.serve(sockets=[sock])
+        finally:
+            done.set()
+
+    async def watch() -> None:
+        # should_exit is a plain attribute set by uvicorn's signal handler: there is nothing to await.
+        while not (main.should_exit or done.is_set()):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        for follower in followers.values():
+            follower.should_exit = True
+
+    await asyncio.gather(lead(), watch(), *(f.serve(sockets=[socks[p]]) for p, f in followers.items()))
