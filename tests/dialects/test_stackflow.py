@@ -283,12 +283,15 @@ def test_reset_ends_every_task_then_the_reset_over_notice_arrives(client: Client
             assert reply["work_id"] == mine and reply["object"] == STREAM
         assert reply == {"created": reply["created"], "data": "None", "object": "None", "request_id": "rs",
                          "error": {"code": 0, "message": "llm server restarting ..."}, "work_id": "sys"}
+        answered = time.monotonic()
         while True:
             line = client.line()
             if json.loads(line)["request_id"] == "0":
                 break
             assert json.loads(line)["work_id"] == mine
         notice = json.loads(line)
+        # not in the same read as the answer: M5Module-LLM drops what it received with the answer
+        assert time.monotonic() - answered > 0.3
         # byte for byte as llm-sys writes it: request_id first, no object or data
         assert line == (f'{{"request_id": "0","work_id": "sys","created": {notice["created"]},'
                         '"error":{"code":0, "message":"reset over"}}').encode()

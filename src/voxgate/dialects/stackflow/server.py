@@ -41,6 +41,10 @@ _LOG = logging.getLogger(__name__)
 VERSION = "v1.6"  # the llm-sys version clients check to pick model names (melotts-zh-cn etc. need ≥ 1.6)
 PACKAGES = ("llm_sys", "llm_melotts", "llm_tts")  # what `version2` lists: the units voxgate plays
 MAX_AUTH_FAILURES = 3  # wrong keys before the connection is closed
+# Seconds between reset's answer and its "reset over" notice. M5Module-LLM's ApiSys::reset takes the answer,
+# clears every message already received, then waits for request_id "0": a notice in the same read as the
+# answer would be thrown away (on the module a restart takes seconds, so the two never arrive together).
+RESET_NOTICE_DELAY = 0.5
 # sys actions of llm-sys that voxgate answers -10 "Not available at the moment.", each for a reason
 # (docs/stackflow.md): lstask is -10 in llm-sys itself; the rest would run a shell, touch the device's
 # serial port, files or packages, or call a unit's internal RPC, none of which a network client may do here.
@@ -254,6 +258,7 @@ class StackFlowServer:
             await conn.send(reply(request_id, work_id, code=RESTARTING))
             ended = await self.end_all_tasks()
             _LOG.info("stackflow: %s reset the units (%d tasks ended)", conn.peer, ended)
+            await asyncio.sleep(RESET_NOTICE_DELAY)
             return notice(RESET_OVER)
         if action == "reboot":
             ended = await self.end_all_tasks()  # what a client sees after a reboot: nothing set up
