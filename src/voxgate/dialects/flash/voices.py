@@ -114,6 +114,10 @@ async def import_role_dir(ctx: Context, root: Path) -> list[str]:
 
 
 async def _import_role(ctx: Context, folder: Path) -> bool:
+    if builtin_role(ctx, folder.name) is not None:
+        _LOG.warning("role %s has the name of a built-in role; skipped (the setting flash_builtin_roles chooses "
+                     "its voice)", folder.name)
+        return False
     wav, transcript = await asyncio.to_thread(_role_files, folder)
     if wav is None:
         _LOG.warning("role %s has no .wav file; skipped", folder.name)
