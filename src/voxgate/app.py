@@ -77,13 +77,16 @@ def build_context(settings: Settings) -> Context:
     extras["cors_origins"] = list(settings.cors_origins)
     extras["flash.role_dir"] = settings.role_dir
     extras["flash.sample_rate"] = settings.flash_sample_rate
+    extras["flash.builtin_roles"] = dict(settings.flash_builtin_roles)
+    extras["openai.kokoro_voices"] = {k.lower(): v for k, v in settings.kokoro_voice_aliases.items()}
     extras["cosyvoice.cache_dir"] = settings.data_dir.resolve() / "cache" / "cosyvoice"
     extras["cosyvoice.export_voices"] = partial(export_voices, store)  # blocking; the dialect runs it off-loop
     extras["cosyvoice.import_voices"] = partial(import_voices, store)
     extras["stackflow.max_tasks"] = settings.stackflow_max_tasks
     extras["stackflow.audio_sink"] = settings.stackflow_audio_sink
     extras["stackflow.audio_dir"] = settings.data_dir.resolve() / "outputs" / "stackflow"
-    return Context(service=service, voices=voices, metrics=service.metrics, voicebank=voicebank, extras=extras)
+    return Context(service=service, voices=voices, metrics=service.metrics, voicebank=voicebank,
+                   openai_models=tuple(settings.openai_models), extras=extras)
 
 
 def close_context(ctx: Context) -> None:

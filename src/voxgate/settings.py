@@ -17,6 +17,31 @@ DEFAULT_OPENAI_ALIASES: dict[str, str] = {
     )
 }
 
+# The installed voices that stand for other servers' female and male voices (Flash-TTS's built-in roles,
+# Kokoro-FastAPI's af_/bf_ and am_/bm_ voices).
+FEMALE_VOICE = "en_US-joe-medium"
+MALE_VOICE = "en_US-joe-medium"
+DEFAULT_FLASH_ROLES: dict[str, str] = {"female": FEMALE_VOICE, "male": MALE_VOICE}
+# Model names of the servers an OpenAI-speech client may have been written for: OpenAI, Kokoro-FastAPI
+# (kokoro), openedai-speech (tts-1 = piper, tts-1-hd = xtts), speaches, Flash-TTS (spark, orpheus, mega),
+# and the engines of GPT-SoVITS, CosyVoice, AllTalk, Piper and Orpheus front-ends.
+DEFAULT_OPENAI_MODELS: tuple[str, ...] = (
+    "tts-1", "tts-1-hd", "gpt-4o-mini-tts", "kokoro", "kokoro-v1_0", "hexgrad/Kokoro-82M",
+    "speaches-ai/Kokoro-82M-v1.0-ONNX", "piper", "rhasspy/piper-voices", "spark", "orpheus", "mega",
+    "cosyvoice", "cosyvoice2", "gpt-sovits", "gpt_sovits", "alltalk", "xtts", "xtts_v2", "f5-tts",
+    "voxgate",
+)
+_KOKORO_FEMALE = ("af_heart", "af_alloy", "af_aoede", "af_bella", "af_jessica", "af_kore", "af_nicole",
+                  "af_nova", "af_river", "af_sarah", "af_sky", "bf_alice", "bf_emma", "bf_isabella", "bf_lily")
+_KOKORO_MALE = ("am_adam", "am_echo", "am_eric", "am_fenrir", "am_liam", "am_michael", "am_onyx", "am_puck",
+                "am_santa", "bm_daniel", "bm_fable", "bm_george", "bm_lewis")
+_KOKORO_JAPANESE = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+DEFAULT_KOKORO_VOICES: dict[str, str] = {
+    **{name: FEMALE_VOICE for name in _KOKORO_FEMALE},
+    **{name: MALE_VOICE for name in _KOKORO_MALE},
+    **{name: f"kokoro:{name}" for name in _KOKORO_JAPANESE},
+}
+
 
 def default_data_dir() -> Path:
     """The user's data folder for voxgate (XDG on Linux, Application Support on macOS, LOCALAPPDATA on Windows)."""
@@ -64,6 +89,15 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_OPENAI_ALIASES),
         description="OpenAI voice names mapped to installed voice ids (JSON object in the env var).",
     )
+    openai_models: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_OPENAI_MODELS),
+        description="Model names /v1/audio/speech accepts and /v1/models lists (JSON list in the env var).",
+    )
+    kokoro_voice_aliases: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_KOKORO_VOICES),
+        description="Kokoro-FastAPI voice names (af_heart, am_adam, jf_alpha, …) mapped to installed voice ids "
+        "for the OpenAI route, blends like af_bella(2)+af_sky included (JSON object).",
+    )
     reference_dirs: list[Path] | None = Field(
         None, description="Folders clients may name reference audio from by path (JSON list); default DATA_DIR."
     )
@@ -109,6 +143,11 @@ class Settings(BaseSettings):
     role_dir: Path | None = Field(
         None, description="Flash-TTS role folder (<name>/<*.wav> + reference_text.txt) imported as voices at start."
     )
+    flash_builtin_roles: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_FLASH_ROLES),
+        description="Flash-TTS's built-in roles female and male (Spark-TTS's fixed voices) mapped to installed "
+        "voice ids (JSON object).",
+    )
     flash_sample_rate: Annotated[int, Field(ge=8000, le=48000)] = Field(
         16000, description="Hertz of Flash-TTS responses (16000 as Spark-TTS; 24000 for Orpheus/Mega clients)."
     )
@@ -132,6 +171,22 @@ class Settings(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error", "critical"}:
             raise ValueError("must be one of debug, info, warning, error, critical")
         return value.lower()
+
+    @field_validator("flash_builtin_roles")
+    @classmethod
+    def _two_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(DEFAULT_FLASH_ROLES))
+        if unknown:
+            raise ValueError(f"the built-in roles are female and male; got {', '.join(unknown)}")
+        return {**DEFAULT_FLASH_ROLES, **value}
+
+    @field_validator("openai_models")
+    @classmethod
+    def _some_models(cls, value: list[str]) -> list[str]:
+        names = list(dict.fromkeys(name.strip() for name in value if name.strip()))
+        if not names:
+            raise ValueError("at least one model name is needed")
+        return names
 
     @field_validator("engines")
     @classmethod

@@ -388,6 +388,8 @@ def role_dir(tmp_path_factory: pytest.TempPathFactory, reference: bytes) -> Path
     (root / "NoAudio" / "reference_text.txt").write_text("nothing", encoding="utf-8")
     (root / "Broken").mkdir()
     (root / "Broken" / "x.wav").write_bytes(b"RIFF not really")
+    (root / "Female").mkdir()  # a built-in role's name: the setting, not a folder, chooses its voice
+    (root / "Female" / "f.wav").write_bytes(reference)
     return root
 
 
@@ -409,6 +411,9 @@ def test_role_dir_is_imported_once_and_survives_restarts(imported: Server, role_
     assert rms(samples) > 0.02
     log = imported.log.read_text()
     assert "role NoAudio has no .wav file" in log and "role Broken not imported" in log
+    assert "role Female has the name of a built-in role; skipped" in log
+    assert "Female" not in names and names[:2] == ["female", "male"]
+    assert httpx.get(f"{imported.url}/v1/audio/voices/Female", timeout=10).status_code == 404
 
     stop_server(imported)  # the same data folder again: nothing is registered twice
     again = start_server(imported.data_dir.parent, "--role-dir", str(role_dir))

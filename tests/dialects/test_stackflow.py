@@ -239,9 +239,88 @@ def test_hwinfo_reports_real_load_and_memory(client: Client) -> None:
 
 
 def test_sys_actions_voxgate_does_not_offer_and_unknown_ones(client: Client) -> None:
-    for action in ("reboot", "lstask", "bashexec", "push"):
-        assert_error(client.call(action, "sys", action), -10, "Not available at the moment.", action, "sys")
+    # lstask is -10 in llm-sys itself; the others would run a shell, set up a serial port, move files,
+    # remove packages or call a unit's RPC: never for a network client here.
+    unavailable = {"lstask": None, "bashexec": "ls", "uartsetup": {"baud": 115200, "data_bits": 8,
+                   "stop_bits": 1, "parity": 110}, "push": "aGk=", "pull": None, "rmmode": "melotts",
+                   "unit_call": "x"}
+    for action, data in unavailable.items():
+        reply = client.call(action, "sys", action, f"sys.{action}", data)
+        assert_error(reply, -10, "Not available at the moment.", action, "sys")
     assert_error(client.call("x", "sys", "dance"), -3, "action match false", "x", "sys")
+    assert_error(client.call("a", "sys", "axcl_cmminfo"), -3, "action match false", "a", "sys")
+
+
+def test_version2_cmminfo_update_upgrade_answer_as_llm_sys(client: Client) -> None:
+    reply = client.call("v2", "sys", "version2")
+    assert reply["error"] == {"code": 0, "message": ""} and reply["request_id"] == "v2"
+    assert reply["work_id"] == "sys" and reply["object"] == "sys.utf-8.stream"
+    assert reply["data"] == ["llm_sys-1.6", "llm_melotts-1.6", "llm_tts-1.6"]
+    reply = client.call("cmm", "sys", "cmminfo")
+    assert reply["error"] == {"code": 0, "message": ""} and reply["request_id"] == "cmm"
+    assert reply["work_id"] == "sys" and reply["object"] == "sys.cmminfo"
+    data = reply["data"]
+    assert set(data) == {"total", "used", "remain"} and all(isinstance(v, int) for v in data.values())
+    assert abs(data["total"] - psutil.virtual_memory().total // 1024) <= 1
+    assert abs(data["used"] + data["remain"] - data["total"]) <= 1 and 0 < data["remain"] < data["total"]
+    reply = client.call("up", "sys", "update")
+    assert reply["error"] == {"code": 0, "message": ""} and reply["request_id"] == "up"
+    assert reply["object"] == "sys.utf-8" and reply["data"] == ""  # no update packages found
+    assert_error(client.call("ug", "sys", "upgrade"), -2, "json sys.version get false.", "ug", "sys")
+    assert_error(client.call("ug2", "sys", "upgrade", "sys.utf-8", "llm_update_1.6.deb"), -10,
+                 "Not available at the moment.", "ug2", "sys")
+
+
+def test_reset_ends_every_task_then_the_reset_over_notice_arrives(client: Client, sf: Harness) -> None:
+    other = Client(sf.port)
+    try:
+        mine, theirs = client.setup(), other.setup()
+        client.speak(mine, " ".join([PARAGRAPH] * 4))
+        assert client.recv()["data"]["index"] == 0  # the task is speaking
+        before = int(time.time())
+        client.send("rs", "sys", "reset")
+        while (reply := client.recv())["request_id"] != "rs":  # audio already on its way may precede it
+            assert reply["work_id"] == mine and reply["object"] == STREAM
+        assert reply == {"created": reply["created"], "data": "None", "object": "None", "request_id": "rs",
+                         "error": {"code": 0, "message": "llm server restarting ..."}, "work_id": "sys"}
+        answered = time.monotonic()
+        while True:
+            line = client.line()
+            if json.loads(line)["request_id"] == "0":
+                break
+            assert json.loads(line)["work_id"] == mine
+        notice = json.loads(line)
+        # not in the same read as the answer: M5Module-LLM drops what it received with the answer
+        assert time.monotonic() - answered > 0.3
+        # byte for byte as llm-sys writes it: request_id first, no object or data
+        assert line == (f'{{"request_id": "0","work_id": "sys","created": {notice["created"]},'
+                        '"error":{"code":0, "message":"reset over"}}').encode()
+        assert before - 1 <= notice["created"] <= int(time.time()) + 1
+        assert not sf.server.registry.tasks
+        assert client.silent(1.0)  # the task's audio stopped
+        for c, work_id in ((client, mine), (other, theirs)):  # every client's task ended
+            assert_error(c.call("ti", work_id, "taskinfo"), -6, "Unit Does Not Exist", "ti", work_id)
+            assert_error(c.call("in", work_id, "inference", "tts.utf-8", "Hi."), -4, "inference data push false",
+                         "in", work_id)
+        assert other.call("p", "sys", "ping")["error"]["code"] == 0  # connections stay open
+        again = client.setup()  # and the units take new tasks
+        assert again not in (mine, theirs)
+        client.speak(again, "Back again.")
+        _, audio = client.collect(again)
+        assert len(audio) / RATE > 0.3 and rms(audio) > 0.01
+    finally:
+        other.close()
+
+
+def test_reboot_is_acknowledged_and_the_server_keeps_running(client: Client, sf: Harness) -> None:
+    work_id = client.setup()
+    reply = client.call("rb", "sys", "reboot")
+    assert reply == {"created": reply["created"], "data": "None", "object": "None", "request_id": "rb",
+                     "error": {"code": 0, "message": "rebooting ..."}, "work_id": "sys"}
+    assert not sf.server.registry.tasks  # as after a real reboot, nothing is set up any more
+    assert_error(client.call("ti", work_id, "taskinfo"), -6, "Unit Does Not Exist", "ti", work_id)
+    assert client.call("p", "sys", "ping")["error"] == {"code": 0, "message": ""}
+    assert client.silent(0.5)  # no "reset over" notice after a reboot
 
 
 def test_units_voxgate_does_not_host_answer_unit_call_false(client: Client) -> None:

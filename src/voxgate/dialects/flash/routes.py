@@ -43,6 +43,7 @@ from voxgate.dialects.flash.protocol import (
 from voxgate.dialects.flash.voices import (
     ORIGIN,
     UnknownRole,
+    builtin_role,
     resolve_role,
     role_id,
     role_list,
@@ -251,6 +252,9 @@ def attach_routes(app: FastAPI, ctx: Context) -> None:
                 raise missing_field("name")
             if role_id(name).startswith(TEMPORARY_PREFIX):
                 raise InvalidInput(f"role names starting with {TEMPORARY_PREFIX!r} are reserved", param="name")
+            if builtin_role(ctx, name) is not None:
+                raise InvalidInput(f'Failed to add the voice character "{name}": it is a built-in role; map it '
+                                   f"to an installed voice with the setting flash_builtin_roles", param="name")
             reference = await load_reference(ctx, _reference_value(files, "audio_file", fields.get("audio")))
             if "latent_file" in files:
                 _LOG.debug("latent_file is MegaTTS-only; ignored")
@@ -273,6 +277,9 @@ def attach_routes(app: FastAPI, ctx: Context) -> None:
             name = fields.get("name") or ""
             if not name:
                 raise missing_field("name")
+            if builtin_role(ctx, name) is not None:
+                raise InvalidInput("it is a built-in role (Spark-TTS's fixed voice) and cannot be removed; "
+                                   "the setting flash_builtin_roles maps it to a voice", param="name")
             voice_id = role_id(name)
             if voice_id.startswith(TEMPORARY_PREFIX) or not await ctx.voicebank.remove(voice_id):
                 raise VoiceNotFound(f"it is not a saved role; existing roles: {role_list(ctx)}", param="name")

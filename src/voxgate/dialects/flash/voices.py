@@ -15,6 +15,8 @@ _LOG = logging.getLogger(__name__)
 ORIGIN = "flash"  # meta origin of roles added through /add_speaker
 ROLE_DIR_ORIGIN = "flash-role-dir"  # meta origin of roles imported from --role-dir
 LISTED_ROLES = 50  # roles named in an error message before "…"
+BUILTIN_ROLES = ("female", "male")  # Spark-TTS's fixed voices: always there, listed first, never removed
+BUILTIN_KEY = "flash.builtin_roles"  # in ctx.extras: built-in role → installed voice id (a setting)
 
 
 class UnknownRole(InvalidInput):
@@ -26,9 +28,29 @@ def role_id(name: str) -> str:
     return "-".join(unicodedata.normalize("NFC", name).strip().split())
 
 
+def builtin_role(ctx: Context, name: str | None) -> str | None:
+    """The built-in role `name` is (female/male, any case), or None."""
+    folded = (name or "").strip().lower()
+    return folded if folded in BUILTIN_ROLES else None
+
+
+def builtin_voice(ctx: Context, role: str) -> str:
+    """The installed voice a built-in role speaks with, or VoiceNotFound naming the setting."""
+    table = ctx.extras.get(BUILTIN_KEY)
+    target = table.get(role) if isinstance(table, dict) else None
+    try:
+        return ctx.voices.resolve(str(target)).id if target else ctx.voices.resolve(None).id
+    except VoiceNotFound:
+        raise VoiceNotFound(f'built-in role "{role}" is mapped to "{target}", which is not installed '
+                            f"(setting flash_builtin_roles)", param="name") from None
+
+
 def roles(ctx: Context) -> list[str]:
-    """Every voice a Flash-TTS client may name: installed and registered, without temporary clones."""
-    return [v.id for v in ctx.voices.list() if not v.id.startswith(TEMPORARY_PREFIX)]
+    """Every role a Flash-TTS client may name: the built-in female and male first (as on a fresh Flash-TTS
+    server), then installed and registered voices, without temporary clones."""
+    others = [v.id for v in ctx.voices.list()
+              if not v.id.startswith(TEMPORARY_PREFIX) and v.id.lower() not in BUILTIN_ROLES]
+    return [*BUILTIN_ROLES, *others]
 
 
 def role_list(ctx: Context) -> str:
@@ -42,6 +64,9 @@ def resolve_role(ctx: Context, name: str | None) -> str:
     """The voice id of a role, or UnknownRole naming it and listing the roles."""
     if name is None or not name.strip():
         raise UnknownRole(f'"name" is required; existing roles: {role_list(ctx)}', param="name")
+    builtin = builtin_role(ctx, name)
+    if builtin is not None:
+        return builtin_voice(ctx, builtin)
     if not name.startswith(TEMPORARY_PREFIX):
         for candidate in (name, role_id(name)):
             try:
@@ -89,6 +114,10 @@ async def import_role_dir(ctx: Context, root: Path) -> list[str]:
 
 
 async def _import_role(ctx: Context, folder: Path) -> bool:
+    if builtin_role(ctx, folder.name) is not None:
+        _LOG.warning("role %s has the name of a built-in role; skipped (the setting flash_builtin_roles chooses "
+                     "its voice)", folder.name)
+        return False
     wav, transcript = await asyncio.to_thread(_role_files, folder)
     if wav is None:
         _LOG.warning("role %s has no .wav file; skipped", folder.name)

@@ -25,6 +25,7 @@ from voxgate.dialects.common import (
     request_body,
     unless_disconnected,
 )
+from voxgate.dialects.openai.peers import flash_role, peer_voice
 from voxgate.dialects.openai.protocol import PCM_RATE, SpeechRequest
 from voxgate.errors import (
     EngineFailure,
@@ -40,6 +41,7 @@ _LOG = logging.getLogger(__name__)
 DIALECT = "openai"
 _CREATED = 1_700_000_000  # a fixed "created" stamp: models here have no creation date worth reporting
 FLASH_MODELS = ("spark", "orpheus", "mega")  # Flash-TTS engine names, which its clients send as `model`
+LISTED_MODELS = 8  # model names an error message shows before "…"
 
 ERRORS: dict[type[BaseException], ErrorSpec] = {
     InputTooLong: ErrorSpec(400, "invalid_request_error", "string_above_max_length"),
@@ -89,21 +91,44 @@ async def _parse(request: Request) -> SpeechRequest:
         raise _validation_error(exc) from None
 
 
+def _known_model(ctx: Context, model: str) -> bool:
+    """A model name of OpenAI or a peer server (any case), which every voice may be spoken with."""
+    folded = model.strip().lower()
+    return folded in FLASH_MODELS or any(folded == m.lower() for m in ctx.openai_models)
+
+
+def _model_names(ctx: Context) -> str:
+    names = list(ctx.openai_models)
+    return ", ".join(names[:LISTED_MODELS]) + (", …" if len(names) > LISTED_MODELS else "")
+
+
 def _voice_for(ctx: Context, speech: SpeechRequest) -> str:
-    """A voice named by `voice` wins; an OpenAI name defers to a voice named as `model`."""
+    """A voice named by `voice` wins; an OpenAI name defers to a voice named as `model`.
+
+    Flash-TTS's built-in roles (female, male) come first, as they do on Flash-TTS; Kokoro-FastAPI's names
+    and blends are looked up when no voice of the registry has the name.
+    """
     name = speech.voice_name
     model_voice = None
-    if speech.model not in ctx.openai_models and speech.model not in FLASH_MODELS:
+    if not _known_model(ctx, speech.model):
         try:
             model_voice = ctx.voices.resolve(speech.model)
         except VoiceNotFound:
-            raise ModelNotFound(f"The model '{speech.model}' does not exist; use one of "
-                                f"{', '.join(ctx.openai_models)} or an installed voice id.",
+            raise ModelNotFound(f"The model '{speech.model}' does not exist; use one of {_model_names(ctx)} "
+                                f"(GET /v1/models lists them all) or an installed voice id.",
                                 param="model") from None
     installed = {v.id for v in ctx.voices.list()}
     if model_voice is not None and name not in installed and name.lower() in ctx.voices.aliases():
         return model_voice.id
-    return ctx.voices.resolve(name).id
+    if flash_role(ctx, name) is not None:
+        return str(peer_voice(ctx, name))
+    try:
+        return ctx.voices.resolve(name).id
+    except VoiceNotFound:
+        voice = peer_voice(ctx, name)
+        if voice is None:
+            raise
+        return voice
 
 
 def _sse(data: bytes) -> bytes:

@@ -17,8 +17,12 @@ class Code:
 
 
 OK = Code(0, "")
+RESTARTING = Code(0, "llm server restarting ...")  # sys.reset's answer
+RESET_OVER = Code(0, "reset over")  # the notice (request_id "0") once a reset is done
+REBOOTING = Code(0, "rebooting ...")  # sys.reboot's answer
 RESET = Code(-1, "reace reset")  # framing state machine reset (the original's spelling)
 JSON_ERROR = Code(-2, "json format error")  # sys: not JSON, or ids that are not strings
+VERSION_FALSE = Code(-2, "json sys.version get false.")  # sys.upgrade whose data is not a string
 UNIT_JSON_ERROR = Code(-2, "json format error.")  # a unit: setup or inference data of the wrong shape
 ACTION_MATCH = Code(-3, "action match false")  # unknown sys action
 PUSH_FALSE = Code(-4, "inference data push false")  # inference to a work_id that is not set up
@@ -90,7 +94,12 @@ def reply(request_id: str, work_id: str, obj: str = "None", data: Any = "None", 
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8") + b"\n"
 
 
-def reset_message() -> bytes:
-    """The framing-reset notice, byte for byte as llm-sys writes it, plus the newline every message gets."""
+def notice(code: Code) -> bytes:
+    """A notice llm-sys writes by hand (request_id "0", no object or data), byte for byte, plus a newline."""
     return (f'{{"request_id": "0","work_id": "sys","created": {int(time.time())},'
-            f'"error":{{"code":-1, "message":"{RESET.message}"}}}}\n').encode("ascii")
+            f'"error":{{"code":{code.code}, "message":"{code.message}"}}}}\n').encode("ascii")
+
+
+def reset_message() -> bytes:
+    """The framing-reset notice (`-1 reace reset`)."""
+    return notice(RESET)

@@ -21,10 +21,15 @@ from voxgate.dialects.stackflow.protocol import (
     AUTH_REQUIRED,
     JSON_ERROR,
     NOT_AVAILABLE,
+    REBOOTING,
     RESET,
+    RESET_OVER,
+    RESTARTING,
     UNIT_CALL,
+    VERSION_FALSE,
     ProtocolError,
     Request,
+    notice,
     parse_request,
     reply,
     reset_message,
@@ -34,10 +39,16 @@ from voxgate.dialects.stackflow.units import TTS_UNITS, Registry, TtsUnits
 
 _LOG = logging.getLogger(__name__)
 VERSION = "v1.6"  # the llm-sys version clients check to pick model names (melotts-zh-cn etc. need ≥ 1.6)
+PACKAGES = ("llm_sys", "llm_melotts", "llm_tts")  # what `version2` lists: the units voxgate plays
 MAX_AUTH_FAILURES = 3  # wrong keys before the connection is closed
-# sys actions of the original that make no sense on voxgate (device, files, firmware): -10.
-UNAVAILABLE = {"reset", "reboot", "uartsetup", "cmminfo", "axcl_cmminfo", "bashexec", "push", "pull", "update",
-               "upgrade", "rmmode", "unit_call", "lstask", "version2"}
+# Seconds between reset's answer and its "reset over" notice. M5Module-LLM's ApiSys::reset takes the answer,
+# clears every message already received, then waits for request_id "0": a notice in the same read as the
+# answer would be thrown away (on the module a restart takes seconds, so the two never arrive together).
+RESET_NOTICE_DELAY = 0.5
+# sys actions of llm-sys that voxgate answers -10 "Not available at the moment.", each for a reason
+# (docs/stackflow.md): lstask is -10 in llm-sys itself; the rest would run a shell, touch the device's
+# serial port, files or packages, or call a unit's internal RPC, none of which a network client may do here.
+UNAVAILABLE = {"lstask", "bashexec", "uartsetup", "push", "pull", "rmmode", "unit_call"}
 
 
 class Connection:
@@ -82,6 +93,13 @@ def _hwinfo() -> dict[str, Any]:
         eth.append({"name": name, "ip": ips[0] if ips else "", "speed": str(speed) if speed > 0 else ""})
     return {"temperature": temperature, "cpu_loadavg": int(psutil.cpu_percent(interval=0.5)),
             "mem": int(psutil.virtual_memory().percent), "eth_info": eth}
+
+
+def _cmminfo() -> dict[str, int]:
+    """The host's memory in KiB, in cmminfo's fields (voxgate has no NPU CMM pool; its models live in RAM)."""
+    memory = psutil.virtual_memory()
+    return {"total": memory.total // 1024, "used": (memory.total - memory.available) // 1024,
+            "remain": memory.available // 1024}
 
 
 class StackFlowServer:
@@ -231,7 +249,36 @@ class StackFlowServer:
             return reply(request_id, "sys", "sys.hwinfo", await asyncio.to_thread(_hwinfo))
         if action == "version":
             return reply(request_id, work_id, "sys.utf-8", VERSION)
+        if action == "version2":
+            return reply(request_id, work_id, "sys.utf-8.stream", [f"{p}-{VERSION[1:]}" for p in PACKAGES])
+        if action == "cmminfo":
+            return reply(request_id, "sys", "sys.cmminfo", _cmminfo())
+        if action == "update":
+            return reply(request_id, work_id, "sys.utf-8", "")  # the list of update packages found: none
+        if action == "upgrade":
+            raise ProtocolError(VERSION_FALSE if not isinstance(request.data, str) else NOT_AVAILABLE)
+        if action == "reset":
+            await conn.send(reply(request_id, work_id, code=RESTARTING))
+            ended = await self.end_all_tasks()
+            _LOG.info("stackflow: %s reset the units (%d tasks ended)", conn.peer, ended)
+            await asyncio.sleep(RESET_NOTICE_DELAY)
+            return notice(RESET_OVER)
+        if action == "reboot":
+            ended = await self.end_all_tasks()  # what a client sees after a reboot: nothing set up
+            _LOG.info("stackflow: %s asked for a reboot; tasks ended (%d), the machine is not rebooted",
+                      conn.peer, ended)
+            return reply(request_id, work_id, code=REBOOTING)
         raise ProtocolError(NOT_AVAILABLE if action in UNAVAILABLE else ACTION_MATCH)
+
+    async def end_all_tasks(self) -> int:
+        """Every client's tasks end at once (queued text and audio dropped), as llm-sys's reset restarts the
+        units; returns how many there were."""
+        tasks = list(self.registry.tasks.values())
+        for conn in self._connections:
+            conn.owned.clear()
+        for task in tasks:
+            await self.registry.remove(task)
+        return len(tasks)
 
 
 async def start(ctx: Context, host: str, port: int, sock: socket.socket | None = None) -> StackFlowServer:

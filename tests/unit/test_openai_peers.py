@@ -1,0 +1,62 @@
+"""Kokoro-FastAPI voice names and blends → voice specs (the lookup only; the live tests speak them)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from voxgate.dialects.openai.peers import KOKORO_KEY, kokoro_voice
+from voxgate.errors import VoiceNotFound
+from voxgate.settings import DEFAULT_KOKORO_VOICES, FEMALE_VOICE, MALE_VOICE, Settings
+
+TABLE = {"af_bella": "kokoro:jf_alpha", "af_sky": "kokoro:jf_nezumi", "am_adam": "piper-joe",
+         "af_heart": "piper-amy"}
+
+
+def ctx(table: dict[str, str] | None = TABLE) -> Any:
+    return SimpleNamespace(extras={KOKORO_KEY: table} if table is not None else {})
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("af_bella", "kokoro:jf_alpha"),
+    ("AF_Bella", "kokoro:jf_alpha"),
+    ("af_bella+af_sky", "kokoro:jf_alpha*1+jf_nezumi*1"),
+    ("af_bella(2)+af_sky(0.5)", "kokoro:jf_alpha*2+jf_nezumi*0.5"),
+    (" af_bella + af_sky ", "kokoro:jf_alpha*1+jf_nezumi*1"),
+    ("am_adam(3)+af_bella", "piper-joe"),  # across engines: the heaviest voice
+    ("am_adam+af_heart", "piper-joe"),  # equal weights: the first
+    ("af_heart-am_adam", "piper-amy"),  # subtracted voices are dropped
+    ("af_bella+af_bella", "kokoro:jf_alpha"),
+])
+def test_names_and_blends(spec: str, expected: str) -> None:
+    assert kokoro_voice(ctx(), spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["alloy", "en_US-joe-medium", "kokoro:jf_alpha", "+af_bella", "af_bella+",
+                                  "af_bella++af_sky", "af_bella(x)", "UklGRiQAAABXQVZFZm10+/=", ""])
+def test_anything_else_is_not_a_kokoro_name(spec: str) -> None:
+    assert kokoro_voice(ctx(), spec) is None
+    assert kokoro_voice(ctx(None), "af_bella") is None
+
+
+def test_a_blend_naming_an_unknown_voice_or_no_positive_weight_is_voice_not_found() -> None:
+    with pytest.raises(VoiceNotFound, match="zz_nobody"):
+        kokoro_voice(ctx(), "af_bella+zz_nobody")
+    with pytest.raises(VoiceNotFound, match="positive weight"):
+        kokoro_voice(ctx(), "af_bella(0)")
+
+
+def test_default_table_and_settings() -> None:
+    settings = Settings()
+    assert settings.kokoro_voice_aliases == DEFAULT_KOKORO_VOICES
+    assert DEFAULT_KOKORO_VOICES["af_heart"] == FEMALE_VOICE and DEFAULT_KOKORO_VOICES["bf_emma"] == FEMALE_VOICE
+    assert DEFAULT_KOKORO_VOICES["am_adam"] == MALE_VOICE and DEFAULT_KOKORO_VOICES["bm_george"] == MALE_VOICE
+    assert DEFAULT_KOKORO_VOICES["jf_alpha"] == "kokoro:jf_alpha"
+    assert DEFAULT_KOKORO_VOICES["jm_kumo"] == "kokoro:jm_kumo"
+    assert settings.flash_builtin_roles == {"female": FEMALE_VOICE, "male": MALE_VOICE}
+    assert Settings(flash_builtin_roles={"male": "x"}).flash_builtin_roles == {"female": FEMALE_VOICE, "male": "x"}
+    with pytest.raises(ValueError, match="female and male"):
+        Settings(flash_builtin_roles={"narrator": "x"})
+    assert "kokoro" in settings.openai_models and "tts-1" in settings.openai_models
