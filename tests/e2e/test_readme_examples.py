@@ -384,7 +384,10 @@ def run_command(stage: Stage, command: str, url: str, env: dict[str, str]) -> st
     if "KEY" in env:
         assert "Unauthorized" not in out + err, f"the key was refused:\n{command}\n{out}{err}"
     notes = [check_file(p) for p in written]
-    notes += check_captures(stage)
+    played = check_captures(stage)
+    piped = re.findall(r"\|\s*(" + "|".join(PLAYERS) + r")\b", text)
+    assert len(played) == len(piped), f"{command}: {len(piped)} players in the command, {len(played)} ran"
+    notes += played
     notes.append(check_stdout(out, command.splitlines()[-1]))
     return "; ".join(notes)
 
