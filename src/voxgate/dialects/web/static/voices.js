@@ -189,7 +189,8 @@ export function setupVoices({ onVoices }) {
     const audio = $('preview-player');
     if (audio.src.startsWith('blob:')) URL.revokeObjectURL(audio.src);
     const playback = new Playback(audio, 'mp3', {
-      onFirstAudio: () => { note.textContent = `Playing “${sampleText(voice)}”`; },
+      // (an earlier, stopped preview's listener may fire when this one plays: only the current one speaks)
+      onFirstAudio: () => { if (previewing?.playback === playback) note.textContent = `Playing “${sampleText(voice)}”`; },
       onEnded: () => { if (previewing?.playback === playback) endPreview(); },
     });
     previewing = { voice, button, note, controller, playback };
