@@ -12,7 +12,8 @@ How the examples are run (tests/unit/test_readme.py checks the README's other pr
 - The files examples read (reference.wav, speaker.wav, …, and refs/speaker.wav in the server's data folder,
   where relative `ref_audio_path`s resolve) are made first by the server's own Piper voice, each a few
   seconds long (speaker.wav is longer than the 128 KiB a shell argument can hold once in base64).
-- `curl` is the real curl with `--fail-with-body`: an HTTP error answer is a non-zero exit.
+- `curl` is the real curl with `--fail-with-body`: an HTTP error answer is a non-zero exit. `nc` is the
+  installed netcat, or where there is none a small stand-in for the `nc -q N host port` the README uses.
 - There is no sound card: players (aplay, ffplay, mpv, paplay, …) are replaced by a program that writes
   what it is given to a file, and that file is decoded (raw PCM by the player's own format flags).
 - Every command must exit 0. Every file it writes must decode as audio with sound in it, or parse as JSON;
@@ -200,6 +201,27 @@ data = Path(files[-1]).read_bytes() if files else sys.stdin.buffer.read()
 """
 
 
+# Only where no netcat is installed (Debian: netcat-openbsd): `nc [-q SECONDS] HOST PORT` as the StackFlow
+# example uses it: stdin to the socket, the socket to stdout, quit SECONDS after stdin ends.
+NETCAT = """#!{python}
+import socket, sys, threading, time
+args = sys.argv[1:]
+quit_after = float(args[args.index("-q") + 1]) if "-q" in args else 0.0
+host, port = [a for i, a in enumerate(args) if a != "-q" and (i == 0 or args[i - 1] != "-q")][-2:]
+conn = socket.create_connection((host, int(port)))
+def copy_out():
+    while data := conn.recv(65536):
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+reader = threading.Thread(target=copy_out, daemon=True)
+reader.start()
+for line in sys.stdin.buffer:
+    conn.sendall(line)
+time.sleep(quit_after)
+conn.close()
+"""
+
+
 def _speak_wav(server: Server, text: str, path: Path) -> None:
     """A WAV of real speech (Piper's joe) made by the server."""
     body = {"model": "tts-1", "voice": "en_US-joe-medium", "input": text, "response_format": "pcm"}
@@ -231,6 +253,8 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
         (tools / "voxgate").symlink_to(venv / "bin" / "voxgate")
         for player in PLAYERS:
             _script(tools / player, PLAYER.format(python=sys.executable))
+        if not shutil.which("nc"):
+            _script(tools / "nc", NETCAT.format(python=sys.executable))
         for name, text in INPUTS.items():
             _speak_wav(server, text, cwd / name)
         for name, text in SERVER_INPUTS.items():
