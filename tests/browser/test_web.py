@@ -10,6 +10,7 @@ import base64
 import io
 import math
 import os
+import re
 import shutil
 import time
 import wave
@@ -448,3 +449,191 @@ def test_api_key_is_asked_for_once_and_kept(driver: WebDriver, tmp_path: Path) -
         stop_server(server)
     assert API_KEY not in server.log.read_text()
 
+
+
+# ---- layout at desktop and phone sizes, voice groups, preview, short errors, the key prompt's Cancel ----------
+
+SIZES = {"desktop": (1280, 760, False), "phone": (390, 844, True)}
+IN_VIEW = """
+const r = arguments[0].getBoundingClientRect();
+return r.width > 0 && r.height > 0 && r.top >= 0 && r.left >= 0 && r.bottom <= innerHeight && r.right <= innerWidth;
+"""
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """Where the layout test leaves its screenshots (to look at; never committed): $VOXGATE_SCREENSHOTS or tmp."""
+    folder = Path(os.environ.get("VOXGATE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def in_view(browser: WebDriver, element_id: str) -> bool:
+    return bool(browser.execute_script(IN_VIEW, browser.find_element(By.ID, element_id)))
+
+
+@pytest.fixture
+def sized(driver: WebDriver, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The browser's viewport at exactly one of SIZES (a phone with its touch-style overlay scrollbars)."""
+    name = request.param
+    width, height, mobile = SIZES[name]
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+    try:
+        yield name
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+@pytest.mark.parametrize("sized", list(SIZES), indirect=True)
+def test_layout_keeps_feedback_beside_speak_without_sideways_scroll(
+        driver: WebDriver, web: Server, sized: str, tmp_path: Path) -> None:
+    width, height, _ = SIZES[sized]
+    open_page(driver, web)
+    # A phone widens its layout viewport to fit a page wider than the screen: that is sideways scrolling too.
+    assert driver.execute_script("return [innerWidth, innerHeight];") == [width, height], \
+        f"{sized}: the page is wider than the screen"
+    overflow = "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];"
+    scroll_width, client_width = driver.execute_script(overflow)
+    assert scroll_width <= client_width, f"{sized}: the page scrolls sideways ({scroll_width} > {client_width})"
+    assert driver.execute_script("return scrollY;") == 0
+    assert in_view(driver, "speak-button"), f"{sized}: Speak is below the fold on load"
+
+    # Nothing typed: the error appears where the person is looking.
+    driver.find_element(By.ID, "text").clear()
+    driver.find_element(By.ID, "speak-button").click()
+    assert driver.find_element(By.ID, "speak-error").text == "Type some text first."
+    driver.execute_script("window.scrollTo(0, 0);")
+    assert in_view(driver, "speak-error"), f"{sized}: the error is out of view"
+
+    type_into(driver.find_element(By.ID, "text"), LONG_TEXT)
+    driver.execute_script("window.scrollTo(0, 0);")
+    driver.find_element(By.ID, "speak-button").click()
+    wait_for(driver, "!document.getElementById('speak-progress').hidden", "the progress bar")
+    assert in_view(driver, "speak-progress") and in_view(driver, "speak-status"), f"{sized}: progress out of view"
+    wait_for(driver, "document.getElementById('player').currentTime > 0.3", "the audio to play")
+    for feedback in ("speak-status", "player", "stop-button"):
+        assert in_view(driver, feedback), f"{sized}: {feedback} is out of view while playing"
+    assert driver.execute_script(overflow)[0] <= client_width
+    driver.save_screenshot(str(screenshot_dir(tmp_path) / f"speak-{sized}.png"))
+
+    # The same holds with the page scrolled down to the middle of the Speak card (the bar sticks).
+    driver.execute_script("document.getElementById('voice').scrollIntoView({block: 'center'});")
+    assert in_view(driver, "speak-status") and in_view(driver, "player")
+    driver.find_element(By.ID, "stop-button").click()
+
+    # The voice list: one group per engine, espeak-ng's folded, no sideways scroll when opened.
+    driver.execute_script("document.getElementById('voice-table').scrollIntoView({block: 'start'});")
+    groups = driver.execute_script(
+        "return [...document.querySelectorAll('#voice-table details')].map((d) => [d.dataset.group, d.open]);")
+    assert dict(groups)["espeak"] is False and all(is_open for key, is_open in groups if key != "espeak")
+    assert not driver.find_element(By.CSS_SELECTOR, "#voice-table tr[data-id='espeak:de']").is_displayed()
+    driver.save_screenshot(str(screenshot_dir(tmp_path) / f"voices-{sized}.png"))
+    espeak = driver.find_element(By.CSS_SELECTOR, "#voice-table details[data-group=espeak] summary")
+    espeak.click()
+    assert driver.find_element(By.CSS_SELECTOR, "#voice-table tr[data-id='espeak:de']").is_displayed()
+    assert driver.execute_script(overflow)[0] <= driver.execute_script(overflow)[1]
+    espeak.click()
+    assert js_errors(driver) == []
+
+
+def test_voice_groups_follow_the_voices_api(driver: WebDriver, web: Server) -> None:
+    listed = httpx.get(f"{web.url}/v1/audio/voices", timeout=10).json()["data"]
+    open_page(driver, web)
+    shown = driver.execute_script("""
+      return [...document.querySelectorAll('#voice-table details')].map((d) => ({
+        group: d.dataset.group, summary: d.querySelector('summary').textContent,
+        ids: [...d.querySelectorAll('tr[data-id]')].map((r) => r.dataset.id),
+        languages: [...d.querySelectorAll('tbody')].map((b) => b.dataset.language)}));""")
+    installed = [v for v in listed if v["kind"] != "registered"]
+    for group in shown:
+        expected = sorted(v["id"] for v in installed if v["engine"] == group["group"])
+        assert sorted(group["ids"]) == expected, group["group"]
+        languages = sorted({v["language"] for v in installed if v["engine"] == group["group"]})
+        assert sorted(group["languages"]) == languages  # one row group per language
+        assert f"{len(expected)} voice" in group["summary"] and f"{len(languages)} language" in group["summary"]
+    assert sorted(v for g in shown for v in g["ids"]) == sorted(v["id"] for v in installed)
+    assert [g["group"] for g in shown][-1] == "espeak"  # the folded group comes last
+    labels = [o.get_attribute("label") for o in driver.find_elements(By.CSS_SELECTOR, "#voice optgroup")]
+    assert any(label.startswith("espeak-ng (") for label in labels)  # the picker is grouped too
+
+
+def test_preview_speaks_a_sample_in_that_voice(driver: WebDriver, web: Server) -> None:
+    open_page(driver, web)
+    driver.find_element(By.CSS_SELECTOR, "#voice-table details[data-group=espeak] summary").click()
+    button = driver.find_element(By.CSS_SELECTOR, "#voice-table tr[data-id='espeak:de'] button.preview")
+    button.click()
+    wait_for(driver, "document.getElementById('preview-player').currentTime > 0.2", "the preview to play")
+    (call,) = calls(driver, lambda c: c["path"] == "/v1/audio/speech")
+    assert call["status"] == 200 and call["body"] == {
+        "model": "tts-1", "voice": "espeak:de", "input": "Hallo, so klinge ich.", "response_format": "mp3"}
+    player = driver.execute_script(
+        "const a = document.getElementById('preview-player');"
+        "return {src: a.src, buffered: a.buffered.length ? a.buffered.end(0) : 0};")
+    assert player["src"].startswith("blob:") and player["buffered"] > 0.5  # the sample, streamed in (MSE)
+    note = driver.find_element(By.CSS_SELECTOR, "#voice-table tr[data-id='espeak:de'] .preview-note").text
+    assert note == "Playing “Hallo, so klinge ich.”"
+    wait_for(driver, "document.querySelector(`#voice-table tr[data-id='espeak:de'] button.preview`).textContent"
+             " === '▶ Preview'", "the preview to end")
+    # A second voice's preview, stopped by a second press of its button.
+    joe = driver.find_element(By.CSS_SELECTOR, "#voice-table tr[data-id='en_US-joe-medium'] button.preview")
+    joe.click()
+    assert joe.text == "■ Stop"
+    joe.click()
+    assert joe.text == "▶ Preview"
+    wait_for(driver, "document.getElementById('preview-player').paused", "the preview to stop")
+    last = calls(driver, lambda c: c["path"] == "/v1/audio/speech")[-1]
+    assert last["body"]["input"] == "Hello! This is how I sound."
+    assert js_errors(driver) == []
+
+
+def test_long_lists_in_errors_are_cut_short(driver: WebDriver, web: Server) -> None:
+    ids = sorted(v["id"] for v in httpx.get(f"{web.url}/v1/audio/voices", timeout=10).json()["data"])
+    assert len(ids) > 20
+    open_page(driver, web)
+    type_into(driver.find_element(By.ID, "script"), "<role:nobody>Who is this?")
+    driver.find_element(By.ID, "script-button").click()
+    error = driver.find_element(By.ID, "script-error").text
+    page_ids = driver.execute_script("return [...document.getElementById('voice').options].map((o) => o.value);")
+    assert error.endswith(f" and {len(page_ids) - 10} more."), error
+    assert error.count(", ") == 9 and len(error) < 400
+    # The server names 20 voices for an unknown one; the page shows 10 of them and how many it left out.
+    driver.execute_script("const s = document.getElementById('voice'); s.add(new Option('ghost', 'no-such-voice'));"
+                          "s.value = 'no-such-voice';")
+    type_into(driver.find_element(By.ID, "text"), "Nobody speaks.")
+    driver.find_element(By.ID, "speak-button").click()
+    shown = wait_for(driver, "document.getElementById('speak-error').textContent", "the server's error")
+    assert "no-such-voice" in shown and re.search(r"available: (\S+, ){9}\S+ and \d+ more", shown), shown
+    assert shown.endswith("(HTTP 400)") or shown.endswith("(HTTP 404)"), shown
+
+
+def test_cancel_on_the_key_prompt_stops_asking_until_the_key_button(driver: WebDriver, tmp_path: Path) -> None:
+    server = start_server(tmp_path, "--api-key", API_KEY)
+    try:
+        driver.get(f"{server.url}/")
+        driver.execute_script("localStorage.clear();")
+        driver.get(f"{server.url}/")
+        wait_for(driver, "document.getElementById('key-dialog').open", "the key dialog")
+        driver.find_element(By.CSS_SELECTOR, "#key-form button[value=cancel]").click()
+        assert not driver.execute_script("return document.getElementById('key-dialog').open;")
+        driver.execute_script(SPY)
+        deadline = time.monotonic() + 12.0  # more than two status refreshes (every 5 s)
+        while time.monotonic() < deadline:
+            assert not driver.execute_script("return document.getElementById('key-dialog').open;"), \
+                "the key dialog reopened after Cancel"
+            time.sleep(0.2)
+        refused = calls(driver, lambda c: c["status"] == 401)
+        assert len(refused) >= 2, refused  # the refresh did run, and was refused, without asking
+        assert driver.find_element(By.ID, "ready-pill").text == "key needed"
+        assert "API key" in driver.find_element(By.ID, "status-error").text
+        assert "attention" in (driver.find_element(By.ID, "key-button").get_attribute("class") or "")
+        # Asked for by the person, the dialog opens; with the key the page works.
+        driver.find_element(By.ID, "key-button").click()
+        wait_for(driver, "document.getElementById('key-dialog').open", "the key dialog from the button")
+        type_into(driver.find_element(By.ID, "key-input"), API_KEY)
+        driver.find_element(By.CSS_SELECTOR, "#key-form button[value=save]").click()
+        wait_for(driver, "document.getElementById('voice').value === 'en_US-joe-medium'", "voices after the key")
+        wait_for(driver, "document.getElementById('ready-pill').textContent === 'ready'", "the ready pill")
+        assert "attention" not in (driver.find_element(By.ID, "key-button").get_attribute("class") or "")
+        driver.execute_script("localStorage.clear();")
+    finally:
+        stop_server(server)

@@ -1,6 +1,6 @@
 // The voxgate page: wires the form controls to the server's public APIs.
 
-import { ApiError, api, errorMessage, openKeyDialog } from './api.js';
+import { ApiError, api, errorMessage, keyDeclined, openKeyDialog, shortList } from './api.js';
 import { CONCATENABLE, Playback } from './player.js';
 import { findVoice, parseScript, pitchRatio, pitchSemitones, serverScript, speedFactor } from './script.js';
 import { readStatus, renderStatus } from './status.js';
@@ -218,7 +218,7 @@ function checkScript(lines) {
     line.problems.forEach((p) => problems.push(`Line ${i + 1}: ${p}.`));
     if (line.role && !findVoice(voices, line.role)) {
       line.problems.push('unknown role');
-      problems.push(`Line ${i + 1}: unknown role "${line.role}". Roles: ${voices.map((v) => v.id).join(', ')}.`);
+      problems.push(`Line ${i + 1}: unknown role "${line.role}". Roles: ${shortList(voices.map((v) => v.id))}.`);
     }
   });
   return problems;
@@ -307,6 +307,7 @@ const voiceUi = setupVoices({
 
 async function refreshStatus() {
   const pill = $('ready-pill');
+  $('key-button').classList.toggle('attention', keyDeclined());
   try {
     const status = await readStatus();
     renderStatus(status, voices);
@@ -316,10 +317,11 @@ async function refreshStatus() {
     show($('status-error'), '');
     $('status-updated').textContent = `Updated ${new Date().toLocaleTimeString()}.`;
   } catch (error) {
-    pill.textContent = error.status === 401 ? 'needs API key' : 'unreachable';
+    pill.textContent = error.status === 401 ? 'key needed' : 'unreachable';
     pill.className = 'pill bad';
     show($('status-error'), error.status === 401 ? error.message : `Cannot reach the server: ${error.message}`);
   }
+  $('key-button').classList.toggle('attention', keyDeclined());
 }
 
 $('status-refresh').addEventListener('click', refreshStatus);
@@ -327,8 +329,12 @@ setInterval(() => { if (document.visibilityState === 'visible') refreshStatus();
 
 $('key-button').addEventListener('click', async () => {
   const action = await openKeyDialog('Set the API key this page sends (Authorization: Bearer).');
-  if (action !== 'cancel') { voiceUi.reload(); refreshStatus(); }
+  if (action !== 'cancel') {
+    show($('voices-error'), '');
+    voiceUi.reload().catch((error) => show($('voices-error'), error.message));
+  }
+  refreshStatus();
 });
 
-voiceUi.reload().catch((error) => show($('voices-error'), error.message));
+voiceUi.reload().catch((error) => { show($('voices-error'), error.message); refreshStatus(); });
 

@@ -1,11 +1,59 @@
-// Voices: the picker (search by name or language), the table with delete, adding from a file or the mic.
+// Voices: the picker (search by name or language), the table grouped by engine and language with preview and
+// delete, adding from a file or the mic.
 
 import { ApiError, api, errorMessage, getJson } from './api.js';
+import { Playback } from './player.js';
 
 const $ = (id) => document.getElementById(id);
 const MAX_RECORDING = 30; // seconds: the server refuses longer references
 const MIN_RECORDING = 1; // seconds: and shorter ones
 const CONFIRM_FOR = 5000; // ms a "Delete?" button waits for the second press
+const FOLDED = new Set(['espeak']); // engines whose group starts closed: espeak-ng alone has 140 voices
+const FIRST = ['registered', 'piper', 'kokoro'];
+const ENGINE_NAMES = { piper: 'Piper', kokoro: 'Kokoro-82M', espeak: 'espeak-ng' };
+// What Preview says, by the voice's language (its first subtag). Elsewhere numbers, which every engine
+// reads in the voice's own language, where an English sentence might be read by English rules.
+const SAMPLES = {
+  en: 'Hello! This is how I sound.',
+  ja: 'こんにちは、これが私の声です。',
+  zh: '你好，这是我的声音。',
+  cmn: '你好，这是我的声音。',
+  yue: '你好，呢個係我嘅聲音。',
+  ko: '안녕하세요, 제 목소리입니다.',
+  de: 'Hallo, so klinge ich.',
+  fr: 'Bonjour, voici ma voix.',
+  es: 'Hola, así suena mi voz.',
+  it: 'Ciao, questa è la mia voce.',
+  pt: 'Olá, esta é a minha voz.',
+  nl: 'Hallo, zo klink ik.',
+  ru: 'Здравствуйте, так звучит мой голос.',
+  pl: 'Dzień dobry, tak brzmi mój głos.',
+};
+const NUMBERS = '1, 2, 3, 4, 5.';
+
+/** The short text Preview speaks in `voice`. */
+export function sampleText(voice) {
+  const language = (voice.language || '').toLowerCase().split(/[-_]/)[0];
+  return SAMPLES[language] || NUMBERS;
+}
+
+/** Voices → [{key, title, voices}] by engine (registered voices first, as their own group), each sorted by
+ * language then id. */
+export function groupVoices(voices) {
+  const groups = new Map();
+  for (const voice of voices) {
+    const key = voice.kind === 'registered' ? 'registered' : voice.engine || 'other';
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(voice);
+  }
+  // Registered voices first, then the bundled engines, any other, and the folded ones last.
+  const order = (key) => (FIRST.includes(key) ? FIRST.indexOf(key) : FIRST.length + (FOLDED.has(key) ? 1 : 0));
+  return [...groups].sort(([a], [b]) => order(a) - order(b) || a.localeCompare(b)).map(([key, list]) => ({
+    key,
+    title: key === 'registered' ? 'Registered' : ENGINE_NAMES[key] || key,
+    voices: list.slice().sort((x, y) => (x.language || '').localeCompare(y.language || '') || x.id.localeCompare(y.id)),
+  }));
+}
 
 function show(el, message) {
   el.textContent = message || '';
@@ -37,7 +85,12 @@ export function setupVoices({ onVoices }) {
     const language = $('language-filter').value;
     const shown = voices.filter((v) => matches(v, query, language));
     if (shown.length) {
-      select.replaceChildren(...shown.map((v) => new Option(label(v), v.id)));
+      select.replaceChildren(...groupVoices(shown).map((group) => {
+        const optgroup = document.createElement('optgroup');
+        optgroup.label = `${group.title} (${group.voices.length})`;
+        optgroup.append(...group.voices.map((v) => new Option(label(v), v.id)));
+        return optgroup;
+      }));
       select.value = shown.some((v) => v.id === keep) ? keep : shown[0].id;
       select.disabled = false;
     } else {
@@ -60,7 +113,7 @@ export function setupVoices({ onVoices }) {
   }
 
   function markSelected() {
-    for (const row of $('voice-table').tBodies[0].rows) {
+    for (const row of $('voice-table').querySelectorAll('tr[data-id]')) {
       row.classList.toggle('selected', row.dataset.id === $('voice').value);
     }
   }
@@ -111,40 +164,159 @@ export function setupVoices({ onVoices }) {
     return button;
   }
 
-  function renderTable() {
-    const rows = voices.map((voice) => {
-      const row = document.createElement('tr');
-      row.dataset.id = voice.id;
-      const name = document.createElement('td');
-      name.append(voice.name || voice.id);
-      if (voice.name && voice.name !== voice.id) {
-        name.append(Object.assign(document.createElement('span'), { className: 'id', textContent: voice.id }));
-      }
-      if (voice.kind === 'registered' && voice.base_voice) {
-        const similarity = voice.similarity != null ? `, similarity ${Number(voice.similarity).toFixed(2)}` : '';
-        name.append(Object.assign(document.createElement('span'), {
-          className: 'id', textContent: `from ${voice.duration ?? '?'} s of audio, on ${voice.base_voice}${similarity}`,
-        }));
-      }
-      const cells = [voice.language || '–', voice.engine, voice.kind].map((text) => {
-        const td = document.createElement('td');
-        td.textContent = text;
-        return td;
-      });
-      const actions = document.createElement('td');
-      actions.className = 'actions';
-      const useButton = document.createElement('button');
-      useButton.type = 'button';
-      useButton.className = 'small';
-      useButton.textContent = 'Use';
-      useButton.setAttribute('aria-label', `Use voice ${voice.id}`);
-      useButton.addEventListener('click', () => use(voice.id));
-      actions.append(useButton);
-      if (voice.kind === 'registered') actions.append(' ', deleteButton(voice));
-      row.append(name, ...cells, actions);
-      return row;
+  // ---- preview ---------------------------------------------------------------------------------------------
+
+  let previewing = null; // {voice, button, note, controller, playback} of the sample playing now
+
+  function endPreview(message = '') {
+    if (!previewing) return;
+    const { button, note, controller, playback } = previewing;
+    previewing = null;
+    controller.abort();
+    playback.close();
+    button.textContent = '▶ Preview';
+    button.setAttribute('aria-pressed', 'false');
+    note.textContent = message;
+    note.classList.remove('bad');
+  }
+
+  /** Speak the sample in `voice`, streamed into the preview player (a second press stops it). */
+  async function preview(voice, button, note) {
+    const again = previewing?.button === button;
+    endPreview();
+    if (again) return;
+    const controller = new AbortController();
+    const audio = $('preview-player');
+    if (audio.src.startsWith('blob:')) URL.revokeObjectURL(audio.src);
+    const playback = new Playback(audio, 'mp3', {
+      // (an earlier, stopped preview's listener may fire when this one plays: only the current one speaks)
+      onFirstAudio: () => { if (previewing?.playback === playback) note.textContent = `Playing “${sampleText(voice)}”`; },
+      onEnded: () => { if (previewing?.playback === playback) endPreview(); },
     });
-    $('voice-table').tBodies[0].replaceChildren(...rows);
+    previewing = { voice, button, note, controller, playback };
+    button.textContent = '■ Stop';
+    button.setAttribute('aria-pressed', 'true');
+    note.textContent = 'Loading the voice…';
+    try {
+      await playback.open();
+      const response = await api('/v1/audio/speech', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, signal: controller.signal,
+        body: JSON.stringify({ model: 'tts-1', voice: voice.id, input: sampleText(voice), response_format: 'mp3' }),
+      });
+      if (!response.ok) throw new ApiError(await errorMessage(response), response.status);
+      playback.beginPart();
+      const reader = response.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        await playback.push(value);
+      }
+      await playback.finish();
+    } catch (error) {
+      if (controller.signal.aborted) return;
+      endPreview(`Could not preview: ${error.message}`);
+      note.classList.add('bad');
+    }
+  }
+
+  function smallButton(text, labelText, onClick) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'small';
+    button.textContent = text;
+    button.setAttribute('aria-label', labelText);
+    button.addEventListener('click', onClick);
+    return button;
+  }
+
+  function voiceRow(voice) {
+    const row = document.createElement('tr');
+    row.dataset.id = voice.id;
+    const name = document.createElement('td');
+    name.append(voice.name || voice.id);
+    if (voice.name && voice.name !== voice.id) {
+      name.append(Object.assign(document.createElement('span'), { className: 'id', textContent: voice.id }));
+    }
+    if (voice.kind === 'registered' && voice.base_voice) {
+      const similarity = voice.similarity != null ? `, similarity ${Number(voice.similarity).toFixed(2)}` : '';
+      name.append(Object.assign(document.createElement('span'), {
+        className: 'id',
+        textContent: `registered from ${voice.duration ?? '?'} s of audio, on ${voice.base_voice}${similarity}`,
+      }));
+    }
+    const note = Object.assign(document.createElement('span'), { className: 'preview-note' });
+    note.setAttribute('role', 'status');
+    name.append(note);
+    const actions = document.createElement('td');
+    actions.className = 'actions';
+    const previewButton = smallButton('▶ Preview', `Preview voice ${voice.id}`, () => preview(voice, previewButton, note));
+    previewButton.classList.add('preview');
+    previewButton.setAttribute('aria-pressed', 'false');
+    actions.append(previewButton, ' ', smallButton('Use', `Use voice ${voice.id}`, () => use(voice.id)));
+    if (voice.kind === 'registered') actions.append(' ', deleteButton(voice));
+    row.append(name, actions);
+    return row;
+  }
+
+  /** One table per group; a <tbody> per language whose first cell spans its voices. */
+  function groupTable(group) {
+    const table = document.createElement('table');
+    table.className = 'voice-list';
+    const head = table.createTHead().insertRow();
+    for (const [text, hidden] of [['Language', false], ['Voice', false], ['Actions', true]]) {
+      const th = document.createElement('th');
+      th.scope = 'col';
+      if (hidden) th.append(Object.assign(document.createElement('span'), { className: 'sr-only', textContent: text }));
+      else th.textContent = text;
+      head.append(th);
+    }
+    const byLanguage = new Map();
+    for (const voice of group.voices) {
+      const language = voice.language || '–';
+      if (!byLanguage.has(language)) byLanguage.set(language, []);
+      byLanguage.get(language).push(voice);
+    }
+    for (const [language, list] of byLanguage) {
+      const body = table.createTBody();
+      body.dataset.language = language;
+      list.forEach((voice, i) => {
+        const row = voiceRow(voice);
+        if (i === 0) {
+          const th = document.createElement('th');
+          th.scope = 'rowgroup';
+          th.rowSpan = list.length;
+          th.className = 'language';
+          th.textContent = language;
+          row.prepend(th);
+        }
+        body.append(row);
+      });
+    }
+    return table;
+  }
+
+  function renderTable() {
+    const open = new Map([...$('voice-table').querySelectorAll('details')].map((d) => [d.dataset.group, d.open]));
+    const groups = groupVoices(voices).map((group) => {
+      const details = document.createElement('details');
+      details.className = 'voice-group';
+      details.dataset.group = group.key;
+      details.open = open.get(group.key) ?? !FOLDED.has(group.key); // a reload keeps what the person opened
+      const languages = new Set(group.voices.map((v) => v.language || '–')).size;
+      const summary = document.createElement('summary');
+      summary.append(Object.assign(document.createElement('span'), { className: 'group-name', textContent: group.title }),
+        ' ', Object.assign(document.createElement('span'), {
+          className: 'hint',
+          textContent: `${group.voices.length} voice${group.voices.length === 1 ? '' : 's'}`
+            + `, ${languages} language${languages === 1 ? '' : 's'}`,
+        }));
+      const wrap = document.createElement('div');
+      wrap.className = 'table-wrap';
+      wrap.append(groupTable(group));
+      details.append(summary, wrap);
+      return details;
+    });
+    $('voice-table').replaceChildren(...groups);
     $('voices-total').textContent = `(${voices.length})`;
     markSelected();
   }
