@@ -35,7 +35,9 @@ _LOG = logging.getLogger(__name__)
 DIALECT = "wyoming"
 WIDTH, CHANNELS = 2, 1  # 16-bit mono, as wyoming-piper sends
 SAMPLES_PER_CHUNK = 1024  # samples per audio-chunk event (wyoming-piper's default --samples-per-chunk)
-MAX_JOBS = 8  # requests one connection may have waiting; past it: Overloaded
+MAX_JOBS = 8  # requests one connection may have waiting; past it: BadRequest
+LINGER = 1.0  # seconds a connection closed for a bad event still reads what was already on its way
+MAX_LINGER_BYTES = 4 * 1024 * 1024
 
 
 class BadRequest(InvalidInput):
@@ -103,6 +105,7 @@ class Connection:
                 except BadEvent as exc:
                     _LOG.info("wyoming: %s sent a bad event (%s); closing", self.peer, exc.message)
                     await self.error(exc, exc.code)
+                    await self._linger(reader)
                     break
                 if event is None:
                     break
@@ -111,6 +114,17 @@ class Connection:
             pass
         finally:
             await self.close()
+
+    async def _linger(self, reader: asyncio.StreamReader) -> None:
+        """Say no more and read (and drop) what the client still sends for a moment: closing with unread
+        input would reset the connection and could destroy the error event before the client reads it."""
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError, TimeoutError, ValueError):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            dropped = 0
+            async with asyncio.timeout(LINGER):
+                while dropped < MAX_LINGER_BYTES and (part := await reader.read(65536)):
+                    dropped += len(part)
 
     async def _on_event(self, event: Event) -> None:
         try:
