@@ -50,7 +50,7 @@ class Catalogue:
         if self._event is None or key != self._key:
             program = TtsProgram(
                 name=PROGRAM, description="voxgate: every voice of every engine, one OpenAI-style server",
-                attribution=Attribution(name="voxgate", url="https://github.com/voxgate/voxgate"),
+                attribution=Attribution(name="voxgate", url=""),  # no public home page to point at
                 installed=True, version=__version__, voices=[_voice(v) for v in _listed(voices)],
                 supports_synthesize_streaming=True)
             self._event, self._key = Info(tts=[program]).event(), key
