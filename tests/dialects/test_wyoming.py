@@ -271,6 +271,25 @@ def test_streaming_speaks_before_the_text_ends_and_ignores_the_compatibility_cop
     assert abs(answer.seconds - one_shot.seconds) < 0.25 * one_shot.seconds  # type: ignore[attr-defined]
 
 
+def test_a_stream_past_the_input_limit_is_one_error_then_ends_cleanly(wyo: Wyo) -> None:
+    async def scenario() -> Answer:
+        answer = Answer()
+        async with AsyncTcpClient("127.0.0.1", wyo.port) as client:
+            await client.write_event(Event("synthesize-start", {"voice": {"name": VOICE}}))
+            await client.write_event(Event("synthesize-chunk", {"text": "word " * 1000}))  # 5000 > 4096
+            await client.write_event(Event("synthesize-chunk", {"text": "More text, dropped."}))
+            await client.write_event(Event("synthesize", {"text": "word " * 1000}))
+            await client.write_event(Event("synthesize-stop"))
+            await read(client, answer, ("synthesize-stopped",))
+            await client.write_event(Event("describe"))
+            await read(client, answer, ("info",))
+        return answer
+
+    answer = run(scenario())
+    assert answer.types == ["error", "synthesize-stopped", "info"]  # type: ignore[attr-defined]
+    assert answer.errors[0]["code"] == "InputTooLong"  # type: ignore[attr-defined]
+
+
 def test_four_clients_at_once_each_get_their_own_audio(wyo: Wyo) -> None:
     texts = [" ".join([SENTENCE] * n) for n in (1, 2, 3, 4)]
 

@@ -61,6 +61,7 @@ class Connection:
         self._stream: TextStream | None = None  # open between synthesize-start and synthesize-stop
         self._stream_failed = False  # the open stream hit an error: its text is dropped until synthesize-stop
         self._streams: set[TextStream] = set()  # every stream not yet closed (cancelled on disconnect)
+        self._stopped: set[TextStream] = set()  # streams whose synthesize-stop came: theirs to answer
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -232,6 +233,7 @@ class Connection:
             return
         if self._stream is None:
             raise BadRequest("synthesize-stop outside a stream")
+        self._stopped.add(self._stream)
         self._stream.finish()
         self._stream = None
 
@@ -250,19 +252,19 @@ class Connection:
                     index = chunk.index
                 if not await self._audio(chunk.samples, rate):
                     return
-            if stream.input_done and self._stream is not stream:  # ended by synthesize-stop, not an error
+            if stream in self._stopped:  # ended by synthesize-stop, not cut off by an error
                 if index is not None and not await self.send(AudioStop().event()):
                     return
                 await self.send(SynthesizeStopped().event())
         except VoxgateError as exc:  # the engine failed, or the stream was refused
             if self._stream is stream:
                 self._stream, self._stream_failed = None, True  # its synthesize-stop is answered by _stop
-                await self.error(exc)
-            else:  # synthesize-stop already came: nothing else will end the client's wait
-                await self.error(exc)
+            await self.error(exc)
+            if stream in self._stopped:  # synthesize-stop already came: nothing else will end the client's wait
                 await self.send(SynthesizeStopped().event())
         finally:
             self._streams.discard(stream)
+            self._stopped.discard(stream)
             await stream.aclose()
 
     # -- end ----------------------------------------------------------------------------------------
