@@ -440,3 +440,38 @@ def test_a_busy_wyoming_port_is_one_line(tmp_path: Path) -> None:
     (line,) = result.stderr.strip().splitlines()
     assert line == f"voxgate: port {port} (Wyoming TCP, --wyoming-port) is already in use: pick another with " \
                    "--wyoming-port (0 turns Wyoming off)"
+
+
+def test_zeroconf_advertises_the_wyoming_service_and_withdraws_it() -> None:
+    """`_wyoming._tcp.local.` as Home Assistant browses for it (on loopback only: nothing leaves the host)."""
+    from zeroconf import IPVersion
+    from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+
+    from voxgate.dialects.wyoming.zeroconf import SERVICE, Advertisement
+
+    async def lookup(zc: AsyncZeroconf) -> AsyncServiceInfo | None:
+        info = AsyncServiceInfo(SERVICE, f"voxgate-test.{SERVICE}")
+        return info if await info.async_request(zc.zeroconf, 3000) else None
+
+    async def scenario() -> tuple[AsyncServiceInfo | None, AsyncServiceInfo | None]:
+        port = free_port()
+        ad = await Advertisement.start("127.0.0.1", port, name="voxgate-test", interfaces=["127.0.0.1"])
+        found = gone = None
+        for stage in ("registered", "withdrawn"):
+            if stage == "withdrawn":
+                await ad.stop()
+            browser = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)  # fresh cache
+            try:
+                if stage == "registered":
+                    found = await lookup(browser)
+                    assert found is not None and found.port == port
+                else:
+                    gone = await lookup(browser)
+            finally:
+                await browser.async_close()
+        return found, gone
+
+    found, gone = asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert found is not None and found.parsed_addresses() == ["127.0.0.1"]
+    assert found.properties == {b"program": b"voxgate"}
+    assert gone is None

@@ -35,14 +35,16 @@ class Advertisement:
         self._info = info
 
     @classmethod
-    async def start(cls, host: str, port: int, name: str | None = None) -> Advertisement:
-        """Register voxgate-<hostname> on `port`."""
+    async def start(cls, host: str, port: int, name: str | None = None,
+                    interfaces: list[str] | None = None) -> Advertisement:
+        """Register voxgate-<hostname> on `port` (on every interface, or only `interfaces`)."""
+        from zeroconf import InterfaceChoice, IPVersion
         from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
         label = name or f"voxgate-{socket.gethostname().split('.')[0]}"
         info = AsyncServiceInfo(SERVICE, f"{label}.{SERVICE}", addresses=[socket.inet_aton(_address(host))],
                                 port=port, properties={"program": "voxgate"})
-        zc = AsyncZeroconf()
+        zc = AsyncZeroconf(interfaces=interfaces or InterfaceChoice.All, ip_version=IPVersion.V4Only)
         try:
             await zc.async_register_service(info)
         except BaseException:
