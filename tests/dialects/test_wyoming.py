@@ -475,3 +475,27 @@ def test_zeroconf_advertises_the_wyoming_service_and_withdraws_it() -> None:
     assert found is not None and found.parsed_addresses() == ["127.0.0.1"]
     assert found.properties == {b"program": b"voxgate"}
     assert gone is None
+
+
+def test_the_allow_flag_opens_the_port_beside_an_api_key(tmp_path: Path) -> None:
+    from voxgate.cli_serve import PortError, open_doors
+    from voxgate.settings import Settings
+
+    base = {"host": "127.0.0.1", "port": 0, "stackflow_port": 0, "data_dir": tmp_path, "api_key": "k"}
+    with pytest.raises(PortError, match=r"--wyoming-allow-unauthenticated"):
+        open_doors(Settings(**base, wyoming_port=free_port()))
+    port = free_port()
+    doors = open_doors(Settings(**base, wyoming_port=port, wyoming_allow_unauthenticated=True))
+    try:
+        assert doors.wyoming is not None and doors.wyoming.port == port
+        assert doors.wyoming.flag == "--wyoming-port" and "no authentication" in doors.wyoming.what
+        assert doors.all()[-1] is doors.wyoming
+    finally:
+        for door in doors.all():
+            door.sock.close()
+    closed = open_doors(Settings(**base, wyoming_port=0))  # 0: off, whatever the key
+    try:
+        assert closed.wyoming is None
+    finally:
+        for door in closed.all():
+            door.sock.close()
