@@ -290,6 +290,26 @@ def test_a_stream_past_the_input_limit_is_one_error_then_ends_cleanly(wyo: Wyo) 
     assert answer.errors[0]["code"] == "InputTooLong"  # type: ignore[attr-defined]
 
 
+def test_a_second_synthesize_start_is_an_error_and_the_open_stream_goes_on(wyo: Wyo) -> None:
+    text = "The porch light is on."
+
+    async def scenario() -> Answer:
+        answer = Answer()
+        async with AsyncTcpClient("127.0.0.1", wyo.port) as client:
+            await client.write_event(Event("synthesize-start", {"voice": "en_US-joe-medium"}))  # a bare name
+            await client.write_event(Event("synthesize-chunk", {"text": text}))
+            await client.write_event(Event("synthesize-start", {"voice": {"name": VOICE}}))
+            await client.write_event(Event("synthesize-stop"))
+            await read(client, answer, ("synthesize-stopped",))
+        return answer
+
+    answer = run(scenario())
+    assert [e["code"] for e in answer.errors] == ["BadRequest"]  # type: ignore[attr-defined]
+    answer.errors.clear()  # type: ignore[attr-defined]
+    check_speech(answer, text)  # type: ignore[arg-type]
+    assert answer.types[-2:] == ["audio-stop", "synthesize-stopped"]  # type: ignore[attr-defined]
+
+
 def test_four_clients_at_once_each_get_their_own_audio(wyo: Wyo) -> None:
     texts = [" ".join([SENTENCE] * n) for n in (1, 2, 3, 4)]
 

@@ -145,9 +145,6 @@ class Connection:
                 await self._stop()
             # anything else is dropped, as the protocol asks of a server that does not know it
         except VoxgateError as exc:
-            if self._stream is not None:  # the stream cannot go on: drop it and its text up to synthesize-stop
-                self._stream.cancel()
-                self._stream, self._stream_failed = None, True
             await self.error(exc)
 
     def _request(self, data: dict[str, Any], text: str | None = None) -> SynthesisRequest:
@@ -170,9 +167,13 @@ class Connection:
 
     @staticmethod
     async def _after(previous: asyncio.Task[None] | None, work: Any) -> None:
-        if previous is not None:
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(previous)
+        """Run `work` once `previous` has ended, however it ended; a cancel while waiting drops `work`."""
+        try:
+            if previous is not None:
+                await asyncio.wait({previous})
+        except BaseException:
+            work.close()
+            raise
         await work
 
     # -- one-shot -----------------------------------------------------------------------------------
@@ -224,7 +225,12 @@ class Connection:
         text = data.get("text")
         if not isinstance(text, str):
             raise BadRequest("synthesize-chunk needs a text string", param="text")
-        self._stream.feed(text)  # any split, even mid-word: the segmenter waits for the end of a clause
+        try:
+            self._stream.feed(text)  # any split, even mid-word: the segmenter waits for the end of a clause
+        except VoxgateError:  # too much text, or the server is full: drop the stream's text up to its stop
+            self._stream.cancel()
+            self._stream, self._stream_failed = None, True
+            raise
 
     async def _stop(self) -> None:
         if self._stream_failed:  # its error was sent; end it the way a client waits for

@@ -61,12 +61,12 @@ def _tag(language: str) -> str:
     return language.replace("_", "-").casefold()
 
 
-def choose(ctx: Context, voice: dict[str, Any] | None) -> Any:
+def choose(ctx: Context, voice: object) -> Any:
     """The voice a synthesize/synthesize-start names: {name, speaker}, {language} or nothing (the default).
     Raises VoiceNotFound for a name, speaker or language voxgate does not have."""
     voices = ctx.voices
-    voice = voice if isinstance(voice, dict) else {}
-    name, speaker, language = voice.get("name"), voice.get("speaker"), voice.get("language")
+    spec: dict[str, Any] = {"name": voice} if isinstance(voice, str) else voice if isinstance(voice, dict) else {}
+    name, speaker, language = spec.get("name"), spec.get("speaker"), spec.get("language")
     if not isinstance(name, str | None) or not isinstance(speaker, str | None):
         raise VoiceNotFound("voice name and speaker must be strings", param="voice")
     if name:
