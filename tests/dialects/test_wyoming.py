@@ -200,6 +200,34 @@ def test_synthesize_answers_one_audio_stop_for_the_whole_text(wyo: Wyo) -> None:
     assert after.type == "info"
 
 
+def test_requests_queue_in_order_and_past_eight_waiting_are_refused(wyo: Wyo) -> None:
+    texts = [f"Number {n}, " + "and more words " * n + "done." for n in range(12)]
+
+    async def scenario() -> tuple[list[float], list[str]]:
+        seconds: list[float] = []
+        refused: list[str] = []
+        async with AsyncTcpClient("127.0.0.1", wyo.port) as client:
+            for text in texts:  # all at once: they wait behind each other
+                await client.write_event(Event("synthesize", {"text": text, "voice": {"name": VOICE}}))
+            current = Answer()
+            while len(seconds) + len(refused) < len(texts):  # refusals may come between another's chunks
+                event = await asyncio.wait_for(client.read_event(), READ_TIMEOUT)
+                assert event is not None
+                if event.type == "error":
+                    refused.append(event.data["code"])
+                    continue
+                current.add(event)
+                if event.type == "audio-stop":
+                    seconds.append(current.seconds)
+                    current = Answer()
+        return seconds, refused
+
+    seconds, refused = run(scenario())  # type: ignore[misc]
+    assert refused and set(refused) == {"BadRequest"}
+    assert len(seconds) >= 8
+    assert seconds == sorted(seconds)  # answered in the order asked (each text is longer than the last)
+
+
 def test_voice_by_language_and_a_multi_line_text(wyo: Wyo) -> None:
     text = "Good evening.\nThe front door is locked."
     answer = run(synthesize(wyo.port, text, {"language": "en_US"}))
