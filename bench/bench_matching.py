@@ -362,7 +362,7 @@ def running_server(data_dir: Path, strength: float) -> Iterator[Server]:
     """`python -m voxgate serve --match-strength S` on a free loopback port, stopped when the block exits."""
     log = data_dir.parent / f"server-{strength:g}.log"
     cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
-           "--data-dir", str(data_dir), "--match-strength", f"{strength:g}"]
+           "--data-dir", str(data_dir), "--wyoming-port", "0", "--match-strength", f"{strength:g}"]
     with log.open("w") as err:
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})

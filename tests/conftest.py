@@ -46,7 +46,8 @@ def start_server(tmp: Path, *flags: str) -> Server:
     log = tmp / "server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
-           "--data-dir", str(tmp / "data"), "--stackflow-port", "0", *flags]  # 0: no TCP port unless asked
+           "--data-dir", str(tmp / "data"), "--stackflow-port", "0", "--wyoming-port", "0",
+           *flags]  # 0: no TCP port unless asked
     with log.open("w") as err:
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
     assert process.stdout is not None

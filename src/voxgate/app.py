@@ -16,7 +16,7 @@ from voxgate.core.context import Context
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import Limits, SynthesisService
 from voxgate.core.voicebank import VoiceBank
-from voxgate.dialects import alltalk, cosyvoice, flash, gptsovits, native, openai, stackflow, web
+from voxgate.dialects import alltalk, cosyvoice, flash, gptsovits, native, openai, stackflow, web, wyoming
 from voxgate.dialects.auth import ApiKeyMiddleware, RedactingFilter
 from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound
@@ -111,8 +111,9 @@ DIALECTS: dict[str, tuple[Attach, int | None]] = {
 COMPANIONS: dict[str, tuple[str, ...]] = {"alltalk": ("openai",), "flash": ("native", "openai")}
 
 
-def create_app(settings: Settings, stackflow_socket: socket.socket | None = None) -> FastAPI:
-    """The ASGI app with every dialect mounted; StackFlow listens on `stackflow_socket` when one is bound."""
+def create_app(settings: Settings, stackflow_socket: socket.socket | None = None,
+               wyoming_socket: socket.socket | None = None) -> FastAPI:
+    """The ASGI app with every dialect mounted; StackFlow and Wyoming listen on their sockets when bound."""
     ctx = build_context(settings)
 
     @asynccontextmanager
@@ -125,9 +126,13 @@ def create_app(settings: Settings, stackflow_socket: socket.socket | None = None
             await ctx.voicebank.rematch()
         tcp = await stackflow.start(ctx, settings.host, settings.stackflow_port, stackflow_socket) \
             if settings.stackflow_port else None
+        wyo = await wyoming.start(ctx, settings.host, settings.wyoming_port, wyoming_socket,
+                                  zeroconf=settings.wyoming_zeroconf) if settings.wyoming_port else None
         try:
             yield
         finally:
+            if wyo is not None:
+                await wyo.close()
             if tcp is not None:
                 await tcp.close()
             close_context(ctx)

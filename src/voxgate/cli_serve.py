@@ -65,8 +65,26 @@ def _open(host: str, port: int, protocol: str, flag: str, fix: str) -> socket.so
         raise PortError(f"cannot listen on {host}:{port} ({protocol}, {flag}): {exc.strerror or exc}") from None
 
 
-def open_doors(settings: Settings) -> tuple[Door, list[Door], Door | None]:
-    """Bind the main port, every --compat-ports port and the StackFlow port, before anything loads."""
+@dataclass
+class Doors:
+    """Every socket `serve` listens on."""
+
+    main: Door
+    compat: list[Door]
+    stackflow: Door | None = None
+    wyoming: Door | None = None
+
+    def all(self) -> list[Door]:
+        """Every door, the main one first."""
+        return [self.main, *self.compat, *(d for d in (self.stackflow, self.wyoming) if d is not None)]
+
+
+def open_doors(settings: Settings) -> Doors:
+    """Bind the main port, every --compat-ports port, the StackFlow and Wyoming ports, before anything loads."""
+    if settings.wyoming_port and settings.api_key and not settings.wyoming_allow_unauthenticated:
+        raise PortError(f"port {settings.wyoming_port} (Wyoming TCP, --wyoming-port) cannot ask for the API key: "
+                        "Wyoming has no authentication. Add --wyoming-allow-unauthenticated to open it anyway, "
+                        "or --wyoming-port 0 to keep it closed")
     from voxgate.app import compat_ports
 
     opened: list[socket.socket] = []
@@ -86,11 +104,19 @@ def open_doors(settings: Settings) -> tuple[Door, list[Door], Door | None]:
                          "pick another with --stackflow-port (0 turns StackFlow off)")
             opened.append(sock)
             stackflow = Door(sock, "TCP: M5Stack StackFlow (llm-sys, melotts/tts units)", "--stackflow-port")
+        wyoming = None
+        if settings.wyoming_port:
+            sock = _open(settings.host, settings.wyoming_port, "Wyoming TCP", "--wyoming-port",
+                         "pick another with --wyoming-port (0 turns Wyoming off)")
+            opened.append(sock)
+            zeroconf = ", advertised over mDNS" if settings.wyoming_zeroconf else ""
+            wyoming = Door(sock, f"TCP: Wyoming (Home Assistant text-to-speech), no authentication{zeroconf}",
+                           "--wyoming-port")
     except PortError:
         for sock in opened:
             sock.close()
         raise
-    return main, compat, stackflow
+    return Doors(main, compat, stackflow, wyoming)
 
 
 def summary(settings: Settings, app: Any, doors: list[Door]) -> list[str]:
@@ -121,13 +147,14 @@ def serve(settings: Settings) -> int:
 
     from voxgate.app import compat_apps, create_app, redact_logs
 
-    main, compat, stackflow = open_doors(settings)
-    app = create_app(settings, stackflow.sock if stackflow else None)
+    doors = open_doors(settings)
+    main, compat = doors.main, doors.compat
+    app = create_app(settings, doors.stackflow.sock if doors.stackflow else None,
+                     doors.wyoming.sock if doors.wyoming else None)
     extras = compat_apps(app.state.ctx, main.port) if compat else {}
-    doors = [main, *compat, *([stackflow] if stackflow else [])]
     # The first line is what scripts (and the test fixtures) read; it comes once every port is bound.
     print(f"voxgate listening on http://{_url_host(settings.host)}:{main.port}", flush=True)
-    print("\n".join(summary(settings, app, doors)), flush=True)
+    print("\n".join(summary(settings, app, doors.all())), flush=True)
     config = uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=5)
     leader = uvicorn.Server(config)
     redact_logs()  # after uvicorn configured its loggers

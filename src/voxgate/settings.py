@@ -162,6 +162,17 @@ class Settings(BaseSettings):
         description="Where StackFlow sys.* formats play: auto (sound card if any), device, file "
         "(WAVs in DATA_DIR/outputs/stackflow), none.",
     )
+    wyoming_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        10200, description="TCP port of the Wyoming protocol (Home Assistant text-to-speech); 0 turns it off. "
+        "Wyoming has no authentication: with --api-key it opens only with --wyoming-allow-unauthenticated."
+    )
+    wyoming_zeroconf: bool = Field(
+        False, description="Advertise the Wyoming port over mDNS (_wyoming._tcp.local.) so Home Assistant "
+        "discovers it (needs host networking in a container)."
+    )
+    wyoming_allow_unauthenticated: bool = Field(
+        False, description="Open the Wyoming port although --api-key is set (Wyoming cannot carry a key)."
+    )
     warmup: bool = Field(True, description="Load and warm the default voice on every worker at start.")
     log_level: str = Field("info", description="Logging level: debug, info, warning, error.")
 

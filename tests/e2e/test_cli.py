@@ -51,11 +51,13 @@ def test_invalid_settings_are_refused_before_start(tmp_path: Path) -> None:
     assert bad_port.returncode == 2 and "port" in bad_port.stderr
     bad_env = run("voices", "--data-dir", str(tmp_path), env={"VOXGATE_WORKERS": "0"})
     assert bad_env.returncode == 2 and "workers" in bad_env.stderr
-    # --stackflow-port 0: ports are bound before the voices load, and 10001 may be taken on a shared machine
-    missing_voice = run("serve", "--port", "0", "--stackflow-port", "0", "--data-dir", str(tmp_path),
+    # --stackflow-port 0 --wyoming-port 0: ports are bound before the voices load, and 10001 or 10200 may be
+    # taken on a shared machine
+    closed = ("--stackflow-port", "0", "--wyoming-port", "0")
+    missing_voice = run("serve", "--port", "0", *closed, "--data-dir", str(tmp_path),
                         "--default-voice", "nope")
     assert missing_voice.returncode == 2 and "default voice" in missing_voice.stderr
-    missing_preload = run("serve", "--port", "0", "--stackflow-port", "0", "--data-dir", str(tmp_path),
+    missing_preload = run("serve", "--port", "0", *closed, "--data-dir", str(tmp_path),
                           "--preload", "kokoro:nobody")
     assert missing_preload.returncode == 2 and "preload" in missing_preload.stderr
 

@@ -50,7 +50,7 @@ def test_a_busy_main_port_is_one_line_before_anything_loads(tmp_path: Path) -> N
     with occupied() as port:
         started = time.monotonic()
         result = run("serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path),
-                     "--stackflow-port", "0")
+                     "--stackflow-port", "0", "--wyoming-port", "0")
         took = time.monotonic() - started
     line = one_line_error(result)
     assert line == f"voxgate: port {port} (HTTP, --port) is already in use: pick another with --port " \
@@ -62,7 +62,7 @@ def test_a_busy_main_port_is_one_line_before_anything_loads(tmp_path: Path) -> N
 def test_a_busy_stackflow_port_is_one_line_and_nothing_listens(tmp_path: Path) -> None:
     with occupied() as port:
         result = run("serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path),
-                     "--stackflow-port", str(port))
+                     "--stackflow-port", str(port), "--wyoming-port", "0")
     line = one_line_error(result)
     assert f"port {port} (StackFlow TCP, --stackflow-port) is already in use" in line
     assert "--stackflow-port (0 turns StackFlow off)" in line
@@ -77,7 +77,7 @@ def test_a_busy_compat_port_is_one_line(tmp_path: Path) -> None:
         pytest.skip("port 12244 is taken by another program")
     try:
         result = run("serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path),
-                     "--stackflow-port", "0", "--compat-ports")
+                     "--stackflow-port", "0", "--wyoming-port", "0", "--compat-ports")
     finally:
         holder.__exit__(None, None, None)
     line = one_line_error(result)
