@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from voxgate import __version__
 from voxgate.core.context import Context
@@ -16,6 +17,7 @@ from voxgate.core.service import Limits, SynthesisService
 from voxgate.core.voicebank import VoiceBank
 from voxgate.dialects import alltalk, cosyvoice, flash, gptsovits, native, openai, stackflow, web
 from voxgate.dialects.auth import ApiKeyMiddleware, RedactingFilter
+from voxgate.dialects.common import StreamScopeMiddleware, validation_error_handler
 from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound
 from voxgate.scheduling.pool import WorkerPool
@@ -71,6 +73,7 @@ def build_context(settings: Settings) -> Context:
         "alltalk.voice_aliases": dict(settings.alltalk_voice_aliases),
     }
     extras["api_key"] = settings.api_key.get_secret_value() if settings.api_key else None
+    extras["gptsovits.allow_exit"] = settings.allow_remote_control
     extras["flash.role_dir"] = settings.role_dir
     extras["flash.sample_rate"] = settings.flash_sample_rate
     extras["cosyvoice.cache_dir"] = settings.data_dir.resolve() / "cache" / "cosyvoice"
@@ -141,11 +144,15 @@ def redact_logs() -> None:
 
 
 def _protect(app: FastAPI, ctx: Context) -> None:
-    """Require the API key on every door of `app` when one is configured."""
+    """Require the API key on every door of `app` when one is configured; close every stream a request
+    or connection opened when it ends (outermost, so it also covers the key check); render every 422
+    safely whatever input it echoes."""
     key = ctx.extras.get("api_key")
     if isinstance(key, str) and key:
         refused = ctx.metrics.errors.labels("auth", "unauthorized")
         app.add_middleware(ApiKeyMiddleware, key=key, on_refused=lambda path: refused.inc())
+    app.add_middleware(StreamScopeMiddleware, service=ctx.service)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
 
 
 def compat_apps(ctx: Context, main_port: int) -> dict[int, FastAPI]:

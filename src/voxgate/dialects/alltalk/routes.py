@@ -26,7 +26,14 @@ from voxgate.dialects.alltalk.protocol import (
     parse_form,
 )
 from voxgate.dialects.alltalk.service import STREAM_RATE, VOICEMAP_KEY, AllTalk, DialectState
-from voxgate.dialects.common import ClosingStreamingResponse, ErrorSpec, body_model, failure, unless_disconnected
+from voxgate.dialects.common import (
+    ClosingStreamingResponse,
+    ErrorSpec,
+    body_model,
+    failure,
+    parse_json,
+    unless_disconnected,
+)
 from voxgate.errors import Cancelled, EngineFailure, InvalidInput, Overloaded, VoiceNotFound, VoxgateError
 
 _LOG = logging.getLogger(__name__)
@@ -235,7 +242,7 @@ def _mount_info(app: FastAPI, at: AllTalk, paths: set[Any]) -> None:
     async def openai_voicemap(request: Request) -> JSONResponse:
         raw = await request.body()
         try:
-            payload = json.loads(raw) if raw else None
+            payload = parse_json(raw) if raw else None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RequestValidationError([{"type": "json_invalid", "loc": ("body", getattr(exc, "pos", 0)),
                                            "msg": "JSON decode error", "input": {}}]) from None
