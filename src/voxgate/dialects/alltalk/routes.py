@@ -328,6 +328,8 @@ def _mount_generation(app: FastAPI, at: AllTalk) -> None:
             await at.save(samples, rate, name)
         except VoxgateError as exc:
             return _error(ctx, exc, "detail")
+        except ValidationError as exc:
+            return _error(ctx, InvalidInput(str(exc.errors()[0]["msg"]), param="voice"), "detail")
         return JSONResponse({"output_file_path": output_file})
 
     @app.post("/api/previewvoice/", tags=["alltalk"])
@@ -345,6 +347,8 @@ def _mount_generation(app: FastAPI, at: AllTalk) -> None:
             path = await at.save(samples, rate, f"{PREVIEW_NAME}.wav")
         except VoxgateError as exc:
             return _error(ctx, exc, "error")
+        except ValidationError as exc:  # a voice name with characters no AllTalk voice file has
+            return _error(ctx, InvalidInput(str(exc.errors()[0]["msg"]), param="voice"), "error")
         return JSONResponse({"status": "generate-success", "output_file_path": str(path),
                              "output_file_url": f"/audio/{path.name}"})
 
