@@ -77,7 +77,8 @@ def build_context(settings: Settings) -> Context:
     extras["flash.role_dir"] = settings.role_dir
     extras["flash.sample_rate"] = settings.flash_sample_rate
     extras["cosyvoice.cache_dir"] = settings.data_dir.resolve() / "cache" / "cosyvoice"
-    extras["cosyvoice.export_voices"] = partial(export_voices, store)  # blocking; the dialect runs it off-loop
+    extras["cosyvoice.export_voices"] = partial(export_voices, store,  # blocking; the dialect runs it off-loop
+                                                root=settings.data_dir.resolve() / "cache" / "cosyvoice")
     extras["cosyvoice.import_voices"] = partial(import_voices, store)
     extras["stackflow.max_tasks"] = settings.stackflow_max_tasks
     extras["stackflow.audio_sink"] = settings.stackflow_audio_sink

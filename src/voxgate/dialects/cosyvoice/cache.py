@@ -18,6 +18,7 @@ from typing import Any
 from voxgate.core.context import Context
 from voxgate.dialects.cosyvoice.protocol import DEFAULT_CACHE_DIR
 from voxgate.errors import ForbiddenReference, InvalidInput
+from voxgate.safefs import UnsafePath
 
 # ctx.extras keys, set by the composition root (the archive code lives in voxgate.voices).
 CACHE_DIR = "cosyvoice.cache_dir"  # Path: the folder every cache file lives in
@@ -87,7 +88,11 @@ class CacheFiles:
             return None  # the original answers null when nothing matched
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         assert self._export is not None
-        await asyncio.to_thread(self._export, folder / name, ids)
+        try:
+            await asyncio.to_thread(self._export, folder / name, ids)
+        except UnsafePath:
+            raise ForbiddenReference("cache_dir must be inside the server's CosyVoice cache folder",
+                                     param="cache_dir") from None
         given = DEFAULT_CACHE_DIR if cache_dir is None else cache_dir.strip().rstrip("/")
         return os.path.join(given, name) if given else name  # "" is the cache folder itself, not "/"
 
