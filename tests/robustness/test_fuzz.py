@@ -151,12 +151,13 @@ def test_http_routes(target: tuple[Server, int]) -> None:
     server, _ = target
     rng = random.Random(SEED)
     failures: list[str] = []
+    statuses: dict[int, int] = {}
     started = time.monotonic()
     with httpx.Client(base_url=server.url, timeout=60) as client:
         table = [r for r in routes(server) if r not in SKIP] + [("GET", "/control"), ("POST", "/control")]
         assert len(table) > 40  # every dialect mounted
         for method, path in table:
-            for n in range(8):
+            for n in range(12):
                 url = concrete(path, rng)
                 query = fields(rng) if n % 2 == 0 else {}
                 if path == "/control" and n % 2 == 0:
@@ -178,12 +179,15 @@ def test_http_routes(target: tuple[Server, int]) -> None:
                 except httpx.TransportError as exc:
                     failures.append(f"{method} {url}: connection failed: {exc!r}")
                     continue
+                statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
                 if answer.status_code >= 500 and answer.status_code != 503:
                     failures.append(f"{method} {url} -> {answer.status_code}: {answer.text[:200]}")
             healthy(server)
         settle(server)
+    print("statuses:", dict(sorted(statuses.items())), f"in {time.monotonic() - started:.0f} s")
     assert not failures, "\n".join(failures[:20])
     assert "Traceback" not in log_text(server)
+    assert statuses.get(200, 0) > 20 and sum(v for k, v in statuses.items() if 400 <= k < 500) > 200  # reached
     assert time.monotonic() - started < 100
 
 
@@ -208,9 +212,9 @@ def test_websocket_frames(target: tuple[Server, int]) -> None:
                             ws.send(frame)  # a binary frame
                     else:
                         ws.send(json.dumps(frame))
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 3
                 while time.monotonic() < deadline:
-                    message = ws.recv(timeout=5)
+                    message = ws.recv(timeout=1.5)
                     if isinstance(message, str) and '"error"' in message:
                         assert json.loads(message)["error"] is True
             except (ConnectionClosed, TimeoutError):
@@ -246,7 +250,7 @@ def test_stackflow_bytes(target: tuple[Server, int]) -> None:
                     sock.sendall(data)
                 except OSError:
                     break  # the server may close on too many wrong keys or junk: allowed
-            sock.settimeout(2)
+            sock.settimeout(0.8)
             try:
                 while sock.recv(65536):
                     pass
@@ -263,7 +267,7 @@ def test_fuzzed_languages_stay_within_the_memory_budget(target: tuple[Server, in
     must not grow the process further."""
     server, _ = target
     process = psutil.Process(server.process.pid)
-    languages = ["ja", "zh", "ko", "de", "fr", "ru", "es", "hi", "ja", "it", "ar", "ja"]
+    languages = ["ja", "zh", "de", "ja", "ru", "ko", "ja"]  # Kokoro evicted and loaded again each cycle
 
     def cycle() -> None:
         for lang in languages:
