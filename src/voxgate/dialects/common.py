@@ -35,8 +35,6 @@ MAX_REFERENCE_FORM_PART = 40 * 1024 * 1024
 # The one JSON guard every hand-parsed body, WebSocket frame and StackFlow message goes through.
 MAX_JSON_DEPTH = 32  # no dialect's message nests deeper than 4; json and pydantic recurse per level
 MAX_JSON_BYTES = 64 * 1024 * 1024  # a base64 reference at the voice bank's 25 MB limit fits
-_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKETS = re.compile(rb"[\[\]{}]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -46,15 +44,6 @@ class UnsafeJson(json.JSONDecodeError):
 
     def __init__(self, msg: str, doc: str = "", pos: int = 0) -> None:
         super().__init__(msg, doc, pos)
-
-
-def _depth(raw: bytes) -> int:
-    """The deepest nesting of arrays and objects in `raw`, not counting brackets inside strings."""
-    depth = deepest = 0
-    for match in _BRACKETS.finditer(_STRINGS.sub(b"", raw)):
-        depth += 1 if match.group() in b"[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
 
 
 def _finite(text: str) -> float:
@@ -68,17 +57,18 @@ def _constant(name: str) -> float:
     raise UnsafeJson(f"{name} is not a JSON number")
 
 
-def _check_strings(value: Any) -> None:
+def _check(value: Any, depth: int = 0) -> None:
+    """Refuse nesting past MAX_JSON_DEPTH and strings with lone surrogates (the walk stops at the limit)."""
     if isinstance(value, str):
         if _SURROGATE.search(value):
             raise UnsafeJson("a string holds a lone surrogate (invalid Unicode)")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_strings(key)
-            _check_strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_strings(item)
+    elif isinstance(value, dict | list):
+        if depth >= MAX_JSON_DEPTH:
+            raise UnsafeJson(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(key, str):
+                _check(key, depth + 1)
+            _check(item, depth + 1)
 
 
 def parse_json(raw: bytes | str) -> Any:
@@ -89,12 +79,13 @@ def parse_json(raw: bytes | str) -> Any:
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if len(data) > MAX_JSON_BYTES:
         raise UnsafeJson(f"the JSON body is over {MAX_JSON_BYTES} bytes")
-    if _depth(data) > MAX_JSON_DEPTH:
-        raise UnsafeJson(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
     text = data.decode("utf-8")
-    value = json.loads(text, parse_float=_finite, parse_constant=_constant,
-                       parse_int=lambda s: int(s) if len(s) < 400 else _constant("a 400-digit integer"))
-    _check_strings(value)
+    try:
+        value = json.loads(text, parse_float=_finite, parse_constant=_constant,
+                           parse_int=lambda s: int(s) if len(s) < 400 else _constant("a 400-digit integer"))
+    except RecursionError:  # the C scanner's own guard, long before the stack is at risk
+        raise UnsafeJson(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+    _check(value)
     return value
 
 
