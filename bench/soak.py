@@ -272,12 +272,17 @@ def main() -> int:
         print(f"\nrequests {tally.requests}, errors {len(tally.errors)}, RSS after warm-up {warm['rss_mb']:.0f} MB → "
               f"{rows[-1]['rss_mb']:.0f} MB ({growth:+.1f}%); targets: 0 errors "
               f"{'met' if not tally.errors else 'MISSED'}, < 5% RSS growth {'met' if growth < 5 else 'MISSED'}")
+        half = rows[len(rows) // 2]
+        late = (rows[-1]["rss_mb"] - half["rss_mb"]) / half["rss_mb"] * 100 if rows else 0.0
+        print(f"RSS over the second half: {half['rss_mb']:.0f} MB → {rows[-1]['rss_mb']:.0f} MB ({late:+.1f}%; "
+              "a leak keeps growing here, arenas settling do not)")
         for error in tally.errors[:10]:
             print("  error:", error)
         if args.json:
             args.json.write_text(json.dumps({"clients": args.clients, "minutes": args.minutes, "rows": rows,
                                              "requests": tally.requests, "errors": tally.errors,
-                                             "rss_growth_pct": growth}, indent=1))
+                                             "rss_growth_pct": growth, "rss_growth_second_half_pct": late},
+                                            indent=1))
     finally:
         if process is not None:
             stop(process)
