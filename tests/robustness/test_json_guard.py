@@ -55,4 +55,4 @@ def test_the_422_renderer_survives_what_it_echoes() -> None:
     detail = json.loads(response.body)["detail"]
     assert detail[0]["input"] == "nan" and detail[0]["loc"] == ["body", "speed"]
     assert detail[1]["input"] == ["-inf", "a\\ud800b", "\\xff\\xfe"]
-    assert detail[2]["input"] == {"k\\udc00": 1e308} and detail[2]["ctx"] == {"error": "boom"}
+    assert detail[2]["input"] == {"k\\udc00": 1e308} and detail[2]["ctx"] == {"error": {}}  # as FastAPI

@@ -108,11 +108,7 @@ def _renderable(value: Any) -> Any:
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """FastAPI's own 422 ({"detail": [...]}), safe for any input it echoes."""
     assert isinstance(exc, RequestValidationError)
-    errors = _renderable(list(exc.errors()))
-    for error in errors:
-        if isinstance(error, dict) and "ctx" in error:  # ctx may hold the exception object itself
-            error["ctx"] = {k: v if isinstance(v, str | int | float | bool | None) else str(v)
-                            for k, v in error["ctx"].items()} if isinstance(error["ctx"], dict) else None
+    errors = _renderable(list(exc.errors()))  # anything else (an exception in ctx) as FastAPI renders it
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
