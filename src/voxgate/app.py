@@ -10,6 +10,7 @@ from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from voxgate import __version__
 from voxgate.core.context import Context
@@ -18,6 +19,7 @@ from voxgate.core.service import Limits, SynthesisService
 from voxgate.core.voicebank import VoiceBank
 from voxgate.dialects import alltalk, cosyvoice, flash, gptsovits, native, openai, stackflow, web, wyoming
 from voxgate.dialects.auth import ApiKeyMiddleware, RedactingFilter
+from voxgate.dialects.common import StreamScopeMiddleware, validation_error_handler
 from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound
 from voxgate.scheduling.pool import WorkerPool
@@ -75,12 +77,14 @@ def build_context(settings: Settings) -> Context:
     }
     extras["api_key"] = settings.api_key.get_secret_value() if settings.api_key else None
     extras["cors_origins"] = list(settings.cors_origins)
+    extras["gptsovits.allow_exit"] = settings.allow_remote_control
     extras["flash.role_dir"] = settings.role_dir
     extras["flash.sample_rate"] = settings.flash_sample_rate
     extras["flash.builtin_roles"] = dict(settings.flash_builtin_roles)
     extras["openai.kokoro_voices"] = {k.lower(): v for k, v in settings.kokoro_voice_aliases.items()}
     extras["cosyvoice.cache_dir"] = settings.data_dir.resolve() / "cache" / "cosyvoice"
-    extras["cosyvoice.export_voices"] = partial(export_voices, store)  # blocking; the dialect runs it off-loop
+    extras["cosyvoice.export_voices"] = partial(export_voices, store,  # blocking; the dialect runs it off-loop
+                                                root=settings.data_dir.resolve() / "cache" / "cosyvoice")
     extras["cosyvoice.import_voices"] = partial(import_voices, store)
     extras["stackflow.max_tasks"] = settings.stackflow_max_tasks
     extras["stackflow.audio_sink"] = settings.stackflow_audio_sink
@@ -162,11 +166,15 @@ def redact_logs() -> None:
 
 
 def _protect(app: FastAPI, ctx: Context) -> None:
-    """Require the API key on every door of `app` when one is configured."""
+    """Require the API key on every door of `app` when one is configured; close every stream a request
+    or connection opened when it ends (outermost, so it also covers the key check); render every 422
+    safely whatever input it echoes."""
     key = ctx.extras.get("api_key")
     if isinstance(key, str) and key:
         refused = ctx.metrics.errors.labels("auth", "unauthorized")
         app.add_middleware(ApiKeyMiddleware, key=key, on_refused=lambda path: refused.inc())
+    app.add_middleware(StreamScopeMiddleware, service=ctx.service)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
 
 
 ORIGINAL_NAMES = {"gptsovits": "GPT-SoVITS", "alltalk": "AllTalk", "flash": "Flash-TTS", "cosyvoice": "CosyVoice"}

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         None, description="When set, every dialect requires it (Bearer header or api_key query; StackFlow: auth step)."
     )
+    allow_remote_control: bool = Field(
+        False, description="Let GPT-SoVITS's /control?command=exit stop the server (never from a cross-site request)."
+    )
     engines: list[str] = Field(
         default_factory=lambda: ["piper", "kokoro", "espeak"],
         description="Engines to enable (JSON list in the env var): piper, kokoro (Kokoro-82M, Japanese and "

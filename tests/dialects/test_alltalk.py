@@ -174,7 +174,9 @@ BAD_FORMS: list[tuple[dict[str, Any], str]] = [
     ({"text_not_inside": "both"}, "text_not_inside: text_not_inside needs to be 'character', 'narrator' or 'silent'."),
     ({"language": "el"}, f"language: language needs to be one of the following: {LANGS}."),
     ({"output_file_name": "../x"}, "output_file_name: output_file_name needs to be the name without any special "
-                                   "characters or file extension, e.g., 'filename'."),
+                                   "characters or file extension, e.g., 'filename' (at most 150 characters)."),
+    ({"output_file_name": "a" * 190}, "output_file_name: output_file_name needs to be the name without any special "
+                                      "characters or file extension, e.g., 'filename' (at most 150 characters)."),
     ({"autoplay_volume": 2}, "autoplay_volume: autoplay_volume needs to be from 0.1 to 1.0."),
     ({"speed": 3, "pitch": -11}, "speed: speed needs to be between 0.25 and 2.0.\n"
                                  "pitch: pitch needs to be between -10 and 10."),
@@ -381,6 +383,10 @@ def test_preview_voice(server: Server) -> None:
     assert len(samples) / rate > 1.5 and rms(samples) > 0.02
     missing = httpx.post(f"{server.url}/api/previewvoice/", data={}, timeout=10)
     assert missing.status_code == 422
+    for voice in ("a?b", "a<b", "a>b", 'a"b', "a|b", "a*b"):  # used to be a 500 (an uncaught ValidationError)
+        bad = httpx.post(f"{server.url}/api/previewvoice/", data={"voice": voice}, timeout=10)
+        assert bad.status_code == 400 and list(bad.json()) == ["error"], voice
+        assert "pattern" in bad.json()["error"]
 
 
 # --- output files -------------------------------------------------------------------------------------------

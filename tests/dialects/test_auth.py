@@ -67,6 +67,10 @@ def test_the_key_opens_every_door_by_header_or_query(locked: Server) -> None:
 def test_open_doors_need_no_key(locked: Server) -> None:
     for path in ("/health", "/ready"):
         assert httpx.get(locked.url + path, timeout=10).status_code == 200
+    assert httpx.get(f"{locked.url}/ready", timeout=10).json() == {"status": "ready"}  # nothing more without it
+    full = httpx.get(f"{locked.url}/ready", headers={"Authorization": f"Bearer {KEY}"}, timeout=10).json()
+    assert full["status"] == "ready" and isinstance(full["voices_loaded"], list)
+    assert full["slots"]["held"] == 0 and full["slots"]["total"] > 0
     preflight = httpx.options(f"{locked.url}/v1/audio/speech", timeout=10)
     assert preflight.status_code != 401
 

@@ -283,6 +283,9 @@ def test_cache_save_and_load_round_trip(server: Server, reference: np.ndarray) -
     overwrite = post(server, "/cache/save", {"cache_dir": "sub", "filename": Path(path).stem,
                                              "prompt_ids": ["cosy-c1"]})
     assert overwrite.json() == {"cache_path": path}  # an existing file is replaced, as in the original
+    empty = post(server, "/cache/save", {"cache_dir": "", "filename": "here", "prompt_ids": ["cosy-c1"]})
+    assert empty.json() == {"cache_path": "here.pt"}  # the cache folder itself, not the file-system root
+    assert (server.data_dir / "cache" / "cosyvoice" / "here.pt").is_file()
     post(server, "/remove", {"prompt_ids": ["cosy-c1", "cosy-c2"]})
     assert post(server, "/cache/load", {"cache_path": path, "prompt_ids": []}).json() == {
         "loaded_speakers": ["cosy-c1"]}
@@ -308,6 +311,10 @@ def test_cache_paths_stay_in_the_cache_folder(server: Server) -> None:
     assert refused.status_code == 400 and "voice archive" in refused.json()
     assert post(server, "/cache/save", {}).status_code == 422
     assert post(server, "/cache/load", {"prompt_ids": []}).status_code == 422
+    for long in ("a" * 300, "/".join(["b" * 200] * 8), "../assets/" + "c" * 256):  # ENAMETOOLONG used to be a 500
+        for path, body in (("/cache/load", {"cache_path": long}), ("/cache/save", {"cache_dir": long})):
+            answer = post(server, path, {**body, "prompt_ids": []})
+            assert answer.status_code == 400 and "longer than the file system allows" in answer.json(), path
     assert speakers(server) == before
 
 

@@ -354,7 +354,7 @@ def test_post_routing_rule_against_cosyvoice() -> None:
 @pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory, speech: np.ndarray) -> Iterator[Server]:
     """A server of its own: these tests change the dialect's defaults and finally shut it down."""
-    srv = start_server(tmp_path_factory.mktemp("gsv-private"))
+    srv = start_server(tmp_path_factory.mktemp("gsv-private"), "--allow-remote-control")
     (srv.data_dir / "refs").mkdir(exist_ok=True)
     (srv.data_dir / "refs" / "a.wav").write_bytes(encode_all(speech, 22050, "wav"))
     (srv.data_dir / "refs" / "short.wav").write_bytes(encode_all(speech[: 2 * 22050], 22050, "wav"))
@@ -415,6 +415,43 @@ def _link_model(folder: Path, name: str) -> Path:
     (folder / f"{name}.onnx").symlink_to(source)
     (folder / f"{name}.onnx.json").symlink_to(source.with_name(source.name + ".json"))
     return folder / f"{name}.onnx"
+
+
+def test_control_exit_is_refused_without_the_flag(server: Server) -> None:
+    for call in (lambda: _get(server, "/control", command="exit"),
+                 lambda: httpx.post(f"{server.url}/control", json={"command": "exit"}, timeout=30)):
+        refused = call()
+        assert refused.status_code == 403
+        assert refused.json() == {"message": "exit is disabled: start the server with --allow-remote-control"}
+    assert server.process.poll() is None
+    assert httpx.get(f"{server.url}/health", timeout=10).json() == {"status": "ok"}
+
+
+def test_non_finite_fragment_interval_is_refused_and_frees_its_slot(server: Server) -> None:
+    """Issue 12: -inf used to answer 500 and keep an admission slot for ever (34 of them locked the server)."""
+    query = {"text": "Hello there.", "text_lang": "en", "prompt_lang": "en", "ref_audio_path": VOICE}
+    for value in ("-inf", "inf", "nan", "-1e308", "1e308"):
+        for _ in range(8):
+            answer = httpx.get(f"{server.url}/tts", params={**query, "fragment_interval": value}, timeout=60)
+            assert answer.status_code == 400, (value, answer.text)
+            assert answer.json()["message"] == "tts failed"
+            assert "fragment_interval" in answer.json()["Exception"]
+    start = '{"text": "Hi.", "text_lang": "en", "prompt_lang": "en", "ref_audio_path": "' + VOICE + '"'
+    for body in (start + ', "fragment_interval": -Infinity}', start + ', "fragment_interval": -1e999}'):
+        answer = httpx.post(f"{server.url}/tts", content=body, headers={"content-type": "application/json"},
+                            timeout=60)
+        assert answer.status_code == 422 and answer.json()["detail"][0]["type"] == "json_invalid"
+    assert httpx.get(f"{server.url}/ready", timeout=10).json()["active_requests"] == 0
+    ok = tts(server, text="Still speaking.", media_type="raw", fragment_interval=-1)
+    assert ok.status_code == 200 and len(ok.content) > 16000
+
+
+def test_control_exit_refused_for_cross_site_requests(private: Server) -> None:
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+        refused = httpx.get(f"{private.url}/control", params={"command": "exit"}, headers=headers, timeout=30)
+        assert refused.status_code == 403, headers
+        assert refused.json() == {"message": "exit refused: a cross-site request may not stop the server"}
+    assert private.process.poll() is None
 
 
 def test_control_exit_shuts_down_cleanly(private: Server) -> None:

@@ -16,6 +16,9 @@ def test_health_and_ready(server: Server) -> None:
     assert body["status"] == "ready" and body["default_voice"] == "en_US-joe-medium"
     assert "en_US-joe-medium" in body["voices_loaded"] and body["workers"] == 2
     assert isinstance(body["active_requests"], int)
+    slots = body["slots"]
+    assert slots["total"] == body["workers"] + 32 and 0 <= slots["held"] <= slots["total"]
+    assert slots["saturated_seconds"] == 0.0
 
 
 def test_metrics_exposes_requests_latency_audio_and_queue(server: Server) -> None:

@@ -754,6 +754,20 @@ def test_wrong_keys_close_the_connection(keyed: int) -> None:
         c.close()
 
 
+def test_wrong_keys_on_ordinary_messages_count_too(keyed: int) -> None:
+    """Issue 12: 50 wrong api_key fields on one connection used to leave it open."""
+    c = Client(keyed)
+    try:
+        assert c.call("g0", "sys", "ping", api_key="guess-0")["error"]["code"] == -31
+        assert c.call("g1", "sys", "auth", "sys.utf-8", "guess-1")["error"]["code"] == -31  # the same count
+        assert_error(c.call("g2", "melotts", "setup", "melotts.setup", {"model": "melotts-en-us"},
+                            api_key="guess-2"), -31, "invalid api key", "g2", "melotts")
+        with pytest.raises(ConnectionError):
+            c.recv(timeout=10)
+    finally:
+        c.close()
+
+
 # -- the app ----------------------------------------------------------------------------------------------------
 
 

@@ -488,6 +488,7 @@ async def test_query_strings_are_not_logged(site: Site, caplog: pytest.LogCaptur
         ("::ffff:127.0.0.1", True), ("::ffff:169.254.169.254", True), ("0.0.0.0", True), ("::", True),
         ("224.0.0.1", True), ("ff02::1", True), ("100.64.0.1", True), ("240.0.0.1", True),
         ("255.255.255.255", True), ("2002:7f00:1::", True),
+        ("fec0::1", True), ("feff:ffff::1", True), ("::ffff:10.0.0.1", True),
         ("8.8.8.8", False), ("93.184.216.34", False), ("2606:4700::1", False), ("::ffff:8.8.8.8", False),
     ],
 )

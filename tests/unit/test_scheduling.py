@@ -303,6 +303,7 @@ async def test_memory_budget_unloads_idle_sessions_least_recently_used_first(mon
 
     rss = iter(range(0, 10**12, 100 * 2**20))  # every reading 100 MB above the last: each load "costs" 100 MB
     monkeypatch.setattr(pool_module, "_rss", lambda: next(rss))
+    monkeypatch.setattr(pool_module, "WARM_USES", 0)  # loads only here; first runs are charged below
     engine = FakeEngine()
     pool = WorkerPool(lambda name: engine, workers=1, threads=1, solo_threads=0, memory_budget_mb=250)
     try:
@@ -327,6 +328,24 @@ async def test_memory_budget_unloads_idle_sessions_least_recently_used_first(mon
         assert pool.loaded_voices() == {"a", "c"} and pool.stats.evicted == 3
         await speak("ja")  # an unloaded voice loads again on demand
         assert "ja" in pool.loaded_voices()
+    finally:
+        pool.close()
+
+
+async def test_a_sessions_first_runs_count_toward_its_cost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: an ONNX arena and lazily loaded tables grow RSS on first use, after the load was measured."""
+    import voxgate.scheduling.pool as pool_module
+
+    rss = iter(range(0, 10**12, 100 * 2**20))  # each reading 100 MB above the last
+    monkeypatch.setattr(pool_module, "_rss", lambda: next(rss))
+    engine = FakeEngine()
+    pool = WorkerPool(lambda name: engine, workers=1, threads=1, solo_threads=0)
+    try:
+        b = next(v for v in engine.voices() if v.id == "b")
+        for _ in range(4):
+            await drain(pool.submit(Job(b, "one two", EngineParams(), 0.0, asyncio.get_running_loop())))
+        # the load (100 MB) and the first WARM_USES runs (100 MB each); later runs are not charged
+        assert [s["mb"] for s in pool.sessions()] == [100.0 * (1 + pool_module.WARM_USES)]
     finally:
         pool.close()
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -31,6 +34,24 @@ SECONDS_PER_CHAR = 0.065  # typical speech rate, to estimate deadlines of segmen
 BUSY_FIRST_MAX = 48  # chars: when every worker is busy, a longer first segment is cut at a word...
 BUSY_FIRST_CUT = 30  # ...near here, so a newcomer's first audio costs half as much
 MID_SENTENCE_GAP = 0.04  # seconds of an engine's trailing silence kept where a sentence was cut
+# /ready answers 503 once every admission slot has been held without a break for this long: a server
+# that could not admit anyone for half a minute should be taken out of a load balancer's rotation.
+SATURATED_SECONDS = 30.0
+
+# The streams opened inside the current request (set by SynthesisService.scope, e.g. per HTTP request or
+# WebSocket connection): whatever a dialect does, they are closed when the scope ends.
+_SCOPE: ContextVar[weakref.WeakSet[SynthesisStream] | None] = ContextVar("voxgate_stream_scope", default=None)
+
+
+class _Lease:
+    """The admission slot a stream holds, kept apart from the stream so it can be given back when the
+    stream is garbage-collected without ever being closed."""
+
+    __slots__ = ("held", "inflight")
+
+    def __init__(self, inflight: deque[tuple[int, str, Job]]) -> None:
+        self.held = False
+        self.inflight = inflight  # the stream's running jobs, cancelled if the stream is collected
 
 
 @dataclass(frozen=True)
@@ -110,7 +131,16 @@ class SynthesisStream:
         self._delivered = 0.0  # seconds of audio handed to the client
         self._first_audio: float | None = None  # seconds from admission to first audio
         self._closed = False
-        self.admitted = True  # holds an admission slot (a text stream takes one on its first text)
+        self._lease = _Lease(self._inflight)  # SynthesisService.open/TextStream.feed take the slot
+
+    @property
+    def admitted(self) -> bool:
+        """True while the stream holds an admission slot (a text stream takes one on its first text)."""
+        return self._lease.held
+
+    @admitted.setter
+    def admitted(self, value: bool) -> None:
+        self._lease.held = value
 
     def _voicing(self, voice: VoiceInfo) -> Voicing:
         found = self._voicings.get(voice.id)
@@ -225,7 +255,6 @@ class SynthesisStream:
         self._closed = True
         self.cancel()
         self._service._release(self)
-        self.admitted = False
 
     async def aclose(self) -> None:
         """End the stream; if it had not finished, its work is cancelled and counted."""
@@ -248,7 +277,8 @@ class SynthesisService:
         self.limits = limits
         self.prefetch = max(2, pool.size)  # segments of one stream queued at once
         self._active = 0
-        self._open: set[SynthesisStream] = set()  # admitted and not finished, for stop_all
+        self._full_since: float | None = None  # when the last free admission slot was taken
+        self._open: weakref.WeakSet[SynthesisStream] = weakref.WeakSet()  # not finished, for stop_all
         self._gains: dict[str, float] = {}
         self._gain_locks: dict[str, asyncio.Lock] = {}
         self.ready = False
@@ -264,6 +294,40 @@ class SynthesisService:
     def active(self) -> int:
         """Requests admitted and not yet closed."""
         return self._active
+
+    @property
+    def capacity(self) -> int:
+        """Admission slots: the workers plus the queue."""
+        return self.pool.size + self.limits.max_queue
+
+    @property
+    def saturated_for(self) -> float:
+        """Seconds every admission slot has been held without a break (0 while one is free)."""
+        return 0.0 if self._full_since is None else time.monotonic() - self._full_since
+
+    @property
+    def saturated(self) -> bool:
+        """No slot could be had for SATURATED_SECONDS: /ready reports the server not ready."""
+        return self.saturated_for >= SATURATED_SECONDS
+
+    @asynccontextmanager
+    async def scope(self) -> AsyncIterator[None]:
+        """Close, when the block ends, every stream opened inside it (in this task or tasks it starts):
+        the composition root wraps each HTTP request and WebSocket connection in one, so a dialect that
+        forgets a stream, or raises between opening it and closing it, cannot keep its slot."""
+        opened: weakref.WeakSet[SynthesisStream] = weakref.WeakSet()
+        token = _SCOPE.set(opened)
+        try:
+            yield
+        finally:
+            try:
+                _SCOPE.reset(token)
+            except ValueError:  # exited in another context than it was entered in: nothing to reset
+                pass
+            for stream in list(opened):
+                if not stream._closed:
+                    _LOG.debug("closing a stream its dialect left open")
+                    await stream.aclose()
 
     async def warm_up(self, preload: Sequence[str] = ()) -> None:
         """Load the default voice's sessions (and those of `preload`) and measure their level, so first
@@ -295,8 +359,10 @@ class SynthesisService:
                             *((i + 1, t, v) for i, t, v in segments[1:])]
                 joined.add(0)
                 self.metrics.busy_cuts.inc()
+        stream = SynthesisStream(self, request, voice, segments, joined)
         self.admit()
-        return self.track(SynthesisStream(self, request, voice, segments, joined))
+        stream.admitted = True  # nothing can raise between taking the slot and tracking its holder
+        return self.track(stream)
 
     def _busy(self) -> bool:
         """Every worker has a job (so a first segment will run on a 1-thread session, after a wait)."""
@@ -312,15 +378,37 @@ class SynthesisService:
     def admit(self) -> None:
         """Count a request in, or raise Overloaded. The caller must hand the stream it builds to
         track(); the slot is released when the stream ends."""
-        if self._active >= self.pool.size + self.limits.max_queue:
+        if self._active >= self.capacity:
             self.metrics.rejected.inc()
             raise Overloaded(f"{self._active} requests in progress; retry shortly", retry_after=1.0)
         self._active += 1
+        if self._active >= self.capacity and self._full_since is None:
+            self._full_since = time.monotonic()
+
+    def _give_back(self) -> None:
+        self._active -= 1
+        if self._active < self.capacity:
+            self._full_since = None
 
     def track(self, stream: StreamT) -> StreamT:
-        """Remember an admitted stream until it finishes (for stop_all)."""
+        """Remember a stream until it finishes (for stop_all), close it with the enclosing scope(), and
+        give its slot back if it is garbage-collected unclosed. Every stream passes through here."""
         self._open.add(stream)
+        opened = _SCOPE.get()
+        if opened is not None:
+            opened.add(stream)
+        weakref.finalize(stream, self._reclaim, stream._lease)
         return stream
+
+    def _reclaim(self, lease: _Lease) -> None:
+        """A stream was collected without being closed: free its slot and stop its work."""
+        if not lease.held:
+            return
+        lease.held = False
+        self._give_back()
+        for _, _, job in lease.inflight:
+            job.cancel()  # the worker drops it (thread-safe; the pool lock is not taken from a finalizer)
+        _LOG.warning("a synthesis stream was dropped without being closed; its slot was reclaimed")
 
     def stop_all(self) -> int:
         """Stop every stream in flight: queued work is dropped, running pieces stop after the current
@@ -388,7 +476,8 @@ class SynthesisService:
 
     def _release(self, stream: SynthesisStream) -> None:
         if stream.admitted:
-            self._active -= 1
+            stream.admitted = False
+            self._give_back()
         self._open.discard(stream)
 
 

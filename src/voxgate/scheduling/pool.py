@@ -20,6 +20,8 @@ from streams that are ahead of real time, so a newcomer's first audio does not q
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import heapq
 import itertools
 import logging
@@ -35,6 +37,7 @@ from voxgate.engines.base import Engine, EngineParams, LoadedVoice, VoiceInfo
 
 _LOG = logging.getLogger(__name__)
 _DONE = object()  # end-of-job marker on a job's queue
+WARM_USES = 2  # a session's first runs whose RSS growth counts toward its cost (arena, lazy tables)
 
 
 @dataclass(eq=False)
@@ -98,7 +101,8 @@ class WorkerPool:
         # (voice load key, threads) → session, least recently used first
         self._sessions: OrderedDict[tuple[str, int], LoadedVoice] = OrderedDict()
         self._users: Counter[tuple[str, int]] = Counter()  # jobs on each session now (never evicted then)
-        self._costs: dict[tuple[str, int], int] = {}  # bytes of RSS each session's load added
+        self._costs: dict[tuple[str, int], int] = {}  # bytes of RSS each session's load and first runs added
+        self._uses: Counter[tuple[str, int]] = Counter()  # runs on each session so far (see _charge)
         self._pinned: set[str] = set()  # load keys kept loaded whatever the budget (default, preloaded)
         self._budget = memory_budget_mb * 1024 * 1024  # 0 = no limit
         self._loading: dict[tuple[str, int], threading.Lock] = {}  # so a session is loaded once
@@ -192,6 +196,8 @@ class WorkerPool:
         for old_key, old in evicted:
             _LOG.info("unloaded %s (%d threads) to stay within the memory budget", *old_key)
             old.close()
+        if evicted:
+            _trim()  # give the freed model memory back to the system, or reloads only add to the heap
         return key, loaded
 
     def _hold(self, key: tuple[str, int]) -> tuple[tuple[str, int], LoadedVoice] | None:
@@ -201,6 +207,14 @@ class WorkerPool:
         self._sessions.move_to_end(key)
         self._users[key] += 1
         return key, self._sessions[key]
+
+    def _charge(self, key: tuple[str, int], grown: int) -> None:
+        """Add what a session's first runs grew the process by to its cost: an ONNX session's arena, a
+        G2P dictionary loaded on first use. Concurrent runs may both be charged: the budget errs high."""
+        with self._load_lock:
+            self._uses[key] += 1
+            if key in self._costs and grown > 0:
+                self._costs[key] += grown
 
     def _release(self, held: tuple[tuple[str, int], LoadedVoice]) -> None:
         with self._load_lock:
@@ -220,6 +234,7 @@ class WorkerPool:
             evicted.append((key, self._sessions.pop(key)))
             total -= self._costs.pop(key, 0)
             del self._users[key]  # idle: its count is zero
+            self._uses.pop(key, None)
             self.stats.evicted += 1
         return evicted
 
@@ -280,11 +295,15 @@ class WorkerPool:
                 held, alone = self._session(job)
                 loaded = held[1]
                 job.rate = loaded.sample_rate
+                warming = self._uses[held[0]] < WARM_USES
+                before = _rss() if warming else 0
                 for audio in loaded.synthesize(job.text, job.params):
                     if job.cancelled.is_set():
                         break
                     audio = np.asarray(audio, dtype=np.float32)
                     job._post(job.post(audio, loaded.sample_rate) if job.post else audio)
+                if warming:
+                    self._charge(held[0], _rss() - before)
                 if job.cancelled.is_set():
                     outcome = "interrupted"  # its audio is unwanted, even if the last piece got done
             except Exception as exc:  # the job's consumer decides what an engine error means
@@ -300,6 +319,23 @@ class WorkerPool:
                     self._running.discard(job)
                     setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
                 job._post(final)
+
+
+def _libc_trim() -> Callable[[], None]:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        return lambda: None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+
+    def run() -> None:
+        trim(0)
+
+    return run
+
+
+_trim = _libc_trim()
 
 
 def _rss() -> int:

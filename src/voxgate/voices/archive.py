@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from voxgate.errors import InvalidInput
+from voxgate.safefs import atomic_file
 from voxgate.voices.store import StoredVoice, VoiceStore, audio_sha256, make_id, read_wav
 
 FORMAT = "voxgate-voices"
@@ -24,20 +25,22 @@ class BadArchive(InvalidInput):
     """The file is not a voxgate voice archive, or it is damaged."""
 
 
-def export_voices(store: VoiceStore, dest: Path, ids: Iterable[str] | None = None) -> list[str]:
-    """Write the chosen voices (default: all) and their audio into a zip at `dest`; returns their ids."""
+def export_voices(store: VoiceStore, dest: Path, ids: Iterable[str] | None = None,
+                  root: Path | None = None) -> list[str]:
+    """Write the chosen voices (default: all) and their audio into a zip at `dest` (whose real folder must
+    be inside `root`, if given); returns their ids."""
     wanted = set(ids) if ids is not None else None
     voices = [v for v in store.list() if wanted is None or v.id in wanted]
     missing = (wanted or set()) - {v.id for v in voices}
     if missing:
         raise InvalidInput(f"no registered voice named {', '.join(sorted(missing))}")
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    # A random O_EXCL temporary beside `dest`, renamed over it: a symlink planted at `dest` or at any
+    # predictable temporary name is replaced or never met, not written through.
+    with atomic_file(dest, root) as out, zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         manifest = {"format": FORMAT, "version": VERSION, "voices": [v.to_dict() for v in voices]}
         archive.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
         for sha in sorted({v.audio_sha256 for v in voices}):
             archive.write(store.audio_path(sha), f"references/{sha}.wav")
-    tmp.replace(dest)
     return [v.id for v in voices]
 
 

@@ -249,6 +249,9 @@ def from_path(path: str, policy: ReferencePolicy) -> ReferenceAudio:
     return from_bytes(data, policy, "path")
 
 
+_SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")
+
+
 def is_blocked_address(address: str | IPAddress) -> bool:
     """True for addresses a client-supplied URL must not reach: loopback, private, link-local, etc."""
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
@@ -258,6 +261,8 @@ def is_blocked_address(address: str | IPAddress) -> bool:
         # 6to4 and Teredo addresses carry an IPv4 address the network may route to.
         embedded = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
         if embedded is not None and is_blocked_address(embedded):
+            return True
+        if ip in _SITE_LOCAL:  # deprecated (RFC 3879) but still routed inside some sites; Python calls it global
             return True
     return (
         not ip.is_global or ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast

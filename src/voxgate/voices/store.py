@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import sqlite3
 import struct
 import threading
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from voxgate.errors import InvalidInput, VoiceExists
+from voxgate.safefs import UnsafePath, check_inside, write_atomic
 
 __all__ = ["StoredVoice", "VoiceExists", "VoiceStore", "audio_sha256", "make_id"]
 
@@ -113,21 +113,6 @@ def read_wav(path: Path | io.BytesIO) -> tuple[np.ndarray, int]:
     return np.frombuffer(frames, dtype="<i2").astype(np.float32) / 32768.0, rate
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write, fsync, rename, fsync the folder: the file is either whole or absent."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}{_TMP_SUFFIX}")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
 class VoiceStore:
     """The registered-voice index and its audio files under one data folder."""
 
@@ -135,6 +120,9 @@ class VoiceStore:
         self.root = root
         self.references = root / "references"
         self.references.mkdir(parents=True, exist_ok=True)
+        check_inside(self.references, root)  # a references link out of the data folder is refused at start
+        if (root / "registry.sqlite").is_symlink():
+            raise UnsafePath(f"{root / 'registry.sqlite'} is a symlink; voxgate keeps its index in the data folder")
         self._lock = threading.RLock()  # one writer at a time inside this process; SQLite guards others
         self._db = sqlite3.connect(root / "registry.sqlite", check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -172,8 +160,8 @@ class VoiceStore:
             if existing is not None and not replace:
                 return existing, True
             path = self.audio_path(sha)
-            if not path.exists():
-                write_atomic(path, wav_bytes(samples, voice.sample_rate))
+            if path.is_symlink() or not path.is_file():  # a link planted in its place is replaced, not followed
+                write_atomic(path, wav_bytes(samples, voice.sample_rate), root=self.root)
             with self._transaction() as db:
                 db.execute("INSERT OR REPLACE INTO voices VALUES (?,?,?,?,?,?,?,?,?,?)", _row(record))
             if existing is not None and existing.audio_sha256 != sha:
@@ -230,7 +218,7 @@ class VoiceStore:
         with self._lock:
             used = {row[0] for row in self._db.execute("SELECT audio_sha256 FROM voices")}
             for path in self.references.iterdir():
-                stale_tmp = path.name.endswith(_TMP_SUFFIX)
+                stale_tmp = path.name.startswith(".") and path.name.endswith(_TMP_SUFFIX)
                 orphan = path.suffix == ".wav" and path.stem not in used
                 if stale_tmp or orphan:
                     path.unlink(missing_ok=True)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import secrets
-import tempfile
 import time
 from pathlib import Path
+
+from voxgate.safefs import write_atomic
 
 _LOG = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")
@@ -46,16 +46,8 @@ class OutputStore:
     def write(self, name: str, data: bytes) -> Path:
         """Write atomically (blocking), then prune; returns the absolute path."""
         target = self.path_for(name)
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; local clients (text-generation-webui) read the path
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # 0644: local clients (text-generation-webui) read the path; a link planted at the name is replaced
+        write_atomic(target, data, root=self.root, mode=0o644, sync=False)
         self.prune(spare=target)
         return target
 

@@ -63,7 +63,7 @@ def _description(field: str, limit: int = 2000) -> str:
         "text_not_inside": "text_not_inside needs to be 'character', 'narrator' or 'silent'.",
         "language": "language needs to be one of the following: " + ", ".join(LANGUAGE_CODES) + ".",
         "output_file_name": "output_file_name needs to be the name without any special characters or file "
-                            "extension, e.g., 'filename'.",
+                            "extension, e.g., 'filename' (at most 150 characters).",
         "autoplay_volume": "autoplay_volume needs to be from 0.1 to 1.0.",
         "speed": "speed needs to be between 0.25 and 2.0.",
         "pitch": "pitch needs to be between -10 and 10.",
@@ -97,7 +97,7 @@ class GenerateParams(BaseModel):
     """Who speaks text outside *…* and "…" in narrator mode."""
     language: str = Field(pattern="^(" + "|".join(LANGUAGE_CODES) + ")$")
     """Language of the text; auto = the voice's own language."""
-    output_file_name: str = Field(pattern=NAME_PATTERN)
+    output_file_name: str = Field(pattern=NAME_PATTERN, max_length=150)  # room for _combined and a time stamp
     """Base name of the output file."""
     output_file_timestamp: bool = True
     """Append a unique time stamp to the name (else the file is overwritten by the next request)."""

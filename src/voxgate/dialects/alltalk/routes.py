@@ -35,6 +35,7 @@ from voxgate.dialects.common import (
     body_model,
     failure,
     fields_schema,
+    parse_json,
     request_body,
     unless_disconnected,
 )
@@ -246,7 +247,7 @@ def _mount_info(app: FastAPI, at: AllTalk, paths: set[Any]) -> None:
     async def openai_voicemap(request: Request) -> JSONResponse:
         raw = await request.body()
         try:
-            payload = json.loads(raw) if raw else None
+            payload = parse_json(raw) if raw else None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RequestValidationError([{"type": "json_invalid", "loc": ("body", getattr(exc, "pos", 0)),
                                            "msg": "JSON decode error", "input": {}}]) from None
@@ -333,6 +334,8 @@ def _mount_generation(app: FastAPI, at: AllTalk) -> None:
             await at.save(samples, rate, name)
         except VoxgateError as exc:
             return _error(ctx, exc, "detail")
+        except ValidationError as exc:
+            return _error(ctx, InvalidInput(str(exc.errors()[0]["msg"]), param="voice"), "detail")
         return JSONResponse({"output_file_path": output_file})
 
     @app.post("/api/previewvoice/", tags=["alltalk"],
@@ -351,6 +354,8 @@ def _mount_generation(app: FastAPI, at: AllTalk) -> None:
             path = await at.save(samples, rate, f"{PREVIEW_NAME}.wav")
         except VoxgateError as exc:
             return _error(ctx, exc, "error")
+        except ValidationError as exc:  # a voice name with characters no AllTalk voice file has
+            return _error(ctx, InvalidInput(str(exc.errors()[0]["msg"]), param="voice"), "error")
         return JSONResponse({"status": "generate-success", "output_file_path": str(path),
                              "output_file_url": f"/audio/{path.name}"})
 

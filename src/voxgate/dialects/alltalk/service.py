@@ -20,7 +20,8 @@ from voxgate.dialects.alltalk.narrator import assign, clean_text, split_parts
 from voxgate.dialects.alltalk.outputs import OutputStore
 from voxgate.dialects.alltalk.protocol import GenerateParams, language_tag
 from voxgate.dialects.common import first_then_rest
-from voxgate.errors import VoiceNotFound, VoxgateError
+from voxgate.errors import EngineFailure, VoiceNotFound, VoxgateError
+from voxgate.safefs import UnsafePath
 
 _LOG = logging.getLogger(__name__)
 VOICEMAP_KEY = "alltalk.openai_voicemap"  # in the voice store's key-value table: survives restarts
@@ -185,4 +186,8 @@ class AllTalk:
     async def save(self, samples: np.ndarray, rate: int, name: str) -> Path:
         """Write a WAV into the output folder (off the loop) and prune old files."""
         data = await asyncio.to_thread(encode_all, samples, rate, "wav")
-        return await asyncio.to_thread(self.store.write, name, data)
+        try:
+            return await asyncio.to_thread(self.store.write, name, data)
+        except UnsafePath as exc:  # the output folder was made a link out of the data folder
+            _LOG.error("refusing to write an AllTalk output: %s", exc)
+            raise EngineFailure("could not write the output file (see the server log)") from None

@@ -18,12 +18,15 @@ from typing import Any
 from voxgate.core.context import Context
 from voxgate.dialects.cosyvoice.protocol import DEFAULT_CACHE_DIR
 from voxgate.errors import ForbiddenReference, InvalidInput
+from voxgate.safefs import UnsafePath
 
 # ctx.extras keys, set by the composition root (the archive code lives in voxgate.voices).
 CACHE_DIR = "cosyvoice.cache_dir"  # Path: the folder every cache file lives in
 EXPORT = "cosyvoice.export_voices"  # (dest: Path, ids: list[str] | None) -> list[str], blocking
 IMPORT = "cosyvoice.import_voices"  # (src: Path) -> list[tuple[StoredVoice, bool]], blocking
 MAX_NAME = 200  # characters of a cache file name
+MAX_COMPONENT = 255  # bytes of one path component (NAME_MAX on Linux and macOS)
+MAX_PATH = 1024  # characters of a whole client path
 
 
 class CacheFiles:
@@ -52,7 +55,12 @@ class CacheFiles:
         if tuple(parts[: len(default)]) == default:
             text = os.path.join(*parts[len(default) :]) if len(parts) > len(default) else ""
         candidate = Path(text) if os.path.isabs(text) else root / text
-        resolved = candidate.resolve()
+        if any(len(os.fsencode(part)) > MAX_COMPONENT for part in candidate.parts) or len(str(candidate)) > MAX_PATH:
+            raise InvalidInput(f"{field} is longer than the file system allows", param=field)
+        try:
+            resolved = candidate.resolve()
+        except OSError as exc:  # a symlink loop, or a link whose target is too long
+            raise InvalidInput(f"{field} cannot be resolved: {exc.strerror}", param=field) from None
         if resolved != root and root not in resolved.parents:
             raise ForbiddenReference(f"{field} must be inside the server's CosyVoice cache folder "
                                      f"(a relative path, or {DEFAULT_CACHE_DIR}/...)", param=field)
@@ -80,9 +88,13 @@ class CacheFiles:
             return None  # the original answers null when nothing matched
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         assert self._export is not None
-        await asyncio.to_thread(self._export, folder / name, ids)
-        given = (cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR).rstrip("/") or "/"
-        return os.path.join(given, name)
+        try:
+            await asyncio.to_thread(self._export, folder / name, ids)
+        except UnsafePath:
+            raise ForbiddenReference("cache_dir must be inside the server's CosyVoice cache folder",
+                                     param="cache_dir") from None
+        given = DEFAULT_CACHE_DIR if cache_dir is None else cache_dir.strip().rstrip("/")
+        return os.path.join(given, name) if given else name  # "" is the cache folder itself, not "/"
 
     async def load(self, cache_path: str, wanted: Iterable[str]) -> list[str]:
         """Import the chosen voices (none named = all) of a cache file; [] if there is no such file."""

@@ -20,7 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 from voxgate.audio.encoders import encode_all
 from voxgate.audio.pcm import wav_header
 from voxgate.core.context import Context
-from voxgate.dialects.common import ErrorSpec, failure, unless_disconnected
+from voxgate.dialects.common import ErrorSpec, failure, parse_json, unless_disconnected
 from voxgate.dialects.cosyvoice.cache import CacheFiles
 from voxgate.dialects.cosyvoice.protocol import (
     NO_SUCH_SPEAKER,
@@ -117,7 +117,7 @@ class ByBody:
 
     def _choose(self, body: bytes) -> APIRoute:
         try:
-            payload = json.loads(body)
+            payload = parse_json(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return self._theirs  # forms and broken JSON: the other dialect accepts forms
         if isinstance(payload, dict) and not self._is_theirs(payload):

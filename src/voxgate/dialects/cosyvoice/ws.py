@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from voxgate.audio.encoders import encode_all
 from voxgate.core.context import Context
 from voxgate.core.textstream import TextStream, open_text_stream
-from voxgate.dialects.common import ErrorSpec, lookup
+from voxgate.dialects.common import ErrorSpec, lookup, parse_json
 from voxgate.dialects.cosyvoice.protocol import (
     NO_SUCH_SPEAKER,
     OutputParams,
@@ -182,7 +182,7 @@ class Link:
         if not getter.done() or getter.cancelled():
             return None
         raw = getter.result()
-        return json.loads(raw)
+        return parse_json(raw)
 
     async def _start(self, message: Any) -> Session:
         params = StreamStart.model_validate(message).req_params

@@ -117,8 +117,9 @@ class TtsParams(BaseModel):
             raise ParamError(STREAMING_MESSAGE, param="streaming_mode")
         if mode == 0 and self.return_fragment:
             mode = 1
-        if not self.fragment_interval <= 10:
-            raise InvalidInput("fragment_interval must be at most 10 seconds", param="fragment_interval")
+        if not -1e6 <= self.fragment_interval <= 10:  # also refuses NaN and ±inf
+            raise InvalidInput("fragment_interval must be a number of seconds, at most 10",
+                               param="fragment_interval")
         return mode
 
     @property
@@ -129,7 +130,7 @@ class TtsParams(BaseModel):
     @property
     def silence(self) -> int:
         """Samples of silence after each fragment (a negative interval means none, as in the original)."""
-        return max(0, int(SAMPLE_RATE * self.fragment_interval))
+        return int(SAMPLE_RATE * min(max(0.0, self.fragment_interval), 10.0))
 
     def to_request(self, voice: str, segments: Sequence[str]) -> SynthesisRequest:
         """The internal request: `voice` is the resolved voice id, `segments` the cut text."""

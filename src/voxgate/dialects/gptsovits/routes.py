@@ -32,6 +32,7 @@ from voxgate.dialects.common import (
     failure,
     fields_schema,
     first_then_rest,
+    parse_json,
     query_parameters,
     request_body,
     unless_disconnected,
@@ -101,6 +102,17 @@ def _validation_error(exc: ValidationError, where: str) -> RequestValidationErro
     return RequestValidationError(errors)
 
 
+def cross_site(request: Request) -> bool:
+    """A browser request another site made: Sec-Fetch-Site says so, or Origin is not this server."""
+    if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False  # not sent by a browser's cross-origin fetch (curl, the GPT-SoVITS clients)
+    host = request.headers.get("host", "")
+    return origin.lower() not in {f"http://{host}".lower(), f"https://{host}".lower()}
+
+
 def _parse(fields: Any, where: str) -> TtsParams:
     try:
         return TtsParams.model_validate(fields)
@@ -119,7 +131,7 @@ async def _body_fields(request: Request) -> Any:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required",
                                        "input": None}])
     try:
-        return json.loads(raw)
+        return parse_json(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body", getattr(exc, "pos", 0)),
                                        "msg": "JSON decode error", "input": {},
@@ -277,15 +289,16 @@ def attach(app: FastAPI, ctx: Context) -> None:
                      if params.ref_audio_path else state.default)
             assert voice is not None  # check() refused a request with neither
             cut = plan(params.text or "", params.language, params.text_split_method, mode)
+            silence = params.silence  # everything that can fail is computed before the stream opens
             stream = await ctx.service.open(params.to_request(voice, cut.segments))
             if mode == 0:
-                audio = await unless_disconnected(request, whole(stream, cut, params.silence))
+                audio = await unless_disconnected(request, whole(stream, cut, silence))
                 data = await asyncio.to_thread(_whole_file, audio, params.media_type)
                 return Response(data, media_type=f"audio/{params.media_type}")
             chunks = await first_then_rest(stream)
         except VoxgateError as exc:
             return error_response(ctx, exc)
-        units = _by_fragment(chunks, cut, mode, params.silence)
+        units = _by_fragment(chunks, cut, mode, silence)
         return ClosingStreamingResponse(_stream_body(units, params.media_type), stream.aclose,
                                          media_type=f"audio/{params.media_type}")
 
@@ -303,9 +316,15 @@ def attach(app: FastAPI, ctx: Context) -> None:
     async def tts_post(request: Request) -> Response:
         return await tts(_parse(await _body_fields(request), "body"), request)
 
-    async def control(command: Any) -> Response:
+    async def control(command: Any, request: Request) -> Response:
         if command is None or command == "":
             return JSONResponse({"message": "command is required"}, status_code=400)
+        if command == "exit" and not ctx.extras.get("gptsovits.allow_exit"):
+            return JSONResponse({"message": "exit is disabled: start the server with --allow-remote-control"},
+                                status_code=403)
+        if command == "exit" and cross_site(request):
+            return JSONResponse({"message": "exit refused: a cross-site request may not stop the server"},
+                                status_code=403)
         if command == "restart":
             await asyncio.to_thread(ctx.voices.refresh)
             try:
@@ -326,18 +345,18 @@ def attach(app: FastAPI, ctx: Context) -> None:
         return JSONResponse(None)
 
     @app.get("/control", tags=["gptsovits"])
-    async def control_get(command: str | None = None) -> Response:
-        return await control(command)
+    async def control_get(request: Request, command: str | None = None) -> Response:
+        return await control(command, request)
 
     @app.post("/control", tags=["gptsovits"],
               openapi_extra=request_body(fields_schema(("command",), title="Control"), required=False))
     async def control_post(request: Request) -> Response:
         try:
-            body = json.loads(await request.body() or b"{}")
+            body = parse_json(await request.body() or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError):
             body = {}
         command = body.get("command") if isinstance(body, dict) else None
-        return await control(command if command is not None else request.query_params.get("command"))
+        return await control(command if command is not None else request.query_params.get("command"), request)
 
     async def set_weights(weights_path: str | None, kind: str) -> Response:
         if not weights_path:

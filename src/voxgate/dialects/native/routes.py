@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import UploadFile
 
 from voxgate.core.context import Context
+from voxgate.dialects.auth import key_matches, presented_key
 from voxgate.dialects.common import (
     FORM,
     JSON,
@@ -85,17 +86,25 @@ def attach(app: FastAPI, ctx: Context) -> None:
         return {"status": "ok"}
 
     @app.get("/ready", tags=["native"])
-    async def ready() -> JSONResponse:
+    async def ready(request: Request) -> JSONResponse:
+        service = ctx.service
+        status = "warming" if not service.ready else "saturated" if service.saturated else "ready"
+        code = 200 if status == "ready" else 503
+        key = ctx.extras.get("api_key")
+        if isinstance(key, str) and key and not key_matches(presented_key(request.scope), key):
+            return JSONResponse({"status": status}, status_code=code)  # an open door: it reveals nothing more
         body = {
-            "status": "ready" if ctx.service.ready else "warming",
+            "status": status,
             "default_voice": ctx.voices.default_voice,
-            "voices_loaded": sorted(ctx.service.pool.loaded_voices()),
-            "workers": ctx.service.pool.size,
-            "active_requests": ctx.service.active,
+            "voices_loaded": sorted(service.pool.loaded_voices()),
+            "workers": service.pool.size,
+            "active_requests": service.active,
+            "slots": {"held": service.active, "total": service.capacity,
+                      "saturated_seconds": round(service.saturated_for, 1)},
             "engines": ctx.voices.engine_report(),
-            "sessions": ctx.service.pool.sessions(),
+            "sessions": service.pool.sessions(),
         }
-        return JSONResponse(body, status_code=200 if ctx.service.ready else 503)
+        return JSONResponse(body, status_code=code)
 
     @app.get("/metrics", tags=["native"])
     async def metrics() -> Response:

@@ -9,6 +9,7 @@ from typing import Any
 
 from voxgate.core.context import Context
 from voxgate.core.routing import LanguageNotSpoken, best_voice
+from voxgate.dialects.common import parse_json
 from voxgate.dialects.stackflow.protocol import LOAD_FAILED, UNIT_JSON_ERROR, Code, ProtocolError
 from voxgate.errors import VoiceNotFound
 
@@ -136,8 +137,8 @@ def parse_setup(ctx: Context, unit: str, data: Any) -> TaskConfig:
     """Setup `data` → TaskConfig; ProtocolError -2 when it is not an object, -5 when it cannot be loaded."""
     if isinstance(data, str):
         try:
-            data = json.loads(data)
-        except json.JSONDecodeError:
+            data = parse_json(data)
+        except (json.JSONDecodeError, UnicodeDecodeError):
             raise _fail(UNIT_JSON_ERROR, unit, "setup data is not JSON") from None
     if not isinstance(data, dict):
         raise _fail(UNIT_JSON_ERROR, unit, "setup data is not an object")

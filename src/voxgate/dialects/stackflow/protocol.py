@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from voxgate.dialects.common import parse_json
+
 
 @dataclass(frozen=True)
 class Code:
@@ -72,7 +74,7 @@ class Request:
 def parse_request(body: bytes, raw: str | None) -> Request:
     """Validate one framed object; ProtocolError(-2) when it is not JSON or its ids are not strings."""
     try:
-        message = json.loads(body.decode("utf-8"))
+        message = parse_json(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ProtocolError(JSON_ERROR, "sys") from None
     if not isinstance(message, dict):

@@ -195,7 +195,8 @@ class StackFlowServer:
             request = parse_request(frame.body, frame.raw)
             request_id, work_id = request.request_id, request.work_id
             if not conn.authenticated and not self._authenticate(conn, request):
-                return await conn.send(reply(request_id, work_id, code=AUTH_REQUIRED))
+                code = AUTH_FAILED if "api_key" in request.fields else AUTH_REQUIRED
+                return await conn.send(reply(request_id, work_id, code=code))
             if request.action == "inference":
                 await self.units.inference(request)  # no reply on success
                 return None
@@ -221,18 +222,26 @@ class StackFlowServer:
         return isinstance(key, str) and hmac.compare_digest(key.encode("utf-8"), self._key)
 
     def _authenticate(self, conn: Connection, request: Request) -> bool:
-        """An `api_key` field on any message authenticates the connection (the `auth` action is in _sys)."""
-        if "api_key" in request.fields and self._matches(request.fields["api_key"]):
-            conn.authenticated = True
+        """An `api_key` field on any message authenticates the connection (the `auth` action is in _sys);
+        a wrong one counts toward MAX_AUTH_FAILURES like a wrong `auth`, so keys cannot be guessed for free."""
+        if "api_key" in request.fields:
+            if self._matches(request.fields["api_key"]):
+                conn.authenticated = True
+            else:
+                self._failed(conn)
+                return False
         return conn.authenticated or (request.unit == "sys" and request.action == "auth")
+
+    def _failed(self, conn: Connection) -> None:
+        conn.auth_failures += 1
+        _LOG.warning("stackflow: %s gave a wrong API key (%d)", conn.peer, conn.auth_failures)
+        conn.hangup = conn.auth_failures >= MAX_AUTH_FAILURES  # after this reply
 
     def _auth(self, conn: Connection, request: Request) -> bytes:
         if self._key is None or self._matches(request.data):
             conn.authenticated = True
             return reply(request.request_id, request.work_id)
-        conn.auth_failures += 1
-        _LOG.warning("stackflow: %s gave a wrong API key (%d)", conn.peer, conn.auth_failures)
-        conn.hangup = conn.auth_failures >= MAX_AUTH_FAILURES  # after this reply
+        self._failed(conn)
         return reply(request.request_id, request.work_id, code=AUTH_FAILED)
 
     # -- sys --------------------------------------------------------------------------------------

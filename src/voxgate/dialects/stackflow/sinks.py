@@ -18,6 +18,8 @@ import wave
 from pathlib import Path
 from typing import Protocol
 
+from voxgate.safefs import atomic_file
+
 _LOG = logging.getLogger(__name__)
 SINK_KINDS = ("auto", "device", "file", "none")
 
@@ -59,10 +61,11 @@ class NullSink:
 
 
 class _FilePlayback:
-    def __init__(self, path: Path, rate: int) -> None:
-        self._tmp = path.with_suffix(".part")
-        self._path = path
-        file = wave.open(str(self._tmp), "wb")  # closed in close()
+    def __init__(self, path: Path, rate: int, root: Path) -> None:
+        # A random O_EXCL temporary in the folder, renamed to `path` in close(): complete files only (a reader
+        # never sees a half-written WAV), and nothing planted at a predictable name is written through.
+        self._target = atomic_file(path, root, sync=False)
+        file = wave.open(self._target.__enter__(), "wb")  # closed in close()
         file.setnchannels(1)
         file.setsampwidth(2)
         file.setframerate(rate)
@@ -77,7 +80,7 @@ class _FilePlayback:
             return
         file, self._file = self._file, None
         await asyncio.to_thread(file.close)
-        self._tmp.replace(self._path)  # complete files only: a reader never sees a half-written WAV
+        await asyncio.to_thread(self._target.__exit__, None, None, None)
 
 
 class FileSink:
@@ -101,7 +104,7 @@ class FileSink:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = self.folder / f"{work_id}-{stamp}-{next(self._count):04d}.wav"
         self._files.append(path)
-        return _FilePlayback(path, rate)
+        return _FilePlayback(path, rate, self.folder)
 
 
 class _CommandPlayback:

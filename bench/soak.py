@@ -1,0 +1,294 @@
+"""Soak test: N clients mixing every dialect against one server for a given time.
+
+    .venv/bin/python bench/soak.py [--clients 4] [--minutes 10] [--seed 1] [--url URL --stackflow-port P]
+                                   [--json PATH] [server flags...]
+
+Without --url it starts `python -m voxgate serve` on free loopback ports (data in a temporary folder)
+and always stops it. Each client loops over a seeded random mix of OpenAI (streamed pcm), GPT-SoVITS
+(GET /tts, streamed), AllTalk (/api/tts-generate, then the file), Flash-TTS (/speak), CosyVoice (POST /tts
+and a WebSocket session) and StackFlow (TCP setup, streamed inference, exit). Every minute it prints the
+errors so far, the p50/p95 time to first audio in that minute, and the server's RSS. At the end: total
+requests and errors, RSS growth after warm-up (the first minute, or the first 20% of a shorter run) and
+whether the targets hold: 0 errors, < 5% RSS growth after warm-up. Exit status 0 either way (it is a
+measurement); the machine should be otherwise idle for the latency figures to mean anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import queue
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+from websockets.sync.client import connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _server import drain, stop, wait_ready
+
+VOICE = "en_US-joe-medium"
+TEXTS = ["The weather today is mild and sunny, with a light breeze from the west.",
+         "Hello there. How are you doing today?",
+         "A short one.",
+         "Reading aloud helps, she said, because every sound is heard, and nothing is rushed."]
+
+
+@dataclass
+class Tally:
+    """What every client adds to, under one lock."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    requests: int = 0
+    errors: list[str] = field(default_factory=list)
+    first_audio: list[tuple[float, float]] = field(default_factory=list)  # (when, seconds)
+
+    def ok(self, started: float, first: float | None) -> None:
+        with self.lock:
+            self.requests += 1
+            if first is not None:
+                self.first_audio.append((time.monotonic(), first - started))
+
+    def fail(self, what: str) -> None:
+        with self.lock:
+            self.requests += 1
+            self.errors.append(what)
+
+
+def _stream(client: httpx.Client, method: str, path: str, **kwargs: object) -> tuple[float | None, int]:
+    """Send, read the whole body; (when the first body byte came, bytes)."""
+    first, size = None, 0
+    with client.stream(method, path, **kwargs) as answer:  # type: ignore[arg-type]
+        if answer.status_code != 200:
+            raise RuntimeError(f"{method} {path} -> {answer.status_code}: {answer.read()[:200]!r}")
+        for chunk in answer.iter_bytes():
+            if chunk and first is None:
+                first = time.monotonic()
+            size += len(chunk)
+    return first, size
+
+
+def openai(client: httpx.Client, text: str, _: dict[str, object]) -> float | None:
+    body = {"model": "tts-1", "voice": "alloy", "input": text, "response_format": "pcm"}
+    return _stream(client, "POST", "/v1/audio/speech", json=body)[0]
+
+
+def gptsovits(client: httpx.Client, text: str, _: dict[str, object]) -> float | None:
+    params = {"text": text, "text_lang": "en", "ref_audio_path": VOICE, "prompt_lang": "en",
+              "streaming_mode": "1", "media_type": "raw"}
+    return _stream(client, "GET", "/tts", params=params)[0]
+
+
+def alltalk(client: httpx.Client, text: str, _: dict[str, object]) -> float | None:
+    answer = client.post("/api/tts-generate", data={"text_input": text, "character_voice_gen": "female_01.wav",
+                                                    "language": "en", "output_file_name": "soak"})
+    if answer.status_code != 200 or answer.json().get("status") != "generate-success":
+        raise RuntimeError(f"alltalk -> {answer.status_code}: {answer.text[:200]}")
+    first, size = _stream(client, "GET", answer.json()["output_file_url"])
+    if size < 44 + 2000:
+        raise RuntimeError(f"alltalk file of {size} bytes")
+    return first
+
+
+def flash(client: httpx.Client, text: str, _: dict[str, object]) -> float | None:
+    return _stream(client, "POST", "/speak", json={"text": text, "name": VOICE, "response_format": "wav"})[0]
+
+
+def cosyvoice(client: httpx.Client, text: str, _: dict[str, object]) -> float | None:
+    answer = client.post("/tts", json={"text": text, "prompt_id": VOICE, "audio_format": "wav"})
+    if answer.status_code != 200 or len(base64.b64decode(answer.json()["audio"])) < 2000:
+        raise RuntimeError(f"cosyvoice -> {answer.status_code}: {answer.text[:200]}")
+    return time.monotonic()
+
+
+def cosyvoice_ws(client: httpx.Client, text: str, where: dict[str, object]) -> float | None:
+    url = str(client.base_url).replace("http://", "ws://").rstrip("/") + "/tts"
+    first = None
+    with connect(url, open_timeout=30, max_size=None) as ws:
+        ws.send(json.dumps({"req_params": {"prompt_id": VOICE, "audio_format": "pcm", "sample_rate": 16000}}))
+        for word in text.split():
+            ws.send(json.dumps({"text": word + " ", "done": False}))
+        ws.send(json.dumps({"text": "", "done": True}))
+        while True:
+            message = json.loads(ws.recv(timeout=120))
+            if message["error"]:
+                raise RuntimeError(f"cosyvoice ws: {message}")
+            if message["is_end"]:
+                break
+            if first is None:
+                first = time.monotonic()
+    return first
+
+
+def stackflow(client: httpx.Client, text: str, where: dict[str, object]) -> float | None:
+    port = where.get("stackflow_port")
+    if not port:
+        return None
+    first = None
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=120) as sock:  # type: ignore[call-overload]
+        buffer = b""
+
+        def recv() -> dict[str, object]:
+            nonlocal buffer
+            while b"\n" not in buffer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError("stackflow closed the connection")
+                buffer += chunk
+            line, buffer = buffer.split(b"\n", 1)
+            return json.loads(line)
+
+        def send(message: dict[str, object]) -> None:
+            sock.sendall(json.dumps(message).encode())
+
+        send({"request_id": "s", "work_id": "melotts", "action": "setup", "object": "melotts.setup",
+              "data": {"model": "melotts-en-us", "response_format": "pcm.stream.base64",
+                       "input": "tts.utf-8.stream", "enoutput": True}})
+        reply = recv()
+        if reply["error"] != {"code": 0, "message": ""}:
+            raise RuntimeError(f"stackflow setup: {reply}")
+        work_id = reply["work_id"]
+        send({"request_id": "i", "work_id": work_id, "action": "inference", "object": "tts.utf-8.stream",
+              "data": {"delta": text, "index": 0, "finish": True}})
+        while True:
+            message = recv()
+            if message["error"] != {"code": 0, "message": ""}:
+                raise RuntimeError(f"stackflow inference: {message}")
+            if first is None:
+                first = time.monotonic()
+            if message["data"]["finish"]:  # type: ignore[index]
+                break
+        send({"request_id": "e", "work_id": work_id, "action": "exit"})
+        recv()
+    return first
+
+
+CALLS: dict[str, Callable[[httpx.Client, str, dict[str, object]], float | None]] = {
+    "openai": openai, "gptsovits": gptsovits, "alltalk": alltalk, "flash": flash, "cosyvoice": cosyvoice,
+    "cosyvoice_ws": cosyvoice_ws, "stackflow": stackflow,
+}
+
+
+def client_loop(url: str, seed: int, until: float, tally: Tally, where: dict[str, object]) -> None:
+    rng = random.Random(seed)
+    with httpx.Client(base_url=url, timeout=120) as client:
+        while time.monotonic() < until:
+            name = rng.choice(list(CALLS))
+            text = rng.choice(TEXTS)
+            started = time.monotonic()
+            try:
+                tally.ok(started, CALLS[name](client, text, where))
+            except Exception as exc:
+                tally.fail(f"{name}: {exc!r}"[:300])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 2 else (values[0] if values else 0.0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--url", help="an already running server (its RSS is read by its listening PID)")
+    parser.add_argument("--stackflow-port", type=int, default=0)
+    parser.add_argument("--json", type=Path)
+    args, server_flags = parser.parse_known_args()
+
+    process = None
+    tmp = tempfile.TemporaryDirectory(prefix="voxgate-soak-")
+    where: dict[str, object] = {"stackflow_port": args.stackflow_port}
+    if args.url is None:
+        port = free_port()
+        where["stackflow_port"] = port
+        log = Path(tmp.name) / "server.log"
+        cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
+               "--data-dir", str(Path(tmp.name) / "data"), "--stackflow-port", str(port),
+               "--stackflow-audio-sink", "none", *server_flags]
+        with log.open("w") as err:
+            process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        first_line: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=drain, args=(process, first_line), daemon=True).start()
+        url = wait_ready(process, first_line, log)
+        server = psutil.Process(process.pid)
+    else:
+        url = args.url
+        server_port = int(url.rsplit(":", 1)[1].split("/")[0])
+        pids = [c.pid for c in psutil.net_connections("tcp") if c.laddr and c.laddr.port == server_port
+                and c.status == psutil.CONN_LISTEN and c.pid]
+        server = psutil.Process(pids[0])
+    try:
+        tally = Tally()
+        started = time.monotonic()
+        until = started + args.minutes * 60
+        threads = [threading.Thread(target=client_loop, args=(url, args.seed + i, until, tally, where), daemon=True)
+                   for i in range(args.clients)]
+        for thread in threads:
+            thread.start()
+        print(f"soak: {args.clients} clients, {args.minutes:g} min, {url}, seed {args.seed}", flush=True)
+        print("| minute | requests | errors | first audio p50 (s) | p95 (s) | RSS (MB) |", flush=True)
+        print("|---|---|---|---|---|---|", flush=True)
+        rows = []
+        step = min(60.0, args.minutes * 60)
+
+        def sample(mark: float) -> None:
+            now = time.monotonic()
+            with tally.lock:
+                recent = [s for when, s in tally.first_audio if now - step <= when <= now]
+                row = {"minute": round(mark / 60, 2), "requests": tally.requests, "errors": len(tally.errors),
+                       "p50": statistics.median(recent) if recent else 0.0, "p95": percentile(recent, 95),
+                       "rss_mb": server.memory_info().rss / 2**20}
+            rows.append(row)
+            print(f"| {row['minute']:g} | {row['requests']} | {row['errors']} | {row['p50']:.3f} | "
+                  f"{row['p95']:.3f} | {row['rss_mb']:.0f} |", flush=True)
+
+        mark = step
+        while mark <= args.minutes * 60 + 1e-6:
+            time.sleep(max(0.0, started + mark - time.monotonic()))
+            sample(mark)
+            mark += step
+        for thread in threads:
+            thread.join(timeout=150)  # requests under way at the end finish (and count)
+        warm = rows[0]  # after the first minute (or step): every engine and session the mix uses is loaded
+        growth = (rows[-1]["rss_mb"] - warm["rss_mb"]) / warm["rss_mb"] * 100 if rows else 0.0
+        print(f"\nrequests {tally.requests}, errors {len(tally.errors)}, RSS after warm-up {warm['rss_mb']:.0f} MB → "
+              f"{rows[-1]['rss_mb']:.0f} MB ({growth:+.1f}%); targets: 0 errors "
+              f"{'met' if not tally.errors else 'MISSED'}, < 5% RSS growth {'met' if growth < 5 else 'MISSED'}")
+        half = rows[len(rows) // 2]
+        late = (rows[-1]["rss_mb"] - half["rss_mb"]) / half["rss_mb"] * 100 if rows else 0.0
+        print(f"RSS over the second half: {half['rss_mb']:.0f} MB → {rows[-1]['rss_mb']:.0f} MB ({late:+.1f}%; "
+              "a leak keeps growing here, arenas settling do not)")
+        for error in tally.errors[:10]:
+            print("  error:", error)
+        if args.json:
+            args.json.write_text(json.dumps({"clients": args.clients, "minutes": args.minutes, "rows": rows,
+                                             "requests": tally.requests, "errors": tally.errors,
+                                             "rss_growth_pct": growth, "rss_growth_second_half_pct": late},
+                                            indent=1))
+    finally:
+        if process is not None:
+            stop(process)
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
