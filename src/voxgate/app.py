@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from voxgate import __version__
+from voxgate.core.bases import BaseVoices
 from voxgate.core.context import Context
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import Limits, SynthesisService
@@ -21,6 +23,8 @@ from voxgate.errors import VoiceNotFound
 from voxgate.scheduling.pool import WorkerPool
 from voxgate.settings import Settings
 from voxgate.voices.archive import export_voices, import_voices
+from voxgate.voices.embedding import SpeakerEncoder
+from voxgate.voices.refcache import ReferenceCache
 from voxgate.voices.references import ReferencePolicy
 from voxgate.voices.registry import VoiceRegistry
 from voxgate.voices.store import VoiceStore
@@ -62,7 +66,12 @@ def build_context(settings: Settings) -> Context:
     service = SynthesisService(voices, pool, Metrics(), limits)
     policy = ReferencePolicy(roots=settings.reference_roots, allow_urls=settings.allow_reference_urls,
                              allow_private_urls=settings.allow_private_urls)
-    voicebank = VoiceBank(voices, store, service, policy, settings.match_strength)
+    encoder = SpeakerEncoder()
+    bases = BaseVoices(voices, store, pool, encoder, settings.match_bases, busy=lambda: service.active > 0,
+                       calibrate=service.gain)
+    cache = ReferenceCache(settings.data_dir / "cache" / "references", settings.reference_cache_entries,
+                           settings.reference_cache_mb * 2**20)
+    voicebank = VoiceBank(voices, store, service, policy, settings.match_strength, encoder, bases, cache)
     extras: dict[str, object] = {
         "alltalk.outputs_dir": settings.data_dir.resolve() / "outputs" / "alltalk",
         "alltalk.outputs_keep": settings.alltalk_outputs_keep,
@@ -114,12 +123,16 @@ def create_app(settings: Settings) -> FastAPI:
             await ctx.service.warm_up(settings.preload)
         else:
             ctx.service.ready = True
+        ctx.voicebank.bases.start()  # candidate bases measured in the background, never on a request
+        settle = asyncio.get_running_loop().create_task(ctx.voicebank.after_bases_measured())
         if ctx.voices.stale():
             await ctx.voicebank.rematch()
         tcp = await stackflow.start(ctx, settings.host, settings.stackflow_port) if settings.stackflow_port else None
         try:
             yield
         finally:
+            settle.cancel()
+            await ctx.voicebank.bases.stop()
             if tcp is not None:
                 await tcp.close()
             close_context(ctx)

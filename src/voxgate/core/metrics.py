@@ -58,6 +58,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.reference_cache = Counter(
+            "voxgate_reference_cache", "Per-request references looked up in the reference cache, by outcome "
+            "(hit: measured and matched before; miss: measured and matched now).", ["outcome"],
+            registry=self.registry,
+        )
+
     def watch(self, read: Callable[[], dict[str, float]]) -> None:
         """Expose live gauges (queue depth, in-flight work) read at scrape time."""
         self.registry.register(_Gauges(read))

@@ -84,6 +84,7 @@ def attach(app: FastAPI, ctx: Context) -> None:
             "active_requests": ctx.service.active,
             "engines": ctx.voices.engine_report(),
             "sessions": ctx.service.pool.sessions(),
+            "match_bases": ctx.voicebank.bases.progress(),  # base voices measured for voice matching
         }
         return JSONResponse(body, status_code=200 if ctx.service.ready else 503)
 
