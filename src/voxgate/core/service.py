@@ -151,6 +151,7 @@ class SynthesisStream:
             job = Job(voicing.voice, text, voicing.params, self._t0 + self._delivered + ahead,
                       asyncio.get_running_loop(), urgent=self._first_audio is None, post=post)
             self._service.pool.submit(job)
+            self._service.metrics.segments.labels(voicing.voice.engine).inc()
             self._inflight.append((index, text, job))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
 
