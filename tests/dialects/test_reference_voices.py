@@ -21,6 +21,7 @@ BASES = ("--match-bases", "en_US-joe-medium", "kokoro:jf_alpha")  # two bases ke
 REFERENCE_TEXT = "A clear voice reads these words aloud. It speaks slowly and calmly, so that every sound is heard."
 ENGLISH = "Hello there. This is a short test of a brand new reference voice, read in English."
 BASES_TIMEOUT = 300.0  # seconds for the background measurement on a loaded 2-core machine
+pytestmark = pytest.mark.timeout(900)  # the fixture waits for the background measurement of the bases
 SPEAKERS = {"p1": (1.45, 1.12), "p2": (0.75, 0.9), "p3": (1.2, 1.05), "p4": (0.85, 0.95)}
 
 

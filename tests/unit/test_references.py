@@ -279,7 +279,8 @@ def test_unsafe_or_missing_paths_are_refused(given: str, error: type, message: s
     given = given.format(outside=tree.outside)
     with pytest.raises(error, match=message) as caught:
         from_path(given, tree.policy)
-    if message.endswith("not found") or "not found:" in message:  # a missing file's error names the folders looked in (to say where to put it)...
+    if message.endswith("not found") or "not found:" in message:  # a missing file's error names the folders
+        # looked in (to say where to put it)...
         assert caught.value.message.endswith(f"(looked in {tree.root.resolve()})")
     else:  # ...and nothing else reveals them
         assert str(tree.root) not in caught.value.message
