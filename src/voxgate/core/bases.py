@@ -102,7 +102,12 @@ class BaseVoices:
         """For /ready: how many candidates are measured."""
         wanted = self.wanted()
         measured = sum(1 for v in wanted if v.id in self._measured)
-        return {"measured": measured, "total": len(wanted), "done": measured == len(wanted) or self.done.is_set()}
+        return {"measured": measured, "total": len(wanted), "done": self.done.is_set()}
+
+    def complete(self) -> bool:
+        """Every wanted voice is measured (a match made now is final)."""
+        measured = self._measured
+        return all(v.id in measured for v in self.wanted())
 
     def fallback(self, language: str | None) -> VoiceInfo:
         """The base a reference gets while nothing of its language is measured: the default voice, or

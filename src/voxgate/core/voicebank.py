@@ -70,7 +70,7 @@ class VoiceBank:
                      language: str | None) -> dict[str, Any]:
         """The features of a reference: its measurements, base, shift and per-language variants."""
         candidates = await self._candidates()
-        provisional = not self.bases.done.is_set()
+        provisional = not self.bases.complete()
         if candidates:
             match = choose(embedding, profile, candidates, language, self.strength)
             variants = choose_variants(embedding, profile, candidates, match, self.strength)
