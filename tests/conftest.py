@@ -45,6 +45,9 @@ def start_server(tmp: Path, *flags: str) -> Server:
     """Start `python -m voxgate serve` on port 0 and wait until /ready says so."""
     log = tmp / "server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Test servers measure one base voice in the background (not every Kokoro style, ~1 min of CPU each),
+    # so the suite's timing tests keep the cores; tests about base voices pass --match-bases themselves.
+    env.setdefault("VOXGATE_MATCH_BASES", '["en_US-joe-medium"]')
     cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
            "--data-dir", str(tmp / "data"), "--stackflow-port", "0", *flags]  # 0: no TCP port unless asked
     with log.open("w") as err:

@@ -170,13 +170,16 @@ class BaseVoices:
         """True while the background task measures."""
         return self._task is not None and not self._task.done()
 
-    async def measure_missing(self, background: bool = False) -> int:
-        """Measure every wanted voice not measured yet; returns how many were measured now."""
+    async def measure_missing(self, background: bool = False, languages: set[str] | None = None) -> int:
+        """Measure every wanted voice not measured yet (only those of `languages`' primary subtags, when
+        given: the command line measures what one registration needs); returns how many were measured."""
         async with self._lock:
             await asyncio.to_thread(self.load_cached)
             count = 0
             for voice in self.wanted():
                 if voice.id in self._measured:
+                    continue
+                if languages is not None and primary_language(voice.language) not in languages:
                     continue
                 started = time.monotonic()
                 try:

@@ -17,7 +17,7 @@ from voxgate.core.service import SynthesisService
 from voxgate.engines.base import VoiceInfo
 from voxgate.errors import InvalidInput, VoiceExists
 from voxgate.voices.embedding import SpeakerEncoder
-from voxgate.voices.matching import Candidate, Match, choose, choose_variants, features
+from voxgate.voices.matching import Candidate, Match, choose, choose_variants, features, primary_language
 from voxgate.voices.refcache import ReferenceCache
 from voxgate.voices.references import ReferenceAudio, ReferencePolicy, load_reference
 from voxgate.voices.registry import VoiceRegistry
@@ -59,18 +59,21 @@ class VoiceBank:
     def _measure(self, samples: np.ndarray, rate: int) -> tuple[np.ndarray, VoiceProfile]:
         return self._encoder.embed(samples, rate), analyse(samples, rate)
 
-    async def _candidates(self) -> list[Candidate]:
-        """What is measured now. Without a background task (the CLI), the missing ones are measured
-        first; a server never waits for them (see core/bases.py)."""
+    async def _candidates(self, language: str | None) -> list[Candidate]:
+        """What is measured now. Without a background task (the command line), the missing ones of the
+        reference's language (else the default voice's) and English are measured first; a server never
+        waits for them (see core/bases.py)."""
         if not self.bases.running and not self.bases.done.is_set():
-            await self.bases.measure_missing()
+            wanted = primary_language(language or self.registry.resolve(None).language)
+            await self.bases.measure_missing(languages={wanted, "en"})
         return self.bases.measured()
 
     async def _match(self, embedding: np.ndarray, profile: VoiceProfile,
                      language: str | None) -> dict[str, Any]:
         """The features of a reference: its measurements, base, shift and per-language variants."""
-        candidates = await self._candidates()
-        provisional = not self.bases.complete()
+        inline = not self.bases.running and not self.bases.done.is_set()  # the command line: measured now
+        candidates = await self._candidates(language)
+        provisional = not inline and not self.bases.complete()
         if candidates:
             match = choose(embedding, profile, candidates, language, self.strength)
             variants = choose_variants(embedding, profile, candidates, match, self.strength)

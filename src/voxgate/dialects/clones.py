@@ -26,7 +26,13 @@ def looks_like_reference(value: str) -> bool:
 
 async def load_reference(ctx: Context, value: str | bytes) -> Any:
     """Reference audio from an upload, an http(s) URL, base64, or (a voxgate extension: Flash-TTS takes
-    none) a file in the reference folders: a short value outside the base64 alphabet is a path."""
+    none) a file in the reference folders: a value with characters outside the base64 alphabet (`.` of a
+    file name) is a path, any other is base64, as Flash-TTS reads it."""
+    if isinstance(value, str):
+        text = value.strip()
+        url = text[:8].lower().startswith(("http://", "https://", "data:"))
+        if not url and _BASE64_TEXT.fullmatch(text):
+            value = "data:;base64," + text
     return await ctx.voicebank.load_reference(value)
 
 
