@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, decode, rms, start_server, stop_server
+from tests.conftest import Server, decode, rms, start_server, stop_server, wait_for_bases
 from tests.speech import RATE, other_speaker
 from voxgate.audio.encoders import encode_all
 
@@ -23,16 +23,6 @@ ENGLISH = "Hello there. This is a short test of a brand new reference voice, rea
 BASES_TIMEOUT = 300.0  # seconds for the background measurement on a loaded 2-core machine
 pytestmark = pytest.mark.timeout(900)  # the fixture waits for the background measurement of the bases
 SPEAKERS = {"p1": (1.45, 1.12), "p2": (0.75, 0.9), "p3": (1.2, 1.05), "p4": (0.85, 0.95)}
-
-
-def wait_for_bases(server: Server) -> dict[str, object]:
-    deadline = time.monotonic() + BASES_TIMEOUT
-    while time.monotonic() < deadline:
-        progress = httpx.get(f"{server.url}/ready", timeout=10).json()["match_bases"]
-        if progress["done"]:
-            return progress
-        time.sleep(1.0)
-    pytest.fail(f"base voices not measured after {BASES_TIMEOUT} s:\n{server.log.read_text()[-3000:]}")
 
 
 def metric(server: Server, name: str, **labels: str) -> float:
@@ -80,7 +70,7 @@ def server(home: Path) -> Iterator[Server]:
     refs.mkdir(exist_ok=True)
     for name, (f0, formant) in SPEAKERS.items():
         (refs / f"{name}.wav").write_bytes(encode_all(other_speaker(REFERENCE_TEXT, f0, formant), RATE, "wav"))
-    wait_for_bases(srv)
+    wait_for_bases(srv, BASES_TIMEOUT)
     yield srv
     stop_server(srv)
 
@@ -183,7 +173,7 @@ def test_restart_keeps_the_cache_and_its_bound_evicts(server: Server, home: Path
     again = start_server(home, *BASES, "--reference-cache-entries", "2")
     try:
         assert again.data_dir == server.data_dir
-        progress = wait_for_bases(again)
+        progress = wait_for_bases(again, BASES_TIMEOUT)
         assert progress["measured"] == 2
         assert "measured base voice" not in again.log.read_text()  # measurements came from the data folder
         assert {e["created"] for e in cache_entries(again)} == kept  # nothing lost while the bound was not used
