@@ -45,6 +45,9 @@ def start_server(tmp: Path, *flags: str) -> Server:
     """Start `python -m voxgate serve` on port 0 and wait until /ready says so."""
     log = tmp / "server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Test servers measure one base voice in the background (not every Kokoro style, ~1 min of CPU each),
+    # so the suite's timing tests keep the cores; tests about base voices pass --match-bases themselves.
+    env.setdefault("VOXGATE_MATCH_BASES", '["en_US-joe-medium"]')
     cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
            "--data-dir", str(tmp / "data"), "--stackflow-port", "0", "--wyoming-port", "0",
            *flags]  # 0: no TCP port unless asked
@@ -73,6 +76,17 @@ def start_server(tmp: Path, *flags: str) -> Server:
     pytest.fail(f"server not ready after {STARTUP_TIMEOUT}s:\n{log.read_text()}")
 
 
+def wait_for_bases(server: Server, timeout: float = 180.0) -> dict[str, object]:
+    """Wait until the background measurement of the base voices is done (GET /ready `match_bases`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        progress = httpx.get(f"{server.url}/ready", timeout=10).json()["match_bases"]
+        if progress["done"]:
+            return dict(progress)
+        time.sleep(0.5)
+    pytest.fail(f"base voices not measured after {timeout} s:\n{server.log.read_text()[-3000:]}")
+
+
 def _drain(process: subprocess.Popen[str], into: list[str]) -> None:
     assert process.stdout is not None
     with process.stdout:
@@ -91,8 +105,9 @@ def stop_server(server: Server) -> None:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One shared server with default settings."""
+    """One shared server with default settings, its base voice measured (so references match at once)."""
     srv = start_server(tmp_path_factory.mktemp("server"))
+    wait_for_bases(srv)
     yield srv
     stop_server(srv)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from voxgate import __version__
+from voxgate.core.bases import BaseVoices
 from voxgate.core.context import Context
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import Limits, SynthesisService
@@ -25,6 +27,8 @@ from voxgate.errors import VoiceNotFound
 from voxgate.scheduling.pool import WorkerPool
 from voxgate.settings import Settings
 from voxgate.voices.archive import export_voices, import_voices
+from voxgate.voices.embedding import SpeakerEncoder
+from voxgate.voices.refcache import ReferenceCache
 from voxgate.voices.references import ReferencePolicy
 from voxgate.voices.registry import VoiceRegistry
 from voxgate.voices.store import VoiceStore
@@ -67,7 +71,12 @@ def build_context(settings: Settings) -> Context:
     service = SynthesisService(voices, pool, Metrics(), limits)
     policy = ReferencePolicy(roots=settings.reference_roots, allow_urls=settings.allow_reference_urls,
                              allow_private_urls=settings.allow_private_urls)
-    voicebank = VoiceBank(voices, store, service, policy, settings.match_strength)
+    encoder = SpeakerEncoder()
+    bases = BaseVoices(voices, store, pool, encoder, settings.match_bases, busy=lambda: service.active > 0,
+                       calibrate=service.gain)
+    cache = ReferenceCache(settings.data_dir / "cache" / "references", settings.reference_cache_entries,
+                           settings.reference_cache_mb * 2**20)
+    voicebank = VoiceBank(voices, store, service, policy, settings.match_strength, encoder, bases, cache)
     extras: dict[str, object] = {
         "alltalk.outputs_dir": settings.data_dir.resolve() / "outputs" / "alltalk",
         "alltalk.outputs_keep": settings.alltalk_outputs_keep,
@@ -126,6 +135,8 @@ def create_app(settings: Settings, stackflow_socket: socket.socket | None = None
             await ctx.service.warm_up(settings.preload)
         else:
             ctx.service.ready = True
+        ctx.voicebank.bases.start()  # candidate bases measured in the background, never on a request
+        settle = asyncio.get_running_loop().create_task(ctx.voicebank.after_bases_measured())
         if ctx.voices.stale():
             await ctx.voicebank.rematch()
         tcp = await stackflow.start(ctx, settings.host, settings.stackflow_port, stackflow_socket) \
@@ -137,6 +148,8 @@ def create_app(settings: Settings, stackflow_socket: socket.socket | None = None
         finally:
             if wyo is not None:
                 await wyo.close()
+            settle.cancel()
+            await ctx.voicebank.bases.stop()
             if tcp is not None:
                 await tcp.close()
             close_context(ctx)

@@ -9,6 +9,13 @@ import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Candidate bases for voice matching, measured in this order: one entry per engine voice (or pattern).
+DEFAULT_MATCH_BASES: tuple[str, ...] = (
+    "en_US-joe-medium",
+    "kokoro:*",
+    "*",  # every other installed voice whose engine allows it (user Piper voices)
+)
+
 DEFAULT_OPENAI_ALIASES: dict[str, str] = {
     name: "en_US-joe-medium"
     for name in (
@@ -107,6 +114,17 @@ class Settings(BaseSettings):
     )
     match_strength: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
         1.0, description="How far a registered voice is moved from its base voice toward the reference (0–1)."
+    )
+    match_bases: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_MATCH_BASES),
+        description="Installed voices a reference voice may be spoken by (voice ids or fnmatch patterns, JSON list "
+        "in the env var), measured in this order in the background after start.",
+    )
+    reference_cache_entries: Annotated[int, Field(ge=1)] = Field(
+        64, description="References used per request (not registered) kept in DATA_DIR/cache/references."
+    )
+    reference_cache_mb: Annotated[int, Field(ge=1)] = Field(
+        64, description="Megabytes the reference cache may hold before least recently used entries go."
     )
     alltalk_max_characters: Annotated[int, Field(ge=1)] = Field(
         2000, description="Longest text_input AllTalk's /api/tts-generate accepts (AllTalk's api_max_characters)."

@@ -118,3 +118,33 @@ def test_routing_errors(registry: VoiceRegistry) -> None:
         route(registry, None, "tlh", "hi")
     assert speaks(registry.resolve("kokoro:jf_alpha"), "en-US")
     assert not speaks(registry.resolve("en_US-joe-medium"), "ja")
+
+
+def _reference_voice(registry: VoiceRegistry, voice_id: str, base: str, variants: dict[str, str]) -> None:
+    """A cached reference voice on `base`, with a per-language variant on each of `variants`' bases."""
+    shift = {"f0_ratio": 1.2, "range_ratio": 1.0, "formant_ratio": 1.05, "eq_db": [0.0] * 48}
+    features = {"base_voice": base, "shift": shift,
+                "variants": {lang: {"base_voice": b, "shift": shift} for lang, b in variants.items()}}
+    registry.add_transient(voice_id, voice_id, "zh", features, 24000)
+
+
+def test_english_of_a_mixed_request_goes_to_the_reference_voices_english_base(registry: VoiceRegistry) -> None:
+    _reference_voice(registry, "ref:kokoro", "kokoro:jm_kumo", {"en": "en_US-joe-medium"})
+    english = route(registry, "ref:kokoro", "zh", "Hello there, my friend.")
+    assert [(s.voice.id, s.voice.extra["base_voice"]) for s in english] == [("ref:kokoro#en", "en_US-joe-medium")]
+    assert english[0].voice.extra["shift"]["f0_ratio"] == 1.2  # moved toward the same reference
+    mixed = route(registry, "ref:kokoro", "zh", "你好 world")
+    assert [(s.text, s.voice.id) for s in mixed] == [("你好 ", "espeak:cmn"), ("world", "ref:kokoro#en")]
+    [japanese] = route(registry, "ref:kokoro", "all_ja", "こんにちは hello")
+    assert japanese.voice.id == "ref:kokoro"  # its own base speaks Japanese natively: every word stays with it
+    [plain] = route(registry, "ref:kokoro", "en", "Hello.")
+    assert plain.voice.id == "ref:kokoro#en"
+    assert registry.resolve("ref:kokoro").id == "ref:kokoro" and "ref:kokoro" not in {v.id for v in registry.list()}
+    # On an English base the reference voice reads English itself; installed voices are routed as before.
+    _reference_voice(registry, "ref:joe", "en_US-joe-medium", {"ja": "kokoro:jf_alpha"})
+    assert [s.voice.id for s in route(registry, "ref:joe", "ja", "こんにちは hello")] == ["ref:joe#ja", "ref:joe"]
+    [kept] = route(registry, "kokoro:jm_kumo", "ja", "こんにちは hello")
+    assert kept.voice.id == "kokoro:jm_kumo"
+    registry.drop_transient("ref:kokoro")
+    with pytest.raises(VoiceNotFound):
+        registry.resolve("ref:kokoro")

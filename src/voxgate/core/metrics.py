@@ -58,6 +58,16 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.segments = Counter(
+            "voxgate_segments", "Text segments sent to an engine for requests, per engine (which engine spoke).",
+            ["engine"], registry=self.registry,
+        )
+        self.reference_cache = Counter(
+            "voxgate_reference_cache", "Per-request references looked up in the reference cache, by outcome "
+            "(hit: measured and matched before; miss: measured and matched now).", ["outcome"],
+            registry=self.registry,
+        )
+
     def watch(self, read: Callable[[], dict[str, float]]) -> None:
         """Expose live gauges (queue depth, in-flight work) read at scrape time."""
         self.registry.register(_Gauges(read))

@@ -37,10 +37,28 @@ class Span(NamedTuple):
 
 
 def voice_languages(voice: VoiceInfo) -> set[str]:
-    """Primary subtags of every language `voice` speaks."""
+    """Primary subtags of every language `voice` speaks (a reference voice: what its base speaks)."""
+    if voice.extra.get("speaks"):
+        return {primary(str(tag)) for tag in voice.extra["speaks"]}
     spoken = {primary(voice.language)}
     spoken.update(primary(str(tag)) for tag in voice.extra.get("languages", ()))
     return spoken
+
+
+def native_language(voice: VoiceInfo) -> str:
+    """The primary subtag a voice speaks natively (a reference voice: its base's language)."""
+    speaks_ = voice.extra.get("speaks")
+    return primary(str(speaks_[0])) if speaks_ else primary(voice.language)
+
+
+def reference_english(registry: VoiceRegistry, voice: VoiceInfo) -> VoiceInfo | None:
+    """For a reference voice, the voice that reads its English: itself on an English base, or its
+    variant on one; None for an installed voice (it reads English itself, if it can)."""
+    if not voice.extra.get("speaks"):
+        return None
+    if native_language(voice) == "en":
+        return voice
+    return registry.variant(voice, "en")
 
 
 def spoken_languages(registry: VoiceRegistry) -> set[str]:
@@ -54,9 +72,16 @@ def speaks(voice: VoiceInfo, language: str) -> bool:
 
 
 def best_voice(registry: VoiceRegistry, language: str, preferred: VoiceInfo | None = None) -> VoiceInfo:
-    """The voice that speaks `language` best: `preferred` if it can, else the best installed one."""
-    if preferred is not None and speaks(preferred, language):
-        return preferred
+    """The voice that speaks `language` best: `preferred` if it speaks it natively, else its variant on a
+    native base (a reference voice), else `preferred` if it can speak it at all, else the best installed one."""
+    if preferred is not None:
+        if native_language(preferred) == primary(language):
+            return preferred
+        variant = registry.variant(preferred, language)
+        if variant is not None:
+            return variant
+        if speaks(preferred, language):
+            return preferred
     default = registry.resolve(None)
     candidates = [v for v in registry.installed() if speaks(v, language)]
     if not candidates:
@@ -86,15 +111,22 @@ def route(registry: VoiceRegistry, voice: str | None, language: str | None, text
 
 
 def _mixed(registry: VoiceRegistry, choice: LanguageChoice, requested: VoiceInfo, text: str) -> list[Span]:
-    """The language's voice for everything, except Latin-script words it cannot say, which go to English."""
+    """The language's voice for everything, except Latin-script words, which are English: read by the
+    reference voice's English base when the requested voice is a reference voice (GPT-SoVITS `zh`, `ja`,
+    `ko`, `yue` mean "that language mixed with English"), else by the language's voice if it can."""
     assert choice.tag is not None
     main = best_voice(registry, choice.tag, requested)
-    if primary(choice.tag) in _LATIN_LANGUAGES or speaks(main, "en"):
+    if primary(choice.tag) in _LATIN_LANGUAGES:
         return [Span(text, main, choice.tag)]
+    english = reference_english(registry, requested)
+    if english is None or english.id == main.id:
+        if speaks(main, "en"):
+            return [Span(text, main, choice.tag)]
+        english = best_voice(registry, "en", requested)
     spans = []
     for piece, lang in detect_spans(text, han=choice.han, latin="en"):
         if lang == "en":
-            spans.append(Span(piece, best_voice(registry, "en", requested), "en"))
+            spans.append(Span(piece, english, "en"))
         else:
             spans.append(Span(piece, main, choice.tag))
     return _merge(spans)

@@ -22,7 +22,7 @@ from voxgate.core.metrics import Metrics
 from voxgate.core.routing import Span, route
 from voxgate.core.types import Pcm, PcmChunk, Segmentation, SynthesisRequest
 from voxgate.engines.base import EngineParams, VoiceInfo
-from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, Overloaded
+from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, Overloaded, VoxgateError
 from voxgate.scheduling.pool import Job, WorkerPool, is_done
 from voxgate.text.normalize import is_speakable, normalize
 from voxgate.text.segment import DEFAULT_POLICY, SENTENCE_POLICY, SegmentPolicy, cut_at_word, split_text
@@ -181,6 +181,7 @@ class SynthesisStream:
             job = Job(voicing.voice, text, voicing.params, self._t0 + self._delivered + ahead,
                       asyncio.get_running_loop(), urgent=self._first_audio is None, post=post)
             self._service.pool.submit(job)
+            self._service.metrics.segments.labels(voicing.voice.engine).inc()
             self._inflight.append((index, text, job))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
 
@@ -457,7 +458,15 @@ class SynthesisService:
         return voice
 
     async def gain(self, voice: VoiceInfo) -> float:
-        """The fixed gain that levels this voice, measured once on a calibration sentence."""
+        """The fixed gain that levels this voice, measured once on a calibration sentence. A reference
+        voice spoken by an installed one is levelled as its base is (its shift moves the spectrum's
+        shape, not its loudness, by much), so a new reference costs no calibration on its first request."""
+        base = voice.extra.get("base_voice")
+        if base and base != voice.id:
+            try:
+                return await self.gain(self.voices.resolve(str(base)))
+            except VoxgateError:
+                pass  # its base is gone: measured as itself
         if voice.id in self._gains:
             return self._gains[voice.id]
         lock = self._gain_locks.setdefault(voice.id, asyncio.Lock())

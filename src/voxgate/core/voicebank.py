@@ -10,33 +10,47 @@ from typing import Any
 
 import numpy as np
 
-from voxgate.audio.voiceshift import VoiceProfile, analyse
+from voxgate.audio.voiceshift import Shift, VoiceProfile, analyse
+from voxgate.core.bases import BaseVoices
+from voxgate.core.metrics import Metrics
 from voxgate.core.service import SynthesisService
-from voxgate.core.types import Segmentation, SynthesisRequest
 from voxgate.engines.base import VoiceInfo
 from voxgate.errors import InvalidInput, VoiceExists
 from voxgate.voices.embedding import SpeakerEncoder
-from voxgate.voices.matching import PROFILE_TEXT, Candidate, choose, features, same_language
+from voxgate.voices.matching import Candidate, Match, choose, choose_variants, features, primary_language
+from voxgate.voices.refcache import ReferenceCache
 from voxgate.voices.references import ReferenceAudio, ReferencePolicy, load_reference
 from voxgate.voices.registry import VoiceRegistry
 from voxgate.voices.store import StoredVoice, VoiceStore, make_id
 
 _LOG = logging.getLogger(__name__)
-MAX_CANDIDATES = 32  # installed voices measured per language; more would make the first registration slow
+ADHOC_PREFIX = "ref:"  # ids of cached per-request references (':' is no registered-id character)
+
+
+def adhoc_id(sha: str) -> str:
+    """The (unlisted) voice id of a cached reference."""
+    return ADHOC_PREFIX + sha[:16]
 
 
 class VoiceBank:
-    """Adds, removes and re-matches registered voices; measurements are made once and stored."""
+    """Adds, removes and re-matches registered voices, and serves per-request references from a cache;
+    measurements are made once and stored, and base voices are never measured on a request."""
 
     def __init__(self, registry: VoiceRegistry, store: VoiceStore, service: SynthesisService,
-                 policy: ReferencePolicy, strength: float = 1.0, encoder: SpeakerEncoder | None = None) -> None:
+                 policy: ReferencePolicy, strength: float = 1.0, encoder: SpeakerEncoder | None = None,
+                 bases: BaseVoices | None = None, cache: ReferenceCache | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.registry = registry
         self.store = store
         self.policy = policy
         self.strength = strength
         self._service = service
         self._encoder = encoder or SpeakerEncoder()
-        self._candidates_lock = asyncio.Lock()
+        self.bases = bases or BaseVoices(registry, store, service.pool, self._encoder,
+                                         busy=lambda: service.active > 0, calibrate=service.gain)
+        self.cache = cache or ReferenceCache(store.root / "cache" / "references")
+        self._metrics = metrics or service.metrics
+        self._adhoc_locks: dict[str, asyncio.Lock] = {}
 
     async def load_reference(self, value: str | bytes) -> ReferenceAudio:
         """Reference audio from an upload, base64, a server-side path or a URL, checked by the policy."""
@@ -44,6 +58,34 @@ class VoiceBank:
 
     def _measure(self, samples: np.ndarray, rate: int) -> tuple[np.ndarray, VoiceProfile]:
         return self._encoder.embed(samples, rate), analyse(samples, rate)
+
+    async def _candidates(self, language: str | None) -> list[Candidate]:
+        """What is measured now. Without a background task (the command line), the missing ones of the
+        reference's language (else the default voice's) and English are measured first; a server never
+        waits for them (see core/bases.py)."""
+        if not self.bases.running and not self.bases.done.is_set():
+            wanted = primary_language(language or self.registry.resolve(None).language)
+            await self.bases.measure_missing(languages={wanted, "en"})
+        return self.bases.measured()
+
+    async def _match(self, embedding: np.ndarray, profile: VoiceProfile,
+                     language: str | None) -> dict[str, Any]:
+        """The features of a reference: its measurements, base, shift and per-language variants."""
+        inline = not self.bases.running and not self.bases.done.is_set()  # the command line: measured now
+        candidates = await self._candidates(language)
+        provisional = not inline and not self.bases.complete()
+        if candidates:
+            match = choose(embedding, profile, candidates, language, self.strength)
+            variants = choose_variants(embedding, profile, candidates, match, self.strength)
+        else:  # nothing measured yet: the language's default voice, unmoved until it is measured
+            match, variants = Match(self.bases.fallback(language).id, 0.0, Shift.identity(), 0.0), {}
+        found = features(embedding, profile, match, variants, (c.voice_id for c in candidates))
+        found["provisional"] = provisional
+        return found
+
+    def _current(self, found: dict[str, Any]) -> bool:
+        """Whether a stored match was made against the candidates measured now."""
+        return sorted(found.get("bases", ())) == sorted(c.voice_id for c in self.bases.measured())
 
     async def register(
         self, name: str, reference: ReferenceAudio, *, transcript: str | None = None,
@@ -58,18 +100,56 @@ class VoiceBank:
             return self.registry.resolve(voice_id), True
         started = time.monotonic()
         embedding, profile = await asyncio.to_thread(self._measure, reference.samples, reference.rate)
-        match = choose(embedding, profile, await self._candidates(language), language, self.strength)
-        base = self.registry.resolve(match.base_voice)
+        found = await self._match(embedding, profile, language)
+        base = self.registry.resolve(found["base_voice"])
         stored = StoredVoice(
             id=voice_id, name=name.strip(), language=language or base.language, transcript=transcript,
             audio_sha256="", sample_rate=reference.rate, duration=round(reference.duration, 3),
-            features=features(embedding, profile, match), meta=dict(meta or {}),
+            features=found, meta=dict(meta or {}),
         )
         _, existed = await asyncio.to_thread(self.store.add, stored, reference.samples, replace=replace)
         await asyncio.to_thread(self.registry.refresh_registered)
-        _LOG.info("registered voice %s on %s (similarity %.2f) in %.2f s", voice_id, base.id, match.similarity,
-                  time.monotonic() - started)
+        _LOG.info("registered voice %s on %s (similarity %.2f%s) in %.2f s", voice_id, base.id,
+                  found["similarity"], ", provisional" if found["provisional"] else "", time.monotonic() - started)
         return self.registry.resolve(voice_id), existed
+
+    async def adhoc(self, reference: ReferenceAudio, *, transcript: str | None = None,
+                    language: str | None = None) -> str:
+        """The voice id of a reference used for one request: from the cache (measured and matched once,
+        kept across restarts), never a listed voice."""
+        sha = await asyncio.to_thread(reference.sha256)
+        voice_id = adhoc_id(sha)
+        async with self._adhoc_locks.setdefault(sha, asyncio.Lock()):  # one reference, one measurement
+            started = time.monotonic()
+            entry = await asyncio.to_thread(self.cache.get, sha)
+            if entry is not None and isinstance(entry.get("features"), dict):
+                self._metrics.reference_cache.labels("hit").inc()
+                found = entry["features"]
+                if not self._current(found):  # fuller base set since: match again (no synthesis)
+                    embedding = np.asarray(found["embedding"], np.float32)
+                    profile = VoiceProfile.from_dict(found["profile"])
+                    found = await self._match(embedding, profile, entry.get("language"))
+                    entry["features"] = found
+                    await asyncio.to_thread(self.cache.update, sha, entry)
+                    _LOG.info("reference %s matched again on %s", sha[:12], found["base_voice"])
+                elif self.registry.transient(voice_id) is not None:
+                    return voice_id
+            else:
+                self._metrics.reference_cache.labels("miss").inc()
+                embedding, profile = await asyncio.to_thread(self._measure, reference.samples, reference.rate)
+                found = await self._match(embedding, profile, language)
+                entry = {"language": language, "transcript": transcript, "sample_rate": reference.rate,
+                         "duration": round(reference.duration, 3), "features": found, "created": time.time()}
+                evicted = await asyncio.to_thread(self.cache.put, sha, reference.samples, reference.rate, entry)
+                for gone in evicted:
+                    self.registry.drop_transient(adhoc_id(gone))
+                _LOG.info("reference %s cached, on %s (similarity %.2f%s) in %.2f s", sha[:12],
+                          found["base_voice"], found["similarity"], ", provisional" if found["provisional"] else "",
+                          time.monotonic() - started)
+            self.registry.add_transient(voice_id, f"reference {sha[:12]}", entry.get("language"), found,
+                                        int(entry.get("sample_rate") or reference.rate),
+                                        str(self.cache.audio_path(sha)))
+        return voice_id
 
     async def remove(self, voice_id: str) -> bool:
         """Delete a registered voice; installed voices are files and cannot be removed here."""
@@ -80,48 +160,39 @@ class VoiceBank:
             await asyncio.to_thread(self.registry.refresh_registered)
         return removed
 
-    async def rematch(self) -> list[str]:
-        """Match again every registered voice whose base voice is gone; returns their ids."""
+    async def rematch(self, provisional_only: bool = False) -> list[str]:
+        """Match again every registered voice whose base voice is gone, and those matched before the
+        base voices were measured (or before per-language variants existed); returns their ids."""
         done = []
-        for voice_id in self.registry.stale():
-            stored = self.store.get(voice_id)
-            if stored is None or "embedding" not in stored.features:
+        stale = set(self.registry.stale())
+        for stored in await asyncio.to_thread(self.store.list):
+            found = stored.features
+            if "embedding" not in found:
                 continue
-            embedding = np.asarray(stored.features["embedding"], np.float32)
-            profile = VoiceProfile.from_dict(stored.features["profile"])
-            match = choose(embedding, profile, await self._candidates(stored.language), stored.language,
-                           self.strength)
-            await asyncio.to_thread(self.store.update_features, voice_id, features(embedding, profile, match))
-            done.append(voice_id)
+            outdated = found.get("provisional") or "bases" not in found
+            if stored.id not in stale and not (outdated and self.bases.done.is_set()):
+                continue
+            embedding = np.asarray(found["embedding"], np.float32)
+            profile = VoiceProfile.from_dict(found["profile"])
+            new = await self._match(embedding, profile, stored.language)
+            if stored.id not in stale and not found.get("provisional") and "shift" in found:
+                # A settled voice keeps its base and shift (it should not change under its user); it
+                # only gains the per-language variants.
+                new.update({k: found[k] for k in ("base_voice", "similarity", "shift", "strength") if k in found})
+                new["variants"] = {k: v for k, v in new["variants"].items()
+                                   if v["base_voice"] != found.get("base_voice")}
+            await asyncio.to_thread(self.store.update_features, stored.id, new)
+            done.append(stored.id)
         if done:
             await asyncio.to_thread(self.registry.refresh_registered)
         return done
 
-    async def _candidates(self, language: str | None) -> list[Candidate]:
-        """Installed voices measured on a fixed text (once, then cached in the store)."""
-        installed = [v for v in self.registry.installed() if self.registry.capabilities(v).match_base]
-        # A reference of unknown language is taken to speak the default voice's language: measuring
-        # every installed voice (Kokoro's Japanese ones too) would cost a synthesis each, per data folder.
-        wanted = language or self.registry.resolve(None).language
-        speaking = [v for v in installed if same_language(v.language, wanted)] or installed
-        async with self._candidates_lock:
-            return [await self._candidate(voice) for voice in speaking[:MAX_CANDIDATES]]
-
-    async def _candidate(self, voice: VoiceInfo) -> Candidate:
-        stamp = "builtin"
-        if voice.model_path is not None and voice.model_path.exists():
-            stat = voice.model_path.stat()
-            stamp = f"{stat.st_size}-{int(stat.st_mtime)}"
-        key = f"candidate:{voice.id}:{stamp}"
-        cached = await asyncio.to_thread(self.store.get_value, key)
-        if cached is not None:
-            return Candidate.from_dict(cached)
-        pcm = await self._service.synthesize(
-            SynthesisRequest(text=PROFILE_TEXT, voice=voice.id, segmentation=Segmentation.SENTENCE))
-        embedding, profile = await asyncio.to_thread(self._measure, pcm.samples, pcm.rate)
-        candidate = Candidate(voice.id, voice.language, embedding, profile)
-        await asyncio.to_thread(self.store.set_value, key, candidate.to_dict())
-        return candidate
+    async def after_bases_measured(self) -> None:
+        """Once the background measurement is done: settle provisional registered voices."""
+        await self.bases.done.wait()
+        matched = await self.rematch()
+        if matched:
+            _LOG.info("matched %d registered voice(s) again now that the base voices are measured", len(matched))
 
     def describe(self, voice: VoiceInfo) -> dict[str, Any]:
         """The public description of a voice (the native API's voice object)."""

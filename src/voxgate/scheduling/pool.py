@@ -54,6 +54,7 @@ class Job:
     queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)  # arrays, then an error or _DONE
     cancelled: threading.Event = field(default_factory=threading.Event)
     rate: int = 0  # Hertz of the arrays, set by the worker
+    background: bool = False  # housekeeping (measuring voices): never the solo session, never counted as load
 
     def cancel(self) -> None:
         """Mark the job cancelled: a worker stops it after its current piece (see WorkerPool.cancel)."""
@@ -278,10 +279,12 @@ class WorkerPool:
     def _session(self, job: Job) -> tuple[tuple[tuple[str, int], LoadedVoice], bool]:
         """The solo session when this job runs alone, else the shared worker session."""
         alone = False
-        if self._solo_threads and self._solo_lock.acquire(blocking=False):
+        if self._solo_threads and not job.background and self._solo_lock.acquire(blocking=False):
             with self._cond:
-                # A cancelled job is only finishing its last piece: it does not count as load.
-                others = [j for j in self._running if j is not job and not j.cancelled.is_set()]
+                # A cancelled job is only finishing its last piece, and background work yields to
+                # requests: neither counts as load.
+                others = [j for j in self._running
+                          if j is not job and not j.cancelled.is_set() and not j.background]
                 alone = not others and not self._heap
             if not alone:
                 self._solo_lock.release()

@@ -82,13 +82,44 @@ def choose(
                  strength)
 
 
-def features(embedding: np.ndarray, profile: VoiceProfile, match: Match) -> dict[str, Any]:
-    """What a registered voice stores: its own measurements and the match made from them."""
+def primary_language(tag: str | None) -> str:
+    """The primary subtag of a tag, lower case ("" for none)."""
+    return (tag or "").replace("_", "-").split("-")[0].lower()
+
+
+def choose_variants(
+    embedding: np.ndarray, profile: VoiceProfile, candidates: Iterable[Candidate], primary: Match,
+    strength: float,
+) -> dict[str, Match]:
+    """Per language of the candidates, the nearest candidate that natively speaks it, when that is not
+    the primary base: the reference moved onto a native speaker (English spans of a Chinese request are
+    read by an English base shifted toward the same reference, not by a Japanese one)."""
+    by_language: dict[str, list[Candidate]] = {}
+    for candidate in candidates:
+        by_language.setdefault(primary_language(candidate.language), []).append(candidate)
+    variants = {}
+    for language, pool in sorted(by_language.items()):
+        best = max(pool, key=lambda c: cosine(embedding, c.embedding))
+        if best.voice_id != primary.base_voice:
+            variants[language] = Match(best.voice_id, cosine(embedding, best.embedding),
+                                       plan_shift(best.profile, profile, strength), strength)
+    return variants
+
+
+def _match_dict(match: Match) -> dict[str, Any]:
+    return {"base_voice": match.base_voice, "similarity": round(match.similarity, 4),
+            "shift": match.shift.to_dict(), "strength": match.strength}
+
+
+def features(embedding: np.ndarray, profile: VoiceProfile, match: Match,
+             variants: Mapping[str, Match] | None = None, bases: Iterable[str] = ()) -> dict[str, Any]:
+    """What a reference voice stores: its own measurements, the match made from them, the per-language
+    variants, and which base voices were measured when it was matched (so a later, fuller set can
+    trigger a new match)."""
     return {
         "embedding": [round(float(x), 6) for x in embedding],
         "profile": profile.to_dict(),
-        "base_voice": match.base_voice,
-        "similarity": round(match.similarity, 4),
-        "shift": match.shift.to_dict(),
-        "strength": match.strength,
+        **_match_dict(match),
+        "variants": {lang: _match_dict(m) for lang, m in (variants or {}).items()},
+        "bases": sorted(bases),
     }

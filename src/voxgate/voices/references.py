@@ -188,7 +188,11 @@ def from_base64(text: str, policy: ReferencePolicy) -> ReferenceAudio:
 
 
 def resolve_path(path: str, policy: ReferencePolicy) -> Path:
-    """Resolve a client-given path to a regular file inside the allowed folders, or refuse it."""
+    """Resolve a client-given path to a regular file inside the allowed folders, or refuse it.
+
+    A relative path is looked for in each reference folder in turn; the first that has it wins. A
+    missing file's error names the folders looked in, so a client (or its operator) knows where to put it.
+    """
     if not path.strip():
         raise InvalidReference("reference path is empty")
     if "\x00" in path:
@@ -196,18 +200,31 @@ def resolve_path(path: str, policy: ReferencePolicy) -> Path:
     if not policy.roots:
         raise ForbiddenReference("server-side reference paths are not enabled")
     given = Path(path)
-    candidate = given if given.is_absolute() else policy.roots[0] / given
     roots = [root.resolve() for root in policy.roots]
-    # Containment is checked before existence, so probing outside the folders learns nothing.
-    _require_inside(_resolve(candidate, strict=False, given=path), roots)
-    real = _resolve(candidate, strict=True, given=path)
-    _require_inside(real, roots)  # again: a symlink may have changed between the two resolutions
-    info = real.stat()
-    if not stat.S_ISREG(info.st_mode):
-        raise ForbiddenReference("reference path is not a regular file")
-    if info.st_size > policy.limits.max_bytes:
-        raise _too_large(info.st_size, policy.limits)
-    return real
+    candidates = [given] if given.is_absolute() else [root / given for root in roots]
+    for candidate in candidates:
+        # Containment is checked before existence, so probing outside the folders learns nothing.
+        _require_inside(_resolve(candidate, strict=False, given=path), roots)
+    for candidate in candidates:
+        try:
+            real = candidate.resolve(strict=True)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except (OSError, RuntimeError):  # symlink loops, unreadable folders
+            raise InvalidReference(f"reference path could not be resolved: {_echo(path)}") from None
+        _require_inside(real, roots)  # again: a symlink may have changed between the two resolutions
+        info = real.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ForbiddenReference("reference path is not a regular file")
+        if info.st_size > policy.limits.max_bytes:
+            raise _too_large(info.st_size, policy.limits)
+        return real
+    raise InvalidReference(f"reference file not found: {_echo(path)} (looked in {looked_in(policy)})")
+
+
+def looked_in(policy: ReferencePolicy) -> str:
+    """The reference folders, for an error message."""
+    return ", ".join(str(root.resolve()) for root in policy.roots) or "no folder"
 
 
 def _resolve(candidate: Path, *, strict: bool, given: str) -> Path:

@@ -14,11 +14,26 @@ from voxgate.voices.store import StoredVoice, VoiceStore
 _LOG = logging.getLogger(__name__)
 
 
+VARIANT_MARK = "#"  # `voice#en`: a reference voice moved onto a base of another language ('#' is no id character)
+
+
+def _speaks(base: VoiceInfo) -> tuple[str, ...]:
+    return (base.language, *(str(tag) for tag in base.extra.get("languages", ())))
+
+
+def matched_voice(voice_id: str, name: str, language: str | None, base: VoiceInfo, shift: object,
+                  **extra: object) -> VoiceInfo:
+    """A reference voice spoken by an installed one: the base's model, moved toward the reference. It
+    speaks what its base speaks (`speaks`), whatever language the reference was in."""
+    merged = {**base.extra, "base_voice": base.id, "shift": shift, "speaks": _speaks(base), **extra}
+    return dataclasses.replace(base, id=voice_id, name=name, language=language or base.language,
+                               extra=merged, session_key=base.load_key)
+
+
 def matched_info(stored: StoredVoice, base: VoiceInfo) -> VoiceInfo:
     """A registered voice spoken by an installed one: the base's model, moved toward the reference."""
-    extra = {**base.extra, "base_voice": base.id, "shift": stored.features.get("shift"), "registered": True}
-    return dataclasses.replace(base, id=stored.id, name=stored.name, language=stored.language or base.language,
-                               extra=extra, session_key=base.load_key)
+    return matched_voice(stored.id, stored.name, stored.language, base, stored.features.get("shift"),
+                         registered=True)
 
 
 def cloned_info(stored: StoredVoice, engine: Engine, reference: str) -> VoiceInfo:
@@ -41,6 +56,8 @@ class VoiceRegistry:
         self._installed: dict[str, VoiceInfo] = {}
         self._voices: dict[str, VoiceInfo] = {}
         self._stale: dict[str, str] = {}  # registered voice id → why it cannot be spoken now
+        self._transient: dict[str, VoiceInfo] = {}  # reference voices of the cache: resolvable, never listed
+        self._variants: dict[str, dict[str, VoiceInfo]] = {}  # voice id → primary language → variant
         self.refresh()
 
     def refresh(self) -> int:
@@ -53,10 +70,25 @@ class VoiceRegistry:
             self._installed = installed
         return self.refresh_registered()
 
+    def _cloner(self) -> Engine | None:
+        return next((e for e in self._engines.values() if e.capabilities().reference_voices), None)
+
+    def _variants_of(self, voice_id: str, name: str, features: Mapping[str, object],
+                     **extra: object) -> dict[str, VoiceInfo]:
+        """The per-language variants a match stored (bases that are gone are left out)."""
+        found = {}
+        variants = features.get("variants")
+        for language, match in (variants.items() if isinstance(variants, Mapping) else ()):
+            base = self._installed.get(str(match.get("base_voice"))) if isinstance(match, Mapping) else None
+            if base is not None:
+                found[str(language)] = matched_voice(f"{voice_id}{VARIANT_MARK}{language}", name, base.language,
+                                                     base, match.get("shift"), **extra)
+        return found
+
     def refresh_registered(self) -> int:
         """Re-read the registered voices only (after one was added or removed)."""
-        voices, stale = dict(self._installed), {}
-        cloner = next((e for e in self._engines.values() if e.capabilities().reference_voices), None)
+        voices, stale, variants = dict(self._installed), {}, {}
+        cloner = self._cloner()
         for stored in self.store.list() if self.store else []:
             if stored.id in voices:
                 _LOG.warning("registered voice %r is shadowed by an installed voice of the same id", stored.id)
@@ -69,9 +101,48 @@ class VoiceRegistry:
                 stale[stored.id] = f"its base voice {stored.features.get('base_voice')!r} is not installed"
                 continue
             voices[stored.id] = matched_info(stored, base)
+            variants[stored.id] = self._variants_of(stored.id, stored.name, stored.features, registered=True)
         with self._lock:
             self._voices, self._stale = voices, stale
+            self._variants = {**{k: v for k, v in self._variants.items() if k in self._transient}, **variants}
         return len(voices)
+
+    def add_transient(self, voice_id: str, name: str, language: str | None, features: Mapping[str, object],
+                      sample_rate: int, reference: str | None = None) -> VoiceInfo:
+        """Make a cached reference resolvable as `voice_id` (not listed anywhere); returns its voice."""
+        cloner = self._cloner()
+        if cloner is not None:
+            voice = VoiceInfo(id=voice_id, name=name, engine=cloner.name, language=language or "und",
+                              sample_rate=sample_rate, extra={"reference_audio": reference, "transient": True})
+            variants: dict[str, VoiceInfo] = {}
+        else:
+            with self._lock:
+                base = self._installed.get(str(features.get("base_voice")))
+            if base is None:
+                raise VoiceNotFound(f"base voice {features.get('base_voice')!r} is not installed", param="voice")
+            voice = matched_voice(voice_id, name, language, base, features.get("shift"), transient=True)
+            variants = self._variants_of(voice_id, name, features, transient=True)
+        with self._lock:
+            self._transient[voice_id] = voice
+            self._variants[voice_id] = variants
+        return voice
+
+    def drop_transient(self, voice_id: str) -> None:
+        """Forget a cached reference's voice (evicted from the cache)."""
+        with self._lock:
+            self._transient.pop(voice_id, None)
+            self._variants.pop(voice_id, None)
+
+    def transient(self, voice_id: str) -> VoiceInfo | None:
+        """A cached reference's voice, if it is resolvable now."""
+        with self._lock:
+            return self._transient.get(voice_id)
+
+    def variant(self, voice: VoiceInfo, language: str) -> VoiceInfo | None:
+        """The reference voice `voice` moved onto a native speaker of `language`, if it has one."""
+        primary = language.replace("_", "-").split("-")[0].lower()
+        with self._lock:
+            return self._variants.get(voice.id, {}).get(primary)
 
     def engine_report(self) -> dict[str, dict[str, object]]:
         """Per engine: how many voices it has installed and which languages they speak."""
@@ -126,6 +197,10 @@ class VoiceRegistry:
         for candidate in (key, key.removesuffix(".onnx"), aliases.get(key.lower(), "")):
             if candidate in voices:
                 return voices[candidate]
+        with self._lock:
+            transient = self._transient.get(key)
+        if transient is not None:
+            return transient
         folded = {vid.lower(): v for vid, v in voices.items()}
         if key.lower().removesuffix(".onnx") in folded:
             return folded[key.lower().removesuffix(".onnx")]

@@ -212,6 +212,18 @@ class VoiceStore:
         with self._transaction() as db:
             db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?)", (key, json.dumps(value)))
 
+    def keys(self, prefix: str) -> list[str]:
+        """Settings whose key starts with `prefix`."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self._lock:
+            rows = self._db.execute("SELECT key FROM kv WHERE key LIKE ? ESCAPE '\\'", (escaped + "%",)).fetchall()
+        return [row[0] for row in rows if row[0].startswith(prefix)]  # LIKE ignores ASCII case
+
+    def delete_value(self, key: str) -> None:
+        """Forget a setting."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM kv WHERE key=?", (key,))
+
     def sweep(self) -> list[str]:
         """Delete leftovers of interrupted writes: temporary files, and audio no voice points at."""
         removed = []

@@ -16,7 +16,7 @@ from voxgate.audio.encoders import encode_all, open_encoder
 from voxgate.core.context import Context
 from voxgate.core.service import SynthesisStream
 from voxgate.core.types import PcmChunk, SynthesisRequest
-from voxgate.dialects.clones import TEMPORARY_PREFIX, load_reference, temporary_voices
+from voxgate.dialects.clones import TEMPORARY_PREFIX, load_reference, reference_voice
 from voxgate.dialects.common import (
     FORM,
     MAX_REFERENCE_FORM_PART,
@@ -228,7 +228,6 @@ async def _aclose(source: AsyncIterator[PcmChunk]) -> None:
 def attach_routes(app: FastAPI, ctx: Context) -> None:
     """Mount the Flash-TTS routes."""
     speaker = Speaker(ctx)
-    clones = temporary_voices(ctx)
 
     @app.get("/server_info", tags=["flash"])
     async def server_info() -> dict[str, Any]:
@@ -298,13 +297,9 @@ def attach_routes(app: FastAPI, ctx: Context) -> None:
                 _LOG.debug("latent_file is MegaTTS-only; ignored")
             value = _reference_value(files, "reference_audio_file", body.reference_audio)
             reference = await load_reference(ctx, value)
-            voice = await clones.acquire(reference, body.reference_text)
-
-            async def release() -> None:
-                await clones.release(voice)
-
+            voice = await reference_voice(ctx, reference, body.reference_text)
             req = synthesis_request(body.text, voice, speaker.rate, body.pitch, body.speed)
-            return await speaker.respond(request, [req], body.response_format, body.stream, release)
+            return await speaker.respond(request, [req], body.response_format, body.stream)
         except VoxgateError as exc:
             return error_response(ctx, exc)
 

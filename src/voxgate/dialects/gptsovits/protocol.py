@@ -136,7 +136,8 @@ class TtsParams(BaseModel):
         """The internal request: `voice` is the resolved voice id, `segments` the cut text."""
         repeatable = self.seed >= 0
         return SynthesisRequest(
-            text=" ".join(segments), voice=voice, language=LANGUAGES.get(self.language),
+            # The code itself, not its tag: `zh` is Chinese mixed with English, `all_zh` Chinese only.
+            text=" ".join(segments), voice=voice, language=self.language or None,
             speed=self.speed_factor, sample_rate=SAMPLE_RATE, segments=tuple(segments),
             seed=self.seed if repeatable else None, engine_options=DETERMINISTIC if repeatable else {},
         )

@@ -149,25 +149,39 @@ class Voices:
         """Primary language subtags the installed voices speak."""
         return spoken_languages(self._ctx.voices)
 
-    async def resolve(self, ref: str, prompt_text: str = "", prompt_lang: str | None = None) -> str:
-        """The voice id for a voice name or a reference file (registered as gsv-<hash> on first use)."""
-        try:
-            return self._ctx.voices.resolve(ref).id
-        except VoiceNotFound:
-            pass
+    async def _reference(self, ref: str) -> Any:
         reference = await self._ctx.voicebank.load_reference(ref)
         low, high = REFERENCE_SECONDS
         if not low <= reference.duration <= high:
             raise InvalidReference(REFERENCE_RANGE, param="ref_audio_path")
-        name = f"gsv-{(await asyncio.to_thread(reference.sha256))[:12]}"
+        return reference
+
+    def _language(self, prompt_lang: str | None) -> str | None:
         language = LANGUAGES.get(prompt_lang.lower()) if prompt_lang else None
-        if language not in self.spoken():
-            language = None  # the base voice's language then; cross-lingual references are common
+        return language if language in self.spoken() else None  # else the base's: cross-lingual is common
+
+    async def resolve(self, ref: str, prompt_text: str = "", prompt_lang: str | None = None) -> str:
+        """The voice id for a voice name, or a reference file used for this request (the reference cache:
+        measured once, never a listed voice)."""
+        try:
+            return self._ctx.voices.resolve(ref).id
+        except VoiceNotFound:
+            pass
+        reference = await self._reference(ref)
+        return str(await self._ctx.voicebank.adhoc(reference, transcript=prompt_text or None,
+                                                   language=self._language(prompt_lang)))
+
+    async def register(self, ref: str) -> str:
+        """/set_refer_audio: a voice id, or a reference file registered as the voice gsv-<hash> (listed)."""
+        try:
+            return self._ctx.voices.resolve(ref).id
+        except VoiceNotFound:
+            pass
+        reference = await self._reference(ref)
+        name = f"gsv-{(await asyncio.to_thread(reference.sha256))[:12]}"
         lock = self._state.locks.setdefault(name, asyncio.Lock())
         async with lock:  # two first requests with one new reference register it once
-            voice, _ = await self._ctx.voicebank.register(
-                name, reference, transcript=prompt_text or None, language=language,
-                meta={"origin": DIALECT, "path": ref})
+            voice, _ = await self._ctx.voicebank.register(name, reference, meta={"origin": DIALECT, "path": ref})
         return voice.id
 
     async def model(self, weights_path: str) -> str:
@@ -380,7 +394,7 @@ def attach(app: FastAPI, ctx: Context) -> None:
         try:
             if not refer_audio_path:
                 raise InvalidInput("refer_audio_path is required", param="refer_audio_path")
-            state.reference = await voices.resolve(refer_audio_path)
+            state.reference = await voices.register(refer_audio_path)
         except VoxgateError as exc:
             return error_response(ctx, exc, "set refer audio failed")
         return JSONResponse({"message": "success"})

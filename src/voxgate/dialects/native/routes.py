@@ -103,6 +103,7 @@ def attach(app: FastAPI, ctx: Context) -> None:
                       "saturated_seconds": round(service.saturated_for, 1)},
             "engines": ctx.voices.engine_report(),
             "sessions": service.pool.sessions(),
+            "match_bases": ctx.voicebank.bases.progress(),  # base voices measured for voice matching
         }
         return JSONResponse(body, status_code=code)
 

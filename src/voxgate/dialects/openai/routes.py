@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from voxgate.audio.encoders import encode_all, get_format, open_encoder
 from voxgate.core.context import Context
-from voxgate.dialects.clones import load_reference, looks_like_reference, temporary_voices
+from voxgate.dialects.clones import load_reference, looks_like_reference, reference_voice
 from voxgate.dialects.common import (
     ClosingStreamingResponse,
     ErrorSpec,
@@ -146,27 +146,18 @@ async def _sse_body(audio: AsyncIterator[bytes], chars: int) -> AsyncIterator[by
 def attach(app: FastAPI, ctx: Context) -> None:
     """Mount the OpenAI routes."""
 
-    clones = temporary_voices(ctx)
-
-    async def reference_voice(value: str) -> tuple[str, Callable[[], Awaitable[None]]]:
-        """Flash-TTS: a `voice` that is reference audio (URL or base64) speaks through a temporary voice."""
+    async def audio_voice(value: str) -> str:
+        """Flash-TTS: a `voice` that is reference audio (URL or base64) speaks through the reference cache."""
         try:
             reference = await load_reference(ctx, value)
         except InvalidInput as exc:
             exc.param = exc.param or "voice"
             raise
-        voice = await clones.acquire(reference)
-
-        async def release() -> None:
-            await clones.release(voice)
-
-        return voice, release
+        return await reference_voice(ctx, reference)
 
     @app.post("/v1/audio/speech", tags=["openai"], openapi_extra=request_body(SpeechRequest))
     async def speech(request: Request) -> Response:
         ctx.metrics.requests.labels(DIALECT).inc()
-        release: Callable[[], Awaitable[None]] | None = None
-        streaming = False  # once true, the response's close() releases a temporary voice
         try:
             body = await _parse(request)
             if body.instructions:
@@ -176,24 +167,18 @@ def attach(app: FastAPI, ctx: Context) -> None:
             except VoiceNotFound:
                 if not looks_like_reference(body.voice_name):
                     raise
-                voice, release = await reference_voice(body.voice_name)
+                voice = await audio_voice(body.voice_name)
             if not body.stream and body.stream_format == "audio":
                 pcm = await unless_disconnected(request, ctx.service.synthesize(body.to_request(voice)))
                 data = await asyncio.to_thread(encode_all, pcm.samples, PCM_RATE, body.response_format)
                 return Response(data, media_type=get_format(body.response_format).content_type)
             stream = await ctx.service.open(body.to_request(voice))
             chunks = await first_then_rest(stream)
-            streaming = True
         except VoxgateError as exc:
             return error_response(ctx, exc)
-        finally:
-            if release is not None and not streaming:
-                await release()
 
         async def close() -> None:
             await stream.aclose()
-            if release is not None:
-                await release()
 
         encoder = open_encoder(body.response_format, PCM_RATE, streaming=True)
         if body.stream_format == "sse":

@@ -1,0 +1,244 @@
+"""Candidate base voices for voice matching, measured once ahead of time and never on a request.
+
+A reference voice is spoken by the installed voice nearest to it (see voices/matching.py). Finding the
+nearest needs every candidate's speaker embedding and profile, measured on ~25 s of speech each: far
+too slow for a request (a new GPT-SoVITS reference once took 106 s, measuring every Kokoro style). So
+the candidates are measured in the background after start-up, one sentence at a time, only while no
+request is running, and kept in the store (keyed by voice, model file and embedding model, so a
+restart reuses them and a changed model is measured again). A reference matched before its language's
+candidates are measured gets the best of what is measured, or the default voice for its language
+unshifted, and is matched again once the measurement is done.
+
+Which voices are candidates is a setting (`match_bases`: voice ids or fnmatch patterns, in the order
+they are measured), so adding an engine's voice is one entry in that list, not code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import itertools
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from voxgate.audio.voiceshift import analyse
+from voxgate.core.routing import best_voice
+from voxgate.engines.base import EngineParams, VoiceInfo
+from voxgate.errors import VoxgateError
+from voxgate.scheduling.pool import Job, WorkerPool, is_done
+from voxgate.text.segment import SENTENCE_POLICY, split_text
+from voxgate.voices.embedding import SpeakerEncoder, default_model_path
+from voxgate.voices.matching import PROFILE_TEXT, Candidate, primary_language
+from voxgate.voices.registry import VoiceRegistry
+from voxgate.voices.store import VoiceStore
+
+_LOG = logging.getLogger(__name__)
+DEFAULT_MATCH_BASES = ("*",)  # the server passes the `match_bases` setting (settings.DEFAULT_MATCH_BASES)
+MAX_PER_LANGUAGE = 32  # candidates per primary language: a 900-speaker model must not mean 900 syntheses
+IDLE_POLL = 0.2  # seconds between checks for an idle server while measuring in the background
+KEY_PREFIX = "candidate:"
+
+
+def _text_stamp() -> str:
+    return hashlib.sha256(PROFILE_TEXT.encode()).hexdigest()[:8]
+
+
+class BaseVoices:
+    """The candidate base voices, their measurements, and the background task that makes them."""
+
+    def __init__(self, registry: VoiceRegistry, store: VoiceStore, pool: WorkerPool, encoder: SpeakerEncoder,
+                 patterns: Sequence[str] = DEFAULT_MATCH_BASES, busy: Callable[[], bool] | None = None,
+                 calibrate: Callable[[VoiceInfo], Awaitable[float]] | None = None) -> None:
+        self.registry = registry
+        self.store = store
+        self.pool = pool
+        self.encoder = encoder
+        self.patterns = tuple(patterns)
+        self._busy = busy  # True while requests are in flight (background work waits)
+        self._calibrate = calibrate  # levels a base voice (a reference voice is levelled as its base)
+        self._measured: dict[str, Candidate] = {}  # voice id → measurement, for voices still wanted
+        self._encoder_stamp: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()  # one measuring pass at a time
+        self.done = asyncio.Event()  # set when every wanted voice is measured (or failed)
+        self.generation = 0  # bumped whenever a measurement is added
+
+    # ------------------------------------------------------------------ which voices
+
+    def wanted(self) -> list[VoiceInfo]:
+        """The candidate base voices, in measuring order: the default voice, then by the patterns."""
+        installed = [v for v in self.registry.installed() if self.registry.capabilities(v).match_base]
+        ordered: list[VoiceInfo] = []
+        seen: set[str] = set()
+        default = self.registry.resolve(None)
+        first = [default] if any(v.id == default.id for v in installed) else []
+        for pattern in ("\0default", *self.patterns):
+            group = first if pattern == "\0default" else [v for v in installed if fnmatch.fnmatchcase(v.id, pattern)]
+            for voice in group:
+                if voice.id not in seen:
+                    seen.add(voice.id)
+                    ordered.append(voice)
+        counts: dict[str, int] = {}
+        capped = []
+        for voice in ordered:
+            language = primary_language(voice.language)
+            counts[language] = counts.get(language, 0) + 1
+            if counts[language] <= MAX_PER_LANGUAGE:
+                capped.append(voice)
+        return capped
+
+    def measured(self) -> list[Candidate]:
+        """Measurements made so far of the voices still wanted (never waits)."""
+        wanted = {v.id for v in self.wanted()}
+        return [c for vid, c in self._measured.items() if vid in wanted]
+
+    def progress(self) -> dict[str, object]:
+        """For /ready: how many candidates are measured."""
+        wanted = self.wanted()
+        measured = sum(1 for v in wanted if v.id in self._measured)
+        return {"measured": measured, "total": len(wanted), "done": self.done.is_set()}
+
+    def complete(self) -> bool:
+        """Every wanted voice is measured (a match made now is final)."""
+        measured = self._measured
+        return all(v.id in measured for v in self.wanted())
+
+    def fallback(self, language: str | None) -> VoiceInfo:
+        """The base a reference gets while nothing of its language is measured: the default voice, or
+        routing's best voice for the language (unshifted until measured)."""
+        default = self.registry.resolve(None)
+        if not language:
+            return default
+        try:
+            voice = best_voice(self.registry, language, default)
+        except VoxgateError:
+            return default
+        return voice if self.registry.capabilities(voice).match_base else default
+
+    # ------------------------------------------------------------------ measuring
+
+    def _key(self, voice: VoiceInfo) -> str:
+        stamp = "builtin"
+        path = voice.model_path
+        if path is not None and path.exists():
+            info = path.stat()
+            stamp = f"{info.st_size}-{int(info.st_mtime)}"
+        if self._encoder_stamp is None:
+            self._encoder_stamp = _file_stamp(default_model_path())
+        return f"{KEY_PREFIX}{voice.id}:{stamp}:{self._encoder_stamp}:{_text_stamp()}"
+
+    def load_cached(self) -> int:
+        """Read stored measurements of the wanted voices (blocking: run it off the loop); drop stale ones."""
+        found = 0
+        for voice in self.wanted():
+            key = self._key(voice)
+            cached = self.store.get_value(key)
+            if cached is not None:
+                self._measured[voice.id] = Candidate.from_dict(cached)
+                found += 1
+            for old in self.store.keys(f"{KEY_PREFIX}{voice.id}:"):
+                if old != key:  # the model file or the embedding model changed: measured again
+                    self.store.delete_value(old)
+        if found:
+            self.generation += 1
+        return found
+
+    def start(self) -> asyncio.Task[None]:
+        """Measure the missing candidates in the background (call once the server is warm)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.measure_missing(background=True),
+                                                                name="voxgate-match-bases")
+        return self._task
+
+    async def stop(self) -> None:
+        """Cancel the background task (at shutdown)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    @property
+    def running(self) -> bool:
+        """True while the background task measures."""
+        return self._task is not None and not self._task.done()
+
+    async def measure_missing(self, background: bool = False, languages: set[str] | None = None) -> int:
+        """Measure every wanted voice not measured yet (only those of `languages`' primary subtags, when
+        given: the command line measures what one registration needs); returns how many were measured."""
+        async with self._lock:
+            await asyncio.to_thread(self.load_cached)
+            count = 0
+            for voice in self.wanted():
+                if voice.id in self._measured:
+                    continue
+                if languages is not None and primary_language(voice.language) not in languages:
+                    continue
+                started = time.monotonic()
+                try:
+                    candidate = await self._measure(voice, background)
+                except (VoxgateError, RuntimeError, ValueError) as exc:
+                    _LOG.warning("could not measure base voice %s: %s", voice.id, exc)
+                    continue
+                await asyncio.to_thread(self.store.set_value, self._key(voice), candidate.to_dict())
+                self._measured[voice.id] = candidate
+                self.generation += 1
+                count += 1
+                if self._calibrate is not None and background:
+                    await self._until_idle()
+                    await self._calibrate(voice)
+                _LOG.info("measured base voice %s for matching in %.1f s (%s)", voice.id,
+                          time.monotonic() - started, "background" if background else "foreground")
+            self.done.set()
+            return count
+
+    async def _measure(self, voice: VoiceInfo, background: bool) -> Candidate:
+        """Synthesize the profile text one sentence at a time (in the background only while idle) and
+        measure it off the loop."""
+        loop = asyncio.get_running_loop()
+        parts: list[np.ndarray] = []
+        rate = voice.sample_rate
+        for sentence in split_text(PROFILE_TEXT, SENTENCE_POLICY):
+            if background:
+                await self._until_idle()
+            job = self.pool.submit(Job(voice, sentence, EngineParams(noise_scale=None), math.inf, loop,
+                                       background=background))
+            while not is_done(item := await job.queue.get()):
+                if isinstance(item, BaseException):
+                    raise RuntimeError(f"{voice.engine} failed: {item}") from item
+                assert isinstance(item, np.ndarray)
+                parts.append(item)
+            rate = job.rate or rate
+        if not parts:
+            raise ValueError("no audio")
+        samples = np.concatenate(parts)
+        embedding = await asyncio.to_thread(self.encoder.embed, samples, rate)
+        profile = await asyncio.to_thread(analyse, samples, rate)
+        return Candidate(voice.id, voice.language, embedding, profile)
+
+    async def _until_idle(self) -> None:
+        """Return once no request is in flight and the workers are free (polled: requests come and go)."""
+        for _ in itertools.count():
+            if not self._is_busy():
+                return
+            await asyncio.sleep(IDLE_POLL)
+
+    def _is_busy(self) -> bool:
+        stats = self.pool.stats
+        requests = self._busy() if self._busy is not None else False
+        return requests or stats.queued > 0 or stats.running > 0
+
+
+def _file_stamp(path: Path) -> str:
+    """A short hash of a file's bytes (the embedding model: a few MB, read once)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError:
+        return "missing"
