@@ -61,6 +61,8 @@ class HibariLoadedVoice:
         with self._engine._g2p_lock:
             chunks = self._tts.phonemize(text)
         for phonemes in chunks:
+            if not any(c.isalpha() for c in phonemes):
+                continue  # punctuation only: nothing to say
             audio = self._tts.from_ids(self._tts.ids(phonemes), speed, rng)
             if len(audio):
                 yield np.asarray(audio, np.float32)
@@ -95,7 +97,8 @@ class HibariEngine:
 
     def load(self, voice: VoiceInfo, threads: int) -> HibariLoadedVoice:
         """A session of the heart model with `threads` intra-op threads."""
-        if voice.id != VOICE_ID and voice.extra.get("base_voice", VOICE_ID) != VOICE_ID:
+        ours = voice.id == VOICE_ID or voice.extra.get("base_voice") == VOICE_ID  # itself, or registered on it
+        if not ours or voice.model_path is None or voice.model_path != bundled_model():
             raise ValueError(f"hibari has only {VOICE_ID}, not {voice.id!r}")
         return HibariLoadedVoice(self, voice, threads)
 

@@ -33,7 +33,7 @@ from voxgate.errors import VoiceNotFound
 _LOG = logging.getLogger(__name__)
 PREFIX = "kokoro:"
 ZH_PREFIX = "kokoro-zh:"  # the same styles reading Han characters as Mandarin
-DEFAULT_CHINESE = "jf_alpha"  # lowest Whisper CER over bench/data/mandarin.txt (docs/engines.md)
+DEFAULT_CHINESE = "jf_alpha"  # lowest Whisper CER over bench/data/sentences_zh.txt (docs/engines.md)
 SAMPLE_RATE = 24000  # Hertz
 SPEED_RANGE = (0.5, 2.0)  # what kokoro-onnx accepts
 MODEL_NAME = "kokoro-v1.0.int8.onnx"

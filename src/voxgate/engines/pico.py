@@ -22,7 +22,7 @@ LANGUAGES = ("en-US", "en-GB", "de-DE", "es-ES", "fr-FR", "it-IT")
 SPEED_RANGE = (0.2, 5.0)  # what py-nanotts accepts
 MAX_CHARS = 600  # Pico's input buffer is finite: longer sentences are cut at spaces
 # Languages routing sends to Pico ahead of espeak-ng: lower Whisper WER than espeak-ng on
-# bench/data/pico_*.txt (bench/bench_pico.py; figures in docs/engines.md).
+# bench/data/sentences_*.txt (bench/bench_pico.py; figures in docs/engines.md).
 ROUTED = frozenset({"en-US", "en-GB", "de-DE", "es-ES", "fr-FR", "it-IT"})
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
 _NAMES = {"en-US": "American English", "en-GB": "British English", "de-DE": "German", "es-ES": "Spanish",
