@@ -137,9 +137,9 @@ def test_python_example_client(server: Server) -> None:
     assert body["output_file_url"] == f"/audio/{name}" and body["output_cache_url"] == f"/audiocache/{name}"
     assert Path(body["output_file_path"]) == (server.data_dir / "outputs" / "alltalk" / name).resolve()
     samples, rate = fetch(server, response)
-    assert rate == 22050 and 2.5 < len(samples) / rate < 8 and rms(samples) > 0.02
+    assert rate == 24000 and 2.5 < len(samples) / rate < 8 and rms(samples) > 0.02  # female_01.wav is hibari
     with wave.open(io.BytesIO(Path(body["output_file_path"]).read_bytes())) as w:
-        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 22050)
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 24000)
     cached = httpx.get(server.url + body["output_cache_url"], timeout=30)
     assert cached.status_code == 200 and cached.headers["cache-control"] == "public, max-age=604800"
     assert cached.headers["etag"] and cached.content == Path(body["output_file_path"]).read_bytes()
