@@ -194,6 +194,7 @@ def main() -> None:
     parser.add_argument("--no-wer", action="store_true", help="skip the Whisper transcriptions")
     parser.add_argument("--styles", action="store_true", help="only the Mandarin CER of every Kokoro style")
     parser.add_argument("--only", default=None, help="only cases whose voice id contains this")
+    parser.add_argument("--skip", default=None, help="leave out cases whose voice id contains this")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -209,7 +210,7 @@ def main() -> None:
         return
     rows = []
     for case in CASES:
-        if args.only and args.only not in case[1]:
+        if (args.only and args.only not in case[1]) or (args.skip and args.skip in case[1]):
             continue
         row, loaded = measure(engines, case, args.threads)
         if whisper is not None:
