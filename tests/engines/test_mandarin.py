@@ -43,10 +43,26 @@ def test_every_style_is_offered_for_mandarin(engine: KokoroEngine) -> None:
     ("这台电脑5999元。", "这台电脑五千九百九十九元。"),
     ("会议在2024年3月15日。", "会议在二零二四年三月十五日。"),
     ("我们班有42个学生。", "我们班有四十二个学生。"),
+    ("现在是10:30。", "现在是十点三十分。"),
+    ("日期是2024-03-15。", "日期是二零二四年三月十五日。"),
+    ("2024年05月06日", "二零二四年五月六日"),
+    ("共1,000,000元。", "共一百万元。"),
+    ("电话13800138000。", "电话一三八零零一三八零零零。"),
+    ("增长５０％。", "增长百分之五十。"),
 ])
 def test_numbers_dates_and_percentages_are_read_as_chinese(engine: KokoroEngine, digits: str, words: str) -> None:
     assert reads(engine, digits) == reads(engine, words)
     assert not any(c.isdigit() for c in reads(engine, digits))
+
+
+def test_number_forms_cn2an_misreads_are_rewritten_first() -> None:
+    from voxgate.engines.zh_numbers import normalize_numbers
+
+    assert normalize_numbers("10:05开会，23:59:30结束") == "10点零五分开会，23点59分30秒结束"
+    assert normalize_numbers("１２：３０") == "12点30分"
+    assert normalize_numbers("2024/3/5") == "2024年3月5日" and normalize_numbers("12:00") == "12点整"
+    assert normalize_numbers("编号007，价格12.5%，圆周率3.14") == "编号零零七，价格12.5%，圆周率3.14"
+    assert normalize_numbers("1,234.5元") == "1234.5元"
 
 
 def test_mandarin_speech_with_a_decimal_kept_in_one_sentence(engine: KokoroEngine) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
+from voxgate.engines.zh_numbers import normalize_numbers
 from voxgate.errors import VoiceNotFound
 
 _LOG = logging.getLogger(__name__)
@@ -314,7 +315,7 @@ class KokoroEngine:
                 g2p = ZHG2P()  # version None: Kokoro v1.0's phonemes
 
                 def read(text: str) -> str:
-                    return str(g2p(text)[0]).strip()
+                    return str(g2p(normalize_numbers(text))[0]).strip()
 
                 self._zh_instance = read
             return self._zh_instance
