@@ -250,3 +250,25 @@ def test_pico_languages_through_alltalk(srv: Server, lang: str, text: str) -> No
     loaded = sessions(srv)
     assert any(v.startswith(f"pico:{lang}") for v in loaded) == routed
     assert any(v.startswith(f"espeak:{lang}") for v in loaded) != routed
+
+
+def test_hibari_is_a_base_for_registered_voices(srv: Server) -> None:
+    """A reference spoken by hibari itself (other words) is matched to hibari, and the voice speaks at 24 kHz."""
+    from voxgate.audio.encoders import encode_all
+    from voxgate.engines.base import EngineParams
+    from voxgate.engines.hibari import HibariEngine
+
+    engine = HibariEngine()
+    loaded = engine.load(engine.voices()[0], threads=1)
+    try:
+        reference = np.concatenate(list(loaded.synthesize(
+            "A clear voice reads these words aloud. It speaks slowly and calmly, so that every sound can be "
+            "heard. The weather was fine that morning.", EngineParams(seed=3))))
+    finally:
+        loaded.close()
+    created = httpx.post(f"{srv.url}/v1/audio/voices", data={"name": "Heart Copy", "language": "en"},
+                         files={"audio": ("ref.wav", encode_all(reference, 24000, "wav"), "audio/wav")}, timeout=120)
+    assert created.status_code == 201, created.text
+    voice = created.json()
+    assert voice["base_voice"] == "hibari:heart" and voice["engine"] == "hibari", voice
+    check(*openai(srv, voice["id"], EN), 24000, 1.5, 6.0)
