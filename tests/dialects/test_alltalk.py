@@ -37,6 +37,14 @@ SETTINGS_KEYS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose default voice is named: AllTalk reports it as the loaded engine and model."""
+    srv = start_server(tmp_path_factory.mktemp("alltalk"), "--default-voice", VOICE)
+    yield srv
+    stop_server(srv)
+
+
 def generate(server: Server, **fields: Any) -> httpx.Response:
     """POST /api/tts-generate as a form, like AllTalk's own Python example."""
     data = {"text_input": SENTENCE, **{k: str(v).lower() if isinstance(v, bool) else str(v)
@@ -80,7 +88,8 @@ def test_ready_is_plain_text(server: Server) -> None:
 def test_current_settings_has_every_key_in_order_and_honest_values(server: Server) -> None:
     body = httpx.get(f"{server.url}/api/currentsettings", timeout=10).json()
     assert list(body) == SETTINGS_KEYS
-    assert body["engines_available"] == ["espeak", "kokoro", "piper"] and body["current_engine_loaded"] == "piper"
+    assert body["engines_available"] == ["espeak", "hibari", "kokoro", "pico", "piper"]
+    assert body["current_engine_loaded"] == "piper"
     assert {"name": "kokoro - kokoro:jf_alpha"} in body["models_available"]
     assert {"name": "espeak - espeak:cmn"} in body["models_available"]
     assert {"name": f"piper - {VOICE}"} in body["models_available"]

@@ -34,7 +34,7 @@ from voxgate.errors import VoiceNotFound
 _LOG = logging.getLogger(__name__)
 PREFIX = "kokoro:"
 ZH_PREFIX = "kokoro-zh:"  # the same styles reading Han characters as Mandarin
-DEFAULT_CHINESE = "jf_alpha"  # lowest Whisper CER over bench/data/sentences_zh.txt (docs/engines.md)
+DEFAULT_CHINESE = "jf_nezumi"  # lowest Whisper CER on bench/data/sentences_zh.txt, tied with jm_kumo (engines.md)
 SAMPLE_RATE = 24000  # Hertz
 SPEED_RANGE = (0.5, 2.0)  # what kokoro-onnx accepts
 MODEL_NAME = "kokoro-v1.0.int8.onnx"
