@@ -136,6 +136,8 @@ class Settings(BaseSettings):
     def _derive_paths(self) -> Settings:
         if self.voices_dir is None:
             self.voices_dir = self.data_dir / "voices"
+        if "default_voice" not in self.model_fields_set and "hibari" not in self.engines:
+            self.default_voice = MALE_VOICE  # hibari turned off and no voice named: Piper's bundled voice
         return self
 
     @property

@@ -73,3 +73,15 @@ def test_the_downloadable_voices_are_refused(engine: HibariEngine) -> None:
     elsewhere = dataclasses.replace(engine.voices()[0], model_path=Path("/nonexistent/bf_emma.int8.onnx"))
     with pytest.raises(ValueError, match="hibari:heart"):
         engine.load(elsewhere, threads=1)
+
+
+def test_hibari_is_the_default_voice_unless_it_is_turned_off() -> None:
+    from voxgate.settings import Settings
+
+    settings = Settings()
+    assert settings.default_voice == VOICE_ID and "hibari" in settings.engines
+    aliases = settings.openai_voice_aliases
+    assert aliases["nova"] == VOICE_ID and aliases["onyx"] == "en_US-joe-medium"
+    assert settings.alltalk_voice_aliases == {"female_01.wav": VOICE_ID, "male_01.wav": "en_US-joe-medium"}
+    assert Settings(engines=["piper"]).default_voice == "en_US-joe-medium"  # no hibari, no voice named: joe
+    assert Settings(engines=["piper"], default_voice="espeak:de").default_voice == "espeak:de"  # named: kept
