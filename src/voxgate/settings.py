@@ -11,23 +11,24 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Candidate bases for voice matching, measured in this order: one entry per engine voice (or pattern).
 DEFAULT_MATCH_BASES: tuple[str, ...] = (
+    "hibari:heart",
     "en_US-joe-medium",
     "kokoro:*",
     "*",  # every other installed voice whose engine allows it (user Piper voices)
 )
 
+DEFAULT_VOICE = "hibari:heart"  # hibari-tts's bundled voice (American English, female, 24 kHz)
+MALE_VOICE = "en_US-joe-medium"  # Piper joe (American English, male, 22050 Hz)
 DEFAULT_OPENAI_ALIASES: dict[str, str] = {
-    name: "en_US-joe-medium"
-    for name in (
-        "alloy", "ash", "ballad", "coral", "echo", "fable", "onyx",
-        "nova", "sage", "shimmer", "verse", "marin", "cedar",
-    )
+    **{name: DEFAULT_VOICE for name in ("alloy", "coral", "marin", "nova", "sage", "shimmer")},
+    **{name: MALE_VOICE for name in ("ash", "ballad", "cedar", "echo", "fable", "onyx", "verse")},
 }
+DEFAULT_ALLTALK_ALIASES: dict[str, str] = {"female_01.wav": DEFAULT_VOICE, "male_01.wav": MALE_VOICE}
+KNOWN_ENGINES = ("piper", "hibari", "kokoro", "pico", "espeak")
 
 # The installed voices that stand for other servers' female and male voices (Flash-TTS's built-in roles,
 # Kokoro-FastAPI's af_/bf_ and am_/bm_ voices).
-FEMALE_VOICE = "en_US-joe-medium"
-MALE_VOICE = "en_US-joe-medium"
+FEMALE_VOICE = DEFAULT_VOICE
 DEFAULT_FLASH_ROLES: dict[str, str] = {"female": FEMALE_VOICE, "male": MALE_VOICE}
 # Model names of the servers an OpenAI-speech client may have been written for: OpenAI, Kokoro-FastAPI
 # (kokoro), openedai-speech (tts-1 = piper, tts-1-hd = xtts), speaches, Flash-TTS (spark, orpheus, mega),
@@ -73,7 +74,8 @@ class Settings(BaseSettings):
     voices_dir: Path | None = Field(
         None, description="Folder of user Piper voices (.onnx + .onnx.json); default DATA_DIR/voices."
     )
-    default_voice: str = Field("en_US-joe-medium", description="Voice used when a dialect names none.")
+    default_voice: str = Field(DEFAULT_VOICE, description="Voice used when a dialect names none (Piper's "
+                               "en_US-joe-medium stays installed).")
     workers: Annotated[int, Field(ge=1, le=64)] = Field(
         2, description="Synthesis worker threads (each owns its own engine sessions)."
     )
@@ -94,7 +96,8 @@ class Settings(BaseSettings):
     )
     openai_voice_aliases: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_OPENAI_ALIASES),
-        description="OpenAI voice names mapped to installed voice ids (JSON object in the env var).",
+        description="OpenAI voice names mapped to installed voice ids (JSON object in the env var); female "
+        "names to hibari:heart, male ones to en_US-joe-medium by default.",
     )
     openai_models: list[str] = Field(
         default_factory=lambda: list(DEFAULT_OPENAI_MODELS),
@@ -130,7 +133,7 @@ class Settings(BaseSettings):
         2000, description="Longest text_input AllTalk's /api/tts-generate accepts (AllTalk's api_max_characters)."
     )
     alltalk_voice_aliases: dict[str, str] = Field(
-        default_factory=lambda: {"female_01.wav": "en_US-joe-medium", "male_01.wav": "en_US-joe-medium"},
+        default_factory=lambda: dict(DEFAULT_ALLTALK_ALIASES),
         description="AllTalk voice names (e.g. its stock female_01.wav) mapped to installed voice ids (JSON object).",
     )
     alltalk_outputs_keep: Annotated[int, Field(ge=0)] = Field(
@@ -150,9 +153,10 @@ class Settings(BaseSettings):
         False, description="Let GPT-SoVITS's /control?command=exit stop the server (never from a cross-site request)."
     )
     engines: list[str] = Field(
-        default_factory=lambda: ["piper", "kokoro", "espeak"],
-        description="Engines to enable (JSON list in the env var): piper, kokoro (Kokoro-82M, Japanese and "
-        "English), espeak (espeak-ng, every language; the routing fallback).",
+        default_factory=lambda: list(KNOWN_ENGINES),
+        description="Engines to enable (JSON list in the env var): piper, hibari (the default voice), kokoro "
+        "(Kokoro-82M: Japanese, Mandarin, English), pico (SVOX Pico: en-US/GB, de, es, fr, it), espeak "
+        "(espeak-ng, every language; the routing fallback).",
     )
     preload: list[str] = Field(
         default_factory=list, description="Voices loaded at start besides the default (JSON list in the env var)."
@@ -223,7 +227,7 @@ class Settings(BaseSettings):
     @field_validator("engines")
     @classmethod
     def _known_engines(cls, value: list[str]) -> list[str]:
-        known = {"piper", "kokoro", "espeak"}
+        known = set(KNOWN_ENGINES)
         unknown = [name for name in value if name not in known]
         if unknown or "piper" not in value:
             raise ValueError(f"engines must include piper and may add {sorted(known - {'piper'})}; got {value}")
@@ -233,6 +237,8 @@ class Settings(BaseSettings):
     def _derive_paths(self) -> Settings:
         if self.voices_dir is None:
             self.voices_dir = self.data_dir / "voices"
+        if "default_voice" not in self.model_fields_set and "hibari" not in self.engines:
+            self.default_voice = MALE_VOICE  # hibari turned off and no voice named: Piper's bundled voice
         return self
 
     @property

@@ -104,7 +104,8 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of its own: these tests add and delete voices."""
-    server = start_server(tmp_path_factory.mktemp("web"))
+    # The voice is named: the page shows the default voice and these tests check joe's there.
+    server = start_server(tmp_path_factory.mktemp("web"), "--default-voice", "en_US-joe-medium")
     yield server
     stop_server(server)
 
@@ -364,7 +365,7 @@ def test_script_without_multi_speak_speaks_each_line_in_order(driver: WebDriver,
     open_page(driver, web)
     driver.execute_script("window.__deny.push('/multi_speak');")  # as on a server without the Flash-TTS route
     script = ("<role:en_US-joe-medium>The first speaker says one whole sentence here.\n"
-              "<role:alloy,pitch:very_low,speed:high>And the second one answers, lower and quicker.")
+              "<role:echo,pitch:very_low,speed:high>And the second one answers, lower and quicker.")
     type_into(driver.find_element(By.ID, "script"), script)
     driver.find_element(By.ID, "script-button").click()
     wait_for(driver, "document.querySelectorAll('#script-lines li')[1].classList.contains('current')",
@@ -376,7 +377,7 @@ def test_script_without_multi_speak_speaks_each_line_in_order(driver: WebDriver,
     first, second = (c["body"] for c in speeches)
     assert first["voice"] == "en_US-joe-medium" and first["speed"] == 1 and "pitch" not in first
     assert first["input"] == "The first speaker says one whole sentence here."
-    assert second["voice"] == "en_US-joe-medium"  # `alloy` is an alias of it: the page sends the voice id
+    assert second["voice"] == "en_US-joe-medium"  # `echo` is an alias of it: the page sends the voice id
     assert second["speed"] == 1.25 and second["pitch"] == pytest.approx(2 ** (-6 / 12), abs=1e-4)
     assert seconds > 4.0  # both lines, joined
     wait_for(driver, "document.getElementById('script-player').ended", "the script to end")
@@ -387,7 +388,7 @@ def test_script_without_multi_speak_speaks_each_line_in_order(driver: WebDriver,
 
 def test_script_errors_are_shown_before_any_request(driver: WebDriver, web: Server) -> None:
     open_page(driver, web)
-    type_into(driver.find_element(By.ID, "script"), "Hi. <role:nobody>Who? <role:alloy,pitch:loud>Me.")
+    type_into(driver.find_element(By.ID, "script"), "Hi. <role:nobody>Who? <role:echo,pitch:loud>Me.")
     driver.find_element(By.ID, "script-button").click()
     error = driver.find_element(By.ID, "script-error")
     assert error.is_displayed()
@@ -421,7 +422,7 @@ def test_status_panel_reads_health_ready_and_metrics(driver: WebDriver, web: Ser
 
 
 def test_api_key_is_asked_for_once_and_kept(driver: WebDriver, tmp_path: Path) -> None:
-    server = start_server(tmp_path, "--api-key", API_KEY)
+    server = start_server(tmp_path, "--api-key", API_KEY, "--default-voice", "en_US-joe-medium")
     try:
         assert httpx.get(f"{server.url}/v1/audio/voices", timeout=10).status_code == 401
         driver.get(f"{server.url}/")  # the page itself loads without a key

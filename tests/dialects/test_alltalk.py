@@ -37,6 +37,14 @@ SETTINGS_KEYS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose default voice is named: AllTalk reports it as the loaded engine and model."""
+    srv = start_server(tmp_path_factory.mktemp("alltalk"), "--default-voice", VOICE)
+    yield srv
+    stop_server(srv)
+
+
 def generate(server: Server, **fields: Any) -> httpx.Response:
     """POST /api/tts-generate as a form, like AllTalk's own Python example."""
     data = {"text_input": SENTENCE, **{k: str(v).lower() if isinstance(v, bool) else str(v)
@@ -80,7 +88,8 @@ def test_ready_is_plain_text(server: Server) -> None:
 def test_current_settings_has_every_key_in_order_and_honest_values(server: Server) -> None:
     body = httpx.get(f"{server.url}/api/currentsettings", timeout=10).json()
     assert list(body) == SETTINGS_KEYS
-    assert body["engines_available"] == ["espeak", "kokoro", "piper"] and body["current_engine_loaded"] == "piper"
+    assert body["engines_available"] == ["espeak", "hibari", "kokoro", "pico", "piper"]
+    assert body["current_engine_loaded"] == "piper"
     assert {"name": "kokoro - kokoro:jf_alpha"} in body["models_available"]
     assert {"name": "espeak - espeak:cmn"} in body["models_available"]
     assert {"name": f"piper - {VOICE}"} in body["models_available"]
@@ -137,9 +146,9 @@ def test_python_example_client(server: Server) -> None:
     assert body["output_file_url"] == f"/audio/{name}" and body["output_cache_url"] == f"/audiocache/{name}"
     assert Path(body["output_file_path"]) == (server.data_dir / "outputs" / "alltalk" / name).resolve()
     samples, rate = fetch(server, response)
-    assert rate == 22050 and 2.5 < len(samples) / rate < 8 and rms(samples) > 0.02
+    assert rate == 24000 and 2.5 < len(samples) / rate < 8 and rms(samples) > 0.02  # female_01.wav is hibari
     with wave.open(io.BytesIO(Path(body["output_file_path"]).read_bytes())) as w:
-        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 22050)
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 24000)
     cached = httpx.get(server.url + body["output_cache_url"], timeout=30)
     assert cached.status_code == 200 and cached.headers["cache-control"] == "public, max-age=604800"
     assert cached.headers["etag"] and cached.content == Path(body["output_file_path"]).read_bytes()

@@ -6,6 +6,7 @@ import httpx
 
 from tests.conftest import Server, pcm16, rms
 from tests.engines.test_piper import add_voice
+from voxgate.settings import DEFAULT_VOICE
 
 
 def test_health_and_ready(server: Server) -> None:
@@ -13,8 +14,8 @@ def test_health_and_ready(server: Server) -> None:
     ready = httpx.get(f"{server.url}/ready", timeout=10)
     assert ready.status_code == 200
     body = ready.json()
-    assert body["status"] == "ready" and body["default_voice"] == "en_US-joe-medium"
-    assert "en_US-joe-medium" in body["voices_loaded"] and body["workers"] == 2
+    assert body["status"] == "ready" and body["default_voice"] == DEFAULT_VOICE == "hibari:heart"
+    assert DEFAULT_VOICE in body["voices_loaded"] and body["workers"] == 2
     assert isinstance(body["active_requests"], int)
     slots = body["slots"]
     assert slots["total"] == body["workers"] + 32 and 0 <= slots["held"] <= slots["total"]

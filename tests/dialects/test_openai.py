@@ -154,7 +154,10 @@ def test_models_and_voices_lists(server: Server) -> None:
     joe = next(v for v in voices["data"] if v["id"] == "en_US-joe-medium")
     assert joe["engine"] == "piper" and joe["language"] == "en-US" and joe["sample_rate"] == 22050
     assert joe["object"] == "voice" and joe["speakers"] == [] and joe["speaker"] is None
-    assert {"alloy", "echo", "nova", "marin", "cedar"} <= set(joe["aliases"])
+    assert {"ash", "ballad", "cedar", "echo", "fable", "onyx", "verse"} == set(joe["aliases"])  # the male names
+    hibari = next(v for v in voices["data"] if v["id"] == "hibari:heart")
+    assert hibari["engine"] == "hibari" and hibari["sample_rate"] == 24000
+    assert {"alloy", "coral", "marin", "nova", "sage", "shimmer"} == set(hibari["aliases"])  # the female names
     assert "en_US-joe-medium" in voices["voices"]
 
 

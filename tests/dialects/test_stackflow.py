@@ -77,7 +77,8 @@ class Harness:
 @pytest.fixture(scope="module")
 def sf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     tmp = tmp_path_factory.mktemp("stackflow")
-    ctx = build_context(Settings(data_dir=tmp / "data", stackflow_max_tasks=3, stackflow_audio_sink="file"))
+    ctx = build_context(Settings(data_dir=tmp / "data", stackflow_max_tasks=3, stackflow_audio_sink="file",
+                                 default_voice=VOICE))  # the voice these tests measure against
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

@@ -18,7 +18,8 @@ def run(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subpr
 
 def test_say_writes_a_true_size_wav_and_other_formats(tmp_path: Path) -> None:
     out = tmp_path / "hello.wav"
-    result = run("say", "Hello from the command line.", "-o", str(out), "--data-dir", str(tmp_path / "d"))
+    result = run("say", "Hello from the command line.", "-o", str(out), "--voice", "en_US-joe-medium",
+                 "--data-dir", str(tmp_path / "d"))
     assert result.returncode == 0, result.stderr
     with wave.open(str(out)) as wav:
         assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 22050)
@@ -26,7 +27,7 @@ def test_say_writes_a_true_size_wav_and_other_formats(tmp_path: Path) -> None:
     assert 1.0 < frames / 22050 < 4.0
     assert out.stat().st_size == 44 + frames * 2  # the header tells the real length
     mp3 = tmp_path / "hello.mp3"
-    result = run("say", "-", "-o", str(mp3), "--voice", "alloy", "--data-dir", str(tmp_path / "d"),
+    result = run("say", "-", "-o", str(mp3), "--voice", "echo", "--data-dir", str(tmp_path / "d"),  # echo: joe
                  stdin="Text from standard input.")
     assert result.returncode == 0, result.stderr
     samples, rate = decode(mp3.read_bytes())
@@ -43,7 +44,9 @@ def test_voices_lists_the_default_voice_with_its_aliases(tmp_path: Path) -> None
     result = run("voices", "--data-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     line = next(row for row in result.stdout.splitlines() if row.startswith("en_US-joe-medium\t"))
-    assert "piper" in line and "en-US" in line and "22050 Hz" in line and "alloy" in line
+    assert "piper" in line and "en-US" in line and "22050 Hz" in line and "echo" in line
+    line = next(row for row in result.stdout.splitlines() if row.startswith("hibari:heart\t"))
+    assert "hibari" in line and "en-US" in line and "24000 Hz" in line and "alloy" in line
 
 
 def test_invalid_settings_are_refused_before_start(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Kokoro and espeak-ng voices through real dialects (OpenAI and GPT-SoVITS) on a real server."""
+"""Kokoro, espeak-ng and the other engines' voices through real dialects (OpenAI, GPT-SoVITS, AllTalk)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import Server, decode, rms, start_server, stop_server
+from voxgate.engines.kokoro import DEFAULT_CHINESE
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,9 @@ def test_voices_of_every_engine_are_listed(multi: Server) -> None:
     by_id = {v["id"]: v for v in listed["data"]}
     assert by_id["kokoro:jf_alpha"]["engine"] == "kokoro" and by_id["kokoro:jf_alpha"]["language"] == "ja"
     assert by_id["espeak:cmn"]["engine"] == "espeak" and by_id["espeak:cmn"]["language"] == "zh"
-    assert "en_US-joe-medium" in by_id
+    assert "en_US-joe-medium" in by_id and by_id["hibari:heart"]["engine"] == "hibari"
+    assert by_id["kokoro-zh:jf_alpha"]["engine"] == "kokoro" and by_id["kokoro-zh:jf_alpha"]["language"] == "zh"
+    assert by_id["pico:de-DE"]["engine"] == "pico" and by_id["pico:de-DE"]["sample_rate"] == 16000
 
 
 def test_kokoro_japanese_and_english_through_openai(multi: Server) -> None:
@@ -73,17 +76,20 @@ def test_unknown_specs_are_clear_errors(multi: Server) -> None:
 
 
 MIXED = "Hello there, my good friend. 你好，朋友，今天天气很好。こんにちは、お元気ですか。"
-PARTS = (("Hello there, my good friend.", "en_US-joe-medium"), ("你好，朋友，今天天气很好。", "espeak:cmn"),
+PARTS = (("Hello there, my good friend.", "en_US-joe-medium"),
+         ("你好，朋友，今天天气很好。", f"kokoro-zh:{DEFAULT_CHINESE}"),
          ("こんにちは、お元気ですか。", "kokoro:jf_alpha"))
 
 
 def test_mixed_script_auto_text_is_spoken_span_by_span_through_three_dialects(tmp_path: Path) -> None:
-    fresh = start_server(tmp_path)  # nothing loaded yet, so /ready shows which voices the text reached
+    # Nothing loaded yet but the default voice, so /ready shows which voices the text reached (the
+    # English part is joe's: the voice asked for speaks English).
+    fresh = start_server(tmp_path, "--default-voice", "en_US-joe-medium")
     try:
         alone = sum(len(s) / r for s, r in (openai_speech(fresh, voice, text) for text, voice in PARTS))
         loaded_before = {s["voice"] for s in httpx.get(f"{fresh.url}/ready", timeout=10).json()["sessions"]}
-        assert {"en_US-joe-medium", "espeak:cmn", "kokoro:jf_alpha"} <= loaded_before  # the parts alone
-        samples, rate = openai_speech(fresh, "alloy", MIXED)  # OpenAI: no language field, routed by script
+        assert {v for _, v in PARTS} <= loaded_before  # the parts alone
+        samples, rate = openai_speech(fresh, "echo", MIXED)  # OpenAI: no language field, routed by script
         check(samples, rate, 24000, 0.75 * alone, 1.3 * alone)
         samples, rate = gsv_speech(fresh, "en_US-joe-medium", MIXED, "auto")
         check(samples, rate, 32000, 0.75 * alone, 1.5 * alone)  # + GPT-SoVITS's 0.3 s between its pieces
@@ -100,12 +106,14 @@ def test_mixed_script_auto_text_is_spoken_span_by_span_through_three_dialects(tm
 
 
 def test_preloaded_voices_are_loaded_and_pinned_at_start_and_ready_reports_engines(tmp_path: Path) -> None:
-    srv = start_server(tmp_path, "--preload", "kokoro:jf_alpha", "espeak:ko")
+    srv = start_server(tmp_path, "--preload", "kokoro:jf_alpha", "espeak:ko", "--default-voice", "en_US-joe-medium")
     try:
         ready = httpx.get(f"{srv.url}/ready", timeout=10).json()
         sessions = {(s["voice"], s["pinned"]) for s in ready["sessions"]}
         assert {("en_US-joe-medium", True), ("kokoro:jf_alpha", True), ("espeak:ko", True)} <= sessions
-        assert ready["engines"]["kokoro"]["voices"] == 5 and ready["engines"]["kokoro"]["languages"] == ["ja"]
+        assert ready["engines"]["kokoro"]["voices"] == 10 and ready["engines"]["kokoro"]["languages"] == ["ja", "zh"]
+        assert ready["engines"]["hibari"] == {"voices": 1, "languages": ["en-US"]}
+        assert ready["engines"]["pico"]["voices"] == 6
         assert ready["engines"]["espeak"]["voices"] >= 100 and "ko" in ready["engines"]["espeak"]["languages"]
         assert ready["engines"]["piper"]["languages"] == ["en-US"]
     finally:

@@ -91,3 +91,15 @@ def test_threads_share_the_library_without_corrupting_it(engine: EspeakEngine) -
         assert all(abs(len(out) - len(expected[voice])) < 0.02 * len(expected[voice]) for out in outputs), voice
         assert all(abs(rms(out) - rms(expected[voice])) < 0.1 * rms(expected[voice]) for out in outputs), voice
     assert not ESPEAK_LOCK.locked()
+
+
+def test_every_listed_voice_speaks_even_where_its_language_is_no_voice_name(engine: EspeakEngine) -> None:
+    """en-gb and fr-fr are language names, not voice names: voices load by their file (gmw/en, roa/fr)."""
+    silent = []
+    for voice in engine.voices():
+        pieces = list(engine.load(voice, threads=1).synthesize("a b c.", EngineParams()))
+        if not pieces or rms(np.concatenate(pieces)) < 0.01:
+            silent.append(voice.id)
+    assert silent == []
+    pieces, _ = speak(engine, "espeak:en-gb+f3", "Good morning.")
+    assert rms(np.concatenate(pieces)) > 0.02

@@ -6,7 +6,7 @@ import pytest
 
 from voxgate.core.routing import LanguageNotSpoken, best_voice, route, speaks
 from voxgate.engines.espeak import EspeakEngine
-from voxgate.engines.kokoro import KokoroEngine
+from voxgate.engines.kokoro import DEFAULT_CHINESE, KokoroEngine
 from voxgate.engines.piper import PiperEngine
 from voxgate.errors import VoiceNotFound
 from voxgate.text.language import Mode, UnknownLanguage, detect_spans, normalize_language, parse_language
@@ -60,10 +60,19 @@ def registry() -> VoiceRegistry:
     return VoiceRegistry(engines, {"alloy": "en_US-joe-medium"}, "en_US-joe-medium")
 
 
+@pytest.fixture(scope="module")
+def no_kokoro() -> VoiceRegistry:
+    """Without Kokoro, Chinese falls back to espeak-ng, which cannot say English words."""
+    return VoiceRegistry({"piper": PiperEngine(), "espeak": EspeakEngine()}, {}, "en_US-joe-medium")
+
+
+ZH = f"kokoro-zh:{DEFAULT_CHINESE}"  # Kokoro reading Mandarin: Chinese goes there ahead of espeak-ng
+
+
 def test_neural_voices_come_first_and_espeak_is_the_fallback(registry: VoiceRegistry) -> None:
     assert best_voice(registry, "en").id == "en_US-joe-medium"  # the default voice speaks it
     assert best_voice(registry, "ja").engine == "kokoro"
-    assert best_voice(registry, "zh").id == "espeak:cmn"
+    assert best_voice(registry, "zh").id == ZH
     assert best_voice(registry, "ko").id == "espeak:ko"
     assert best_voice(registry, "yue").id == "espeak:yue"
     assert best_voice(registry, "en-GB", registry.resolve("espeak:en-us")).id == "espeak:en-us"  # it speaks en
@@ -72,8 +81,10 @@ def test_neural_voices_come_first_and_espeak_is_the_fallback(registry: VoiceRegi
     assert info.value.param == "language"
 
 
-def test_explicit_languages_pick_a_voice_that_speaks_them(registry: VoiceRegistry) -> None:
+def test_explicit_languages_pick_a_voice_that_speaks_them(registry: VoiceRegistry, no_kokoro: VoiceRegistry) -> None:
     [span] = route(registry, None, "all_zh", "你好 world")
+    assert span.voice.id == ZH and span.text == "你好 world" and span.language == "zh"
+    [span] = route(no_kokoro, None, "all_zh", "你好 world")
     assert span.voice.id == "espeak:cmn" and span.text == "你好 world" and span.language == "zh"
     [span] = route(registry, "alloy", "ja-JP", "こんにちは")
     assert span.voice.engine == "kokoro"  # the requested English voice cannot speak Japanese
@@ -83,8 +94,10 @@ def test_explicit_languages_pick_a_voice_that_speaks_them(registry: VoiceRegistr
     assert span.voice.id == "espeak:ko"
 
 
-def test_mixed_mode_sends_latin_words_to_an_english_voice(registry: VoiceRegistry) -> None:
-    spans = route(registry, None, "zh", "我喜欢Python和Rust。")
+def test_mixed_mode_sends_latin_words_to_an_english_voice(registry: VoiceRegistry, no_kokoro: VoiceRegistry) -> None:
+    [span] = route(registry, None, "zh", "我喜欢Python和Rust。")  # Kokoro reads the English words itself
+    assert span.voice.id == ZH and span.text == "我喜欢Python和Rust。"
+    spans = route(no_kokoro, None, "zh", "我喜欢Python和Rust。")
     assert [(s.text, s.voice.id) for s in spans] == [
         ("我喜欢", "espeak:cmn"), ("Python", "en_US-joe-medium"), ("和", "espeak:cmn"),
         ("Rust。", "en_US-joe-medium"),  # script-less characters stay with the span before them
@@ -96,7 +109,7 @@ def test_mixed_mode_sends_latin_words_to_an_english_voice(registry: VoiceRegistr
 def test_auto_routes_each_script_span_to_a_voice_of_its_language(registry: VoiceRegistry) -> None:
     spans = route(registry, None, "auto", "Hello, 你好！こんにちは。안녕 friends.")
     assert [(s.text, s.language, s.voice.id) for s in spans] == [
-        ("Hello, ", "en", "en_US-joe-medium"), ("你好！", "zh", "espeak:cmn"),
+        ("Hello, ", "en", "en_US-joe-medium"), ("你好！", "zh", ZH),
         ("こんにちは。", "ja", spans[2].voice.id), ("안녕 ", "ko", "espeak:ko"),
         ("friends.", "en", "en_US-joe-medium"),
     ]

@@ -3,9 +3,13 @@
 Every dialect's language field goes through `route`. A voice speaks a language when its own language
 has the same primary subtag, or when its engine says it also speaks it (`extra["languages"]`, e.g. a
 Kokoro voice reads English as well as Japanese). For a language the requested voice cannot speak, the
-best installed voice is chosen: the default voice if it speaks it, then neural engines before espeak-ng
-(which speaks every language, so no language is left unspoken), a native speaker before one that also
-speaks it, an exact region match before another region, then by id.
+best installed voice is chosen: neural engines first, then SVOX Pico for the languages where it was
+measured more intelligible than espeak-ng (a Pico voice says so in `extra["routed"]`), then espeak-ng
+(which speaks every language, so no language is left unspoken), then Pico's other languages; within a
+tier a native speaker before one that also speaks it, an exact region match before another region, the
+requested voice's own style in the other language (`extra["family"]`, e.g. a Kokoro style reading
+Mandarin), the default voice, an engine's measured default for the language (`extra["route_default"]`,
+e.g. Kokoro's Chinese style), then by id.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from voxgate.text.language import LanguageChoice, Mode, detect_spans, parse_lang
 from voxgate.voices.registry import VoiceRegistry
 
 FALLBACK_ENGINES = ("espeak",)  # chosen only when no other engine speaks the language
+SECONDARY_ENGINES = ("pico",)  # after neural engines; ahead of espeak-ng only where measured better
 _LATIN_LANGUAGES = frozenset(
     "en fr de es it pt nl pl cs sk sl hr sv da nb nn no fi et lv lt hu ro tr id ms vi ca eu gl af sw "
     "cy ga is mt sq tl eo la".split()
@@ -87,11 +92,23 @@ def best_voice(registry: VoiceRegistry, language: str, preferred: VoiceInfo | No
     if not candidates:
         raise LanguageNotSpoken(f"no installed voice speaks {language!r}", param="language")
 
-    def rank(voice: VoiceInfo) -> tuple[bool, bool, bool, bool, str]:
-        return (voice.engine in FALLBACK_ENGINES, primary(voice.language) != primary(language),
-                voice.language.lower() != language.lower(), voice.id != default.id, voice.id)
+    family = preferred.extra.get("family", preferred.id) if preferred is not None else None
+
+    def rank(voice: VoiceInfo) -> tuple[int, bool, bool, bool, bool, bool, str]:
+        return (_tier(voice), primary(voice.language) != primary(language),
+                voice.language.lower() != language.lower(), voice.extra.get("family", voice.id) != family,
+                voice.id != default.id, not voice.extra.get("route_default"), voice.id)
 
     return min(candidates, key=rank)
+
+
+def _tier(voice: VoiceInfo) -> int:
+    """0 neural, 1 Pico where measured better than espeak-ng, 2 espeak-ng, 3 Pico elsewhere."""
+    if voice.engine in FALLBACK_ENGINES:
+        return 2
+    if voice.engine in SECONDARY_ENGINES:
+        return 1 if voice.extra.get("routed") else 3
+    return 0
 
 
 def route(registry: VoiceRegistry, voice: str | None, language: str | None, text: str) -> list[Span]:

@@ -153,13 +153,34 @@ def language_tag(espeak_language: str) -> str:
     return "-".join(parts)
 
 
+def _has_dictionary(identifier: str, language: str) -> bool:
+    """Whether the dictionary a voice file names (or its language's own) is in espeak-ng's data."""
+    import espeakng_loader
+
+    data = Path(espeakng_loader.get_data_path())
+    name = language.split("-")[0]
+    try:
+        for line in (data / "lang" / identifier).read_text(encoding="utf-8", errors="ignore").splitlines():
+            words = line.split()
+            if len(words) > 1 and words[0] == "dictionary":
+                name = words[1]
+                break
+    except OSError:
+        return True  # no voice file to read: let espeak-ng decide when it speaks
+    return (data / f"{name}_dict").is_file()
+
+
 class EspeakLoadedVoice:
     """An espeak-ng voice name; synthesis takes the global lock a sentence at a time."""
 
     def __init__(self, voice: VoiceInfo) -> None:
         with ESPEAK_LOCK:
             self.sample_rate = library().rate
-        self._name = str(voice.extra.get("espeak_voice", voice.id.removeprefix(PREFIX)))
+        # By the voice file's identifier (gmw/en): some language names (en-gb, fr-fr) are not voice names.
+        identifier = voice.extra.get("espeak_identifier")
+        variant = voice.extra.get("espeak_variant")
+        name = f"{identifier}+{variant}" if identifier and variant else identifier
+        self._name = str(name or voice.extra.get("espeak_voice", voice.id.removeprefix(PREFIX)))
 
     def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
         """One array per sentence; the rate is set in words per minute from `params.speed`."""
@@ -194,6 +215,8 @@ class EspeakEngine:
                 if not languages or identifier.startswith("mb/"):
                     continue  # mbrola voices need databases that are not shipped
                 lang = languages[0]
+                if not _has_dictionary(identifier, lang):
+                    continue  # its dictionary is not in the wheel (fo, kaa, xex): it would say nothing
                 vid = PREFIX + lang
                 voices.setdefault(vid, VoiceInfo(
                     id=vid, name=f"espeak-ng {name}", engine=self.name, language=language_tag(lang),
@@ -233,7 +256,7 @@ class EspeakEngine:
         name = f"{voice.extra['espeak_voice']}+{variant}"
         return VoiceInfo(id=PREFIX + name, name=f"{voice.name} ({variant})", engine=self.name,
                          language=voice.language, sample_rate=voice.sample_rate, quality="low",
-                         extra={**voice.extra, "espeak_voice": name})
+                         extra={**voice.extra, "espeak_voice": name, "espeak_variant": variant})
 
     def load(self, voice: VoiceInfo, threads: int) -> EspeakLoadedVoice:
         """espeak-ng needs no per-voice loading; `threads` is irrelevant (it is single-threaded)."""

