@@ -128,16 +128,24 @@ async def first_then_rest(stream: SynthesisStream) -> AsyncIterator[PcmChunk]:
 async def encode_stream(
     chunks: AsyncIterator[PcmChunk], encoder: Encoder, wrap: Callable[[bytes], bytes] | None = None
 ) -> AsyncIterator[bytes]:
-    """Encode PCM chunks as they come; the codec runs off the event loop."""
+    """Encode PCM chunks as they come; a codec runs off the event loop, raw PCM on it (a thread hand-off
+    would cost more than the conversion, and it sits between the first samples and the first byte)."""
     running: asyncio.Future[bytes] | None = None  # the codec call in its thread, if one is under way
+    inline_max = encoder.inline_seconds * encoder.input_rate  # samples encoded on the loop (0: never)
     try:
         async for chunk in chunks:
-            running = asyncio.ensure_future(asyncio.to_thread(encoder.encode, chunk.samples))
-            data = await asyncio.shield(running)
+            if len(chunk.samples) <= inline_max:
+                data = encoder.encode(chunk.samples)
+            else:
+                running = asyncio.ensure_future(asyncio.to_thread(encoder.encode, chunk.samples))
+                data = await asyncio.shield(running)
             if data:
                 yield wrap(data) if wrap else data
-        running = asyncio.ensure_future(asyncio.to_thread(encoder.finish))
-        data = await asyncio.shield(running)
+        if inline_max:
+            data = encoder.finish()
+        else:
+            running = asyncio.ensure_future(asyncio.to_thread(encoder.finish))
+            data = await asyncio.shield(running)
         if data:
             yield wrap(data) if wrap else data
     finally:
