@@ -3,8 +3,9 @@
 Timings on a shared 2-core machine are noise; call counts are not. Each request normalises its text once,
 routes it once (plus the language check with no text), resolves its voice a fixed number of times whatever
 its length, builds one resampler, one leveller and one encoder, loads nothing and calibrates nothing,
-and a `pcm` response never hands work to a thread (each hand-off costs a wake-up between the first samples
-and the first byte). If one of these counts grows, something was added to every request.
+reuses a finished soxr stream, and a `pcm` response never hands work to a thread (each hand-off costs a
+wake-up between the first samples and the first byte). If one of these counts grows, something was added
+to every request.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import soxr
 from fastapi.testclient import TestClient
 
 import voxgate.core.routing as routing
 import voxgate.core.service as service
 import voxgate.dialects.openai.routes as openai_routes
 from voxgate.app import create_app
+from voxgate.audio.resample import Resampler
 from voxgate.engines.piper import PiperEngine
 from voxgate.settings import Settings
 from voxgate.voices.registry import VoiceRegistry
@@ -80,7 +83,7 @@ def counted_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Test
         (service, "Leveller", service.Leveller), (service, "calibrate_gain", service.calibrate_gain),
         (routing, "detect_spans", routing.detect_spans), (openai_routes, "open_encoder", openai_routes.open_encoder),
         (VoiceRegistry, "resolve", VoiceRegistry.resolve), (PiperEngine, "load", PiperEngine.load),
-        (asyncio, "to_thread", asyncio.to_thread),
+        (asyncio, "to_thread", asyncio.to_thread), (soxr, "ResampleStream", soxr.ResampleStream),
     ]
     for owner, name, original in patches:
         setattr(owner, name, counter.wrap(name, original))  # type: ignore[arg-type]
@@ -122,6 +125,7 @@ def test_pcm_request_does_its_per_request_work_once(counted_app: tuple[TestClien
     assert {name: counts[name] for name in EXPECTED} == EXPECTED
     assert counts["to_thread"] == 0  # raw PCM is encoded on the loop: no hand-off before the first byte
     assert counts["load"] == 0 and counts["calibrate_gain"] == 0  # the warmed voice is reused, not reloaded
+    assert counts["ResampleStream"] == 0  # the previous request's soxr stream is reused, cleared
 
 
 def test_mp3_still_encodes_off_the_loop(counted_app: tuple[TestClient, Counted]) -> None:
@@ -146,3 +150,23 @@ def test_raw_encoder_inline_bound_is_cheap() -> None:
         encoder.close()
     x = np.zeros(10, np.float32)
     assert open_encoder("pcm", 24_000).encode(x) == bytes(20)
+
+
+def test_a_reused_resampler_stream_gives_the_same_audio_and_is_not_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[object] = []
+    original = soxr.ResampleStream
+    monkeypatch.setattr(soxr, "ResampleStream", lambda *a, **k: made.append(original(*a, **k)) or made[-1])
+    t = np.arange(22050 * 2) / 22050
+    x = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    first = Resampler(22050, 23999)  # a rate pair no other test uses: this test owns its idle list
+    a = np.concatenate([first.process(x[:30000]), first.process(x[30000:]), first.flush()])
+    assert len(made) == 1
+    second, third = Resampler(22050, 23999), Resampler(22050, 23999)  # the first's stream, then a new one
+    assert len(made) == 2  # the second took the idle one; only the third built a stream
+    b = np.concatenate([second.process(x[:30000]), second.process(x[30000:]), second.flush()])
+    c = np.concatenate([third.process(x[:1000]), third.process(x[1000:]), third.flush()])
+    assert a.size == b.size == c.size and abs(a.size - x.size * 23999 / 22050) <= 2
+    assert np.array_equal(a, b) and np.allclose(a, c, atol=1e-6)
+    assert first.flush().size == 0  # ending twice is harmless...
+    with pytest.raises(RuntimeError):
+        first.process(x)  # ...but a stream that went back to the idle list is never fed again by its old owner
