@@ -89,7 +89,8 @@ def counted_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Test
         setattr(owner, name, counter.wrap(name, original))  # type: ignore[arg-type]
     try:
         data = tmp_path_factory.mktemp("request-path") / "data"
-        app = create_app(Settings(data_dir=Path(data), engines=["piper"], stackflow_port=0))
+        app = create_app(Settings(data_dir=Path(data), engines=["piper"], default_voice="en_US-joe-medium",
+                                  stackflow_port=0))
         with TestClient(app) as client:  # the lifespan loads and levels the default voice
             for text in (ONE, ONE):  # warm: the first request may still grow onnxruntime's arena
                 assert speak(client, text).status_code == 200
