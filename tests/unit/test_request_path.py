@@ -26,12 +26,14 @@ import voxgate.core.routing as routing
 import voxgate.core.service as service
 import voxgate.dialects.openai.routes as openai_routes
 from voxgate.app import create_app
+from voxgate.audio.encoders import Encoder
 from voxgate.audio.resample import Resampler
+from voxgate.dialects.common import FIRST_PIECE
 from voxgate.engines.piper import PiperEngine
 from voxgate.settings import Settings
 from voxgate.voices.registry import VoiceRegistry
 
-from ..conftest import pcm16, rms
+from ..conftest import decode, pcm16, rms
 
 ONE = "The weather today is mild and sunny, with a light breeze coming in from the west."
 TEN = " ".join([ONE, "Temperatures will climb slowly through the morning and peak in the early afternoon.",
@@ -129,12 +131,19 @@ def test_pcm_request_does_its_per_request_work_once(counted_app: tuple[TestClien
     assert counts["ResampleStream"] == 0  # the previous request's soxr stream is reused, cleared
 
 
-def test_mp3_still_encodes_off_the_loop(counted_app: tuple[TestClient, Counted]) -> None:
-    """The codec path keeps its thread (so the counter above does see hand-offs when there are any)."""
+def test_mp3_encodes_off_the_loop_and_its_first_bytes_come_from_a_quarter_second(
+        counted_app: tuple[TestClient, Counted], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The codec keeps its thread (so the counter above does see hand-offs when there are any), and the
+    first sentence reaches it in two calls: the first bytes need only FIRST_PIECE seconds encoded."""
+    fed: list[int] = []  # samples per encode() call
+    original = Encoder.encode
+    monkeypatch.setattr(Encoder, "encode", lambda self, samples: fed.append(len(samples)) or original(self, samples))
     client, counter = counted_app
     counts, body = one_request(client, counter, ONE, "mp3")
-    assert body[:3] == b"ID3" or body[0] == 0xFF  # an MP3 stream
-    assert counts["to_thread"] >= 2  # at least one chunk and the finish
+    samples, rate = decode(body, "mp3")
+    assert rate == 24_000 and len(samples) / rate > 3.0 and rms(samples) > 0.02
+    assert counts["to_thread"] >= 3  # the first piece, the rest of the first chunk, ..., the finish
+    assert fed[0] == int(FIRST_PIECE * 24_000) and fed[1] > fed[0]
     assert {name: counts[name] for name in EXPECTED} == EXPECTED
 
 
