@@ -116,6 +116,10 @@ def output_rate(spec: FormatSpec, rate: int) -> int:
 class Encoder(ABC):
     """One response's encoder: feed float32 mono chunks, concatenate every returned byte string."""
 
+    # Seconds of input that encode() turns into bytes in well under a millisecond (no codec, no
+    # resampler), so a streaming caller may run it on the event loop instead of handing it to a thread.
+    inline_seconds: float = 0.0
+
     def __init__(self, spec: FormatSpec, in_rate: int, out_rate: int) -> None:
         self.format = spec.name
         self.content_type = spec.content_type
@@ -163,6 +167,8 @@ class Encoder(ABC):
 
 class _RawEncoder(Encoder):
     """Raw int16 LE, optionally preceded by a streaming WAV header (pcm, streaming wav)."""
+
+    inline_seconds = 20.0  # ~25 µs per second of audio: 20 s cost less than one thread hand-off under load
 
     def __init__(self, spec: FormatSpec, rate: int, header: bytes) -> None:
         super().__init__(spec, rate, rate)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import soxr
 
@@ -11,6 +13,13 @@ import soxr
 QUALITY = "HQ"
 
 _EMPTY = np.zeros(0, dtype=np.float32)
+
+# Finished soxr streams, cleared and kept for the next resampler of the same rates: a new stream's first
+# sentence-long chunk costs ~1 ms (its buffers grow), a cleared one's ~0.4 ms with identical output. Every
+# request resamples (Piper's 22.05 kHz to OpenAI's 24 kHz) on the path to its first byte.
+_IDLE: dict[tuple[int, int, str], list[soxr.ResampleStream]] = {}
+_IDLE_MAX = 8  # per rate pair and quality
+_IDLE_LOCK = threading.Lock()
 
 
 class Resampler:
@@ -22,8 +31,14 @@ class Resampler:
         self.in_rate = in_rate  # Hertz
         self.out_rate = out_rate  # Hertz
         self._stream: soxr.ResampleStream | None = None
+        self._key = (in_rate, out_rate, quality)
+        self._ended = False  # the last chunk went through; the soxr stream went back to the idle list
         if in_rate != out_rate:
-            self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
+            with _IDLE_LOCK:
+                idle = _IDLE.get(self._key)
+                self._stream = idle.pop() if idle else None
+            if self._stream is None:
+                self._stream = soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality=quality)
 
     @property
     def passthrough(self) -> bool:
@@ -37,11 +52,21 @@ class Resampler:
             a = a.reshape(-1)
         if self._stream is None:
             return a
-        return self._stream.resample_chunk(np.ascontiguousarray(a), last=last)
+        if self._ended:
+            raise RuntimeError("resampler already ended with its last chunk")
+        out = self._stream.resample_chunk(np.ascontiguousarray(a), last=last)
+        if last:
+            self._ended = True
+            self._stream.clear()
+            with _IDLE_LOCK:
+                idle = _IDLE.setdefault(self._key, [])
+                if len(idle) < _IDLE_MAX:
+                    idle.append(self._stream)
+        return out
 
     def flush(self) -> np.ndarray:
-        """Drain the filter tail at end of stream."""
-        return self.process(_EMPTY, last=True)
+        """Drain the filter tail at end of stream (once; again returns nothing)."""
+        return _EMPTY if self._ended else self.process(_EMPTY, last=True)
 
 
 def resample(x: np.ndarray, in_rate: int, out_rate: int) -> np.ndarray:

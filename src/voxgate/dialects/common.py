@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -262,19 +263,44 @@ async def first_then_rest(stream: SynthesisStream) -> AsyncIterator[PcmChunk]:
     return rest()
 
 
+FIRST_PIECE = 0.25  # seconds: a codec's first bytes leave after encoding this much, not a whole first sentence
+
+
 async def encode_stream(
     chunks: AsyncIterator[PcmChunk], encoder: Encoder, wrap: Callable[[bytes], bytes] | None = None
 ) -> AsyncIterator[bytes]:
-    """Encode PCM chunks as they come; the codec runs off the event loop."""
+    """Encode PCM chunks as they come; a codec runs off the event loop, raw PCM on it (a thread hand-off
+    would cost more than the conversion, and it sits between the first samples and the first byte).
+    A codec gets the first chunk in two calls, FIRST_PIECE seconds and the rest: mp3 takes ~7 ms per second
+    of audio, so the first bytes need not wait for the whole first sentence to be encoded."""
     running: asyncio.Future[bytes] | None = None  # the codec call in its thread, if one is under way
+    inline_max = encoder.inline_seconds * encoder.input_rate  # samples encoded on the loop (0: never)
+    head = int(FIRST_PIECE * encoder.input_rate) if not inline_max else 0  # samples of the first piece
+
+    async def encode(samples: np.ndarray) -> bytes:
+        nonlocal running
+        if len(samples) <= inline_max:
+            return encoder.encode(samples)
+        running = asyncio.ensure_future(asyncio.to_thread(encoder.encode, samples))
+        return await asyncio.shield(running)
+
     try:
         async for chunk in chunks:
-            running = asyncio.ensure_future(asyncio.to_thread(encoder.encode, chunk.samples))
-            data = await asyncio.shield(running)
+            samples = chunk.samples
+            if head and len(samples) > 2 * head:
+                data = await encode(samples[:head])
+                if data:
+                    yield wrap(data) if wrap else data
+                samples = samples[head:]
+            head = 0  # only the first chunk is cut
+            data = await encode(samples)
             if data:
                 yield wrap(data) if wrap else data
-        running = asyncio.ensure_future(asyncio.to_thread(encoder.finish))
-        data = await asyncio.shield(running)
+        if inline_max:
+            data = encoder.finish()
+        else:
+            running = asyncio.ensure_future(asyncio.to_thread(encoder.finish))
+            data = await asyncio.shield(running)
         if data:
             yield wrap(data) if wrap else data
     finally:
