@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from tests.conftest import Server, decode, rms, start_server, stop_server
+from tests.requests import check, gsv_speech, openai_speech
 from voxgate.engines.kokoro import DEFAULT_CHINESE
 
 
@@ -16,26 +16,6 @@ from voxgate.engines.kokoro import DEFAULT_CHINESE
 def multi(server: Server) -> Server:
     """A server with every engine enabled (the default)."""
     return server
-
-
-def openai_speech(server: Server, voice: str, text: str) -> tuple[np.ndarray, int]:
-    body = {"model": "tts-1", "voice": voice, "input": text, "response_format": "wav"}
-    response = httpx.post(f"{server.url}/v1/audio/speech", json=body, timeout=110)
-    assert response.status_code == 200, response.text
-    return decode(response.content)
-
-
-def gsv_speech(server: Server, voice: str, text: str, lang: str) -> tuple[np.ndarray, int]:
-    params = {"text": text, "text_lang": lang, "ref_audio_path": voice, "prompt_lang": lang, "media_type": "wav"}
-    response = httpx.get(f"{server.url}/tts", params=params, timeout=110)
-    assert response.status_code == 200, response.text
-    return decode(response.content)
-
-
-def check(samples: np.ndarray, rate: int, expected_rate: int, low: float, high: float) -> None:
-    assert rate == expected_rate
-    assert low < len(samples) / rate < high, len(samples) / rate
-    assert rms(samples) > 0.02
 
 
 def test_voices_of_every_engine_are_listed(multi: Server) -> None:

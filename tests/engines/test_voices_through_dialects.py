@@ -19,6 +19,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.conftest import Server, decode, pcm16, rms, start_server, stop_server
+from tests.requests import check, gsv_speech, openai_speech
 from voxgate.engines.kokoro import DEFAULT_CHINESE
 
 ZH = "今天天气很好，我们去公园散步吧。"
@@ -45,26 +46,6 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def sessions(server: Server) -> set[str]:
     return {s["voice"] for s in httpx.get(f"{server.url}/ready", timeout=10).json()["sessions"]}
-
-
-def check(samples: np.ndarray, rate: int, expected_rate: int, low: float, high: float) -> None:
-    assert rate == expected_rate
-    assert low < len(samples) / rate < high, len(samples) / rate
-    assert rms(samples) > 0.02
-
-
-def openai(server: Server, voice: str, text: str) -> tuple[np.ndarray, int]:
-    body = {"model": "tts-1", "voice": voice, "input": text, "response_format": "wav"}
-    response = httpx.post(f"{server.url}/v1/audio/speech", json=body, timeout=110)
-    assert response.status_code == 200, response.text
-    return decode(response.content)
-
-
-def gptsovits(server: Server, voice: str, text: str, lang: str) -> tuple[np.ndarray, int]:
-    params = {"text": text, "text_lang": lang, "ref_audio_path": voice, "prompt_lang": lang, "media_type": "wav"}
-    response = httpx.get(f"{server.url}/tts", params=params, timeout=110)
-    assert response.status_code == 200, response.text
-    return decode(response.content)
 
 
 def cosyvoice_ws(server: Server, voice: str, text: str, rate: int = 24000) -> tuple[np.ndarray, int]:
@@ -137,20 +118,20 @@ class StackFlow:
 # -- Mandarin ---------------------------------------------------------------------------------------------
 
 def test_mandarin_through_openai_is_kokoro(srv: Server) -> None:
-    check(*openai(srv, "nova", ZH), 24000, 2.0, 8.0)  # no language field: routed by script
+    check(*openai_speech(srv, "nova", ZH), 24000, 2.0, 8.0)  # no language field: routed by script
     assert KOKORO_ZH in sessions(srv) and "espeak:cmn" not in sessions(srv)
 
 
 def test_mandarin_through_gptsovits_with_text_lang_zh(srv: Server) -> None:
-    check(*gptsovits(srv, "hibari:heart", ZH, "zh"), 32000, 2.0, 8.0)
-    check(*gptsovits(srv, "hibari:heart", ZH, "all_zh"), 32000, 2.0, 8.0)
+    check(*gsv_speech(srv, "hibari:heart", ZH, "zh"), 32000, 2.0, 8.0)
+    check(*gsv_speech(srv, "hibari:heart", ZH, "all_zh"), 32000, 2.0, 8.0)
     assert "espeak:cmn" not in sessions(srv)
 
 
 def test_mandarin_numbers_are_read_as_words_not_digits(srv: Server) -> None:
     """cn2an reads 2024年3月15日 and 12.5% as Chinese words: as long as the text written out in words."""
-    digits, rate = gptsovits(srv, KOKORO_ZH, ZH_NUMBERS, "zh")
-    words, _ = gptsovits(srv, KOKORO_ZH, "会议在二零二四年三月十五日开始，价格上涨了百分之十二点五。", "zh")
+    digits, rate = gsv_speech(srv, KOKORO_ZH, ZH_NUMBERS, "zh")
+    words, _ = gsv_speech(srv, KOKORO_ZH, "会议在二零二四年三月十五日开始，价格上涨了百分之十二点五。", "zh")
     check(digits, rate, 32000, 3.0, 12.0)
     assert 0.8 < len(digits) / len(words) < 1.25
 
@@ -187,14 +168,14 @@ def test_the_default_voice_is_hibari_and_the_openai_aliases_split_by_gender(srv:
 def test_openai_nova_is_hibari_and_onyx_is_joe(srv: Server) -> None:
     before = sessions(srv)
     assert "en_US-joe-medium" not in before
-    check(*openai(srv, "nova", EN), 24000, 1.5, 6.0)
+    check(*openai_speech(srv, "nova", EN), 24000, 1.5, 6.0)
     assert sessions(srv) == before  # hibari was already loaded: nothing new
-    check(*openai(srv, "onyx", EN), 24000, 1.5, 6.0)
+    check(*openai_speech(srv, "onyx", EN), 24000, 1.5, 6.0)
     assert sessions(srv) - before == {"en_US-joe-medium"}
 
 
 def test_hibari_through_gptsovits_alltalk_and_flash(srv: Server) -> None:
-    check(*gptsovits(srv, "hibari:heart", EN, "en"), 32000, 1.5, 6.0)
+    check(*gsv_speech(srv, "hibari:heart", EN, "en"), 32000, 1.5, 6.0)
     form = {"text_input": EN, "character_voice_gen": "female_01.wav", "language": "en",
             "output_file_name": "hibari", "text_filtering": "none"}
     made = httpx.post(f"{srv.url}/api/tts-generate", data=form, timeout=110).json()
@@ -224,7 +205,7 @@ def test_hibari_through_cosyvoice_http_websocket_and_stackflow(srv: Server) -> N
 
 
 def test_hibari_speed_through_openai(srv: Server) -> None:
-    normal, _ = openai(srv, "hibari:heart", EN)
+    normal, _ = openai_speech(srv, "hibari:heart", EN)
     body = {"model": "tts-1", "voice": "hibari:heart", "input": EN, "response_format": "wav", "speed": 1.6}
     fast, rate = decode(httpx.post(f"{srv.url}/v1/audio/speech", json=body, timeout=110).content)
     assert rate == 24000 and 0.5 < len(fast) / len(normal) < 0.75 and rms(fast) > 0.02
@@ -271,4 +252,4 @@ def test_hibari_is_a_base_for_registered_voices(srv: Server) -> None:
     assert created.status_code == 201, created.text
     voice = created.json()
     assert voice["base_voice"] == "hibari:heart" and voice["engine"] == "hibari", voice
-    check(*openai(srv, voice["id"], EN), 24000, 1.5, 6.0)
+    check(*openai_speech(srv, voice["id"], EN), 24000, 1.5, 6.0)
