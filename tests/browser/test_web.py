@@ -577,6 +577,7 @@ def test_preview_speaks_a_sample_in_that_voice(driver: WebDriver, web: Server) -
              " === '▶ Preview'", "the preview to end")
     # A second voice's preview, stopped by a second press of its button.
     joe = driver.find_element(By.CSS_SELECTOR, "#voice-table tr[data-id='en_US-joe-medium'] button.preview")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", joe)  # not under the sticky header
     joe.click()
     assert joe.text == "■ Stop"
     joe.click()
@@ -608,7 +609,7 @@ def test_long_lists_in_errors_are_cut_short(driver: WebDriver, web: Server) -> N
 
 
 def test_cancel_on_the_key_prompt_stops_asking_until_the_key_button(driver: WebDriver, tmp_path: Path) -> None:
-    server = start_server(tmp_path, "--api-key", API_KEY)
+    server = start_server(tmp_path, "--api-key", API_KEY, "--default-voice", "en_US-joe-medium")
     try:
         driver.get(f"{server.url}/")
         driver.execute_script("localStorage.clear();")

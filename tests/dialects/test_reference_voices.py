@@ -17,7 +17,8 @@ from tests.conftest import Server, decode, rms, start_server, stop_server, wait_
 from tests.speech import RATE, other_speaker
 from voxgate.audio.encoders import encode_all
 
-BASES = ("--match-bases", "en_US-joe-medium", "kokoro:jf_alpha")  # two bases keep the measuring short
+BASES = ("--match-bases", "en_US-joe-medium", "kokoro:jf_alpha",  # two bases keep the measuring short;
+         "--default-voice", "en_US-joe-medium")  # the default voice is always a base: joe, not a third
 REFERENCE_TEXT = "A clear voice reads these words aloud. It speaks slowly and calmly, so that every sound is heard."
 ENGLISH = "Hello there. This is a short test of a brand new reference voice, read in English."
 BASES_TIMEOUT = 300.0  # seconds for the background measurement on a loaded 2-core machine

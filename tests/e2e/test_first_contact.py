@@ -95,7 +95,7 @@ def test_start_up_prints_where_everything_is(server: Server) -> None:
     assert f"  data folder  {server.data_dir.resolve()} (--data-dir or VOXGATE_DATA_DIR)\n" in text
     voices = next(line for line in server.output if line.startswith("  voices "))
     counts = dict(part.split() for part in voices.split(maxsplit=1)[1].split(";")[0].split(", "))
-    assert set(counts) == {"piper", "kokoro", "espeak"} and int(counts["espeak"]) > 100
+    assert set(counts) == {"piper", "hibari", "kokoro", "pico", "espeak"} and int(counts["espeak"]) > 100
     port = server.url.rsplit(":", 1)[1]
     assert f"  port {port:<7} HTTP and WebSocket: every API (--port)\n" in text
     assert "StackFlow" not in text  # --stackflow-port 0: no TCP port, none listed

@@ -75,12 +75,19 @@ def post_processing(voice: VoiceInfo, semitones: float = 0.0,
     return lambda samples, rate: apply_shift(samples, rate, shift)
 
 
-def _trimmed(post: Callable[[np.ndarray, int], np.ndarray] | None) -> Callable[[np.ndarray, int], np.ndarray]:
-    """`post`, then the engine's end-of-utterance silence cut to a short gap (the sentence goes on)."""
+def _trimmed(post: Callable[[np.ndarray, int], np.ndarray] | None, tail: bool,
+             head: bool) -> Callable[[np.ndarray, int], np.ndarray]:
+    """`post`, then the engine's silence at a seam inside a sentence cut to a short gap: at the end of the
+    part before the cut (`tail`) and at the start of the part after it (`head`), since the sentence goes on."""
     def run(samples: np.ndarray, rate: int) -> np.ndarray:
         x = post(samples, rate) if post else samples
         loud = np.flatnonzero(np.abs(x) > 0.02 * max(float(np.abs(x).max(initial=0.0)), 1e-6))
-        return x[: loud[-1] + 1 + int(MID_SENTENCE_GAP * rate)] if len(loud) else x
+        if not len(loud):
+            return x
+        gap = int(MID_SENTENCE_GAP * rate)
+        start = max(loud[0] - gap, 0) if head else 0
+        end = loud[-1] + 1 + gap if tail else len(x)
+        return x[start:end]
     return run
 
 
@@ -177,7 +184,8 @@ class SynthesisStream:
         ahead = sum(len(text) for _, text, _ in self._inflight) * SECONDS_PER_CHAR / self.request.speed
         while self._pending and len(self._inflight) < depth:
             index, text, voicing = self._pending.popleft()
-            post = _trimmed(voicing.post) if index in self._joined else voicing.post
+            tail, head = index in self._joined, index - 1 in self._joined
+            post = _trimmed(voicing.post, tail, head) if tail or head else voicing.post
             job = Job(voicing.voice, text, voicing.params, self._t0 + self._delivered + ahead,
                       asyncio.get_running_loop(), urgent=self._first_audio is None, post=post)
             self._service.pool.submit(job)
