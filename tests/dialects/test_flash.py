@@ -296,8 +296,11 @@ def test_text_before_the_first_tag_is_spoken(server: Server) -> None:
     alone = audio(post(server, "/multi_speak", text=tagged, response_format="wav"))[0]
     both = audio(post(server, "/multi_speak", text=f"{SENTENCE} {tagged}", response_format="wav"))[0]
     untagged = audio(post(server, "/multi_speak", text=SENTENCE, response_format="wav"))[0]
-    assert 1.7 < len(both) / len(alone) < 2.3
-    assert 0.8 < len(untagged) / len(alone) < 1.25
+    # The text before the tag is spoken (by the default voice), then the tagged part by its role.
+    assert 0.85 < len(both) / (len(untagged) + len(alone)) < 1.15
+    default = httpx.get(f"{server.url}/ready", timeout=10).json()["default_voice"]
+    reading = audio(post(server, "/multi_speak", text=f"<role:{default}>{SENTENCE}", response_format="wav"))[0]
+    assert 0.8 < len(untagged) / len(reading) < 1.25 and rms(untagged) > 0.02
 
 
 def test_multi_speak_unknown_roles_are_one_400_naming_them(server: Server) -> None:
