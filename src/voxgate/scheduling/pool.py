@@ -194,11 +194,7 @@ class WorkerPool:
                 self._users[key] += 1
                 self._loading.pop(key, None)
                 evicted = self._evict()
-        for old_key, old in evicted:
-            _LOG.info("unloaded %s (%d threads) to stay within the memory budget", *old_key)
-            old.close()
-        if evicted:
-            _trim()  # give the freed model memory back to the system, or reloads only add to the heap
+        _unload(evicted)
         return key, loaded
 
     def _hold(self, key: tuple[str, int]) -> tuple[tuple[str, int], LoadedVoice] | None:
@@ -218,8 +214,12 @@ class WorkerPool:
                 self._costs[key] += grown
 
     def _release(self, held: tuple[tuple[str, int], LoadedVoice]) -> None:
+        """One job less on the session; a session left idle while over the budget (its first runs may have
+        grown its cost after it loaded) is unloaded now rather than at the next load."""
         with self._load_lock:
             self._users[held[0]] -= 1
+            evicted = self._evict() if not self._users[held[0]] else []
+        _unload(evicted)
 
     def _evict(self) -> list[tuple[tuple[str, int], LoadedVoice]]:
         """Unload idle, unpinned sessions, least recently used first, until within budget (lock held)."""
@@ -339,6 +339,16 @@ def _libc_trim() -> Callable[[], None]:
 
 
 _trim = _libc_trim()
+
+
+def _unload(evicted: list[tuple[tuple[str, int], LoadedVoice]]) -> None:
+    """Close sessions the budget evicted (outside the pool's lock) and give their memory back to the system,
+    or reloads only add to the heap."""
+    for (voice_key, threads), old in evicted:
+        _LOG.info("unloaded %s (%d threads) to stay within the memory budget", voice_key, threads)
+        old.close()
+    if evicted:
+        _trim()
 
 
 def _rss() -> int:
