@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -21,6 +21,7 @@ from voxgate.core.service import Limits, SynthesisService
 from voxgate.core.voicebank import VoiceBank
 from voxgate.dialects import alltalk, cosyvoice, flash, gptsovits, native, openai, stackflow, web, wyoming
 from voxgate.dialects.auth import ApiKeyMiddleware, RedactingFilter
+from voxgate.dialects.base import Dialect
 from voxgate.dialects.common import StreamScopeMiddleware, validation_error_handler
 from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound
@@ -99,7 +100,8 @@ def build_context(settings: Settings) -> Context:
     extras["stackflow.audio_sink"] = settings.stackflow_audio_sink
     extras["stackflow.audio_dir"] = settings.data_dir.resolve() / "outputs" / "stackflow"
     return Context(service=service, voices=voices, metrics=service.metrics, voicebank=voicebank,
-                   openai_models=tuple(settings.openai_models), extras=extras)
+                   openai_models=tuple(settings.openai_models), extras=extras,
+                   api_key=settings.api_key.get_secret_value() if settings.api_key else None)
 
 
 def close_context(ctx: Context) -> None:
@@ -110,18 +112,43 @@ def close_context(ctx: Context) -> None:
 
 Attach = Callable[[FastAPI, Context], None]
 
-# Every dialect, and the port its original server listens on (served alone there with --compat-ports).
-DIALECTS: dict[str, tuple[Attach, int | None]] = {
-    "native": (native.attach, None),
-    "openai": (openai.attach, None),
-    "gptsovits": (gptsovits.attach, 9880),
-    "alltalk": (alltalk.attach, 7851),
-    "flash": (flash.attach, 8000),
-    "web": (web.attach, None),
-    "cosyvoice": (cosyvoice.attach, 12244),  # after gptsovits and web: it shares POST /tts and GET /
-}
-# What an original server also served on its own port, mounted beside it there (--compat-ports).
-COMPANIONS: dict[str, tuple[str, ...]] = {"alltalk": ("openai",), "flash": ("native", "openai")}
+
+def legacy(name: str, attach: Attach, port: int | None = None, original: str | None = None,
+           companions: tuple[str, ...] = ()) -> type[Dialect]:
+    """A dialect not yet an object of its own, mounted by its module's attach() (transitional, issue 14)."""
+
+    class Legacy(Dialect):
+        def __init__(self, ctx: Context, config: object = None) -> None:
+            super().__init__(ctx)
+
+        def mount(self, app: FastAPI) -> None:
+            attach(app, self.ctx)
+
+    Legacy.name, Legacy.port, Legacy.original, Legacy.companions = name, port, original, companions
+    Legacy.__qualname__ = f"Legacy[{name}]"
+    return Legacy
+
+
+def _none(settings: Settings) -> None:
+    return None
+
+
+# Every HTTP dialect in mounting order: its class, and how its typed slice of the settings is made from Settings.
+# A new dialect is one line here. The classes alone say which ports --compat-ports binds (before anything loads).
+DIALECTS: tuple[tuple[type[Dialect], Callable[[Settings], object]], ...] = (
+    (legacy("native", native.attach), _none),
+    (legacy("openai", openai.attach), _none),
+    (legacy("gptsovits", gptsovits.attach, 9880, "GPT-SoVITS"), _none),
+    (legacy("alltalk", alltalk.attach, 7851, "AllTalk", ("openai",)), _none),
+    (legacy("flash", flash.attach, 8000, "Flash-TTS", ("native", "openai")), _none),
+    (legacy("web", web.attach), _none),
+    (legacy("cosyvoice", cosyvoice.attach, 12244, "CosyVoice"), _none),  # after gptsovits and web: shared paths
+)
+
+
+def build_dialects(ctx: Context, settings: Settings) -> dict[str, Dialect]:
+    """Every HTTP dialect, built once from the services and its slice of the settings."""
+    return {cls.name: cls(ctx, config(settings)) for cls, config in DIALECTS}  # type: ignore[call-arg]
 
 
 def create_app(settings: Settings, stackflow_socket: socket.socket | None = None,
@@ -143,9 +170,13 @@ def create_app(settings: Settings, stackflow_socket: socket.socket | None = None
             if settings.stackflow_port else None
         wyo = await wyoming.start(ctx, settings.host, settings.wyoming_port, wyoming_socket,
                                   zeroconf=settings.wyoming_zeroconf) if settings.wyoming_port else None
+        for dialect in dialects.values():
+            await dialect.startup()
         try:
             yield
         finally:
+            for dialect in reversed(dialects.values()):
+                await dialect.shutdown()
             if wyo is not None:
                 await wyo.close()
             settle.cancel()
@@ -156,8 +187,9 @@ def create_app(settings: Settings, stackflow_socket: socket.socket | None = None
 
     app = _new_app(ctx, "voxgate", lifespan=lifespan)
     app.state.ctx = ctx
-    for attach, _ in DIALECTS.values():
-        attach(app, ctx)
+    app.state.dialects = dialects = build_dialects(ctx, settings)
+    for dialect in dialects.values():
+        dialect.mount(app)
     _protect(app, ctx)
     return app
 
@@ -190,26 +222,23 @@ def _protect(app: FastAPI, ctx: Context) -> None:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
 
 
-ORIGINAL_NAMES = {"gptsovits": "GPT-SoVITS", "alltalk": "AllTalk", "flash": "Flash-TTS", "cosyvoice": "CosyVoice"}
-
-
 def compat_ports(main_port: int) -> dict[int, str]:
     """The original servers' ports --compat-ports opens beside `main_port`, and whose each one is."""
-    return {port: ORIGINAL_NAMES.get(name, name) for name, (_, port) in DIALECTS.items()
-            if port is not None and port != main_port}
+    return {cls.port: cls.original or cls.name for cls, _ in DIALECTS
+            if cls.port is not None and cls.port != main_port}
 
 
-def compat_apps(ctx: Context, main_port: int) -> dict[int, FastAPI]:
-    """One app per dialect on its original port, sharing the main app's services (--compat-ports)."""
+def compat_apps(ctx: Context, dialects: Mapping[str, Dialect], main_port: int) -> dict[int, FastAPI]:
+    """One app per dialect on its original port, sharing the main app's services and dialect objects."""
     apps = {}
-    for name, (attach, port) in DIALECTS.items():
-        if port is None or port == main_port:
+    for dialect in dialects.values():
+        if dialect.port is None or dialect.port == main_port:
             continue  # a dialect whose port is the main port is already served there
-        app = _new_app(ctx, f"voxgate ({name})")
+        app = _new_app(ctx, f"voxgate ({dialect.name})")
         app.state.ctx = ctx
-        attach(app, ctx)
-        for companion in COMPANIONS.get(name, ()):
-            DIALECTS[companion][0](app, ctx)
+        dialect.mount(app)
+        for companion in dialect.companions:
+            dialects[companion].mount(app)
         _protect(app, ctx)
-        apps[port] = app
+        apps[dialect.port] = app
     return apps

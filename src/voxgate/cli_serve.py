@@ -151,7 +151,7 @@ def serve(settings: Settings) -> int:
     main, compat = doors.main, doors.compat
     app = create_app(settings, doors.stackflow.sock if doors.stackflow else None,
                      doors.wyoming.sock if doors.wyoming else None)
-    extras = compat_apps(app.state.ctx, main.port) if compat else {}
+    extras = compat_apps(app.state.ctx, app.state.dialects, main.port) if compat else {}
     # The first line is what scripts (and the test fixtures) read; it comes once every port is bound.
     print(f"voxgate listening on http://{_url_host(settings.host)}:{main.port}", flush=True)
     print("\n".join(summary(settings, app, doors.all())), flush=True)

@@ -530,12 +530,12 @@ def _check_pruning(server: Server) -> None:
 
 
 async def test_compat_app_serves_alltalk_alone(tmp_path: Path) -> None:
-    from voxgate.app import build_context, close_context, compat_apps
+    from voxgate.app import build_context, build_dialects, close_context, compat_apps
     from voxgate.settings import Settings
 
-    ctx = build_context(Settings(data_dir=tmp_path / "data", warmup=False))
+    ctx = build_context(settings := Settings(data_dir=tmp_path / "data", warmup=False))
     try:
-        apps = compat_apps(ctx, 8000)
+        apps = compat_apps(ctx, build_dialects(ctx, settings), 8000)
         assert 7851 in apps
         ctx.service.ready = True
         transport = httpx.ASGITransport(app=apps[7851])

@@ -133,13 +133,13 @@ def test_an_unhandled_error_and_a_private_network_preflight_carry_the_headers() 
 
 
 def test_compat_port_apps_carry_the_headers(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from voxgate.app import build_context, close_context, compat_apps
+    from voxgate.app import build_context, build_dialects, close_context, compat_apps
     from voxgate.settings import Settings
 
-    ctx = build_context(Settings(data_dir=tmp_path, engines=["piper"], warmup=False, api_key=KEY,
+    ctx = build_context(settings := Settings(data_dir=tmp_path, engines=["piper"], warmup=False, api_key=KEY,
                                  cors_origins=[ORIGIN]))
     try:
-        apps: dict[int, FastAPI] = compat_apps(ctx, 0)
+        apps: dict[int, FastAPI] = compat_apps(ctx, build_dialects(ctx, settings), 0)
         assert sorted(apps) == [7851, 8000, 9880, 12244]
         for port, app in apps.items():
             with TestClient(app) as client:

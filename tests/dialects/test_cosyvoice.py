@@ -324,12 +324,12 @@ def test_cache_paths_stay_in_the_cache_folder(server: Server) -> None:
 def test_compat_port_serves_cosyvoice_alone(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from voxgate.app import build_context, close_context, compat_apps
+    from voxgate.app import build_context, build_dialects, close_context, compat_apps
     from voxgate.settings import Settings
 
-    ctx = build_context(Settings(data_dir=tmp_path / "data"))
+    ctx = build_context(settings := Settings(data_dir=tmp_path / "data"))
     try:
-        apps = compat_apps(ctx, 8001)
+        apps = compat_apps(ctx, build_dialects(ctx, settings), 8001)
         assert 12244 in apps
         client = TestClient(apps[12244])
         hello = client.get("/", headers={"Accept": "text/html"})
