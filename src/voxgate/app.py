@@ -85,7 +85,6 @@ def build_context(settings: Settings) -> Context:
         "alltalk.max_characters": settings.alltalk_max_characters,
         "alltalk.voice_aliases": dict(settings.alltalk_voice_aliases),
     }
-    extras["api_key"] = settings.api_key.get_secret_value() if settings.api_key else None
     extras["cors_origins"] = list(settings.cors_origins)
     extras["gptsovits.allow_exit"] = settings.allow_remote_control
     extras["flash.role_dir"] = settings.role_dir
@@ -199,7 +198,7 @@ def _new_app(ctx: Context, title: str, **kwargs: Any) -> FastAPI:
     origins = ctx.extras.get("cors_origins", ["*"])
     assert isinstance(origins, list)
     return VoxgateAPI(title=title, version=__version__, cors_origins=origins,
-                      keyed=bool(ctx.extras.get("api_key")), **kwargs)
+                      keyed=bool(ctx.api_key), **kwargs)
 
 
 def redact_logs() -> None:
@@ -214,7 +213,7 @@ def _protect(app: FastAPI, ctx: Context) -> None:
     """Require the API key on every door of `app` when one is configured; close every stream a request
     or connection opened when it ends (outermost, so it also covers the key check); render every 422
     safely whatever input it echoes."""
-    key = ctx.extras.get("api_key")
+    key = ctx.api_key
     if isinstance(key, str) and key:
         refused = ctx.metrics.errors.labels("auth", "unauthorized")
         app.add_middleware(ApiKeyMiddleware, key=key, on_refused=lambda path: refused.inc())

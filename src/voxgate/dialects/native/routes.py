@@ -90,7 +90,7 @@ def attach(app: FastAPI, ctx: Context) -> None:
         service = ctx.service
         status = "warming" if not service.ready else "saturated" if service.saturated else "ready"
         code = 200 if status == "ready" else 503
-        key = ctx.extras.get("api_key")
+        key = ctx.api_key
         if isinstance(key, str) and key and not key_matches(presented_key(request.scope), key):
             return JSONResponse({"status": status}, status_code=code)  # an open door: it reveals nothing more
         body = {

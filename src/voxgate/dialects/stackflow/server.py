@@ -112,7 +112,7 @@ class StackFlowServer:
         sink = make_sink(str(extras.get("stackflow.audio_sink", "auto")),
                          Path(str(extras.get("stackflow.audio_dir", "data/outputs/stackflow"))))
         self.units = TtsUnits(ctx, self.registry, sink)
-        key = extras.get("api_key")
+        key = ctx.api_key
         self._key = key.encode("utf-8") if isinstance(key, str) and key else None
         self._server: asyncio.Server | None = None
         self._connections: dict[Connection, asyncio.Task[Any]] = {}
