@@ -717,7 +717,7 @@ def test_disconnect_mid_stream_cancels_the_work(sf: Harness) -> None:
 
 @pytest.fixture
 def keyed(sf: Harness) -> Iterator[int]:
-    ctx = dataclasses.replace(sf.ctx, extras={**sf.ctx.extras, "api_key": KEY})
+    ctx = dataclasses.replace(sf.ctx, api_key=KEY)
     server = sf.run(start(ctx, "127.0.0.1", 0))
     yield server.port
     sf.run(server.close())
