@@ -141,7 +141,7 @@ def _openai(settings: Settings) -> openai.OpenAIConfig:
 # Every HTTP dialect in mounting order: its class, and how its typed slice of the settings is made from Settings.
 # A new dialect is one line here. The classes alone say which ports --compat-ports binds (before anything loads).
 DIALECTS: tuple[tuple[type[Dialect], Callable[[Settings], object]], ...] = (
-    (legacy("native", native.attach), _none),
+    (native.Native, _none),
     (openai.OpenAI, _openai),
     (legacy("gptsovits", gptsovits.attach, 9880, "GPT-SoVITS"), _none),
     (legacy("alltalk", alltalk.attach, 7851, "AllTalk", ("openai",)), _none),
