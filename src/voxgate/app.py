@@ -146,7 +146,7 @@ DIALECTS: tuple[tuple[type[Dialect], Callable[[Settings], object]], ...] = (
     (legacy("gptsovits", gptsovits.attach, 9880, "GPT-SoVITS"), _none),
     (legacy("alltalk", alltalk.attach, 7851, "AllTalk", ("openai",)), _none),
     (legacy("flash", flash.attach, 8000, "Flash-TTS", ("native", "openai")), _none),
-    (legacy("web", web.attach), _none),
+    (web.Web, _none),
     (legacy("cosyvoice", cosyvoice.attach, 12244, "CosyVoice"), _none),  # after gptsovits and web: shared paths
 )
 
