@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from starlette.routing import Match
+from starlette.types import Scope
 
 from voxgate import __version__
 from voxgate.core.bases import BaseVoices
@@ -90,16 +92,11 @@ def build_context(settings: Settings) -> Context:
     extras["flash.role_dir"] = settings.role_dir
     extras["flash.sample_rate"] = settings.flash_sample_rate
     extras["flash.builtin_roles"] = dict(settings.flash_builtin_roles)
-    extras["openai.kokoro_voices"] = {k.lower(): v for k, v in settings.kokoro_voice_aliases.items()}
     extras["cosyvoice.cache_dir"] = settings.data_dir.resolve() / "cache" / "cosyvoice"
     extras["cosyvoice.export_voices"] = partial(export_voices, store,  # blocking; the dialect runs it off-loop
                                                 root=settings.data_dir.resolve() / "cache" / "cosyvoice")
     extras["cosyvoice.import_voices"] = partial(import_voices, store)
-    extras["stackflow.max_tasks"] = settings.stackflow_max_tasks
-    extras["stackflow.audio_sink"] = settings.stackflow_audio_sink
-    extras["stackflow.audio_dir"] = settings.data_dir.resolve() / "outputs" / "stackflow"
-    return Context(service=service, voices=voices, metrics=service.metrics, voicebank=voicebank,
-                   openai_models=tuple(settings.openai_models), extras=extras,
+    return Context(service=service, voices=voices, metrics=service.metrics, voicebank=voicebank, extras=extras,
                    api_key=settings.api_key.get_secret_value() if settings.api_key else None)
 
 
@@ -132,21 +129,39 @@ def _none(settings: Settings) -> None:
     return None
 
 
-# Every HTTP dialect in mounting order: its class, and how its typed slice of the settings is made from Settings.
+def openai_config(settings: Settings) -> openai.OpenAIConfig:
+    return openai.OpenAIConfig(models=tuple(settings.openai_models),
+                               kokoro_voices={k.lower(): v for k, v in settings.kokoro_voice_aliases.items()},
+                               flash_roles=dict(settings.flash_builtin_roles))
+
+
+def stackflow_config(settings: Settings) -> stackflow.StackFlowConfig:
+    return stackflow.StackFlowConfig(host=settings.host, port=settings.stackflow_port,
+                                     max_tasks=settings.stackflow_max_tasks, audio_sink=settings.stackflow_audio_sink,
+                                     audio_dir=settings.data_dir.resolve() / "outputs" / "stackflow")
+
+
+def wyoming_config(settings: Settings) -> wyoming.WyomingConfig:
+    return wyoming.WyomingConfig(host=settings.host, port=settings.wyoming_port, zeroconf=settings.wyoming_zeroconf)
+
+
+# Every dialect in mounting order: its class, and how its typed slice of the settings is made from Settings.
 # A new dialect is one line here. The classes alone say which ports --compat-ports binds (before anything loads).
 DIALECTS: tuple[tuple[type[Dialect], Callable[[Settings], object]], ...] = (
-    (legacy("native", native.attach), _none),
-    (legacy("openai", openai.attach), _none),
+    (native.Native, _none),
+    (openai.OpenAI, openai_config),
     (legacy("gptsovits", gptsovits.attach, 9880, "GPT-SoVITS"), _none),
     (legacy("alltalk", alltalk.attach, 7851, "AllTalk", ("openai",)), _none),
     (legacy("flash", flash.attach, 8000, "Flash-TTS", ("native", "openai")), _none),
-    (legacy("web", web.attach), _none),
+    (web.Web, _none),
     (legacy("cosyvoice", cosyvoice.attach, 12244, "CosyVoice"), _none),  # after gptsovits and web: shared paths
+    (stackflow.StackFlow, stackflow_config),  # TCP only, on its own port
+    (wyoming.Wyoming, wyoming_config),  # TCP only, on its own port
 )
 
 
 def build_dialects(ctx: Context, settings: Settings) -> dict[str, Dialect]:
-    """Every HTTP dialect, built once from the services and its slice of the settings."""
+    """Every dialect, built once from the services and its slice of the settings."""
     return {cls.name: cls(ctx, config(settings)) for cls, config in DIALECTS}  # type: ignore[call-arg]
 
 
@@ -165,10 +180,6 @@ def create_app(settings: Settings, stackflow_socket: socket.socket | None = None
         settle = asyncio.get_running_loop().create_task(ctx.voicebank.after_bases_measured())
         if ctx.voices.stale():
             await ctx.voicebank.rematch()
-        tcp = await stackflow.start(ctx, settings.host, settings.stackflow_port, stackflow_socket) \
-            if settings.stackflow_port else None
-        wyo = await wyoming.start(ctx, settings.host, settings.wyoming_port, wyoming_socket,
-                                  zeroconf=settings.wyoming_zeroconf) if settings.wyoming_port else None
         for dialect in dialects.values():
             await dialect.startup()
         try:
@@ -176,20 +187,20 @@ def create_app(settings: Settings, stackflow_socket: socket.socket | None = None
         finally:
             for dialect in reversed(dialects.values()):
                 await dialect.shutdown()
-            if wyo is not None:
-                await wyo.close()
             settle.cancel()
             await ctx.voicebank.bases.stop()
-            if tcp is not None:
-                await tcp.close()
             close_context(ctx)
 
     app = _new_app(ctx, "voxgate", lifespan=lifespan)
     app.state.ctx = ctx
     app.state.dialects = dialects = build_dialects(ctx, settings)
+    for name, sock in (("stackflow", stackflow_socket), ("wyoming", wyoming_socket)):
+        tcp = dialects[name]
+        if sock is not None and isinstance(tcp, stackflow.StackFlow | wyoming.Wyoming):
+            tcp.sock = sock  # bound by the CLI before anything loaded
     for dialect in dialects.values():
         dialect.mount(app)
-    _protect(app, ctx)
+    _protect(app, ctx, dialects.values())
     return app
 
 
@@ -209,16 +220,28 @@ def redact_logs() -> None:
             logger.addFilter(RedactingFilter())
 
 
-def _protect(app: FastAPI, ctx: Context) -> None:
-    """Require the API key on every door of `app` when one is configured; close every stream a request
-    or connection opened when it ends (outermost, so it also covers the key check); render every 422
-    safely whatever input it echoes."""
+def _protect(app: FastAPI, ctx: Context, dialects: Iterable[Dialect]) -> None:
+    """Require the API key on every door of `app` when one is configured (a dialect object's routes check it
+    themselves); close every stream a request or connection opened when it ends (outermost, so it also
+    covers the key check); render every 422 safely whatever input it echoes."""
     key = ctx.api_key
     if isinstance(key, str) and key:
         refused = ctx.metrics.errors.labels("auth", "unauthorized")
-        app.add_middleware(ApiKeyMiddleware, key=key, on_refused=lambda path: refused.inc())
+        app.add_middleware(ApiKeyMiddleware, key=key, on_refused=lambda path: refused.inc(),
+                           guarded=_self_guarded(dialects))
     app.add_middleware(StreamScopeMiddleware, service=ctx.service)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+
+
+def _self_guarded(dialects: Iterable[Dialect]) -> Callable[[Scope], bool]:
+    """Whether a request reaches a route of one of `dialects`, which check the key themselves (transitional:
+    the central key check steps aside for them until every dialect is an object)."""
+    routes = [route for dialect in dialects for route in (*dialect.router.routes, *dialect.public.routes)]
+
+    def guarded(scope: Scope) -> bool:
+        return any(route.matches(scope)[0] is Match.FULL for route in routes)
+
+    return guarded
 
 
 def compat_ports(main_port: int) -> dict[int, str]:
@@ -238,6 +261,6 @@ def compat_apps(ctx: Context, dialects: Mapping[str, Dialect], main_port: int) -
         dialect.mount(app)
         for companion in dialect.companions:
             dialects[companion].mount(app)
-        _protect(app, ctx)
+        _protect(app, ctx, (dialect, *(dialects[c] for c in dialect.companions)))
         apps[dialect.port] = app
     return apps

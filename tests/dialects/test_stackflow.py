@@ -26,10 +26,10 @@ import psutil
 import pytest
 
 from tests.conftest import Server, pcm16, rms, start_server, stop_server
-from voxgate.app import build_context, close_context
+from voxgate.app import build_context, close_context, stackflow_config
 from voxgate.core.context import Context
 from voxgate.core.types import SynthesisRequest
-from voxgate.dialects.stackflow import StackFlowServer, start
+from voxgate.dialects.stackflow import StackFlowConfig, StackFlowServer, start
 from voxgate.settings import Settings
 
 VOICE = "en_US-joe-medium"
@@ -48,7 +48,11 @@ class Harness:
     loop: asyncio.AbstractEventLoop
     ctx: Context
     server: StackFlowServer
-    audio_dir: Path
+    config: StackFlowConfig  # port 0: the server listens on a free port
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.config.audio_dir
 
     @property
     def port(self) -> int:
@@ -77,14 +81,16 @@ class Harness:
 @pytest.fixture(scope="module")
 def sf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
     tmp = tmp_path_factory.mktemp("stackflow")
-    ctx = build_context(Settings(data_dir=tmp / "data", stackflow_max_tasks=3, stackflow_audio_sink="file",
-                                 default_voice=VOICE))  # the voice these tests measure against
+    settings = Settings(data_dir=tmp / "data", stackflow_max_tasks=3, stackflow_audio_sink="file",
+                        default_voice=VOICE, host="127.0.0.1", stackflow_port=0)  # the voice these tests measure
+    ctx = build_context(settings)
+    config = stackflow_config(settings)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     asyncio.run_coroutine_threadsafe(ctx.service.warm_up(), loop).result(120)
-    server = asyncio.run_coroutine_threadsafe(start(ctx, "127.0.0.1", 0), loop).result(30)
-    harness = Harness(loop, ctx, server, Path(str(ctx.extras["stackflow.audio_dir"])))
+    server = asyncio.run_coroutine_threadsafe(start(ctx, config), loop).result(30)
+    harness = Harness(loop, ctx, server, config)
     yield harness
     harness.run(server.close())
     loop.call_soon_threadsafe(loop.stop)
@@ -718,7 +724,7 @@ def test_disconnect_mid_stream_cancels_the_work(sf: Harness) -> None:
 @pytest.fixture
 def keyed(sf: Harness) -> Iterator[int]:
     ctx = dataclasses.replace(sf.ctx, api_key=KEY)
-    server = sf.run(start(ctx, "127.0.0.1", 0))
+    server = sf.run(start(ctx, sf.config))
     yield server.port
     sf.run(server.close())
 

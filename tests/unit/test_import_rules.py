@@ -69,7 +69,7 @@ def test_engines_import_heavy_packages_only_inside_adapters() -> None:
     assert not top_level & {"piper", "onnxruntime"}, "heavy engine imports must stay inside functions"
 
 
-SHARED_DIALECT_MODULES = {"dialects.common", "dialects.auth", "dialects.clones"}
+SHARED_DIALECT_MODULES = {"dialects.base", "dialects.common", "dialects.auth", "dialects.clones"}
 # The one sideways import, on purpose: POST /tts is one path for two dialects on the main port, and only
 # GPT-SoVITS's own protocol can say whether a body is one of its requests (docs/cosyvoice.md).
 SIDEWAYS = {("cosyvoice", "dialects.gptsovits.protocol")}

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from voxgate.dialects.openai.peers import KOKORO_KEY, kokoro_voice
+from voxgate.dialects.openai.peers import kokoro_voice
 from voxgate.errors import VoiceNotFound
 from voxgate.settings import DEFAULT_KOKORO_VOICES, FEMALE_VOICE, MALE_VOICE, Settings
 
@@ -16,7 +15,8 @@ TABLE = {"af_bella": "kokoro:jf_alpha", "af_sky": "kokoro:jf_nezumi", "am_adam":
 
 
 def ctx(table: dict[str, str] | None = TABLE) -> Any:
-    return SimpleNamespace(extras={KOKORO_KEY: table} if table is not None else {})
+    """The dialect's Kokoro table (OpenAIConfig.kokoro_voices): `table`, or an empty one."""
+    return table if table is not None else {}
 
 
 @pytest.mark.parametrize(("spec", "expected"), [

@@ -18,6 +18,5 @@ class Context:
     voices: VoiceRegistry
     metrics: Metrics
     voicebank: VoiceBank
-    openai_models: tuple[str, ...] = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
     api_key: str | None = None  # the one key every door asks for (None: open)
     extras: dict[str, object] = field(default_factory=dict)  # dialect-specific settings, by key

@@ -53,11 +53,11 @@ def _cosyvoice(message: str) -> dict[str, object]:
     return {"error": True, "message": f"PermissionError: {message}"}
 
 
-# (exact path or prefix ending in "/", body). The first match wins; everything else speaks OpenAI's envelope.
+# The dialects not yet objects (issue 14): (exact path or prefix ending in "/", body). The first match wins;
+# everything else (an unknown path, a method a route does not serve) speaks OpenAI's envelope. A dialect
+# object's routes check the key themselves and answer in their own shape (dialects/base.py).
 SHAPES: tuple[tuple[str, Body], ...] = (
     ("/v1/audio_roles", _flash),
-    ("/v1/", _openai),
-    ("/metrics", _openai),
     ("/tts", _gptsovits),  # POST /tts is shared with CosyVoice's HTTP /tts; its WebSocket is below
     ("/control", _gptsovits),
     ("/set_gpt_weights", _gptsovits),
@@ -114,14 +114,17 @@ def key_matches(presented: str | None, key: str) -> bool:
 
 
 class ApiKeyMiddleware:
-    """Refuse every request without the key, except the open doors and CORS preflights."""
+    """Refuse every request without the key, except the open doors, CORS preflights and what `guarded`
+    says a dialect object's own route takes (it checks the key and refuses in its own shape)."""
 
-    def __init__(self, app: ASGIApp, key: str, on_refused: Callable[[str], None] | None = None) -> None:
+    def __init__(self, app: ASGIApp, key: str, on_refused: Callable[[str], None] | None = None,
+                 guarded: Callable[[Scope], bool] | None = None) -> None:
         if not key:
             raise ValueError("an empty API key protects nothing")
         self.app = app
         self._key = key
         self._on_refused = on_refused
+        self._guarded = guarded  # True for a request whose dialect checks the key itself
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -130,7 +133,8 @@ class ApiKeyMiddleware:
             return
         path = scope.get("path", "")
         if (kind == "http" and scope.get("method") == "OPTIONS") or is_open(path) \
-                or key_matches(presented_key(scope), self._key):
+                or key_matches(presented_key(scope), self._key) \
+                or (self._guarded is not None and self._guarded(scope)):
             await self.app(scope, receive, send)
             return
         if self._on_refused is not None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import math
 import re
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -349,3 +350,56 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     if task.cancelled():
         raise Cancelled("the client disconnected")
     return task.result()
+
+
+CLOSE_WAIT = 10.0  # seconds a closing TCP dialect waits for its connections' handlers to end
+
+
+class TcpListener:
+    """The listening side of a TCP dialect (StackFlow, Wyoming): it binds host:port, or takes the socket the
+    CLI bound before anything loaded; every connection sends without delay (TCP_NODELAY) and is served by
+    `handle` in its own task; close() stops accepting and ends every connection."""
+
+    def __init__(self, handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+                 limit: int = 2**16) -> None:
+        self._handle = handle
+        self._limit = limit  # the stream reader's buffer (the longest line or header it reads at once)
+        self._server: asyncio.Server | None = None
+        self._open: dict[asyncio.StreamWriter, asyncio.Task[Any]] = {}
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when started on port 0)."""
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def listen(self, host: str, port: int, sock: socket.socket | None = None) -> None:
+        """Bind (0 picks a free port), or take the already bound `sock`, and start accepting."""
+        if sock is not None:
+            self._server = await asyncio.start_server(self._accept, sock=sock, limit=self._limit)
+        else:
+            self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True,
+                                                      limit=self._limit)
+        for bound in self._server.sockets:
+            bound.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._open[writer] = task
+        try:
+            await self._handle(reader, writer)
+        finally:
+            self._open.pop(writer, None)
+
+    async def close(self) -> None:
+        """Stop listening and drop every connection: each handler's read sees the end and cleans up."""
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._open):
+            writer.transport.abort()
+        handlers = set(self._open.values())
+        if handlers:
+            await asyncio.wait(handlers, timeout=CLOSE_WAIT)
+        if self._server is not None:
+            await self._server.wait_closed()

@@ -1,5 +1,5 @@
-"""voxgate's own endpoints: health, readiness, metrics, voice rescans."""
+"""voxgate's own endpoints: health, readiness, metrics, the voice catalogue."""
 
-from voxgate.dialects.native.routes import attach
+from voxgate.dialects.native.routes import Native
 
-__all__ = ["attach"]
+__all__ = ["Native"]

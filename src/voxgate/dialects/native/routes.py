@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import UploadFile
 
 from voxgate.core.context import Context
-from voxgate.dialects.auth import key_matches, presented_key
+from voxgate.dialects.base import Dialect
 from voxgate.dialects.common import (
     FORM,
     JSON,
@@ -32,7 +32,6 @@ from voxgate.errors import (
     Unauthorized,
     VoiceExists,
     VoiceNotFound,
-    VoxgateError,
 )
 
 DIALECT = "native"
@@ -75,23 +74,39 @@ def _text(fields: dict[str, Any], key: str, required: bool = False) -> str | Non
     return value
 
 
-def attach(app: FastAPI, ctx: Context) -> None:
-    """Mount the native routes."""
+class Native(Dialect):
+    """voxgate's own doors: the probes and metrics, and the voice catalogue."""
 
-    def error(exc: BaseException) -> JSONResponse:
-        return envelope_response(ctx.metrics, DIALECT, exc, ERRORS)
+    name = DIALECT
 
-    @app.get("/health", tags=["native"])
-    async def health() -> dict[str, str]:
+    def __init__(self, ctx: Context, config: object = None) -> None:
+        super().__init__(ctx)
+        self.public.add_api_route("/health", self.health, methods=["GET"], tags=["native"])
+        self.public.add_api_route("/ready", self.ready, methods=["GET"], tags=["native"])
+        add = self.router.add_api_route
+        add("/metrics", self.metrics, methods=["GET"], tags=["native"])
+        add("/v1/audio/voices", self.list_voices, methods=["GET"], tags=["native"])
+        add("/v1/audio/voices/reload", self.reload_voices, methods=["POST"], tags=["native"])
+        add("/v1/audio/voices", self.add_voice, methods=["POST"], tags=["native"], status_code=201,
+            openapi_extra=request_body(fields_schema(("name", "audio"), ("transcript", "language", "replace"),
+                                                     "AddVoice"), MULTIPART, JSON, FORM, files=("audio",)))
+        add("/v1/audio/voices/{voice_id}", self.get_voice, methods=["GET"], tags=["native"])
+        add("/v1/audio/voices/{voice_id}/reference", self.reference_audio, methods=["GET"], tags=["native"])
+        add("/v1/audio/voices/{voice_id}", self.delete_voice, methods=["DELETE"], tags=["native"])
+
+    def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
+        """Any error in the OpenAI-style envelope voxgate's own routes speak."""
+        return envelope_response(self.ctx.metrics, DIALECT, exc, ERRORS)
+
+    async def health(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["native"])
-    async def ready(request: Request) -> JSONResponse:
+    async def ready(self, request: Request) -> JSONResponse:
+        ctx = self.ctx
         service = ctx.service
         status = "warming" if not service.ready else "saturated" if service.saturated else "ready"
         code = 200 if status == "ready" else 503
-        key = ctx.api_key
-        if isinstance(key, str) and key and not key_matches(presented_key(request.scope), key):
+        if not self.authorized(request):
             return JSONResponse({"status": status}, status_code=code)  # an open door: it reveals nothing more
         body = {
             "status": status,
@@ -107,65 +122,48 @@ def attach(app: FastAPI, ctx: Context) -> None:
         }
         return JSONResponse(body, status_code=code)
 
-    @app.get("/metrics", tags=["native"])
-    async def metrics() -> Response:
-        return Response(ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(self) -> Response:
+        return Response(self.ctx.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/audio/voices", tags=["native"])
-    async def list_voices() -> dict[str, object]:
+    async def list_voices(self) -> dict[str, object]:
+        ctx = self.ctx
         data = [ctx.voicebank.describe(v) for v in ctx.voices.list()]
         return {"object": "list", "data": data, "voices": [v["id"] for v in data]}
 
-    @app.post("/v1/audio/voices/reload", tags=["native"])
-    async def reload_voices() -> dict[str, int]:
+    async def reload_voices(self) -> dict[str, int]:
+        ctx = self.ctx
         count = await asyncio.to_thread(ctx.voices.refresh)
         await ctx.voicebank.rematch()
         return {"voices": count}
 
-    @app.post("/v1/audio/voices", tags=["native"], status_code=201, openapi_extra=request_body(
-        fields_schema(("name", "audio"), ("transcript", "language", "replace"), "AddVoice"),
-        MULTIPART, JSON, FORM, files=("audio",)))
-    async def add_voice(request: Request) -> Response:
-        ctx.metrics.requests.labels(DIALECT).inc()
-        try:
-            fields = await _voice_fields(request)
-            name = _text(fields, "name", required=True)
-            audio = fields.get("audio")
-            if not isinstance(audio, bytes | str) or not audio:
-                raise InvalidInput("'audio' is required: a file, base64, a server-side path or a URL",
-                                   param="audio")
-            reference = await ctx.voicebank.load_reference(audio)
-            replace = str(fields.get("replace", "")).lower() in {"1", "true", "yes"}
-            voice, existed = await ctx.voicebank.register(
-                str(name), reference, transcript=_text(fields, "transcript"),
-                language=_text(fields, "language"), meta={"origin": DIALECT}, replace=replace)
-            if existed and not replace:
-                raise VoiceExists(f"a voice named {voice.id!r} already exists; send replace=true to replace it",
-                                  param="name")
-        except VoxgateError as exc:
-            return error(exc)
+    async def add_voice(self, request: Request) -> Response:
+        ctx = self.ctx
+        fields = await _voice_fields(request)
+        name = _text(fields, "name", required=True)
+        audio = fields.get("audio")
+        if not isinstance(audio, bytes | str) or not audio:
+            raise InvalidInput("'audio' is required: a file, base64, a server-side path or a URL", param="audio")
+        reference = await ctx.voicebank.load_reference(audio)
+        replace = str(fields.get("replace", "")).lower() in {"1", "true", "yes"}
+        voice, existed = await ctx.voicebank.register(
+            str(name), reference, transcript=_text(fields, "transcript"),
+            language=_text(fields, "language"), meta={"origin": DIALECT}, replace=replace)
+        if existed and not replace:
+            raise VoiceExists(f"a voice named {voice.id!r} already exists; send replace=true to replace it",
+                              param="name")
         return JSONResponse(ctx.voicebank.describe(voice), status_code=200 if existed else 201)
 
-    @app.get("/v1/audio/voices/{voice_id}", tags=["native"])
-    async def get_voice(voice_id: str) -> Response:
-        try:
-            return JSONResponse(ctx.voicebank.describe(ctx.voices.resolve(voice_id)))
-        except VoxgateError as exc:
-            return error(exc)
+    async def get_voice(self, voice_id: str) -> Response:
+        return JSONResponse(self.ctx.voicebank.describe(self.ctx.voices.resolve(voice_id)))
 
-    @app.get("/v1/audio/voices/{voice_id}/reference", tags=["native"])
-    async def reference_audio(voice_id: str) -> Response:
-        stored = ctx.voicebank.store.get(voice_id)
+    async def reference_audio(self, voice_id: str) -> Response:
+        store = self.ctx.voicebank.store
+        stored = store.get(voice_id)
         if stored is None:
-            return error(VoiceNotFound(f"no registered voice {voice_id!r}", param="voice"))
-        return FileResponse(ctx.voicebank.store.audio_path(stored.audio_sha256), media_type="audio/wav",
-                            filename=f"{voice_id}.wav")
+            raise VoiceNotFound(f"no registered voice {voice_id!r}", param="voice")
+        return FileResponse(store.audio_path(stored.audio_sha256), media_type="audio/wav", filename=f"{voice_id}.wav")
 
-    @app.delete("/v1/audio/voices/{voice_id}", tags=["native"])
-    async def delete_voice(voice_id: str) -> Response:
-        try:
-            if not await ctx.voicebank.remove(voice_id):
-                raise VoiceNotFound(f"no registered voice {voice_id!r}", param="voice")
-        except VoxgateError as exc:
-            return error(exc)
+    async def delete_voice(self, voice_id: str) -> Response:
+        if not await self.ctx.voicebank.remove(voice_id):
+            raise VoiceNotFound(f"no registered voice {voice_id!r}", param="voice")
         return JSONResponse({"id": voice_id, "object": "voice", "deleted": True})

@@ -1,5 +1,5 @@
-"""OpenAI audio API: POST /v1/audio/speech, GET /v1/models, GET /v1/audio/voices."""
+"""OpenAI audio API: POST /v1/audio/speech, GET /v1/models."""
 
-from voxgate.dialects.openai.routes import attach
+from voxgate.dialects.openai.routes import OpenAI, OpenAIConfig
 
-__all__ = ["attach"]
+__all__ = ["OpenAI", "OpenAIConfig"]

@@ -1,5 +1,5 @@
 """Voice names of peer servers that OpenAI-speech clients send: Kokoro-FastAPI's names and blends, and
-Flash-TTS's built-in roles. Both tables come from the settings (through the context), never from here."""
+Flash-TTS's built-in roles. Both tables come from the settings (the dialect's config), never from here."""
 
 from __future__ import annotations
 
@@ -9,17 +9,10 @@ from collections.abc import Mapping
 from voxgate.core.context import Context
 from voxgate.errors import VoiceNotFound
 
-KOKORO_KEY = "openai.kokoro_voices"  # in ctx.extras: lower-case Kokoro-FastAPI name → voice id or spec
-FLASH_ROLES_KEY = "flash.builtin_roles"  # in ctx.extras: Flash-TTS built-in role → voice id
 KOKORO_PREFIX = "kokoro:"
 # One term of a Kokoro-FastAPI blend: a name, then an optional weight in parentheses (`af_bella(2)`).
 _TERM = re.compile(r"([A-Za-z0-9_]+?)(?:\((\d+(?:\.\d*)?|\.\d+)\))?")
 MAX_TERMS = 16  # terms in one blend
-
-
-def _table(ctx: Context, key: str) -> Mapping[str, str]:
-    table = ctx.extras.get(key)
-    return table if isinstance(table, dict) else {}
 
 
 def _terms(spec: str) -> list[tuple[str, float, int]] | None:
@@ -42,14 +35,14 @@ def _terms(spec: str) -> list[tuple[str, float, int]] | None:
     return terms
 
 
-def kokoro_voice(ctx: Context, spec: str) -> str | None:
-    """The voice spec a Kokoro-FastAPI voice name or blend stands for; None if it names none of the table.
+def kokoro_voice(table: Mapping[str, str], spec: str) -> str | None:
+    """The voice spec a Kokoro-FastAPI voice name or blend stands for; None if it names none of `table`
+    (lower-case Kokoro-FastAPI name → voice id or spec).
 
     Blends whose voices all map to Kokoro styles become a Kokoro blend with the same weights; otherwise
     the voice with the largest total weight speaks (the engines cannot mix). Subtracted voices (`a-b`)
     are dropped: no engine here can subtract a style.
     """
-    table = _table(ctx, KOKORO_KEY)
     terms = _terms(spec) if table else None
     if not terms or not any(name in table for name, _, _ in terms):
         return None
@@ -69,14 +62,14 @@ def kokoro_voice(ctx: Context, spec: str) -> str | None:
     return max(weights.items(), key=lambda item: item[1])[0]  # the first of equals wins (dicts keep order)
 
 
-def flash_role(ctx: Context, name: str) -> str | None:
-    """The voice a Flash-TTS built-in role (`female`, `male`) is mapped to; None for any other name."""
-    return _table(ctx, FLASH_ROLES_KEY).get(name.strip().lower())
+def flash_role(roles: Mapping[str, str], name: str) -> str | None:
+    """The voice a Flash-TTS built-in role (`female`, `male`) is mapped to in `roles`; None for any other name."""
+    return roles.get(name.strip().lower())
 
 
-def peer_voice(ctx: Context, name: str) -> str | None:
+def peer_voice(ctx: Context, kokoro: Mapping[str, str], roles: Mapping[str, str], name: str) -> str | None:
     """The voice id a peer server's voice name stands for here, or None if it is no such name."""
-    spec = flash_role(ctx, name) or kokoro_voice(ctx, name)
+    spec = flash_role(roles, name) or kokoro_voice(kokoro, name)
     if spec is None:
         return None
     try:

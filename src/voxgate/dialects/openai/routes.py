@@ -1,4 +1,4 @@
-"""Handlers of the OpenAI dialect and its error table (OpenAI's {"error": {...}} envelope)."""
+"""The OpenAI dialect: its handlers and its error table (OpenAI's {"error": {...}} envelope)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import asyncio
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from voxgate.audio.encoders import encode_all, get_format, open_encoder
 from voxgate.core.context import Context
+from voxgate.dialects.base import Dialect
 from voxgate.dialects.clones import load_reference, looks_like_reference, reference_voice
 from voxgate.dialects.common import (
     ClosingStreamingResponse,
@@ -38,7 +40,6 @@ from voxgate.errors import (
 )
 
 _LOG = logging.getLogger(__name__)
-DIALECT = "openai"
 _CREATED = 1_700_000_000  # a fixed "created" stamp: models here have no creation date worth reporting
 FLASH_MODELS = ("spark", "orpheus", "mega")  # Flash-TTS engine names, which its clients send as `model`
 LISTED_MODELS = 8  # model names an error message shows before "…"
@@ -63,9 +64,13 @@ class ModelNotFound(VoxgateError):
 ERRORS[ModelNotFound] = ErrorSpec(404, "invalid_request_error", "model_not_found")
 
 
-def error_response(ctx: Context, exc: BaseException) -> JSONResponse:
-    """Render any error in OpenAI's envelope, with the status its class maps to."""
-    return envelope_response(ctx.metrics, DIALECT, exc, ERRORS, _PARAMS)
+@dataclass(frozen=True)
+class OpenAIConfig:
+    """The settings this dialect reads (filled by the composition root)."""
+
+    models: tuple[str, ...]  # model names /v1/audio/speech accepts and /v1/models lists (openai_models)
+    kokoro_voices: Mapping[str, str]  # lower-case Kokoro-FastAPI name → voice id or spec (kokoro_voice_aliases)
+    flash_roles: Mapping[str, str]  # Flash-TTS built-in role → voice id (flash_builtin_roles)
 
 
 def _validation_error(exc: ValidationError) -> InvalidInput:
@@ -91,18 +96,18 @@ async def _parse(request: Request) -> SpeechRequest:
         raise _validation_error(exc) from None
 
 
-def _known_model(ctx: Context, model: str) -> bool:
+def _known_model(config: OpenAIConfig, model: str) -> bool:
     """A model name of OpenAI or a peer server (any case), which every voice may be spoken with."""
     folded = model.strip().lower()
-    return folded in FLASH_MODELS or any(folded == m.lower() for m in ctx.openai_models)
+    return folded in FLASH_MODELS or any(folded == m.lower() for m in config.models)
 
 
-def _model_names(ctx: Context) -> str:
-    names = list(ctx.openai_models)
+def _model_names(config: OpenAIConfig) -> str:
+    names = list(config.models)
     return ", ".join(names[:LISTED_MODELS]) + (", …" if len(names) > LISTED_MODELS else "")
 
 
-def _voice_for(ctx: Context, speech: SpeechRequest) -> str:
+def _voice_for(ctx: Context, config: OpenAIConfig, speech: SpeechRequest) -> str:
     """A voice named by `voice` wins; an OpenAI name defers to a voice named as `model`.
 
     Flash-TTS's built-in roles (female, male) come first, as they do on Flash-TTS; Kokoro-FastAPI's names
@@ -110,22 +115,22 @@ def _voice_for(ctx: Context, speech: SpeechRequest) -> str:
     """
     name = speech.voice_name
     model_voice = None
-    if not _known_model(ctx, speech.model):
+    if not _known_model(config, speech.model):
         try:
             model_voice = ctx.voices.resolve(speech.model)
         except VoiceNotFound:
-            raise ModelNotFound(f"The model '{speech.model}' does not exist; use one of {_model_names(ctx)} "
+            raise ModelNotFound(f"The model '{speech.model}' does not exist; use one of {_model_names(config)} "
                                 f"(GET /v1/models lists them all) or an installed voice id.",
                                 param="model") from None
     installed = {v.id for v in ctx.voices.list()}
     if model_voice is not None and name not in installed and name.lower() in ctx.voices.aliases():
         return model_voice.id
-    if flash_role(ctx, name) is not None:
-        return str(peer_voice(ctx, name))
+    if flash_role(config.flash_roles, name) is not None:
+        return str(peer_voice(ctx, config.kokoro_voices, config.flash_roles, name))
     try:
         return ctx.voices.resolve(name).id
     except VoiceNotFound:
-        voice = peer_voice(ctx, name)
+        voice = peer_voice(ctx, config.kokoro_voices, config.flash_roles, name)
         if voice is None:
             raise
         return voice
@@ -143,39 +148,50 @@ async def _sse_body(audio: AsyncIterator[bytes], chars: int) -> AsyncIterator[by
     yield b"data: " + json.dumps({"type": "speech.audio.done", "usage": usage}).encode() + b"\n\n"
 
 
-def attach(app: FastAPI, ctx: Context) -> None:
-    """Mount the OpenAI routes."""
+class OpenAI(Dialect):
+    """OpenAI's speech API (and the names its peer servers' clients send): POST /v1/audio/speech, /v1/models."""
 
-    async def audio_voice(value: str) -> str:
+    name = "openai"
+
+    def __init__(self, ctx: Context, config: OpenAIConfig) -> None:
+        super().__init__(ctx)
+        self.config = config
+        add = self.router.add_api_route
+        add("/v1/audio/speech", self.speech, methods=["POST"], tags=["openai"],
+            openapi_extra=request_body(SpeechRequest))
+        add("/v1/models", self.models, methods=["GET"], tags=["openai"])
+        add("/v1/models/{model_id}", self.model, methods=["GET"], tags=["openai"])
+
+    def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
+        """Any error in OpenAI's envelope, with the status its class maps to."""
+        return envelope_response(self.ctx.metrics, self.name, exc, ERRORS, _PARAMS)
+
+    async def audio_voice(self, value: str) -> str:
         """Flash-TTS: a `voice` that is reference audio (URL or base64) speaks through the reference cache."""
         try:
-            reference = await load_reference(ctx, value)
+            reference = await load_reference(self.ctx, value)
         except InvalidInput as exc:
             exc.param = exc.param or "voice"
             raise
-        return await reference_voice(ctx, reference)
+        return await reference_voice(self.ctx, reference)
 
-    @app.post("/v1/audio/speech", tags=["openai"], openapi_extra=request_body(SpeechRequest))
-    async def speech(request: Request) -> Response:
-        ctx.metrics.requests.labels(DIALECT).inc()
+    async def speech(self, request: Request) -> Response:
+        ctx = self.ctx
+        body = await _parse(request)
+        if body.instructions:
+            _LOG.debug("instructions are not honoured by Piper voices; ignored")
         try:
-            body = await _parse(request)
-            if body.instructions:
-                _LOG.debug("instructions are not honoured by Piper voices; ignored")
-            try:
-                voice = _voice_for(ctx, body)
-            except VoiceNotFound:
-                if not looks_like_reference(body.voice_name):
-                    raise
-                voice = await audio_voice(body.voice_name)
-            if not body.stream and body.stream_format == "audio":
-                pcm = await unless_disconnected(request, ctx.service.synthesize(body.to_request(voice)))
-                data = await asyncio.to_thread(encode_all, pcm.samples, PCM_RATE, body.response_format)
-                return Response(data, media_type=get_format(body.response_format).content_type)
-            stream = await ctx.service.open(body.to_request(voice))
-            chunks = await first_then_rest(stream)
-        except VoxgateError as exc:
-            return error_response(ctx, exc)
+            voice = _voice_for(ctx, self.config, body)
+        except VoiceNotFound:
+            if not looks_like_reference(body.voice_name):
+                raise
+            voice = await self.audio_voice(body.voice_name)
+        if not body.stream and body.stream_format == "audio":
+            pcm = await unless_disconnected(request, ctx.service.synthesize(body.to_request(voice)))
+            data = await asyncio.to_thread(encode_all, pcm.samples, PCM_RATE, body.response_format)
+            return Response(data, media_type=get_format(body.response_format).content_type)
+        stream = await ctx.service.open(body.to_request(voice))
+        chunks = await first_then_rest(stream)
 
         async def close() -> None:
             await stream.aclose()
@@ -187,19 +203,17 @@ def attach(app: FastAPI, ctx: Context) -> None:
                                             media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         return ClosingStreamingResponse(encode_stream(chunks, encoder), close, media_type=encoder.content_type)
 
-    @app.get("/v1/models", tags=["openai"])
-    async def models() -> dict[str, object]:
+    async def models(self) -> dict[str, object]:
         data = [{"id": m, "object": "model", "created": _CREATED, "owned_by": "voxgate"}
-                for m in ctx.openai_models]
+                for m in self.config.models]
         data += [{"id": v.id, "object": "model", "created": _CREATED, "owned_by": v.engine}
-                 for v in ctx.voices.list()]
+                 for v in self.ctx.voices.list()]
         return {"object": "list", "data": data}
 
-    @app.get("/v1/models/{model_id}", tags=["openai"])
-    async def model(model_id: str) -> Response:
-        listed = (await models())["data"]
+    async def model(self, model_id: str) -> Response:
+        listed = (await self.models())["data"]
         assert isinstance(listed, list)
         for entry in listed:
             if entry["id"] == model_id:
                 return JSONResponse(entry)
-        return error_response(ctx, ModelNotFound(f"The model '{model_id}' does not exist", param="model"))
+        raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")

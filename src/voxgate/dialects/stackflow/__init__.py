@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from voxgate.dialects.stackflow.server import StackFlowServer, start
+from voxgate.dialects.stackflow.server import StackFlow, StackFlowConfig, StackFlowServer, start
 
-__all__ = ["StackFlowServer", "start"]
+__all__ = ["StackFlow", "StackFlowConfig", "StackFlowServer", "start"]

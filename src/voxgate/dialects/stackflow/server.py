@@ -1,4 +1,5 @@
-"""The StackFlow TCP server: connections, the optional API-key step, dispatch, and the `sys` unit."""
+"""The StackFlow dialect: its TCP server (connections, the optional API-key step, dispatch, the `sys` unit),
+started and stopped with the server."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import contextlib
 import hmac
 import logging
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
+from fastapi import FastAPI
 
 from voxgate.core.context import Context
+from voxgate.dialects.base import Dialect
+from voxgate.dialects.common import TcpListener
 from voxgate.dialects.stackflow.framing import Frame, FrameParser, Malformed, Oversized, Reset
 from voxgate.dialects.stackflow.models import descriptors
 from voxgate.dialects.stackflow.protocol import (
@@ -102,57 +107,49 @@ def _cmminfo() -> dict[str, int]:
             "remain": memory.available // 1024}
 
 
+@dataclass(frozen=True)
+class StackFlowConfig:
+    """The settings this dialect reads (filled by the composition root)."""
+
+    host: str  # the address it listens on (host)
+    port: int  # its TCP port; 0 turns StackFlow off (stackflow_port)
+    max_tasks: int  # TTS tasks set up at once over every client (stackflow_max_tasks)
+    audio_sink: str  # where sys.* formats play: auto, device, file, none (stackflow_audio_sink)
+    audio_dir: Path  # the WAVs of the file sink (DATA_DIR/outputs/stackflow, absolute)
+
+
 class StackFlowServer:
     """The listening socket and every connection; `close()` stops all of it."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, config: StackFlowConfig) -> None:
         self.ctx = ctx
-        extras = ctx.extras
-        self.registry = Registry(int(extras.get("stackflow.max_tasks", 4)))  # type: ignore[call-overload]
-        sink = make_sink(str(extras.get("stackflow.audio_sink", "auto")),
-                         Path(str(extras.get("stackflow.audio_dir", "data/outputs/stackflow"))))
-        self.units = TtsUnits(ctx, self.registry, sink)
+        self.registry = Registry(config.max_tasks)
+        self.units = TtsUnits(ctx, self.registry, make_sink(config.audio_sink, config.audio_dir))
         key = ctx.api_key
         self._key = key.encode("utf-8") if isinstance(key, str) and key else None
-        self._server: asyncio.Server | None = None
-        self._connections: dict[Connection, asyncio.Task[Any]] = {}
+        self._listener = TcpListener(self._accept)
+        self._connections: set[Connection] = set()
 
     @property
     def port(self) -> int:
         """The bound port (useful when started on port 0)."""
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._listener.port
 
     async def listen(self, host: str, port: int, sock: socket.socket | None = None) -> None:
         """Bind (or take the already bound `sock`) and start accepting."""
-        if sock is not None:
-            self._server = await asyncio.start_server(self._accept, sock=sock)
-        else:
-            self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
-        for sock in self._server.sockets:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await self._listener.listen(host, port, sock)
 
     async def close(self) -> None:
         """Stop listening, drop every connection and task."""
-        if self._server is not None:
-            self._server.close()
-        for conn in list(self._connections):
-            conn.writer.transport.abort()  # the handler's read sees the end and releases the client's tasks
-        handlers = set(self._connections.values())
-        if handlers:
-            await asyncio.wait(handlers, timeout=10)
+        await self._listener.close()  # each handler's read sees the end and releases its client's tasks
         for task in list(self.registry.tasks.values()):
             await self.registry.remove(task)
-        if self._server is not None:
-            await self._server.wait_closed()
 
     # -- connections ------------------------------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handler = asyncio.current_task()
-        assert handler is not None
         conn = Connection(writer, authenticated=self._key is None)
-        self._connections[conn] = handler
+        self._connections.add(conn)
         _LOG.info("stackflow: client %s connected", conn.peer)
         parser = FrameParser()
         try:
@@ -165,7 +162,7 @@ class StackFlowServer:
             pass
         finally:
             await self._release(conn)
-            self._connections.pop(conn, None)
+            self._connections.discard(conn)
 
     async def _release(self, conn: Connection) -> None:
         """A client went: its tasks stop and their queued work is dropped."""
@@ -290,9 +287,34 @@ class StackFlowServer:
         return len(tasks)
 
 
-async def start(ctx: Context, host: str, port: int, sock: socket.socket | None = None) -> StackFlowServer:
-    """Listen for StackFlow clients on host:port (0 binds a free port; read it from `.port`), or on `sock`."""
-    server = StackFlowServer(ctx)
-    await server.listen(host, port, sock)
-    _LOG.info("stackflow listening on %s:%d", host, server.port)
+async def start(ctx: Context, config: StackFlowConfig, sock: socket.socket | None = None) -> StackFlowServer:
+    """Listen for StackFlow clients on config.host:config.port (0 binds a free port; read it from `.port`), or
+    on the already bound `sock`."""
+    server = StackFlowServer(ctx, config)
+    await server.listen(config.host, config.port, sock)
+    _LOG.info("stackflow listening on %s:%d", config.host, server.port)
     return server
+
+
+class StackFlow(Dialect):
+    """M5Stack StackFlow on its own TCP port (no HTTP routes): the server starts and stops with voxgate's."""
+
+    name = "stackflow"
+
+    def __init__(self, ctx: Context, config: StackFlowConfig) -> None:
+        super().__init__(ctx)
+        self.config = config
+        self.sock: socket.socket | None = None  # the port the CLI bound before loading, if it did
+        self.server: StackFlowServer | None = None  # while it listens
+
+    def mount(self, app: FastAPI) -> None:
+        """Nothing: StackFlow speaks only on its TCP port."""
+
+    async def startup(self) -> None:
+        if self.sock is not None or self.config.port:
+            self.server = await start(self.ctx, self.config, self.sock)
+
+    async def shutdown(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+            self.server = None

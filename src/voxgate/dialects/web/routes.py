@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from voxgate.core.context import Context
+from voxgate.dialects.base import Dialect
+from voxgate.dialects.common import envelope_response
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = "/web"  # the page's files; with an API key set they stay public, like `/` (they hold no data)
@@ -25,16 +27,29 @@ class _Assets(StaticFiles):
         return response
 
 
-def attach(app: FastAPI, ctx: Context) -> None:
-    """Mount `/` (the page), `/favicon.ico` and the static assets."""
-    del ctx  # the page reaches the server only through its HTTP APIs
+class Web(Dialect):
+    """`/` (the page), `/favicon.ico` and the static assets, all open: the page asks for the key itself and
+    reaches the server only through the other dialects' HTTP APIs."""
 
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
+    name = "web"
+
+    def __init__(self, ctx: Context, config: object = None) -> None:
+        super().__init__(ctx)
+        self.public.add_api_route("/", self.page, methods=["GET"], include_in_schema=False)
+        self.public.add_api_route("/favicon.ico", self.favicon, methods=["GET"], include_in_schema=False)
+
+    def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
+        """The envelope of voxgate's own routes (serving files raises no domain error)."""
+        return envelope_response(self.ctx.metrics, self.name, exc, {})
+
+    def mount(self, app: FastAPI) -> None:
+        # The page's routes go into the app's own route list (include_router would nest them), where a dialect
+        # that also answers GET / finds the page and lets browsers keep it (CosyVoice's "Hello.").
+        app.router.routes.extend(self.public.routes)
+        app.mount(ASSETS, _Assets(directory=STATIC), name="web")
+
+    async def page(self) -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=_NO_CACHE)
 
-    @app.get("/favicon.ico", include_in_schema=False)
-    async def favicon() -> RedirectResponse:
+    async def favicon(self) -> RedirectResponse:
         return RedirectResponse(f"{ASSETS}/icon.svg", status_code=308)
-
-    app.mount(ASSETS, _Assets(directory=STATIC), name="web")

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from voxgate.dialects.wyoming.server import WyomingServer, start
+from voxgate.dialects.wyoming.server import Wyoming, WyomingConfig, WyomingServer, start
 
-__all__ = ["WyomingServer", "start"]
+__all__ = ["Wyoming", "WyomingConfig", "WyomingServer", "start"]

@@ -13,9 +13,11 @@ import asyncio
 import contextlib
 import logging
 import socket
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from fastapi import FastAPI
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
@@ -27,6 +29,8 @@ from voxgate.audio.pcm import int16_bytes
 from voxgate.core.context import Context
 from voxgate.core.textstream import TextStream, open_text_stream
 from voxgate.core.types import SynthesisRequest
+from voxgate.dialects.base import Dialect
+from voxgate.dialects.common import TcpListener
 from voxgate.dialects.wyoming.framing import MAX_HEADER, BadEvent, read_event
 from voxgate.dialects.wyoming.voices import Catalogue, choose, plain_text
 from voxgate.errors import InvalidInput, VoxgateError
@@ -291,31 +295,32 @@ class Connection:
             await self.writer.wait_closed()
 
 
+@dataclass(frozen=True)
+class WyomingConfig:
+    """The settings this dialect reads (filled by the composition root)."""
+
+    host: str  # the address it listens on (host)
+    port: int  # its TCP port; 0 turns Wyoming off (wyoming_port)
+    zeroconf: bool  # advertise the port over mDNS (wyoming_zeroconf)
+
+
 class WyomingServer:
     """The listening socket, the zeroconf advertisement and every connection; `close()` stops all of it."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.catalogue = Catalogue(ctx)
-        self._server: asyncio.Server | None = None
-        self._connections: dict[Connection, asyncio.Task[Any]] = {}
+        self._listener = TcpListener(self._accept, limit=MAX_HEADER)
         self._zeroconf: Any = None
 
     @property
     def port(self) -> int:
         """The bound port."""
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._listener.port
 
     async def listen(self, host: str, port: int, sock: socket.socket | None = None) -> None:
         """Bind (or take the already bound `sock`) and start accepting."""
-        if sock is not None:
-            self._server = await asyncio.start_server(self._accept, sock=sock, limit=MAX_HEADER)
-        else:
-            self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True,
-                                                      limit=MAX_HEADER)
-        for bound in self._server.sockets:
-            bound.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await self._listener.listen(host, port, sock)
 
     async def advertise(self, host: str) -> None:
         """Announce `_wyoming._tcp.local.` over mDNS (Home Assistant discovers it); a failure is logged."""
@@ -331,35 +336,48 @@ class WyomingServer:
         if self._zeroconf is not None:
             with contextlib.suppress(Exception):
                 await self._zeroconf.stop()
-        if self._server is not None:
-            self._server.close()
-        for conn in list(self._connections):
-            conn.writer.transport.abort()
-        handlers = set(self._connections.values())
-        if handlers:
-            await asyncio.wait(handlers, timeout=10)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await self._listener.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handler = asyncio.current_task()
-        assert handler is not None
         conn = Connection(self, writer)
-        self._connections[conn] = handler
         _LOG.debug("wyoming: client %s connected", conn.peer)
         try:
             await conn.run(reader)
         finally:
-            self._connections.pop(conn, None)
             _LOG.debug("wyoming: client %s disconnected", conn.peer)
 
 
-async def start(ctx: Context, host: str, port: int, sock: socket.socket | None = None,
-                zeroconf: bool = False) -> WyomingServer:
-    """Listen for Wyoming clients on host:port, or on the already bound `sock`; advertise it if asked."""
+async def start(ctx: Context, config: WyomingConfig, sock: socket.socket | None = None) -> WyomingServer:
+    """Listen for Wyoming clients on config.host:config.port (0 binds a free port), or on the already bound
+    `sock`; advertise it if asked."""
     server = WyomingServer(ctx)
-    await server.listen(host, port, sock)
-    if zeroconf:
-        await server.advertise(host)
-    _LOG.info("wyoming listening on %s:%d", host, server.port)
+    await server.listen(config.host, config.port, sock)
+    if config.zeroconf:
+        await server.advertise(config.host)
+    _LOG.info("wyoming listening on %s:%d", config.host, server.port)
     return server
+
+
+class Wyoming(Dialect):
+    """Wyoming (Home Assistant) on its own TCP port (no HTTP routes, no key: the CLI refuses to open it with
+    --api-key unless told to); the server starts and stops with voxgate's."""
+
+    name = "wyoming"
+
+    def __init__(self, ctx: Context, config: WyomingConfig) -> None:
+        super().__init__(ctx)
+        self.config = config
+        self.sock: socket.socket | None = None  # the port the CLI bound before loading, if it did
+        self.server: WyomingServer | None = None  # while it listens
+
+    def mount(self, app: FastAPI) -> None:
+        """Nothing: Wyoming speaks only on its TCP port."""
+
+    async def startup(self) -> None:
+        if self.sock is not None or self.config.port:
+            self.server = await start(self.ctx, self.config, self.sock)
+
+    async def shutdown(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
