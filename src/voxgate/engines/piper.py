@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 
 _LOG = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def describe_model(model_path: Path) -> list[VoiceInfo]:
             VoiceInfo(
                 id=f"{stem}@{speaker}", name=f"{stem} ({speaker})", engine="piper",
                 language=base.language, sample_rate=rate, model_path=model_path, speaker=speaker,
-                speakers=speakers, quality=quality, extra={"speaker_id": speaker_map[speaker]},
+                speakers=speakers, quality=quality, engine_data={"speaker_id": speaker_map[speaker]},
             )
         )
     return voices
@@ -90,7 +91,7 @@ class PiperLoadedVoice:
             str(voice.model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._voice = PiperVoice(config=config, session=session)
-        self._speaker_id: int | None = voice.extra.get("speaker_id")
+        self._speaker_id: int | None = voice.engine_data.get("speaker_id")
         self.sample_rate = config.sample_rate
         self._fit_key = voice.load_key
         self._rate_fits = {} if rate_fits is None else rate_fits  # shared by the engine's sessions
@@ -113,7 +114,7 @@ class PiperLoadedVoice:
             _LOG.info("piper voice %s: unscaled length share %.2f", self._fit_key, fixed)
         return fixed
 
-    def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
         """Yield one unnormalised float32 array per sentence Piper finds in `text`."""
         from piper.voice import SynthesisConfig
 
@@ -126,7 +127,7 @@ class PiperLoadedVoice:
             normalize_audio=False,  # levelled across the whole stream instead, so loudness stays even
         )
         for chunk in self._voice.synthesize(text, config):
-            yield chunk.audio_float_array
+            yield Piece(np.asarray(chunk.audio_float_array, np.float32), self.sample_rate)
 
     def close(self) -> None:
         """Drop the session; onnxruntime frees it when the last reference goes."""

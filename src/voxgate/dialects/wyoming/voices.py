@@ -28,7 +28,7 @@ def _listed(voices: list[Any]) -> list[Any]:
 
 
 def _voice(v: Any) -> TtsVoice:
-    kind = "registered from reference audio, " if v.extra.get("registered") else ""
+    kind = "registered from reference audio, " if v.registered else ""
     speakers = [TtsVoiceSpeaker(name=s) for s in v.speakers] if v.speakers and not v.speaker else None
     return TtsVoice(name=v.id, description=f"{v.name} ({kind}{v.engine})",
                     attribution=Attribution(name=v.engine, url=ENGINE_URLS.get(v.engine, "")),
