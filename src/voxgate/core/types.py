@@ -174,7 +174,7 @@ def stretched(piece: Piece, samples: np.ndarray, rate: int | None = None) -> Pie
 def trimmed(piece: Piece, start: int, end: int) -> Piece:
     """`piece` cut to samples [start, end) (silence trimming): timings move back and clamp to what is kept."""
     start, end = max(start, 0), min(end, len(piece.samples))
-    timings = trim_timings(piece.timings, start / piece.rate, end / piece.rate)
+    timings = trim_timings(piece.timings, float(start / piece.rate), float(end / piece.rate))
     return Piece(piece.samples[start:end], piece.rate, timings)
 
 

@@ -1,16 +1,25 @@
-"""Piper (VITS on onnxruntime) engine: the bundled default voice plus every voice in the voices folder."""
+"""Piper (VITS on onnxruntime) engine: the bundled default voice plus every voice in the voices folder.
+
+Word timings (opt-in, `PiperEngine(alignments=True)`): the model is patched in memory at load to also output
+the sample count of every phoneme (piper-tts's alignment support, needs the `onnx` package), and each word
+of the text gets the span of its phonemes. Off by default: patching costs load time (measured ~1.8× on
+en_US-joe-medium) and nothing reads timings yet.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import re
+import unicodedata
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from voxgate.core.types import Piece
+from voxgate.core.types import Piece, Timing
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 
 _LOG = logging.getLogger(__name__)
@@ -29,6 +38,76 @@ def length_ratio(speed: float, fixed: float) -> float:
     this gives 0.50.
     """
     return max(MIN_LENGTH_RATIO, (1.0 + fixed) / speed - fixed)
+
+
+def _sounded(phoneme: str) -> bool:
+    """A phoneme that is a sound of a word: not the space between words, not punctuation (a pause)."""
+    return phoneme != " " and not all(unicodedata.category(c).startswith("P") for c in phoneme)
+
+
+def phoneme_words(phonemes: Sequence[str], samples: Sequence[int] | None = None) -> list[tuple[int, int]]:
+    """The words of one sentence's phonemes, split at spaces; with `samples` (samples per phoneme, in order)
+    each word's (start, end) sample span over its sounds only, else (0, 0) per word (for counting)."""
+    words: list[tuple[int, int]] = []
+    offset, current = 0, None
+    for i, phoneme in enumerate(phonemes):
+        length = int(samples[i]) if samples is not None else 0
+        if phoneme == " ":
+            if current is not None:
+                words.append(current)
+            current = None
+        elif _sounded(phoneme):
+            current = (offset, offset + length) if current is None else (current[0], offset + length)
+        offset += length
+    if current is not None:
+        words.append(current)
+    return words
+
+
+def word_plan(text: str, phonemize: Callable[[str], list[list[str]]]) -> deque[tuple[int, int, int]] | None:
+    """(start char, end char, phoneme words) of each word of `text`, or None when its words' phonemes do not
+    add up to the text's own (then which sound belongs to which word is unknown, and nothing is guessed).
+    A number reads as several phoneme words ("25" → twenty five): they are one word of the text."""
+    total = sum(len(phoneme_words(sentence)) for sentence in phonemize(text))
+    plan = deque((m.start(), m.end(), sum(len(phoneme_words(s)) for s in phonemize(m.group())))
+                 for m in re.finditer(r"\S+", text))
+    return plan if sum(n for _, _, n in plan) == total else None
+
+
+def word_timings(plan: deque[tuple[int, int, int]], words: list[tuple[int, int]], rate: int) -> list[Timing] | None:
+    """Timings of the text words one sentence's phoneme `words` say, taken from the front of `plan`; None
+    when a text word's phonemes would run past the sentence (the plan no longer fits the audio)."""
+    timings, used = [], 0
+    while plan and used < len(words):
+        start_char, end_char, count = plan[0]
+        if used + count > len(words):
+            return None
+        plan.popleft()
+        if count:
+            first, last = words[used], words[used + count - 1]
+            timings.append(Timing(start_char, end_char, float(first[0] / rate), float(last[1] / rate)))
+        used += count
+    while plan and plan[0][2] == 0:  # unsounded words (a lone dash) between sentences
+        plan.popleft()
+    return timings if used == len(words) else None
+
+
+def _model_source(model_path: Path, aligned: bool) -> str | bytes:
+    """The model to open: its path, or with `aligned` its bytes patched to output samples per phoneme."""
+    if not aligned:
+        return str(model_path)
+    try:
+        import onnx
+        from piper.patch_voice_with_alignment import add_alignment_output
+    except ImportError:
+        _LOG.warning("piper word timings need the onnx package; %s has none", model_path.name)
+        return str(model_path)
+    model = onnx.load(str(model_path))
+    try:
+        add_alignment_output(model)
+    except ValueError as exc:  # already patched on disk, or no tensor to expose
+        _LOG.info("piper model %s not patched for timings: %s", model_path.name, exc)
+    return model.SerializeToString()
 
 
 def bundled_voice_files() -> list[Path]:
@@ -73,7 +152,8 @@ def describe_model(model_path: Path) -> list[VoiceInfo]:
 class PiperLoadedVoice:
     """One onnxruntime session of a Piper model, used by one worker thread at a time."""
 
-    def __init__(self, voice: VoiceInfo, threads: int, rate_fits: dict[str, float] | None = None) -> None:
+    def __init__(self, voice: VoiceInfo, threads: int, rate_fits: dict[str, float] | None = None,
+                 alignments: bool = False) -> None:
         import onnxruntime
         from piper.config import PiperConfig
         from piper.voice import PiperVoice
@@ -88,8 +168,9 @@ class PiperLoadedVoice:
         config_path = voice.model_path.with_name(voice.model_path.name + ".json")
         config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
         session = onnxruntime.InferenceSession(
-            str(voice.model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            _model_source(voice.model_path, alignments), sess_options=options, providers=["CPUExecutionProvider"]
         )
+        self._aligned = alignments and len(session.get_outputs()) > 1
         self._voice = PiperVoice(config=config, session=session)
         self._speaker_id: int | None = voice.engine_data.get("speaker_id")
         self.sample_rate = config.sample_rate
@@ -115,7 +196,8 @@ class PiperLoadedVoice:
         return fixed
 
     def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
-        """Yield one unnormalised float32 array per sentence Piper finds in `text`."""
+        """Yield one unnormalised float32 piece per sentence Piper finds in `text`, with word timings when
+        the model was loaded with alignments and every word's phonemes are accounted for."""
         from piper.voice import SynthesisConfig
 
         ratio = 1.0 if params.speed == 1.0 else length_ratio(params.speed, self._fixed_length())
@@ -126,8 +208,18 @@ class PiperLoadedVoice:
             noise_w_scale=params.noise_w_scale,
             normalize_audio=False,  # levelled across the whole stream instead, so loudness stays even
         )
-        for chunk in self._voice.synthesize(text, config):
-            yield Piece(np.asarray(chunk.audio_float_array, np.float32), self.sample_rate)
+        plan = word_plan(text, self._voice.phonemize) if self._aligned else None
+        for chunk in self._voice.synthesize(text, config, include_alignments=plan is not None):
+            timings = None
+            if plan is not None and chunk.phoneme_alignments is not None:
+                samples = [a.num_samples for a in chunk.phoneme_alignments[1:-1]]  # between BOS and EOS
+                lead = int(chunk.phoneme_alignments[0].num_samples)
+                words = [(lead + a, lead + b) for a, b in phoneme_words(chunk.phonemes, samples)]
+                found = word_timings(plan, words, self.sample_rate)
+                timings = tuple(found) if found is not None else None
+            if timings is None:
+                plan = None  # out of step with the audio: no timings from here on rather than wrong ones
+            yield Piece(np.asarray(chunk.audio_float_array, np.float32), self.sample_rate, timings)
 
     def close(self) -> None:
         """Drop the session; onnxruntime frees it when the last reference goes."""
@@ -139,8 +231,9 @@ class PiperEngine:
 
     name = "piper"
 
-    def __init__(self, voices_dir: Path | None = None, include_bundled: bool = True) -> None:
+    def __init__(self, voices_dir: Path | None = None, include_bundled: bool = True, alignments: bool = False) -> None:
         self._voices_dir = voices_dir
+        self._alignments = alignments  # patch models at load so pieces carry word timings (see module doc)
         self._include_bundled = include_bundled
         self._scanned: list[VoiceInfo] | None = None  # the last scan, so capabilities() needn't rescan
         self._rate_fits: dict[str, float] = {}  # load_key -> unscaled length share, see length_ratio
@@ -170,4 +263,4 @@ class PiperEngine:
 
     def load(self, voice: VoiceInfo, threads: int) -> PiperLoadedVoice:
         """Create an onnxruntime session for `voice` with `threads` intra-op threads."""
-        return PiperLoadedVoice(voice, threads, self._rate_fits)
+        return PiperLoadedVoice(voice, threads, self._rate_fits, self._alignments)
