@@ -99,7 +99,7 @@ def measure(engines: dict, case: tuple, threads: int) -> tuple[Row, object]:  # 
     pieces, first = [], None
     for piece in loaded.synthesize(text, EngineParams()):
         first = first if first is not None else time.perf_counter() - start
-        pieces.append(piece)
+        pieces.append(piece.samples)
     total = time.perf_counter() - start
     audio = np.concatenate(pieces)
     memory = rss_mb() - before
@@ -156,7 +156,7 @@ def error_rate(whisper, loaded, texts: list[str], language: str) -> tuple[float,
     edits = length = 0
     heard = []
     for sentence in texts:
-        audio = np.concatenate(list(loaded.synthesize(sentence, EngineParams())))
+        audio = np.concatenate([p.samples for p in loaded.synthesize(sentence, EngineParams())])
         hypothesis = transcribe(whisper, audio, loaded.sample_rate, language)
         heard.append(hypothesis)
         e, n = errors(sentence, hypothesis, language)

@@ -40,7 +40,7 @@ def run(engine, voice_id: str, language: str, texts: list[str], whisper) -> dict
     heard = []
     for sentence in texts:
         start = time.perf_counter()
-        audio = np.concatenate(list(loaded.synthesize(sentence, EngineParams())))
+        audio = np.concatenate([p.samples for p in loaded.synthesize(sentence, EngineParams())])
         synth += time.perf_counter() - start
         audio_s += len(audio) / loaded.sample_rate
         hypothesis = transcribe(whisper, audio, loaded.sample_rate, language)

@@ -34,7 +34,8 @@ def make_reference(src: str, path: str) -> None:
 
     engine = PiperEngine()
     voice = engine.load(engine.voices()[0], 1)
-    audio = np.concatenate(list(voice.synthesize(REFERENCE_TEXT, EngineParams(noise_scale=0.0, noise_w_scale=0.0))))
+    pieces = voice.synthesize(REFERENCE_TEXT, EngineParams(noise_scale=0.0, noise_w_scale=0.0))
+    audio = np.concatenate([p.samples for p in pieces])
     audio = (audio / np.abs(audio).max() * 0.8).astype(np.float32)
     with open(path, "wb") as out:
         out.write(encode_all(apply_shift(audio, 22050, Shift(1.4, 1.1, 1.1, (0.0,) * 48)), 22050, "wav"))

@@ -15,7 +15,7 @@ def piper_speech(*texts: str) -> list[np.ndarray]:
     engine = PiperEngine()
     voice = engine.load(engine.voices()[0], threads=1)
     try:
-        return [np.concatenate(list(voice.synthesize(text, EngineParams()))) for text in texts]
+        return [np.concatenate([p.samples for p in voice.synthesize(text, EngineParams())]) for text in texts]
     finally:
         voice.close()
 

@@ -83,7 +83,7 @@ async def _act(ctx, args: argparse.Namespace) -> int:  # type: ignore[no-untyped
         if existed and not args.replace:
             print(f"voxgate: a voice named {voice.id!r} already exists (use --replace)", file=sys.stderr)
             return 1
-        print(f"{voice.id}\tbase {voice.extra.get('base_voice')}")
+        print(f"{voice.id}\tbase {voice.base_voice}")
     elif action == "rm":
         missing = [vid for vid in args.ids if not await bank.remove(vid)]
         for vid in missing:

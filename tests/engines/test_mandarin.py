@@ -30,10 +30,10 @@ def reads(engine: KokoroEngine, text: str) -> str:
 def test_every_style_is_offered_for_mandarin(engine: KokoroEngine) -> None:
     zh = [v for v in engine.voices() if v.language == "zh"]
     assert [v.id for v in zh] == [f"kokoro-zh:{s}" for s in STYLES]
-    assert all(v.extra["family"] == f"kokoro:{v.id.split(':')[1]}" and v.sample_rate == 24000 for v in zh)
-    assert [v.id for v in zh if v.extra.get("route_default")] == [f"kokoro-zh:{DEFAULT_CHINESE}"]
+    assert all(v.family == f"kokoro:{v.id.split(':')[1]}" and v.sample_rate == 24000 for v in zh)
+    assert [v.id for v in zh if v.route_default] == [f"kokoro-zh:{DEFAULT_CHINESE}"]
     blend = engine.voice_for("kokoro-zh:jf_alpha*0.5+jm_kumo*0.5")
-    assert blend is not None and blend.language == "zh" and blend.extra["reads"] == "zh"
+    assert blend is not None and blend.language == "zh" and blend.engine_data["reads"] == "zh"
     assert "zh" in engine.capabilities().languages
 
 
@@ -68,11 +68,11 @@ def test_number_forms_cn2an_misreads_are_rewritten_first() -> None:
 def test_mandarin_speech_with_a_decimal_kept_in_one_sentence(engine: KokoroEngine) -> None:
     loaded = engine.load(engine.voice_for(f"kokoro-zh:{DEFAULT_CHINESE}"), threads=2)
     try:
-        pieces = list(loaded.synthesize("今天天气很好。价格上涨了12.5%。", EngineParams()))
+        pieces = [p.samples for p in loaded.synthesize("今天天气很好。价格上涨了12.5%。", EngineParams())]
         assert len(pieces) == 2  # not cut at the decimal point
         for piece in pieces:
             assert piece.dtype == np.float32 and 1.0 < len(piece) / 24000 < 6.0 and rms(piece) > 0.02
-        mixed = np.concatenate(list(loaded.synthesize("我喜欢 Apple 的电脑。", EngineParams())))
+        mixed = np.concatenate([p.samples for p in loaded.synthesize("我喜欢 Apple 的电脑。", EngineParams())])
         assert 1.0 < len(mixed) / 24000 < 6.0 and rms(mixed) > 0.02
     finally:
         loaded.close()
@@ -125,11 +125,11 @@ from voxgate.engines.hibari import HibariEngine
 from voxgate.engines.kokoro import KokoroEngine
 h = HibariEngine()
 v = h.load(h.voices()[0], 1)
-a = np.concatenate(list(v.synthesize("Nothing is downloaded.", EngineParams())))
+a = np.concatenate([p.samples for p in v.synthesize("Nothing is downloaded.", EngineParams())])
 assert len(a) > 12000, len(a)
 k = KokoroEngine(cache_dir=Path({str(engine._cache_dir)!r}))  # the model joined from its parts
 z = k.load(k.voice_for("kokoro-zh:jf_alpha"), 1)
-b = np.concatenate(list(z.synthesize("什么都不下载。", EngineParams())))
+b = np.concatenate([p.samples for p in z.synthesize("什么都不下载。", EngineParams())])
 assert len(b) > 12000, len(b)
 print("ok", len(a), len(b))
 """

@@ -34,7 +34,7 @@ def test_six_voices_at_16khz(engine: PicoEngine) -> None:
 @pytest.mark.parametrize("tag", LANGUAGES)
 def test_every_language_speaks(engine: PicoEngine, tag: str) -> None:
     loaded = engine.load(next(v for v in engine.voices() if v.language == tag), threads=1)
-    pieces = list(loaded.synthesize(SAY[tag] + " " + SAY[tag], EngineParams()))
+    pieces = [p.samples for p in loaded.synthesize(SAY[tag] + " " + SAY[tag], EngineParams())]
     assert len(pieces) == 2 and loaded.sample_rate == 16000
     audio = np.concatenate(pieces)
     assert audio.dtype == np.float32 and 2.0 < len(audio) / 16000 < 10.0 and rms(audio) > 0.02
@@ -43,15 +43,15 @@ def test_every_language_speaks(engine: PicoEngine, tag: str) -> None:
 def test_speed(engine: PicoEngine) -> None:
     loaded = engine.load(engine.voices()[0], threads=1)
     text = "The quick brown fox jumps over the lazy dog, and then it runs far away."
-    normal = sum(len(p) for p in loaded.synthesize(text, EngineParams()))
-    fast = sum(len(p) for p in loaded.synthesize(text, EngineParams(speed=2.0)))
+    normal = sum(len(p.samples) for p in loaded.synthesize(text, EngineParams()))
+    fast = sum(len(p.samples) for p in loaded.synthesize(text, EngineParams(speed=2.0)))
     assert 0.4 < fast / normal < 0.75
 
 
 def test_long_sentences_are_cut_not_dropped(engine: PicoEngine) -> None:
     loaded = engine.load(engine.voices()[0], threads=1)
     long = " ".join(["one two three four five six seven eight nine ten"] * 20)  # 1000 characters, no stop
-    pieces = list(loaded.synthesize(long, EngineParams()))
+    pieces = [p.samples for p in loaded.synthesize(long, EngineParams())]
     assert len(pieces) == 2 and sum(len(p) for p in pieces) / 16000 > 30
 
 

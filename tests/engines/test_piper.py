@@ -63,7 +63,7 @@ def test_multi_speaker_model_lists_every_speaker(tmp_path: Path) -> None:
     assert [v.id for v in voices] == ["en_US-many-medium", "en_US-many-medium@alice",
                                       "en_US-many-medium@bob", "en_US-many-medium@carol"]
     bob = voices[2]
-    assert bob.speaker == "bob" and bob.extra["speaker_id"] == 1
+    assert bob.speaker == "bob" and bob.engine_data["speaker_id"] == 1
     assert bob.speakers == ("alice", "bob", "carol")
 
 
@@ -71,12 +71,12 @@ def test_synthesis_is_unnormalised_per_sentence_and_speed_scales(engine: PiperEn
     voice = next(v for v in engine.voices() if v.id == JOE)
     loaded = engine.load(voice, threads=1)
     text = "This is the first sentence. And here is a second, somewhat longer sentence to follow it."
-    pieces = list(loaded.synthesize(text, EngineParams()))
+    pieces = [p.samples for p in loaded.synthesize(text, EngineParams())]
     assert len(pieces) == 2 and all(p.dtype == np.float32 for p in pieces)
     peaks = [float(np.abs(p).max()) for p in pieces]
     assert all(0.05 < peak < 0.999 for peak in peaks), peaks  # Piper's per-sentence normalisation is off
     normal = sum(len(p) for p in pieces)
-    fast = sum(len(p) for p in loaded.synthesize(text, EngineParams(speed=2.0)))
+    fast = sum(len(p.samples) for p in loaded.synthesize(text, EngineParams(speed=2.0)))
     assert 0.4 < fast / normal < 0.65
     loaded.close()
 

@@ -242,9 +242,9 @@ def test_hibari_is_a_base_for_registered_voices(srv: Server) -> None:
     engine = HibariEngine()
     loaded = engine.load(engine.voices()[0], threads=1)
     try:
-        reference = np.concatenate(list(loaded.synthesize(
+        reference = np.concatenate([p.samples for p in loaded.synthesize(
             "A clear voice reads these words aloud. It speaks slowly and calmly, so that every sound can be "
-            "heard. The weather was fine that morning.", EngineParams(seed=3))))
+            "heard. The weather was fine that morning.", EngineParams(seed=3))])
     finally:
         loaded.close()
     created = httpx.post(f"{srv.url}/v1/audio/voices", data={"name": "Heart Copy", "language": "en"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from voxgate.core.types import Piece, Timing
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 
 RATE = 16_000  # Hertz
@@ -29,25 +31,26 @@ class Log:
 
 
 class FakeLoaded:
-    """Each word becomes 0.1 s of a tone; `piece_seconds` of compute per word."""
+    """Each word becomes 0.1 s of a tone (a piece timed to its word); `piece_seconds` of compute per word."""
 
     def __init__(self, voice: VoiceInfo, threads: int, log: Log, piece_seconds: float) -> None:
         self.sample_rate = voice.sample_rate
         self._voice, self._threads, self._log, self._piece = voice, threads, log, piece_seconds
 
-    def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
         with self._log.lock:
             self._log.calls.append((self._voice.id, self._threads, text))
         if text.startswith("WAIT"):
             self._log.gate.wait(10)
         if text.startswith("FAIL"):
             raise RuntimeError("engine exploded")
-        for _ in text.split():
+        for word in re.finditer(r"\S+", text):
             time.sleep(self._piece)
             with self._log.lock:
                 self._log.pieces += 1
             n = int(self.sample_rate * 0.1 / params.speed)
-            yield (0.3 * np.sin(np.arange(n) * 2 * np.pi * 440 / self.sample_rate)).astype(np.float32)
+            tone = (0.3 * np.sin(np.arange(n) * 2 * np.pi * 440 / self.sample_rate)).astype(np.float32)
+            yield Piece(tone, self.sample_rate, (Timing(word.start(), word.end(), 0.0, n / self.sample_rate),))
 
     def close(self) -> None:
         pass

@@ -144,8 +144,8 @@ def _reference_voice(registry: VoiceRegistry, voice_id: str, base: str, variants
 def test_english_of_a_mixed_request_goes_to_the_reference_voices_english_base(registry: VoiceRegistry) -> None:
     _reference_voice(registry, "ref:kokoro", "kokoro:jm_kumo", {"en": "en_US-joe-medium"})
     english = route(registry, "ref:kokoro", "zh", "Hello there, my friend.")
-    assert [(s.voice.id, s.voice.extra["base_voice"]) for s in english] == [("ref:kokoro#en", "en_US-joe-medium")]
-    assert english[0].voice.extra["shift"]["f0_ratio"] == 1.2  # moved toward the same reference
+    assert [(s.voice.id, s.voice.base_voice) for s in english] == [("ref:kokoro#en", "en_US-joe-medium")]
+    assert english[0].voice.reference.shift["f0_ratio"] == 1.2  # moved toward the same reference
     mixed = route(registry, "ref:kokoro", "zh", "你好 world")
     # Chinese goes to the Mandarin reading of the same Kokoro style (no Chinese variant was measured)
     assert [(s.text, s.voice.id) for s in mixed] == [("你好 ", "kokoro-zh:jm_kumo"), ("world", "ref:kokoro#en")]

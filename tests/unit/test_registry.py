@@ -40,7 +40,8 @@ def test_registered_voice_is_its_base_moved(tmp_path: Path) -> None:
     registry = VoiceRegistry({"fake": FakeEngine()}, {"alloy": "mine"}, "a", store)
     voice = registry.resolve("mine")
     assert (voice.engine, voice.session_key, voice.sample_rate) == ("fake", "a", 16000)
-    assert voice.extra["base_voice"] == "a" and voice.extra["shift"] == SHIFT and voice.extra["registered"]
+    assert voice.reference is not None
+    assert voice.reference.base_voice == "a" and voice.reference.shift == SHIFT and voice.reference.registered
     assert registry.resolve("ALLOY").id == "mine"  # aliases reach registered voices too
     assert [v.id for v in registry.installed()] == ["a", "b", "ja"]
     assert {v.id for v in registry.list()} == {"a", "b", "ja", "mine"}
@@ -63,9 +64,10 @@ def test_an_engine_that_clones_takes_registered_voices_over(tmp_path: Path) -> N
     registered(store, "mine", "a")
     registry = VoiceRegistry({"fake": FakeEngine(), "cloner": ClonerEngine()}, {}, "a", store)
     voice = registry.resolve("mine")
-    assert voice.engine == "cloner" and voice.extra["transcript"] == "said"
-    assert Path(voice.extra["reference_audio"]) == store.audio_path(store.list()[0].audio_sha256)
-    assert "shift" not in voice.extra
+    assert voice.reference is not None
+    assert voice.engine == "cloner" and voice.reference.transcript == "said"
+    assert Path(str(voice.reference.audio)) == store.audio_path(store.list()[0].audio_sha256)
+    assert voice.reference.shift is None
     store.close()
 
 
@@ -73,5 +75,5 @@ def test_registered_id_never_shadows_an_installed_voice(tmp_path: Path) -> None:
     store = VoiceStore(tmp_path)
     registered(store, "a", "b")  # written directly to the store, bypassing the API's check
     registry = VoiceRegistry({"fake": FakeEngine()}, {}, "a", store)
-    assert registry.resolve("a").extra == replace(registry.installed()[0]).extra  # the installed one wins
+    assert registry.resolve("a").reference == replace(registry.installed()[0]).reference  # the installed one wins
     store.close()

@@ -11,7 +11,7 @@ import pytest
 from tests.unit.fake_engine import RATE, FakeEngine
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import CALIBRATION_TEXT, Limits, SynthesisService
-from voxgate.core.types import Segmentation, SynthesisRequest
+from voxgate.core.types import Piece, Segmentation, SynthesisRequest
 from voxgate.engines.base import EngineParams
 from voxgate.errors import EngineFailure, InvalidInput, Overloaded
 from voxgate.scheduling.pool import Job, WorkerPool, is_done
@@ -90,7 +90,7 @@ async def test_cancelled_running_job_stops_after_current_piece() -> None:
     try:
         running = pool.submit(job(engine, " ".join(["word"] * 50), 0.0))
         first = await asyncio.wait_for(running.queue.get(), 10)
-        assert isinstance(first, np.ndarray)
+        assert isinstance(first, Piece)
         pool.cancel(running)
         rest = await drain(running)
         assert len(rest) < 5

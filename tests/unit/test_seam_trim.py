@@ -5,28 +5,31 @@ from __future__ import annotations
 import numpy as np
 
 from voxgate.core.service import MID_SENTENCE_GAP, _trimmed
+from voxgate.core.types import Piece
 
 RATE = 24000
 
 
-def _speech_between(lead: float, tail: float) -> np.ndarray:
+def _speech_between(lead: float, tail: float) -> Piece:
     tone = np.full(RATE, 0.5, np.float32)  # one second of sound, loud in every sample
-    return np.concatenate([np.zeros(int(lead * RATE), np.float32), tone, np.zeros(int(tail * RATE), np.float32)])
+    silences = np.zeros(int(lead * RATE), np.float32), np.zeros(int(tail * RATE), np.float32)
+    return Piece(np.concatenate([silences[0], tone, silences[1]]), RATE)
 
 
 def test_the_part_before_the_cut_loses_its_end_silence_only() -> None:
-    out = _trimmed(None, tail=True, head=False)(_speech_between(0.3, 0.5), RATE)
+    out = _trimmed(None, tail=True, head=False)(_speech_between(0.3, 0.5)).samples
     assert len(out) == int(0.3 * RATE) + RATE + int(MID_SENTENCE_GAP * RATE)
 
 
 def test_the_part_after_the_cut_loses_its_start_silence_only() -> None:
-    out = _trimmed(None, tail=False, head=True)(_speech_between(0.3, 0.5), RATE)
+    out = _trimmed(None, tail=False, head=True)(_speech_between(0.3, 0.5)).samples
     assert len(out) == int(MID_SENTENCE_GAP * RATE) + RATE + int(0.5 * RATE)
     assert np.abs(out[int(MID_SENTENCE_GAP * RATE) + 10]) > 0  # the speech itself is kept
 
 
 def test_post_processing_runs_first_and_silence_alone_is_kept() -> None:
-    halved = _trimmed(lambda x, rate: x[: len(x) // 2], tail=True, head=True)  # drops the silence itself
-    assert len(halved(_speech_between(0.0, 1.0), RATE)) == RATE
+    # the post-processing drops the silence itself
+    halved = _trimmed(lambda p: Piece(p.samples[: len(p.samples) // 2], p.rate), tail=True, head=True)
+    assert len(halved(_speech_between(0.0, 1.0)).samples) == RATE
     silent = np.zeros(RATE, np.float32)
-    assert len(_trimmed(None, tail=True, head=True)(silent, RATE)) == RATE
+    assert len(_trimmed(None, tail=True, head=True)(Piece(silent, RATE)).samples) == RATE

@@ -29,7 +29,7 @@ import numpy as np
 
 from voxgate.audio.voiceshift import analyse
 from voxgate.core.routing import best_voice
-from voxgate.engines.base import EngineParams, VoiceInfo
+from voxgate.engines.base import EngineParams, Piece, VoiceInfo
 from voxgate.errors import VoxgateError
 from voxgate.scheduling.pool import Job, WorkerPool, is_done
 from voxgate.text.segment import SENTENCE_POLICY, split_text
@@ -213,8 +213,8 @@ class BaseVoices:
             while not is_done(item := await job.queue.get()):
                 if isinstance(item, BaseException):
                     raise RuntimeError(f"{voice.engine} failed: {item}") from item
-                assert isinstance(item, np.ndarray)
-                parts.append(item)
+                assert isinstance(item, Piece)
+                parts.append(item.samples)
             rate = job.rate or rate
         if not parts:
             raise ValueError("no audio")

@@ -1,14 +1,14 @@
 """Language routing: which installed voice speaks each part of a request's text.
 
 Every dialect's language field goes through `route`. A voice speaks a language when its own language
-has the same primary subtag, or when its engine says it also speaks it (`extra["languages"]`, e.g. a
+has the same primary subtag, or when its engine says it also speaks it (`VoiceInfo.languages`, e.g. a
 Kokoro voice reads English as well as Japanese). For a language the requested voice cannot speak, the
 best installed voice is chosen: neural engines first, then SVOX Pico for the languages where it was
-measured more intelligible than espeak-ng (a Pico voice says so in `extra["routed"]`), then espeak-ng
+measured more intelligible than espeak-ng (a Pico voice says so in `routed`), then espeak-ng
 (which speaks every language, so no language is left unspoken), then Pico's other languages; within a
 tier a native speaker before one that also speaks it, an exact region match before another region, the
-requested voice's own style in the other language (`extra["family"]`, e.g. a Kokoro style reading
-Mandarin), the default voice, an engine's measured default for the language (`extra["route_default"]`,
+requested voice's own style in the other language (`family`, e.g. a Kokoro style reading
+Mandarin), the default voice, an engine's measured default for the language (`route_default`,
 e.g. Kokoro's Chinese style), then by id.
 """
 
@@ -43,23 +43,23 @@ class Span(NamedTuple):
 
 def voice_languages(voice: VoiceInfo) -> set[str]:
     """Primary subtags of every language `voice` speaks (a reference voice: what its base speaks)."""
-    if voice.extra.get("speaks"):
-        return {primary(str(tag)) for tag in voice.extra["speaks"]}
+    if voice.reference is not None and voice.reference.speaks:
+        return {primary(str(tag)) for tag in voice.reference.speaks}
     spoken = {primary(voice.language)}
-    spoken.update(primary(str(tag)) for tag in voice.extra.get("languages", ()))
+    spoken.update(primary(str(tag)) for tag in voice.languages)
     return spoken
 
 
 def native_language(voice: VoiceInfo) -> str:
     """The primary subtag a voice speaks natively (a reference voice: its base's language)."""
-    speaks_ = voice.extra.get("speaks")
+    speaks_ = voice.reference.speaks if voice.reference is not None else ()
     return primary(str(speaks_[0])) if speaks_ else primary(voice.language)
 
 
 def reference_english(registry: VoiceRegistry, voice: VoiceInfo) -> VoiceInfo | None:
     """For a reference voice, the voice that reads its English: itself on an English base, or its
     variant on one; None for an installed voice (it reads English itself, if it can)."""
-    if not voice.extra.get("speaks"):
+    if voice.reference is None or not voice.reference.speaks:
         return None
     if native_language(voice) == "en":
         return voice
@@ -92,12 +92,12 @@ def best_voice(registry: VoiceRegistry, language: str, preferred: VoiceInfo | No
     if not candidates:
         raise LanguageNotSpoken(f"no installed voice speaks {language!r}", param="language")
 
-    family = preferred.extra.get("family", preferred.id) if preferred is not None else None
+    family = (preferred.family or preferred.id) if preferred is not None else None
 
     def rank(voice: VoiceInfo) -> tuple[int, bool, bool, bool, bool, bool, str]:
         return (_tier(voice), primary(voice.language) != primary(language),
-                voice.language.lower() != language.lower(), voice.extra.get("family", voice.id) != family,
-                voice.id != default.id, not voice.extra.get("route_default"), voice.id)
+                voice.language.lower() != language.lower(), (voice.family or voice.id) != family,
+                voice.id != default.id, not voice.route_default, voice.id)
 
     return min(candidates, key=rank)
 
@@ -107,7 +107,7 @@ def _tier(voice: VoiceInfo) -> int:
     if voice.engine in FALLBACK_ENGINES:
         return 2
     if voice.engine in SECONDARY_ENGINES:
-        return 1 if voice.extra.get("routed") else 3
+        return 1 if voice.routed else 3
     return 0
 
 

@@ -20,7 +20,18 @@ from voxgate.audio.resample import Resampler
 from voxgate.audio.voiceshift import Shift, apply_shift
 from voxgate.core.metrics import Metrics
 from voxgate.core.routing import Span, route
-from voxgate.core.types import Pcm, PcmChunk, Segmentation, SynthesisRequest
+from voxgate.core.types import (
+    Pcm,
+    PcmChunk,
+    Piece,
+    Segmentation,
+    SynthesisRequest,
+    Timings,
+    merge_timings,
+    offset_timings,
+    stretched,
+    trimmed,
+)
 from voxgate.engines.base import EngineParams, VoiceInfo
 from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, Overloaded, VoxgateError
 from voxgate.scheduling.pool import Job, WorkerPool, is_done
@@ -65,29 +76,29 @@ class Limits:
 
 
 def post_processing(voice: VoiceInfo, semitones: float = 0.0,
-                    tempo: float = 1.0) -> Callable[[np.ndarray, int], np.ndarray] | None:
+                    tempo: float = 1.0) -> Callable[[Piece], Piece] | None:
     """What runs on the worker after each piece: a matched voice's shift toward its reference, plus a
     request's pitch change and whatever tempo the engine could not do itself, in one Praat pass."""
-    data = voice.extra.get("shift")
+    data = voice.reference.shift if voice.reference is not None else None
     shift = (Shift.from_dict(data) if data else Shift.identity()).then(semitones, tempo)
     if shift.is_identity:
         return None
-    return lambda samples, rate: apply_shift(samples, rate, shift)
+    return lambda piece: stretched(piece, apply_shift(piece.samples, piece.rate, shift))
 
 
-def _trimmed(post: Callable[[np.ndarray, int], np.ndarray] | None, tail: bool,
-             head: bool) -> Callable[[np.ndarray, int], np.ndarray]:
+def _trimmed(post: Callable[[Piece], Piece] | None, tail: bool, head: bool) -> Callable[[Piece], Piece]:
     """`post`, then the engine's silence at a seam inside a sentence cut to a short gap: at the end of the
     part before the cut (`tail`) and at the start of the part after it (`head`), since the sentence goes on."""
-    def run(samples: np.ndarray, rate: int) -> np.ndarray:
-        x = post(samples, rate) if post else samples
+    def run(piece: Piece) -> Piece:
+        piece = post(piece) if post else piece
+        x = piece.samples
         loud = np.flatnonzero(np.abs(x) > 0.02 * max(float(np.abs(x).max(initial=0.0)), 1e-6))
         if not len(loud):
-            return x
-        gap = int(MID_SENTENCE_GAP * rate)
+            return piece
+        gap = int(MID_SENTENCE_GAP * piece.rate)
         start = max(loud[0] - gap, 0) if head else 0
         end = loud[-1] + 1 + gap if tail else len(x)
-        return x[start:end]
+        return trimmed(piece, start, end)
     return run
 
 
@@ -111,7 +122,7 @@ class Voicing:
 
     voice: VoiceInfo
     params: EngineParams
-    post: Callable[[np.ndarray, int], np.ndarray] | None
+    post: Callable[[Piece], Piece] | None
     leveller: Leveller | None = None  # built from the voice's calibrated gain when its audio first arrives
 
 
@@ -136,6 +147,8 @@ class SynthesisStream:
         self._resampler: Resampler | None = None  # built from the rate the engine really emits
         self._t0 = time.monotonic()
         self._delivered = 0.0  # seconds of audio handed to the client
+        self._heard = 0.0  # seconds of engine audio taken in: the time axis of chunk timings (resampling keeps it)
+        self._unsent: list[tuple[int, Timings | None]] = []  # timings of pieces taken in since the last chunk
         self._first_audio: float | None = None  # seconds from admission to first audio
         self._closed = False
         self._lease = _Lease(self._inflight)  # SynthesisService.open/TextStream.feed take the slot
@@ -227,9 +240,11 @@ class SynthesisStream:
             if isinstance(item, BaseException):
                 await self._finish(completed=False)
                 raise EngineFailure(f"{job.voice.engine} failed: {item}") from item
-            assert isinstance(item, np.ndarray)
+            assert isinstance(item, Piece)
+            self._unsent.append((index, offset_timings(item.timings, self._heard)))
+            self._heard += item.duration
             try:
-                audio = await self._level(job, item)
+                audio = await self._level(job, item.samples)
             except BaseException:
                 await self._finish(completed=False)
                 raise
@@ -248,7 +263,12 @@ class SynthesisStream:
         seconds = len(audio) / self.sample_rate
         self._delivered += seconds
         self._service.metrics.audio_seconds.inc(seconds)
-        return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=text)
+        # A piece shorter than the resampler's delay makes no chunk of its own: its timings go with the next
+        # chunk of its segment (those of another segment's piece that short are lost; never misattributed).
+        unsent = [t for i, t in self._unsent if i == index]
+        self._unsent = []
+        timings = merge_timings(unsent) if unsent else None
+        return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=text, timings=timings)
 
     def cancel(self) -> None:
         """Drop queued segments and stop the running one after its current piece."""
@@ -469,7 +489,7 @@ class SynthesisService:
         """The fixed gain that levels this voice, measured once on a calibration sentence. A reference
         voice spoken by an installed one is levelled as its base is (its shift moves the spectrum's
         shape, not its loudness, by much), so a new reference costs no calibration on its first request."""
-        base = voice.extra.get("base_voice")
+        base = voice.base_voice
         if base and base != voice.id:
             try:
                 return await self.gain(self.voices.resolve(str(base)))
@@ -486,7 +506,7 @@ class SynthesisService:
                 while not is_done(item := await job.queue.get()):
                     if isinstance(item, BaseException):
                         raise EngineFailure(f"{voice.engine} failed to load {voice.id}: {item}") from item
-                    parts.append(item)
+                    parts.append(item.samples)  # type: ignore[attr-defined]
                 self._gains[voice.id] = calibrate_gain(np.concatenate(parts)) if parts else 1.0
                 _LOG.info("voice %s levelled with gain %.2f", voice.id, self._gains[voice.id])
         return self._gains[voice.id]

@@ -1,10 +1,16 @@
-"""Plain data types shared by the core, the dialects and the scheduler."""
+"""Plain data types shared by the core, the dialects, the scheduler and the engines.
+
+A leaf module (numpy only): engines may import it, so a voice and a piece of audio have one type from the
+engine up to the encoder. The timing functions here are pure; every step that changes the time axis of
+audio (tempo, pitch shift, seam trimming, joining) maps a piece's timings through one of them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +42,176 @@ class SynthesisRequest:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """What makes a voice a reference voice: registered or cached from reference audio."""
+
+    base_voice: str | None = None  # the installed voice that speaks it (a matched voice), else None
+    shift: Mapping[str, Any] | None = None  # Shift.to_dict() moving the base toward the reference; None = none
+    speaks: tuple[str, ...] = ()  # language tags its base speaks, which it speaks whatever the reference's
+    audio: str | None = None  # path of the reference audio (a voice an engine clones from it)
+    transcript: str | None = None  # what the reference audio says, when known
+    registered: bool = False  # kept in the voice store (listed), as opposed to...
+    transient: bool = False  # ...a reference of the cache: resolvable, never listed
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """What an engine says about one of its voices (and what the registry adds for reference voices)."""
+
+    id: str  # stable id, unique across engines, e.g. "en_US-joe-medium" or "en_US-libritts-high@p123"
+    name: str  # display name
+    engine: str  # engine name, e.g. "piper"
+    language: str  # BCP-47-ish tag, e.g. "en-US"
+    sample_rate: int  # Hertz of what the engine emits
+    model_path: Path | None = None  # the model file, for file-based engines
+    speaker: str | None = None  # speaker name inside a multi-speaker model
+    speakers: tuple[str, ...] = ()  # every speaker of the model this voice belongs to
+    quality: str | None = None  # e.g. "medium"
+    languages: tuple[str, ...] = ()  # every language tag it speaks when more than `language` (Kokoro: ja, en)
+    family: str | None = None  # the same style across languages (routing keeps it); None = the voice itself
+    gender: str | None = None  # "female" / "male" when the engine says
+    route_default: bool = False  # routing's measured pick for its language when no voice of it is asked for
+    routed: bool = False  # a secondary engine's voice measured better than espeak-ng for its language
+    reference: Reference | None = None  # set for voices made from reference audio
+    engine_data: Mapping[str, Any] = field(default_factory=dict)  # private to the engine that made it
+    session_key: str | None = None  # voices with the same key share loaded sessions (a matched voice and its base)
+
+    @property
+    def load_key(self) -> str:
+        """What loaded sessions are cached under."""
+        return self.session_key or self.id
+
+    @property
+    def base_voice(self) -> str | None:
+        """The installed voice a reference voice is spoken by (None for any other voice)."""
+        return self.reference.base_voice if self.reference is not None else None
+
+    @property
+    def registered(self) -> bool:
+        """True for a voice registered from reference audio."""
+        return self.reference is not None and self.reference.registered
+
+
+@dataclass(frozen=True)
+class Timing:
+    """When a span of text is spoken in a piece of audio."""
+
+    start_char: int  # offset of the span's first character in the text the audio was made from
+    end_char: int  # offset just past its last character
+    start: float  # seconds from the start of the audio
+    end: float  # seconds from the start of the audio
+
+
+Timings = tuple[Timing, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Piece:
+    """Mono float32 audio an engine made, with when each part of its text is spoken when the engine knows.
+
+    `timings` is None when the engine cannot say (never estimated); character offsets are into the text
+    the engine was given, seconds from the start of `samples`.
+    """
+
+    samples: np.ndarray  # float32, shape (n,)
+    rate: int  # Hertz
+    timings: Timings | None = None
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return len(self.samples) / self.rate
+
+
+def as_piece(item: Piece | np.ndarray, rate: int) -> Piece:
+    """An engine's output as a Piece: a bare array (an engine of the old interface) has no timings."""
+    if isinstance(item, Piece):
+        return item
+    return Piece(np.asarray(item, dtype=np.float32), rate)
+
+
+def scale_timings(timings: Timings | None, factor: float) -> Timings | None:
+    """Timings of audio stretched uniformly by `factor` (tempo 2.0 is factor 0.5: every time halves)."""
+    if timings is None:
+        return None
+    return tuple(replace(t, start=t.start * factor, end=t.end * factor) for t in timings)
+
+
+def offset_timings(timings: Timings | None, seconds: float = 0.0, chars: int = 0) -> Timings | None:
+    """Timings moved later by `seconds` of audio and `chars` characters of text."""
+    if timings is None:
+        return None
+    return tuple(Timing(t.start_char + chars, t.end_char + chars, t.start + seconds, t.end + seconds)
+                 for t in timings)
+
+
+def trim_timings(timings: Timings | None, start: float, end: float) -> Timings | None:
+    """Timings of the audio between `start` and `end` seconds cut out: moved back by `start` and clamped to
+    the kept length, so a span said in trimmed-off silence keeps its place, at zero length, at the edge."""
+    if timings is None:
+        return None
+    length = max(end - start, 0.0)
+
+    def clamp(t: float) -> float:
+        return min(max(t - start, 0.0), length)
+
+    return tuple(replace(t, start=clamp(t.start), end=clamp(t.end)) for t in timings)
+
+
+def with_audio(piece: Piece, samples: np.ndarray, rate: int | None = None) -> Piece:
+    """`piece` with new audio on the same time axis (a gain, or a resample to `rate`: seconds are kept)."""
+    return Piece(samples, rate or piece.rate, piece.timings)
+
+
+def stretched(piece: Piece, samples: np.ndarray, rate: int | None = None) -> Piece:
+    """`piece` replaced by a uniform time-stretch of it (tempo change, pitch shift that keeps length or
+    not): timings scale by the new length over the old."""
+    new = Piece(samples, rate or piece.rate)
+    factor = new.duration / piece.duration if piece.duration else 1.0
+    return Piece(samples, new.rate, scale_timings(piece.timings, factor))
+
+
+def trimmed(piece: Piece, start: int, end: int) -> Piece:
+    """`piece` cut to samples [start, end) (silence trimming): timings move back and clamp to what is kept."""
+    start, end = max(start, 0), min(end, len(piece.samples))
+    timings = trim_timings(piece.timings, float(start / piece.rate), float(end / piece.rate))
+    return Piece(piece.samples[start:end], piece.rate, timings)
+
+
+def join_pieces(pieces: Sequence[Piece], char_starts: Sequence[int] | None = None) -> Piece:
+    """Pieces of one rate end to end: each one's timings move by the audio before it and by its text's start
+    in the joined text (`char_starts`, one per piece; None = the pieces share one text). The result has
+    timings only when every piece has them, so no span is silently missing."""
+    if not pieces:
+        raise ValueError("nothing to join")
+    rate = pieces[0].rate
+    if any(p.rate != rate for p in pieces):
+        raise ValueError("pieces of different rates cannot be joined; resample them first")
+    starts = list(char_starts) if char_starts is not None else [0] * len(pieces)
+    if len(starts) != len(pieces):
+        raise ValueError("one character start per piece")
+    samples = np.concatenate([p.samples for p in pieces])
+    if any(p.timings is None for p in pieces):
+        return Piece(samples, rate)
+    joined: list[Timing] = []
+    offset = 0
+    for piece, chars in zip(pieces, starts, strict=True):
+        joined += offset_timings(piece.timings, offset / rate, chars) or ()
+        offset += len(piece.samples)
+    return Piece(samples, rate, tuple(joined))
+
+
+def merge_timings(parts: Iterable[Timings | None]) -> Timings | None:
+    """Timings of several parts already on one time axis, in order; None when any part has none."""
+    merged: list[Timing] = []
+    for part in parts:
+        if part is None:
+            return None
+        merged += part
+    return tuple(merged)
+
+
+@dataclass(frozen=True)
 class PcmChunk:
     """A piece of mono float32 audio in [-1, 1] plus where it came from."""
 
@@ -43,6 +219,9 @@ class PcmChunk:
     rate: int  # Hertz
     index: int = 0  # position of the text segment this audio belongs to (in request.segments when given)
     text: str = ""  # the text segment that produced it
+    # When each span of `text` is spoken: characters within `text`, seconds from the start of the stream
+    # (not of this chunk: a resampler may carry a piece's last samples into the next chunk). None = unknown.
+    timings: Timings | None = None
 
     @property
     def duration(self) -> float:

@@ -201,7 +201,7 @@ class VoiceBank:
             "id": voice.id, "object": "voice", "name": voice.name, "engine": voice.engine,
             "language": voice.language, "sample_rate": voice.sample_rate, "speaker": voice.speaker,
             "speakers": list(voice.speakers), "quality": voice.quality, "aliases": aliases,
-            "kind": "registered" if voice.extra.get("registered") else "installed",
+            "kind": "registered" if voice.registered else "installed",
         }
         stored = self.store.get(voice.id) if body["kind"] == "registered" else None
         if stored is not None:

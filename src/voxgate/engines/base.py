@@ -1,40 +1,21 @@
 """The engine interface: small, blocking, and free of any server concern.
 
-An engine lists its voices and loads one into a `LoadedVoice`; a loaded voice turns text into float32
-PCM, one array per sentence or finer piece. Calls block and run on scheduler worker threads, never on
-the event loop. Heavy imports happen only inside the adapters.
+An engine lists its voices (`VoiceInfo`) and loads one into a `LoadedVoice`; a loaded voice turns text
+into `Piece`s of float32 PCM, one per sentence or finer, with timings when the engine knows them. Calls
+block and run on scheduler worker threads, never on the event loop. Heavy imports happen only inside the
+adapters. `VoiceInfo` and `Piece` live in `core.types` (the one module of core an engine may import).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
 
-import numpy as np
+from voxgate.core.types import Piece, Reference, VoiceInfo, as_piece
 
-
-@dataclass(frozen=True)
-class VoiceInfo:
-    """What an engine says about one of its voices."""
-
-    id: str  # stable id, unique across engines, e.g. "en_US-joe-medium" or "en_US-libritts-high@p123"
-    name: str  # display name
-    engine: str  # engine name, e.g. "piper"
-    language: str  # BCP-47-ish tag, e.g. "en-US"
-    sample_rate: int  # Hertz of what the engine emits
-    model_path: Path | None = None  # the model file, for file-based engines
-    speaker: str | None = None  # speaker name inside a multi-speaker model
-    speakers: tuple[str, ...] = ()  # every speaker of the model this voice belongs to
-    quality: str | None = None  # e.g. "medium"
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    session_key: str | None = None  # voices with the same key share loaded sessions (a matched voice and its base)
-
-    @property
-    def load_key(self) -> str:
-        """What loaded sessions are cached under."""
-        return self.session_key or self.id
+# Re-exported: scheduling and voices speak of voices and pieces through the engine interface.
+__all__ = ["Capabilities", "Engine", "EngineParams", "LoadedVoice", "Piece", "Reference", "VoiceInfo", "as_piece"]
 
 
 @dataclass(frozen=True)
@@ -64,8 +45,9 @@ class LoadedVoice(Protocol):
 
     sample_rate: int  # Hertz
 
-    def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
-        """Yield float32 mono PCM in [-1, 1], unnormalised, one array per sentence or finer piece."""
+    def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
+        """Yield float32 mono PCM in [-1, 1], unnormalised, one Piece per sentence or finer; its timings'
+        character offsets are into `text`, and are None unless the engine really knows them."""
         ...
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 
 _LOG = logging.getLogger(__name__)
@@ -177,12 +178,12 @@ class EspeakLoadedVoice:
         with ESPEAK_LOCK:
             self.sample_rate = library().rate
         # By the voice file's identifier (gmw/en): some language names (en-gb, fr-fr) are not voice names.
-        identifier = voice.extra.get("espeak_identifier")
-        variant = voice.extra.get("espeak_variant")
+        identifier = voice.engine_data.get("espeak_identifier")
+        variant = voice.engine_data.get("espeak_variant")
         name = f"{identifier}+{variant}" if identifier and variant else identifier
-        self._name = str(name or voice.extra.get("espeak_voice", voice.id.removeprefix(PREFIX)))
+        self._name = str(name or voice.engine_data.get("espeak_voice", voice.id.removeprefix(PREFIX)))
 
-    def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
         """One array per sentence; the rate is set in words per minute from `params.speed`."""
         wpm = round(min(max(DEFAULT_WPM * params.speed, WPM_RANGE[0]), WPM_RANGE[1]))
         for sentence in _SENTENCE.split(text):
@@ -190,7 +191,7 @@ class EspeakLoadedVoice:
                 with ESPEAK_LOCK:
                     audio = library().speak(self._name, sentence, wpm)
                 if len(audio):
-                    yield audio
+                    yield Piece(audio, self.sample_rate)
 
     def close(self) -> None:
         """Nothing to free: the library stays loaded for the process."""
@@ -220,7 +221,8 @@ class EspeakEngine:
                 vid = PREFIX + lang
                 voices.setdefault(vid, VoiceInfo(
                     id=vid, name=f"espeak-ng {name}", engine=self.name, language=language_tag(lang),
-                    sample_rate=rate, quality="low", extra={"espeak_voice": lang, "espeak_identifier": identifier},
+                    sample_rate=rate, quality="low",
+                    engine_data={"espeak_voice": lang, "espeak_identifier": identifier},
                 ))
             self._variants = {ident.removeprefix("!v/") for ident, _, _ in variants}
             self._voices = voices
@@ -253,10 +255,10 @@ class EspeakEngine:
             return None
         if not variant:
             return voice
-        name = f"{voice.extra['espeak_voice']}+{variant}"
+        name = f"{voice.engine_data['espeak_voice']}+{variant}"
         return VoiceInfo(id=PREFIX + name, name=f"{voice.name} ({variant})", engine=self.name,
                          language=voice.language, sample_rate=voice.sample_rate, quality="low",
-                         extra={**voice.extra, "espeak_voice": name, "espeak_variant": variant})
+                         engine_data={**voice.engine_data, "espeak_voice": name, "espeak_variant": variant})
 
     def load(self, voice: VoiceInfo, threads: int) -> EspeakLoadedVoice:
         """espeak-ng needs no per-voice loading; `threads` is irrelevant (it is single-threaded)."""

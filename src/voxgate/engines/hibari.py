@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 
 PREFIX = "hibari:"
@@ -54,7 +55,7 @@ class HibariLoadedVoice:
         self._tts: Any = Hibari(voice=VOICE, model=str(voice.model_path), threads=threads, g2p=engine._g2p())
         self.sample_rate = SAMPLE_RATE
 
-    def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
         """One float32 array per sentence hibari finds in `text`; speed 0.5–2×."""
         speed = min(max(params.speed, SPEED_RANGE[0]), SPEED_RANGE[1])
         rng = np.random.default_rng(params.seed)
@@ -65,7 +66,7 @@ class HibariLoadedVoice:
                 continue  # punctuation only: nothing to say
             audio = self._tts.from_ids(self._tts.ids(phonemes), speed, rng)
             if len(audio):
-                yield np.asarray(audio, np.float32)
+                yield Piece(np.asarray(audio, np.float32), self.sample_rate)
 
     def close(self) -> None:
         """Drop the session; onnxruntime frees it with the last reference."""
@@ -93,11 +94,11 @@ class HibariEngine:
             return []
         return [VoiceInfo(id=VOICE_ID, name="hibari heart", engine=self.name, language="en-US",
                           sample_rate=SAMPLE_RATE, model_path=model, quality="high",
-                          extra={"gender": "female", "distilled_from": "kokoro af_heart"})]
+                          gender="female", engine_data={"distilled_from": "kokoro af_heart"})]
 
     def load(self, voice: VoiceInfo, threads: int) -> HibariLoadedVoice:
         """A session of the heart model with `threads` intra-op threads."""
-        ours = voice.id == VOICE_ID or voice.extra.get("base_voice") == VOICE_ID  # itself, or registered on it
+        ours = voice.id == VOICE_ID or voice.base_voice == VOICE_ID  # itself, or registered on it
         if not ours or voice.model_path is None or voice.model_path != bundled_model():
             raise ValueError(f"hibari has only {VOICE_ID}, not {voice.id!r}")
         return HibariLoadedVoice(self, voice, threads)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.zh_numbers import normalize_numbers
 from voxgate.errors import VoiceNotFound
@@ -120,9 +121,9 @@ class KokoroLoadedVoice:
         self._threads = threads
         self._kokoro = engine._acquire(threads)
         styles = engine._styles()
-        blend = voice.extra["blend"]
+        blend = voice.engine_data["blend"]
         self._style = sum(styles[name].astype(np.float32) * weight for name, weight in blend)
-        self._own = self._chinese if voice.extra.get("reads") == "zh" else self._japanese
+        self._own = self._chinese if voice.engine_data.get("reads") == "zh" else self._japanese
         self.sample_rate = SAMPLE_RATE
 
     def _phonemes(self, sentence: str) -> str:
@@ -149,7 +150,7 @@ class KokoroLoadedVoice:
     def _chinese(self, text: str) -> str:
         return self._engine._zh_g2p()(text)
 
-    def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
         """One array per sentence, so first audio waits for the first sentence only."""
         speed = min(max(params.speed, SPEED_RANGE[0]), SPEED_RANGE[1])
         pause = np.zeros(int(SENTENCE_PAUSE * SAMPLE_RATE), np.float32)
@@ -160,7 +161,7 @@ class KokoroLoadedVoice:
             if not any(c in self._kokoro.tokenizer.vocab for c in phonemes if not c.isspace()):
                 continue  # nothing speakable (e.g. only symbols)
             audio, _ = self._kokoro.create(phonemes, voice=self._style, speed=speed, is_phonemes=True)
-            yield np.concatenate([np.asarray(audio, np.float32), pause])
+            yield Piece(np.concatenate([np.asarray(audio, np.float32), pause]), SAMPLE_RATE)
 
     def close(self) -> None:
         """Give the shared session back; the last voice using it frees it."""
@@ -212,13 +213,13 @@ class KokoroEngine:
         family = blend_id(blend)  # the same style in either language: routing keeps it across languages
         vid = family if reads == "ja" else ZH_PREFIX + family.removeprefix(PREFIX)
         female = sum(w for n, w in blend if n[1:2] == "f") >= 0.5
-        extra: dict[str, Any] = {"blend": blend, "languages": (reads, "en"), "reads": reads, "family": family,
-                                 "gender": "female" if female else "male"}
-        if reads == "zh" and blend == ((DEFAULT_CHINESE, 1.0),):
-            extra["route_default"] = True  # the style routing picks for Chinese when none is asked for
+        # the style routing picks for Chinese when none is asked for
+        route_default = reads == "zh" and blend == ((DEFAULT_CHINESE, 1.0),)
         name = f"Kokoro {family.removeprefix(PREFIX)}" + (" (Mandarin)" if reads == "zh" else "")
         return VoiceInfo(id=vid, name=name, engine=self.name, language=reads, sample_rate=SAMPLE_RATE,
-                         quality="high", extra=extra)
+                         quality="high", languages=(reads, "en"), family=family,
+                         gender="female" if female else "male", route_default=route_default,
+                         engine_data={"blend": blend, "reads": reads})
 
     def voices(self) -> list[VoiceInfo]:
         """Every shipped voice style, reading Japanese and reading Mandarin (blends: see `voice_for`)."""

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 
 PREFIX = "pico:"
@@ -49,10 +50,10 @@ class PicoLoadedVoice:
         from py_nanotts import NanoTTS
 
         self._tts = NanoTTS()
-        self._language = str(voice.extra.get("pico_language", voice.id.removeprefix(PREFIX)))
+        self._language = str(voice.engine_data.get("pico_language", voice.id.removeprefix(PREFIX)))
         self.sample_rate = SAMPLE_RATE
 
-    def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
+    def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
         """One float32 array per sentence; `params.speed` is Pico's own rate factor."""
         speed = min(max(params.speed, SPEED_RANGE[0]), SPEED_RANGE[1])
         for piece in _pieces(text):
@@ -61,7 +62,7 @@ class PicoLoadedVoice:
             pcm = self._tts.speak(piece, voice=self._language, speed=speed)
             audio = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
             if len(audio):
-                yield audio
+                yield Piece(audio, self.sample_rate)
 
     def close(self) -> None:
         """Nothing to free: every call set up and disposed of its own Pico system."""
@@ -86,7 +87,8 @@ class PicoEngine:
         if not self.available():
             return []
         return [VoiceInfo(id=PREFIX + tag, name=f"Pico {_NAMES[tag]}", engine=self.name, language=tag,
-                          sample_rate=SAMPLE_RATE, quality="low", extra={"pico_language": tag, "routed": tag in ROUTED})
+                          sample_rate=SAMPLE_RATE, quality="low", routed=tag in ROUTED,
+                          engine_data={"pico_language": tag})
                 for tag in LANGUAGES]
 
     def load(self, voice: VoiceInfo, threads: int) -> PicoLoadedVoice:

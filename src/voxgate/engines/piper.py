@@ -1,15 +1,26 @@
-"""Piper (VITS on onnxruntime) engine: the bundled default voice plus every voice in the voices folder."""
+"""Piper (VITS on onnxruntime) engine: the bundled default voice plus every voice in the voices folder.
+
+Word timings (opt-in, `PiperEngine(alignments=True)`): the model is patched in memory at load to also output
+the sample count of every phoneme (piper-tts's alignment support, needs the `onnx` package), and each word
+of the text gets the span of its phonemes. Off by default: patching costs load time (measured ~1.8× on
+en_US-joe-medium) and nothing reads timings yet.
+"""
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
-from collections.abc import Iterator
+import re
+import unicodedata
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from voxgate.core.types import Piece, Timing
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 
 _LOG = logging.getLogger(__name__)
@@ -28,6 +39,126 @@ def length_ratio(speed: float, fixed: float) -> float:
     this gives 0.50.
     """
     return max(MIN_LENGTH_RATIO, (1.0 + fixed) / speed - fixed)
+
+
+READINGS_KEPT = 4096  # words whose reading a loaded voice remembers
+MIN_MATCH = 0.5  # similarity below which a text word and the phonemes at hand are not taken as the same word
+_VOWELS = re.compile("[aeiouyæɐɑɒɔəɘɚɛɜɝɞɤɨɪɯɵøœɶʉʊʌʏ]+")
+MERGED = 3  # most text words espeak-ng says as one phoneme word ("from the" → fɹʌmðə)
+
+
+def _sounded(phoneme: str) -> bool:
+    """A phoneme that is a sound of a word: not the space between words, not punctuation (a pause)."""
+    return phoneme != " " and not all(unicodedata.category(c).startswith("P") for c in phoneme)
+
+
+def _bare(phonemes: str) -> str:
+    """Phonemes without stress, length and punctuation marks, for comparing readings."""
+    return "".join(c for c in phonemes if not unicodedata.category(c).startswith(("P", "Lm")))
+
+
+def phoneme_words(phonemes: Sequence[str], samples: Sequence[int] | None = None) -> list[tuple[int, int, str]]:
+    """The words of one sentence's phonemes, split at spaces: (start, end, bare phonemes), the sample span of
+    its sounds only when `samples` (samples per phoneme, in order) is given, else (0, 0)."""
+    words: list[tuple[int, int, str]] = []
+    offset, current = 0, None
+    for i, phoneme in enumerate(phonemes):
+        length = int(samples[i]) if samples is not None else 0
+        if phoneme == " ":
+            if current is not None:
+                words.append(current)
+            current = None
+        elif _sounded(phoneme):
+            current = ((offset, offset + length, _bare(phoneme)) if current is None
+                       else (current[0], offset + length, current[2] + _bare(phoneme)))
+        offset += length
+    if current is not None:
+        words.append(current)
+    return words
+
+
+class WordAligner:
+    """Matches the words of a text, in order, with the phoneme words Piper says for it, one sentence at a time.
+
+    Each text word is read alone first (`reading`: its bare phoneme words). In a sentence a word may be said
+    as several phoneme words (a number: "25" → twenty five), run into its neighbours (espeak-ng says "from
+    the" as one word) or be read differently: at each step the grouping whose reading is most like the
+    phonemes at hand is taken, and a word unlike its phonemes only between two that match.
+    When nothing is alike enough, or a sentence's phonemes are not used up exactly, the rest of the text gets
+    no timings: never a word's time given to another.
+    """
+
+    def __init__(self, text: str, reading: Callable[[str], list[str]]) -> None:
+        self._words = deque((m.start(), m.end(), reading(m.group())) for m in re.finditer(r"\S+", text))
+
+    def take(self, spoken: Sequence[tuple[int, int, str]], rate: int) -> list[Timing] | None:
+        """Timings of the text words said by one sentence's phoneme words (sample spans, bare phonemes)."""
+        timings, j = [], 0
+        while j < len(spoken):
+            while self._words and not self._words[0][2]:
+                self._words.popleft()  # says nothing alone (a dash): no timing
+            if not self._words:
+                return None
+            best = self._best(spoken, j)
+            if best is None:
+                return None
+            count, used = best
+            group = [self._words.popleft() for _ in range(count)]
+            timings.append(Timing(group[0][0], group[-1][1], float(spoken[j][0] / rate),
+                                  float(spoken[j + used - 1][1] / rate)))
+            j += used
+        return timings
+
+    def _best(self, spoken: Sequence[tuple[int, int, str]], j: int) -> tuple[int, int] | None:
+        """(text words, phoneme words) of the most alike grouping at phoneme word `j`, or None."""
+        options: list[tuple[float, int, int]] = []
+        first = self._words[0][2]
+        if j + len(first) <= len(spoken):  # one text word, said as its own phoneme words
+            said = "".join(w for _, _, w in spoken[j:j + len(first)])
+            options.append((_alike("".join(first), said), 1, len(first)))
+        for count in range(2, min(MERGED, len(self._words)) + 1):  # several text words run into one
+            group = [self._words[i][2] for i in range(count)]
+            if all(len(r) == 1 for r in group):
+                options.append((_alike("".join(r[0] for r in group), spoken[j][2]), count, 1))
+        if not options:
+            return None
+        score, count, used = max(options, key=lambda o: (o[0], -o[1]))  # a tie: the word on its own
+        if score >= MIN_MATCH:
+            return count, used
+        # A short word read one way alone and another in a sentence ("a": eɪ alone, ɐ in "with a light"):
+        # one word for one, when it ends the sentence or the next word matches what follows.
+        if len(first) == 1 and (j + 1 == len(spoken) or self._next_matches(spoken[j + 1][2])):
+            return 1, 1
+        return None
+
+    def _next_matches(self, said: str) -> bool:
+        following = self._words[1][2] if len(self._words) > 1 else []
+        return bool(following) and _alike(following[0], said) >= MIN_MATCH
+
+
+def _alike(a: str, b: str) -> float:
+    """How alike two bare readings are, 0–1, every run of vowels counted as one vowel: in a sentence espeak-ng
+    reduces vowels ("of a": ʌv eɪ alone, əvə said), consonants stay."""
+    a, b = _VOWELS.sub("V", a), _VOWELS.sub("V", b)
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() if a or b else 1.0
+
+
+def _model_source(model_path: Path, aligned: bool) -> str | bytes:
+    """The model to open: its path, or with `aligned` its bytes patched to output samples per phoneme."""
+    if not aligned:
+        return str(model_path)
+    try:
+        import onnx
+        from piper.patch_voice_with_alignment import add_alignment_output
+    except ImportError:
+        _LOG.warning("piper word timings need the onnx package; %s has none", model_path.name)
+        return str(model_path)
+    model = onnx.load(str(model_path))
+    try:
+        add_alignment_output(model)
+    except ValueError as exc:  # already patched on disk, or no tensor to expose
+        _LOG.info("piper model %s not patched for timings: %s", model_path.name, exc)
+    return model.SerializeToString()
 
 
 def bundled_voice_files() -> list[Path]:
@@ -63,7 +194,7 @@ def describe_model(model_path: Path) -> list[VoiceInfo]:
             VoiceInfo(
                 id=f"{stem}@{speaker}", name=f"{stem} ({speaker})", engine="piper",
                 language=base.language, sample_rate=rate, model_path=model_path, speaker=speaker,
-                speakers=speakers, quality=quality, extra={"speaker_id": speaker_map[speaker]},
+                speakers=speakers, quality=quality, engine_data={"speaker_id": speaker_map[speaker]},
             )
         )
     return voices
@@ -72,7 +203,8 @@ def describe_model(model_path: Path) -> list[VoiceInfo]:
 class PiperLoadedVoice:
     """One onnxruntime session of a Piper model, used by one worker thread at a time."""
 
-    def __init__(self, voice: VoiceInfo, threads: int, rate_fits: dict[str, float] | None = None) -> None:
+    def __init__(self, voice: VoiceInfo, threads: int, rate_fits: dict[str, float] | None = None,
+                 alignments: bool = False) -> None:
         import onnxruntime
         from piper.config import PiperConfig
         from piper.voice import PiperVoice
@@ -87,13 +219,25 @@ class PiperLoadedVoice:
         config_path = voice.model_path.with_name(voice.model_path.name + ".json")
         config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
         session = onnxruntime.InferenceSession(
-            str(voice.model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            _model_source(voice.model_path, alignments), sess_options=options, providers=["CPUExecutionProvider"]
         )
+        self._aligned = alignments and len(session.get_outputs()) > 1
+        self._readings: dict[str, list[str]] = {}  # word → its bare phoneme words said alone (bounded)
         self._voice = PiperVoice(config=config, session=session)
-        self._speaker_id: int | None = voice.extra.get("speaker_id")
+        self._speaker_id: int | None = voice.engine_data.get("speaker_id")
         self.sample_rate = config.sample_rate
         self._fit_key = voice.load_key
         self._rate_fits = {} if rate_fits is None else rate_fits  # shared by the engine's sessions
+
+    def _reading(self, word: str) -> list[str]:
+        """A text word's bare phoneme words, said alone (cached: the same words come back)."""
+        found = self._readings.get(word)
+        if found is None:
+            if len(self._readings) >= READINGS_KEPT:
+                self._readings.clear()
+            found = [w for sentence in self._voice.phonemize(word) for _, _, w in phoneme_words(sentence)]
+            self._readings[word] = found
+        return found
 
     def _fixed_length(self) -> float:
         """Measure (once per model and speaker) the share of length that length_scale does not scale."""
@@ -113,8 +257,9 @@ class PiperLoadedVoice:
             _LOG.info("piper voice %s: unscaled length share %.2f", self._fit_key, fixed)
         return fixed
 
-    def synthesize(self, text: str, params: EngineParams) -> Iterator[np.ndarray]:
-        """Yield one unnormalised float32 array per sentence Piper finds in `text`."""
+    def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
+        """Yield one unnormalised float32 piece per sentence Piper finds in `text`, with word timings when
+        the model was loaded with alignments and every word's phonemes are accounted for."""
         from piper.voice import SynthesisConfig
 
         ratio = 1.0 if params.speed == 1.0 else length_ratio(params.speed, self._fixed_length())
@@ -125,8 +270,18 @@ class PiperLoadedVoice:
             noise_w_scale=params.noise_w_scale,
             normalize_audio=False,  # levelled across the whole stream instead, so loudness stays even
         )
-        for chunk in self._voice.synthesize(text, config):
-            yield chunk.audio_float_array
+        aligner = WordAligner(text, self._reading) if self._aligned else None
+        for chunk in self._voice.synthesize(text, config, include_alignments=aligner is not None):
+            timings = None
+            if aligner is not None and chunk.phoneme_alignments is not None:
+                samples = [a.num_samples for a in chunk.phoneme_alignments[1:-1]]  # between BOS and EOS
+                lead = int(chunk.phoneme_alignments[0].num_samples)
+                spoken = [(lead + a, lead + b, w) for a, b, w in phoneme_words(chunk.phonemes, samples)]
+                found = aligner.take(spoken, self.sample_rate)
+                timings = tuple(found) if found is not None else None
+            if timings is None:
+                aligner = None  # out of step with the audio: no timings from here on rather than wrong ones
+            yield Piece(np.asarray(chunk.audio_float_array, np.float32), self.sample_rate, timings)
 
     def close(self) -> None:
         """Drop the session; onnxruntime frees it when the last reference goes."""
@@ -138,8 +293,9 @@ class PiperEngine:
 
     name = "piper"
 
-    def __init__(self, voices_dir: Path | None = None, include_bundled: bool = True) -> None:
+    def __init__(self, voices_dir: Path | None = None, include_bundled: bool = True, alignments: bool = False) -> None:
         self._voices_dir = voices_dir
+        self._alignments = alignments  # patch models at load so pieces carry word timings (see module doc)
         self._include_bundled = include_bundled
         self._scanned: list[VoiceInfo] | None = None  # the last scan, so capabilities() needn't rescan
         self._rate_fits: dict[str, float] = {}  # load_key -> unscaled length share, see length_ratio
@@ -169,4 +325,4 @@ class PiperEngine:
 
     def load(self, voice: VoiceInfo, threads: int) -> PiperLoadedVoice:
         """Create an onnxruntime session for `voice` with `threads` intra-op threads."""
-        return PiperLoadedVoice(voice, threads, self._rate_fits)
+        return PiperLoadedVoice(voice, threads, self._rate_fits, self._alignments)

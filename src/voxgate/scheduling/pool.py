@@ -30,10 +30,9 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import psutil
 
-from voxgate.engines.base import Engine, EngineParams, LoadedVoice, VoiceInfo
+from voxgate.engines.base import Engine, EngineParams, LoadedVoice, Piece, VoiceInfo, as_piece
 
 _LOG = logging.getLogger(__name__)
 _DONE = object()  # end-of-job marker on a job's queue
@@ -50,10 +49,10 @@ class Job:
     deadline: float  # time.monotonic() seconds by which the stream needs this audio
     loop: asyncio.AbstractEventLoop
     urgent: bool = False  # the first segment of a stream that has no audio yet (express workers take it)
-    post: Callable[[np.ndarray, int], np.ndarray] | None = None  # per-piece processing, run on the worker
-    queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)  # arrays, then an error or _DONE
+    post: Callable[[Piece], Piece] | None = None  # per-piece processing, run on the worker
+    queue: asyncio.Queue[object] = field(default_factory=asyncio.Queue)  # Pieces, then an error or _DONE
     cancelled: threading.Event = field(default_factory=threading.Event)
-    rate: int = 0  # Hertz of the arrays, set by the worker
+    rate: int = 0  # Hertz of the pieces, set by the worker
     background: bool = False  # housekeeping (measuring voices): never the solo session, never counted as load
 
     def cancel(self) -> None:
@@ -300,11 +299,11 @@ class WorkerPool:
                 job.rate = loaded.sample_rate
                 warming = self._uses[held[0]] < WARM_USES
                 before = _rss() if warming else 0
-                for audio in loaded.synthesize(job.text, job.params):
+                for made in loaded.synthesize(job.text, job.params):
                     if job.cancelled.is_set():
                         break
-                    audio = np.asarray(audio, dtype=np.float32)
-                    job._post(job.post(audio, loaded.sample_rate) if job.post else audio)
+                    piece = as_piece(made, loaded.sample_rate)
+                    job._post(job.post(piece) if job.post else piece)
                 if warming:
                     self._charge(held[0], _rss() - before)
                 if job.cancelled.is_set():

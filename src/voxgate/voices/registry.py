@@ -6,8 +6,9 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
+from typing import Any
 
-from voxgate.engines.base import Capabilities, Engine, VoiceInfo
+from voxgate.engines.base import Capabilities, Engine, Reference, VoiceInfo
 from voxgate.errors import VoiceNotFound
 from voxgate.voices.store import StoredVoice, VoiceStore
 
@@ -18,16 +19,17 @@ VARIANT_MARK = "#"  # `voice#en`: a reference voice moved onto a base of another
 
 
 def _speaks(base: VoiceInfo) -> tuple[str, ...]:
-    return (base.language, *(str(tag) for tag in base.extra.get("languages", ())))
+    return (base.language, *(str(tag) for tag in base.languages))
 
 
-def matched_voice(voice_id: str, name: str, language: str | None, base: VoiceInfo, shift: object,
-                  **extra: object) -> VoiceInfo:
+def matched_voice(voice_id: str, name: str, language: str | None, base: VoiceInfo, shift: Any,
+                  registered: bool = False, transient: bool = False) -> VoiceInfo:
     """A reference voice spoken by an installed one: the base's model, moved toward the reference. It
     speaks what its base speaks (`speaks`), whatever language the reference was in."""
-    merged = {**base.extra, "base_voice": base.id, "shift": shift, "speaks": _speaks(base), **extra}
+    reference = Reference(base_voice=base.id, shift=shift, speaks=_speaks(base), registered=registered,
+                          transient=transient)
     return dataclasses.replace(base, id=voice_id, name=name, language=language or base.language,
-                               extra=merged, session_key=base.load_key)
+                               reference=reference, session_key=base.load_key)
 
 
 def matched_info(stored: StoredVoice, base: VoiceInfo) -> VoiceInfo:
@@ -40,7 +42,7 @@ def cloned_info(stored: StoredVoice, engine: Engine, reference: str) -> VoiceInf
     """A registered voice spoken by an engine that clones from reference audio."""
     return VoiceInfo(id=stored.id, name=stored.name, engine=engine.name, language=stored.language or "und",
                      sample_rate=stored.sample_rate,
-                     extra={"reference_audio": reference, "transcript": stored.transcript, "registered": True})
+                     reference=Reference(audio=reference, transcript=stored.transcript, registered=True))
 
 
 class VoiceRegistry:
@@ -74,7 +76,7 @@ class VoiceRegistry:
         return next((e for e in self._engines.values() if e.capabilities().reference_voices), None)
 
     def _variants_of(self, voice_id: str, name: str, features: Mapping[str, object],
-                     **extra: object) -> dict[str, VoiceInfo]:
+                     registered: bool = False, transient: bool = False) -> dict[str, VoiceInfo]:
         """The per-language variants a match stored (bases that are gone are left out)."""
         found = {}
         variants = features.get("variants")
@@ -82,7 +84,7 @@ class VoiceRegistry:
             base = self._installed.get(str(match.get("base_voice"))) if isinstance(match, Mapping) else None
             if base is not None:
                 found[str(language)] = matched_voice(f"{voice_id}{VARIANT_MARK}{language}", name, base.language,
-                                                     base, match.get("shift"), **extra)
+                                                     base, match.get("shift"), registered, transient)
         return found
 
     def refresh_registered(self) -> int:
@@ -113,7 +115,7 @@ class VoiceRegistry:
         cloner = self._cloner()
         if cloner is not None:
             voice = VoiceInfo(id=voice_id, name=name, engine=cloner.name, language=language or "und",
-                              sample_rate=sample_rate, extra={"reference_audio": reference, "transient": True})
+                              sample_rate=sample_rate, reference=Reference(audio=reference, transient=True))
             variants: dict[str, VoiceInfo] = {}
         else:
             with self._lock:

@@ -15,7 +15,7 @@ from voxgate.audio.encoders import encode_all
 from voxgate.audio.pcm import int16_bytes, wav_header
 from voxgate.core.context import Context
 from voxgate.core.service import SynthesisStream
-from voxgate.core.types import SynthesisRequest
+from voxgate.core.types import SynthesisRequest, VoiceInfo
 from voxgate.dialects.alltalk.narrator import assign, clean_text, split_parts
 from voxgate.dialects.alltalk.outputs import OutputStore
 from voxgate.dialects.alltalk.protocol import GenerateParams, language_tag
@@ -91,10 +91,10 @@ class AllTalk:
         return self.ctx.voices.resolve(None)
 
     @staticmethod
-    def model_name(voice: Any) -> str:
+    def model_name(voice: VoiceInfo) -> str:
         return f"{voice.engine} - {voice.id}"
 
-    def models(self) -> dict[str, Any]:
+    def models(self) -> dict[str, VoiceInfo]:
         """`<engine> - <voice id>` → voice, for every installed model."""
         return {self.model_name(v): v for v in self.ctx.voices.installed()}
 

@@ -11,6 +11,7 @@ from wyoming.info import Attribution, Info, TtsProgram, TtsVoice, TtsVoiceSpeake
 
 from voxgate import __version__
 from voxgate.core.context import Context
+from voxgate.core.types import VoiceInfo
 from voxgate.errors import VoiceNotFound
 
 PROGRAM = "voxgate"
@@ -21,14 +22,14 @@ ENGINE_URLS = {
 }
 
 
-def _listed(voices: list[Any]) -> list[Any]:
+def _listed(voices: list[VoiceInfo]) -> list[VoiceInfo]:
     """The voices `info` lists: a multi-speaker model once, with its speakers, not once per speaker."""
     ids = {v.id for v in voices}
     return [v for v in voices if not (v.speaker and "@" in v.id and v.id.rsplit("@", 1)[0] in ids)]
 
 
-def _voice(v: Any) -> TtsVoice:
-    kind = "registered from reference audio, " if v.extra.get("registered") else ""
+def _voice(v: VoiceInfo) -> TtsVoice:
+    kind = "registered from reference audio, " if v.registered else ""
     speakers = [TtsVoiceSpeaker(name=s) for s in v.speakers] if v.speakers and not v.speaker else None
     return TtsVoice(name=v.id, description=f"{v.name} ({kind}{v.engine})",
                     attribution=Attribution(name=v.engine, url=ENGINE_URLS.get(v.engine, "")),
@@ -61,7 +62,7 @@ def _tag(language: str) -> str:
     return language.replace("_", "-").casefold()
 
 
-def choose(ctx: Context, voice: object) -> Any:
+def choose(ctx: Context, voice: object) -> VoiceInfo:
     """The voice a synthesize/synthesize-start names: {name, speaker}, {language} or nothing (the default).
     Raises VoiceNotFound for a name, speaker or language voxgate does not have."""
     voices = ctx.voices
