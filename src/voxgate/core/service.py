@@ -23,7 +23,7 @@ from voxgate.core.routing import Span, route
 from voxgate.core.types import Pcm, PcmChunk, Segmentation, SynthesisRequest
 from voxgate.engines.base import EngineParams, VoiceInfo
 from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, Overloaded, VoxgateError
-from voxgate.scheduling.pool import Job, WorkerPool, is_done
+from voxgate.scheduling.backend import Backend, BackendHealth, Chunk, SegmentJob
 from voxgate.text.normalize import is_speakable, normalize
 from voxgate.text.segment import DEFAULT_POLICY, SENTENCE_POLICY, SegmentPolicy, cut_at_word, split_text
 from voxgate.voices.registry import VoiceRegistry
@@ -47,11 +47,15 @@ class _Lease:
     """The admission slot a stream holds, kept apart from the stream so it can be given back when the
     stream is garbage-collected without ever being closed."""
 
-    __slots__ = ("held", "inflight")
+    __slots__ = ("held", "inflight", "loop")
 
-    def __init__(self, inflight: deque[tuple[int, str, Job]]) -> None:
+    def __init__(self, inflight: deque[tuple[int, str, SegmentJob, AsyncIterator[Chunk]]]) -> None:
         self.held = False
-        self.inflight = inflight  # the stream's running jobs, cancelled if the stream is collected
+        self.inflight = inflight  # the stream's running jobs, aborted if the stream is collected
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,7 @@ class SynthesisStream:
         self._voicings: dict[str, Voicing] = {}
         self._pending: deque[tuple[int, str, Voicing]] = deque(
             (index, text, self._voicing(v)) for index, text, v in segments)
-        self._inflight: deque[tuple[int, str, Job]] = deque()
+        self._inflight: deque[tuple[int, str, SegmentJob, AsyncIterator[Chunk]]] = deque()
         self._resampler: Resampler | None = None  # built from the rate the engine really emits
         self._t0 = time.monotonic()
         self._delivered = 0.0  # seconds of audio handed to the client
@@ -181,19 +185,19 @@ class SynthesisStream:
         # The first segment runs alone so it can take the fast solo session; after it, keep the
         # next segments queued so a worker never waits on this stream's consumer.
         depth = 1 if self._first_audio is None else self._service.prefetch
-        ahead = sum(len(text) for _, text, _ in self._inflight) * SECONDS_PER_CHAR / self.request.speed
+        ahead = sum(len(text) for _, text, _, _ in self._inflight) * SECONDS_PER_CHAR / self.request.speed
         while self._pending and len(self._inflight) < depth:
             index, text, voicing = self._pending.popleft()
             tail, head = index in self._joined, index - 1 in self._joined
             post = _trimmed(voicing.post, tail, head) if tail or head else voicing.post
-            job = Job(voicing.voice, text, voicing.params, self._t0 + self._delivered + ahead,
-                      asyncio.get_running_loop(), urgent=self._first_audio is None, post=post)
-            self._service.pool.submit(job)
+            job = SegmentJob(voicing.voice, text, voicing.params, self._t0 + self._delivered + ahead,
+                             urgent=self._first_audio is None, post=post)
+            run = self._service.backend.generate(job)  # queued now: the backend works ahead of the reader
             self._service.metrics.segments.labels(voicing.voice.engine).inc()
-            self._inflight.append((index, text, job))
+            self._inflight.append((index, text, job, run))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
 
-    async def _level(self, job: Job, audio: np.ndarray) -> np.ndarray:
+    async def _level(self, job: SegmentJob, audio: np.ndarray) -> np.ndarray:
         """Level a piece with its voice's gain and bring it to the stream's rate."""
         voicing = self._voicing(job.voice)
         if voicing.leveller is None:
@@ -217,17 +221,21 @@ class SynthesisStream:
                 if len(tail):
                     return self._emit(tail, -1, "")
                 break
-            index, text, job = self._inflight[0]
-            item = await job.queue.get()
+            index, text, job, run = self._inflight[0]
+            try:
+                item: Chunk | None = await anext(run)
+            except StopAsyncIteration:
+                item = None
+            except EngineFailure:
+                if not self._inflight or self._inflight[0][2] is not job:
+                    continue  # stopped while waiting: the stream ends cleanly
+                await self._finish(completed=False)
+                raise
             if not self._inflight or self._inflight[0][2] is not job:
                 continue  # stopped (cancel or stop_all) while waiting: the stream ends cleanly
-            if is_done(item):
+            if item is None:
                 self._inflight.popleft()
                 continue
-            if isinstance(item, BaseException):
-                await self._finish(completed=False)
-                raise EngineFailure(f"{job.voice.engine} failed: {item}") from item
-            assert isinstance(item, np.ndarray)
             try:
                 audio = await self._level(job, item)
             except BaseException:
@@ -253,8 +261,8 @@ class SynthesisStream:
     def cancel(self) -> None:
         """Drop queued segments and stop the running one after its current piece."""
         self._service.metrics.segments_dropped.inc(len(self._pending) + len(self._inflight))
-        for _, _, job in self._inflight:
-            self._service.pool.cancel(job)
+        for _, _, job, _ in self._inflight:
+            self._service.backend.abort(job)
         self._inflight.clear()
         self._pending.clear()
 
@@ -275,16 +283,28 @@ class SynthesisStream:
 StreamT = TypeVar("StreamT", bound=SynthesisStream)
 
 
-class SynthesisService:
-    """Validates requests, admits them, and turns text into PCM through the worker pool."""
+@dataclass(frozen=True)
+class Health:
+    """The service's state for /ready: admission and what its backend reports."""
 
-    def __init__(self, voices: VoiceRegistry, pool: WorkerPool, metrics: Metrics,
+    ready: bool  # warmed up: the default voice is loaded and levelled
+    saturated: bool  # no admission slot could be had for SATURATED_SECONDS
+    saturated_seconds: float  # how long every slot has been held without a break
+    slots_held: int  # requests admitted and not yet closed
+    slots_total: int  # admission slots: the backend's capacity plus the queue
+    backend: BackendHealth
+
+
+class SynthesisService:
+    """Validates requests, admits them, and turns text into PCM through a synthesis backend."""
+
+    def __init__(self, voices: VoiceRegistry, backend: Backend, metrics: Metrics,
                  limits: Limits = Limits()) -> None:
         self.voices = voices
-        self.pool = pool
+        self.backend = backend
         self.metrics = metrics
         self.limits = limits
-        self.prefetch = max(2, pool.size)  # segments of one stream queued at once
+        self.prefetch = max(2, backend.capacity)  # segments of one stream queued at once
         self._active = 0
         self._full_since: float | None = None  # when the last free admission slot was taken
         self._open: weakref.WeakSet[SynthesisStream] = weakref.WeakSet()  # not finished, for stop_all
@@ -294,7 +314,7 @@ class SynthesisService:
         metrics.watch(self._gauges)
 
     def _gauges(self) -> dict[str, float]:
-        stats = self.pool.stats
+        stats = self.backend.load()
         return {"queue_depth": stats.queued, "jobs_running": stats.running, "active_requests": self._active,
                 "jobs_dropped": stats.dropped, "jobs_interrupted": stats.interrupted,
                 "jobs_completed": stats.completed, "jobs_failed": stats.failed}
@@ -306,8 +326,8 @@ class SynthesisService:
 
     @property
     def capacity(self) -> int:
-        """Admission slots: the workers plus the queue."""
-        return self.pool.size + self.limits.max_queue
+        """Admission slots: what the backend runs at once plus the queue."""
+        return self.backend.capacity + self.limits.max_queue
 
     @property
     def saturated_for(self) -> float:
@@ -318,6 +338,15 @@ class SynthesisService:
     def saturated(self) -> bool:
         """No slot could be had for SATURATED_SECONDS: /ready reports the server not ready."""
         return self.saturated_for >= SATURATED_SECONDS
+
+    def health(self) -> Health:
+        """Admission and backend state now (what /ready reports)."""
+        return Health(ready=self.ready, saturated=self.saturated, saturated_seconds=self.saturated_for,
+                      slots_held=self._active, slots_total=self.capacity, backend=self.backend.health())
+
+    def close(self) -> None:
+        """Stop the backend: queued work is dropped, running work stops after its current piece."""
+        self.backend.close()
 
     @asynccontextmanager
     async def scope(self) -> AsyncIterator[None]:
@@ -342,7 +371,7 @@ class SynthesisService:
         """Load the default voice's sessions (and those of `preload`) and measure their level, so first
         requests are fast. These sessions stay loaded whatever the memory budget."""
         for voice in [self.voices.resolve(None), *(self.voices.resolve(v) for v in preload)]:
-            await asyncio.to_thread(self.pool.preload, voice)
+            await self.backend.preload(voice)
             await self.gain(voice)
         self.ready = True
 
@@ -375,8 +404,8 @@ class SynthesisService:
 
     def _busy(self) -> bool:
         """Every worker has a job (so a first segment will run on a 1-thread session, after a wait)."""
-        stats = self.pool.stats
-        return stats.running + stats.queued >= self.pool.size
+        load = self.backend.load()
+        return load.running + load.queued >= self.backend.capacity
 
     def route(self, request: SynthesisRequest, text: str) -> list[Span]:
         """The request's (normalised) text cut into spans, each with the voice that speaks its language;
@@ -415,8 +444,14 @@ class SynthesisService:
             return
         lease.held = False
         self._give_back()
-        for _, _, job in lease.inflight:
-            job.cancel()  # the worker drops it (thread-safe; the pool lock is not taken from a finalizer)
+        for _, _, job, _ in lease.inflight:
+            # A finalizer may run inside any code, even the backend's own while it holds its lock: the
+            # abort runs on the event loop instead.
+            if lease.loop is not None and not lease.loop.is_closed():
+                try:
+                    lease.loop.call_soon_threadsafe(self.backend.abort, job)
+                except RuntimeError:  # the loop closed meanwhile: the backend is going away too
+                    pass
         _LOG.warning("a synthesis stream was dropped without being closed; its slot was reclaimed")
 
     def stop_all(self) -> int:
@@ -480,13 +515,13 @@ class SynthesisService:
         lock = self._gain_locks.setdefault(voice.id, asyncio.Lock())
         async with lock:
             if voice.id not in self._gains:
-                job = self.pool.submit(Job(voice, CALIBRATION_TEXT, EngineParams(), time.monotonic(),
-                                           asyncio.get_running_loop(), post=post_processing(voice)))
-                parts = []
-                while not is_done(item := await job.queue.get()):
-                    if isinstance(item, BaseException):
-                        raise EngineFailure(f"{voice.engine} failed to load {voice.id}: {item}") from item
-                    parts.append(item)
+                job = SegmentJob(voice, CALIBRATION_TEXT, EngineParams(), time.monotonic(),
+                                 post=post_processing(voice))
+                try:
+                    parts = [item async for item in self.backend.generate(job)]
+                except EngineFailure as exc:
+                    cause = exc.__cause__
+                    raise EngineFailure(f"{voice.engine} failed to load {voice.id}: {cause}") from cause
                 self._gains[voice.id] = calibrate_gain(np.concatenate(parts)) if parts else 1.0
                 _LOG.info("voice %s levelled with gain %.2f", voice.id, self._gains[voice.id])
         return self._gains[voice.id]
@@ -498,4 +533,4 @@ class SynthesisService:
         self._open.discard(stream)
 
 
-__all__ = ["Limits", "SynthesisService", "SynthesisStream"]
+__all__ = ["Health", "Limits", "SynthesisService", "SynthesisStream"]

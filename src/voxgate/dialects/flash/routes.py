@@ -158,7 +158,7 @@ class Speaker:
 
     async def _whole(self, requests: Sequence[SynthesisRequest]) -> np.ndarray:
         """All lines at once: in parallel (a few at a time, so one script cannot fill the queue), in order."""
-        limit = asyncio.Semaphore(max(1, self._ctx.service.pool.size))
+        limit = asyncio.Semaphore(max(1, self._ctx.service.health().backend.workers))
 
         async def one(req: SynthesisRequest) -> np.ndarray:
             async with limit:
