@@ -376,18 +376,23 @@ class SynthesisService:
         self.ready = True
 
     async def open(self, request: SynthesisRequest) -> SynthesisStream:
-        """Validate and admit a request; raises before any audio if it is bad or the server is busy."""
-        text = self._check_text(request)
-        voice = self.check(request)
+        """Validate and admit a request; raises before any audio if it is bad or the server is busy.
+
+        One pass, each step once: normalise the text, check the numbers, resolve the voice, route the text
+        (which also checks the language), segment, then admit; the backend gets the segments as the stream
+        is read."""
+        text, pieces = self._check_text(request)
+        self._check_numbers(request)
+        voice = self.voices.resolve(request.voice)
         policy = _policy(request.segmentation)
         segments: list[tuple[int, str, VoiceInfo]] = []
-        if request.segments is not None:  # the dialect cut the text: indexes stay its segment numbers
-            for i, segment in enumerate(request.segments):
-                segments += [(i, span.text, span.voice) for span in self.route(request, normalize(segment))]
+        if pieces is not None:  # the dialect cut the text: indexes stay its segment numbers
+            for i, piece in enumerate(pieces):
+                segments += [(i, span.text, span.voice) for span in self.route(request, piece, voice)]
         else:
-            for span in self.route(request, text):
-                pieces = split_text(span.text, policy) if policy else [span.text.strip()]
-                segments += [(len(segments) + n, piece, span.voice) for n, piece in enumerate(pieces)]
+            for span in self.route(request, text, voice):
+                cut = split_text(span.text, policy) if policy else [span.text.strip()]
+                segments += [(len(segments) + n, piece, span.voice) for n, piece in enumerate(cut)]
         joined: set[int] = set()
         if policy is DEFAULT_POLICY and request.segments is None and segments and self._busy():
             _, first, first_voice = segments[0]
@@ -407,11 +412,12 @@ class SynthesisService:
         load = self.backend.load()
         return load.running + load.queued >= self.backend.capacity
 
-    def route(self, request: SynthesisRequest, text: str) -> list[Span]:
+    def route(self, request: SynthesisRequest, text: str, voice: VoiceInfo | None = None) -> list[Span]:
         """The request's (normalised) text cut into spans, each with the voice that speaks its language;
-        only spans with something to say, stripped."""
+        only spans with something to say, stripped. `voice` is the request's voice if already resolved."""
+        requested = voice if voice is not None else request.voice
         return [span._replace(text=span.text.strip())
-                for span in route(self.voices, request.voice, request.language, text) if is_speakable(span.text)]
+                for span in route(self.voices, requested, request.language, text) if is_speakable(span.text)]
 
     def admit(self) -> None:
         """Count a request in, or raise Overloaded. The caller must hand the stream it builds to
@@ -475,8 +481,16 @@ class SynthesisService:
             rate = stream.sample_rate
         return Pcm(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate)
 
-    def _check_text(self, request: SynthesisRequest) -> str:
-        text = normalize(" ".join(request.segments) if request.segments is not None else request.text)
+    def _check_text(self, request: SynthesisRequest) -> tuple[str, list[str] | None]:
+        """The request's text normalised (once), and its segments each normalised when the dialect cut it."""
+        pieces = None
+        if request.segments is not None:
+            # Each segment is normalised once; the whole is their join. (Normalising the joined text again
+            # could only differ by a character where a segment's own edges held two line breaks.)
+            pieces = [normalize(segment) for segment in request.segments]
+            text = " ".join(piece for piece in pieces if piece)
+        else:
+            text = normalize(request.text)
         if len(text) > self.limits.max_input_chars:
             raise InputTooLong(
                 f"text is {len(text)} characters; the limit is {self.limits.max_input_chars}",
@@ -484,10 +498,17 @@ class SynthesisService:
             )
         if not is_speakable(text):
             raise InvalidInput("text is empty or has nothing to speak", param="text")
-        return text
+        return text, pieces
 
     def check(self, request: SynthesisRequest) -> VoiceInfo:
-        """Validate everything but the text; returns the voice that will speak."""
+        """Validate everything but the text (for a text stream, whose text comes later); returns the voice
+        that will speak."""
+        self._check_numbers(request)
+        voice = self.voices.resolve(request.voice)
+        route(self.voices, voice, request.language, "")  # an unknown or unspoken language fails here
+        return voice
+
+    def _check_numbers(self, request: SynthesisRequest) -> None:
         if not self.limits.min_speed <= request.speed <= self.limits.max_speed:
             raise InvalidInput(f"speed {request.speed} is outside {self.limits.min_speed}–"
                                f"{self.limits.max_speed}", param="speed")
@@ -496,9 +517,6 @@ class SynthesisService:
         if request.sample_rate is not None and not 8000 <= request.sample_rate <= 192_000:
             raise InvalidInput(f"sample rate {request.sample_rate} Hz is outside 8000–192000",
                                param="sample_rate")
-        voice = self.voices.resolve(request.voice)
-        route(self.voices, request.voice, request.language, "")  # an unknown or unspoken language fails here
-        return voice
 
     async def gain(self, voice: VoiceInfo) -> float:
         """The fixed gain that levels this voice, measured once on a calibration sentence. A reference
