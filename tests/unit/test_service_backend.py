@@ -13,11 +13,12 @@ import pytest
 from tests.unit.fake_backend import WORD_SECONDS, FakeBackend
 from tests.unit.fake_engine import RATE, FakeEngine
 from voxgate.core.metrics import Metrics
+from voxgate.core.parts import Part
 from voxgate.core.service import CALIBRATION_TEXT, Limits, SynthesisService
 from voxgate.core.textstream import open_text_stream
 from voxgate.core.types import Segmentation, SynthesisRequest
 from voxgate.engines.base import EngineParams
-from voxgate.errors import EngineFailure, Overloaded
+from voxgate.errors import EngineFailure, InvalidInput, Overloaded, VoiceNotFound
 from voxgate.scheduling.backend import LocalBackend, SegmentJob
 from voxgate.scheduling.pool import WorkerPool
 from voxgate.voices.registry import VoiceRegistry
@@ -211,3 +212,59 @@ async def test_the_local_backend_keeps_the_same_contract() -> None:
         assert [s.voice for s in health.sessions] == ["a"] and health.load.completed == 2
     finally:
         backend.close()
+
+
+# -- several parts in order, one slot (core/parts.py) --------------------------------------------------
+
+
+async def test_parts_play_in_order_each_in_its_voice_and_manner_on_one_slot(
+        pair: tuple[SynthesisService, FakeBackend]) -> None:
+    service, backend = pair
+    held = [await service.open(SynthesisRequest(text="Hold a slot.", voice="a")) for _ in range(3)]
+    parts = (Part("The narrator begins here.", voice="b"), Part("Then the hero speaks.", speed=2.0),
+             Part("And the narrator ends.", voice="b", volume=0.5))
+    stream = await service.open(SynthesisRequest(text="", voice="a", parts=parts))
+    assert service.active == 4 == service.capacity  # three parts, one slot
+    chunks = [c async for c in stream]
+    assert service.active == 3
+    assert spoken(backend)[-3:] == [p.text for p in parts]
+    assert [(j.voice.id, j.params.speed) for j in backend.record.started[-3:]] == [("b", 1.0), ("a", 2.0), ("b", 1.0)]
+    texts = list(dict.fromkeys(c.text for c in chunks if c.text))
+    assert texts == [p.text for p in parts]
+    assert [c.index for c in chunks if c.index >= 0] == sorted(c.index for c in chunks if c.index >= 0)
+    assert {c.index for c in chunks if c.index >= 0} == {0, 1, 2}
+    seconds = {t: sum(c.duration for c in chunks if c.text == t) for t in texts}
+    assert abs(seconds[parts[0].text] - 4 * WORD_SECONDS) < 0.01
+    assert abs(seconds[parts[1].text] - 4 * WORD_SECONDS / 2) < 0.01  # the part's own speed
+    level = {t: float(np.sqrt(np.mean(np.concatenate([c.samples for c in chunks if c.text == t]) ** 2)))
+             for t in texts}
+    assert 0.45 < level[parts[2].text] / level[parts[0].text] < 0.55  # the part's own volume, same voice
+    for other in held:
+        await other.aclose()
+
+
+async def test_each_part_is_checked_as_a_request_would_be_before_any_slot_is_taken(
+        pair: tuple[SynthesisService, FakeBackend]) -> None:
+    service, _ = pair
+    bad = [((Part("Fine."), Part("Too fast.", speed=50.0)), InvalidInput, "speed"),
+           ((Part("Fine."), Part("Who?", voice="nobody")), VoiceNotFound, None),
+           ((Part("Fine."), Part("...")), InvalidInput, "text"),
+           ((Part("Fine."), Part("한국어", language="ko")), InvalidInput, "language"),
+           ((), InvalidInput, "text")]
+    for parts, error, param in bad:
+        with pytest.raises(error) as raised:
+            await service.open(SynthesisRequest(text="ignored", voice="a", parts=parts))
+        if param is not None:
+            assert raised.value.param == param
+    assert service.active == 0
+
+
+async def test_parts_take_the_first_parts_rate_and_dialect_segments_keep_counting(
+        pair: tuple[SynthesisService, FakeBackend]) -> None:
+    service, _ = pair
+    stream = await service.open(SynthesisRequest(text="", voice="a", parts=(Part("こんにちは。", voice="ja"),
+                                                                              Part("Hello. Goodbye."))))
+    chunks = [c async for c in stream]
+    assert stream.sample_rate == 2 * RATE and {c.rate for c in chunks} == {2 * RATE}
+    assert [t for t in dict.fromkeys(c.text for c in chunks) if t] == ["こんにちは。", "Hello.", "Goodbye."]
+    assert sorted({c.index for c in chunks if c.index >= 0}) == [0, 1, 2]

@@ -10,8 +10,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -38,6 +38,10 @@ MID_SENTENCE_GAP = 0.04  # seconds of an engine's trailing silence kept where a 
 # that could not admit anyone for half a minute should be taken out of a load balancer's rotation.
 SATURATED_SECONDS = 30.0
 
+# A segment to speak: its index (the dialect's segment number when it cut the text), its text, its voice,
+# and the request or part whose settings (speed, pitch, volume) it is spoken with (None: the request's).
+Segment = tuple[int, str, VoiceInfo, "SynthesisRequest | None"]
+
 # The streams opened inside the current request (set by SynthesisService.scope, e.g. per HTTP request or
 # WebSocket connection): whatever a dialect does, they are closed when the scope ends.
 _SCOPE: ContextVar[weakref.WeakSet[SynthesisStream] | None] = ContextVar("voxgate_stream_scope", default=None)
@@ -49,7 +53,7 @@ class _Lease:
 
     __slots__ = ("held", "inflight", "loop")
 
-    def __init__(self, inflight: deque[tuple[int, str, SegmentJob, AsyncIterator[Chunk]]]) -> None:
+    def __init__(self, inflight: deque[Any]) -> None:
         self.held = False
         self.inflight = inflight  # the stream's running jobs, aborted if the stream is collected
         try:
@@ -116,27 +120,29 @@ class Voicing:
     voice: VoiceInfo
     params: EngineParams
     post: Callable[[np.ndarray, int], np.ndarray] | None
+    volume: float = 1.0  # linear gain after levelling
     leveller: Leveller | None = None  # built from the voice's calibrated gain when its audio first arrives
 
 
 class SynthesisStream:
     """Audio of one request, pulled chunk by chunk; closing it early cancels its queued and running work.
 
-    Each segment carries its own voice (language routing may give a mixed-script text several); the
+    Each segment carries its own voice (language routing may give a mixed-script text several, and a
+    request of several parts one per part) and the settings of the request or part it belongs to; the
     output has one rate, `sample_rate`, whatever rates the voices' engines produce.
     """
 
     def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
-                 segments: list[tuple[int, str, VoiceInfo]], joined: set[int] | None = None) -> None:
+                 segments: list[Segment], joined: set[int] | None = None) -> None:
         self.request = request
         self._joined = joined or set()  # segments cut mid-sentence: their trailing silence is trimmed
         self.voice = voice  # the request's own voice (the first segment's, unless routing chose another)
         self.sample_rate = request.sample_rate or voice.sample_rate  # Hertz of every chunk
         self._service = service
-        self._voicings: dict[str, Voicing] = {}
+        self._voicings: dict[tuple[str, float, float, float], Voicing] = {}
         self._pending: deque[tuple[int, str, Voicing]] = deque(
-            (index, text, self._voicing(v)) for index, text, v in segments)
-        self._inflight: deque[tuple[int, str, SegmentJob, AsyncIterator[Chunk]]] = deque()
+            (index, text, self._voicing(v, owner)) for index, text, v, owner in segments)
+        self._inflight: deque[tuple[int, str, SegmentJob, AsyncIterator[Chunk], Voicing]] = deque()
         self._resampler: Resampler | None = None  # built from the rate the engine really emits
         self._t0 = time.monotonic()
         self._delivered = 0.0  # seconds of audio handed to the client
@@ -153,10 +159,12 @@ class SynthesisStream:
     def admitted(self, value: bool) -> None:
         self._lease.held = value
 
-    def _voicing(self, voice: VoiceInfo) -> Voicing:
-        found = self._voicings.get(voice.id)
+    def _voicing(self, voice: VoiceInfo, owner: SynthesisRequest | None = None) -> Voicing:
+        """How `voice` speaks with the settings of `owner` (a part of the request; None: the request)."""
+        request = owner or self.request
+        key = (voice.id, request.speed, request.pitch, request.volume)
+        found = self._voicings.get(key)
         if found is None:
-            request = self.request
             engine_speed, tempo = split_speed(request.speed, self._service.voices.capabilities(voice).speed_range)
             params = EngineParams(
                 speed=engine_speed,
@@ -164,7 +172,8 @@ class SynthesisStream:
                 noise_w_scale=request.engine_options.get("noise_w_scale"),
                 seed=request.seed,
             )
-            found = self._voicings[voice.id] = Voicing(voice, params, post_processing(voice, request.pitch, tempo))
+            found = self._voicings[key] = Voicing(voice, params, post_processing(voice, request.pitch, tempo),
+                                                  request.volume)
         return found
 
     @property
@@ -185,7 +194,7 @@ class SynthesisStream:
         # The first segment runs alone so it can take the fast solo session; after it, keep the
         # next segments queued so a worker never waits on this stream's consumer.
         depth = 1 if self._first_audio is None else self._service.prefetch
-        ahead = sum(len(text) for _, text, _, _ in self._inflight) * SECONDS_PER_CHAR / self.request.speed
+        ahead = sum(len(entry[1]) for entry in self._inflight) * SECONDS_PER_CHAR / self.request.speed
         while self._pending and len(self._inflight) < depth:
             index, text, voicing = self._pending.popleft()
             tail, head = index in self._joined, index - 1 in self._joined
@@ -194,14 +203,13 @@ class SynthesisStream:
                              urgent=self._first_audio is None, post=post)
             run = self._service.backend.generate(job)  # queued now: the backend works ahead of the reader
             self._service.metrics.segments.labels(voicing.voice.engine).inc()
-            self._inflight.append((index, text, job, run))
+            self._inflight.append((index, text, job, run, voicing))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
 
-    async def _level(self, job: SegmentJob, audio: np.ndarray) -> np.ndarray:
+    async def _level(self, voicing: Voicing, job: SegmentJob, audio: np.ndarray) -> np.ndarray:
         """Level a piece with its voice's gain and bring it to the stream's rate."""
-        voicing = self._voicing(job.voice)
         if voicing.leveller is None:
-            voicing.leveller = Leveller(await self._service.gain(job.voice) * self.request.volume)
+            voicing.leveller = Leveller(await self._service.gain(job.voice) * voicing.volume)
         audio = voicing.leveller.process(audio)
         tail = None  # what the previous resampler still held, when the engine's rate changes
         if self._resampler is None or self._resampler.in_rate != job.rate:
@@ -221,7 +229,7 @@ class SynthesisStream:
                 if len(tail):
                     return self._emit(tail, -1, "")
                 break
-            index, text, job, run = self._inflight[0]
+            index, text, job, run, voicing = self._inflight[0]
             try:
                 item: Chunk | None = await anext(run)
             except StopAsyncIteration:
@@ -237,7 +245,7 @@ class SynthesisStream:
                 self._inflight.popleft()
                 continue
             try:
-                audio = await self._level(job, item)
+                audio = await self._level(voicing, job, item)
             except BaseException:
                 await self._finish(completed=False)
                 raise
@@ -261,8 +269,8 @@ class SynthesisStream:
     def cancel(self) -> None:
         """Drop queued segments and stop the running one after its current piece."""
         self._service.metrics.segments_dropped.inc(len(self._pending) + len(self._inflight))
-        for _, _, job, _ in self._inflight:
-            self._service.backend.abort(job)
+        for entry in self._inflight:
+            self._service.backend.abort(entry[2])
         self._inflight.clear()
         self._pending.clear()
 
@@ -381,31 +389,63 @@ class SynthesisService:
         One pass, each step once: normalise the text, check the numbers, resolve the voice, route the text
         (which also checks the language), segment, then admit; the backend gets the segments as the stream
         is read."""
-        text, pieces = self._check_text(request)
-        self._check_numbers(request)
-        voice = self.voices.resolve(request.voice)
-        policy = _policy(request.segmentation)
-        segments: list[tuple[int, str, VoiceInfo]] = []
-        if pieces is not None:  # the dialect cut the text: indexes stay its segment numbers
-            for i, piece in enumerate(pieces):
-                segments += [(i, span.text, span.voice) for span in self.route(request, piece, voice)]
+        if request.parts is not None:
+            voice, segments = self._plan_parts(request)
         else:
-            for span in self.route(request, text, voice):
-                cut = split_text(span.text, policy) if policy else [span.text.strip()]
-                segments += [(len(segments) + n, piece, span.voice) for n, piece in enumerate(cut)]
+            voice, segments = self._plan(request, 0)
         joined: set[int] = set()
-        if policy is DEFAULT_POLICY and request.segments is None and segments and self._busy():
-            _, first, first_voice = segments[0]
+        if (_policy(request.segmentation) is DEFAULT_POLICY and request.segments is None and segments
+                and self._busy()):
+            _, first, first_voice, owner = segments[0]
             halves = cut_at_word(first, BUSY_FIRST_CUT) if len(first) > BUSY_FIRST_MAX else None
             if halves is not None:
-                segments = [(0, halves[0], first_voice), (1, halves[1], first_voice),
-                            *((i + 1, t, v) for i, t, v in segments[1:])]
+                segments = [(0, halves[0], first_voice, owner), (1, halves[1], first_voice, owner),
+                            *((i + 1, t, v, o) for i, t, v, o in segments[1:])]
                 joined.add(0)
                 self.metrics.busy_cuts.inc()
         stream = SynthesisStream(self, request, voice, segments, joined)
         self.admit()
         stream.admitted = True  # nothing can raise between taking the slot and tracking its holder
         return self.track(stream)
+
+    def _plan(self, request: SynthesisRequest, start: int,
+              owner: SynthesisRequest | None = None) -> tuple[VoiceInfo, list[Segment]]:
+        """The request's voice and segments, numbered from `start`: its text normalised, its numbers
+        checked, its voice resolved and its text routed (which checks the language) and cut, once each."""
+        text, pieces = self._check_text(request)
+        self._check_numbers(request)
+        voice = self.voices.resolve(request.voice)
+        segments: list[Segment] = []
+        if pieces is not None:  # the dialect cut the text: indexes stay its segment numbers
+            for i, piece in enumerate(pieces):
+                segments += [(start + i, span.text, span.voice, owner) for span in self.route(request, piece, voice)]
+            return voice, segments
+        policy = _policy(request.segmentation)
+        for span in self.route(request, text, voice):
+            cut = split_text(span.text, policy) if policy else [span.text.strip()]
+            segments += [(start + len(segments) + n, piece, span.voice, owner) for n, piece in enumerate(cut)]
+        return voice, segments
+
+    def _plan_parts(self, request: SynthesisRequest) -> tuple[VoiceInfo, list[Segment]]:
+        """Every part planned as a request of its own would be (each checked against the limits), with
+        segments numbered on across the parts; the stream's voice is the first part's."""
+        assert request.parts is not None
+        if not request.parts:
+            raise InvalidInput("text is empty or has nothing to speak", param="text")
+        first: VoiceInfo | None = None
+        segments: list[Segment] = []
+        for part in request.parts:
+            sub = replace(request, text=part.text, voice=part.voice or request.voice,
+                          language=part.language or request.language,
+                          speed=request.speed if part.speed is None else part.speed,
+                          pitch=request.pitch if part.pitch is None else part.pitch,
+                          volume=request.volume if part.volume is None else part.volume,
+                          segments=None, parts=None)
+            voice, planned = self._plan(sub, segments[-1][0] + 1 if segments else 0, sub)
+            first = first or voice
+            segments += planned
+        assert first is not None
+        return first, segments
 
     def _busy(self) -> bool:
         """Every worker has a job (so a first segment will run on a 1-thread session, after a wait)."""
@@ -450,7 +490,8 @@ class SynthesisService:
             return
         lease.held = False
         self._give_back()
-        for _, _, job, _ in lease.inflight:
+        for entry in lease.inflight:
+            job = entry[2]
             # A finalizer may run inside any code, even the backend's own while it holds its lock: the
             # abort runs on the event loop instead.
             if lease.loop is not None and not lease.loop.is_closed():
