@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from starlette.datastructures import UploadFile
 
 from voxgate.audio.encoders import encode_all, open_encoder
 from voxgate.core.context import Context
+from voxgate.core.parts import Part
 from voxgate.core.service import SynthesisStream
 from voxgate.core.types import PcmChunk, SynthesisRequest
 from voxgate.dialects.clones import TEMPORARY_PREFIX, load_reference, reference_voice
@@ -138,12 +140,6 @@ def _headers(fmt: str, streaming: bool) -> dict[str, str]:
     return headers
 
 
-def _first_error(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
-
-
 class Speaker:
     """Turns internal requests into Flash-TTS responses: one whole file, or a chunked stream in order."""
 
@@ -157,19 +153,11 @@ class Speaker:
         return int(rate) if isinstance(rate, int) else DEFAULT_RATE
 
     async def _whole(self, requests: Sequence[SynthesisRequest]) -> np.ndarray:
-        """All lines at once: in parallel (a few at a time, so one script cannot fill the queue), in order."""
-        limit = asyncio.Semaphore(max(1, self._ctx.service.health().backend.workers))
-
-        async def one(req: SynthesisRequest) -> np.ndarray:
-            async with limit:
-                return (await self._ctx.service.synthesize(req)).samples
-
-        try:
-            async with asyncio.TaskGroup() as group:  # one failure cancels the other lines
-                tasks = [group.create_task(one(r)) for r in requests]
-        except BaseExceptionGroup as exc:
-            raise _first_error(exc) from None
-        return np.concatenate([t.result() for t in tasks]) if tasks else np.zeros(0, np.float32)
+        """All lines at once, in order, as one request of several parts: one admission slot."""
+        if not requests:
+            return np.zeros(0, np.float32)
+        parts = tuple(Part(r.text, r.voice, r.language, r.speed, r.pitch, r.volume) for r in requests)
+        return (await self._ctx.service.synthesize(replace(requests[0], parts=parts))).samples
 
     async def respond(self, request: Request, requests: Sequence[SynthesisRequest], fmt: str, stream: bool,
                       cleanup: Callable[[], Awaitable[None]] | None = None) -> Response:
