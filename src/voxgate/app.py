@@ -27,6 +27,7 @@ from voxgate.dialects.base import Dialect
 from voxgate.dialects.common import StreamScopeMiddleware, validation_error_handler
 from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound
+from voxgate.scheduling.backend import LocalBackend
 from voxgate.scheduling.pool import WorkerPool
 from voxgate.settings import Settings
 from voxgate.voices.archive import export_voices, import_voices
@@ -71,11 +72,12 @@ def build_context(settings: Settings) -> Context:
     pool = WorkerPool(engines.__getitem__, settings.workers, settings.threads, settings.solo_threads,
                       express=settings.express_workers, memory_budget_mb=settings.memory_budget_mb)
     limits = Limits(max_input_chars=settings.max_input_chars, max_queue=settings.max_queue)
-    service = SynthesisService(voices, pool, Metrics(), limits)
+    backend = LocalBackend(pool)
+    service = SynthesisService(voices, backend, Metrics(), limits)
     policy = ReferencePolicy(roots=settings.reference_roots, allow_urls=settings.allow_reference_urls,
                              allow_private_urls=settings.allow_private_urls)
     encoder = SpeakerEncoder()
-    bases = BaseVoices(voices, store, pool, encoder, settings.match_bases, busy=lambda: service.active > 0,
+    bases = BaseVoices(voices, store, backend, encoder, settings.match_bases, busy=lambda: service.active > 0,
                        calibrate=service.gain)
     cache = ReferenceCache(settings.data_dir / "cache" / "references", settings.reference_cache_entries,
                            settings.reference_cache_mb * 2**20)
@@ -102,7 +104,7 @@ def build_context(settings: Settings) -> Context:
 
 def close_context(ctx: Context) -> None:
     """Stop the workers and close the store."""
-    ctx.service.pool.close()
+    ctx.service.close()
     ctx.voicebank.store.close()
 
 

@@ -639,16 +639,16 @@ def test_pause_really_stops_output_and_synthesis_until_work(client: Client, sf: 
     long_text = " ".join([PARAGRAPH] * 3)
     client.speak(work_id, long_text)
     assert client.silent(2.0)  # nothing comes out while paused
-    stats = sf.ctx.service.pool.stats
+    stats = sf.ctx.service.backend.load()
     deadline = time.monotonic() + 30
     settled = stats.completed
     while time.monotonic() < deadline:  # the prefetched pieces finish, then synthesis stops
         time.sleep(1.5)
-        if sf.ctx.service.pool.stats.completed == settled:
+        if sf.ctx.service.backend.load().completed == settled:
             break
-        settled = sf.ctx.service.pool.stats.completed
+        settled = sf.ctx.service.backend.load().completed
     time.sleep(1.5)
-    assert sf.ctx.service.pool.stats.completed == settled  # stalled: no pulls, no more synthesis
+    assert sf.ctx.service.backend.load().completed == settled  # stalled: no pulls, no more synthesis
     assert client.silent(0.2)
     assert client.call("w", work_id, "work")["error"] == {"code": 0, "message": ""}
     _, audio = client.collect(work_id)
@@ -709,13 +709,13 @@ def test_disconnect_mid_stream_cancels_the_work(sf: Harness) -> None:
     cancelled = sf.ctx.metrics.cancelled._value.get()
     c.speak(work_id, " ".join([PARAGRAPH] * 6))
     assert c.recv()["work_id"] == work_id
-    completed = sf.ctx.service.pool.stats.completed
+    completed = sf.ctx.service.backend.load().completed
     c.close()
     sf.wait_idle()  # the task is released and its stream closed
     assert sf.ctx.metrics.cancelled._value.get() == cancelled + 1
     time.sleep(1.0)
     # at most the pieces already running or queued finish; the 18 sentences do not
-    assert sf.ctx.service.pool.stats.completed - completed <= sf.ctx.service.prefetch + 2
+    assert sf.ctx.service.backend.load().completed - completed <= sf.ctx.service.prefetch + 2
 
 
 # -- API key -------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from voxgate.core.service import Limits, SynthesisService, SynthesisStream
 from voxgate.core.textstream import open_text_stream
 from voxgate.core.types import SynthesisRequest
 from voxgate.errors import Overloaded
+from voxgate.scheduling.backend import LocalBackend
 from voxgate.scheduling.pool import WorkerPool
 from voxgate.voices.registry import VoiceRegistry
 
@@ -29,7 +30,7 @@ def make_service(workers: int = 1, max_queue: int = 3) -> SynthesisService:
     engine = FakeEngine()
     registry = VoiceRegistry({"fake": engine}, {}, "a")
     pool = WorkerPool(lambda name: engine, workers=workers, threads=1, solo_threads=0, express=0)
-    return SynthesisService(registry, pool, Metrics(), Limits(max_queue=max_queue))
+    return SynthesisService(registry, LocalBackend(pool), Metrics(), Limits(max_queue=max_queue))
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ async def service() -> AsyncIterator[SynthesisService]:
     svc = make_service()
     await svc.warm_up()
     yield svc
-    svc.pool.close()
+    svc.close()
 
 
 async def _before_first(stream: SynthesisStream) -> None:
@@ -105,10 +106,10 @@ async def test_a_collected_stream_gives_its_slot_back_without_any_scope(service:
         assert service.active == 0
     # and a collected stream's queued work is cancelled, so the pool ends idle
     for _ in range(100):
-        if service.pool.stats.running == 0 and service.pool.stats.queued == 0:
+        if service.backend.load().running == 0 and service.backend.load().queued == 0:
             break
         await asyncio.sleep(0.02)
-    assert service.pool.stats.running == 0 and service.pool.stats.queued == 0
+    assert service.backend.load().running == 0 and service.backend.load().queued == 0
 
 
 async def test_text_streams_are_covered_too(service: SynthesisService) -> None:

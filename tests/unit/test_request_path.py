@@ -1,7 +1,7 @@
 """What one OpenAI speech request does before its first byte, counted (not timed): a guard on the request path.
 
 Timings on a shared 2-core machine are noise; call counts are not. Each request normalises its text once,
-routes it once (plus the language check with no text), resolves its voice a fixed number of times whatever
+routes it once (which checks its language too), resolves its voice a fixed number of times whatever
 its length, builds one resampler, one leveller and one encoder, loads nothing and calibrates nothing,
 reuses a finished soxr stream, and a `pcm` response never hands work to a thread (each hand-off costs a
 wake-up between the first samples and the first byte). If one of these counts grows, something was added
@@ -49,10 +49,10 @@ TEN = " ".join([ONE, "Temperatures will climb slowly through the morning and pea
 # Per request, whatever the text's length (the split is the one call that sees the whole text).
 EXPECTED = {
     "normalize": 1,  # SynthesisService._check_text; the routed text is the normalised one
-    "route": 2,  # the language check in check() (no text) and the text itself
-    "detect_spans": 2,  # once per route
+    "route": 1,  # the text itself (routing it checks the language too)
+    "detect_spans": 1,  # once per route
     "split_text": 1,
-    "resolve": 4,  # the dialect's voice lookup, check(), and one per route
+    "resolve": 2,  # the dialect's voice lookup, and the service's (routing is handed the resolved voice)
     "open_encoder": 1,
     "Resampler": 1,  # Piper's 22.05 kHz to OpenAI's 24 kHz, once per stream
     "Leveller": 1,  # once per voice per stream

@@ -14,6 +14,7 @@ from voxgate.core.service import CALIBRATION_TEXT, Limits, SynthesisService
 from voxgate.core.types import Piece, Segmentation, SynthesisRequest
 from voxgate.engines.base import EngineParams
 from voxgate.errors import EngineFailure, InvalidInput, Overloaded
+from voxgate.scheduling.backend import LocalBackend
 from voxgate.scheduling.pool import Job, WorkerPool, is_done
 from voxgate.voices.registry import VoiceRegistry
 
@@ -129,7 +130,7 @@ async def test_engine_error_reaches_the_job() -> None:
 def make_service(engine: FakeEngine, workers: int = 1, max_queue: int = 4) -> SynthesisService:
     registry = VoiceRegistry({"fake": engine}, {"alloy": "a"}, "a")
     pool = WorkerPool(lambda name: engine, workers=workers, threads=1, solo_threads=0, express=0)
-    return SynthesisService(registry, pool, Metrics(), Limits(max_queue=max_queue))
+    return SynthesisService(registry, LocalBackend(pool), Metrics(), Limits(max_queue=max_queue))
 
 
 TEN = " ".join(f"Sentence {n} has five words." for n in range(10))
@@ -149,7 +150,7 @@ async def test_stream_yields_segments_in_order_with_right_length() -> None:
         assert abs(total - 50 * int(RATE * 0.1)) <= 2
         assert service.active == 0
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_new_stream_first_segment_overtakes_running_stream() -> None:
@@ -168,7 +169,7 @@ async def test_new_stream_first_segment_overtakes_running_stream() -> None:
         assert texts.index("Newcomer speaks now.") < texts.index("Sentence 5 has five words.")
         await new.aclose()
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_admission_refuses_past_the_queue_and_close_releases() -> None:
@@ -188,7 +189,7 @@ async def test_admission_refuses_past_the_queue_and_close_releases() -> None:
         assert service.active == 0
         assert service.metrics.cancelled._value.get() == 3
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_engine_failure_surfaces_as_domain_error_and_releases() -> None:
@@ -201,7 +202,7 @@ async def test_engine_failure_surfaces_as_domain_error_and_releases() -> None:
             await anext(stream)
         assert service.active == 0
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_output_rate_and_volume() -> None:
@@ -217,7 +218,7 @@ async def test_output_rate_and_volume() -> None:
         assert 0.45 < ratio < 0.55
         assert np.abs(loud.samples).max() <= 1.0
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_queued_work_of_closed_stream_never_runs() -> None:
@@ -229,13 +230,13 @@ async def test_queued_work_of_closed_stream_never_runs() -> None:
         await anext(stream)
         await stream.aclose()
         started = time.monotonic()
-        while service.pool.stats.running and time.monotonic() - started < 5:
+        while service.backend.load().running and time.monotonic() - started < 5:
             await asyncio.sleep(0.01)
         spoken = [t for t in engine.log.texts() if t.startswith("Sentence")]
         assert len(spoken) <= 3  # the first, plus at most the prefetched ones
-        assert service.pool.stats.queued == 0
+        assert service.backend.load().queued == 0
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_explicit_segments_keep_their_indices_and_skip_unspeakable_ones() -> None:
@@ -247,7 +248,7 @@ async def test_explicit_segments_keep_their_indices_and_skip_unspeakable_ones() 
         assert sorted({c.index for c in chunks if c.index >= 0}) == [0, 2]
         assert [t for t in engine.log.texts() if t != CALIBRATION_TEXT] == ["one two,", "three four five."]
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_stop_all_ends_every_stream_cleanly_and_drops_queued_work() -> None:
@@ -274,7 +275,7 @@ async def test_stop_all_ends_every_stream_cleanly_and_drops_queued_work() -> Non
         assert "Second sentence here." not in engine.log.texts()
         assert "Another stream waiting." not in engine.log.texts()
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_mixed_script_text_is_spoken_by_a_voice_per_language_at_one_rate() -> None:
@@ -295,7 +296,7 @@ async def test_mixed_script_text_is_spoken_by_a_voice_per_language_at_one_rate()
         ja = await service.synthesize(SynthesisRequest(text="Hello, こんにちは。", voice="a", language="all_ja"))
         assert ja.rate == RATE and engine.log.calls[-1][0] == "ja"
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_memory_budget_unloads_idle_sessions_least_recently_used_first(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -371,4 +372,4 @@ async def test_when_every_worker_is_busy_a_long_first_sentence_is_cut_at_a_phras
         await pull
         await gate.aclose()
     finally:
-        service.pool.close()
+        service.close()

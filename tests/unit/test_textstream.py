@@ -43,7 +43,7 @@ async def test_first_clause_is_spoken_before_the_text_ends() -> None:
         assert [c.index for c in rest] == sorted(c.index for c in rest)  # in order
         assert service.active == 0
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_any_chunking_gives_the_same_segments() -> None:
@@ -59,7 +59,7 @@ async def test_any_chunking_gives_the_same_segments() -> None:
             chunks = [c async for c in stream]
             results.append(sorted({(c.index, c.text) for c in chunks}))
         finally:
-            service.pool.close()
+            service.close()
     assert results[0] == results[1] == results[2]
     assert results[0][0][1] == "One, two three four."
 
@@ -78,7 +78,7 @@ async def test_unpunctuated_text_is_flushed_when_the_input_goes_quiet() -> None:
         assert all(c.index == 0 for c in rest)
         assert service.active == 0
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_flowing_text_without_punctuation_is_cut_at_a_word_after_the_stall_time() -> None:
@@ -106,7 +106,7 @@ async def test_flowing_text_without_punctuation_is_cut_at_a_word_after_the_stall
                 spoken.append((c.index, c.text))
         assert " ".join(t for _, t in spoken).split() == [f"word{n}" for n in range(40)]  # no word cut
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_backlog_is_bounded_and_a_finished_stream_refuses_text() -> None:
@@ -123,7 +123,7 @@ async def test_backlog_is_bounded_and_a_finished_stream_refuses_text() -> None:
             stream.feed("more")
         await stream.aclose()
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_cancel_drops_buffered_and_queued_text_at_once() -> None:
@@ -142,7 +142,7 @@ async def test_cancel_drops_buffered_and_queued_text_at_once() -> None:
         assert all("Second" not in t and "buffered" not in t for t in engine.log.texts())
         assert service.active == 0 and service.metrics.cancelled._value.get() == 1
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_bad_voice_is_refused_before_admission() -> None:
@@ -153,7 +153,7 @@ async def test_bad_voice_is_refused_before_admission() -> None:
             await open_text_stream(service, SynthesisRequest(text="", voice="nobody"))
         assert service.active == 0
     finally:
-        service.pool.close()
+        service.close()
 
 
 async def test_an_idle_stream_holds_no_slot_sleeps_and_ends_after_the_quiet_time() -> None:
@@ -175,4 +175,4 @@ async def test_an_idle_stream_holds_no_slot_sleeps_and_ends_after_the_quiet_time
             await stream.aclose()
         assert service.active == 0
     finally:
-        service.pool.close()
+        service.close()

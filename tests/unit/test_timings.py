@@ -23,6 +23,7 @@ from voxgate.core.types import (
     trimmed,
     with_audio,
 )
+from voxgate.scheduling.backend import LocalBackend
 from voxgate.scheduling.pool import WorkerPool
 from voxgate.voices.registry import VoiceRegistry
 
@@ -133,13 +134,13 @@ def test_the_encoder_keeps_seconds() -> None:
 async def test_stream_chunks_carry_timings_on_the_stream_axis_through_resampling() -> None:
     engine = FakeEngine()  # every word is 0.1 s / speed of tone, timed to its word
     pool = WorkerPool(lambda name: engine, workers=1, threads=1, solo_threads=0, express=0)
-    service = SynthesisService(VoiceRegistry({"fake": engine}, {}, "a"), pool, Metrics(), Limits())
+    service = SynthesisService(VoiceRegistry({"fake": engine}, {}, "a"), LocalBackend(pool), Metrics(), Limits())
     try:
         text = "one two three. four five."
         request = SynthesisRequest(text=text, voice="a", sample_rate=24000, speed=5.0)
         chunks = [c async for c in service.stream(request)]
     finally:
-        service.pool.close()
+        pool.close()
     timed = [(c.text[t.start_char:t.end_char], t) for c in chunks for t in c.timings or ()]
     assert [w for w, _ in timed] == ["one", "two", "three.", "four", "five."]
     # speed 5 → the fake engine makes 0.02 s words itself: each starts where the previous ends

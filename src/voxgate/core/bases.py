@@ -29,9 +29,9 @@ import numpy as np
 
 from voxgate.audio.voiceshift import analyse
 from voxgate.core.routing import best_voice
-from voxgate.engines.base import EngineParams, Piece, VoiceInfo
-from voxgate.errors import VoxgateError
-from voxgate.scheduling.pool import Job, WorkerPool, is_done
+from voxgate.engines.base import EngineParams, VoiceInfo
+from voxgate.errors import EngineFailure, VoxgateError
+from voxgate.scheduling.backend import Backend, SegmentJob
 from voxgate.text.segment import SENTENCE_POLICY, split_text
 from voxgate.voices.embedding import SpeakerEncoder, default_model_path
 from voxgate.voices.matching import PROFILE_TEXT, Candidate, primary_language
@@ -52,12 +52,12 @@ def _text_stamp() -> str:
 class BaseVoices:
     """The candidate base voices, their measurements, and the background task that makes them."""
 
-    def __init__(self, registry: VoiceRegistry, store: VoiceStore, pool: WorkerPool, encoder: SpeakerEncoder,
+    def __init__(self, registry: VoiceRegistry, store: VoiceStore, backend: Backend, encoder: SpeakerEncoder,
                  patterns: Sequence[str] = DEFAULT_MATCH_BASES, busy: Callable[[], bool] | None = None,
                  calibrate: Callable[[VoiceInfo], Awaitable[float]] | None = None) -> None:
         self.registry = registry
         self.store = store
-        self.pool = pool
+        self.backend = backend
         self.encoder = encoder
         self.patterns = tuple(patterns)
         self._busy = busy  # True while requests are in flight (background work waits)
@@ -202,19 +202,16 @@ class BaseVoices:
     async def _measure(self, voice: VoiceInfo, background: bool) -> Candidate:
         """Synthesize the profile text one sentence at a time (in the background only while idle) and
         measure it off the loop."""
-        loop = asyncio.get_running_loop()
         parts: list[np.ndarray] = []
         rate = voice.sample_rate
         for sentence in split_text(PROFILE_TEXT, SENTENCE_POLICY):
             if background:
                 await self._until_idle()
-            job = self.pool.submit(Job(voice, sentence, EngineParams(noise_scale=None), math.inf, loop,
-                                       background=background))
-            while not is_done(item := await job.queue.get()):
-                if isinstance(item, BaseException):
-                    raise RuntimeError(f"{voice.engine} failed: {item}") from item
-                assert isinstance(item, Piece)
-                parts.append(item.samples)
+            job = SegmentJob(voice, sentence, EngineParams(noise_scale=None), math.inf, background=background)
+            try:
+                parts += [item.samples async for item in self.backend.generate(job)]
+            except EngineFailure as exc:
+                raise RuntimeError(str(exc)) from exc.__cause__
             rate = job.rate or rate
         if not parts:
             raise ValueError("no audio")
@@ -231,7 +228,7 @@ class BaseVoices:
             await asyncio.sleep(IDLE_POLL)
 
     def _is_busy(self) -> bool:
-        stats = self.pool.stats
+        stats = self.backend.load()
         requests = self._busy() if self._busy is not None else False
         return requests or stats.queued > 0 or stats.running > 0
 

@@ -111,15 +111,16 @@ def _tier(voice: VoiceInfo) -> int:
     return 0
 
 
-def route(registry: VoiceRegistry, voice: str | None, language: str | None, text: str) -> list[Span]:
+def route(registry: VoiceRegistry, voice: str | VoiceInfo | None, language: str | None, text: str) -> list[Span]:
     """Cut `text` into spans, each with the voice that speaks it.
 
-    `voice` is the requested voice (id, alias or spec; None = the default voice) and `language` any
+    `voice` is the requested voice (id, alias or spec; None = the default voice; or the voice itself,
+    already resolved, so a request resolves it once) and `language` any
     dialect's language field (None or `auto` = detect by script). Raises VoiceNotFound for an unknown
     voice, UnknownLanguage for a tag that is no language, LanguageNotSpoken when no engine speaks it.
     """
     choice = parse_language(language)
-    requested = registry.resolve(voice)
+    requested = voice if isinstance(voice, VoiceInfo) else registry.resolve(voice)
     if choice.tag is not None and choice.mode is Mode.STRICT:
         return [Span(text, best_voice(registry, choice.tag, requested), choice.tag)]
     if choice.tag is not None:

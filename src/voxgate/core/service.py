@@ -10,8 +10,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from voxgate.core.types import (
 )
 from voxgate.engines.base import EngineParams, VoiceInfo
 from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, Overloaded, VoxgateError
-from voxgate.scheduling.pool import Job, WorkerPool, is_done
+from voxgate.scheduling.backend import Backend, BackendHealth, Chunk, SegmentJob
 from voxgate.text.normalize import is_speakable, normalize
 from voxgate.text.segment import DEFAULT_POLICY, SENTENCE_POLICY, SegmentPolicy, cut_at_word, split_text
 from voxgate.voices.registry import VoiceRegistry
@@ -49,6 +49,10 @@ MID_SENTENCE_GAP = 0.04  # seconds of an engine's trailing silence kept where a 
 # that could not admit anyone for half a minute should be taken out of a load balancer's rotation.
 SATURATED_SECONDS = 30.0
 
+# A segment to speak: its index (the dialect's segment number when it cut the text), its text, its voice,
+# and the request or part whose settings (speed, pitch, volume) it is spoken with (None: the request's).
+Segment = tuple[int, str, VoiceInfo, "SynthesisRequest | None"]
+
 # The streams opened inside the current request (set by SynthesisService.scope, e.g. per HTTP request or
 # WebSocket connection): whatever a dialect does, they are closed when the scope ends.
 _SCOPE: ContextVar[weakref.WeakSet[SynthesisStream] | None] = ContextVar("voxgate_stream_scope", default=None)
@@ -58,11 +62,15 @@ class _Lease:
     """The admission slot a stream holds, kept apart from the stream so it can be given back when the
     stream is garbage-collected without ever being closed."""
 
-    __slots__ = ("held", "inflight")
+    __slots__ = ("held", "inflight", "loop")
 
-    def __init__(self, inflight: deque[tuple[int, str, Job]]) -> None:
+    def __init__(self, inflight: deque[Any]) -> None:
         self.held = False
-        self.inflight = inflight  # the stream's running jobs, cancelled if the stream is collected
+        self.inflight = inflight  # the stream's running jobs, aborted if the stream is collected
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
 
 
 @dataclass(frozen=True)
@@ -123,27 +131,29 @@ class Voicing:
     voice: VoiceInfo
     params: EngineParams
     post: Callable[[Piece], Piece] | None
+    volume: float = 1.0  # linear gain after levelling
     leveller: Leveller | None = None  # built from the voice's calibrated gain when its audio first arrives
 
 
 class SynthesisStream:
     """Audio of one request, pulled chunk by chunk; closing it early cancels its queued and running work.
 
-    Each segment carries its own voice (language routing may give a mixed-script text several); the
+    Each segment carries its own voice (language routing may give a mixed-script text several, and a
+    request of several parts one per part) and the settings of the request or part it belongs to; the
     output has one rate, `sample_rate`, whatever rates the voices' engines produce.
     """
 
     def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
-                 segments: list[tuple[int, str, VoiceInfo]], joined: set[int] | None = None) -> None:
+                 segments: list[Segment], joined: set[int] | None = None) -> None:
         self.request = request
         self._joined = joined or set()  # segments cut mid-sentence: their trailing silence is trimmed
         self.voice = voice  # the request's own voice (the first segment's, unless routing chose another)
         self.sample_rate = request.sample_rate or voice.sample_rate  # Hertz of every chunk
         self._service = service
-        self._voicings: dict[str, Voicing] = {}
+        self._voicings: dict[tuple[str, float, float, float], Voicing] = {}
         self._pending: deque[tuple[int, str, Voicing]] = deque(
-            (index, text, self._voicing(v)) for index, text, v in segments)
-        self._inflight: deque[tuple[int, str, Job]] = deque()
+            (index, text, self._voicing(v, owner)) for index, text, v, owner in segments)
+        self._inflight: deque[tuple[int, str, SegmentJob, AsyncIterator[Chunk], Voicing]] = deque()
         self._resampler: Resampler | None = None  # built from the rate the engine really emits
         self._t0 = time.monotonic()
         self._delivered = 0.0  # seconds of audio handed to the client
@@ -162,10 +172,12 @@ class SynthesisStream:
     def admitted(self, value: bool) -> None:
         self._lease.held = value
 
-    def _voicing(self, voice: VoiceInfo) -> Voicing:
-        found = self._voicings.get(voice.id)
+    def _voicing(self, voice: VoiceInfo, owner: SynthesisRequest | None = None) -> Voicing:
+        """How `voice` speaks with the settings of `owner` (a part of the request; None: the request)."""
+        request = owner or self.request
+        key = (voice.id, request.speed, request.pitch, request.volume)
+        found = self._voicings.get(key)
         if found is None:
-            request = self.request
             engine_speed, tempo = split_speed(request.speed, self._service.voices.capabilities(voice).speed_range)
             params = EngineParams(
                 speed=engine_speed,
@@ -173,7 +185,8 @@ class SynthesisStream:
                 noise_w_scale=request.engine_options.get("noise_w_scale"),
                 seed=request.seed,
             )
-            found = self._voicings[voice.id] = Voicing(voice, params, post_processing(voice, request.pitch, tempo))
+            found = self._voicings[key] = Voicing(voice, params, post_processing(voice, request.pitch, tempo),
+                                                  request.volume)
         return found
 
     @property
@@ -194,23 +207,22 @@ class SynthesisStream:
         # The first segment runs alone so it can take the fast solo session; after it, keep the
         # next segments queued so a worker never waits on this stream's consumer.
         depth = 1 if self._first_audio is None else self._service.prefetch
-        ahead = sum(len(text) for _, text, _ in self._inflight) * SECONDS_PER_CHAR / self.request.speed
+        ahead = sum(len(entry[1]) for entry in self._inflight) * SECONDS_PER_CHAR / self.request.speed
         while self._pending and len(self._inflight) < depth:
             index, text, voicing = self._pending.popleft()
             tail, head = index in self._joined, index - 1 in self._joined
             post = _trimmed(voicing.post, tail, head) if tail or head else voicing.post
-            job = Job(voicing.voice, text, voicing.params, self._t0 + self._delivered + ahead,
-                      asyncio.get_running_loop(), urgent=self._first_audio is None, post=post)
-            self._service.pool.submit(job)
+            job = SegmentJob(voicing.voice, text, voicing.params, self._t0 + self._delivered + ahead,
+                             urgent=self._first_audio is None, post=post)
+            run = self._service.backend.generate(job)  # queued now: the backend works ahead of the reader
             self._service.metrics.segments.labels(voicing.voice.engine).inc()
-            self._inflight.append((index, text, job))
+            self._inflight.append((index, text, job, run, voicing))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
 
-    async def _level(self, job: Job, audio: np.ndarray) -> np.ndarray:
+    async def _level(self, voicing: Voicing, job: SegmentJob, audio: np.ndarray) -> np.ndarray:
         """Level a piece with its voice's gain and bring it to the stream's rate."""
-        voicing = self._voicing(job.voice)
         if voicing.leveller is None:
-            voicing.leveller = Leveller(await self._service.gain(job.voice) * self.request.volume)
+            voicing.leveller = Leveller(await self._service.gain(job.voice) * voicing.volume)
         audio = voicing.leveller.process(audio)
         tail = None  # what the previous resampler still held, when the engine's rate changes
         if self._resampler is None or self._resampler.in_rate != job.rate:
@@ -230,21 +242,25 @@ class SynthesisStream:
                 if len(tail):
                     return self._emit(tail, -1, "")
                 break
-            index, text, job = self._inflight[0]
-            item = await job.queue.get()
+            index, text, job, run, voicing = self._inflight[0]
+            try:
+                item: Chunk | None = await anext(run)
+            except StopAsyncIteration:
+                item = None
+            except EngineFailure:
+                if not self._inflight or self._inflight[0][2] is not job:
+                    continue  # stopped while waiting: the stream ends cleanly
+                await self._finish(completed=False)
+                raise
             if not self._inflight or self._inflight[0][2] is not job:
                 continue  # stopped (cancel or stop_all) while waiting: the stream ends cleanly
-            if is_done(item):
+            if item is None:
                 self._inflight.popleft()
                 continue
-            if isinstance(item, BaseException):
-                await self._finish(completed=False)
-                raise EngineFailure(f"{job.voice.engine} failed: {item}") from item
-            assert isinstance(item, Piece)
             self._unsent.append((index, offset_timings(item.timings, self._heard)))
             self._heard += item.duration
             try:
-                audio = await self._level(job, item.samples)
+                audio = await self._level(voicing, job, item.samples)
             except BaseException:
                 await self._finish(completed=False)
                 raise
@@ -273,8 +289,8 @@ class SynthesisStream:
     def cancel(self) -> None:
         """Drop queued segments and stop the running one after its current piece."""
         self._service.metrics.segments_dropped.inc(len(self._pending) + len(self._inflight))
-        for _, _, job in self._inflight:
-            self._service.pool.cancel(job)
+        for entry in self._inflight:
+            self._service.backend.abort(entry[2])
         self._inflight.clear()
         self._pending.clear()
 
@@ -295,16 +311,28 @@ class SynthesisStream:
 StreamT = TypeVar("StreamT", bound=SynthesisStream)
 
 
-class SynthesisService:
-    """Validates requests, admits them, and turns text into PCM through the worker pool."""
+@dataclass(frozen=True)
+class Health:
+    """The service's state for /ready: admission and what its backend reports."""
 
-    def __init__(self, voices: VoiceRegistry, pool: WorkerPool, metrics: Metrics,
+    ready: bool  # warmed up: the default voice is loaded and levelled
+    saturated: bool  # no admission slot could be had for SATURATED_SECONDS
+    saturated_seconds: float  # how long every slot has been held without a break
+    slots_held: int  # requests admitted and not yet closed
+    slots_total: int  # admission slots: the backend's capacity plus the queue
+    backend: BackendHealth
+
+
+class SynthesisService:
+    """Validates requests, admits them, and turns text into PCM through a synthesis backend."""
+
+    def __init__(self, voices: VoiceRegistry, backend: Backend, metrics: Metrics,
                  limits: Limits = Limits()) -> None:
         self.voices = voices
-        self.pool = pool
+        self.backend = backend
         self.metrics = metrics
         self.limits = limits
-        self.prefetch = max(2, pool.size)  # segments of one stream queued at once
+        self.prefetch = max(2, backend.capacity)  # segments of one stream queued at once
         self._active = 0
         self._full_since: float | None = None  # when the last free admission slot was taken
         self._open: weakref.WeakSet[SynthesisStream] = weakref.WeakSet()  # not finished, for stop_all
@@ -314,7 +342,7 @@ class SynthesisService:
         metrics.watch(self._gauges)
 
     def _gauges(self) -> dict[str, float]:
-        stats = self.pool.stats
+        stats = self.backend.load()
         return {"queue_depth": stats.queued, "jobs_running": stats.running, "active_requests": self._active,
                 "jobs_dropped": stats.dropped, "jobs_interrupted": stats.interrupted,
                 "jobs_completed": stats.completed, "jobs_failed": stats.failed}
@@ -326,8 +354,8 @@ class SynthesisService:
 
     @property
     def capacity(self) -> int:
-        """Admission slots: the workers plus the queue."""
-        return self.pool.size + self.limits.max_queue
+        """Admission slots: what the backend runs at once plus the queue."""
+        return self.backend.capacity + self.limits.max_queue
 
     @property
     def saturated_for(self) -> float:
@@ -338,6 +366,15 @@ class SynthesisService:
     def saturated(self) -> bool:
         """No slot could be had for SATURATED_SECONDS: /ready reports the server not ready."""
         return self.saturated_for >= SATURATED_SECONDS
+
+    def health(self) -> Health:
+        """Admission and backend state now (what /ready reports)."""
+        return Health(ready=self.ready, saturated=self.saturated, saturated_seconds=self.saturated_for,
+                      slots_held=self._active, slots_total=self.capacity, backend=self.backend.health())
+
+    def close(self) -> None:
+        """Stop the backend: queued work is dropped, running work stops after its current piece."""
+        self.backend.close()
 
     @asynccontextmanager
     async def scope(self) -> AsyncIterator[None]:
@@ -362,30 +399,28 @@ class SynthesisService:
         """Load the default voice's sessions (and those of `preload`) and measure their level, so first
         requests are fast. These sessions stay loaded whatever the memory budget."""
         for voice in [self.voices.resolve(None), *(self.voices.resolve(v) for v in preload)]:
-            await asyncio.to_thread(self.pool.preload, voice)
+            await self.backend.preload(voice)
             await self.gain(voice)
         self.ready = True
 
     async def open(self, request: SynthesisRequest) -> SynthesisStream:
-        """Validate and admit a request; raises before any audio if it is bad or the server is busy."""
-        text = self._check_text(request)
-        voice = self.check(request)
-        policy = _policy(request.segmentation)
-        segments: list[tuple[int, str, VoiceInfo]] = []
-        if request.segments is not None:  # the dialect cut the text: indexes stay its segment numbers
-            for i, segment in enumerate(request.segments):
-                segments += [(i, span.text, span.voice) for span in self.route(request, normalize(segment))]
+        """Validate and admit a request; raises before any audio if it is bad or the server is busy.
+
+        One pass, each step once: normalise the text, check the numbers, resolve the voice, route the text
+        (which also checks the language), segment, then admit; the backend gets the segments as the stream
+        is read."""
+        if request.parts is not None:
+            voice, segments = self._plan_parts(request)
         else:
-            for span in self.route(request, text):
-                pieces = split_text(span.text, policy) if policy else [span.text.strip()]
-                segments += [(len(segments) + n, piece, span.voice) for n, piece in enumerate(pieces)]
+            voice, segments = self._plan(request, 0)
         joined: set[int] = set()
-        if policy is DEFAULT_POLICY and request.segments is None and segments and self._busy():
-            _, first, first_voice = segments[0]
+        if (_policy(request.segmentation) is DEFAULT_POLICY and request.segments is None and segments
+                and self._busy()):
+            _, first, first_voice, owner = segments[0]
             halves = cut_at_word(first, BUSY_FIRST_CUT) if len(first) > BUSY_FIRST_MAX else None
             if halves is not None:
-                segments = [(0, halves[0], first_voice), (1, halves[1], first_voice),
-                            *((i + 1, t, v) for i, t, v in segments[1:])]
+                segments = [(0, halves[0], first_voice, owner), (1, halves[1], first_voice, owner),
+                            *((i + 1, t, v, o) for i, t, v, o in segments[1:])]
                 joined.add(0)
                 self.metrics.busy_cuts.inc()
         stream = SynthesisStream(self, request, voice, segments, joined)
@@ -393,16 +428,56 @@ class SynthesisService:
         stream.admitted = True  # nothing can raise between taking the slot and tracking its holder
         return self.track(stream)
 
+    def _plan(self, request: SynthesisRequest, start: int,
+              owner: SynthesisRequest | None = None) -> tuple[VoiceInfo, list[Segment]]:
+        """The request's voice and segments, numbered from `start`: its text normalised, its numbers
+        checked, its voice resolved and its text routed (which checks the language) and cut, once each."""
+        text, pieces = self._check_text(request)
+        self._check_numbers(request)
+        voice = self.voices.resolve(request.voice)
+        segments: list[Segment] = []
+        if pieces is not None:  # the dialect cut the text: indexes stay its segment numbers
+            for i, piece in enumerate(pieces):
+                segments += [(start + i, span.text, span.voice, owner) for span in self.route(request, piece, voice)]
+            return voice, segments
+        policy = _policy(request.segmentation)
+        for span in self.route(request, text, voice):
+            cut = split_text(span.text, policy) if policy else [span.text.strip()]
+            segments += [(start + len(segments) + n, piece, span.voice, owner) for n, piece in enumerate(cut)]
+        return voice, segments
+
+    def _plan_parts(self, request: SynthesisRequest) -> tuple[VoiceInfo, list[Segment]]:
+        """Every part planned as a request of its own would be (each checked against the limits), with
+        segments numbered on across the parts; the stream's voice is the first part's."""
+        assert request.parts is not None
+        if not request.parts:
+            raise InvalidInput("text is empty or has nothing to speak", param="text")
+        first: VoiceInfo | None = None
+        segments: list[Segment] = []
+        for part in request.parts:
+            sub = replace(request, text=part.text, voice=part.voice or request.voice,
+                          language=part.language or request.language,
+                          speed=request.speed if part.speed is None else part.speed,
+                          pitch=request.pitch if part.pitch is None else part.pitch,
+                          volume=request.volume if part.volume is None else part.volume,
+                          segments=None, parts=None)
+            voice, planned = self._plan(sub, segments[-1][0] + 1 if segments else 0, sub)
+            first = first or voice
+            segments += planned
+        assert first is not None
+        return first, segments
+
     def _busy(self) -> bool:
         """Every worker has a job (so a first segment will run on a 1-thread session, after a wait)."""
-        stats = self.pool.stats
-        return stats.running + stats.queued >= self.pool.size
+        load = self.backend.load()
+        return load.running + load.queued >= self.backend.capacity
 
-    def route(self, request: SynthesisRequest, text: str) -> list[Span]:
+    def route(self, request: SynthesisRequest, text: str, voice: VoiceInfo | None = None) -> list[Span]:
         """The request's (normalised) text cut into spans, each with the voice that speaks its language;
-        only spans with something to say, stripped."""
+        only spans with something to say, stripped. `voice` is the request's voice if already resolved."""
+        requested = voice if voice is not None else request.voice
         return [span._replace(text=span.text.strip())
-                for span in route(self.voices, request.voice, request.language, text) if is_speakable(span.text)]
+                for span in route(self.voices, requested, request.language, text) if is_speakable(span.text)]
 
     def admit(self) -> None:
         """Count a request in, or raise Overloaded. The caller must hand the stream it builds to
@@ -435,8 +510,15 @@ class SynthesisService:
             return
         lease.held = False
         self._give_back()
-        for _, _, job in lease.inflight:
-            job.cancel()  # the worker drops it (thread-safe; the pool lock is not taken from a finalizer)
+        for entry in lease.inflight:
+            job = entry[2]
+            # A finalizer may run inside any code, even the backend's own while it holds its lock: the
+            # abort runs on the event loop instead.
+            if lease.loop is not None and not lease.loop.is_closed():
+                try:
+                    lease.loop.call_soon_threadsafe(self.backend.abort, job)
+                except RuntimeError:  # the loop closed meanwhile: the backend is going away too
+                    pass
         _LOG.warning("a synthesis stream was dropped without being closed; its slot was reclaimed")
 
     def stop_all(self) -> int:
@@ -460,8 +542,16 @@ class SynthesisService:
             rate = stream.sample_rate
         return Pcm(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate)
 
-    def _check_text(self, request: SynthesisRequest) -> str:
-        text = normalize(" ".join(request.segments) if request.segments is not None else request.text)
+    def _check_text(self, request: SynthesisRequest) -> tuple[str, list[str] | None]:
+        """The request's text normalised (once), and its segments each normalised when the dialect cut it."""
+        pieces = None
+        if request.segments is not None:
+            # Each segment is normalised once; the whole is their join. (Normalising the joined text again
+            # could only differ by a character where a segment's own edges held two line breaks.)
+            pieces = [normalize(segment) for segment in request.segments]
+            text = " ".join(piece for piece in pieces if piece)
+        else:
+            text = normalize(request.text)
         if len(text) > self.limits.max_input_chars:
             raise InputTooLong(
                 f"text is {len(text)} characters; the limit is {self.limits.max_input_chars}",
@@ -469,10 +559,17 @@ class SynthesisService:
             )
         if not is_speakable(text):
             raise InvalidInput("text is empty or has nothing to speak", param="text")
-        return text
+        return text, pieces
 
     def check(self, request: SynthesisRequest) -> VoiceInfo:
-        """Validate everything but the text; returns the voice that will speak."""
+        """Validate everything but the text (for a text stream, whose text comes later); returns the voice
+        that will speak."""
+        self._check_numbers(request)
+        voice = self.voices.resolve(request.voice)
+        route(self.voices, voice, request.language, "")  # an unknown or unspoken language fails here
+        return voice
+
+    def _check_numbers(self, request: SynthesisRequest) -> None:
         if not self.limits.min_speed <= request.speed <= self.limits.max_speed:
             raise InvalidInput(f"speed {request.speed} is outside {self.limits.min_speed}–"
                                f"{self.limits.max_speed}", param="speed")
@@ -481,9 +578,6 @@ class SynthesisService:
         if request.sample_rate is not None and not 8000 <= request.sample_rate <= 192_000:
             raise InvalidInput(f"sample rate {request.sample_rate} Hz is outside 8000–192000",
                                param="sample_rate")
-        voice = self.voices.resolve(request.voice)
-        route(self.voices, request.voice, request.language, "")  # an unknown or unspoken language fails here
-        return voice
 
     async def gain(self, voice: VoiceInfo) -> float:
         """The fixed gain that levels this voice, measured once on a calibration sentence. A reference
@@ -500,13 +594,13 @@ class SynthesisService:
         lock = self._gain_locks.setdefault(voice.id, asyncio.Lock())
         async with lock:
             if voice.id not in self._gains:
-                job = self.pool.submit(Job(voice, CALIBRATION_TEXT, EngineParams(), time.monotonic(),
-                                           asyncio.get_running_loop(), post=post_processing(voice)))
-                parts = []
-                while not is_done(item := await job.queue.get()):
-                    if isinstance(item, BaseException):
-                        raise EngineFailure(f"{voice.engine} failed to load {voice.id}: {item}") from item
-                    parts.append(item.samples)  # type: ignore[attr-defined]
+                job = SegmentJob(voice, CALIBRATION_TEXT, EngineParams(), time.monotonic(),
+                                 post=post_processing(voice))
+                try:
+                    parts = [item.samples async for item in self.backend.generate(job)]
+                except EngineFailure as exc:
+                    cause = exc.__cause__
+                    raise EngineFailure(f"{voice.engine} failed to load {voice.id}: {cause}") from cause
                 self._gains[voice.id] = calibrate_gain(np.concatenate(parts)) if parts else 1.0
                 _LOG.info("voice %s levelled with gain %.2f", voice.id, self._gains[voice.id])
         return self._gains[voice.id]
@@ -518,4 +612,4 @@ class SynthesisService:
         self._open.discard(stream)
 
 
-__all__ = ["Limits", "SynthesisService", "SynthesisStream"]
+__all__ = ["Health", "Limits", "SynthesisService", "SynthesisStream"]

@@ -91,7 +91,7 @@ class TextStream(SynthesisStream):
 
     def _enqueue(self, segments: list[str]) -> None:
         for segment in segments:
-            spans = self._service.route(self.request, normalize(segment))  # one span unless scripts mix
+            spans = self._service.route(self.request, normalize(segment), self.voice)  # one span unless scripts mix
             if not spans:
                 continue
             self._pending.extend((self._next_index, span.text, self._voicing(span.voice)) for span in spans)

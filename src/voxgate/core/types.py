@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from voxgate.core.parts import Part
+
 
 class Segmentation(StrEnum):
     """How text is cut into pieces the engine synthesizes one at a time."""
@@ -39,6 +41,7 @@ class SynthesisRequest:
     segments: tuple[str, ...] | None = None  # text already cut by the dialect; overrides `segmentation`
     seed: int | None = None  # for engines that sample; None = engine default
     engine_options: Mapping[str, Any] = field(default_factory=dict)  # engine knobs; absent = default
+    parts: tuple[Part, ...] | None = None  # several parts in order, one slot; overrides text (core/parts.py)
 
 
 @dataclass(frozen=True)

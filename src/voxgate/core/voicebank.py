@@ -46,7 +46,7 @@ class VoiceBank:
         self.strength = strength
         self._service = service
         self._encoder = encoder or SpeakerEncoder()
-        self.bases = bases or BaseVoices(registry, store, service.pool, self._encoder,
+        self.bases = bases or BaseVoices(registry, store, service.backend, self._encoder,
                                          busy=lambda: service.active > 0, calibrate=service.gain)
         self.cache = cache or ReferenceCache(store.root / "cache" / "references")
         self._metrics = metrics or service.metrics

@@ -124,6 +124,11 @@ class WorkerPool:
         """Number of regular worker threads (express workers are extra)."""
         return self._size
 
+    @property
+    def memory_budget_mb(self) -> int:
+        """The memory budget of the loaded sessions in MB (0: no limit)."""
+        return self._budget // (1024 * 1024)
+
     def submit(self, job: Job) -> Job:
         """Queue a job; its audio arrives on job.queue."""
         with self._cond:

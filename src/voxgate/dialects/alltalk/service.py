@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import numpy as np
 from voxgate.audio.encoders import encode_all
 from voxgate.audio.pcm import int16_bytes, wav_header
 from voxgate.core.context import Context
+from voxgate.core.parts import Part
 from voxgate.core.service import SynthesisStream
 from voxgate.core.types import SynthesisRequest, VoiceInfo
 from voxgate.dialects.alltalk.narrator import assign, clean_text, split_parts
@@ -135,19 +136,13 @@ class AllTalk:
 
     async def render(self, params: GenerateParams, plan: list[tuple[str, str]],
                      rate: int | None) -> tuple[np.ndarray, int]:
-        """Every part synthesized in order and concatenated; a stop request ends it after the current part."""
-        epoch = self.state.stop_epoch
-        pieces: list[np.ndarray] = []
-        out_rate = rate or 0
-        for voice, text in plan:
-            if self.state.stop_epoch != epoch:
-                break
-            pcm = await self.ctx.service.synthesize(self.request(params, voice, text, rate))
-            pieces.append(pcm.samples)
-            out_rate = pcm.rate
-        if not out_rate:
-            out_rate = rate or self.active().sample_rate
-        return (np.concatenate(pieces) if pieces else np.zeros(0, np.float32)), out_rate
+        """Every part synthesized in order and concatenated, as one request of several parts (one admission
+        slot); a stop request (service.stop_all) ends it after the current piece."""
+        if not plan:
+            return np.zeros(0, np.float32), rate or self.active().sample_rate
+        parts = tuple(Part(text, voice) for voice, text in plan)
+        pcm = await self.ctx.service.synthesize(replace(self.request(params, *plan[0], rate), parts=parts))
+        return pcm.samples, pcm.rate
 
     async def stream(self, params: GenerateParams,
                      plan: list[tuple[str, str]]) -> tuple[AsyncIterator[bytes], Callable[[], Awaitable[None]]]:
@@ -155,9 +150,9 @@ class AllTalk:
 
         Returns the body and a closer that ends whichever part is being synthesized when the response ends.
         """
-        epoch = self.state.stop_epoch
-        voice, text = plan[0]
-        opened: list[SynthesisStream] = [await self.ctx.service.open(self.request(params, voice, text, STREAM_RATE))]
+        parts = tuple(Part(text, voice) for voice, text in plan)  # one request, one slot, parts in order
+        request = replace(self.request(params, *plan[0], STREAM_RATE), parts=parts)
+        opened: list[SynthesisStream] = [await self.ctx.service.open(request)]
         chunks = await first_then_rest(opened[0])
 
         async def body() -> AsyncIterator[bytes]:
@@ -165,13 +160,6 @@ class AllTalk:
             try:
                 async for chunk in chunks:
                     yield int16_bytes(chunk.samples)
-                for voice, text in plan[1:]:
-                    if self.state.stop_epoch != epoch:
-                        break
-                    opened.append(await self.ctx.service.open(self.request(params, voice, text, STREAM_RATE)))
-                    async with opened[-1] as more:
-                        async for chunk in more:
-                            yield int16_bytes(chunk.samples)
             except VoxgateError as exc:  # after the header an error can only end the stream
                 _LOG.warning("AllTalk stream ended early: %s", exc)
             finally:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -14,8 +15,8 @@ from starlette.datastructures import UploadFile
 
 from voxgate.audio.encoders import encode_all, open_encoder
 from voxgate.core.context import Context
-from voxgate.core.service import SynthesisStream
-from voxgate.core.types import PcmChunk, SynthesisRequest
+from voxgate.core.parts import Part
+from voxgate.core.types import SynthesisRequest
 from voxgate.dialects.clones import TEMPORARY_PREFIX, load_reference, reference_voice
 from voxgate.dialects.common import (
     FORM,
@@ -138,12 +139,6 @@ def _headers(fmt: str, streaming: bool) -> dict[str, str]:
     return headers
 
 
-def _first_error(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
-
-
 class Speaker:
     """Turns internal requests into Flash-TTS responses: one whole file, or a chunked stream in order."""
 
@@ -156,20 +151,20 @@ class Speaker:
         rate = self._ctx.extras.get(RATE_KEY, DEFAULT_RATE)
         return int(rate) if isinstance(rate, int) else DEFAULT_RATE
 
+    @staticmethod
+    def _script(requests: Sequence[SynthesisRequest]) -> SynthesisRequest:
+        """The lines as one request of several parts: one admission slot, strictly in order, the next
+        line's segments queued while the current one plays, so no gap opens between them."""
+        if len(requests) == 1:
+            return requests[0]
+        parts = tuple(Part(r.text, r.voice, r.language, r.speed, r.pitch, r.volume) for r in requests)
+        return replace(requests[0], parts=parts)
+
     async def _whole(self, requests: Sequence[SynthesisRequest]) -> np.ndarray:
-        """All lines at once: in parallel (a few at a time, so one script cannot fill the queue), in order."""
-        limit = asyncio.Semaphore(max(1, self._ctx.service.pool.size))
-
-        async def one(req: SynthesisRequest) -> np.ndarray:
-            async with limit:
-                return (await self._ctx.service.synthesize(req)).samples
-
-        try:
-            async with asyncio.TaskGroup() as group:  # one failure cancels the other lines
-                tasks = [group.create_task(one(r)) for r in requests]
-        except BaseExceptionGroup as exc:
-            raise _first_error(exc) from None
-        return np.concatenate([t.result() for t in tasks]) if tasks else np.zeros(0, np.float32)
+        """All lines at once, in order."""
+        if not requests:
+            return np.zeros(0, np.float32)
+        return (await self._ctx.service.synthesize(self._script(requests))).samples
 
     async def respond(self, request: Request, requests: Sequence[SynthesisRequest], fmt: str, stream: bool,
                       cleanup: Callable[[], Awaitable[None]] | None = None) -> Response:
@@ -181,9 +176,9 @@ class Speaker:
                 samples = await unless_disconnected(request, self._whole(requests))
                 data = await asyncio.to_thread(encode_all, samples, rate, fmt)
                 return Response(data, media_type=CONTENT_TYPES[fmt], headers=_headers(fmt, False))
-            first = await self._ctx.service.open(requests[0])
+            first = await self._ctx.service.open(self._script(requests))
             chunks = await first_then_rest(first)
-            body = encode_stream(self._in_order(chunks, requests[1:]), open_encoder(fmt, rate, streaming=True))
+            body = encode_stream(chunks, open_encoder(fmt, rate, streaming=True))
 
             async def close() -> None:
                 await first.aclose()
@@ -196,34 +191,6 @@ class Speaker:
         finally:
             if cleanup is not None and not handed_over:
                 await cleanup()
-
-    async def _in_order(self, first: AsyncIterator[PcmChunk],
-                        rest: Sequence[SynthesisRequest]) -> AsyncIterator[PcmChunk]:
-        """Lines strictly in order; the next line is admitted while the current one plays, so no gap opens."""
-        source: AsyncIterator[PcmChunk] = first
-        upcoming = list(rest)
-        following: SynthesisStream | None = None
-        try:
-            while True:
-                if upcoming and following is None:
-                    following = await self._ctx.service.open(upcoming.pop(0))
-                async for chunk in source:
-                    yield chunk
-                await _aclose(source)
-                if following is None:
-                    break
-                source, following = following, None
-        finally:
-            await _aclose(source)
-            if following is not None:
-                await following.aclose()
-
-
-async def _aclose(source: AsyncIterator[PcmChunk]) -> None:
-    aclose = getattr(source, "aclose", None)
-    if aclose is not None:
-        await aclose()
-
 
 def attach_routes(app: FastAPI, ctx: Context) -> None:
     """Mount the Flash-TTS routes."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import Request
@@ -108,16 +109,17 @@ class Native(Dialect):
         code = 200 if status == "ready" else 503
         if not self.authorized(request):
             return JSONResponse({"status": status}, status_code=code)  # an open door: it reveals nothing more
+        backend = service.health().backend
         body = {
             "status": status,
             "default_voice": ctx.voices.default_voice,
-            "voices_loaded": sorted(service.pool.loaded_voices()),
-            "workers": service.pool.size,
+            "voices_loaded": sorted(backend.loaded_voices),
+            "workers": backend.workers,
             "active_requests": service.active,
             "slots": {"held": service.active, "total": service.capacity,
                       "saturated_seconds": round(service.saturated_for, 1)},
             "engines": ctx.voices.engine_report(),
-            "sessions": service.pool.sessions(),
+            "sessions": [asdict(session) for session in backend.sessions],
             "match_bases": ctx.voicebank.bases.progress(),  # base voices measured for voice matching
         }
         return JSONResponse(body, status_code=code)

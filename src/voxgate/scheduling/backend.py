@@ -1,0 +1,186 @@
+"""The seam under the core: a synthesis backend runs one segment of text for one voice and streams its audio.
+
+`SynthesisService` admits requests, cuts and routes their text, and levels and resamples the audio; what
+runs an engine call is a `Backend`. `LocalBackend` is today's in-process thread pool; a remote engine or
+a cluster is another class with the same five methods. The core reads nothing else of a backend: not its
+threads, its queues or its counters' storage.
+
+Contract of `generate(job)`: the work starts when it is called (so a caller can queue several segments
+ahead of the one it is reading), its chunks arrive in order by iterating, an engine failure is raised
+from the iterator as `EngineFailure` (its `__cause__` is the engine's own exception), and closing the
+iterator before its end aborts the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from voxgate.engines.base import EngineParams, Piece, VoiceInfo
+from voxgate.errors import EngineFailure
+from voxgate.scheduling import pool as _pool
+
+# What a backend streams: one typed piece of mono float32 audio with its rate and (optional) timings.
+Chunk = Piece
+Post = Callable[[Piece], Piece]  # per-piece processing on the backend, run where the engine runs
+
+
+@dataclass(eq=False)
+class SegmentJob:
+    """One segment of text for one voice: what the service hands a backend."""
+
+    voice: VoiceInfo
+    text: str
+    params: EngineParams
+    deadline: float  # time.monotonic() seconds by which the stream needs this audio (earliest runs first)
+    urgent: bool = False  # the first segment of a stream that has no audio yet
+    post: Post | None = None  # per-piece processing, run where the engine runs
+    background: bool = False  # housekeeping (measuring voices): never counted as load
+    rate: int = 0  # Hertz of the chunks, set by the backend before the first one
+
+
+@dataclass(frozen=True)
+class Load:
+    """What a backend is doing now, and its counters since it started."""
+
+    queued: int = 0  # jobs waiting
+    running: int = 0  # jobs on an engine now
+    completed: int = 0
+    dropped: int = 0  # aborted before they ran
+    interrupted: int = 0  # aborted while running
+    failed: int = 0
+    evicted: int = 0  # sessions unloaded to stay within the memory budget
+
+
+@dataclass(frozen=True)
+class Session:
+    """One loaded engine session."""
+
+    voice: str  # the voice's load key
+    threads: int
+    mb: float  # resident memory its load and first runs added
+    in_use: int  # jobs on it now
+    pinned: bool  # kept loaded whatever the memory budget
+
+
+@dataclass(frozen=True)
+class BackendHealth:
+    """A backend's state for /ready and operators."""
+
+    ready: bool  # it can take jobs
+    workers: int  # jobs it runs at once (its capacity)
+    loaded_voices: frozenset[str]  # load keys of voices ready to run without a load
+    sessions: tuple[Session, ...]  # every loaded session, least recently used first
+    memory_mb: float  # resident memory the loaded sessions cost
+    memory_budget_mb: int  # 0: no limit
+    load: Load
+
+
+class Backend(Protocol):
+    """Runs segments on engines; see the module docstring for the contract of `generate`."""
+
+    @property
+    def capacity(self) -> int:
+        """Jobs it runs at once; admission adds the service's queue to this."""
+        ...
+
+    def load(self) -> Load:
+        """What it is doing now."""
+        ...
+
+    def generate(self, job: SegmentJob) -> AsyncIterator[Chunk]:
+        """Start `job` now; its audio chunks in order. Raises EngineFailure from the iterator."""
+        ...
+
+    def abort(self, job: SegmentJob) -> None:
+        """Drop `job` if it waits, or stop it after its current piece; its iterator then ends."""
+        ...
+
+    async def preload(self, voice: VoiceInfo) -> None:
+        """Make `voice` ready to run without a load, and keep it so whatever the memory budget."""
+        ...
+
+    def health(self) -> BackendHealth:
+        """Its state now."""
+        ...
+
+    def close(self) -> None:
+        """Stop: queued jobs are dropped, running ones stop after their current piece."""
+        ...
+
+
+class _Run:
+    """The audio of one job on the pool, bridged from the worker threads onto the event loop."""
+
+    def __init__(self, pool: _pool.WorkerPool, job: SegmentJob, work: _pool.Job) -> None:
+        self._pool, self._job, self._work = pool, job, work
+        self._ended = False
+
+    def __aiter__(self) -> _Run:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        if self._ended:
+            raise StopAsyncIteration
+        item = await self._work.queue.get()
+        if _pool.is_done(item):
+            self._ended = True
+            raise StopAsyncIteration
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise EngineFailure(f"{self._job.voice.engine} failed: {item}") from item
+        self._job.rate = self._work.rate
+        assert isinstance(item, Piece)
+        return item
+
+    async def aclose(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._pool.cancel(self._work)
+
+
+class LocalBackend:
+    """Today's in-process backend: the thread pool of scheduling/pool.py behind the Backend interface."""
+
+    def __init__(self, pool: _pool.WorkerPool) -> None:
+        self.pool = pool
+        self._work: weakref.WeakKeyDictionary[SegmentJob, _pool.Job] = weakref.WeakKeyDictionary()
+
+    @property
+    def capacity(self) -> int:
+        return self.pool.size
+
+    def load(self) -> Load:
+        stats = self.pool.stats
+        return Load(stats.queued, stats.running, stats.completed, stats.dropped, stats.interrupted,
+                    stats.failed, stats.evicted)
+
+    def generate(self, job: SegmentJob) -> AsyncIterator[Chunk]:
+        work = _pool.Job(job.voice, job.text, job.params, job.deadline, asyncio.get_running_loop(),
+                         urgent=job.urgent, post=job.post, background=job.background)
+        self._work[job] = work
+        self.pool.submit(work)
+        return _Run(self.pool, job, work)
+
+    def abort(self, job: SegmentJob) -> None:
+        work = self._work.get(job)
+        if work is not None:
+            self.pool.cancel(work)
+
+    async def preload(self, voice: VoiceInfo) -> None:
+        await asyncio.to_thread(self.pool.preload, voice)
+
+    def health(self) -> BackendHealth:
+        sessions = tuple(Session(**s) for s in self.pool.sessions())  # type: ignore[arg-type]
+        return BackendHealth(ready=True, workers=self.pool.size, loaded_voices=frozenset(self.pool.loaded_voices()),
+                             sessions=sessions, memory_mb=round(sum(s.mb for s in sessions), 1),
+                             memory_budget_mb=self.pool.memory_budget_mb, load=self.load())
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+__all__ = ["Backend", "BackendHealth", "Chunk", "Load", "LocalBackend", "Post", "SegmentJob", "Session"]
