@@ -7,7 +7,6 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
@@ -19,10 +18,14 @@ from voxgate.core.context import Context
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import Limits, SynthesisService
 from voxgate.core.voicebank import VoiceBank
-from voxgate.dialects import alltalk, cosyvoice, flash, gptsovits, native, openai, stackflow, web, wyoming
+from voxgate.dialects import compose, native, openai, stackflow, web, wyoming
+from voxgate.dialects.alltalk import AllTalkConfig, AllTalkDialect
 from voxgate.dialects.auth import ApiKeyMiddleware, RedactingFilter
 from voxgate.dialects.base import Dialect
 from voxgate.dialects.common import StreamScopeMiddleware, validation_error_handler
+from voxgate.dialects.cosyvoice import CosyVoice, CosyVoiceConfig
+from voxgate.dialects.flash import Flash, FlashConfig
+from voxgate.dialects.gptsovits import GptSovits, GptSovitsConfig
 from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound
 from voxgate.scheduling.pool import WorkerPool
@@ -78,23 +81,10 @@ def build_context(settings: Settings) -> Context:
     cache = ReferenceCache(settings.data_dir / "cache" / "references", settings.reference_cache_entries,
                            settings.reference_cache_mb * 2**20)
     voicebank = VoiceBank(voices, store, service, policy, settings.match_strength, encoder, bases, cache)
-    extras: dict[str, object] = {
-        "alltalk.outputs_dir": settings.data_dir.resolve() / "outputs" / "alltalk",
-        "alltalk.outputs_keep": settings.alltalk_outputs_keep,
-        "alltalk.outputs_max_age": settings.alltalk_outputs_max_age_hours * 3600.0,  # seconds
-        "alltalk.max_characters": settings.alltalk_max_characters,
-        "alltalk.voice_aliases": dict(settings.alltalk_voice_aliases),
-    }
+    extras: dict[str, object] = {}
     extras["cors_origins"] = list(settings.cors_origins)
-    extras["gptsovits.allow_exit"] = settings.allow_remote_control
-    extras["flash.role_dir"] = settings.role_dir
-    extras["flash.sample_rate"] = settings.flash_sample_rate
-    extras["flash.builtin_roles"] = dict(settings.flash_builtin_roles)
+    extras["flash.builtin_roles"] = dict(settings.flash_builtin_roles)  # read by the OpenAI dialect's peers.py
     extras["openai.kokoro_voices"] = {k.lower(): v for k, v in settings.kokoro_voice_aliases.items()}
-    extras["cosyvoice.cache_dir"] = settings.data_dir.resolve() / "cache" / "cosyvoice"
-    extras["cosyvoice.export_voices"] = partial(export_voices, store,  # blocking; the dialect runs it off-loop
-                                                root=settings.data_dir.resolve() / "cache" / "cosyvoice")
-    extras["cosyvoice.import_voices"] = partial(import_voices, store)
     extras["stackflow.max_tasks"] = settings.stackflow_max_tasks
     extras["stackflow.audio_sink"] = settings.stackflow_audio_sink
     extras["stackflow.audio_dir"] = settings.data_dir.resolve() / "outputs" / "stackflow"
@@ -132,16 +122,38 @@ def _none(settings: Settings) -> None:
     return None
 
 
+def _gptsovits(settings: Settings) -> GptSovitsConfig:
+    return GptSovitsConfig(allow_exit=settings.allow_remote_control)
+
+
+def _alltalk(settings: Settings) -> AllTalkConfig:
+    return AllTalkConfig(outputs_dir=settings.data_dir.resolve() / "outputs" / "alltalk",
+                         outputs_keep=settings.alltalk_outputs_keep,
+                         outputs_max_age=settings.alltalk_outputs_max_age_hours * 3600.0,  # seconds
+                         max_characters=settings.alltalk_max_characters,
+                         voice_aliases=dict(settings.alltalk_voice_aliases))
+
+
+def _flash(settings: Settings) -> FlashConfig:
+    return FlashConfig(sample_rate=settings.flash_sample_rate, builtin_roles=dict(settings.flash_builtin_roles),
+                       role_dir=settings.role_dir)
+
+
+def _cosyvoice(settings: Settings) -> CosyVoiceConfig:
+    return CosyVoiceConfig(cache_dir=settings.data_dir.resolve() / "cache" / "cosyvoice",
+                           export_voices=export_voices, import_voices=import_voices)  # run off the loop
+
+
 # Every HTTP dialect in mounting order: its class, and how its typed slice of the settings is made from Settings.
 # A new dialect is one line here. The classes alone say which ports --compat-ports binds (before anything loads).
 DIALECTS: tuple[tuple[type[Dialect], Callable[[Settings], object]], ...] = (
     (legacy("native", native.attach), _none),
     (legacy("openai", openai.attach), _none),
-    (legacy("gptsovits", gptsovits.attach, 9880, "GPT-SoVITS"), _none),
-    (legacy("alltalk", alltalk.attach, 7851, "AllTalk", ("openai",)), _none),
-    (legacy("flash", flash.attach, 8000, "Flash-TTS", ("native", "openai")), _none),
+    (GptSovits, _gptsovits),
+    (AllTalkDialect, _alltalk),
+    (Flash, _flash),
     (legacy("web", web.attach), _none),
-    (legacy("cosyvoice", cosyvoice.attach, 12244, "CosyVoice"), _none),  # after gptsovits and web: shared paths
+    (CosyVoice, _cosyvoice),
 )
 
 
@@ -187,9 +199,8 @@ def create_app(settings: Settings, stackflow_socket: socket.socket | None = None
     app = _new_app(ctx, "voxgate", lifespan=lifespan)
     app.state.ctx = ctx
     app.state.dialects = dialects = build_dialects(ctx, settings)
-    for dialect in dialects.values():
-        dialect.mount(app)
-    _protect(app, ctx)
+    compose.mount(app, list(dialects.values()))
+    _protect(app, ctx, list(dialects.values()))
     return app
 
 
@@ -209,14 +220,15 @@ def redact_logs() -> None:
             logger.addFilter(RedactingFilter())
 
 
-def _protect(app: FastAPI, ctx: Context) -> None:
-    """Require the API key on every door of `app` when one is configured; close every stream a request
-    or connection opened when it ends (outermost, so it also covers the key check); render every 422
-    safely whatever input it echoes."""
+def _protect(app: FastAPI, ctx: Context, mounted: list[Dialect]) -> None:
+    """Require the API key on every door of `app` when one is configured (the `mounted` dialects check it on
+    their own routes); close every stream a request or connection opened when it ends (outermost, so it also
+    covers the key check); render every 422 safely whatever input it echoes."""
     key = ctx.api_key
     if isinstance(key, str) and key:
         refused = ctx.metrics.errors.labels("auth", "unauthorized")
-        app.add_middleware(ApiKeyMiddleware, key=key, on_refused=lambda path: refused.inc())
+        app.add_middleware(ApiKeyMiddleware, key=key, on_refused=lambda path: refused.inc(),
+                           guarded=compose.self_guarded(mounted))
     app.add_middleware(StreamScopeMiddleware, service=ctx.service)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
 
@@ -235,9 +247,8 @@ def compat_apps(ctx: Context, dialects: Mapping[str, Dialect], main_port: int) -
             continue  # a dialect whose port is the main port is already served there
         app = _new_app(ctx, f"voxgate ({dialect.name})")
         app.state.ctx = ctx
-        dialect.mount(app)
-        for companion in dialect.companions:
-            dialects[companion].mount(app)
-        _protect(app, ctx)
+        mounted = [dialect, *(dialects[companion] for companion in dialect.companions)]
+        compose.mount(app, mounted)
+        _protect(app, ctx, mounted)
         apps[dialect.port] = app
     return apps

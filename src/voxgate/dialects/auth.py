@@ -37,54 +37,17 @@ def _openai(message: str) -> dict[str, object]:
                       "code": "invalid_api_key"}}
 
 
-def _gptsovits(message: str) -> dict[str, object]:
-    return {"message": message}
-
-
-def _alltalk(message: str) -> dict[str, object]:
-    return {"status": "error", "message": message}
-
-
-def _flash(message: str) -> dict[str, object]:
-    return {"error": "Unauthorized"}  # Flash-TTS's exact body
-
-
-def _cosyvoice(message: str) -> dict[str, object]:
-    return {"error": True, "message": f"PermissionError: {message}"}
-
-
 # (exact path or prefix ending in "/", body). The first match wins; everything else speaks OpenAI's envelope.
+# Dialects that are objects (dialects/base.py) check the key on their own routes, in their own shape, and are
+# not listed: the middleware steps aside for their routes (`guarded`).
 SHAPES: tuple[tuple[str, Body], ...] = (
-    ("/v1/audio_roles", _flash),
     ("/v1/", _openai),
     ("/metrics", _openai),
-    ("/tts", _gptsovits),  # POST /tts is shared with CosyVoice's HTTP /tts; its WebSocket is below
-    ("/control", _gptsovits),
-    ("/set_gpt_weights", _gptsovits),
-    ("/set_sovits_weights", _gptsovits),
-    ("/set_refer_audio", _gptsovits),
-    ("/api/", _alltalk),
-    ("/audio/", _alltalk),
-    ("/audiocache/", _alltalk),
-    ("/clone_voice", _flash),
-    ("/speak", _flash),
-    ("/multi_speak", _flash),
-    ("/audio_roles", _flash),
-    ("/add_speaker", _flash),
-    ("/delete_speaker", _flash),
-    ("/server_info", _flash),
-    ("/speakers", _cosyvoice),
-    ("/alive", _cosyvoice),
-    ("/clone", _cosyvoice),
-    ("/remove", _cosyvoice),
-    ("/cache/", _cosyvoice),
 )
 
 
-def shape_for(path: str, websocket: bool = False) -> Body:
+def shape_for(path: str) -> Body:
     """The error body of the dialect that owns `path`."""
-    if websocket:
-        return _cosyvoice  # the only WebSocket dialect
     for key, body in SHAPES:
         if path == key or (key.endswith("/") and path.startswith(key)):
             return body
@@ -116,12 +79,14 @@ def key_matches(presented: str | None, key: str) -> bool:
 class ApiKeyMiddleware:
     """Refuse every request without the key, except the open doors and CORS preflights."""
 
-    def __init__(self, app: ASGIApp, key: str, on_refused: Callable[[str], None] | None = None) -> None:
+    def __init__(self, app: ASGIApp, key: str, on_refused: Callable[[str], None] | None = None,
+                 guarded: Callable[[Scope], bool] | None = None) -> None:
         if not key:
             raise ValueError("an empty API key protects nothing")
         self.app = app
         self._key = key
         self._on_refused = on_refused
+        self._guarded = guarded  # True for a request whose dialect checks the key itself
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -130,12 +95,12 @@ class ApiKeyMiddleware:
             return
         path = scope.get("path", "")
         if (kind == "http" and scope.get("method") == "OPTIONS") or is_open(path) \
-                or key_matches(presented_key(scope), self._key):
+                or key_matches(presented_key(scope), self._key) or (self._guarded is not None and self._guarded(scope)):
             await self.app(scope, receive, send)
             return
         if self._on_refused is not None:
             self._on_refused(path)
-        body = json.dumps(shape_for(path, kind == "websocket")(MESSAGE)).encode()
+        body = json.dumps(shape_for(path)(MESSAGE)).encode()
         if kind == "websocket":
             await _refuse_websocket(receive, send, body)
             return
