@@ -5,15 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
-from starlette.routing import Match
-from starlette.types import Scope
 
 from voxgate import __version__
 from voxgate.core.bases import BaseVoices
@@ -21,10 +18,14 @@ from voxgate.core.context import Context
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import Limits, SynthesisService
 from voxgate.core.voicebank import VoiceBank
-from voxgate.dialects import alltalk, cosyvoice, flash, gptsovits, native, openai, stackflow, web, wyoming
+from voxgate.dialects import compose, native, openai, stackflow, web, wyoming
+from voxgate.dialects.alltalk import AllTalkConfig, AllTalkDialect
 from voxgate.dialects.auth import ApiKeyMiddleware, RedactingFilter
 from voxgate.dialects.base import Dialect
 from voxgate.dialects.common import StreamScopeMiddleware, validation_error_handler
+from voxgate.dialects.cosyvoice import CosyVoice, CosyVoiceConfig
+from voxgate.dialects.flash import Flash, FlashConfig
+from voxgate.dialects.gptsovits import GptSovits, GptSovitsConfig
 from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound
 from voxgate.scheduling.backend import LocalBackend
@@ -82,23 +83,8 @@ def build_context(settings: Settings) -> Context:
     cache = ReferenceCache(settings.data_dir / "cache" / "references", settings.reference_cache_entries,
                            settings.reference_cache_mb * 2**20)
     voicebank = VoiceBank(voices, store, service, policy, settings.match_strength, encoder, bases, cache)
-    extras: dict[str, object] = {
-        "alltalk.outputs_dir": settings.data_dir.resolve() / "outputs" / "alltalk",
-        "alltalk.outputs_keep": settings.alltalk_outputs_keep,
-        "alltalk.outputs_max_age": settings.alltalk_outputs_max_age_hours * 3600.0,  # seconds
-        "alltalk.max_characters": settings.alltalk_max_characters,
-        "alltalk.voice_aliases": dict(settings.alltalk_voice_aliases),
-    }
-    extras["cors_origins"] = list(settings.cors_origins)
-    extras["gptsovits.allow_exit"] = settings.allow_remote_control
-    extras["flash.role_dir"] = settings.role_dir
-    extras["flash.sample_rate"] = settings.flash_sample_rate
-    extras["flash.builtin_roles"] = dict(settings.flash_builtin_roles)
-    extras["cosyvoice.cache_dir"] = settings.data_dir.resolve() / "cache" / "cosyvoice"
-    extras["cosyvoice.export_voices"] = partial(export_voices, store,  # blocking; the dialect runs it off-loop
-                                                root=settings.data_dir.resolve() / "cache" / "cosyvoice")
-    extras["cosyvoice.import_voices"] = partial(import_voices, store)
-    return Context(service=service, voices=voices, metrics=service.metrics, voicebank=voicebank, extras=extras,
+    return Context(service=service, voices=voices, metrics=service.metrics, voicebank=voicebank,
+                   cors_origins=tuple(settings.cors_origins),
                    api_key=settings.api_key.get_secret_value() if settings.api_key else None)
 
 
@@ -106,25 +92,6 @@ def close_context(ctx: Context) -> None:
     """Stop the workers and close the store."""
     ctx.service.close()
     ctx.voicebank.store.close()
-
-
-Attach = Callable[[FastAPI, Context], None]
-
-
-def legacy(name: str, attach: Attach, port: int | None = None, original: str | None = None,
-           companions: tuple[str, ...] = ()) -> type[Dialect]:
-    """A dialect not yet an object of its own, mounted by its module's attach() (transitional, issue 14)."""
-
-    class Legacy(Dialect):
-        def __init__(self, ctx: Context, config: object = None) -> None:
-            super().__init__(ctx)
-
-        def mount(self, app: FastAPI) -> None:
-            attach(app, self.ctx)
-
-    Legacy.name, Legacy.port, Legacy.original, Legacy.companions = name, port, original, companions
-    Legacy.__qualname__ = f"Legacy[{name}]"
-    return Legacy
 
 
 def _none(settings: Settings) -> None:
@@ -147,16 +114,39 @@ def wyoming_config(settings: Settings) -> wyoming.WyomingConfig:
     return wyoming.WyomingConfig(host=settings.host, port=settings.wyoming_port, zeroconf=settings.wyoming_zeroconf)
 
 
+def _gptsovits(settings: Settings) -> GptSovitsConfig:
+    return GptSovitsConfig(allow_exit=settings.allow_remote_control)
+
+
+def _alltalk(settings: Settings) -> AllTalkConfig:
+    return AllTalkConfig(outputs_dir=settings.data_dir.resolve() / "outputs" / "alltalk",
+                         outputs_keep=settings.alltalk_outputs_keep,
+                         outputs_max_age=settings.alltalk_outputs_max_age_hours * 3600.0,  # seconds
+                         max_characters=settings.alltalk_max_characters,
+                         voice_aliases=dict(settings.alltalk_voice_aliases))
+
+
+def _flash(settings: Settings) -> FlashConfig:
+    return FlashConfig(sample_rate=settings.flash_sample_rate, builtin_roles=dict(settings.flash_builtin_roles),
+                       role_dir=settings.role_dir)
+
+
+def _cosyvoice(settings: Settings) -> CosyVoiceConfig:
+    return CosyVoiceConfig(cache_dir=settings.data_dir.resolve() / "cache" / "cosyvoice",
+                           export_voices=export_voices, import_voices=import_voices)  # run off the loop
+
+
 # Every dialect in mounting order: its class, and how its typed slice of the settings is made from Settings.
 # A new dialect is one line here. The classes alone say which ports --compat-ports binds (before anything loads).
+# Paths two dialects share (POST /tts, GET /) are settled by dialects/compose.py, whatever the order.
 DIALECTS: tuple[tuple[type[Dialect], Callable[[Settings], object]], ...] = (
     (native.Native, _none),
     (openai.OpenAI, openai_config),
-    (legacy("gptsovits", gptsovits.attach, 9880, "GPT-SoVITS"), _none),
-    (legacy("alltalk", alltalk.attach, 7851, "AllTalk", ("openai",)), _none),
-    (legacy("flash", flash.attach, 8000, "Flash-TTS", ("native", "openai")), _none),
+    (GptSovits, _gptsovits),
+    (AllTalkDialect, _alltalk),
+    (Flash, _flash),
     (web.Web, _none),
-    (legacy("cosyvoice", cosyvoice.attach, 12244, "CosyVoice"), _none),  # after gptsovits and web: shared paths
+    (CosyVoice, _cosyvoice),
     (stackflow.StackFlow, stackflow_config),  # TCP only, on its own port
     (wyoming.Wyoming, wyoming_config),  # TCP only, on its own port
 )
@@ -200,17 +190,14 @@ def create_app(settings: Settings, stackflow_socket: socket.socket | None = None
         tcp = dialects[name]
         if sock is not None and isinstance(tcp, stackflow.StackFlow | wyoming.Wyoming):
             tcp.sock = sock  # bound by the CLI before anything loaded
-    for dialect in dialects.values():
-        dialect.mount(app)
-    _protect(app, ctx, dialects.values())
+    compose.mount(app, list(dialects.values()))
+    _protect(app, ctx, list(dialects.values()))
     return app
 
 
 def _new_app(ctx: Context, title: str, **kwargs: Any) -> FastAPI:
     """An empty app with CORS, offline API docs and the key's security scheme."""
-    origins = ctx.extras.get("cors_origins", ["*"])
-    assert isinstance(origins, list)
-    return VoxgateAPI(title=title, version=__version__, cors_origins=origins,
+    return VoxgateAPI(title=title, version=__version__, cors_origins=list(ctx.cors_origins),
                       keyed=bool(ctx.api_key), **kwargs)
 
 
@@ -222,28 +209,17 @@ def redact_logs() -> None:
             logger.addFilter(RedactingFilter())
 
 
-def _protect(app: FastAPI, ctx: Context, dialects: Iterable[Dialect]) -> None:
-    """Require the API key on every door of `app` when one is configured (a dialect object's routes check it
-    themselves); close every stream a request or connection opened when it ends (outermost, so it also
+def _protect(app: FastAPI, ctx: Context, mounted: list[Dialect]) -> None:
+    """Require the API key on every door of `app` when one is configured (the `mounted` dialects check it on
+    their own routes); close every stream a request or connection opened when it ends (outermost, so it also
     covers the key check); render every 422 safely whatever input it echoes."""
     key = ctx.api_key
     if isinstance(key, str) and key:
         refused = ctx.metrics.errors.labels("auth", "unauthorized")
         app.add_middleware(ApiKeyMiddleware, key=key, on_refused=lambda path: refused.inc(),
-                           guarded=_self_guarded(dialects))
+                           guarded=compose.self_guarded(mounted))
     app.add_middleware(StreamScopeMiddleware, service=ctx.service)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-
-
-def _self_guarded(dialects: Iterable[Dialect]) -> Callable[[Scope], bool]:
-    """Whether a request reaches a route of one of `dialects`, which check the key themselves (transitional:
-    the central key check steps aside for them until every dialect is an object)."""
-    routes = [route for dialect in dialects for route in (*dialect.router.routes, *dialect.public.routes)]
-
-    def guarded(scope: Scope) -> bool:
-        return any(route.matches(scope)[0] is Match.FULL for route in routes)
-
-    return guarded
 
 
 def compat_ports(main_port: int) -> dict[int, str]:
@@ -260,9 +236,8 @@ def compat_apps(ctx: Context, dialects: Mapping[str, Dialect], main_port: int) -
             continue  # a dialect whose port is the main port is already served there
         app = _new_app(ctx, f"voxgate ({dialect.name})")
         app.state.ctx = ctx
-        dialect.mount(app)
-        for companion in dialect.companions:
-            dialects[companion].mount(app)
-        _protect(app, ctx, (dialect, *(dialects[c] for c in dialect.companions)))
+        mounted = [dialect, *(dialects[companion] for companion in dialect.companions)]
+        compose.mount(app, mounted)
+        _protect(app, ctx, mounted)
         apps[dialect.port] = app
     return apps

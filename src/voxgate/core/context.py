@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import SynthesisService
@@ -19,4 +19,5 @@ class Context:
     metrics: Metrics
     voicebank: VoiceBank
     api_key: str | None = None  # the one key every door asks for (None: open)
-    extras: dict[str, object] = field(default_factory=dict)  # dialect-specific settings, by key
+    cors_origins: tuple[str, ...] = ("*",)  # origins a browser may call from (each dialect's own settings are
+    # its typed config, built in app.py)

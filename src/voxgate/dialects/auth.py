@@ -29,66 +29,12 @@ OPEN_PATHS = frozenset({"/", "/index.html", "/health", "/ready", "/favicon.ico",
 OPEN_PREFIXES = ("/static/", "/web/", "/docs/")
 MESSAGE = "Unauthorized: a valid API key is required (Authorization: Bearer <key>)"
 
-Body = Callable[[str], dict[str, object]]
-
-
-def _openai(message: str) -> dict[str, object]:
+def _unowned(message: str) -> dict[str, object]:
+    """What a request no dialect owns is refused with (an unknown path, a method a route does not serve):
+    OpenAI's envelope. Every dialect's own routes check the key themselves, in their own shape
+    (dialects/base.py), and the middleware steps aside for them (`guarded`)."""
     return {"error": {"message": message, "type": "invalid_request_error", "param": None,
                       "code": "invalid_api_key"}}
-
-
-def _gptsovits(message: str) -> dict[str, object]:
-    return {"message": message}
-
-
-def _alltalk(message: str) -> dict[str, object]:
-    return {"status": "error", "message": message}
-
-
-def _flash(message: str) -> dict[str, object]:
-    return {"error": "Unauthorized"}  # Flash-TTS's exact body
-
-
-def _cosyvoice(message: str) -> dict[str, object]:
-    return {"error": True, "message": f"PermissionError: {message}"}
-
-
-# The dialects not yet objects (issue 14): (exact path or prefix ending in "/", body). The first match wins;
-# everything else (an unknown path, a method a route does not serve) speaks OpenAI's envelope. A dialect
-# object's routes check the key themselves and answer in their own shape (dialects/base.py).
-SHAPES: tuple[tuple[str, Body], ...] = (
-    ("/v1/audio_roles", _flash),
-    ("/tts", _gptsovits),  # POST /tts is shared with CosyVoice's HTTP /tts; its WebSocket is below
-    ("/control", _gptsovits),
-    ("/set_gpt_weights", _gptsovits),
-    ("/set_sovits_weights", _gptsovits),
-    ("/set_refer_audio", _gptsovits),
-    ("/api/", _alltalk),
-    ("/audio/", _alltalk),
-    ("/audiocache/", _alltalk),
-    ("/clone_voice", _flash),
-    ("/speak", _flash),
-    ("/multi_speak", _flash),
-    ("/audio_roles", _flash),
-    ("/add_speaker", _flash),
-    ("/delete_speaker", _flash),
-    ("/server_info", _flash),
-    ("/speakers", _cosyvoice),
-    ("/alive", _cosyvoice),
-    ("/clone", _cosyvoice),
-    ("/remove", _cosyvoice),
-    ("/cache/", _cosyvoice),
-)
-
-
-def shape_for(path: str, websocket: bool = False) -> Body:
-    """The error body of the dialect that owns `path`."""
-    if websocket:
-        return _cosyvoice  # the only WebSocket dialect
-    for key, body in SHAPES:
-        if path == key or (key.endswith("/") and path.startswith(key)):
-            return body
-    return _openai
 
 
 def is_open(path: str) -> bool:
@@ -139,7 +85,7 @@ class ApiKeyMiddleware:
             return
         if self._on_refused is not None:
             self._on_refused(path)
-        body = json.dumps(shape_for(path, kind == "websocket")(MESSAGE)).encode()
+        body = json.dumps(_unowned(MESSAGE)).encode()
         if kind == "websocket":
             await _refuse_websocket(receive, send, body)
             return
@@ -179,4 +125,4 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-__all__ = ["ApiKeyMiddleware", "RedactingFilter", "key_matches", "presented_key", "redact", "shape_for"]
+__all__ = ["ApiKeyMiddleware", "RedactingFilter", "key_matches", "presented_key", "redact"]

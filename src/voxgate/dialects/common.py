@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from voxgate.audio.encoders import Encoder
+from voxgate.core.context import Context
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import SynthesisService, SynthesisStream
 from voxgate.core.types import PcmChunk
@@ -240,6 +241,38 @@ def envelope_response(
     body = {"error": {"message": found.message, "type": found.spec.type,
                       "param": (params or {}).get(param, param), "code": found.spec.code}}
     return JSONResponse(body, status_code=found.spec.status, headers=found.headers)
+
+
+# References used for one request in place of a voice name (Flash-TTS's /clone_voice, a reference `voice` on
+# the OpenAI route): they go to the voice bank's reference cache, never into the voice list.
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/=\s]+")
+BASE64_SNIFF_CHARS = 256  # a voice "name" this long in the base64 alphabet is audio
+
+
+def looks_like_reference(value: str) -> bool:
+    """Whether a voice value is reference audio (URL, data URI or a long base64 string) rather than a name."""
+    text = value.strip()
+    return (text[:8].lower().startswith(("http://", "https://", "data:"))
+            or (len(text) >= BASE64_SNIFF_CHARS and _BASE64_TEXT.fullmatch(text) is not None))
+
+
+async def load_reference(ctx: Context, value: str | bytes) -> Any:
+    """Reference audio from an upload, an http(s) URL, base64, or (a voxgate extension: Flash-TTS takes
+    none) a file in the reference folders: a value with characters outside the base64 alphabet (`.` of a
+    file name) is a path, any other is base64, as Flash-TTS reads it."""
+    if isinstance(value, str):
+        text = value.strip()
+        url = text[:8].lower().startswith(("http://", "https://", "data:"))
+        if not url and _BASE64_TEXT.fullmatch(text):
+            value = "data:;base64," + text
+    return await ctx.voicebank.load_reference(value)
+
+
+async def reference_voice(ctx: Context, reference: Any, transcript: str | None = None,
+                          language: str | None = None) -> str:
+    """The voice of a reference used for this request only: served from the reference cache (measured
+    once, kept across restarts, never listed); it becomes a voice only when registered."""
+    return str(await ctx.voicebank.adhoc(reference, transcript=transcript, language=language))
 
 
 async def first_then_rest(stream: SynthesisStream) -> AsyncIterator[PcmChunk]:

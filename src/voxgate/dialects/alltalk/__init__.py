@@ -1,5 +1,5 @@
 """AllTalk TTS v2: /api/tts-generate, /api/tts-generate-streaming, settings, voices, /audio files (port 7851)."""
 
-from voxgate.dialects.alltalk.routes import attach
+from voxgate.dialects.alltalk.routes import AllTalkConfig, AllTalkDialect
 
-__all__ = ["attach"]
+__all__ = ["AllTalkConfig", "AllTalkDialect"]

@@ -1,4 +1,4 @@
-"""Handlers of the AllTalk v2 dialect (port 7851): generation to files and streams, settings, voices."""
+"""The AllTalk v2 dialect (port 7851): generation to files and streams, settings, voices, its errors."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
@@ -27,6 +28,7 @@ from voxgate.dialects.alltalk.protocol import (
     parse_form,
 )
 from voxgate.dialects.alltalk.service import STREAM_RATE, VOICEMAP_KEY, AllTalk, DialectState
+from voxgate.dialects.base import Dialect
 from voxgate.dialects.common import (
     FORM,
     MULTIPART,
@@ -39,11 +41,18 @@ from voxgate.dialects.common import (
     request_body,
     unless_disconnected,
 )
-from voxgate.errors import Cancelled, EngineFailure, InvalidInput, Overloaded, VoiceNotFound, VoxgateError
+from voxgate.errors import (
+    Cancelled,
+    EngineFailure,
+    InvalidInput,
+    Overloaded,
+    Unauthorized,
+    VoiceNotFound,
+    VoxgateError,
+)
 
 _LOG = logging.getLogger(__name__)
 DIALECT = "alltalk"
-STATE_KEY = "alltalk.state"  # in ctx.extras: shared by the main app and the 7851 app
 OPENAI_VOICES = ("alloy", "echo", "fable", "nova", "onyx", "shimmer")
 COMBINED_RATE = 44_100  # Hertz of narrator-mode files (upstream resamples every part to it)
 PREVIEW_NAME = "api_preview_voice"
@@ -55,6 +64,7 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     Overloaded: ErrorSpec(503, "Server busy: ", "server_overloaded"),
     Cancelled: ErrorSpec(499, "", "cancelled"),
     EngineFailure: ErrorSpec(500, "TTS generation failed: ", "engine_failure"),
+    Unauthorized: ErrorSpec(401, "", "unauthorized"),
 }
 
 
@@ -152,99 +162,129 @@ def _settings(at: AllTalk) -> dict[str, Any]:
     }
 
 
-def attach(app: FastAPI, ctx: Context) -> None:
-    """Mount the AllTalk routes (state shared with any other app mounted on the same context)."""
-    state = ctx.extras.setdefault(STATE_KEY, DialectState())
-    assert isinstance(state, DialectState)
-    root = ctx.extras.get("alltalk.outputs_dir")
-    store = OutputStore(Path(str(root)) if root else Path("data/outputs/alltalk"),
-                        keep=int(ctx.extras.get("alltalk.outputs_keep", 0)),  # type: ignore[call-overload]
-                        max_age=float(ctx.extras.get("alltalk.outputs_max_age", 0.0)))  # type: ignore[arg-type]
-    aliases = ctx.extras.get("alltalk.voice_aliases") or {}
-    assert isinstance(aliases, dict)
-    max_characters = ctx.extras.get("alltalk.max_characters", 2000)
-    assert isinstance(max_characters, int)
-    at = AllTalk(ctx, state, store, aliases, max_characters)
-    at.load_voicemap()
-    store.prune()
-    paths = {getattr(r, "path", None) for r in app.routes}
-    _mount_info(app, at, paths)
-    _mount_generation(app, at)
-    _mount_files(app, at)
+@dataclass(frozen=True)
+class AllTalkConfig:
+    """The settings this dialect reads (filled by the composition root)."""
+
+    outputs_dir: Path  # where generated files are written and served from (DATA_DIR/outputs/alltalk)
+    outputs_keep: int  # newest files kept; 0 = no count limit
+    outputs_max_age: float  # seconds; 0 = no age limit
+    max_characters: int  # longest text_input /api/tts-generate accepts
+    voice_aliases: Mapping[str, str]  # AllTalk voice names (female_01.wav) → voice ids
 
 
-def _mount_info(app: FastAPI, at: AllTalk, paths: set[Any]) -> None:
-    ctx, state = at.ctx, at.state
+# (method, path) → which of AllTalk's error bodies a route answers with ("detail" for any other).
+SHAPES = {("POST", "/api/tts-generate"): "generate", ("GET", "/api/tts-generate-streaming"): "error",
+          ("POST", "/api/previewvoice/"): "error"}
 
-    async def ready() -> PlainTextResponse:
-        return PlainTextResponse("Ready" if ctx.service.ready else "Unloaded")
 
-    app.get("/api/ready", tags=["alltalk"])(ready)
-    if "/ready" not in paths:  # v1 alias; on the main port /ready is the native JSON health check
-        app.get("/ready", tags=["alltalk"])(ready)
+class AllTalkDialect(Dialect):
+    """AllTalk v2 on the core: one state and one output folder per server, shared by every app it is on."""
 
-    @app.get("/api/currentsettings", tags=["alltalk"])
-    async def current_settings() -> dict[str, Any]:
-        return _settings(at)
+    name = "alltalk"
+    original = "AllTalk"
+    port = 7851
+    companions = ("openai",)  # AllTalk serves an OpenAI-compatible /v1/audio/speech on its port
 
-    @app.get("/api/voices", tags=["alltalk"])
-    async def voices() -> dict[str, Any]:
-        return {"status": "success", "voices": at.voice_names()}
+    def __init__(self, ctx: Context, config: AllTalkConfig) -> None:
+        super().__init__(ctx)
+        store = OutputStore(config.outputs_dir, keep=config.outputs_keep, max_age=config.outputs_max_age)
+        self.at = AllTalk(ctx, DialectState(), store, config.voice_aliases, config.max_characters)
+        add = self.router.add_api_route
+        # v1's alias of /api/ready, open like every probe; on the main port the native /ready answers
+        # (dialects/compose.py asks the dialects in table order).
+        self.public.add_api_route("/ready", self.ready, methods=["GET"], tags=["alltalk"])
+        add("/api/ready", self.ready, methods=["GET"], tags=["alltalk"])
+        add("/api/currentsettings", self.current_settings, methods=["GET"], tags=["alltalk"])
+        add("/api/voices", self.voices, methods=["GET"], tags=["alltalk"])
+        add("/api/rvcvoices", rvc_voices, methods=["GET"], tags=["alltalk"])
+        add("/api/reload_config", self.reload_config, methods=["GET"], tags=["alltalk"])
+        add("/api/reload", self.reload, methods=["POST"], tags=["alltalk"])
+        add("/api/enginereload", self.engine_reload, methods=["POST"], tags=["alltalk"])
+        add("/api/deepspeed", self.deepspeed, methods=["POST"], tags=["alltalk"])
+        add("/api/lowvramsetting", self.low_vram, methods=["POST"], tags=["alltalk"])
+        add("/api/stop-generation", self.stop_generation, methods=["PUT"], tags=["alltalk"])
+        add("/api/openai-voicemap", self.openai_voicemap, methods=["PUT"], tags=["alltalk"],
+            openapi_extra=request_body(VoiceMap))
+        add("/api/tts-generate", self.tts_generate, methods=["POST"], tags=["alltalk"],
+            openapi_extra=request_body(FormTypes, FORM, MULTIPART))
+        add("/api/tts-generate-streaming", self.tts_stream, methods=["GET"], tags=["alltalk"])
+        add("/api/tts-generate-streaming", self.tts_stream_post, methods=["POST"], tags=["alltalk"],
+            openapi_extra=request_body(fields_schema(("text", "voice", "language", "output_file"),
+                                                     title="StreamingFile"), FORM, MULTIPART))
+        add("/api/previewvoice/", self.preview_voice, methods=["POST"], tags=["alltalk"],
+            openapi_extra=request_body(fields_schema(("voice",), title="PreviewVoice"), FORM, MULTIPART))
+        add("/audio/{filename}", self.audio, methods=["GET"], tags=["alltalk"])
+        add("/audiocache/{filename}", self.audio_cache, methods=["GET"], tags=["alltalk"])
 
-    @app.get("/api/rvcvoices", tags=["alltalk"])
-    async def rvc_voices() -> dict[str, Any]:
-        return {"status": "success", "rvcvoices": ["Disabled"]}
+    def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
+        """One of AllTalk's error bodies, chosen by the route (the key check: {"status": "error", ...})."""
+        if isinstance(exc, Unauthorized):
+            found = failure(self.ctx.metrics, DIALECT, exc, ERRORS)
+            return JSONResponse({"status": "error", "message": found.message}, status_code=found.spec.status)
+        shape = SHAPES.get((request.method, request.url.path), "detail") if request is not None else "detail"
+        return _error(self.ctx, exc, shape)
 
-    @app.get("/api/reload_config", tags=["alltalk"])
-    async def reload_config() -> PlainTextResponse:
-        await asyncio.to_thread(ctx.voices.refresh)
-        await asyncio.to_thread(at.load_voicemap)
-        at.active()  # drops an active model whose files are gone
+    async def startup(self) -> None:
+        """Apply the stored OpenAI voice map and prune old output files (both blocking: off the loop)."""
+        await asyncio.to_thread(self.at.load_voicemap)
+        await asyncio.to_thread(self.at.store.prune)
+
+    # -- settings, voices and models -----------------------------------------------------------------------
+
+    async def ready(self) -> PlainTextResponse:
+        return PlainTextResponse("Ready" if self.ctx.service.ready else "Unloaded")
+
+    async def current_settings(self) -> dict[str, Any]:
+        return _settings(self.at)
+
+    async def voices(self) -> dict[str, Any]:
+        return {"status": "success", "voices": self.at.voice_names()}
+
+    async def reload_config(self) -> PlainTextResponse:
+        await asyncio.to_thread(self.ctx.voices.refresh)
+        await asyncio.to_thread(self.at.load_voicemap)
+        self.at.active()  # drops an active model whose files are gone
         return PlainTextResponse("Config file reloaded successfully")
 
-    @app.post("/api/reload", tags=["alltalk"])
-    async def reload(tts_method: str | None = None) -> JSONResponse:
+    async def reload(self, tts_method: str | None = None) -> JSONResponse:
+        ctx, state = self.ctx, self.at.state
         if state.changing.locked():
             return JSONResponse({"status": "model-is currently changing"})
         async with state.changing:
-            voice = at.models().get(tts_method or "")
+            voice = self.at.models().get(tts_method or "")
             if voice is None:
                 ctx.metrics.errors.labels(DIALECT, "invalid_model").inc()
                 return JSONResponse({"status": "error", "message": "Invalid TTS method specified"})
             try:  # load it and prove it speaks; running streams keep their own voices
                 await ctx.service.synthesize(SynthesisRequest(text="Ready.", voice=voice.id))
-            except VoxgateError as exc:
+            except VoxgateError as exc:  # AllTalk answers a failed change with a status, not an error
                 _LOG.warning("AllTalk model change to %s failed: %s", voice.id, exc)
                 return JSONResponse({"status": "model-failure"})
             state.model = voice.id
         return JSONResponse({"status": "model-success"})
 
-    @app.post("/api/enginereload", tags=["alltalk"])
-    async def engine_reload(engine: str | None = None) -> JSONResponse:
-        if engine not in {v.engine for v in ctx.voices.installed()}:
+    async def engine_reload(self, engine: str | None = None) -> JSONResponse:
+        if engine not in {v.engine for v in self.ctx.voices.installed()}:
             return JSONResponse({"status": "error", "message": "Invalid TTS engine specified"})
         return JSONResponse({"status": "engine-success"})  # every engine is always loaded: nothing to restart
 
-    @app.post("/api/deepspeed", tags=["alltalk"])
-    async def deepspeed(new_deepspeed_value: bool) -> JSONResponse:
+    async def deepspeed(self, new_deepspeed_value: bool) -> JSONResponse:
         return JSONResponse({"status": "error", "message": f"The currently loaded TTS engine "
-                             f"'{at.active().engine}' does not support DeepSpeed or DeepSpeed is not available "
-                             "on this system."})
+                             f"'{self.at.active().engine}' does not support DeepSpeed or DeepSpeed is not "
+                             "available on this system."})
 
-    @app.post("/api/lowvramsetting", tags=["alltalk"])
-    async def low_vram(new_low_vram_value: bool) -> JSONResponse:
+    async def low_vram(self, new_low_vram_value: bool) -> JSONResponse:
         return JSONResponse({"status": "error", "message": f"The currently loaded TTS engine "
-                             f"'{at.active().engine}' does not support lowvram."})
+                             f"'{self.at.active().engine}' does not support lowvram."})
 
-    @app.put("/api/stop-generation", tags=["alltalk"])
-    async def stop_generation() -> dict[str, str]:
-        state.stop_epoch += 1
-        stopped = ctx.service.stop_all()
+    async def stop_generation(self) -> dict[str, str]:
+        self.at.state.stop_epoch += 1
+        stopped = self.ctx.service.stop_all()
         _LOG.info("AllTalk stop-generation: %d streams stopped", stopped)
         return STOPPED_MESSAGE
 
-    @app.put("/api/openai-voicemap", tags=["alltalk"], openapi_extra=request_body(VoiceMap))
-    async def openai_voicemap(request: Request) -> JSONResponse:
+    async def openai_voicemap(self, request: Request) -> JSONResponse:
         raw = await request.body()
         try:
             payload = parse_json(raw) if raw else None
@@ -253,128 +293,110 @@ def _mount_info(app: FastAPI, at: AllTalk, paths: set[Any]) -> None:
                                            "msg": "JSON decode error", "input": {}}]) from None
         mapping = body_model(VoiceMap, payload)
         try:
-            targets = {name: at.voice(getattr(mapping, name)).id for name in OPENAI_VOICES}
+            targets = {name: self.at.voice(getattr(mapping, name)).id for name in OPENAI_VOICES}
         except VoiceNotFound as exc:  # a bad value in the body: 400, not the voice-lookup 404
-            return _error(ctx, InvalidInput(exc.message, param=exc.param), "detail")
+            raise InvalidInput(exc.message, param=exc.param) from None
         for name, target in targets.items():
-            ctx.voices.set_alias(name, target)
-        await asyncio.to_thread(ctx.voicebank.store.set_value, VOICEMAP_KEY, targets)
+            self.ctx.voices.set_alias(name, target)
+        await asyncio.to_thread(self.ctx.voicebank.store.set_value, VOICEMAP_KEY, targets)
         return JSONResponse({"message": "OpenAI voice mappings updated successfully"})
 
+    # -- generation ------------------------------------------------------------------------------------------
 
-def _mount_generation(app: FastAPI, at: AllTalk) -> None:
-    ctx = at.ctx
-
-    @app.post("/api/tts-generate", tags=["alltalk"], openapi_extra=request_body(FormTypes, FORM, MULTIPART))
-    async def tts_generate(request: Request) -> Response:
-        ctx.metrics.requests.labels(DIALECT).inc()
+    async def tts_generate(self, request: Request) -> Response:
+        at = self.at
         fields, is_json = await _form(request)
         _require(fields, ("text_input",), is_json)
         try:
             params = parse_form(fields, _defaults(at), at.max_characters)
         except ParamError as exc:
-            ctx.metrics.errors.labels(DIALECT, "invalid_param").inc()
+            self.ctx.metrics.errors.labels(DIALECT, "invalid_param").inc()
             return JSONResponse({"error": exc.message}, status_code=400)
         narrated = params.narrator_enabled != "false"
-        try:
-            plan = at.plan(params)
-            if params.streaming:
-                if not plan:
-                    raise InvalidInput("nothing to speak: every part is silent or empty", param="text_input")
-                body, close = await at.stream(params, plan)
-                return ClosingStreamingResponse(body, close, media_type="audio/wav")
-            rate = COMBINED_RATE if narrated else None
-            samples, rate = await unless_disconnected(request, at.render(params, plan, rate))
-            base = params.output_file_name
-            if narrated:
-                name = OutputStore.timestamped(base, "_combined.wav") if params.output_file_timestamp \
-                    else f"{base}_combined.wav"
-            else:
-                name = OutputStore.timestamped(base, ".wav") if params.output_file_timestamp else f"{base}.wav"
-            path = await at.save(samples, rate, name)
-        except VoxgateError as exc:
-            return _error(ctx, exc, "generate")
+        plan = at.plan(params)
+        if params.streaming:
+            if not plan:
+                raise InvalidInput("nothing to speak: every part is silent or empty", param="text_input")
+            body, close = await at.stream(params, plan)
+            return ClosingStreamingResponse(body, close, media_type="audio/wav")
+        rate = COMBINED_RATE if narrated else None
+        samples, rate = await unless_disconnected(request, at.render(params, plan, rate))
+        base = params.output_file_name
+        if narrated:
+            name = OutputStore.timestamped(base, "_combined.wav") if params.output_file_timestamp \
+                else f"{base}_combined.wav"
+        else:
+            name = OutputStore.timestamped(base, ".wav") if params.output_file_timestamp else f"{base}.wav"
+        path = await at.save(samples, rate, name)
         return JSONResponse({"status": "generate-success", **_urls(path)})
 
-    async def streaming_params(text: str, voice: str, language: str) -> GenerateParams:
-        if language not in LANGUAGE_CODES:
-            raise InvalidInput(f"language must be one of {', '.join(LANGUAGE_CODES)}", param="language")
-        return GenerateParams(text_input=text, text_filtering="none", character_voice_gen=voice,
-                              narrator_enabled="false", narrator_voice_gen=voice, text_not_inside="character",
-                              language=language, output_file_name="stream")
-
-    @app.get("/api/tts-generate-streaming", tags=["alltalk"])
-    async def tts_stream(text: str, voice: str, language: str, output_file: str) -> Response:
-        ctx.metrics.requests.labels(DIALECT).inc()
-        try:
-            params = await streaming_params(text, voice, language)
-            body, close = await at.stream(params, [(at.voice(voice).id, text)])
-        except VoxgateError as exc:
-            return _error(ctx, exc, "error")
-        except ValidationError as exc:
-            return _error(ctx, InvalidInput(str(exc.errors()[0]["msg"])), "error")
+    async def tts_stream(self, text: str, voice: str, language: str, output_file: str) -> Response:
+        params = _streaming_params(text, voice, language)
+        body, close = await self.at.stream(params, [(self.at.voice(voice).id, text)])
         return ClosingStreamingResponse(body, close, media_type="audio/wav")
 
-    @app.post("/api/tts-generate-streaming", tags=["alltalk"], openapi_extra=request_body(
-        fields_schema(("text", "voice", "language", "output_file"), title="StreamingFile"), FORM, MULTIPART))
-    async def tts_stream_post(request: Request) -> Response:
-        ctx.metrics.requests.labels(DIALECT).inc()
+    async def tts_stream_post(self, request: Request) -> Response:
+        at = self.at
         fields, is_json = await _form(request)
         _require(fields, ("text", "voice", "language", "output_file"), is_json)
         output_file = fields["output_file"]
+        params = _streaming_params(fields["text"], fields["voice"], fields["language"], param="voice")
         try:
-            params = await streaming_params(fields["text"], fields["voice"], fields["language"])
-            try:
-                name = at.store.path_for(f"{output_file}.wav").name
-            except ValueError:
-                raise InvalidInput("output_file must be a plain file name (letters, digits, _ . -), "
-                                   "without folders", param="output_file") from None
-            plan = [(at.voice(params.character_voice_gen).id, params.text_input)]
-            samples, rate = await unless_disconnected(request, at.render(params, plan, STREAM_RATE))
-            await at.save(samples, rate, name)
-        except VoxgateError as exc:
-            return _error(ctx, exc, "detail")
-        except ValidationError as exc:
-            return _error(ctx, InvalidInput(str(exc.errors()[0]["msg"]), param="voice"), "detail")
+            name = at.store.path_for(f"{output_file}.wav").name
+        except ValueError:
+            raise InvalidInput("output_file must be a plain file name (letters, digits, _ . -), "
+                               "without folders", param="output_file") from None
+        plan = [(at.voice(params.character_voice_gen).id, params.text_input)]
+        samples, rate = await unless_disconnected(request, at.render(params, plan, STREAM_RATE))
+        await at.save(samples, rate, name)
         return JSONResponse({"output_file_path": output_file})
 
-    @app.post("/api/previewvoice/", tags=["alltalk"],
-              openapi_extra=request_body(fields_schema(("voice",), title="PreviewVoice"), FORM, MULTIPART))
-    async def preview_voice(request: Request) -> Response:
-        ctx.metrics.requests.labels(DIALECT).inc()
+    async def preview_voice(self, request: Request) -> Response:
+        at = self.at
         fields, is_json = await _form(request)
         _require(fields, ("voice",), is_json)
         voice = fields["voice"]
         name = voice.replace(" ", "_").removesuffix(".wav")
         spoken = "".join(c if c.isascii() and c.isalnum() else " " for c in name)
-        try:
-            params = await streaming_params(f"Hello, this is a preview of voice {spoken}.", voice, "en")
-            plan = [(at.voice(voice).id, params.text_input)]
-            samples, rate = await unless_disconnected(request, at.render(params, plan, None))
-            path = await at.save(samples, rate, f"{PREVIEW_NAME}.wav")
-        except VoxgateError as exc:
-            return _error(ctx, exc, "error")
-        except ValidationError as exc:  # a voice name with characters no AllTalk voice file has
-            return _error(ctx, InvalidInput(str(exc.errors()[0]["msg"]), param="voice"), "error")
+        # a voice name with characters no AllTalk voice file has is refused by the model (param "voice")
+        params = _streaming_params(f"Hello, this is a preview of voice {spoken}.", voice, "en", param="voice")
+        plan = [(at.voice(voice).id, params.text_input)]
+        samples, rate = await unless_disconnected(request, at.render(params, plan, None))
+        path = await at.save(samples, rate, f"{PREVIEW_NAME}.wav")
         return JSONResponse({"status": "generate-success", "output_file_path": str(path),
                              "output_file_url": f"/audio/{path.name}"})
 
+    # -- files -----------------------------------------------------------------------------------------------
 
-def _mount_files(app: FastAPI, at: AllTalk) -> None:
-    not_found = {"detail": "File not found"}
-
-    @app.get("/audio/{filename}", tags=["alltalk"])
-    async def audio(filename: str) -> Response:
-        path = await asyncio.to_thread(at.store.find, filename)
+    async def audio(self, filename: str) -> Response:
+        path = await asyncio.to_thread(self.at.store.find, filename)
         if path is None:
-            return JSONResponse(not_found, status_code=404)
+            return JSONResponse(NOT_FOUND, status_code=404)
         return FileResponse(path, media_type="audio/wav")
 
-    @app.get("/audiocache/{filename}", tags=["alltalk"])
-    async def audio_cache(filename: str) -> Response:
-        path = await asyncio.to_thread(at.store.find, filename)
+    async def audio_cache(self, filename: str) -> Response:
+        path = await asyncio.to_thread(self.at.store.find, filename)
         if path is None:
-            return JSONResponse(not_found, status_code=404)
+            return JSONResponse(NOT_FOUND, status_code=404)
         stat = path.stat()
         return FileResponse(path, media_type="audio/wav", filename=path.name, headers={
             "Cache-Control": "public, max-age=604800", "ETag": f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'})
+
+
+NOT_FOUND = {"detail": "File not found"}
+
+
+async def rvc_voices() -> dict[str, Any]:
+    return {"status": "success", "rvcvoices": ["Disabled"]}
+
+
+def _streaming_params(text: str, voice: str, language: str, param: str | None = None) -> GenerateParams:
+    """The parameters of a one-voice request (streaming, preview); a bad value is InvalidInput."""
+    if language not in LANGUAGE_CODES:
+        raise InvalidInput(f"language must be one of {', '.join(LANGUAGE_CODES)}", param="language")
+    try:
+        return GenerateParams(text_input=text, text_filtering="none", character_voice_gen=voice,
+                              narrator_enabled="false", narrator_voice_gen=voice, text_not_inside="character",
+                              language=language, output_file_name="stream")
+    except ValidationError as exc:
+        raise InvalidInput(str(exc.errors()[0]["msg"]), param=param) from None

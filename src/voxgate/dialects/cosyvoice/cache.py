@@ -20,10 +20,6 @@ from voxgate.dialects.cosyvoice.protocol import DEFAULT_CACHE_DIR
 from voxgate.errors import ForbiddenReference, InvalidInput
 from voxgate.safefs import UnsafePath
 
-# ctx.extras keys, set by the composition root (the archive code lives in voxgate.voices).
-CACHE_DIR = "cosyvoice.cache_dir"  # Path: the folder every cache file lives in
-EXPORT = "cosyvoice.export_voices"  # (dest: Path, ids: list[str] | None) -> list[str], blocking
-IMPORT = "cosyvoice.import_voices"  # (src: Path) -> list[tuple[StoredVoice, bool]], blocking
 MAX_NAME = 200  # characters of a cache file name
 MAX_COMPONENT = 255  # bytes of one path component (NAME_MAX on Linux and macOS)
 MAX_PATH = 1024  # characters of a whole client path
@@ -32,12 +28,13 @@ MAX_PATH = 1024  # characters of a whole client path
 class CacheFiles:
     """Maps client cache paths into the cache folder and runs export/import off the event loop."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, root: Path | None, export: Callable[..., list[str]] | None,
+                 load: Callable[..., list[Any]] | None) -> None:
+        """`export(store, dest, ids, root=)` and `load(store, src)` are the voice archive's (blocking)."""
         self._ctx = ctx
-        root = ctx.extras.get(CACHE_DIR)
-        self.root = Path(str(root)).resolve() if root is not None else None
-        self._export: Callable[..., list[str]] | None = ctx.extras.get(EXPORT)  # type: ignore[assignment]
-        self._import: Callable[..., list[Any]] | None = ctx.extras.get(IMPORT)  # type: ignore[assignment]
+        self.root = root.resolve() if root is not None else None
+        self._export = export
+        self._import = load
 
     def _root(self) -> Path:
         if self.root is None or self._export is None or self._import is None:
@@ -89,7 +86,7 @@ class CacheFiles:
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
         assert self._export is not None
         try:
-            await asyncio.to_thread(self._export, folder / name, ids)
+            await asyncio.to_thread(self._export, self._ctx.voicebank.store, folder / name, ids, root=self.root)
         except UnsafePath:
             raise ForbiddenReference("cache_dir must be inside the server's CosyVoice cache folder",
                                      param="cache_dir") from None
@@ -103,7 +100,7 @@ class CacheFiles:
             return []
         wanted = set(wanted)
         assert self._import is not None
-        results = await asyncio.to_thread(self._import, path)
+        results = await asyncio.to_thread(self._import, self._ctx.voicebank.store, path)
         loaded = []
         for voice, existed in results:
             if not wanted or voice.id in wanted:

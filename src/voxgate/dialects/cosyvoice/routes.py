@@ -7,23 +7,24 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Request, WebSocket
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
-from starlette.routing import Match, Route
-from starlette.types import Message, Receive, Scope, Send
 
 from voxgate.audio.encoders import encode_all
 from voxgate.audio.pcm import wav_header
 from voxgate.core.context import Context
-from voxgate.dialects.common import ErrorSpec, failure, parse_json, unless_disconnected
+from voxgate.dialects.auth import MESSAGE
+from voxgate.dialects.base import Dialect
+from voxgate.dialects.common import failure, parse_json, unless_disconnected
 from voxgate.dialects.cosyvoice.cache import CacheFiles
+from voxgate.dialects.cosyvoice.errors import DIALECT, ERRORS, error_response, speaker
 from voxgate.dialects.cosyvoice.protocol import (
-    NO_SUCH_SPEAKER,
     CloneInput,
     LoadCacheInput,
     OutputParams,
@@ -31,48 +32,14 @@ from voxgate.dialects.cosyvoice.protocol import (
     SaveCacheInput,
     TtsInput,
 )
-from voxgate.dialects.gptsovits.protocol import claims
+from voxgate.dialects.cosyvoice.ws import Link
 from voxgate.errors import (
-    Cancelled,
-    EngineFailure,
-    ForbiddenReference,
     InvalidInput,
-    Overloaded,
     Unauthorized,
-    VoiceNotFound,
-    VoxgateError,
 )
 
 _LOG = logging.getLogger(__name__)
-DIALECT = "cosyvoice"
 ORIGIN = {"origin": DIALECT}  # meta of the voices /clone registers; /remove with [] removes only these
-
-# The original answers every failure with 500 and the message as a JSON string; the status says more here.
-ERRORS: dict[type[BaseException], ErrorSpec] = {
-    InvalidInput: ErrorSpec(400, code="invalid_input"),
-    ForbiddenReference: ErrorSpec(403, code="forbidden_path"),
-    Unauthorized: ErrorSpec(401, code="unauthorized"),
-    VoiceNotFound: ErrorSpec(404, code="voice_not_found"),
-    Overloaded: ErrorSpec(503, code="server_overloaded"),
-    Cancelled: ErrorSpec(499, code="cancelled"),
-    EngineFailure: ErrorSpec(500, code="engine_failure"),
-}
-
-
-def error_response(ctx: Context, exc: BaseException) -> JSONResponse:
-    """The original's error body: the message as a bare JSON string."""
-    found = failure(ctx.metrics, DIALECT, exc, ERRORS, ErrorSpec(500, code="internal_error"))
-    return JSONResponse(found.message, status_code=found.spec.status, headers=found.headers)
-
-
-def speaker(ctx: Context, prompt_id: str) -> str:
-    """The voice id a prompt_id names, or VoiceNotFound("No such speaker.") (never the default voice)."""
-    if not prompt_id.strip():
-        raise VoiceNotFound(NO_SUCH_SPEAKER, param="prompt_id")
-    try:
-        return ctx.voices.resolve(prompt_id).id
-    except VoiceNotFound:
-        raise VoiceNotFound(NO_SUCH_SPEAKER, param="prompt_id") from None
 
 
 def _raw_pcm(text: str, rate: int, max_bytes: int) -> bytes | None:
@@ -105,107 +72,64 @@ async def synthesize_file(ctx: Context, params: OutputParams, voice: str, text: 
     return await asyncio.to_thread(encode_all, samples, params.sample_rate, params.audio_format)
 
 
-class ByBody:
-    """One POST path shared by two dialects: the JSON body decides which route handles the request.
+@dataclass(frozen=True)
+class CosyVoiceConfig:
+    """The settings this dialect reads (filled by the composition root)."""
 
-    The body is read once and replayed to the chosen route, which then runs exactly as if it had been
-    matched by the router (validation, dependencies, its own errors).
-    """
-
-    def __init__(self, mine: APIRoute, theirs: APIRoute, is_theirs: Callable[[Mapping[str, Any]], bool]) -> None:
-        self._mine, self._theirs, self._is_theirs = mine, theirs, is_theirs
-
-    def _choose(self, body: bytes) -> APIRoute:
-        try:
-            payload = parse_json(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return self._theirs  # forms and broken JSON: the other dialect accepts forms
-        if isinstance(payload, dict) and not self._is_theirs(payload):
-            return self._mine
-        return self._theirs
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        route = self._choose(body)
-        _, child = route.matches(scope)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # later reads wait for the disconnect, as on a fresh request
-
-        await route.handle({**scope, **child}, replay, send)
+    cache_dir: Path | None = None  # every /cache/* file lives in it; None: voice caches are not available
+    # The voice archive (voxgate.voices.archive, which a dialect may not import), run off the event loop:
+    export_voices: Callable[..., list[str]] | None = None  # (store, dest, ids, root=cache_dir) -> ids
+    import_voices: Callable[..., list[Any]] | None = None  # (store, src) -> [(voice, existed)]
 
 
-def share_post(app: FastAPI, mine: APIRoute) -> None:
-    """If GPT-SoVITS already serves POST `mine.path` on this app, put a body-based chooser in front of both.
+class CosyVoice(Dialect):
+    """The CosyVoice streaming server on the core: HTTP voice management and /tts, WebSocket /tts."""
 
-    Both routes stay in the route list (so both appear in the OpenAPI schema); the chooser comes first.
-    """
-    routes = app.router.routes
-    theirs = next((r for r in routes if isinstance(r, APIRoute) and r is not mine and r.path == mine.path
-                   and "POST" in r.methods), None)
-    if theirs is None:
-        return
-    chooser = Route(mine.path, ByBody(mine, theirs, claims), methods=["POST"], include_in_schema=False)
-    routes.insert(routes.index(theirs), chooser)
+    name = "cosyvoice"
+    original = "CosyVoice"
+    port = 12244
 
+    def __init__(self, ctx: Context, config: CosyVoiceConfig) -> None:
+        super().__init__(ctx)
+        self.cache = CacheFiles(ctx, config.cache_dir, config.export_voices, config.import_voices)
+        add = self.router.add_api_route
+        self.public.add_api_route("/", hello, methods=["GET"], include_in_schema=False)
+        add("/alive", alive, methods=["GET"], tags=["cosyvoice"])
+        add("/speakers", self.speakers, methods=["GET"], tags=["cosyvoice"])
+        add("/remove", self.remove, methods=["POST"], tags=["cosyvoice"], response_model=None)
+        add("/cache/save", self.cache_save, methods=["POST"], tags=["cosyvoice"], response_model=None)
+        add("/cache/load", self.cache_load, methods=["POST"], tags=["cosyvoice"], response_model=None)
+        add("/clone", self.clone, methods=["POST"], tags=["cosyvoice"], response_model=None)
+        add("/tts", self.tts, methods=["POST"], tags=["cosyvoice"], response_model=None)
+        # The WebSocket checks the key itself: a refusal is a message in the session's shape, then a close.
+        self.public.add_api_websocket_route("/tts", self.tts_stream)
 
-class NotForBrowsers(Route):
-    """A route that steps aside for requests that accept HTML, so a browser page can share its path."""
+    def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
+        """The original's error body: the message as a bare JSON string (the key check: its PermissionError)."""
+        if isinstance(exc, Unauthorized):
+            found = failure(self.ctx.metrics, DIALECT, exc, ERRORS)
+            return JSONResponse(refusal(found.message), status_code=found.spec.status)
+        return error_response(self.ctx, exc)
 
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child = super().matches(scope)
-        if match is not Match.NONE and any(k == b"accept" and b"text/html" in v for k, v in scope["headers"]):
-            return Match.NONE, {}
-        return match, child
+    def claims(self, request: Request, body: bytes) -> bool:
+        """GET / is CosyVoice's "Hello." unless a browser asks for the page; POST /tts when the body is a JSON
+        object with `prompt_id` and neither of GPT-SoVITS's `text_lang` and `ref_audio_path`."""
+        if request.url.path == "/":
+            return not any("text/html" in accept for accept in request.headers.getlist("accept"))
+        if request.method == "POST" and request.url.path == "/tts":
+            try:
+                payload = parse_json(body)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return False
+            return isinstance(payload, dict) and "prompt_id" in payload \
+                and "text_lang" not in payload and "ref_audio_path" not in payload
+        return True
 
+    async def speakers(self) -> list[str]:
+        return [voice.id for voice in self.ctx.voices.list()]
 
-async def _hello(request: Request) -> Response:
-    return JSONResponse("Hello.")
-
-
-def share_index(app: FastAPI) -> None:
-    """GET / answers "Hello."; where a page is already served at / (the web UI), browsers keep getting it."""
-    routes = app.router.routes
-    page = next((r for r in routes if isinstance(r, Route) and r.path == "/" and "GET" in (r.methods or ())), None)
-    if page is None:
-        routes.append(Route("/", _hello, methods=["GET"], include_in_schema=False))
-    else:
-        routes.insert(routes.index(page), NotForBrowsers("/", _hello, methods=["GET"], include_in_schema=False))
-
-
-def attach_http(app: FastAPI, ctx: Context) -> None:
-    """Mount the HTTP routes."""
-    cache = CacheFiles(ctx)
-
-    def count() -> None:
-        ctx.metrics.requests.labels(DIALECT).inc()
-
-    share_index(app)
-
-    @app.get("/alive", tags=["cosyvoice"])
-    async def alive() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/speakers", tags=["cosyvoice"])
-    async def speakers() -> list[str]:
-        return [voice.id for voice in ctx.voices.list()]
-
-    @app.post("/remove", tags=["cosyvoice"], response_model=None)
-    async def remove(body: RemoveInput) -> Response | dict[str, Any]:
-        count()
+    async def remove(self, body: RemoveInput) -> dict[str, Any]:
+        ctx = self.ctx
         wanted = list(body.prompt_ids or [])
         if body.prompt_id is not None:
             wanted.append(body.prompt_id)
@@ -214,61 +138,60 @@ def attach_http(app: FastAPI, ctx: Context) -> None:
             wanted = [v.id for v in stored if v.meta.get("origin") == DIALECT]
         registered = {v.id for v in stored}
         removed = []
-        try:
-            for voice_id in dict.fromkeys(wanted):
-                if voice_id in registered and await ctx.voicebank.remove(voice_id):
-                    removed.append(voice_id)
-        except VoxgateError as exc:
-            return error_response(ctx, exc)
+        for voice_id in dict.fromkeys(wanted):
+            if voice_id in registered and await ctx.voicebank.remove(voice_id):
+                removed.append(voice_id)
         if body.prompt_ids is None:
             return {"status": "ok", "removed_speakers": removed}  # the seed doc's answer, plus the list
         return {"removed_speakers": removed}
 
-    @app.post("/cache/save", tags=["cosyvoice"], response_model=None)
-    async def cache_save(body: SaveCacheInput) -> Response | dict[str, Any]:
-        count()
-        try:
-            return {"cache_path": await cache.save(body.cache_dir, body.filename, body.prompt_ids)}
-        except VoxgateError as exc:
-            return error_response(ctx, exc)
+    async def cache_save(self, body: SaveCacheInput) -> dict[str, Any]:
+        return {"cache_path": await self.cache.save(body.cache_dir, body.filename, body.prompt_ids)}
 
-    @app.post("/cache/load", tags=["cosyvoice"], response_model=None)
-    async def cache_load(body: LoadCacheInput) -> Response | dict[str, Any]:
-        count()
-        try:
-            return {"loaded_speakers": await cache.load(body.cache_path, body.prompt_ids)}
-        except VoxgateError as exc:
-            return error_response(ctx, exc)
+    async def cache_load(self, body: LoadCacheInput) -> dict[str, Any]:
+        return {"loaded_speakers": await self.cache.load(body.cache_path, body.prompt_ids)}
 
-    @app.post("/clone", tags=["cosyvoice"], response_model=None)
-    async def clone(body: CloneInput) -> Response | dict[str, Any]:
-        count()
+    async def clone(self, body: CloneInput) -> dict[str, Any]:
+        ctx = self.ctx
         prompt_id = body.voice_id()
         if prompt_id in {voice.id for voice in ctx.voices.list()}:
             return {"existed": True, "prompt_id": prompt_id}
-        try:
-            raw = None
-            if body.audio_format.strip().lower() == "pcm":
-                raw = await asyncio.to_thread(_raw_pcm, body.prompt_audio, body.sample_rate,
-                                              ctx.voicebank.policy.limits.max_bytes)
-            reference = await ctx.voicebank.load_reference(raw if raw is not None else body.prompt_audio)
-            voice, existed = await ctx.voicebank.register(
-                prompt_id, reference, transcript=body.prompt_text.strip() or None,
-                meta={**ORIGIN, "loudness": body.loudness})
-        except VoxgateError as exc:
-            return error_response(ctx, exc)
+        raw = None
+        if body.audio_format.strip().lower() == "pcm":
+            raw = await asyncio.to_thread(_raw_pcm, body.prompt_audio, body.sample_rate,
+                                          ctx.voicebank.policy.limits.max_bytes)
+        reference = await ctx.voicebank.load_reference(raw if raw is not None else body.prompt_audio)
+        voice, existed = await ctx.voicebank.register(
+            prompt_id, reference, transcript=body.prompt_text.strip() or None,
+            meta={**ORIGIN, "loudness": body.loudness})
         return {"existed": existed, "prompt_id": voice.id}
 
-    async def tts(body: TtsInput, request: Request) -> Response:
-        count()
-        try:
-            voice = speaker(ctx, body.prompt_id)
-            body.check()
-            data = await synthesize_file(ctx, body, voice, body.text, request)
-        except VoxgateError as exc:
-            return error_response(ctx, exc)
+    async def tts(self, body: TtsInput, request: Request) -> Response:
+        voice = speaker(self.ctx, body.prompt_id)
+        body.check()
+        data = await synthesize_file(self.ctx, body, voice, body.text, request)
         encoded = await asyncio.to_thread(base64.b64encode, data)
         return JSONResponse({"audio": encoded.decode("ascii")})
 
-    app.post("/tts", tags=["cosyvoice"], response_model=None)(tts)
-    share_post(app, next(r for r in app.router.routes if isinstance(r, APIRoute) and r.endpoint is tts))
+    async def tts_stream(self, websocket: WebSocket) -> None:
+        if not self.authorized(websocket):
+            found = failure(self.ctx.metrics, DIALECT, Unauthorized(MESSAGE), ERRORS)
+            await websocket.accept()  # say why in the session's error message, then close (policy violation)
+            await websocket.send_text(json.dumps(refusal(found.message)))
+            await websocket.close(1008, "unauthorized")
+            return
+        await websocket.accept()
+        await Link(websocket, self.ctx).run()
+
+
+def refusal(message: str) -> dict[str, Any]:
+    """The key check's answer, as the original reports a PermissionError."""
+    return {"error": True, "message": f"PermissionError: {message}"}
+
+
+async def hello() -> Response:
+    return JSONResponse("Hello.")
+
+
+async def alive() -> dict[str, str]:
+    return {"status": "alive"}

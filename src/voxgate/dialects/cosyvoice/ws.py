@@ -18,13 +18,14 @@ import uuid
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, WebSocket
+from fastapi import WebSocket
 from pydantic import ValidationError
 
 from voxgate.audio.encoders import encode_all
 from voxgate.core.context import Context
 from voxgate.core.textstream import TextStream, open_text_stream
 from voxgate.dialects.common import ErrorSpec, lookup, parse_json
+from voxgate.dialects.cosyvoice.errors import DIALECT, ERRORS, speaker
 from voxgate.dialects.cosyvoice.protocol import (
     NO_SUCH_SPEAKER,
     OutputParams,
@@ -32,7 +33,6 @@ from voxgate.dialects.cosyvoice.protocol import (
     StreamText,
     validation_message,
 )
-from voxgate.dialects.cosyvoice.routes import DIALECT, ERRORS, speaker
 from voxgate.errors import VoiceNotFound, VoxgateError
 
 _LOG = logging.getLogger(__name__)
@@ -246,12 +246,3 @@ class Link:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-
-
-def attach_ws(app: FastAPI, ctx: Context) -> None:
-    """Mount WebSocket /tts (HTTP POST /tts is a separate route on the same path)."""
-
-    @app.websocket("/tts")
-    async def tts_stream(websocket: WebSocket) -> None:
-        await websocket.accept()
-        await Link(websocket, ctx).run()

@@ -1,15 +1,16 @@
-"""Handlers of the Flash-TTS dialect and its error table (FastAPI's {"detail": ...} bodies)."""
+"""The Flash-TTS dialect: its routes, state, start-up and error table (FastAPI's {"detail": ...} bodies)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
@@ -17,7 +18,7 @@ from voxgate.audio.encoders import encode_all, open_encoder
 from voxgate.core.context import Context
 from voxgate.core.parts import Part
 from voxgate.core.types import SynthesisRequest
-from voxgate.dialects.clones import TEMPORARY_PREFIX, load_reference, reference_voice
+from voxgate.dialects.base import Dialect
 from voxgate.dialects.common import (
     FORM,
     MAX_REFERENCE_FORM_PART,
@@ -29,11 +30,14 @@ from voxgate.dialects.common import (
     failure,
     fields_schema,
     first_then_rest,
+    load_reference,
     missing_field,
+    reference_voice,
     request_body,
     unless_disconnected,
 )
 from voxgate.dialects.flash import roles as script
+from voxgate.dialects.flash.clones import TEMPORARY_PREFIX, remove_leftover_clones
 from voxgate.dialects.flash.protocol import (
     CONTENT_TYPES,
     CloneRequest,
@@ -45,6 +49,7 @@ from voxgate.dialects.flash.voices import (
     ORIGIN,
     UnknownRole,
     builtin_role,
+    import_role_dir,
     resolve_role,
     role_id,
     role_list,
@@ -60,13 +65,10 @@ from voxgate.errors import (
     Unauthorized,
     VoiceExists,
     VoiceNotFound,
-    VoxgateError,
 )
 
 _LOG = logging.getLogger(__name__)
 DIALECT = "flash"
-RATE_KEY = "flash.sample_rate"  # in ctx.extras: Hertz of every Flash-TTS response
-DEFAULT_RATE = 16_000  # Spark-TTS's rate, which Flash-TTS clients playing raw PCM assume
 MODEL_NAME = "spark"  # what /server_info reports: the Flash-TTS engine whose features voxgate offers
 EMPTY_UPLOAD = "参考音频文件为空"  # Flash-TTS: "the reference audio file is empty"
 
@@ -142,14 +144,9 @@ def _headers(fmt: str, streaming: bool) -> dict[str, str]:
 class Speaker:
     """Turns internal requests into Flash-TTS responses: one whole file, or a chunked stream in order."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, rate: int) -> None:
         self._ctx = ctx
-
-    @property
-    def rate(self) -> int:
-        """Hertz of every response."""
-        rate = self._ctx.extras.get(RATE_KEY, DEFAULT_RATE)
-        return int(rate) if isinstance(rate, int) else DEFAULT_RATE
+        self.rate = rate  # Hertz of every response
 
     @staticmethod
     def _script(requests: Sequence[SynthesisRequest]) -> SynthesisRequest:
@@ -192,106 +189,129 @@ class Speaker:
             if cleanup is not None and not handed_over:
                 await cleanup()
 
-def attach_routes(app: FastAPI, ctx: Context) -> None:
-    """Mount the Flash-TTS routes."""
-    speaker = Speaker(ctx)
 
-    @app.get("/server_info", tags=["flash"])
-    async def server_info() -> dict[str, Any]:
-        return {"success": True, "info": {"model": MODEL_NAME, "roles": roles(ctx), "sample_rate": speaker.rate}}
 
-    @app.get("/audio_roles", tags=["flash"])
-    async def audio_roles() -> dict[str, Any]:
-        return {"success": True, "roles": roles(ctx)}
+@dataclass(frozen=True)
+class FlashConfig:
+    """The settings this dialect reads (filled by the composition root)."""
 
-    app.add_api_route("/v1/audio_roles", audio_roles, methods=["GET"], tags=["flash"])
+    sample_rate: int  # Hertz of every response (flash_sample_rate)
+    builtin_roles: Mapping[str, str]  # the built-in roles female/male → installed voice ids (flash_builtin_roles)
+    role_dir: Path | None  # role folder imported at start (--role-dir), or None
 
-    @app.post("/add_speaker", tags=["flash"], openapi_extra=request_body(
-        fields_schema(("name",), ("reference_text", "audio"), "AddSpeaker"), MULTIPART, FORM,
-        files=("audio_file", "latent_file")))
-    async def add_speaker(request: Request) -> Response:
-        ctx.metrics.requests.labels(DIALECT).inc()
-        try:
-            fields, files = await _form(request, ctx.voicebank.policy.limits.max_bytes)
-            name = fields.get("name")
-            if not name:
-                raise missing_field("name")
-            if role_id(name).startswith(TEMPORARY_PREFIX):
-                raise InvalidInput(f"role names starting with {TEMPORARY_PREFIX!r} are reserved", param="name")
-            if builtin_role(ctx, name) is not None:
-                raise InvalidInput(f'Failed to add the voice character "{name}": it is a built-in role; map it '
-                                   f"to an installed voice with the setting flash_builtin_roles", param="name")
-            reference = await load_reference(ctx, _reference_value(files, "audio_file", fields.get("audio")))
-            if "latent_file" in files:
-                _LOG.debug("latent_file is MegaTTS-only; ignored")
-            voice, existed = await ctx.voicebank.register(
-                name, reference, transcript=fields.get("reference_text") or None,
-                meta={"origin": ORIGIN}, replace=True)
-            if existed:
-                _LOG.warning("role %s already existed and was replaced", voice.id)
-        except VoxgateError as exc:
-            return error_response(ctx, exc)
+
+class Flash(Dialect):
+    """Flash-TTS (`flashtts serve`) on the core: roles are voices of the shared registry."""
+
+    name = "flash"
+    original = "Flash-TTS"
+    port = 8000
+    companions = ("native", "openai")  # Flash-TTS serves OpenAI's speech API on its port too
+
+    def __init__(self, ctx: Context, config: FlashConfig) -> None:
+        super().__init__(ctx)
+        self.config = config
+        self.speaker = Speaker(ctx, config.sample_rate)
+        add = self.router.add_api_route
+        add("/server_info", self.server_info, methods=["GET"], tags=["flash"])
+        add("/audio_roles", self.audio_roles, methods=["GET"], tags=["flash"])
+        add("/v1/audio_roles", self.audio_roles, methods=["GET"], tags=["flash"])
+        add("/add_speaker", self.add_speaker, methods=["POST"], tags=["flash"], openapi_extra=request_body(
+            fields_schema(("name",), ("reference_text", "audio"), "AddSpeaker"), MULTIPART, FORM,
+            files=("audio_file", "latent_file")))
+        add("/delete_speaker", self.delete_speaker, methods=["POST"], tags=["flash"],
+            openapi_extra=request_body(fields_schema(("name",), title="DeleteSpeaker"), MULTIPART, FORM))
+        add("/clone_voice", self.clone_voice, methods=["POST"], tags=["flash"], openapi_extra=request_body(
+            CloneRequest, MULTIPART, FORM, files=("reference_audio_file", "latent_file")))
+        add("/speak", self.speak, methods=["POST"], tags=["flash"])
+        add("/multi_speak", self.multi_speak, methods=["POST"], tags=["flash"])
+
+    def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
+        """{"detail": message} (a route may put a prefix before it), {"error": "Unauthorized"} for the key."""
+        prefix = getattr(request.state, "error_prefix", "") if request is not None else ""
+        return error_response(self.ctx, exc, prefix)
+
+    async def startup(self) -> None:
+        """Drop temporary voices a crash left, then import the role folder."""
+        removed = await remove_leftover_clones(self.ctx)
+        if removed:
+            _LOG.info("removed %d temporary clone voice(s) left by an earlier run", len(removed))
+        if self.config.role_dir is not None:
+            await import_role_dir(self.ctx, self.config.role_dir)
+
+    # -- roles ---------------------------------------------------------------------------------------------
+
+    async def server_info(self) -> dict[str, Any]:
+        return {"success": True, "info": {"model": MODEL_NAME, "roles": roles(self.ctx),
+                                          "sample_rate": self.speaker.rate}}
+
+    async def audio_roles(self) -> dict[str, Any]:
+        return {"success": True, "roles": roles(self.ctx)}
+
+    async def add_speaker(self, request: Request) -> Response:
+        ctx = self.ctx
+        fields, files = await _form(request, ctx.voicebank.policy.limits.max_bytes)
+        name = fields.get("name")
+        if not name:
+            raise missing_field("name")
+        if role_id(name).startswith(TEMPORARY_PREFIX):
+            raise InvalidInput(f"role names starting with {TEMPORARY_PREFIX!r} are reserved", param="name")
+        if builtin_role(ctx, name) is not None:
+            raise InvalidInput(f'Failed to add the voice character "{name}": it is a built-in role; map it '
+                               f"to an installed voice with the setting flash_builtin_roles", param="name")
+        reference = await load_reference(ctx, _reference_value(files, "audio_file", fields.get("audio")))
+        if "latent_file" in files:
+            _LOG.debug("latent_file is MegaTTS-only; ignored")
+        voice, existed = await ctx.voicebank.register(
+            name, reference, transcript=fields.get("reference_text") or None,
+            meta={"origin": ORIGIN}, replace=True)
+        if existed:
+            _LOG.warning("role %s already existed and was replaced", voice.id)
         return JSONResponse({"success": True, "role": voice.id})
 
-    @app.post("/delete_speaker", tags=["flash"],
-              openapi_extra=request_body(fields_schema(("name",), title="DeleteSpeaker"), MULTIPART, FORM))
-    async def delete_speaker(request: Request) -> Response:
-        ctx.metrics.requests.labels(DIALECT).inc()
-        name = ""
-        try:
-            fields, _ = await _form(request, ctx.voicebank.policy.limits.max_bytes)
-            name = fields.get("name") or ""
-            if not name:
-                raise missing_field("name")
-            if builtin_role(ctx, name) is not None:
-                raise InvalidInput("it is a built-in role (Spark-TTS's fixed voice) and cannot be removed; "
-                                   "the setting flash_builtin_roles maps it to a voice", param="name")
-            voice_id = role_id(name)
-            if voice_id.startswith(TEMPORARY_PREFIX) or not await ctx.voicebank.remove(voice_id):
-                raise VoiceNotFound(f"it is not a saved role; existing roles: {role_list(ctx)}", param="name")
-        except VoxgateError as exc:
-            return error_response(ctx, exc, f'Failed to remove the voice character "{name}": ')
+    async def delete_speaker(self, request: Request) -> Response:
+        ctx = self.ctx
+        request.state.error_prefix = 'Failed to remove the voice character "": '
+        fields, _ = await _form(request, ctx.voicebank.policy.limits.max_bytes)
+        name = fields.get("name") or ""
+        request.state.error_prefix = f'Failed to remove the voice character "{name}": '
+        if not name:
+            raise missing_field("name")
+        if builtin_role(ctx, name) is not None:
+            raise InvalidInput("it is a built-in role (Spark-TTS's fixed voice) and cannot be removed; "
+                               "the setting flash_builtin_roles maps it to a voice", param="name")
+        voice_id = role_id(name)
+        if voice_id.startswith(TEMPORARY_PREFIX) or not await ctx.voicebank.remove(voice_id):
+            raise VoiceNotFound(f"it is not a saved role; existing roles: {role_list(ctx)}", param="name")
         return JSONResponse({"success": True, "role": voice_id})
 
-    @app.post("/clone_voice", tags=["flash"], openapi_extra=request_body(
-        CloneRequest, MULTIPART, FORM, files=("reference_audio_file", "latent_file")))
-    async def clone_voice(request: Request) -> Response:
-        ctx.metrics.requests.labels(DIALECT).inc()
-        try:
-            fields, files = await _form(request, ctx.voicebank.policy.limits.max_bytes)
-            body = body_model(CloneRequest, fields)
-            if "latent_file" in files:
-                _LOG.debug("latent_file is MegaTTS-only; ignored")
-            value = _reference_value(files, "reference_audio_file", body.reference_audio)
-            reference = await load_reference(ctx, value)
-            voice = await reference_voice(ctx, reference, body.reference_text)
-            req = synthesis_request(body.text, voice, speaker.rate, body.pitch, body.speed)
-            return await speaker.respond(request, [req], body.response_format, body.stream)
-        except VoxgateError as exc:
-            return error_response(ctx, exc)
+    # -- speech --------------------------------------------------------------------------------------------
 
-    @app.post("/speak", tags=["flash"])
-    async def speak(body: SpeakRequest, request: Request) -> Response:
-        ctx.metrics.requests.labels(DIALECT).inc()
-        try:
-            voice = resolve_role(ctx, body.name)
-            req = synthesis_request(body.text, voice, speaker.rate, body.pitch, body.speed)
-            return await speaker.respond(request, [req], body.response_format, body.stream)
-        except VoxgateError as exc:
-            return error_response(ctx, exc)
+    async def clone_voice(self, request: Request) -> Response:
+        ctx, speaker = self.ctx, self.speaker
+        fields, files = await _form(request, ctx.voicebank.policy.limits.max_bytes)
+        body = body_model(CloneRequest, fields)
+        if "latent_file" in files:
+            _LOG.debug("latent_file is MegaTTS-only; ignored")
+        value = _reference_value(files, "reference_audio_file", body.reference_audio)
+        reference = await load_reference(ctx, value)
+        voice = await reference_voice(ctx, reference, body.reference_text)
+        req = synthesis_request(body.text, voice, speaker.rate, body.pitch, body.speed)
+        return await speaker.respond(request, [req], body.response_format, body.stream)
 
-    @app.post("/multi_speak", tags=["flash"])
-    async def multi_speak(body: MultiSpeakRequest, request: Request) -> Response:
-        ctx.metrics.requests.labels(DIALECT).inc()
-        try:
-            lines = script.parse(body.text)
-            requests = _resolve_lines(ctx, lines, speaker.rate)
-            return await speaker.respond(request, requests, body.response_format, body.stream)
-        except VoxgateError as exc:
-            return error_response(ctx, exc)
+    async def speak(self, body: SpeakRequest, request: Request) -> Response:
+        voice = resolve_role(self.ctx, body.name, self.config.builtin_roles)
+        req = synthesis_request(body.text, voice, self.speaker.rate, body.pitch, body.speed)
+        return await self.speaker.respond(request, [req], body.response_format, body.stream)
+
+    async def multi_speak(self, body: MultiSpeakRequest, request: Request) -> Response:
+        lines = script.parse(body.text)
+        requests = _resolve_lines(self.ctx, lines, self.speaker.rate, self.config.builtin_roles)
+        return await self.speaker.respond(request, requests, body.response_format, body.stream)
 
 
-def _resolve_lines(ctx: Context, lines: list[script.Line], rate: int) -> list[SynthesisRequest]:
+def _resolve_lines(ctx: Context, lines: list[script.Line], rate: int,
+                   builtin: Mapping[str, str]) -> list[SynthesisRequest]:
     """Internal requests for a script; every unknown role is named in one 400."""
     default = ctx.voices.resolve(None).id
     unknown: list[str] = []
@@ -301,7 +321,7 @@ def _resolve_lines(ctx: Context, lines: list[script.Line], rate: int) -> list[Sy
             voice = default
         else:
             try:
-                voice = resolve_role(ctx, line.role)
+                voice = resolve_role(ctx, line.role, builtin)
             except UnknownRole:
                 unknown.append(line.role)
                 continue

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import unicodedata
+from collections.abc import Mapping
 from pathlib import Path
 
 from voxgate.core.context import Context
-from voxgate.dialects.clones import TEMPORARY_PREFIX
+from voxgate.dialects.flash.clones import TEMPORARY_PREFIX
 from voxgate.errors import InvalidInput, VoiceNotFound, VoxgateError
 
 _LOG = logging.getLogger(__name__)
@@ -16,7 +17,6 @@ ORIGIN = "flash"  # meta origin of roles added through /add_speaker
 ROLE_DIR_ORIGIN = "flash-role-dir"  # meta origin of roles imported from --role-dir
 LISTED_ROLES = 50  # roles named in an error message before "…"
 BUILTIN_ROLES = ("female", "male")  # Spark-TTS's fixed voices: always there, listed first, never removed
-BUILTIN_KEY = "flash.builtin_roles"  # in ctx.extras: built-in role → installed voice id (a setting)
 
 
 class UnknownRole(InvalidInput):
@@ -34,10 +34,10 @@ def builtin_role(ctx: Context, name: str | None) -> str | None:
     return folded if folded in BUILTIN_ROLES else None
 
 
-def builtin_voice(ctx: Context, role: str) -> str:
-    """The installed voice a built-in role speaks with, or VoiceNotFound naming the setting."""
-    table = ctx.extras.get(BUILTIN_KEY)
-    target = table.get(role) if isinstance(table, dict) else None
+def builtin_voice(ctx: Context, role: str, builtin: Mapping[str, str]) -> str:
+    """The installed voice a built-in role speaks with (`builtin`: the setting flash_builtin_roles), or
+    VoiceNotFound naming the setting."""
+    target = builtin.get(role)
     try:
         return ctx.voices.resolve(str(target)).id if target else ctx.voices.resolve(None).id
     except VoiceNotFound:
@@ -60,13 +60,14 @@ def role_list(ctx: Context) -> str:
     return shown + (", …" if len(names) > LISTED_ROLES else "")
 
 
-def resolve_role(ctx: Context, name: str | None) -> str:
-    """The voice id of a role, or UnknownRole naming it and listing the roles."""
+def resolve_role(ctx: Context, name: str | None, builtin: Mapping[str, str]) -> str:
+    """The voice id of a role, or UnknownRole naming it and listing the roles (`builtin`: the built-in roles'
+    voices)."""
     if name is None or not name.strip():
         raise UnknownRole(f'"name" is required; existing roles: {role_list(ctx)}', param="name")
-    builtin = builtin_role(ctx, name)
-    if builtin is not None:
-        return builtin_voice(ctx, builtin)
+    role = builtin_role(ctx, name)
+    if role is not None:
+        return builtin_voice(ctx, role, builtin)
     if not name.startswith(TEMPORARY_PREFIX):
         for candidate in (name, role_id(name)):
             try:

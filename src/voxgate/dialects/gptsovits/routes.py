@@ -1,4 +1,4 @@
-"""Handlers of the GPT-SoVITS api_v2 dialect: /tts, /control, /set_*_weights, /set_refer_audio."""
+"""The GPT-SoVITS api_v2 dialect: /tts, /control, /set_*_weights, /set_refer_audio, its state and errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -24,6 +24,7 @@ from voxgate.core.context import Context
 from voxgate.core.routing import spoken_languages
 from voxgate.core.service import SynthesisStream
 from voxgate.core.types import PcmChunk
+from voxgate.dialects.base import Dialect
 from voxgate.dialects.common import (
     FORM,
     JSON,
@@ -42,6 +43,7 @@ from voxgate.dialects.gptsovits.protocol import (
     SAMPLE_RATE,
     ParamError,
     TtsParams,
+    claims,
 )
 from voxgate.dialects.gptsovits.split import Plan, plan
 from voxgate.errors import (
@@ -52,12 +54,10 @@ from voxgate.errors import (
     Overloaded,
     Unauthorized,
     VoiceNotFound,
-    VoxgateError,
 )
 
 _LOG = logging.getLogger(__name__)
 DIALECT = "gptsovits"
-STATE_KEY = "gptsovits.state"  # in ctx.extras: shared by every app this dialect is mounted on
 REFERENCE_SECONDS = (3.0, 10.0)  # the original's reference length window (48000–160000 samples at 16 kHz)
 REFERENCE_RANGE = "参考音频在3~10秒范围外，请更换！"  # "reference audio outside 3–10 s, please change it!"
 
@@ -86,6 +86,11 @@ class DialectState:
     def default(self) -> str | None:
         """The voice /tts uses when ref_audio_path is omitted."""
         return self.reference or self.model
+
+
+# What the original says failed, per route, when a domain error is not a parameter error.
+FAILED = {"/control": "restart failed", "/set_gpt_weights": "change gpt weight failed",
+          "/set_sovits_weights": "change sovits weight failed", "/set_refer_audio": "set refer audio failed"}
 
 
 def error_response(ctx: Context, exc: BaseException, failed: str = "tts failed") -> JSONResponse:
@@ -282,58 +287,103 @@ def _whole_file(samples: np.ndarray, media_type: str) -> bytes:
     return encode_all(samples, SAMPLE_RATE, media_type)
 
 
-def attach(app: FastAPI, ctx: Context) -> None:
-    """Mount the GPT-SoVITS routes (state shared with any other app mounted on the same context)."""
-    state = ctx.extras.setdefault(STATE_KEY, DialectState())
-    assert isinstance(state, DialectState)
-    voices = Voices(ctx, state)
+@dataclass(frozen=True)
+class GptSovitsConfig:
+    """The settings this dialect reads (filled by the composition root)."""
 
-    async def whole(stream: SynthesisStream, cut: Plan, silence: float) -> np.ndarray:
-        async with stream:
-            units = [u async for u in _by_fragment(stream, cut, 0, silence)]
-        return np.concatenate(units) if units else np.zeros(0, np.float32)
+    allow_exit: bool = False  # /control?command=exit may stop the server (setting allow_remote_control)
 
-    async def tts(params: TtsParams, request: Request) -> Response:
-        ctx.metrics.requests.labels(DIALECT).inc()
+
+class GptSovits(Dialect):
+    """GPT-SoVITS api_v2 on the core: one state per server, shared by every app it is mounted on."""
+
+    name = "gptsovits"
+    original = "GPT-SoVITS"
+    port = 9880
+
+    def __init__(self, ctx: Context, config: GptSovitsConfig) -> None:
+        super().__init__(ctx)
+        self.config = config
+        self.state = DialectState()
+        self.voices = Voices(ctx, self.state)
+        add = self.router.add_api_route
+        add("/tts", self.tts_get, methods=["GET"], tags=["gptsovits"], openapi_extra=query_parameters(TtsParams))
+        add("/tts", self.tts_post, methods=["POST"], tags=["gptsovits"],
+            openapi_extra=request_body(TtsParams, JSON, FORM))
+        add("/control", self.control_get, methods=["GET"], tags=["gptsovits"])
+        add("/control", self.control_post, methods=["POST"], tags=["gptsovits"],
+            openapi_extra=request_body(fields_schema(("command",), title="Control"), required=False))
+        add("/set_gpt_weights", self.set_gpt_weights, methods=["GET"], tags=["gptsovits"])
+        add("/set_sovits_weights", self.set_sovits_weights, methods=["GET"], tags=["gptsovits"])
+        add("/set_refer_audio", self.set_refer_audio, methods=["GET"], tags=["gptsovits"])
+
+    def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
+        """The original's bodies: {"message": m} for a parameter, else {"message": "<what> failed", "Exception": m}."""
+        failed = FAILED.get(request.url.path, "tts failed") if request is not None else "tts failed"
+        return error_response(self.ctx, exc, failed)
+
+    def claims(self, request: Request, body: bytes) -> bool:
+        """POST /tts is GPT-SoVITS's unless its body is a CosyVoice request (a JSON object with `prompt_id`)."""
+        if request.method != "POST":
+            return True
         try:
-            mode = params.check(voices.spoken(), state.default is not None)
-            if params.aux_ref_audio_paths:
-                _LOG.debug("aux_ref_audio_paths are accepted but not fused")
-            voice = (await voices.resolve(params.ref_audio_path, params.prompt_text, params.prompt_lang)
-                     if params.ref_audio_path else state.default)
-            assert voice is not None  # check() refused a request with neither
-            cut = plan(params.text or "", params.language, params.text_split_method, mode)
-            silence = params.silence  # everything that can fail is computed before the stream opens
-            stream = await ctx.service.open(params.to_request(voice, cut.segments))
-            if mode == 0:
-                audio = await unless_disconnected(request, whole(stream, cut, silence))
-                data = await asyncio.to_thread(_whole_file, audio, params.media_type)
-                return Response(data, media_type=f"audio/{params.media_type}")
-            chunks = await first_then_rest(stream)
-        except VoxgateError as exc:
-            return error_response(ctx, exc)
-        units = _by_fragment(chunks, cut, mode, silence)
-        return ClosingStreamingResponse(_stream_body(units, params.media_type), stream.aclose,
-                                         media_type=f"audio/{params.media_type}")
+            payload = parse_json(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return True  # forms and broken JSON: GPT-SoVITS accepts forms and explains the rest
+        return not isinstance(payload, dict) or claims(payload)
 
-    @app.get("/tts", tags=["gptsovits"], openapi_extra=query_parameters(TtsParams))
-    async def tts_get(request: Request) -> Response:
+    # -- /tts ------------------------------------------------------------------------------------------------
+
+    async def tts_get(self, request: Request) -> Response:
         fields: dict[str, Any] = dict(request.query_params)
         for name in ("text_lang", "prompt_lang"):  # the original lower-cases these on GET only
             if isinstance(fields.get(name), str):
                 fields[name] = fields[name].lower()
         aux = request.query_params.getlist("aux_ref_audio_paths")
         fields["aux_ref_audio_paths"] = aux or None
-        return await tts(_parse(fields, "query"), request)
+        return await self.tts(_parse(fields, "query"), request)
 
-    @app.post("/tts", tags=["gptsovits"], openapi_extra=request_body(TtsParams, JSON, FORM))
-    async def tts_post(request: Request) -> Response:
-        return await tts(_parse(await _body_fields(request), "body"), request)
+    async def tts_post(self, request: Request) -> Response:
+        return await self.tts(_parse(await _body_fields(request), "body"), request)
 
-    async def control(command: Any, request: Request) -> Response:
+    async def tts(self, params: TtsParams, request: Request) -> Response:
+        state, voices = self.state, self.voices
+        mode = params.check(voices.spoken(), state.default is not None)
+        if params.aux_ref_audio_paths:
+            _LOG.debug("aux_ref_audio_paths are accepted but not fused")
+        voice = (await voices.resolve(params.ref_audio_path, params.prompt_text, params.prompt_lang)
+                 if params.ref_audio_path else state.default)
+        assert voice is not None  # check() refused a request with neither
+        cut = plan(params.text or "", params.language, params.text_split_method, mode)
+        silence = params.silence  # everything that can fail is computed before the stream opens
+        stream = await self.ctx.service.open(params.to_request(voice, cut.segments))
+        if mode == 0:
+            audio = await unless_disconnected(request, _whole(stream, cut, silence))
+            data = await asyncio.to_thread(_whole_file, audio, params.media_type)
+            return Response(data, media_type=f"audio/{params.media_type}")
+        chunks = await first_then_rest(stream)
+        units = _by_fragment(chunks, cut, mode, silence)
+        return ClosingStreamingResponse(_stream_body(units, params.media_type), stream.aclose,
+                                        media_type=f"audio/{params.media_type}")
+
+    # -- /control --------------------------------------------------------------------------------------------
+
+    async def control_get(self, request: Request, command: str | None = None) -> Response:
+        return await self.control(command, request)
+
+    async def control_post(self, request: Request) -> Response:
+        try:
+            body = parse_json(await request.body() or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = {}
+        command = body.get("command") if isinstance(body, dict) else None
+        return await self.control(command if command is not None else request.query_params.get("command"), request)
+
+    async def control(self, command: Any, request: Request) -> Response:
+        ctx, state = self.ctx, self.state
         if command is None or command == "":
             return JSONResponse({"message": "command is required"}, status_code=400)
-        if command == "exit" and not ctx.extras.get("gptsovits.allow_exit"):
+        if command == "exit" and not self.config.allow_exit:
             return JSONResponse({"message": "exit is disabled: start the server with --allow-remote-control"},
                                 status_code=403)
         if command == "exit" and cross_site(request):
@@ -341,10 +391,7 @@ def attach(app: FastAPI, ctx: Context) -> None:
                                 status_code=403)
         if command == "restart":
             await asyncio.to_thread(ctx.voices.refresh)
-            try:
-                await ctx.voicebank.rematch()  # may synthesize, so may find the server busy
-            except VoxgateError as exc:
-                return error_response(ctx, exc, "restart failed")
+            await ctx.voicebank.rematch()  # may synthesize, so may find the server busy ("restart failed")
             state.reference = None  # a restarted original has no reference loaded
             if state.model is not None:
                 try:
@@ -358,43 +405,29 @@ def attach(app: FastAPI, ctx: Context) -> None:
             return JSONResponse(None, background=BackgroundTask(os.kill, os.getpid(), signal.SIGTERM))
         return JSONResponse(None)
 
-    @app.get("/control", tags=["gptsovits"])
-    async def control_get(request: Request, command: str | None = None) -> Response:
-        return await control(command, request)
+    # -- /set_*_weights, /set_refer_audio ----------------------------------------------------------------------
 
-    @app.post("/control", tags=["gptsovits"],
-              openapi_extra=request_body(fields_schema(("command",), title="Control"), required=False))
-    async def control_post(request: Request) -> Response:
-        try:
-            body = parse_json(await request.body() or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            body = {}
-        command = body.get("command") if isinstance(body, dict) else None
-        return await control(command if command is not None else request.query_params.get("command"), request)
+    async def set_gpt_weights(self, weights_path: str | None = None) -> Response:
+        return await self.set_weights(weights_path, "gpt")
 
-    async def set_weights(weights_path: str | None, kind: str) -> Response:
+    async def set_sovits_weights(self, weights_path: str | None = None) -> Response:
+        return await self.set_weights(weights_path, "sovits")
+
+    async def set_weights(self, weights_path: str | None, kind: str) -> Response:
         if not weights_path:
             return JSONResponse({"message": f"{kind} weight path is required"}, status_code=400)
-        try:
-            state.model = await voices.model(weights_path)
-        except VoxgateError as exc:
-            return error_response(ctx, exc, f"change {kind} weight failed")
+        self.state.model = await self.voices.model(weights_path)
         return JSONResponse({"message": "success"})
 
-    @app.get("/set_gpt_weights", tags=["gptsovits"])
-    async def set_gpt_weights(weights_path: str | None = None) -> Response:
-        return await set_weights(weights_path, "gpt")
-
-    @app.get("/set_sovits_weights", tags=["gptsovits"])
-    async def set_sovits_weights(weights_path: str | None = None) -> Response:
-        return await set_weights(weights_path, "sovits")
-
-    @app.get("/set_refer_audio", tags=["gptsovits"])
-    async def set_refer_audio(refer_audio_path: str | None = None) -> Response:
-        try:
-            if not refer_audio_path:
-                raise InvalidInput("refer_audio_path is required", param="refer_audio_path")
-            state.reference = await voices.register(refer_audio_path)
-        except VoxgateError as exc:
-            return error_response(ctx, exc, "set refer audio failed")
+    async def set_refer_audio(self, refer_audio_path: str | None = None) -> Response:
+        if not refer_audio_path:
+            raise InvalidInput("refer_audio_path is required", param="refer_audio_path")
+        self.state.reference = await self.voices.register(refer_audio_path)
         return JSONResponse({"message": "success"})
+
+
+async def _whole(stream: SynthesisStream, cut: Plan, silence: int) -> np.ndarray:
+    """Streaming mode 0: every fragment with its silence, as one array."""
+    async with stream:
+        units = [u async for u in _by_fragment(stream, cut, 0, silence)]
+    return np.concatenate(units) if units else np.zeros(0, np.float32)

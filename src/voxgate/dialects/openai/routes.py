@@ -16,7 +16,6 @@ from pydantic import ValidationError
 from voxgate.audio.encoders import encode_all, get_format, open_encoder
 from voxgate.core.context import Context
 from voxgate.dialects.base import Dialect
-from voxgate.dialects.clones import load_reference, looks_like_reference, reference_voice
 from voxgate.dialects.common import (
     ClosingStreamingResponse,
     ErrorSpec,
@@ -24,6 +23,9 @@ from voxgate.dialects.common import (
     envelope_response,
     first_then_rest,
     json_object,
+    load_reference,
+    looks_like_reference,
+    reference_voice,
     request_body,
     unless_disconnected,
 )

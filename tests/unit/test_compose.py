@@ -1,0 +1,83 @@
+"""dialects/compose.py: a path two dialects serve goes to the one that claims the request; the key check."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from fastapi.testclient import TestClient
+
+from voxgate.core.metrics import Metrics
+from voxgate.dialects import compose
+from voxgate.dialects.auth import ApiKeyMiddleware
+from voxgate.dialects.base import Dialect
+
+KEY = "compose-Key_1"
+
+
+class _Echo(Dialect):
+    """Answers POST /shared and GET /page with its own name and the body it got."""
+
+    def __init__(self, ctx: Any, config: object = None) -> None:
+        super().__init__(ctx)
+        self.router.add_api_route("/shared", self.shared, methods=["POST"])
+        self.public.add_api_route("/page", self.shared, methods=["GET"])
+
+    async def shared(self, request: Request) -> Response:
+        return JSONResponse({"dialect": self.name, "body": (await request.body()).decode()})
+
+    def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
+        return JSONResponse({"refused_by": self.name}, status_code=400)
+
+
+class Takes(_Echo):
+    name = "takes"  # keeps the default claims(): whatever the others leave
+
+
+class Picky(_Echo):
+    name = "picky"
+
+    def claims(self, request: Request, body: bytes) -> bool:
+        return b"picky" in body or request.headers.get("accept") == "picky"
+
+
+def _app(*classes: type[_Echo], key: str | None = None) -> FastAPI:
+    ctx = SimpleNamespace(api_key=key, metrics=Metrics())
+    dialects = [cls(ctx) for cls in classes]
+    app = FastAPI()
+    compose.mount(app, dialects)
+    if key:
+        app.add_middleware(ApiKeyMiddleware, key=key, guarded=compose.self_guarded(dialects))
+    return app
+
+
+def test_the_dialect_that_claims_gets_the_request_with_its_body_whatever_the_table_order() -> None:
+    for order in ((Takes, Picky), (Picky, Takes)):
+        client = TestClient(_app(*order))
+        mine = client.post("/shared", content=b'{"x": "picky"}')
+        assert mine.json() == {"dialect": "picky", "body": '{"x": "picky"}'}, order  # the body was replayed
+        rest = client.post("/shared", content=b"plain")
+        assert rest.json() == {"dialect": "takes", "body": "plain"}, order
+        page = client.get("/page", headers={"accept": "picky"})
+        assert page.json()["dialect"] == "picky" and client.get("/page").json()["dialect"] == "takes"
+
+
+def test_a_path_one_dialect_serves_gets_no_chooser() -> None:
+    app = _app(Picky)
+    client = TestClient(app)
+    assert client.post("/shared", content=b"plain").json()["dialect"] == "picky"  # its claims() is not asked
+    assert not any(isinstance(getattr(r, "app", None), compose.Chooser) for r in app.router.routes)
+
+
+def test_without_the_key_the_body_is_not_read_and_the_dialect_refuses_in_its_shape() -> None:
+    client = TestClient(_app(Takes, Picky, key=KEY))
+    refused = client.post("/shared", content=b"picky")  # unread, so the claim is made on an empty body
+    assert refused.status_code == 401 and refused.json() == {"refused_by": "takes"}
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    allowed = client.post("/shared", content=b"picky", headers={"Authorization": f"Bearer {KEY}"})
+    assert allowed.json() == {"dialect": "picky", "body": "picky"}
+    assert client.get("/page").status_code == 200  # a dialect's public route stays open
+    unknown = client.get("/no/such/route")  # no dialect's route: the central check answers
+    assert unknown.status_code == 401 and unknown.json()["error"]["code"] == "invalid_api_key"
