@@ -1,13 +1,15 @@
 """Soak test: N clients mixing every dialect against one server for a given time.
 
     .venv/bin/python bench/soak.py [--clients 4] [--minutes 10] [--seed 1] [--url URL --stackflow-port P]
-                                   [--json PATH] [server flags...]
+                                   [--json PATH] [--log PATH] [--dialects openai,alltalk,...] [server flags...]
 
 Without --url it starts `python -m voxgate serve` on free loopback ports (data in a temporary folder)
 and always stops it. Each client loops over a seeded random mix of OpenAI (streamed pcm), GPT-SoVITS
 (GET /tts, streamed), AllTalk (/api/tts-generate, then the file), Flash-TTS (/speak), CosyVoice (POST /tts
 and a WebSocket session) and StackFlow (TCP setup, streamed inference, exit). Every minute it prints the
-errors so far, the p50/p95 time to first audio in that minute, and the server's RSS. At the end: total
+errors so far, the p50/p95 time to first audio in that minute, the server's RSS, and what /ready says is
+loaded (engine sessions, base voices measured for matching). --log keeps the server's log; errors print its
+error lines either way. --dialects runs a subset of the mix (one dialect, to isolate its memory). At the end: total
 requests and errors, RSS growth after warm-up (the first 10% of the run, at least its first sample: the time
 every engine and session the mix touches takes to load and its arenas to settle) and
 whether the targets hold: 0 errors, < 5% RSS growth after warm-up. Exit status 0 either way (it is a
@@ -181,11 +183,13 @@ CALLS: dict[str, Callable[[httpx.Client, str, dict[str, object]], float | None]]
 }
 
 
-def client_loop(url: str, seed: int, until: float, tally: Tally, where: dict[str, object]) -> None:
+def client_loop(url: str, seed: int, until: float, tally: Tally, where: dict[str, object],
+                dialects: list[str] | None = None) -> None:
     rng = random.Random(seed)
+    names = dialects or list(CALLS)
     with httpx.Client(base_url=url, timeout=120) as client:
         while time.monotonic() < until:
-            name = rng.choice(list(CALLS))
+            name = rng.choice(names)
             text = rng.choice(TEXTS)
             started = time.monotonic()
             try:
@@ -241,10 +245,14 @@ def main() -> int:
     parser.add_argument("--url", help="an already running server (its RSS is read by its listening PID)")
     parser.add_argument("--stackflow-port", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--dialects", help=f"comma-separated subset of the mix, to isolate one: {','.join(CALLS)}")
     parser.add_argument("--log", type=Path,
                         help="keep the started server's log (stderr) in this file (without it the log goes with the "
                              "run's temporary folder; its error lines are printed either way)")
     args, server_flags = parser.parse_known_args()
+    dialects = args.dialects.split(",") if args.dialects else None
+    if dialects and not set(dialects) <= set(CALLS):
+        parser.error(f"--dialects: unknown {sorted(set(dialects) - set(CALLS))}; known: {', '.join(CALLS)}")
 
     process, log = None, None
     tmp = tempfile.TemporaryDirectory(prefix="voxgate-soak-")
@@ -272,11 +280,12 @@ def main() -> int:
         tally = Tally()
         started = time.monotonic()
         until = started + args.minutes * 60
-        threads = [threading.Thread(target=client_loop, args=(url, args.seed + i, until, tally, where), daemon=True)
-                   for i in range(args.clients)]
+        threads = [threading.Thread(target=client_loop, args=(url, args.seed + i, until, tally, where, dialects),
+                                    daemon=True) for i in range(args.clients)]
         for thread in threads:
             thread.start()
-        print(f"soak: {args.clients} clients, {args.minutes:g} min, {url}, seed {args.seed}", flush=True)
+        print(f"soak: {args.clients} clients, {args.minutes:g} min, {url}, seed {args.seed}, "
+              f"mix {','.join(dialects or CALLS)}", flush=True)
         print("| minute | requests | errors | first audio p50 (s) | p95 (s) | RSS (MB) | sessions | bases measured |",
               flush=True)
         print("|---|---|---|---|---|---|---|---|", flush=True)

@@ -152,6 +152,9 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from voxgate.app import compat_apps, create_app, redact_logs
+    from voxgate.memtrace import start_from_env
+
+    start_from_env()  # VOXGATE_TRACEMALLOC=<seconds>: a memory-growth debugging aid (see memtrace.py)
 
     doors = open_doors(settings)
     main, compat = doors.main, doors.compat
