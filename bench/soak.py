@@ -263,7 +263,7 @@ def main() -> int:
         log = args.log or Path(tmp.name) / "server.log"
         cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
                "--data-dir", str(Path(tmp.name) / "data"), "--stackflow-port", str(port),
-               "--stackflow-audio-sink", "none", *server_flags]
+               "--stackflow-audio-sink", "none", "--wyoming-port", "0", *server_flags]
         with log.open("w") as err:
             process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
         first_line: queue.Queue[str] = queue.Queue()
