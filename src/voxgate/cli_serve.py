@@ -153,7 +153,9 @@ def serve(settings: Settings) -> int:
 
     from voxgate.app import compat_apps, create_app, redact_logs
     from voxgate.memtrace import start_from_env
+    from voxgate.scheduling.pool import limit_malloc_arenas
 
+    limit_malloc_arenas()  # before any worker or onnxruntime thread allocates: see its docstring
     start_from_env()  # VOXGATE_TRACEMALLOC=<seconds>: a memory-growth debugging aid (see memtrace.py)
 
     doors = open_doors(settings)

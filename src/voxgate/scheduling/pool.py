@@ -25,6 +25,7 @@ import ctypes.util
 import heapq
 import itertools
 import logging
+import os
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -339,6 +340,28 @@ def _libc_trim() -> Callable[[], None]:
 
 
 _trim = _libc_trim()
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+ARENA_MAX = 2  # malloc arenas for the whole server (glibc's default is 8 per core)
+
+
+def limit_malloc_arenas(arenas: int = ARENA_MAX) -> bool:
+    """Cap glibc's malloc arenas (call before the worker threads start); False where it does not apply.
+
+    Every thread that allocates (event loop, worker threads, onnxruntime's intra-op threads, asyncio's
+    to_thread pool) gets an arena of its own, up to 8 per core, and memory freed in one is rarely given
+    back while its neighbours are live, so RSS crept up for as long as a mixed load ran: 906 → 1,076 MB
+    over a 60-minute soak. Two arenas held a 10-minute soak flat after its third minute and cost no
+    latency there. MALLOC_ARENA_MAX in the environment wins over this."""
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl)
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_ARENA_MAX, arenas))
 
 
 def _unload(evicted: list[tuple[tuple[str, int], LoadedVoice]]) -> None:
