@@ -4,7 +4,9 @@ With the variable set, `voxgate serve` starts tracemalloc and a thread that take
 the first is the baseline, and each later one logs (at WARNING, so it shows at every log level) the traced
 total and the source lines whose allocations grew most since the baseline. Python-level growth shows up
 by line; growth outside Python (onnxruntime arenas, malloc fragmentation) shows as RSS growing while the
-traced total stays flat. Tracing slows the server; never set it in production.
+traced total stays flat. Tracing slows the server a lot and a snapshot of a busy server's heap takes minutes
+under load (a 10-minute soak on the shared machine never got past its baseline): use it on a quiet machine
+with a short mix (`bench/soak.py --dialects ...`), never in production.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ TOP = 15
 
 
 def _report(baseline: tracemalloc.Snapshot, snapshot: tracemalloc.Snapshot, started: float) -> None:
-    keep = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap>")]
-    stats = snapshot.filter_traces(keep).compare_to(baseline.filter_traces(keep), "lineno")
+    stats = snapshot.compare_to(baseline, "lineno")  # (filter_traces would copy every trace twice: too slow)
     total = sum(stat.size for stat in stats) / 2**20
     grown = sum(stat.size_diff for stat in stats) / 2**20
     lines = [f"tracemalloc at {time.monotonic() - started:.0f} s: {total:.1f} MB traced, {grown:+.1f} MB since the "
