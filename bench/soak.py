@@ -1,13 +1,15 @@
 """Soak test: N clients mixing every dialect against one server for a given time.
 
     .venv/bin/python bench/soak.py [--clients 4] [--minutes 10] [--seed 1] [--url URL --stackflow-port P]
-                                   [--json PATH] [server flags...]
+                                   [--json PATH] [--log PATH] [--dialects openai,alltalk,...] [server flags...]
 
 Without --url it starts `python -m voxgate serve` on free loopback ports (data in a temporary folder)
 and always stops it. Each client loops over a seeded random mix of OpenAI (streamed pcm), GPT-SoVITS
 (GET /tts, streamed), AllTalk (/api/tts-generate, then the file), Flash-TTS (/speak), CosyVoice (POST /tts
 and a WebSocket session) and StackFlow (TCP setup, streamed inference, exit). Every minute it prints the
-errors so far, the p50/p95 time to first audio in that minute, and the server's RSS. At the end: total
+errors so far, the p50/p95 time to first audio in that minute, the server's RSS, and what /ready says is
+loaded (engine sessions, base voices measured for matching). --log keeps the server's log; errors print its
+error lines either way. --dialects runs a subset of the mix (one dialect, to isolate its memory). At the end: total
 requests and errors, RSS growth after warm-up (the first 10% of the run, at least its first sample: the time
 every engine and session the mix touches takes to load and its arenas to settle) and
 whether the targets hold: 0 errors, < 5% RSS growth after warm-up. Exit status 0 either way (it is a
@@ -181,11 +183,13 @@ CALLS: dict[str, Callable[[httpx.Client, str, dict[str, object]], float | None]]
 }
 
 
-def client_loop(url: str, seed: int, until: float, tally: Tally, where: dict[str, object]) -> None:
+def client_loop(url: str, seed: int, until: float, tally: Tally, where: dict[str, object],
+                dialects: list[str] | None = None) -> None:
     rng = random.Random(seed)
+    names = dialects or list(CALLS)
     with httpx.Client(base_url=url, timeout=120) as client:
         while time.monotonic() < until:
-            name = rng.choice(list(CALLS))
+            name = rng.choice(names)
             text = rng.choice(TEXTS)
             started = time.monotonic()
             try:
@@ -200,6 +204,35 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _ready(url: str) -> dict[str, object]:
+    """What /ready says is loaded: engine sessions (voice:threads) and base voices measured for matching, the
+    two things that legitimately add memory during a run (so RSS growth can be told from a leak)."""
+    try:
+        body = httpx.get(f"{url}/ready", timeout=10).json()
+        sessions = body.get("sessions", [])
+        bases = body.get("match_bases", {})
+        return {"sessions": len(sessions), "session_ids": [f"{s['voice']}:{s['threads']}" for s in sessions],
+                "bases": f"{bases.get('measured', '?')}/{bases.get('total', '?')}"}
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return {"sessions": "?", "session_ids": [], "bases": "?"}
+
+
+def _print_log_errors(log: Path, keep: bool) -> None:
+    """The server log's error and traceback lines (the temporary log goes with the run's folder)."""
+    lines = log.read_text(errors="replace").splitlines()
+    picked, inside = [], False
+    for line in lines:
+        if line.startswith(("ERROR", "Traceback", "WARNING")) or "Exception" in line[:40]:
+            inside = True
+        elif line and not line[0].isspace() and not line.startswith(("During", "The above")):
+            inside = inside and ":" in line[:80] and not line.startswith("INFO")
+        if inside:
+            picked.append(line)
+    print(f"server log ({log}{'' if keep else ', deleted at exit'}): {len(picked)} error lines; the last 80:")
+    for line in picked[-80:]:
+        print("  |", line)
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) >= 2 else (values[0] if values else 0.0)
 
@@ -212,18 +245,25 @@ def main() -> int:
     parser.add_argument("--url", help="an already running server (its RSS is read by its listening PID)")
     parser.add_argument("--stackflow-port", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--dialects", help=f"comma-separated subset of the mix, to isolate one: {','.join(CALLS)}")
+    parser.add_argument("--log", type=Path,
+                        help="keep the started server's log (stderr) in this file (without it the log goes with the "
+                             "run's temporary folder; its error lines are printed either way)")
     args, server_flags = parser.parse_known_args()
+    dialects = args.dialects.split(",") if args.dialects else None
+    if dialects and not set(dialects) <= set(CALLS):
+        parser.error(f"--dialects: unknown {sorted(set(dialects) - set(CALLS))}; known: {', '.join(CALLS)}")
 
-    process = None
+    process, log = None, None
     tmp = tempfile.TemporaryDirectory(prefix="voxgate-soak-")
     where: dict[str, object] = {"stackflow_port": args.stackflow_port}
     if args.url is None:
         port = free_port()
         where["stackflow_port"] = port
-        log = Path(tmp.name) / "server.log"
+        log = args.log or Path(tmp.name) / "server.log"
         cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
                "--data-dir", str(Path(tmp.name) / "data"), "--stackflow-port", str(port),
-               "--stackflow-audio-sink", "none", *server_flags]
+               "--stackflow-audio-sink", "none", "--wyoming-port", "0", *server_flags]
         with log.open("w") as err:
             process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
         first_line: queue.Queue[str] = queue.Queue()
@@ -240,13 +280,15 @@ def main() -> int:
         tally = Tally()
         started = time.monotonic()
         until = started + args.minutes * 60
-        threads = [threading.Thread(target=client_loop, args=(url, args.seed + i, until, tally, where), daemon=True)
-                   for i in range(args.clients)]
+        threads = [threading.Thread(target=client_loop, args=(url, args.seed + i, until, tally, where, dialects),
+                                    daemon=True) for i in range(args.clients)]
         for thread in threads:
             thread.start()
-        print(f"soak: {args.clients} clients, {args.minutes:g} min, {url}, seed {args.seed}", flush=True)
-        print("| minute | requests | errors | first audio p50 (s) | p95 (s) | RSS (MB) |", flush=True)
-        print("|---|---|---|---|---|---|", flush=True)
+        print(f"soak: {args.clients} clients, {args.minutes:g} min, {url}, seed {args.seed}, "
+              f"mix {','.join(dialects or CALLS)}", flush=True)
+        print("| minute | requests | errors | first audio p50 (s) | p95 (s) | RSS (MB) | sessions | bases measured |",
+              flush=True)
+        print("|---|---|---|---|---|---|---|---|", flush=True)
         rows = []
         step = min(60.0, args.minutes * 60)
 
@@ -257,9 +299,10 @@ def main() -> int:
                 row = {"minute": round(mark / 60, 2), "requests": tally.requests, "errors": len(tally.errors),
                        "p50": statistics.median(recent) if recent else 0.0, "p95": percentile(recent, 95),
                        "rss_mb": server.memory_info().rss / 2**20}
+            row.update(_ready(url))
             rows.append(row)
             print(f"| {row['minute']:g} | {row['requests']} | {row['errors']} | {row['p50']:.3f} | "
-                  f"{row['p95']:.3f} | {row['rss_mb']:.0f} |", flush=True)
+                  f"{row['p95']:.3f} | {row['rss_mb']:.0f} | {row['sessions']} | {row['bases']} |", flush=True)
 
         mark = step
         while mark <= args.minutes * 60 + 1e-6:
@@ -283,6 +326,8 @@ def main() -> int:
               "a leak keeps growing here, arenas settling do not)")
         for error in tally.errors[:10]:
             print("  error:", error)
+        if tally.errors and log is not None:
+            _print_log_errors(log, keep=args.log is not None)
         if args.json:
             args.json.write_text(json.dumps({"clients": args.clients, "minutes": args.minutes, "rows": rows,
                                              "requests": tally.requests, "errors": tally.errors,

@@ -12,6 +12,12 @@ from typing import Any
 
 from voxgate.settings import Settings
 
+# Seconds an idle kept-alive HTTP connection stays open. Longer than the idle expiry of the common clients
+# (httpx and so the OpenAI SDK: 5 s, Node: 5 s, aiohttp: 15 s), so the client always drops an idle connection
+# first: with uvicorn's 5 s, equal to httpx's, a request sent as the server's timer fired met a closed socket
+# ("Connection reset by peer"; 12 in a 60-minute soak, reproduced with requests 4.97–5.03 s apart).
+KEEP_ALIVE_S = 30
+
 
 class PortError(Exception):
     """A port cannot be opened; the message names the port, its protocol and the flag that changes it."""
@@ -146,6 +152,11 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from voxgate.app import compat_apps, create_app, redact_logs
+    from voxgate.memtrace import start_from_env
+    from voxgate.scheduling.pool import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any worker or onnxruntime thread allocates: see its docstring
+    start_from_env()  # VOXGATE_TRACEMALLOC=<seconds>: a memory-growth debugging aid (see memtrace.py)
 
     doors = open_doors(settings)
     main, compat = doors.main, doors.compat
@@ -155,12 +166,14 @@ def serve(settings: Settings) -> int:
     # The first line is what scripts (and the test fixtures) read; it comes once every port is bound.
     print(f"voxgate listening on http://{_url_host(settings.host)}:{main.port}", flush=True)
     print("\n".join(summary(settings, app, doors.all())), flush=True)
-    config = uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=5,
+                            timeout_keep_alive=KEEP_ALIVE_S)
     leader = uvicorn.Server(config)
     redact_logs()  # after uvicorn configured its loggers
     socks = {door.port: door.sock for door in compat}
     followers = {p: _follower(uvicorn.Config(a, log_level=settings.log_level, lifespan="off",
-                                             timeout_graceful_shutdown=5)) for p, a in extras.items()}
+                                             timeout_graceful_shutdown=5, timeout_keep_alive=KEEP_ALIVE_S))
+                 for p, a in extras.items()}
     asyncio.run(_serve_all(leader, main.sock, followers, socks))
     return 0
 

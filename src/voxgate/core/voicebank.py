@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -50,7 +51,7 @@ class VoiceBank:
                                          busy=lambda: service.active > 0, calibrate=service.gain)
         self.cache = cache or ReferenceCache(store.root / "cache" / "references")
         self._metrics = metrics or service.metrics
-        self._adhoc_locks: dict[str, asyncio.Lock] = {}
+        self._adhoc_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # sha → (lock, [users]): only while used
 
     async def load_reference(self, value: str | bytes) -> ReferenceAudio:
         """Reference audio from an upload, base64, a server-side path or a URL, checked by the policy."""
@@ -113,13 +114,27 @@ class VoiceBank:
                   found["similarity"], ", provisional" if found["provisional"] else "", time.monotonic() - started)
         return self.registry.resolve(voice_id), existed
 
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, sha: str) -> AsyncIterator[None]:
+        """A lock per reference, dropped when its last user is done (one per distinct reference ever grew
+        without bound)."""
+        lock, users = self._adhoc_locks.setdefault(sha, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._adhoc_locks[sha]
+
     async def adhoc(self, reference: ReferenceAudio, *, transcript: str | None = None,
                     language: str | None = None) -> str:
         """The voice id of a reference used for one request: from the cache (measured and matched once,
         kept across restarts), never a listed voice."""
         sha = await asyncio.to_thread(reference.sha256)
         voice_id = adhoc_id(sha)
-        async with self._adhoc_locks.setdefault(sha, asyncio.Lock()):  # one reference, one measurement
+        async with self._one_at_a_time(sha):  # one reference, one measurement
             started = time.monotonic()
             entry = await asyncio.to_thread(self.cache.get, sha)
             if entry is not None and isinstance(entry.get("features"), dict):

@@ -7,6 +7,7 @@ import re
 import secrets
 import time
 from pathlib import Path
+from stat import S_ISREG
 
 from voxgate.safefs import write_atomic
 
@@ -55,8 +56,16 @@ class OutputStore:
         """The stored files, newest first."""
         if not self.root.is_dir():
             return []
-        files = [p for p in self.root.iterdir() if p.is_file() and p.suffix in SUFFIXES]
-        return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+        dated = []
+        for path in self.root.iterdir():
+            if path.suffix in SUFFIXES:
+                try:  # one stat per file: a concurrent writer's prune may delete it at any moment (a 500 in soak)
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue
+                if S_ISREG(stat.st_mode):
+                    dated.append((stat.st_mtime, path))
+        return [path for _, path in sorted(dated, key=lambda item: item[0], reverse=True)]
 
     def prune(self, spare: Path | None = None) -> list[Path]:
         """Delete files beyond the newest `keep` and files older than `max_age` (blocking)."""
