@@ -43,6 +43,7 @@ _NEXT_TOKEN_UNITS_EXCLUDED = frozenset({"x", "h", "l", "L", "V", "W", "g", "m", 
 _MATH = re.compile(r"\d+(?:\.\d+)?|[-+×*=^÷<>−]|[^\d+×*=^÷<>−-]+")
 _MATH_WORDS = {"+": "plus", "-": "minus", "−": "minus", "×": "times", "*": "times", "=": "equals",
                "^": "to the power of", "÷": "divided by", "<": "is less than", ">": "is greater than"}
+_MID_SENTENCE = frozenset({"vs.", "e.g.", "i.e.", "ca.", "approx.", "No.", "no."})  # never end one
 _ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
 
 
@@ -65,8 +66,8 @@ def _tokens(text: str) -> list[Token]:
     for m in _TOKEN.finditer(text):
         start, end = m.span()
         cs, ce = start, end
-        while cs < ce and text[cs] in _LEAD:
-            cs += 1
+        while cs < ce and text[cs] in _LEAD and not (text[cs] == "'" and text[cs + 1:cs + 2].isdigit()):
+            cs += 1  # "'90s" keeps its apostrophe: the decade rule reads it
         while ce > cs and text[ce - 1] in _TRAIL:
             ce -= 1
         tokens.append(Token(start, end, cs, ce))
@@ -243,7 +244,7 @@ class _Reader:
 
     def _full_stop(self, i: int, dotted: str) -> str:
         """"." when an abbreviation's period also ends the sentence (last token, or a capital next)."""
-        if not dotted.endswith(".") or dotted in TITLES:
+        if not dotted.endswith(".") or dotted in TITLES or dotted in _MID_SENTENCE:
             return ""
         t = self.tokens[i]
         if t.ce + 1 < t.end:  # more punctuation follows ("etc.)"): that carries the pause
@@ -264,6 +265,8 @@ class _Reader:
         for rule in (w.money_token, w.date_token, w.time_token, w.phone_token, w.vulgar_fraction):
             if (spoken := rule(core)) is not None:
                 return spoken
+        if core[0] == "'" and len(core) == 4 and core[1:3].isdigit() and core.endswith("0s"):
+            return num.cardinal(core[1:3])[:-1] + "ies"  # '90s
         parsed = w.split_number(core)
         if parsed is not None:
             return self._number(i, core, *parsed)

@@ -9,6 +9,7 @@ bounded input, so nothing here can backtrack for long.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from voxgate.text.normalize import numbers as num
 from voxgate.text.normalize.en_tables import (
@@ -32,11 +33,13 @@ _LOCAL_PHONE = re.compile(r"([2-9]\d{2})-(\d{4})")
 _EMAIL = re.compile(r"[\w.+-]{1,40}@[\w-]{1,40}(?:\.[\w-]{1,20}){1,4}")
 _ROMAN = re.compile(r"M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3})")
 _ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
+_MONEY_FIRST = frozenset("$€£¥₹₩₽₿UCA")
 _AMPM = {"am": "AM", "pm": "PM", "a.m.": "AM", "p.m.": "PM", "a.m": "AM", "p.m": "PM"}
 _VULGAR = {"½": ("1", "2"), "¼": ("1", "4"), "¾": ("3", "4"), "⅓": ("1", "3"), "⅔": ("2", "3"),
            "⅛": ("1", "8"), "⅜": ("3", "8"), "⅝": ("5", "8"), "⅞": ("7", "8"), "⅕": ("1", "5")}
 
 
+@lru_cache(maxsize=4096)
 def split_number(core: str) -> tuple[str, str, str | None, str] | None:
     """(sign, whole digits without commas, fraction digits or None, suffix) of a token that starts
     with a number (`-1,234.5km` → `-`, `1234`, `5`, `km`), or None when it does not start with one."""
@@ -93,6 +96,8 @@ def split_money(core: str) -> tuple[str, str, str, str | None, str] | None:
     """(sign, currency symbol, whole, fraction, suffix) of `-$1,234.50k`, or None if it is not money."""
     sign = core[0] if core[:1] in "-−" else ""
     rest = core[len(sign):]
+    if rest[:1] not in _MONEY_FIRST:
+        return None
     for symbol in ("US$", "C$", "A$", *"$€£¥₹₩₽₿"):
         if rest.startswith(symbol):
             break

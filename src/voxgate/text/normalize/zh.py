@@ -93,9 +93,14 @@ def _widths(run: str) -> str:
     return unicodedata.normalize("NFKC", run)
 
 
+def _sixty(two: str) -> str:
+    """Minutes or seconds: `05` → 零五 (as said on a clock), `30` stays for cn2an."""
+    return "零" + _DIGITS[int(two[1])] if two[0] == "0" else two
+
+
 def _time(m: re.Match[str]) -> str:
-    spoken = f"{int(m[1])}点" + ("整" if m[2] == "00" and not m[3] else f"{m[2]}分")
-    return spoken + (f"{int(m[3])}秒" if m[3] else "")
+    spoken = f"{int(m[1])}点" + ("整" if m[2] == "00" and not m[3] else f"{_sixty(m[2])}分")
+    return spoken + (f"{_sixty(m[3])}秒" if m[3] else "")
 
 
 @lru_cache(maxsize=4096)
@@ -108,6 +113,8 @@ def zh_number(run: str) -> str | None:
     body = run[: len(run) - len(counter)]
     if body[:1] in _CURRENCY:
         body, counter = body[1:], _CURRENCY[body[0]] + ("" if counter in ("元", "") else counter)
+    if counter in ("月", "日", "号", "点", "时") and body.startswith("0") and len(body) == 2:
+        body = body[1:]  # 05月 is 五月, not 零五月
     if m := _DATE.fullmatch(body):
         body = f"{m[1]}年{int(m[2])}月{int(m[3])}日"
     elif m := _TIME.fullmatch(body):
@@ -120,8 +127,6 @@ def zh_number(run: str) -> str | None:
         body = f"{m[1]}到{m[2]}"
     elif body.isdigit() and len(body) == 4 and counter == "年":
         return "".join(_DIGITS[int(d)] for d in body) + counter
-    if counter in ("月", "日", "号", "点", "时") and body.startswith("0") and len(body) == 2:
-        body = body[1:]  # 05月 is 五月, not 零五月
     try:
         return cn2an.transform(body + counter, "an2cn")
     except Exception:  # cn2an refuses some shapes (e.g. 1.2.3): leave them to the engine
