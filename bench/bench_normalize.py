@@ -89,8 +89,9 @@ def _words(text: str) -> list[str]:
 
 def wer_table(voices: list[str], rows: list[tuple[str, str]]) -> list[tuple[str, float, float]]:
     sys.path.insert(0, str(Path(__file__).parent))
-    from bench_engines import load_whisper, transcribe, voice_info
     import numpy as np
+
+    from bench_engines import load_whisper, transcribe, voice_info
     from bench_matching import edit_distance
     from voxgate.engines.base import EngineParams
     from voxgate.engines.registry import create_engine
