@@ -8,19 +8,23 @@ few percent between runs (noise_w), well inside the margins used here.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import httpx
 import numpy as np
+import pytest
 
 from tests.conftest import Server, pcm16, rms
 from tests.speech import RATE, piper_speech
+from voxgate.core.types import SynthesisRequest
 
 VOICE = "en_US-joe-medium"
 SERVER_RATE = 24000  # Hertz of `response_format: pcm` on the OpenAI route
 
 
-def _speak(server: Server, text: str) -> np.ndarray:
+def _speak(server: Server, text: str, **extra: object) -> np.ndarray:
     reply = httpx.post(f"{server.url}/v1/audio/speech", timeout=120, json={
-        "model": "tts-1", "input": text, "voice": VOICE, "response_format": "pcm"})
+        "model": "tts-1", "input": text, "voice": VOICE, "response_format": "pcm", **extra})
     assert reply.status_code == 200, reply.text
     audio = pcm16(reply.content)
     assert rms(audio) > 0.01  # speech, not silence
@@ -50,3 +54,21 @@ def test_dollar_amount_is_read_as_dollars_and_cents(server: Server) -> None:
         "It costs three dollars and fifty cents.", "It costs three point five zero."))
     assert abs(served - expanded) < 0.1 * expanded, (served, expanded)
     assert served > point * 1.05, (served, point)  # longer than reading the digits
+
+
+def test_opt_out_field_is_accepted_and_type_checked(server: Server) -> None:
+    assert len(_speak(server, "It costs $3.50.", normalize=False)) > SERVER_RATE // 2
+    reply = httpx.post(f"{server.url}/v1/audio/speech", timeout=60, json={
+        "model": "tts-1", "input": "It costs $3.50.", "voice": VOICE, "normalize": "no"})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["type"] == "invalid_request_error"
+    assert "normalize" in reply.json()["error"]["message"]
+
+
+@pytest.mark.skipif("normalize" not in {f.name for f in fields(SynthesisRequest)},
+                    reason="the core's SynthesisRequest.normalize is merged separately (issue 19)")
+def test_opt_out_speaks_the_text_as_written(server: Server) -> None:
+    raw = "It weighs 10kg and is **really** good."
+    served = _voiced_seconds(_speak(server, raw, normalize=False), SERVER_RATE)
+    direct_raw = _voiced_seconds(piper_speech(raw)[0], RATE)
+    assert abs(served - direct_raw) < 0.12 * direct_raw, (served, direct_raw)
