@@ -131,3 +131,22 @@ def test_adversarial_input_is_read(text: str, check) -> None:  # type: ignore[no
 
 def test_chinese_digits_at_length_are_left() -> None:
     assert normalize("7" * 100_000, "zh") == "7" * 100_000
+
+
+_PIECES = [*"abcXYZ IVXLM0123456789.,:;/-–%$€£¥&+=*_~`#@[]()!?'\"\n\t价格元年月日时分の円時½°CkmgMBK", "🎉", "\u200b",
+           "\u0301", "Dr.", "St.", " am", " pm", "http://", "www.", ".com", "March ", "Henry ", "II", "1/2",
+           "10:30", "2024-03-15", "$3.50", "**", "[a](b)", "[w](/x/)", "No. ", "etc."]
+
+
+@pytest.mark.parametrize("language", [None, "en", "zh", "ja", "de"])
+def test_random_text_keeps_a_monotonic_map(language: str | None) -> None:
+    import random
+
+    rng = random.Random(19)
+    for _ in range(400):
+        text = "".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 60)))
+        mapped = normalize_mapped(text, language)
+        assert len(mapped.starts) == len(mapped.ends) == len(mapped.text)
+        if mapped.text:
+            assert np.all(np.diff(mapped.starts) >= 0) and np.all(np.diff(mapped.ends) >= 0), text
+            assert np.all(mapped.starts <= mapped.ends) and mapped.ends.max() <= len(text), text
