@@ -90,6 +90,14 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "data"
     ("Acme™ and Foo®", "Acme and Foo"),
     ("COVID-19 and F-16", "COVID nineteen and F sixteen"),
     ("24/7", "twenty-four seven"),
+    # compounds and look-alikes
+    ("A 20-year-old paid $100/month, ~$50 each.", "A twenty-year-old paid one hundred dollars per month, about "
+                                                 "fifty dollars each."),
+    ("Q3 2024, 3h 45m, 1M users, 10k steps", "Q3 twenty twenty-four, three hours forty-five minutes, one "
+                                             "million users, ten thousand steps"),
+    ("Apt. 4B, 221B Baker St., a 4K TV, version 2.0.1, 16:9", "Apartment 4B, 221B Baker Street, a 4K TV, "
+                                                              "version 2.0.1, 16:9"),
+    ("≈ ~ & =", "approximately about and equals"),
 ])
 def test_spoken_forms(text: str, spoken: str) -> None:
     assert normalize(text, "en") == spoken

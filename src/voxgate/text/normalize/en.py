@@ -38,6 +38,7 @@ _TRAIL = frozenset("\"')]}.,;:!?")
 _SENTENCE_END = frozenset(".!?")
 _DAY = re.compile(r"(\d{1,2})(?:st|nd|rd|th)?")
 _YEAR = re.compile(r"\d{4}")
+_PERIOD = re.compile(r"q[1-4]|h[12]|fy|fy\d\d")  # Q3 2024, H1 2023, FY 2025 (lower-cased)
 _ERAS = frozenset({"BC", "AD", "BCE", "CE"})
 _NEXT_TOKEN_UNITS_EXCLUDED = frozenset({"x", "h", "l", "L", "V", "W", "g", "m", "ha"})
 _MATH = re.compile(r"\d+(?:\.\d+)?|[-+×*=^÷<>−]|[^\d+×*=^÷<>−-]+")
@@ -262,6 +263,8 @@ class _Reader:
                 return spoken
         if "@" in core and len(core) > 1:
             return w.email_token(core) or (f"at {core[1:]}" if core[0] == "@" and core[1:].isalnum() else None)
+        if core[0] in "~≈" and (spoken := w.money_token(core[1:])) is not None:
+            return f"about {spoken}"
         for rule in (w.money_token, w.date_token, w.time_token, w.phone_token, w.vulgar_fraction):
             if (spoken := rule(core)) is not None:
                 return spoken
@@ -282,6 +285,8 @@ class _Reader:
             if fraction is None and not sign and "," not in core and self._is_year(i, whole):
                 return num.year(whole)
             return w.number(sign, whole, fraction)
+        if suffix == "m" and re.fullmatch(r"\d{1,2}h", self.core(i - 1)):  # 3h 45m: minutes, not meters
+            return f"{w.number(sign, whole, fraction)} {'minute' if whole == '1' else 'minutes'}"
         if suffix == "%":
             return f"{w.number(sign, whole, fraction)} percent"
         if suffix == "+" and not sign:
@@ -291,6 +296,8 @@ class _Reader:
         if suffix == "s" and fraction is None and not sign and len(whole) in (2, 4) and whole.endswith("0"):
             words = num.year(whole) if len(whole) == 4 else num.cardinal(whole)
             return words[:-1] + "ies" if words.endswith("y") else words + "s"
+        if suffix[0] == "-" and suffix[1:].replace("-", "").isalpha() and fraction is None:
+            return f"{w.number(sign, whole, fraction)}-{suffix[1:]}"  # 20-year-old
         if suffix[0] in "-–" and len(suffix) > 1:
             return self._range(i, sign, whole, fraction, suffix[1:])
         if suffix[0] == "/" and fraction is None and not sign and suffix[1:].isdigit():
@@ -301,7 +308,7 @@ class _Reader:
             return num.fraction(whole, suffix[1:])
         if (unit := w.unit_name(suffix, sign, whole, fraction)) is not None:
             return f"{w.number(sign, whole, fraction)} {unit}"
-        if (suffix in ("k", "K", "M", "bn", "B") and fraction is None) or suffix in ("k", "K", "M", "bn"):
+        if suffix in ("k", "M", "bn"):  # not K or B: "4K" and "221B" are names, not thousands or billions
             return f"{w.number(sign, whole, fraction)} {w.SCALE_WORDS[suffix]}"
         if any(c in "+×*=^÷<>" for c in suffix):
             return self._math(core)
@@ -337,7 +344,7 @@ class _Reader:
         if len(whole) != 4 or not 1000 <= int(whole) <= 2099:
             return False
         prev = self.core(i - 1).lower()
-        if prev in YEAR_CUES or prev in MONTH_INDEX or self.core(i + 1) in _ERAS:
+        if prev in YEAR_CUES or prev in MONTH_INDEX or self.core(i + 1) in _ERAS or _PERIOD.fullmatch(prev):
             return True
         t = self.tokens[i]
         return 1100 <= int(whole) and (t.ce < t.end or self.sentence_starts_at(i)) and not (

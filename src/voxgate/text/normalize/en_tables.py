@@ -5,7 +5,8 @@ from __future__ import annotations
 # Read the same wherever they stand (with their period).
 ABBREVIATIONS = {
     "Jr.": "Junior", "Sr.": "Senior", "Ave.": "Avenue", "Blvd.": "Boulevard", "Rd.": "Road",
-    "Ln.": "Lane", "Hwy.": "Highway", "Inc.": "Incorporated", "Ltd.": "Limited", "Corp.": "Corporation",
+    "Ln.": "Lane", "Apt.": "Apartment", "Ste.": "Suite", "Hwy.": "Highway", "Inc.": "Incorporated",
+    "Ltd.": "Limited", "Corp.": "Corporation",
     "Co.": "Company", "Bros.": "Brothers", "Dept.": "Department", "Univ.": "University",
     "approx.": "approximately", "etc.": "et cetera", "e.g.": "for example", "i.e.": "that is",
     "vs.": "versus", "vs": "versus", "ca.": "circa", "Fig.": "Figure", "fig.": "figure",

@@ -94,7 +94,7 @@ def money(amount: tuple[str, str, str | None], names: tuple[str, str, str, str],
 
 def split_money(core: str) -> tuple[str, str, str, str | None, str] | None:
     """(sign, currency symbol, whole, fraction, suffix) of `-$1,234.50k`, or None if it is not money."""
-    sign = core[0] if core[:1] in "-−" else ""
+    sign = core[0] if core[:1] in ("-", "−") else ""
     rest = core[len(sign):]
     if rest[:1] not in _MONEY_FIRST:
         return None
@@ -123,6 +123,8 @@ def money_token(core: str) -> str | None:
         if high is None or high[0] or high[3]:
             return None
         return f"{number(sign, whole, fraction)} to {money(('', high[1], high[2]), names)}"
+    if suffix[:1] == "/" and suffix[1:].isalpha():  # $100/month
+        return f"{money((sign, whole, fraction), names)} per {suffix[1:]}"
     return money((sign, whole, fraction), names) if not suffix else None
 
 
