@@ -48,6 +48,8 @@ class SpeechRequest(BaseModel):
     """Flash-TTS: pitch as a frequency ratio (1.0 unchanged, 2.0 an octave up), at most ±12 semitones."""
     stream: bool = True
     """Flash-TTS: false answers one whole file (true sizes, Content-Length) instead of a chunked stream."""
+    normalize: bool = True
+    """voxgate: false speaks the text as written (no numbers, dates, symbols or markdown read out)."""
 
     @field_validator("speed", "pitch", mode="before")
     @classmethod
