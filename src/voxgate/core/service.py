@@ -323,6 +323,13 @@ class Health:
     backend: BackendHealth
 
 
+
+def reading_language(request: SynthesisRequest, voice: VoiceInfo | None) -> str | None:
+    """The language numbers and dates are read in: the request's, else its voice's (None: by script)."""
+    if request.language and request.language.lower() != "auto":
+        return request.language
+    return voice.language if voice is not None else None
+
 class SynthesisService:
     """Validates requests, admits them, and turns text into PCM through a synthesis backend."""
 
@@ -432,9 +439,15 @@ class SynthesisService:
               owner: SynthesisRequest | None = None) -> tuple[VoiceInfo, list[Segment]]:
         """The request's voice and segments, numbered from `start`: its text normalised, its numbers
         checked, its voice resolved and its text routed (which checks the language) and cut, once each."""
-        text, pieces = self._check_text(request)
+        try:  # the voice first, for the language its text is read in; its error keeps its place below
+            voice: VoiceInfo | None = self.voices.resolve(request.voice)
+            unknown: VoxgateError | None = None
+        except VoxgateError as exc:
+            voice, unknown = None, exc
+        text, pieces = self._check_text(request, reading_language(request, voice))
         self._check_numbers(request)
-        voice = self.voices.resolve(request.voice)
+        if unknown is not None or voice is None:
+            raise unknown or InvalidInput("no voice", param="voice")
         segments: list[Segment] = []
         if pieces is not None:  # the dialect cut the text: indexes stay its segment numbers
             for i, piece in enumerate(pieces):
@@ -542,21 +555,23 @@ class SynthesisService:
             rate = stream.sample_rate
         return Pcm(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate)
 
-    def _check_text(self, request: SynthesisRequest) -> tuple[str, list[str] | None]:
-        """The request's text normalised (once), and its segments each normalised when the dialect cut it."""
+    def _check_text(self, request: SynthesisRequest, language: str | None) -> tuple[str, list[str] | None]:
+        """The request's text normalised (once), and its segments each normalised when the dialect cut it.
+        The limit counts what the client sent: writing numbers out makes text longer, not the request."""
+        raw = len(request.text) if request.segments is None else sum(len(s) for s in request.segments)
+        if raw > self.limits.max_input_chars:
+            raise InputTooLong(
+                f"text is {raw} characters; the limit is {self.limits.max_input_chars}",
+                param="text",
+            )
         pieces = None
         if request.segments is not None:
             # Each segment is normalised once; the whole is their join. (Normalising the joined text again
             # could only differ by a character where a segment's own edges held two line breaks.)
-            pieces = [normalize(segment) for segment in request.segments]
+            pieces = [normalize(segment, language, spoken=request.normalize) for segment in request.segments]
             text = " ".join(piece for piece in pieces if piece)
         else:
-            text = normalize(request.text)
-        if len(text) > self.limits.max_input_chars:
-            raise InputTooLong(
-                f"text is {len(text)} characters; the limit is {self.limits.max_input_chars}",
-                param="text",
-            )
+            text = normalize(request.text, language, spoken=request.normalize)
         if not is_speakable(text):
             raise InvalidInput("text is empty or has nothing to speak", param="text")
         return text, pieces

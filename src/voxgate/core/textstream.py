@@ -15,7 +15,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from voxgate.core.service import SynthesisService, SynthesisStream
+from voxgate.core.service import SynthesisService, SynthesisStream, reading_language
 from voxgate.core.types import SynthesisRequest
 from voxgate.engines.base import VoiceInfo
 from voxgate.errors import InputTooLong, InvalidInput
@@ -41,6 +41,7 @@ class TextStream(SynthesisStream):
         self.admitted = False  # until the first text: see feed
         self._segmenter = Segmenter(segment_policy)
         self._policy = policy
+        self._language = reading_language(request, voice)  # what numbers and dates are read in
         self._limit = service.limits.max_input_chars  # unspoken characters held at once
         self._next_index = 0
         self._input_done = False
@@ -91,7 +92,8 @@ class TextStream(SynthesisStream):
 
     def _enqueue(self, segments: list[str]) -> None:
         for segment in segments:
-            spans = self._service.route(self.request, normalize(segment), self.voice)  # one span unless scripts mix
+            text = normalize(segment, self._language, spoken=self.request.normalize)
+            spans = self._service.route(self.request, text, self.voice)  # one span unless scripts mix
             if not spans:
                 continue
             self._pending.extend((self._next_index, span.text, self._voicing(span.voice)) for span in spans)

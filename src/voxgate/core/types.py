@@ -42,6 +42,7 @@ class SynthesisRequest:
     seed: int | None = None  # for engines that sample; None = engine default
     engine_options: Mapping[str, Any] = field(default_factory=dict)  # engine knobs; absent = default
     parts: tuple[Part, ...] | None = None  # several parts in order, one slot; overrides text (core/parts.py)
+    normalize: bool = True  # numbers, money, dates... written out as read (text/normalize); False: as written
 
 
 @dataclass(frozen=True)

@@ -71,4 +71,4 @@ class SpeechRequest(BaseModel):
         """The internal request; `voice` is the resolved voice id."""
         semitones = max(-MAX_SEMITONES, min(MAX_SEMITONES, 12.0 * math.log2(self.pitch)))
         return SynthesisRequest(text=self.input, voice=voice, speed=self.speed, pitch=semitones,
-                                sample_rate=PCM_RATE)
+                                sample_rate=PCM_RATE, normalize=self.normalize)
