@@ -27,8 +27,10 @@ from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound
 from voxgate.scheduling.pool import WorkerPool
 from voxgate.settings import Settings
+from voxgate.text.lexicon import Lexicon
 from voxgate.voices.archive import export_voices, import_voices
 from voxgate.voices.embedding import SpeakerEncoder
+from voxgate.voices.lexicon_store import LexiconStore
 from voxgate.voices.refcache import ReferenceCache
 from voxgate.voices.references import ReferencePolicy
 from voxgate.voices.registry import VoiceRegistry
@@ -69,7 +71,7 @@ def build_context(settings: Settings) -> Context:
     pool = WorkerPool(engines.__getitem__, settings.workers, settings.threads, settings.solo_threads,
                       express=settings.express_workers, memory_budget_mb=settings.memory_budget_mb)
     limits = Limits(max_input_chars=settings.max_input_chars, max_queue=settings.max_queue)
-    service = SynthesisService(voices, pool, Metrics(), limits)
+    service = SynthesisService(voices, pool, Metrics(), limits, Lexicon(LexiconStore(store)))
     policy = ReferencePolicy(roots=settings.reference_roots, allow_urls=settings.allow_reference_urls,
                              allow_private_urls=settings.allow_private_urls)
     encoder = SpeakerEncoder()

@@ -19,11 +19,14 @@ from voxgate.audio.pcm import Leveller, calibrate_gain
 from voxgate.audio.resample import Resampler
 from voxgate.audio.voiceshift import Shift, apply_shift
 from voxgate.core.metrics import Metrics
+from voxgate.core.parts import Plan, Style, plan_ssml
 from voxgate.core.routing import Span, route
 from voxgate.core.types import Pcm, PcmChunk, Segmentation, SynthesisRequest
 from voxgate.engines.base import EngineParams, VoiceInfo
 from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, Overloaded, VoxgateError
 from voxgate.scheduling.pool import Job, WorkerPool, is_done
+from voxgate.text import ssml
+from voxgate.text.lexicon import Lexicon
 from voxgate.text.normalize import is_speakable, normalize
 from voxgate.text.segment import DEFAULT_POLICY, SENTENCE_POLICY, SegmentPolicy, cut_at_word, split_text
 from voxgate.voices.registry import VoiceRegistry
@@ -113,6 +116,7 @@ class Voicing:
     params: EngineParams
     post: Callable[[np.ndarray, int], np.ndarray] | None
     leveller: Leveller | None = None  # built from the voice's calibrated gain when its audio first arrives
+    volume: float = 1.0  # linear gain on top of the level (the request's, times an SSML part's)
 
 
 class SynthesisStream:
@@ -123,15 +127,19 @@ class SynthesisStream:
     """
 
     def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
-                 segments: list[tuple[int, str, VoiceInfo]], joined: set[int] | None = None) -> None:
+                 segments: list[tuple[int, str, VoiceInfo]], joined: set[int] | None = None,
+                 plan: Plan | None = None) -> None:
         self.request = request
+        self._styles = plan.styles if plan else {}  # SSML prosody by segment index
+        self._pauses = dict(plan.pauses) if plan else {}  # SSML breaks: seconds of silence before an index
+        self._end_pause = self._pauses.pop(len(segments), 0.0)
         self._joined = joined or set()  # segments cut mid-sentence: their trailing silence is trimmed
         self.voice = voice  # the request's own voice (the first segment's, unless routing chose another)
         self.sample_rate = request.sample_rate or voice.sample_rate  # Hertz of every chunk
         self._service = service
-        self._voicings: dict[str, Voicing] = {}
+        self._voicings: dict[tuple[str, Style | None], Voicing] = {}
         self._pending: deque[tuple[int, str, Voicing]] = deque(
-            (index, text, self._voicing(v)) for index, text, v in segments)
+            (index, text, self._voicing(v, self._styles.get(index))) for index, text, v in segments)
         self._inflight: deque[tuple[int, str, Job]] = deque()
         self._resampler: Resampler | None = None  # built from the rate the engine really emits
         self._t0 = time.monotonic()
@@ -149,18 +157,22 @@ class SynthesisStream:
     def admitted(self, value: bool) -> None:
         self._lease.held = value
 
-    def _voicing(self, voice: VoiceInfo) -> Voicing:
-        found = self._voicings.get(voice.id)
+    def _voicing(self, voice: VoiceInfo, style: Style | None = None) -> Voicing:
+        found = self._voicings.get((voice.id, style))
         if found is None:
-            request = self.request
-            engine_speed, tempo = split_speed(request.speed, self._service.voices.capabilities(voice).speed_range)
+            request, style_ = self.request, style or Style()
+            limits = self._service.limits
+            speed = min(max(request.speed * style_.rate, limits.min_speed), limits.max_speed)
+            pitch = min(max(request.pitch + style_.pitch, -12.0), 12.0)
+            engine_speed, tempo = split_speed(speed, self._service.voices.capabilities(voice).speed_range)
             params = EngineParams(
                 speed=engine_speed,
                 noise_scale=request.engine_options.get("noise_scale"),
                 noise_w_scale=request.engine_options.get("noise_w_scale"),
                 seed=request.seed,
             )
-            found = self._voicings[voice.id] = Voicing(voice, params, post_processing(voice, request.pitch, tempo))
+            found = self._voicings[(voice.id, style)] = Voicing(voice, params, post_processing(voice, pitch, tempo),
+                                                                volume=request.volume * style_.volume)
         return found
 
     @property
@@ -186,18 +198,19 @@ class SynthesisStream:
             index, text, voicing = self._pending.popleft()
             tail, head = index in self._joined, index - 1 in self._joined
             post = _trimmed(voicing.post, tail, head) if tail or head else voicing.post
-            job = Job(voicing.voice, text, voicing.params, self._t0 + self._delivered + ahead,
-                      asyncio.get_running_loop(), urgent=self._first_audio is None, post=post)
+            job = Job(voicing.voice, self._service.prepare(text, voicing.voice), voicing.params,
+                      self._t0 + self._delivered + ahead, asyncio.get_running_loop(),
+                      urgent=self._first_audio is None, post=post)
             self._service.pool.submit(job)
             self._service.metrics.segments.labels(voicing.voice.engine).inc()
             self._inflight.append((index, text, job))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
 
-    async def _level(self, job: Job, audio: np.ndarray) -> np.ndarray:
+    async def _level(self, job: Job, audio: np.ndarray, style: Style | None = None) -> np.ndarray:
         """Level a piece with its voice's gain and bring it to the stream's rate."""
-        voicing = self._voicing(job.voice)
+        voicing = self._voicing(job.voice, style)
         if voicing.leveller is None:
-            voicing.leveller = Leveller(await self._service.gain(job.voice) * self.request.volume)
+            voicing.leveller = Leveller(await self._service.gain(job.voice) * voicing.volume)
         audio = voicing.leveller.process(audio)
         tail = None  # what the previous resampler still held, when the engine's rate changes
         if self._resampler is None or self._resampler.in_rate != job.rate:
@@ -213,11 +226,15 @@ class SynthesisStream:
                 if await self._more_input():
                     continue
                 tail = self._resampler.flush() if self._resampler else np.zeros(0, np.float32)
+                if self._end_pause:  # an SSML break at the very end
+                    tail = np.concatenate([tail, np.zeros(int(self._end_pause * self.sample_rate), np.float32)])
                 await self._finish(completed=True)
                 if len(tail):
                     return self._emit(tail, -1, "")
                 break
             index, text, job = self._inflight[0]
+            if index in self._pauses:  # an SSML break before this segment
+                return self._emit(np.zeros(int(self._pauses.pop(index) * self.sample_rate), np.float32), index, "")
             item = await job.queue.get()
             if not self._inflight or self._inflight[0][2] is not job:
                 continue  # stopped (cancel or stop_all) while waiting: the stream ends cleanly
@@ -229,7 +246,7 @@ class SynthesisStream:
                 raise EngineFailure(f"{job.voice.engine} failed: {item}") from item
             assert isinstance(item, np.ndarray)
             try:
-                audio = await self._level(job, item)
+                audio = await self._level(job, item, self._styles.get(index))
             except BaseException:
                 await self._finish(completed=False)
                 raise
@@ -279,8 +296,9 @@ class SynthesisService:
     """Validates requests, admits them, and turns text into PCM through the worker pool."""
 
     def __init__(self, voices: VoiceRegistry, pool: WorkerPool, metrics: Metrics,
-                 limits: Limits = Limits()) -> None:
+                 limits: Limits = Limits(), lexicon: Lexicon | None = None) -> None:
         self.voices = voices
+        self.lexicon = lexicon if lexicon is not None else Lexicon()  # shared by every dialect and engine
         self.pool = pool
         self.metrics = metrics
         self.limits = limits
@@ -352,7 +370,10 @@ class SynthesisService:
         voice = self.check(request)
         policy = _policy(request.segmentation)
         segments: list[tuple[int, str, VoiceInfo]] = []
-        if request.segments is not None:  # the dialect cut the text: indexes stay its segment numbers
+        plan = plan_ssml(self, request, text, policy) if request.segments is None and ssml.is_ssml(text) else None
+        if plan is not None:  # SSML: parts with their own voices, prosody and breaks
+            segments = plan.segments
+        elif request.segments is not None:  # the dialect cut the text: indexes stay its segment numbers
             for i, segment in enumerate(request.segments):
                 segments += [(i, span.text, span.voice) for span in self.route(request, normalize(segment))]
         else:
@@ -360,7 +381,7 @@ class SynthesisService:
                 pieces = split_text(span.text, policy) if policy else [span.text.strip()]
                 segments += [(len(segments) + n, piece, span.voice) for n, piece in enumerate(pieces)]
         joined: set[int] = set()
-        if policy is DEFAULT_POLICY and request.segments is None and segments and self._busy():
+        if policy is DEFAULT_POLICY and request.segments is None and plan is None and segments and self._busy():
             _, first, first_voice = segments[0]
             halves = cut_at_word(first, BUSY_FIRST_CUT) if len(first) > BUSY_FIRST_MAX else None
             if halves is not None:
@@ -368,7 +389,9 @@ class SynthesisService:
                             *((i + 1, t, v) for i, t, v in segments[1:])]
                 joined.add(0)
                 self.metrics.busy_cuts.inc()
-        stream = SynthesisStream(self, request, voice, segments, joined)
+        for _, piece, piece_voice in segments:
+            self.prepare(piece, piece_voice)  # a word the voice cannot say is refused before admission
+        stream = SynthesisStream(self, request, voice, segments, joined, plan)
         self.admit()
         stream.admitted = True  # nothing can raise between taking the slot and tracking its holder
         return self.track(stream)
@@ -383,6 +406,11 @@ class SynthesisService:
         only spans with something to say, stripped."""
         return [span._replace(text=span.text.strip())
                 for span in route(self.voices, request.voice, request.language, text) if is_speakable(span.text)]
+
+    def prepare(self, text: str, voice: VoiceInfo) -> str:
+        """A segment's text as `voice`'s engine gets it: inline overrides and lexicon words applied."""
+        return self.lexicon.apply(text, language=voice.language, voice=voice.id, engine=voice.engine,
+                                  takes_phonemes=self.voices.capabilities(voice).phonemes)
 
     def admit(self) -> None:
         """Count a request in, or raise Overloaded. The caller must hand the stream it builds to

@@ -1,0 +1,65 @@
+"""SSML input turned into the segments of one stream: each with its voice and prosody, plus the pauses.
+
+One request, one admission slot, several voices: `<voice name>` switches the voice for its text, which
+is routed (by language) like any text of that voice. When the core gains `SynthesisRequest.parts` (a list
+of parts spoken in order in one slot), `ssml.parse` can feed it directly and this module goes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from voxgate.core.types import SynthesisRequest
+from voxgate.engines.base import VoiceInfo
+from voxgate.text import ssml
+from voxgate.text.normalize import normalize
+from voxgate.text.segment import SegmentPolicy, split_text
+
+if TYPE_CHECKING:
+    from voxgate.core.service import SynthesisService
+
+
+@dataclass(frozen=True)
+class Style:
+    """A part's prosody, relative to the request's own."""
+
+    rate: float = 1.0  # multiplies the request's speed
+    pitch: float = 0.0  # semitones added to the request's pitch
+    volume: float = 1.0  # multiplies the request's volume
+
+
+@dataclass
+class Plan:
+    """What a stream speaks: segments in order, the style of the ones that have one, and the pauses."""
+
+    segments: list[tuple[int, str, VoiceInfo]]
+    styles: dict[int, Style]  # segment index → its style (absent: the request's prosody)
+    pauses: dict[int, float]  # segment index → seconds of silence before it; len(segments) = at the end
+
+
+def plan_ssml(service: SynthesisService, request: SynthesisRequest, text: str,
+              policy: SegmentPolicy | None) -> Plan:
+    """Parse SSML and cut each part into segments routed to the voice that speaks them."""
+    plan = Plan([], {}, {})
+    pause = 0.0
+    for part in ssml.parse(text):
+        if part.pause:
+            pause += part.pause
+            continue
+        style = Style(part.rate, part.pitch, part.volume)
+        asked = replace(request, voice=part.voice) if part.voice else request
+        for span in service.route(asked, normalize(part.text)):
+            for piece in split_text(span.text, policy) if policy else [span.text]:
+                index = len(plan.segments)
+                if pause:
+                    plan.pauses[index], pause = pause, 0.0
+                if style != Style():
+                    plan.styles[index] = style
+                plan.segments.append((index, piece, span.voice))
+    if pause:
+        plan.pauses[len(plan.segments)] = pause
+    return plan
+
+
+__all__ = ["Plan", "Style", "plan_ssml"]

@@ -1,0 +1,62 @@
+"""The pronunciation lexicon's rows in the voice store's SQLite index (same file, same durability).
+
+A batch of entries is written in one IMMEDIATE transaction with `synchronous=FULL` (set by VoiceStore),
+so a kill -9 leaves either every entry of a PUT or none of them; nothing else is written outside the
+database, so there is nothing to sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from voxgate.text.lexicon import Entry
+from voxgate.voices.store import VoiceStore
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lexicon (
+    word TEXT NOT NULL,
+    language TEXT NOT NULL DEFAULT '',
+    voice TEXT NOT NULL DEFAULT '',
+    phonemes TEXT,
+    respelling TEXT,
+    PRIMARY KEY (word, language, voice)
+);
+"""
+
+
+class LexiconStore:
+    """Load, add or replace, and delete lexicon entries in a VoiceStore's database."""
+
+    def __init__(self, store: VoiceStore) -> None:
+        self._store = store
+        with store._lock:
+            store._db.executescript(_SCHEMA)
+
+    def load(self) -> list[Entry]:
+        """Every stored entry."""
+        with self._store._lock:
+            rows = self._store._db.execute(
+                "SELECT word, phonemes, respelling, language, voice FROM lexicon").fetchall()
+        return [Entry(word, phonemes, respelling, _tag(language), voice or None)
+                for word, phonemes, respelling, language, voice in rows]
+
+    def put(self, entries: Iterable[Entry]) -> None:
+        """Add or replace entries, all in one transaction."""
+        rows = [(e.word, e.language or "", e.voice or "", e.phonemes, e.respelling) for e in entries]
+        with self._store._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO lexicon VALUES (?,?,?,?,?)", rows)
+
+    def delete(self, keys: Iterable[tuple[str, str, str]]) -> None:
+        """Delete entries by (word, lower-case language or '', voice or '')."""
+        keys = list(keys)
+        with self._store._transaction() as db:
+            for word, language, voice in keys:
+                db.execute("DELETE FROM lexicon WHERE word=? AND lower(language)=? AND voice=?",
+                           (word, language, voice))
+
+
+def _tag(language: str) -> str | None:
+    return language or None
+
+
+__all__ = ["LexiconStore"]
