@@ -172,7 +172,7 @@ class Lexicon:
         self._index: dict[str, list[Entry]] = {}  # folded words -> entries
         self._longest = 1  # words in the longest entry
         if store is not None:
-            self._replace_all(store.load())
+            self._replace_all(Entry(**row) for row in store.load())
 
     def _replace_all(self, entries: Iterable[Entry]) -> None:
         self._entries = {e.key: e for e in entries}
@@ -208,6 +208,11 @@ class Lexicon:
             self._entries.update((e.key, e) for e in new)
             self._reindex()
         return new
+
+    def has(self, word: str, language: str | None = None, voice: str | None = None) -> bool:
+        """True when there is an entry for exactly this word, language and voice."""
+        key = (" ".join(unicodedata.normalize("NFC", word).split()), (language or "").lower(), voice or "")
+        return key in self._entries
 
     def delete(self, word: str, language: str | None = None, voice: str | None = None,
                every: bool = False) -> int:

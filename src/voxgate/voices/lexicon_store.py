@@ -8,8 +8,8 @@ database, so there is nothing to sweep.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
-from voxgate.text.lexicon import Entry
 from voxgate.voices.store import VoiceStore
 
 _SCHEMA = """
@@ -32,15 +32,15 @@ class LexiconStore:
         with store._lock:
             store._db.executescript(_SCHEMA)
 
-    def load(self) -> list[Entry]:
-        """Every stored entry."""
+    def load(self) -> list[dict[str, Any]]:
+        """Every stored entry, as text.lexicon.Entry's fields (voices/ does not import text/)."""
         with self._store._lock:
             rows = self._store._db.execute(
                 "SELECT word, phonemes, respelling, language, voice FROM lexicon").fetchall()
-        return [Entry(word, phonemes, respelling, _tag(language), voice or None)
-                for word, phonemes, respelling, language, voice in rows]
+        return [{"word": word, "phonemes": phonemes, "respelling": respelling, "language": language or None,
+                 "voice": voice or None} for word, phonemes, respelling, language, voice in rows]
 
-    def put(self, entries: Iterable[Entry]) -> None:
+    def put(self, entries: Iterable[Any]) -> None:
         """Add or replace entries, all in one transaction."""
         rows = [(e.word, e.language or "", e.voice or "", e.phonemes, e.respelling) for e in entries]
         with self._store._transaction() as db:
@@ -53,10 +53,6 @@ class LexiconStore:
             for word, language, voice in keys:
                 db.execute("DELETE FROM lexicon WHERE word=? AND lower(language)=? AND voice=?",
                            (word, language, voice))
-
-
-def _tag(language: str) -> str | None:
-    return language or None
 
 
 __all__ = ["LexiconStore"]

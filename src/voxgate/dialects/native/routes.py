@@ -23,6 +23,7 @@ from voxgate.dialects.common import (
     json_object,
     request_body,
 )
+from voxgate.dialects.native.lexicon import EntryNotFound, attach_lexicon
 from voxgate.errors import (
     EngineFailure,
     ForbiddenReference,
@@ -46,6 +47,7 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     Unauthorized: ErrorSpec(401, "invalid_request_error", "invalid_api_key"),
     Overloaded: ErrorSpec(503, "server_error", "server_overloaded"),
     EngineFailure: ErrorSpec(500, "server_error", "engine_failure"),
+    EntryNotFound: ErrorSpec(404, "invalid_request_error", "entry_not_found"),
 }
 
 
@@ -80,6 +82,8 @@ def attach(app: FastAPI, ctx: Context) -> None:
 
     def error(exc: BaseException) -> JSONResponse:
         return envelope_response(ctx.metrics, DIALECT, exc, ERRORS)
+
+    attach_lexicon(app, ctx, error)
 
     @app.get("/health", tags=["native"])
     async def health() -> dict[str, str]:
