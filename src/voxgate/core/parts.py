@@ -16,6 +16,8 @@ from voxgate.text import ssml
 from voxgate.text.normalize import normalize
 from voxgate.text.segment import SegmentPolicy, split_text
 
+_SENTENCE_END = (".", "!", "?", "…", "。", "！", "？")
+
 if TYPE_CHECKING:
     from voxgate.core.service import SynthesisService
 
@@ -36,12 +38,13 @@ class Plan:
     segments: list[tuple[int, str, VoiceInfo]]
     styles: dict[int, Style]  # segment index → its style (absent: the request's prosody)
     pauses: dict[int, float]  # segment index → seconds of silence before it; len(segments) = at the end
+    joined: set[int]  # segments whose trailing silence is cut to a short gap (the next one's leading too)
 
 
 def plan_ssml(service: SynthesisService, request: SynthesisRequest, text: str,
               policy: SegmentPolicy | None) -> Plan:
     """Parse SSML and cut each part into segments routed to the voice that speaks them."""
-    plan = Plan([], {}, {})
+    plan = Plan([], {}, {}, set())
     pause = 0.0
     for part in ssml.parse(text):
         if part.pause:
@@ -49,11 +52,18 @@ def plan_ssml(service: SynthesisService, request: SynthesisRequest, text: str,
             continue
         style = Style(part.rate, part.pitch, part.volume)
         asked = replace(request, voice=part.voice) if part.voice else request
+        first = True
         for span in service.route(asked, normalize(part.text)):
             for piece in split_text(span.text, policy) if policy else [span.text]:
                 index = len(plan.segments)
+                # At a break, and where a part starts mid-sentence, the engines' own end-of-sentence
+                # silence is cut, so a break is as long as it says and a prosody change makes no gap.
+                previous = plan.segments[-1][1].rstrip() if plan.segments else ""
+                if pause or (first and previous and not previous.endswith(_SENTENCE_END)):
+                    plan.joined.add(index - 1)
                 if pause:
                     plan.pauses[index], pause = pause, 0.0
+                first = False
                 if style != Style():
                     plan.styles[index] = style
                 plan.segments.append((index, piece, span.voice))

@@ -380,7 +380,7 @@ class SynthesisService:
             for span in self.route(request, text):
                 pieces = split_text(span.text, policy) if policy else [span.text.strip()]
                 segments += [(len(segments) + n, piece, span.voice) for n, piece in enumerate(pieces)]
-        joined: set[int] = set()
+        joined: set[int] = set(plan.joined) if plan else set()
         if policy is DEFAULT_POLICY and request.segments is None and plan is None and segments and self._busy():
             _, first, first_voice = segments[0]
             halves = cut_at_word(first, BUSY_FIRST_CUT) if len(first) > BUSY_FIRST_MAX else None
