@@ -52,8 +52,9 @@ def plan_ssml(service: SynthesisService, request: SynthesisRequest, text: str,
             continue
         style = Style(part.rate, part.pitch, part.volume)
         asked = replace(request, voice=part.voice) if part.voice else request
+        voice = service.voices.resolve(asked.voice)
         first = True
-        for span in service.route(asked, normalize(part.text)):
+        for span in service.route(asked, service.lexicon.rewrite(normalize(part.text), voice.language, voice.id)):
             for piece in split_text(span.text, policy) if policy else [span.text]:
                 index = len(plan.segments)
                 # At a break, and where a part starts mid-sentence, the engines' own end-of-sentence

@@ -375,9 +375,10 @@ class SynthesisService:
             segments = plan.segments
         elif request.segments is not None:  # the dialect cut the text: indexes stay its segment numbers
             for i, segment in enumerate(request.segments):
-                segments += [(i, span.text, span.voice) for span in self.route(request, normalize(segment))]
+                rewritten = self.lexicon.rewrite(normalize(segment), voice.language, voice.id)
+                segments += [(i, span.text, span.voice) for span in self.route(request, rewritten)]
         else:
-            for span in self.route(request, text):
+            for span in self.route(request, self.lexicon.rewrite(text, voice.language, voice.id)):
                 pieces = split_text(span.text, policy) if policy else [span.text.strip()]
                 segments += [(len(segments) + n, piece, span.voice) for n, piece in enumerate(pieces)]
         joined: set[int] = set(plan.joined) if plan else set()

@@ -81,16 +81,17 @@ class Entry:
     respelling: str | None = None  # plain text read instead of the word, for every engine
     language: str | None = None  # BCP-47-ish tag; None = every language
     voice: str | None = None  # voice id; None = every voice
+    regex: bool = False  # `word` is a regular expression and `respelling` its replacement (text/lexicon_rules.py)
 
     @property
     def key(self) -> tuple[str, str, str]:
         """What identifies an entry: a new one with the same key replaces it."""
-        return (self.word, (self.language or "").lower(), self.voice or "")
+        return (("re:" if self.regex else "") + self.word, (self.language or "").lower(), self.voice or "")
 
     def to_dict(self) -> dict[str, Any]:
         """The wire and export form: absent fields left out."""
         data = {"word": self.word, "phonemes": self.phonemes, "respelling": self.respelling,
-                "language": self.language, "voice": self.voice}
+                "language": self.language, "voice": self.voice, "regex": self.regex or None}
         return {k: v for k, v in data.items() if v is not None}
 
     @classmethod
@@ -99,9 +100,15 @@ class Entry:
         if not isinstance(data, Mapping):
             raise InvalidInput("each entry must be an object with 'word' and 'phonemes' or 'respelling'",
                                param="entries")
-        unknown = set(data) - {"word", "phonemes", "respelling", "language", "voice"}
+        unknown = set(data) - {"word", "phonemes", "respelling", "language", "voice", "regex"}
         if unknown:
             raise InvalidInput(f"unknown entry field {sorted(unknown)[0]!r}", param=sorted(unknown)[0])
+        if data.get("regex") not in (None, False, True):
+            raise InvalidInput("'regex' must be true or false", param="regex")
+        if data.get("regex"):
+            from voxgate.text.lexicon_rules import parse_rule
+
+            return parse_rule(data)
         fields: dict[str, str | None] = {}
         for name in ("word", "phonemes", "respelling", "language", "voice"):
             value = data.get(name)
@@ -171,6 +178,7 @@ class Lexicon:
         self._entries: dict[tuple[str, str, str], Entry] = {}
         self._index: dict[str, list[Entry]] = {}  # folded words -> entries
         self._longest = 1  # words in the longest entry
+        self.rules: Any = None  # lexicon_rules.Rules: the regex entries, in the order they were added
         if store is not None:
             self._replace_all(Entry(**row) for row in store.load())
 
@@ -179,9 +187,14 @@ class Lexicon:
         self._reindex()
 
     def _reindex(self) -> None:
+        from voxgate.text.lexicon_rules import Rules
+
         index: dict[str, list[Entry]] = {}
         longest = 1
+        self.rules = Rules(e for e in self._entries.values() if e.regex)
         for entry in self._entries.values():
+            if entry.regex:
+                continue
             words = _words(entry.word)
             index.setdefault(_fold(" ".join(words)), []).append(entry)
             longest = max(longest, len(words))
@@ -195,7 +208,9 @@ class Lexicon:
             entries = [e for e in entries if (e.language or "").lower() == language.lower()]
         if voice is not None:
             entries = [e for e in entries if e.voice == voice]
-        return sorted(entries, key=lambda e: (e.word.casefold(), e.word, e.language or "", e.voice or ""))
+        words = sorted((e for e in entries if not e.regex),
+                       key=lambda e: (e.word.casefold(), e.word, e.language or "", e.voice or ""))
+        return words + [e for e in entries if e.regex]  # rules in the order they apply
 
     def put(self, entries: Iterable[Entry]) -> list[Entry]:
         """Add or replace entries (same word, language and voice), all at once or none."""
@@ -205,24 +220,30 @@ class Lexicon:
                 raise InvalidInput(f"the lexicon holds at most {MAX_ENTRIES} entries", param="entries")
             if self._store is not None:
                 self._store.put(new)
-            self._entries.update((e.key, e) for e in new)
+            for entry in new:
+                self._entries.pop(entry.key, None)  # a replaced rule moves to the end, as in the store
+                self._entries[entry.key] = entry
             self._reindex()
         return new
 
-    def has(self, word: str, language: str | None = None, voice: str | None = None) -> bool:
-        """True when there is an entry for exactly this word, language and voice."""
-        key = (" ".join(unicodedata.normalize("NFC", word).split()), (language or "").lower(), voice or "")
-        return key in self._entries
+    def has(self, word: str, language: str | None = None, voice: str | None = None, regex: bool = False) -> bool:
+        """True when there is an entry for exactly this word (or pattern), language and voice."""
+        return _key(word, language, voice, regex) in self._entries
+
+    def rewrite(self, text: str, language: str | None, voice: str | None) -> str:
+        """The text after the regex entries (openedai-speech style rules), bounded in time."""
+        rules = self.rules
+        return rules.apply(text, language, voice) if rules else text
 
     def delete(self, word: str, language: str | None = None, voice: str | None = None,
-               every: bool = False) -> int:
+               every: bool = False, regex: bool = False) -> int:
         """Remove the entry for `word` (and language and voice); with `every`, all its entries. Returns how many."""
-        word = " ".join(unicodedata.normalize("NFC", word).split())
+        word = _key(word, language, voice, regex)[0]
         with self._lock:
             if every:
                 keys = [k for k in self._entries if k[0] == word]
             else:
-                key = (word, (language or "").lower(), voice or "")
+                key = _key(word, language, voice, regex)
                 keys = [key] if key in self._entries else []
             if keys and self._store is not None:
                 self._store.delete(keys)
@@ -336,6 +357,11 @@ class Lexicon:
                 out.append(run[i])
                 i += 1
         return "".join(out) if changed else None
+
+
+def _key(word: str, language: str | None, voice: str | None, regex: bool) -> tuple[str, str, str]:
+    text = word if regex else " ".join(unicodedata.normalize("NFC", word).split())
+    return (("re:" if regex else "") + text, (language or "").lower(), voice or "")
 
 
 def _fold(words: str) -> str:

@@ -12,6 +12,8 @@ from typing import Any
 
 from voxgate.voices.store import VoiceStore
 
+# `word` holds a regex entry's pattern after "re:" (a word cannot hold ':'); rows load in rowid order,
+# which is the order rules apply in (INSERT OR REPLACE gives a replaced rule a new rowid, at the end).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS lexicon (
     word TEXT NOT NULL,
@@ -36,13 +38,14 @@ class LexiconStore:
         """Every stored entry, as text.lexicon.Entry's fields (voices/ does not import text/)."""
         with self._store._lock:
             rows = self._store._db.execute(
-                "SELECT word, phonemes, respelling, language, voice FROM lexicon").fetchall()
-        return [{"word": word, "phonemes": phonemes, "respelling": respelling, "language": language or None,
-                 "voice": voice or None} for word, phonemes, respelling, language, voice in rows]
+                "SELECT word, phonemes, respelling, language, voice FROM lexicon ORDER BY rowid").fetchall()
+        return [{"word": word.removeprefix("re:"), "phonemes": phonemes, "respelling": respelling,
+                 "language": language or None, "voice": voice or None, "regex": word.startswith("re:")}
+                for word, phonemes, respelling, language, voice in rows]
 
     def put(self, entries: Iterable[Any]) -> None:
         """Add or replace entries, all in one transaction."""
-        rows = [(e.word, e.language or "", e.voice or "", e.phonemes, e.respelling) for e in entries]
+        rows = [(e.key[0], e.language or "", e.voice or "", e.phonemes, e.respelling) for e in entries]
         with self._store._transaction() as db:
             db.executemany("INSERT OR REPLACE INTO lexicon VALUES (?,?,?,?,?)", rows)
 
