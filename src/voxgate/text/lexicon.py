@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
+import time
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ MAX_WORD_CHARS = 100
 MAX_PHONEME_CHARS = 200
 MAX_WORDS = 4  # words in one entry ("New York City")
 MAX_ENTRIES = 20_000
+RELOAD_CHECK = 1.0  # seconds between checks for changes another process made to the stored lexicon
 
 # A word: letters/digits/marks, joined by single apostrophes or hyphens. No nested quantifier can
 # backtrack: the joiner is not a word character, so each position is tried once.
@@ -179,8 +181,19 @@ class Lexicon:
         self._index: dict[str, list[Entry]] = {}  # folded words -> entries
         self._longest = 1  # words in the longest entry
         self.rules: Any = None  # lexicon_rules.Rules: the regex entries, in the order they were added
+        self._checked = time.monotonic()
         if store is not None:
             self._replace_all(Entry(**row) for row in store.load())
+
+    def _refresh(self) -> None:
+        """Reload from the store when another process changed it (checked at most every RELOAD_CHECK s)."""
+        now = time.monotonic()
+        if self._store is None or now - self._checked < RELOAD_CHECK:
+            return
+        self._checked = now
+        if self._store.changed():
+            with self._lock:
+                self._replace_all(Entry(**row) for row in self._store.load())
 
     def _replace_all(self, entries: Iterable[Entry]) -> None:
         self._entries = {e.key: e for e in entries}
@@ -202,6 +215,7 @@ class Lexicon:
 
     def list(self, language: str | None = None, voice: str | None = None) -> list[Entry]:
         """Entries, sorted by word; optionally only those of one language tag or voice."""
+        self._refresh()
         with self._lock:
             entries = list(self._entries.values())
         if language is not None:
@@ -232,6 +246,7 @@ class Lexicon:
 
     def rewrite(self, text: str, language: str | None, voice: str | None) -> str:
         """The text after the regex entries (openedai-speech style rules), bounded in time."""
+        self._refresh()
         rules = self.rules
         return rules.apply(text, language, voice) if rules else text
 
@@ -291,6 +306,7 @@ class Lexicon:
     def apply(self, text: str, *, language: str | None, voice: str | None, engine: str,
               takes_phonemes: bool) -> str:
         """`text` as the engine should get it: inline overrides and lexicon words replaced."""
+        self._refresh()
         if not self._index and "](/" not in text:
             return _escape(text) if takes_phonemes else text
         out: list[str] = []

@@ -33,6 +33,20 @@ class LexiconStore:
         self._store = store
         with store._lock:
             store._db.executescript(_SCHEMA)
+        self._version = self._data_version()
+
+    def _data_version(self) -> int:
+        with self._store._lock:
+            return int(self._store._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def changed(self) -> bool:
+        """True once another connection (e.g. `voxgate lexicon add` while the server runs) committed
+        to the database since the last call; SQLite's data_version makes this a cheap check."""
+        version = self._data_version()
+        if version == self._version:
+            return False
+        self._version = version
+        return True
 
     def load(self) -> list[dict[str, Any]]:
         """Every stored entry, as text.lexicon.Entry's fields (voices/ does not import text/)."""
