@@ -73,4 +73,6 @@ def plan_ssml(service: SynthesisService, request: SynthesisRequest, text: str,
     return plan
 
 
-__all__ = ["Plan", "Style", "plan_ssml"]
+is_ssml = ssml.is_ssml  # for dialects that must not filter or cut SSML input (they import the core only)
+
+__all__ = ["Plan", "Style", "is_ssml", "plan_ssml"]

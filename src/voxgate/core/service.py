@@ -370,7 +370,8 @@ class SynthesisService:
         voice = self.check(request)
         policy = _policy(request.segmentation)
         segments: list[tuple[int, str, VoiceInfo]] = []
-        plan = plan_ssml(self, request, text, policy) if request.segments is None and ssml.is_ssml(text) else None
+        whole = request.segments is None or len(request.segments) == 1  # a dialect's one segment may be SSML
+        plan = plan_ssml(self, request, text, policy) if whole and ssml.is_ssml(text) else None
         if plan is not None:  # SSML: parts with their own voices, prosody and breaks
             segments = plan.segments
         elif request.segments is not None:  # the dialect cut the text: indexes stay its segment numbers

@@ -14,6 +14,7 @@ import numpy as np
 from voxgate.audio.encoders import encode_all
 from voxgate.audio.pcm import int16_bytes, wav_header
 from voxgate.core.context import Context
+from voxgate.core.parts import is_ssml
 from voxgate.core.service import SynthesisStream
 from voxgate.core.types import SynthesisRequest
 from voxgate.dialects.alltalk.narrator import assign, clean_text, split_parts
@@ -115,7 +116,8 @@ class AllTalk:
         """(voice id, text) to speak in order, after filtering and narrator splitting."""
         if params.narrator_enabled == "false":
             voice = self.voice(params.character_voice_gen).id
-            return [(voice, clean_text(params.text_input, params.text_filtering))]
+            text = params.text_input  # SSML is not filtered: the filters would delete its markup (docs/ssml.md)
+            return [(voice, text if is_ssml(text) else clean_text(text, params.text_filtering))]
         ids: dict[str, str] = {}
 
         def vid(name: str) -> str:
