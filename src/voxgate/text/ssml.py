@@ -128,8 +128,8 @@ class _Builder:
             self.text(say_as(_inner(element), element.get("interpret-as", ""), element.get("format")), style)
         else:
             inner = _styled(element, style) if name in ("prosody", "voice") else style
-            if name == "p" and self._parts:
-                self.pause(_STRENGTH["strong"])
+            if name == "p" and self._parts and not self._parts[-1].pause:
+                self.pause(_STRENGTH["strong"])  # a paragraph is set off from text before it
             self.text(element.text, inner)
             for child in element:
                 self.walk(child, inner)
@@ -149,7 +149,10 @@ class _Builder:
         word = " ".join(_inner(element).split())
         if not ph:
             raise InvalidInput("<phoneme> needs a ph attribute", param="text")
-        ipa = check_phonemes(ph, word)
+        try:
+            ipa = check_phonemes(ph, word)
+        except InvalidInput as exc:
+            raise InvalidInput(f"<phoneme ph={ph!r}>: {exc.message}", param="text") from None
         self.text(f"[{word or 'phonemes'}](/{ipa}/)", style)
 
 
