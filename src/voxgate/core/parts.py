@@ -57,10 +57,12 @@ def plan_ssml(service: SynthesisService, request: SynthesisRequest, text: str,
         for span in service.route(asked, service.lexicon.rewrite(normalize(part.text), voice.language, voice.id)):
             for piece in split_text(span.text, policy) if policy else [span.text]:
                 index = len(plan.segments)
-                # At a break, and where a part starts mid-sentence, the engines' own end-of-sentence
-                # silence is cut, so a break is as long as it says and a prosody change makes no gap.
+                # Where a part starts mid-sentence (at a break, or where prosody or voice change), the
+                # engine's end-of-sentence silence is cut to a short gap, so a break adds its own time to
+                # what the text would have without it, and a prosody change makes no pause; at the end of a
+                # sentence the engine's pause stays, and a break adds to it.
                 previous = plan.segments[-1][1].rstrip() if plan.segments else ""
-                if pause or (first and previous and not previous.endswith(_SENTENCE_END)):
+                if (first or pause) and (not previous or not previous.endswith(_SENTENCE_END)):
                     plan.joined.add(index - 1)
                 if pause:
                     plan.pauses[index], pause = pause, 0.0
