@@ -253,12 +253,11 @@ class Lexicon:
     def delete(self, word: str, language: str | None = None, voice: str | None = None,
                every: bool = False, regex: bool = False) -> int:
         """Remove the entry for `word` (and language and voice); with `every`, all its entries. Returns how many."""
-        word = _key(word, language, voice, regex)[0]
+        key = _key(word, language, voice, regex)
         with self._lock:
             if every:
-                keys = [k for k in self._entries if k[0] == word]
+                keys = [k for k in self._entries if k[0] == key[0]]
             else:
-                key = _key(word, language, voice, regex)
                 keys = [key] if key in self._entries else []
             if keys and self._store is not None:
                 self._store.delete(keys)
