@@ -79,13 +79,13 @@ def attach_lexicon(app: FastAPI, ctx: Context, error: Callable[[BaseException], 
                 name = target.get("word")
                 if not isinstance(name, str) or not name.strip():
                     raise InvalidInput(f"entries[{i}]: 'word' is required", param="word")
-                if not lexicon.has(name, target.get("language"), target.get("voice")):
+                if not lexicon.has(name, target.get("language"), target.get("voice"), target.get("regex") is True):
                     where = "".join(f", {k} {target[k]!r}" for k in ("language", "voice") if target.get(k))
                     raise EntryNotFound(f"no lexicon entry for {name!r}{where}", param="word")
             deleted = 0
             for target in targets:
                 deleted += await asyncio.to_thread(lexicon.delete, target["word"], target.get("language"),
-                                                   target.get("voice"))
+                                                   target.get("voice"), False, target.get("regex") is True)
         except VoxgateError as exc:
             return error(exc)
         return JSONResponse({"object": "lexicon.deleted", "deleted": deleted})
