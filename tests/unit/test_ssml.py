@@ -11,7 +11,10 @@ from voxgate.text.ssml_sayas import cardinal, clock, date, ordinal, say_as, tele
 
 def test_only_input_starting_with_speak_is_ssml() -> None:
     assert is_ssml("<speak>Hi</speak>") and is_ssml("  \n<speak xml:lang='en'>Hi</speak>")
+    assert is_ssml('<?xml version="1.0"?>\n<speak>Hi</speak>')
+    assert is_ssml('<!DOCTYPE speak [<!ENTITY a "b">]><speak>&a;</speak>')  # so its DTD is refused, not read
     assert not is_ssml("<speaker>Hi") and not is_ssml("Say <speak>") and not is_ssml("speak")
+    assert parse('<?xml version="1.0" encoding="UTF-8"?><speak>Hi</speak>') == [Part(text="Hi")]
 
 
 def test_parts_in_order_with_breaks_prosody_voice_and_text() -> None:

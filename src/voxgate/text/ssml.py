@@ -52,8 +52,15 @@ class Part:
 
 
 def is_ssml(text: str) -> bool:
-    """True for input that starts with a `<speak>` element (leading whitespace allowed)."""
-    head = text.lstrip()[:7]
+    """True for input that starts with a `<speak>` element (leading whitespace and an XML declaration
+    allowed); also for a DOCTYPE before `<speak`, so that the DTD is refused rather than read aloud."""
+    head = text.lstrip()
+    if head.startswith("<?xml"):
+        end = head.find("?>", 0, 200)
+        head = head[end + 2:].lstrip() if end > 0 else head
+    if head.startswith("<!DOCTYPE"):
+        return "<speak" in head[:4096]
+    head = head[:7]
     return head.startswith("<speak") and (len(head) == 6 or head[6] in "> \t\n\r/")
 
 
