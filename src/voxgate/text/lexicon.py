@@ -180,7 +180,7 @@ class Lexicon:
         self._entries: dict[tuple[str, str, str], Entry] = {}
         self._index: dict[str, list[Entry]] = {}  # folded words -> entries
         self._longest = 1  # words in the longest entry
-        self._unspaced: list[str] = []
+        self._unspaced: dict[str, list[str]] = {}
         self.rules: Any = None  # lexicon_rules.Rules: the regex entries, in the order they were added
         self._checked = time.monotonic()
         if store is not None:
@@ -214,7 +214,10 @@ class Lexicon:
             longest = max(longest, len(words))
         self._index, self._longest = index, longest
         # entries in scripts without spaces, longest first, for matching inside runs (kept with the index)
-        self._unspaced = sorted((k for k in index if k and _no_space_script(k[0])), key=len, reverse=True)
+        unspaced: dict[str, list[str]] = {}
+        for key in sorted((k for k in index if k and _no_space_script(k[0])), key=len, reverse=True):
+            unspaced.setdefault(key[0], []).append(key)
+        self._unspaced = unspaced  # first character -> keys, longest first
 
     def list(self, language: str | None = None, voice: str | None = None) -> list[Entry]:
         """Entries, sorted by word; optionally only those of one language tag or voice."""
@@ -357,12 +360,12 @@ class Lexicon:
     def _substrings(self, run: str, language: str | None, voice: str | None, engine: str,
                     takes_phonemes: bool) -> str | None:
         """Entries inside a run of a script written without spaces, longest first; None if none matched."""
-        keys = self._unspaced
-        if not keys:
+        by_first = self._unspaced
+        if not by_first:
             return None
         out, i, changed = [], 0, False
         while i < len(run):
-            for key in keys:
+            for key in by_first.get(run[i], ()):
                 if run.startswith(key, i):
                     entry = self.lookup(key, language, voice)
                     if entry is not None:
