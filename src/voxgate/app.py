@@ -31,8 +31,10 @@ from voxgate.errors import VoiceNotFound
 from voxgate.scheduling.backend import LocalBackend
 from voxgate.scheduling.pool import WorkerPool
 from voxgate.settings import Settings
+from voxgate.text.lexicon import Lexicon
 from voxgate.voices.archive import export_voices, import_voices
 from voxgate.voices.embedding import SpeakerEncoder
+from voxgate.voices.lexicon_store import LexiconStore
 from voxgate.voices.refcache import ReferenceCache
 from voxgate.voices.references import ReferencePolicy
 from voxgate.voices.registry import VoiceRegistry
@@ -74,7 +76,7 @@ def build_context(settings: Settings) -> Context:
                       express=settings.express_workers, memory_budget_mb=settings.memory_budget_mb)
     limits = Limits(max_input_chars=settings.max_input_chars, max_queue=settings.max_queue)
     backend = LocalBackend(pool)
-    service = SynthesisService(voices, backend, Metrics(), limits)
+    service = SynthesisService(voices, backend, Metrics(), limits, Lexicon(LexiconStore(store)))
     policy = ReferencePolicy(roots=settings.reference_roots, allow_urls=settings.allow_reference_urls,
                              allow_private_urls=settings.allow_private_urls)
     encoder = SpeakerEncoder()

@@ -17,12 +17,13 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from voxgate import __version__, cli_voices
+from voxgate import __version__, cli_lexicon, cli_voices
 from voxgate.settings import Settings
 
 # The settings `say` and `voices` take as flags (every other setting still comes from its VOXGATE_* variable).
 LOCAL_SETTINGS = ("data_dir", "voices_dir", "engines", "default_voice", "openai_voice_aliases", "log_level")
 VOICES_SETTINGS = (*LOCAL_SETTINGS, "match_strength")
+LEXICON_SETTINGS = ("data_dir", "log_level")
 JSON_EXAMPLE = '{"alloy": "en_US-joe-medium"}'
 
 
@@ -169,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Manage the voices in the data folder, without a server.")
     add_settings_flags(voices, only=VOICES_SETTINGS)
     cli_voices.add_parsers(voices, lambda p: add_settings_flags(p, nested=True, only=VOICES_SETTINGS))
+    lexicon = sub.add_parser("lexicon", help="add, remove, list, import or export pronunciations",
+                             description="Manage the pronunciation lexicon in the data folder (docs/lexicon.md).")
+    add_settings_flags(lexicon, only=LEXICON_SETTINGS)
+    cli_lexicon.add_parsers(lexicon, lambda p: add_settings_flags(p, nested=True, only=LEXICON_SETTINGS))
     return parser
 
 
@@ -210,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(settings)
         if args.command == "voices":
             return cli_voices.run(settings, args)
+        if args.command == "lexicon":
+            return cli_lexicon.run(settings, args)
         return _say_command(settings, args)
     except PortError as exc:
         print(f"voxgate: {exc}", file=sys.stderr)

@@ -19,6 +19,7 @@ from voxgate.audio.pcm import Leveller, calibrate_gain
 from voxgate.audio.resample import Resampler
 from voxgate.audio.voiceshift import Shift, apply_shift
 from voxgate.core.metrics import Metrics
+from voxgate.core.parts import Script, from_ssml
 from voxgate.core.routing import Span, route
 from voxgate.core.types import (
     Pcm,
@@ -35,6 +36,8 @@ from voxgate.core.types import (
 from voxgate.engines.base import EngineParams, VoiceInfo
 from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, Overloaded, VoxgateError
 from voxgate.scheduling.backend import Backend, BackendHealth, Chunk, SegmentJob
+from voxgate.text import ssml
+from voxgate.text.lexicon import Lexicon
 from voxgate.text.normalize import is_speakable, normalize
 from voxgate.text.segment import DEFAULT_POLICY, SENTENCE_POLICY, SegmentPolicy, cut_at_word, split_text
 from voxgate.voices.registry import VoiceRegistry
@@ -124,6 +127,9 @@ def _policy(segmentation: Segmentation) -> SegmentPolicy | None:
     return DEFAULT_POLICY
 
 
+SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？")  # a part after one of these starts a sentence
+
+
 @dataclass
 class Voicing:
     """How one voice speaks its segments of a request: engine knobs, post-processing, level."""
@@ -144,8 +150,11 @@ class SynthesisStream:
     """
 
     def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
-                 segments: list[Segment], joined: set[int] | None = None) -> None:
+                 segments: list[Segment], joined: set[int] | None = None,
+                 pauses: dict[int, float] | None = None) -> None:
         self.request = request
+        self._pauses = dict(pauses or {})  # SSML breaks: seconds of silence before a segment index
+        self._end_pause = self._pauses.pop(len(segments), 0.0)
         self._joined = joined or set()  # segments cut mid-sentence: their trailing silence is trimmed
         self.voice = voice  # the request's own voice (the first segment's, unless routing chose another)
         self.sample_rate = request.sample_rate or voice.sample_rate  # Hertz of every chunk
@@ -212,7 +221,8 @@ class SynthesisStream:
             index, text, voicing = self._pending.popleft()
             tail, head = index in self._joined, index - 1 in self._joined
             post = _trimmed(voicing.post, tail, head) if tail or head else voicing.post
-            job = SegmentJob(voicing.voice, text, voicing.params, self._t0 + self._delivered + ahead,
+            said = self._service.prepare(text, voicing.voice)  # lexicon words and inline overrides applied
+            job = SegmentJob(voicing.voice, said, voicing.params, self._t0 + self._delivered + ahead,
                              urgent=self._first_audio is None, post=post)
             run = self._service.backend.generate(job)  # queued now: the backend works ahead of the reader
             self._service.metrics.segments.labels(voicing.voice.engine).inc()
@@ -238,11 +248,15 @@ class SynthesisStream:
                 if await self._more_input():
                     continue
                 tail = self._resampler.flush() if self._resampler else np.zeros(0, np.float32)
+                if self._end_pause:  # an SSML break at the very end
+                    tail = np.concatenate([tail, np.zeros(int(self._end_pause * self.sample_rate), np.float32)])
                 await self._finish(completed=True)
                 if len(tail):
                     return self._emit(tail, -1, "")
                 break
             index, text, job, run, voicing = self._inflight[0]
+            if index in self._pauses:  # an SSML break before this segment
+                return self._emit(np.zeros(int(self._pauses.pop(index) * self.sample_rate), np.float32), index, "")
             try:
                 item: Chunk | None = await anext(run)
             except StopAsyncIteration:
@@ -334,8 +348,9 @@ class SynthesisService:
     """Validates requests, admits them, and turns text into PCM through a synthesis backend."""
 
     def __init__(self, voices: VoiceRegistry, backend: Backend, metrics: Metrics,
-                 limits: Limits = Limits()) -> None:
+                 limits: Limits = Limits(), lexicon: Lexicon | None = None) -> None:
         self.voices = voices
+        self.lexicon = lexicon if lexicon is not None else Lexicon()  # shared by every dialect and engine
         self.backend = backend
         self.metrics = metrics
         self.limits = limits
@@ -415,14 +430,29 @@ class SynthesisService:
 
         One pass, each step once: normalise the text, check the numbers, resolve the voice, route the text
         (which also checks the language), segment, then admit; the backend gets the segments as the stream
-        is read."""
-        if request.parts is not None:
-            voice, segments = self._plan_parts(request)
+        is read. SSML input becomes parts (core/parts.py): its voices and prosody, with its breaks as pauses."""
+        script = self._script(request)
+        pauses: dict[int, float] = {}
+        joined: set[int] = set()
+        if script is not None:
+            voice, segments, starts = self._plan_parts(replace(request, parts=script.parts, segments=None))
+            for i, start in enumerate(starts):
+                if script.pauses[i]:
+                    pauses[start] = pauses.get(start, 0.0) + script.pauses[i]
+                # Where a part starts mid-sentence (a prosody or voice change, a break inside a sentence), the
+                # engines' end-of-sentence silence is cut, so the sentence goes on with no gap but the break's.
+                # After a sentence the natural pause stays and a break adds its time to it.
+                previous = segments[start - 1][1].rstrip() if 0 < start <= len(segments) else ""
+                if previous and not previous.endswith(SENTENCE_ENDS):
+                    joined.add(start - 1)
+            if script.end_pause:
+                pauses[len(segments)] = script.end_pause
+        elif request.parts is not None:
+            voice, segments, _ = self._plan_parts(request)
         else:
             voice, segments = self._plan(request, 0)
-        joined: set[int] = set()
-        if (_policy(request.segmentation) is DEFAULT_POLICY and request.segments is None and segments
-                and self._busy()):
+        if (script is None and _policy(request.segmentation) is DEFAULT_POLICY and request.segments is None
+                and segments and self._busy()):
             _, first, first_voice, owner = segments[0]
             halves = cut_at_word(first, BUSY_FIRST_CUT) if len(first) > BUSY_FIRST_MAX else None
             if halves is not None:
@@ -430,7 +460,9 @@ class SynthesisService:
                             *((i + 1, t, v, o) for i, t, v, o in segments[1:])]
                 joined.add(0)
                 self.metrics.busy_cuts.inc()
-        stream = SynthesisStream(self, request, voice, segments, joined)
+        for _, piece, piece_voice, _ in segments:
+            self.prepare(piece, piece_voice)  # a word the voice cannot say is refused before admission
+        stream = SynthesisStream(self, request, voice, segments, joined, pauses)
         self.admit()
         stream.admitted = True  # nothing can raise between taking the slot and tracking its holder
         return self.track(stream)
@@ -451,23 +483,39 @@ class SynthesisService:
         segments: list[Segment] = []
         if pieces is not None:  # the dialect cut the text: indexes stay its segment numbers
             for i, piece in enumerate(pieces):
+                piece = self.lexicon.rewrite(piece, voice.language, voice.id)  # regex entries
                 segments += [(start + i, span.text, span.voice, owner) for span in self.route(request, piece, voice)]
             return voice, segments
         policy = _policy(request.segmentation)
-        for span in self.route(request, text, voice):
+        for span in self.route(request, self.lexicon.rewrite(text, voice.language, voice.id), voice):
             cut = split_text(span.text, policy) if policy else [span.text.strip()]
             segments += [(start + len(segments) + n, piece, span.voice, owner) for n, piece in enumerate(cut)]
         return voice, segments
 
-    def _plan_parts(self, request: SynthesisRequest) -> tuple[VoiceInfo, list[Segment]]:
+    def _script(self, request: SynthesisRequest) -> Script | None:
+        """SSML input read as parts, or None for plain text. A dialect's one pre-cut segment may be SSML."""
+        if request.parts is not None or (request.segments is not None and len(request.segments) != 1):
+            return None
+        text = request.text if request.segments is None else request.segments[0]
+        if not ssml.is_ssml(text):
+            return None
+        if len(text) > self.limits.max_input_chars:
+            raise InputTooLong(f"text is {len(text)} characters; the limit is {self.limits.max_input_chars}",
+                               param="text")
+        return from_ssml(request, text, self.limits)
+
+    def _plan_parts(self, request: SynthesisRequest) -> tuple[VoiceInfo, list[Segment], list[int]]:
         """Every part planned as a request of its own would be (each checked against the limits), with
-        segments numbered on across the parts; the stream's voice is the first part's."""
+        segments numbered on across the parts; the stream's voice is the first part's. Also: the index of
+        each part's first segment."""
         assert request.parts is not None
         if not request.parts:
             raise InvalidInput("text is empty or has nothing to speak", param="text")
         first: VoiceInfo | None = None
         segments: list[Segment] = []
+        starts: list[int] = []
         for part in request.parts:
+            starts.append(len(segments))
             sub = replace(request, text=part.text, voice=part.voice or request.voice,
                           language=part.language or request.language,
                           speed=request.speed if part.speed is None else part.speed,
@@ -478,7 +526,7 @@ class SynthesisService:
             first = first or voice
             segments += planned
         assert first is not None
-        return first, segments
+        return first, segments, starts
 
     def _busy(self) -> bool:
         """Every worker has a job (so a first segment will run on a 1-thread session, after a wait)."""
@@ -491,6 +539,11 @@ class SynthesisService:
         requested = voice if voice is not None else request.voice
         return [span._replace(text=span.text.strip())
                 for span in route(self.voices, requested, request.language, text) if is_speakable(span.text)]
+
+    def prepare(self, text: str, voice: VoiceInfo) -> str:
+        """A segment's text as `voice`'s engine gets it: inline overrides and lexicon words applied."""
+        return self.lexicon.apply(text, language=voice.language, voice=voice.id, engine=voice.engine,
+                                  takes_phonemes=self.voices.capabilities(voice).phonemes)
 
     def admit(self) -> None:
         """Count a request in, or raise Overloaded. The caller must hand the stream it builds to

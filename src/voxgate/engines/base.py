@@ -38,6 +38,7 @@ class Capabilities:
     reference_voices: bool = False  # can speak in the voice of reference audio (zero-shot cloning)
     speed_range: tuple[float, float] = (0.1, 10.0)  # rates synthesize() honours; the core stretches beyond
     match_base: bool = True  # its voices may be the base a registered voice is shifted from (not robotic ones)
+    phonemes: bool = False  # reads `[[ipa]]` blocks in its text as phonemes (engines/phonemes.py)
 
 
 class LoadedVoice(Protocol):

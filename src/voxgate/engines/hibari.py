@@ -21,6 +21,7 @@ import numpy as np
 
 from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
+from voxgate.engines.phonemes import split_blocks, to_misaki
 
 PREFIX = "hibari:"
 VOICE = "heart"  # the one voice inside the wheel
@@ -60,13 +61,27 @@ class HibariLoadedVoice:
         speed = min(max(params.speed, SPEED_RANGE[0]), SPEED_RANGE[1])
         rng = np.random.default_rng(params.seed)
         with self._engine._g2p_lock:
-            chunks = self._tts.phonemize(text)
+            chunks = self._phonemize(text)
         for phonemes in chunks:
             if not any(c.isalpha() for c in phonemes):
                 continue  # punctuation only: nothing to say
             audio = self._tts.from_ids(self._tts.ids(phonemes), speed, rng)
             if len(audio):
                 yield Piece(np.asarray(audio, np.float32), self.sample_rate)
+
+    def _phonemize(self, text: str) -> list[str]:
+        """hibari's phoneme strings, one per sentence, with `[[ipa]]` blocks joined into their sentence."""
+        if "[[" not in text:
+            return list(self._tts.phonemize(text))
+        chunks: list[str] = []
+        glue = False  # the last chunk may go on: a block or text without a sentence end came last
+        for piece, ipa in split_blocks(text):
+            found = [to_misaki(piece)] if ipa else list(self._tts.phonemize(piece))
+            if found and chunks and glue:
+                chunks[-1] = f"{chunks[-1]} {found.pop(0)}"
+            chunks += found
+            glue = ipa or not piece.rstrip().endswith((".", "!", "?"))
+        return [c for c in chunks if c]
 
     def close(self) -> None:
         """Drop the session; onnxruntime frees it with the last reference."""
@@ -85,7 +100,7 @@ class HibariEngine:
     def capabilities(self) -> Capabilities:
         """American English, a sentence at a time, 0.5–2× speed."""
         return Capabilities(languages=("en-US",) if self.voices() else (), streaming="sentence",
-                            speed_range=SPEED_RANGE)
+                            speed_range=SPEED_RANGE, phonemes=True)
 
     def voices(self) -> list[VoiceInfo]:
         """The bundled heart voice, when hibari-tts is installed."""

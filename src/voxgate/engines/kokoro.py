@@ -29,6 +29,7 @@ import numpy as np
 
 from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
+from voxgate.engines.phonemes import split_blocks, to_misaki
 from voxgate.engines.zh_numbers import normalize_numbers
 from voxgate.errors import VoiceNotFound
 from voxgate.safefs import atomic_file, write_atomic
@@ -130,7 +131,11 @@ class KokoroLoadedVoice:
         """Han/kana through the voice's G2P (Japanese or Mandarin), Latin-script words through espeak-ng en-us.
 
         Digits go with the Mandarin G2P (it reads them as Chinese numbers) in a sentence that has Han.
+        `[[ipa]]` blocks are phonemes already (engines/phonemes.py).
         """
+        if "[[" in sentence:
+            return " ".join(p for p in (to_misaki(piece) if ipa else self._phonemes(piece.strip())
+                                        for piece, ipa in split_blocks(sentence) if piece.strip()) if p)
         if not _JAPANESE.search(sentence):
             return str(self._kokoro.tokenizer.phonemize(sentence, "en-us"))
         pieces, pos = [], 0
@@ -206,7 +211,7 @@ class KokoroEngine:
     def capabilities(self) -> Capabilities:
         """Japanese, Mandarin and English, a sentence at a time, 0.5–2× speed."""
         return Capabilities(languages=("ja", "zh", "en") if self.voice_names() else (), streaming="sentence",
-                            multi_speaker=True, speed_range=SPEED_RANGE)
+                            multi_speaker=True, speed_range=SPEED_RANGE, phonemes=True)
 
     def _info(self, blend: tuple[tuple[str, float], ...], reads: str = "ja") -> VoiceInfo:
         """The voice of a style or blend that reads Han characters as `reads` (ja or zh)."""

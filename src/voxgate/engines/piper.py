@@ -309,7 +309,8 @@ class PiperEngine:
         """Piper speaks whatever languages its installed voices speak, a sentence at a time."""
         voices = self.voices() if self._scanned is None else self._scanned
         languages = tuple(sorted({v.language for v in voices}))
-        return Capabilities(languages=languages, streaming="sentence", multi_speaker=True, speed_range=SPEED_RANGE)
+        return Capabilities(languages=languages, streaming="sentence", multi_speaker=True, speed_range=SPEED_RANGE,
+                            phonemes=True)  # piper reads [[ipa]] blocks itself
 
     def voices(self) -> list[VoiceInfo]:
         """Scan the bundled voices and the voices folder; a broken file is logged and skipped."""

@@ -14,7 +14,7 @@ import numpy as np
 from voxgate.audio.encoders import encode_all
 from voxgate.audio.pcm import int16_bytes, wav_header
 from voxgate.core.context import Context
-from voxgate.core.parts import Part
+from voxgate.core.parts import Part, is_ssml
 from voxgate.core.service import SynthesisStream
 from voxgate.core.types import SynthesisRequest, VoiceInfo
 from voxgate.dialects.alltalk.narrator import assign, clean_text, split_parts
@@ -116,7 +116,8 @@ class AllTalk:
         """(voice id, text) to speak in order, after filtering and narrator splitting."""
         if params.narrator_enabled == "false":
             voice = self.voice(params.character_voice_gen).id
-            return [(voice, clean_text(params.text_input, params.text_filtering))]
+            text = params.text_input  # SSML is not filtered: the filters would delete its markup (docs/ssml.md)
+            return [(voice, text if is_ssml(text) else clean_text(text, params.text_filtering))]
         ids: dict[str, str] = {}
 
         def vid(name: str) -> str:
@@ -134,14 +135,21 @@ class AllTalk:
         return SynthesisRequest(text=text, voice=voice, language=language_tag(params.language), speed=params.speed,
                                 pitch=params.pitch, sample_rate=rate)
 
+    def _script(self, params: GenerateParams, plan: list[tuple[str, str]], rate: int | None) -> SynthesisRequest:
+        """The plan as one request: several parts (one slot, in order) when the narrator split it; one part is
+        a plain request, whose text may be SSML."""
+        request = self.request(params, *plan[0], rate)
+        if len(plan) == 1:
+            return request
+        return replace(request, parts=tuple(Part(text, voice) for voice, text in plan))
+
     async def render(self, params: GenerateParams, plan: list[tuple[str, str]],
                      rate: int | None) -> tuple[np.ndarray, int]:
         """Every part synthesized in order and concatenated, as one request of several parts (one admission
         slot); a stop request (service.stop_all) ends it after the current piece."""
         if not plan:
             return np.zeros(0, np.float32), rate or self.active().sample_rate
-        parts = tuple(Part(text, voice) for voice, text in plan)
-        pcm = await self.ctx.service.synthesize(replace(self.request(params, *plan[0], rate), parts=parts))
+        pcm = await self.ctx.service.synthesize(self._script(params, plan, rate))
         return pcm.samples, pcm.rate
 
     async def stream(self, params: GenerateParams,
@@ -150,8 +158,7 @@ class AllTalk:
 
         Returns the body and a closer that ends whichever part is being synthesized when the response ends.
         """
-        parts = tuple(Part(text, voice) for voice, text in plan)  # one request, one slot, parts in order
-        request = replace(self.request(params, *plan[0], STREAM_RATE), parts=parts)
+        request = self._script(params, plan, STREAM_RATE)
         opened: list[SynthesisStream] = [await self.ctx.service.open(request)]
         chunks = await first_then_rest(opened[0])
 

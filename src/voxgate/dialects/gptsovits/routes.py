@@ -228,7 +228,9 @@ async def _by_fragment(chunks: AsyncIterator[PcmChunk], plan: Plan, mode: int,
     try:
         async for chunk in chunks:
             # index -1 is the resampler's tail at the very end: it belongs to the last fragment.
-            fragment = plan.fragment_of[chunk.index] if chunk.index >= 0 else (current or 0)
+            # (an SSML request is one fragment the core cuts into several segments: they all belong to it)
+            fragment = plan.fragment_of[min(chunk.index, len(plan.fragment_of) - 1)] if chunk.index >= 0 \
+                else (current or 0)
             if current is not None and fragment != current:
                 if mode < 2:
                     yield np.concatenate([*parts, gap])

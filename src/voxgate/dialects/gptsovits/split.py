@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from voxgate.core.parts import is_ssml
 from voxgate.errors import InvalidInput
 
 SPLITS = frozenset("，。？！,.?!~:：—…")  # the original's `splits`: marks the common helper cuts after
@@ -271,6 +272,8 @@ class Plan:
 
 def plan(text: str, lang: str, method: str, mode: int) -> Plan:
     """Pieces for streaming mode 0–3: fragments for 0/1, clauses for 2, fixed-size clauses for 3."""
+    if is_ssml(text):  # SSML is one fragment, cut by the core (docs/ssml.md)
+        return Plan((text,), (0,))
     frags = fragments(text, lang, method, streaming=mode != 0)
     if mode < 2:
         return Plan(tuple(frags), tuple(range(len(frags))))

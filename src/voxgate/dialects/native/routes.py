@@ -24,6 +24,7 @@ from voxgate.dialects.common import (
     json_object,
     request_body,
 )
+from voxgate.dialects.native.lexicon import EntryNotFound, attach_lexicon
 from voxgate.errors import (
     EngineFailure,
     ForbiddenReference,
@@ -46,6 +47,7 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     Unauthorized: ErrorSpec(401, "invalid_request_error", "invalid_api_key"),
     Overloaded: ErrorSpec(503, "server_error", "server_overloaded"),
     EngineFailure: ErrorSpec(500, "server_error", "engine_failure"),
+    EntryNotFound: ErrorSpec(404, "invalid_request_error", "entry_not_found"),
 }
 
 
@@ -94,6 +96,7 @@ class Native(Dialect):
         add("/v1/audio/voices/{voice_id}", self.get_voice, methods=["GET"], tags=["native"])
         add("/v1/audio/voices/{voice_id}/reference", self.reference_audio, methods=["GET"], tags=["native"])
         add("/v1/audio/voices/{voice_id}", self.delete_voice, methods=["DELETE"], tags=["native"])
+        attach_lexicon(self.router, ctx)
 
     def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
         """Any error in the OpenAI-style envelope voxgate's own routes speak."""

@@ -1,0 +1,75 @@
+"""The pronunciation lexicon's rows in the voice store's SQLite index (same file, same durability).
+
+A batch of entries is written in one IMMEDIATE transaction with `synchronous=FULL` (set by VoiceStore),
+so a kill -9 leaves either every entry of a PUT or none of them; nothing else is written outside the
+database, so there is nothing to sweep.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from voxgate.voices.store import VoiceStore
+
+# `word` holds a regex entry's pattern after "re:" (a word cannot hold ':'); rows load in rowid order,
+# which is the order rules apply in (INSERT OR REPLACE gives a replaced rule a new rowid, at the end).
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS lexicon (
+    word TEXT NOT NULL,
+    language TEXT NOT NULL DEFAULT '',
+    voice TEXT NOT NULL DEFAULT '',
+    phonemes TEXT,
+    respelling TEXT,
+    PRIMARY KEY (word, language, voice)
+);
+"""
+
+
+class LexiconStore:
+    """Load, add or replace, and delete lexicon entries in a VoiceStore's database."""
+
+    def __init__(self, store: VoiceStore) -> None:
+        self._store = store
+        with store._lock:
+            store._db.executescript(_SCHEMA)
+        self._version = self._data_version()
+
+    def _data_version(self) -> int:
+        with self._store._lock:
+            return int(self._store._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def changed(self) -> bool:
+        """True once another connection (e.g. `voxgate lexicon add` while the server runs) committed
+        to the database since the last call; SQLite's data_version makes this a cheap check."""
+        version = self._data_version()
+        if version == self._version:
+            return False
+        self._version = version
+        return True
+
+    def load(self) -> list[dict[str, Any]]:
+        """Every stored entry, as text.lexicon.Entry's fields (voices/ does not import text/)."""
+        with self._store._lock:
+            rows = self._store._db.execute(
+                "SELECT word, phonemes, respelling, language, voice FROM lexicon ORDER BY rowid").fetchall()
+        return [{"word": word.removeprefix("re:"), "phonemes": phonemes, "respelling": respelling,
+                 "language": language or None, "voice": voice or None, "regex": word.startswith("re:")}
+                for word, phonemes, respelling, language, voice in rows]
+
+    def put(self, entries: Iterable[Any]) -> None:
+        """Add or replace entries, all in one transaction."""
+        rows = [(e.key[0], e.language or "", e.voice or "", e.phonemes, e.respelling) for e in entries]
+        with self._store._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO lexicon VALUES (?,?,?,?,?)", rows)
+
+    def delete(self, keys: Iterable[tuple[str, str, str]]) -> None:
+        """Delete entries by (word, lower-case language or '', voice or '')."""
+        keys = list(keys)
+        with self._store._transaction() as db:
+            for word, language, voice in keys:
+                db.execute("DELETE FROM lexicon WHERE word=? AND lower(language)=? AND voice=?",
+                           (word, language, voice))
+
+
+__all__ = ["LexiconStore"]
