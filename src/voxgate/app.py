@@ -21,7 +21,7 @@ from voxgate.core.voicebank import VoiceBank
 from voxgate.dialects import compose, native, openai, stackflow, web, wyoming
 from voxgate.dialects.alltalk import AllTalkConfig, AllTalkDialect
 from voxgate.dialects.auth import ApiKeyMiddleware, RedactingFilter
-from voxgate.dialects.base import Dialect
+from voxgate.dialects.base import Dialect, TcpDialect
 from voxgate.dialects.common import StreamScopeMiddleware, validation_error_handler
 from voxgate.dialects.cosyvoice import CosyVoice, CosyVoiceConfig
 from voxgate.dialects.flash import Flash, FlashConfig
@@ -190,7 +190,7 @@ def create_app(settings: Settings, stackflow_socket: socket.socket | None = None
     app.state.dialects = dialects = build_dialects(ctx, settings)
     for name, sock in (("stackflow", stackflow_socket), ("wyoming", wyoming_socket)):
         tcp = dialects[name]
-        if sock is not None and isinstance(tcp, stackflow.StackFlow | wyoming.Wyoming):
+        if sock is not None and isinstance(tcp, TcpDialect):
             tcp.sock = sock  # bound by the CLI before anything loaded
     compose.mount(app, list(dialects.values()))
     _protect(app, ctx, list(dialects.values()))

@@ -23,8 +23,9 @@ A WebSocket or TCP dialect checks the key with `authorized()` / `key_matches()` 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
@@ -117,4 +118,35 @@ def _route_class(dialect: Dialect) -> type[APIRoute]:
     return DialectRoute
 
 
-__all__ = ["Dialect"]
+class _Listening(Protocol):
+    async def close(self) -> None: ...
+
+
+class TcpDialect(Dialect):
+    """A dialect that speaks only on its own TCP port (StackFlow, Wyoming): no HTTP routes; its server starts
+    with voxgate (when it has a port, or a socket the CLI bound before loading) and stops with it."""
+
+    def __init__(self, ctx: Context, config: Any) -> None:
+        super().__init__(ctx)
+        self.config = config  # its typed settings, with `host` and `port` (0: off, unless `sock` is given)
+        self.sock: socket.socket | None = None  # the port the CLI bound before loading, if it did
+        self.server: Any = None  # while it listens
+
+    def mount(self, app: FastAPI) -> None:
+        """Nothing: the dialect speaks only on its TCP port."""
+
+    async def listen(self) -> _Listening:
+        """Start the dialect's server on `config` (or `sock`)."""
+        raise NotImplementedError
+
+    async def startup(self) -> None:
+        if self.sock is not None or self.config.port:
+            self.server = await self.listen()
+
+    async def shutdown(self) -> None:
+        if self.server is not None:
+            await self.server.close()
+            self.server = None
+
+
+__all__ = ["Dialect", "TcpDialect"]

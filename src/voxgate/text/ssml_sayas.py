@@ -1,8 +1,7 @@
 """`<say-as>` readings, in English words: characters, cardinal, ordinal, date, time, telephone.
 
-A small local implementation; when text/normalize grows full English number and date reading (issue 19,
-normalisation part) these should call it instead. Input a reading cannot parse is left as written (the
-engine's own reading), never dropped.
+Number words come from text/normalize/numbers.py, so a say-as reads a number as plain text would.
+Input a reading cannot parse is left as written (the engine's own reading), never dropped.
 """
 
 from __future__ import annotations
@@ -10,51 +9,24 @@ from __future__ import annotations
 import re
 
 from voxgate.errors import InvalidInput
+from voxgate.text.normalize import numbers
 
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-         "sixteen seventeen eighteen nineteen").split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_SCALES = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand"))
-_ORDINAL_WORDS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-                  "nine": "ninth", "twelve": "twelfth"}
 _MONTHS = ("January February March April May June July August September October November "
            "December").split()
-_DIGIT_NAMES = dict(zip("0123456789", _ONES[:10], strict=True))
+_DIGIT_NAMES = dict(zip("0123456789", numbers.ONES[:10], strict=True))
 _SYMBOLS = {"+": "plus", "#": "hash", "*": "star", "@": "at", "&": "and", "-": "dash", ".": "dot", "_": "underscore",
             "/": "slash"}
 MAX_DIGITS = 15
 
 
 def cardinal(n: int) -> str:
-    """English words for an integer (up to 15 digits)."""
-    if n < 0:
-        return "minus " + cardinal(-n)
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return _TENS[tens] + ("-" + _ONES[ones] if ones else "")
-    if n < 1000:
-        hundreds, rest = divmod(n, 100)
-        return _ONES[hundreds] + " hundred" + (" " + cardinal(rest) if rest else "")
-    for scale, name in _SCALES:
-        if n >= scale:
-            high, rest = divmod(n, scale)
-            return cardinal(high) + " " + name + (" " + cardinal(rest) if rest else "")
-    raise AssertionError("unreachable")
+    """English words for an integer: 1234 → one thousand two hundred thirty-four."""
+    return "minus " + numbers.cardinal(str(-n)) if n < 0 else numbers.cardinal(str(n))
 
 
 def ordinal(n: int) -> str:
     """English ordinal words: 1 → first, 23 → twenty-third."""
-    words = cardinal(n)
-    head, sep, last = words.rpartition("-") if "-" in words.split(" ")[-1] else words.rpartition(" ")
-    if last in _ORDINAL_WORDS:
-        last = _ORDINAL_WORDS[last]
-    elif last.endswith("y"):
-        last = last[:-1] + "ieth"
-    else:
-        last += "th"
-    return head + sep + last
+    return "minus " + numbers.ordinal(str(-n)) if n < 0 else numbers.ordinal(str(n))
 
 
 def _integer(text: str) -> int | None:
@@ -69,12 +41,7 @@ def _integer(text: str) -> int | None:
 
 def year(n: int) -> str:
     """A year as spoken: 1999 → nineteen ninety-nine, 2005 → two thousand five, 2024 → twenty twenty-four."""
-    if 2000 <= n <= 2009 or n % 1000 == 0 or not 1000 <= n <= 9999:
-        return cardinal(n)
-    high, low = divmod(n, 100)
-    if low == 0:
-        return cardinal(high) + " hundred"
-    return cardinal(high) + " " + (cardinal(low) if low >= 10 else "oh " + cardinal(low))
+    return numbers.year(str(n)) if n >= 0 else cardinal(n)
 
 
 def date(text: str, fmt: str | None) -> str | None:

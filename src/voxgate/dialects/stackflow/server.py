@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from fastapi import FastAPI
 
 from voxgate.core.context import Context
-from voxgate.dialects.base import Dialect
+from voxgate.dialects.base import TcpDialect
 from voxgate.dialects.common import TcpListener
 from voxgate.dialects.stackflow.framing import Frame, FrameParser, Malformed, Oversized, Reset
 from voxgate.dialects.stackflow.models import descriptors
@@ -296,25 +295,13 @@ async def start(ctx: Context, config: StackFlowConfig, sock: socket.socket | Non
     return server
 
 
-class StackFlow(Dialect):
+class StackFlow(TcpDialect):
     """M5Stack StackFlow on its own TCP port (no HTTP routes): the server starts and stops with voxgate's."""
 
     name = "stackflow"
 
-    def __init__(self, ctx: Context, config: StackFlowConfig) -> None:
-        super().__init__(ctx)
-        self.config = config
-        self.sock: socket.socket | None = None  # the port the CLI bound before loading, if it did
-        self.server: StackFlowServer | None = None  # while it listens
+    config: StackFlowConfig
+    server: StackFlowServer | None
 
-    def mount(self, app: FastAPI) -> None:
-        """Nothing: StackFlow speaks only on its TCP port."""
-
-    async def startup(self) -> None:
-        if self.sock is not None or self.config.port:
-            self.server = await start(self.ctx, self.config, self.sock)
-
-    async def shutdown(self) -> None:
-        if self.server is not None:
-            await self.server.close()
-            self.server = None
+    async def listen(self) -> StackFlowServer:
+        return await start(self.ctx, self.config, self.sock)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.error import Error
 from wyoming.event import Event, async_write_event
@@ -29,7 +28,7 @@ from voxgate.audio.pcm import int16_bytes
 from voxgate.core.context import Context
 from voxgate.core.textstream import TextStream, open_text_stream
 from voxgate.core.types import SynthesisRequest
-from voxgate.dialects.base import Dialect
+from voxgate.dialects.base import TcpDialect
 from voxgate.dialects.common import TcpListener
 from voxgate.dialects.wyoming.framing import MAX_HEADER, BadEvent, read_event
 from voxgate.dialects.wyoming.voices import Catalogue, choose, plain_text
@@ -358,26 +357,14 @@ async def start(ctx: Context, config: WyomingConfig, sock: socket.socket | None 
     return server
 
 
-class Wyoming(Dialect):
+class Wyoming(TcpDialect):
     """Wyoming (Home Assistant) on its own TCP port (no HTTP routes, no key: the CLI refuses to open it with
     --api-key unless told to); the server starts and stops with voxgate's."""
 
     name = "wyoming"
 
-    def __init__(self, ctx: Context, config: WyomingConfig) -> None:
-        super().__init__(ctx)
-        self.config = config
-        self.sock: socket.socket | None = None  # the port the CLI bound before loading, if it did
-        self.server: WyomingServer | None = None  # while it listens
+    config: WyomingConfig
+    server: WyomingServer | None
 
-    def mount(self, app: FastAPI) -> None:
-        """Nothing: Wyoming speaks only on its TCP port."""
-
-    async def startup(self) -> None:
-        if self.sock is not None or self.config.port:
-            self.server = await start(self.ctx, self.config, self.sock)
-
-    async def shutdown(self) -> None:
-        if self.server is not None:
-            await self.server.close()
-            self.server = None
+    async def listen(self) -> WyomingServer:
+        return await start(self.ctx, self.config, self.sock)
