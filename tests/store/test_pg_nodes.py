@@ -18,8 +18,6 @@ import pytest
 
 from tests.conftest import Server, pcm16, rms, start_server, stop_server
 from tests.postgres import PASSWORD, Postgres
-from tests.speech import RATE, piper_speech
-from voxgate.audio.encoders import encode_all
 
 pytestmark = pytest.mark.postgres
 VOICE = "en_US-joe-medium"
@@ -66,8 +64,9 @@ def test_two_nodes_share_voices_removals_and_gains(postgres: Postgres, tmp_path:
             kept = conn.execute("SELECT gain FROM voxgate_gains WHERE starts_with(key, %s)", (VOICE + "@",)).fetchall()
         assert len(kept) == 1 and gain_in_log(a) == gain_in_log(b) == f"{kept[0][0]:.2f}"
 
-        reference = encode_all(piper_speech("A voice registered on one node is heard on every other node, "
-                                            "read slowly and clearly so that it can be matched.")[0], RATE, "wav")
+        said = {"model": "tts-1", "voice": VOICE, "response_format": "wav",
+                "input": "A voice registered on one node is heard on every other node, read slowly and clearly."}
+        reference = httpx.post(f"{a.url}/v1/audio/speech", json=said, timeout=120).content  # its loaded voice
         created = httpx.post(f"{a.url}/v1/audio/voices", data={"name": "Shared Voice", "language": "en"},
                              files={"audio": ("ref.wav", reference, "audio/wav")}, timeout=120)
         assert created.status_code == 201, created.text

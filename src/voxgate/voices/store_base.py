@@ -106,8 +106,8 @@ def open_store(url: str | None, data_dir: Path) -> Store:
         return VoiceStore(data_dir)
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme not in POSTGRES_SCHEMES:
-        shown = f"{scheme}://" if scheme else "a value without a scheme"
-        raise StoreError(f"--store: unknown store URL scheme {shown}; give postgresql://USER@HOST:PORT/DB "
+        what = f"unknown store URL scheme {scheme}://" if scheme else "not a URL"  # the value may hold a password
+        raise StoreError(f"--store: {what}; give postgresql://USER@HOST:PORT/DB "
                          "(or leave it unset for SQLite in the data folder)")
     try:
         from voxgate.voices.store_pg import PostgresStore
