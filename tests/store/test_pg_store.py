@@ -130,6 +130,26 @@ def test_a_change_reaches_another_node_within_a_second(postgres: Postgres, tmp_p
         reader.close()
 
 
+def test_lost_connections_are_replaced_and_changes_still_arrive(postgres: Postgres, tmp_path: Path) -> None:
+    url = postgres.new_database()
+    writer, reader = PostgresStore(url, tmp_path / "w"), PostgresStore(url, tmp_path / "r")
+    changed = threading.Event()
+    seen: list[list[str]] = []
+    try:
+        reader.watch(lambda: (seen.append([v.id for v in reader.list()]), changed.set()))
+        time.sleep(0.3)
+        with psycopg.connect(url, autocommit=True) as admin:  # as a database restart or a network cut would
+            killed = admin.execute("SELECT application_name, pg_terminate_backend(pid) FROM pg_stat_activity "
+                                   "WHERE datname = current_database() AND application_name LIKE 'voxgate%'"
+                                   ).fetchall()
+        assert ("voxgate-watch", True) in killed and ("voxgate", True) in killed
+        writer.add(voice("Cy"), tone())  # the pool replaces its dead connection
+        assert changed.wait(3.0) and seen[-1] == ["Cy"]  # the watcher reconnected and read the generation
+    finally:
+        writer.close()
+        reader.close()
+
+
 def test_the_lexicon_is_shared_in_order(postgres: Postgres, tmp_path: Path) -> None:
     from voxgate.text.lexicon import Entry, Lexicon
 

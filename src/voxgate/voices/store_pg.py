@@ -21,7 +21,8 @@ import logging
 import threading
 import time
 import wave
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +98,16 @@ class PostgresStore:
         self._watcher: threading.Thread | None = None
         self._file_lock = threading.Lock()
         try:
-            with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT, autocommit=True) as conn:
+            with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT, autocommit=True,
+                                 application_name="voxgate") as conn:
                 self._migrate(conn)
                 self._generation = self._read_generation(conn)
         except psycopg.Error as exc:
             raise StoreError(f"--store {self.where}: cannot use the database: {_first_line(exc)}") from None
         self._pool = ConnectionPool(url, min_size=1, max_size=4, timeout=30, name="voxgate-store", open=True,
-                                    kwargs={"connect_timeout": CONNECT_TIMEOUT, "autocommit": True})
+                                    kwargs={"connect_timeout": CONNECT_TIMEOUT, "autocommit": True,
+                                            "application_name": "voxgate"},
+                                    check=ConnectionPool.check_connection)  # one dropped by a restart is replaced
         self.sweep()
 
     # ------------------------------------------------------------------ schema and connections
@@ -126,10 +130,13 @@ class PostgresStore:
                              "ON CONFLICT (one) DO UPDATE SET version = 1")
                 _LOG.info("created the voice store's tables (schema %d) in %s", SCHEMA_VERSION, self.where)
 
-    def _connection(self) -> Any:
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (autocommit; `conn.transaction()` makes a transaction), checked before use."""
         try:
-            return self._pool.connection()
-        except PoolTimeout as exc:  # pragma: no cover - the database went away
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:  # the database went away for longer than the pool waits
             raise StoreError(f"--store {self.where}: no database connection: {_first_line(exc)}") from None
 
     @staticmethod
@@ -302,7 +309,8 @@ class PostgresStore:
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._url, connect_timeout=CONNECT_TIMEOUT, autocommit=True) as conn:
+                with psycopg.connect(self._url, connect_timeout=CONNECT_TIMEOUT, autocommit=True,
+                                     application_name="voxgate-watch") as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     backoff = 0.5
                     while not self._stop.is_set():
