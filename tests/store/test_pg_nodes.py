@@ -1,6 +1,6 @@
 """Two server processes sharing one PostgreSQL voice store (`--store`), each with its own data folder:
 a voice registered through one is listed and spoken by the other within a second, a removal by the
-command line reaches both, and both level the default voice with the one gain kept in the store."""
+command line reaches both, and the second uses the first's levelling gain and base-voice measurement."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ import re
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
 
-from tests.conftest import Server, pcm16, rms, start_server, stop_server
+from tests.conftest import Server, pcm16, rms, start_server, stop_server, wait_for_bases
 from tests.postgres import PASSWORD, Postgres
 
 pytestmark = pytest.mark.postgres
@@ -44,6 +43,11 @@ def speak(server: Server, voice: str) -> httpx.Response:
     return httpx.post(f"{server.url}/v1/audio/speech", json=body, timeout=120)
 
 
+def _folder(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
 def gain_in_log(server: Server) -> str:
     found = re.findall(rf"voice {re.escape(VOICE)} levelled with gain ([\d.]+)", server.log.read_text())
     assert found, server.log.read_text()[-2000:]
@@ -52,17 +56,18 @@ def gain_in_log(server: Server) -> str:
 
 def test_two_nodes_share_voices_removals_and_gains(postgres: Postgres, tmp_path: Path) -> None:
     url = postgres.new_database()
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-    with ThreadPoolExecutor(2) as pool:  # started side by side: both measure the default voice's gain at once
-        starting = [pool.submit(start_server, tmp_path / name, "--store", url, *FLAGS) for name in ("a", "b")]
+    servers: list[Server] = []
     try:
-        a, b = (future.result() for future in starting)
+        servers.append(a := start_server(_folder(tmp_path / "a"), "--store", url, *FLAGS))
+        wait_for_bases(a)  # its base-voice measurement is in the store: the second node reads it, not measures
+        servers.append(b := start_server(_folder(tmp_path / "b"), "--store", url, *FLAGS))
         assert a.data_dir != b.data_dir
-        # One gain for the default voice, kept in the store, used by both (the first measurement wins).
+        assert "measured base voice" in a.log.read_text() and "measured base voice" not in b.log.read_text()
+        # One gain for the default voice, measured by the first node, kept in the store, used by the second.
         with psycopg.connect(url) as conn:
             kept = conn.execute("SELECT gain FROM voxgate_gains WHERE starts_with(key, %s)", (VOICE + "@",)).fetchall()
         assert len(kept) == 1 and gain_in_log(a) == gain_in_log(b) == f"{kept[0][0]:.2f}"
+        assert "(from the voice store)" in b.log.read_text()
 
         said = {"model": "tts-1", "voice": VOICE, "response_format": "wav",
                 "input": "A voice registered on one node is heard on every other node, read slowly and clearly."}
@@ -91,9 +96,8 @@ def test_two_nodes_share_voices_removals_and_gains(postgres: Postgres, tmp_path:
             assert PASSWORD not in text
         assert any("voice store  PostgreSQL postgresql://voxgate@127.0.0.1" in line for line in a.output)
     finally:
-        for future in starting:
-            if future.exception() is None:
-                stop_server(future.result())
+        for server in servers:
+            stop_server(server)
 
 
 def test_an_unreachable_store_is_one_clear_line(tmp_path: Path) -> None:
