@@ -86,9 +86,17 @@ def test_round_trip_settings_gains_schema_and_reopen(postgres: Postgres, tmp_pat
         open_store(url, tmp_path / "c")
 
 
-def test_bad_urls_are_one_line_without_the_password(postgres: Postgres, tmp_path: Path) -> None:
+def test_bad_urls_are_one_line_without_the_password(postgres: Postgres, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(StoreError, match=r"unknown store URL scheme mysql://") as unknown:
         open_store(f"mysql://u:{PASSWORD}@127.0.0.1/x", tmp_path)
+    with pytest.raises(StoreError, match=r"^--store: not a URL; give postgresql://"):
+        open_store(f"u:{PASSWORD}@host", tmp_path)
+    with monkeypatch.context() as patched:  # installed without the extra
+        patched.setitem(sys.modules, "psycopg", None)
+        patched.delitem(sys.modules, "voxgate.voices.store_pg")
+        with pytest.raises(StoreError, match=r"needs psycopg: pip install 'voxgate\[postgres\]'"):
+            open_store(postgres.url(), tmp_path)
     closed = socket_port_closed()
     with pytest.raises(StoreError) as unreachable:
         open_store(f"postgresql://voxgate:{PASSWORD}@127.0.0.1:{closed}/x", tmp_path)
