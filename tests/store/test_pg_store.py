@@ -133,6 +133,13 @@ def test_a_change_reaches_another_node_within_a_second(postgres: Postgres, tmp_p
             writer.add(voice("Bo"), tone()) if action == "add" else writer.remove("Bo")
             assert changed.wait(2.0), f"no reload after {action}"
             assert seen[-1][0] - started < 1.0 and seen[-1][1] == expected, (action, seen)
+            assert (reader.get("Bo") is not None) == (action == "add")  # its snapshot follows
+        changed.clear()
+        writer.add(voice("Di"), tone())
+        assert changed.wait(2.0) and reader.get("Di") is not None
+        reader.update_features("Di", {"base_voice": "b"})  # its own change: never answered from an old snapshot
+        assert reader.get("Di").features == {"base_voice": "b"}  # type: ignore[union-attr]
+        assert reader.remove("Di") and reader.get("Di") is None
     finally:
         writer.close()
         reader.close()

@@ -97,6 +97,11 @@ class PostgresStore:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._file_lock = threading.Lock()
+        # While the watcher runs, get() answers from the last list() (the registry re-lists on every change),
+        # so describing voices costs no round trip; any change made or heard of here drops it first.
+        self._snapshot: dict[str, StoredVoice] | None = None
+        self._epoch = 0  # bumped by every such change: a list() read before it does not become the snapshot
+        self._snapshot_lock = threading.Lock()
         try:
             with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT, autocommit=True,
                                  application_name="voxgate") as conn:
@@ -204,6 +209,7 @@ class PostgresStore:
                 if existing.audio_sha256 != sha:
                     self._drop_reference_if_unused(conn, existing.audio_sha256)
             self._changed(conn, record.id)
+        self._invalidate()
         return record, existing is not None
 
     def update_features(self, voice_id: str, features: Mapping[str, Any]) -> None:
@@ -211,18 +217,34 @@ class PostgresStore:
         with self._connection() as conn, conn.transaction():
             conn.execute("UPDATE voxgate_voices SET features=%s WHERE id=%s", (json.dumps(dict(features)), voice_id))
             self._changed(conn, voice_id)
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        with self._snapshot_lock:
+            self._epoch += 1
+            self._snapshot = None
 
     def get(self, voice_id: str) -> StoredVoice | None:
-        """One voice by id."""
+        """One voice by id (from the snapshot of the last list() while the watcher keeps it current)."""
+        with self._snapshot_lock:
+            snapshot = self._snapshot
+        if snapshot is not None:
+            return snapshot.get(voice_id)
         with self._connection() as conn:
             row = conn.execute(f"SELECT {_COLUMNS} FROM voxgate_voices WHERE id=%s", (voice_id,)).fetchone()
         return _voice(row) if row else None
 
     def list(self) -> list[StoredVoice]:
         """Every registered voice, by id (byte order, as SQLite sorts)."""
+        with self._snapshot_lock:
+            epoch = self._epoch
         with self._connection() as conn:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM voxgate_voices ORDER BY id COLLATE \"C\"").fetchall()
-        return [_voice(row) for row in rows]
+        voices = [_voice(row) for row in rows]
+        with self._snapshot_lock:
+            if self._watcher is not None and self._epoch == epoch:
+                self._snapshot = {voice.id: voice for voice in voices}
+        return voices
 
     def remove(self, voice_id: str) -> bool:
         """Delete a voice, and its audio when no other voice shares it, in one transaction."""
@@ -234,6 +256,7 @@ class PostgresStore:
             self._forget_gains(conn, voice_id)
             self._drop_reference_if_unused(conn, row[0])
             self._changed(conn, voice_id)
+        self._invalidate()
         return True
 
     @staticmethod
@@ -296,6 +319,7 @@ class PostgresStore:
         if self._watcher is None:
             self._watcher = threading.Thread(target=self._watch, name="voxgate-store-watch", daemon=True)
             self._watcher.start()
+            self.list()  # the first snapshot
 
     def _fire(self) -> None:
         for callback in list(self._callbacks):
@@ -312,11 +336,13 @@ class PostgresStore:
                 with psycopg.connect(self._url, connect_timeout=CONNECT_TIMEOUT, autocommit=True,
                                      application_name="voxgate-watch") as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    self._invalidate()  # changes may have been missed while there was no connection
                     backoff = 0.5
                     while not self._stop.is_set():
                         generation = self._read_generation(conn)
                         if generation != self._generation:
                             self._generation = generation
+                            self._invalidate()
                             self._fire()
                         for _ in conn.notifies(timeout=POLL_SECONDS, stop_after=1):
                             pass  # woken early: drained below by reading the generation again
