@@ -363,7 +363,9 @@ class PostgresStore:
         removed = []
         with self._file_lock:
             for path in self.references.iterdir():
-                stale_tmp = path.name.startswith(".") and path.name.endswith(".tmp")
+                # A temporary file of another process on this data folder (cluster replicas share one) may be
+                # being written now: only old ones are leftovers.
+                stale_tmp = path.name.startswith(".") and path.name.endswith(".tmp") and _age(path) > 60
                 if stale_tmp or (path.suffix == ".wav" and path.stem not in used):
                     path.unlink(missing_ok=True)
                     removed.append(path.name)
@@ -390,6 +392,13 @@ class PostgresStore:
             if local.is_file() and local.read_bytes() != bytes(data):
                 local.unlink(missing_ok=True)  # a damaged local copy: written again when next needed
         return problems
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _row(voice: StoredVoice) -> tuple[Any, ...]:
