@@ -19,6 +19,8 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.postgres import postgres  # noqa: F401  (the session's PostgreSQL, for every test that asks for it)
+
 STARTUP_TIMEOUT = 90.0  # seconds: loading and warming the voice on a loaded 2-core CI machine
 
 

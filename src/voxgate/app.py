@@ -34,11 +34,11 @@ from voxgate.settings import Settings
 from voxgate.text.lexicon import Lexicon
 from voxgate.voices.archive import export_voices, import_voices
 from voxgate.voices.embedding import SpeakerEncoder
-from voxgate.voices.lexicon_store import LexiconStore
+from voxgate.voices.lexicon_store import lexicon_store
 from voxgate.voices.refcache import ReferenceCache
 from voxgate.voices.references import ReferencePolicy
 from voxgate.voices.registry import VoiceRegistry
-from voxgate.voices.store import VoiceStore
+from voxgate.voices.store_base import StoreError, open_store
 from voxgate.webapp import VoxgateAPI
 
 _LOG = logging.getLogger(__name__)
@@ -56,7 +56,10 @@ def build_context(settings: Settings) -> Context:
     for name in settings.engines:
         if name not in engines:
             engines[name] = create_engine(name, **engine_options.get(name, {}))
-    store = VoiceStore(settings.data_dir)
+    try:
+        store = open_store(settings.store, settings.data_dir)  # SQLite in the data folder, or --store's PostgreSQL
+    except StoreError as exc:
+        raise StartupError(str(exc)) from None
     voices = VoiceRegistry(engines, settings.openai_voice_aliases, settings.default_voice, store)
     try:
         voices.resolve(None)
@@ -76,7 +79,7 @@ def build_context(settings: Settings) -> Context:
                       express=settings.express_workers, memory_budget_mb=settings.memory_budget_mb)
     limits = Limits(max_input_chars=settings.max_input_chars, max_queue=settings.max_queue)
     backend = LocalBackend(pool)
-    service = SynthesisService(voices, backend, Metrics(), limits, Lexicon(LexiconStore(store)))
+    service = SynthesisService(voices, backend, Metrics(), limits, Lexicon(lexicon_store(store)))
     policy = ReferencePolicy(roots=settings.reference_roots, allow_urls=settings.allow_reference_urls,
                              allow_private_urls=settings.allow_private_urls)
     encoder = SpeakerEncoder()

@@ -21,9 +21,10 @@ from voxgate import __version__, cli_lexicon, cli_voices
 from voxgate.settings import Settings
 
 # The settings `say` and `voices` take as flags (every other setting still comes from its VOXGATE_* variable).
-LOCAL_SETTINGS = ("data_dir", "voices_dir", "engines", "default_voice", "openai_voice_aliases", "log_level")
+LOCAL_SETTINGS = ("data_dir", "store", "voices_dir", "engines", "default_voice", "openai_voice_aliases",
+                  "log_level")
 VOICES_SETTINGS = (*LOCAL_SETTINGS, "match_strength")
-LEXICON_SETTINGS = ("data_dir", "log_level")
+LEXICON_SETTINGS = ("data_dir", "store", "log_level")
 JSON_EXAMPLE = '{"alloy": "en_US-joe-medium"}'
 
 

@@ -57,15 +57,19 @@ def add_parsers(lexicon: argparse.ArgumentParser, settings_flags: Any) -> None:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Carry out one lexicon action on the data folder's store."""
     from voxgate.text.lexicon import Entry, Lexicon
-    from voxgate.voices.lexicon_store import LexiconStore
-    from voxgate.voices.store import VoiceStore
+    from voxgate.voices.lexicon_store import lexicon_store
+    from voxgate.voices.store_base import StoreError, open_store
 
     action = args.action or "list"
     if action == "import":
         entries = read_entries(args.file, args.format, args.language, args.voice)  # before the store opens
-    store = VoiceStore(settings.data_dir)
     try:
-        lexicon = Lexicon(LexiconStore(store))
+        store = open_store(settings.store, settings.data_dir)
+    except StoreError as exc:
+        print(f"voxgate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        lexicon = Lexicon(lexicon_store(store))
         if action == "list":
             for entry in lexicon.list(language=getattr(args, "language", None), voice=getattr(args, "voice", None)):
                 print(_line(entry))

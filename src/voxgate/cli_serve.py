@@ -137,6 +137,8 @@ def summary(settings: Settings, app: Any, doors: list[Door]) -> list[str]:
         f"  data folder  {settings.data_dir.resolve()} (--data-dir or VOXGATE_DATA_DIR)",
         f"  voices       {counts}; default {settings.default_voice}",
     ]
+    if settings.store:  # shown only with --store: the default summary is unchanged
+        lines.append(f"  voice store  {app.state.ctx.voicebank.store.describe()}")
     lines += [f"  port {door.port:<7} {door.what} ({door.flag})" for door in doors]
     if settings.api_key:
         lines.append("  API key      required on every API (--api-key)")

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
         description="Folder for everything voxgate stores; default the user's data folder "
         "(~/.local/share/voxgate on Linux).",
     )
+    store: str | None = Field(
+        None, description="Where registered voices, their reference audio and levelling gains are kept: unset = "
+        "SQLite in the data folder; postgresql://USER@HOST:PORT/DB = one PostgreSQL store shared by every node "
+        "(needs voxgate[postgres]; docs/store.md).",
+    )
     voices_dir: Path | None = Field(
         None, description="Folder of user Piper voices (.onnx + .onnx.json); default DATA_DIR/voices."
     )

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -344,6 +344,19 @@ def reading_language(request: SynthesisRequest, voice: VoiceInfo | None) -> str 
         return request.language
     return voice.language if voice is not None else None
 
+GAIN_CACHE = 1024  # levelling gains kept in memory (least recently used go; the voice store keeps them all)
+
+
+def gain_key(voice: VoiceInfo) -> str:
+    """A voice's gain key in the voice store: its id, with its model file's size when it has one (so a
+    replaced model is measured again; the size, not the time, is the same on every node)."""
+    try:
+        size = voice.model_path.stat().st_size if voice.model_path is not None else None
+    except OSError:
+        size = None
+    return voice.id if size is None else f"{voice.id}@{size}"
+
+
 class SynthesisService:
     """Validates requests, admits them, and turns text into PCM through a synthesis backend."""
 
@@ -358,7 +371,7 @@ class SynthesisService:
         self._active = 0
         self._full_since: float | None = None  # when the last free admission slot was taken
         self._open: weakref.WeakSet[SynthesisStream] = weakref.WeakSet()  # not finished, for stop_all
-        self._gains: dict[str, float] = {}
+        self._gains: OrderedDict[str, float] = OrderedDict()  # voice id → gain, the GAIN_CACHE most recent
         self._gain_locks: dict[str, asyncio.Lock] = {}
         self.ready = False
         metrics.watch(self._gauges)
@@ -658,20 +671,47 @@ class SynthesisService:
             except VoxgateError:
                 pass  # its base is gone: measured as itself
         if voice.id in self._gains:
+            self._gains.move_to_end(voice.id)
             return self._gains[voice.id]
         lock = self._gain_locks.setdefault(voice.id, asyncio.Lock())
-        async with lock:
-            if voice.id not in self._gains:
-                job = SegmentJob(voice, CALIBRATION_TEXT, EngineParams(), time.monotonic(),
-                                 post=post_processing(voice))
-                try:
-                    parts = [item.samples async for item in self.backend.generate(job)]
-                except EngineFailure as exc:
-                    cause = exc.__cause__
-                    raise EngineFailure(f"{voice.engine} failed to load {voice.id}: {cause}") from cause
-                self._gains[voice.id] = calibrate_gain(np.concatenate(parts)) if parts else 1.0
-                _LOG.info("voice %s levelled with gain %.2f", voice.id, self._gains[voice.id])
-        return self._gains[voice.id]
+        try:
+            async with lock:
+                gain = self._gains.get(voice.id)
+                if gain is None:
+                    gain = self._gains[voice.id] = await self._level(voice)
+                    while len(self._gains) > GAIN_CACHE:
+                        self._gains.popitem(last=False)
+        finally:
+            if not lock.locked():  # no other caller holds it: forgotten (one per voice ever grew without bound)
+                self._gain_locks.pop(voice.id, None)
+        return gain
+
+    async def _level(self, voice: VoiceInfo) -> float:
+        """A voice's gain from the voice store (measured by any node sharing it), else measured and kept there."""
+        store, key = getattr(self.voices, "store", None), gain_key(voice)
+        if store is not None:
+            try:
+                kept = await asyncio.to_thread(store.get_gain, key)
+            except Exception as exc:  # the store is shared best effort: a database hiccup costs a measurement
+                _LOG.warning("could not read the gain of %s from the voice store: %s", voice.id, exc)
+                kept = None
+            if kept is not None:
+                _LOG.info("voice %s levelled with gain %.2f (from the voice store)", voice.id, kept)
+                return kept
+        job = SegmentJob(voice, CALIBRATION_TEXT, EngineParams(), time.monotonic(), post=post_processing(voice))
+        try:
+            parts = [item.samples async for item in self.backend.generate(job)]
+        except EngineFailure as exc:
+            cause = exc.__cause__
+            raise EngineFailure(f"{voice.engine} failed to load {voice.id}: {cause}") from cause
+        gain = calibrate_gain(np.concatenate(parts)) if parts else 1.0
+        if store is not None:
+            try:
+                gain = await asyncio.to_thread(store.put_gain, key, gain)  # the first node's measurement wins
+            except Exception as exc:
+                _LOG.warning("could not keep the gain of %s in the voice store: %s", voice.id, exc)
+        _LOG.info("voice %s levelled with gain %.2f", voice.id, gain)
+        return gain
 
     def _release(self, stream: SynthesisStream) -> None:
         if stream.admitted:

@@ -10,7 +10,8 @@ from typing import Any
 
 from voxgate.engines.base import Capabilities, Engine, Reference, VoiceInfo
 from voxgate.errors import VoiceNotFound
-from voxgate.voices.store import StoredVoice, VoiceStore
+from voxgate.voices.store import StoredVoice
+from voxgate.voices.store_base import Store
 
 _LOG = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class VoiceRegistry:
     """Resolves a voice id, alias or name to exactly one voice, or says which it lacks."""
 
     def __init__(self, engines: Mapping[str, Engine], aliases: Mapping[str, str], default_voice: str,
-                 store: VoiceStore | None = None) -> None:
+                 store: Store | None = None) -> None:
         self._engines = dict(engines)
         self._aliases = {k.lower(): v for k, v in aliases.items()}
         self.default_voice = default_voice
@@ -60,7 +61,19 @@ class VoiceRegistry:
         self._stale: dict[str, str] = {}  # registered voice id → why it cannot be spoken now
         self._transient: dict[str, VoiceInfo] = {}  # reference voices of the cache: resolvable, never listed
         self._variants: dict[str, dict[str, VoiceInfo]] = {}  # voice id → primary language → variant
+        self._reload = threading.Lock()  # one re-read at a time: an older snapshot never lands after a newer one
         self.refresh()
+        watch = getattr(store, "watch", None)  # a shared store (--store postgresql://…) tells of other nodes' changes
+        if watch is not None:
+            watch(self._store_changed)
+
+    def _store_changed(self) -> None:
+        before = {v.id for v in self.list() if v.registered} | set(self.stale())
+        self.refresh_registered()
+        after = {v.id for v in self.list() if v.registered} | set(self.stale())
+        if before != after:
+            _LOG.info("registered voices changed in the store: +%s -%s", sorted(after - before) or "",
+                      sorted(before - after) or "")
 
     def refresh(self) -> int:
         """Rescan engines and the store (blocking: reads files); returns how many voices there are."""
@@ -89,6 +102,10 @@ class VoiceRegistry:
 
     def refresh_registered(self) -> int:
         """Re-read the registered voices only (after one was added or removed)."""
+        with self._reload:
+            return self._refresh_registered()
+
+    def _refresh_registered(self) -> int:
         voices, stale, variants = dict(self._installed), {}, {}
         cloner = self._cloner()
         for stored in self.store.list() if self.store else []:

@@ -17,7 +17,7 @@ import threading
 import time
 import unicodedata
 import wave
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -135,6 +135,21 @@ class VoiceStore:
         """Close the database."""
         with self._lock:
             self._db.close()
+
+    def describe(self) -> str:
+        """Where the voices are kept (the start-up summary)."""
+        return f"SQLite in {self.root.resolve()} (--store postgresql://… shares one between nodes)"
+
+    def get_gain(self, key: str) -> float | None:
+        """Levelling gains are not kept here: one server per data folder measures each voice once per run."""
+        return None
+
+    def put_gain(self, key: str, gain: float) -> float:
+        """Nothing to share with: the measured gain is the one used."""
+        return gain
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """One server per data folder: nobody else adds voices while it runs (the command line restarts it)."""
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -1,0 +1,415 @@
+"""Registered voices in PostgreSQL (`--store postgresql://…`): one store for every node of a cluster.
+
+The index rows, the reference audio (bytea, content-addressed by its canonical hash), the persisted
+settings, the levelling gains and the lexicon live in `voxgate_*` tables. A voice is written in ONE
+transaction, reference first and then its row, so a process killed mid-write leaves nothing behind: the
+transaction never committed. Every write to the voices bumps a generation number and sends a NOTIFY in
+the same transaction; each process listens on its own connection and also polls the generation twice a
+second (a notification lost while that connection was re-opened is caught by the poll), so every node
+sees a new or removed voice within a second. Reference audio is copied out to a local cache file the
+first time a node needs it as a file (downloads, archives, cloning engines).
+
+The schema is versioned (`voxgate_schema.version`), created on first use under an advisory lock (nodes
+starting together do not race), and never dropped or rewritten: a database of a newer voxgate is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import time
+import wave
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from voxgate.safefs import check_inside, write_atomic
+from voxgate.voices.store import StoredVoice, audio_sha256, read_wav, wav_bytes
+from voxgate.voices.store_base import StoreError, redact
+
+_LOG = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+CHANNEL = "voxgate_voices"  # NOTIFY channel: the payload is the voice id that changed
+POLL_SECONDS = 0.5  # how often each process checks the generation besides waiting for a notification
+CONNECT_TIMEOUT = 5  # seconds, for the first connection and every pooled one
+_SCHEMA_LOCK = 0x766F78676174  # pg_advisory_xact_lock key ("voxgat"): one migration at a time
+
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS voxgate_references (
+    sha256 text PRIMARY KEY,
+    sample_rate integer NOT NULL,
+    wav bytea NOT NULL
+);
+CREATE TABLE IF NOT EXISTS voxgate_voices (
+    id text PRIMARY KEY,
+    name text NOT NULL,
+    language text,
+    transcript text,
+    audio_sha256 text NOT NULL REFERENCES voxgate_references (sha256),
+    sample_rate integer NOT NULL,
+    duration double precision NOT NULL,
+    features text NOT NULL DEFAULT '{}',
+    meta text NOT NULL DEFAULT '{}',
+    created double precision NOT NULL
+);
+CREATE INDEX IF NOT EXISTS voxgate_voices_audio ON voxgate_voices (audio_sha256);
+CREATE TABLE IF NOT EXISTS voxgate_kv (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS voxgate_gains (key text PRIMARY KEY, gain double precision NOT NULL,
+                                          measured double precision NOT NULL);
+CREATE TABLE IF NOT EXISTS voxgate_lexicon (
+    seq bigserial NOT NULL,
+    word text NOT NULL,
+    language text NOT NULL DEFAULT '',
+    voice text NOT NULL DEFAULT '',
+    phonemes text,
+    respelling text,
+    PRIMARY KEY (word, language, voice)
+);
+"""
+_COLUMNS = "id, name, language, transcript, audio_sha256, sample_rate, duration, features, meta, created"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0].strip()
+
+
+class PostgresStore:
+    """The voice store in a PostgreSQL database, shared by every process that names the same URL."""
+
+    def __init__(self, url: str, root: Path) -> None:
+        self.root = root
+        self.where = redact(url)
+        self.references = root / "cache" / "store-references"  # local copies of the bytea audio
+        self.references.mkdir(parents=True, exist_ok=True)
+        check_inside(self.references, root)
+        self._url = url
+        self._callbacks: list[Callable[[], None]] = []
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._file_lock = threading.Lock()
+        # While the watcher runs, get() answers from the last list() (the registry re-lists on every change),
+        # so describing voices costs no round trip; any change made or heard of here drops it first.
+        self._snapshot: dict[str, StoredVoice] | None = None
+        self._epoch = 0  # bumped by every such change: a list() read before it does not become the snapshot
+        self._snapshot_lock = threading.Lock()
+        try:
+            with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT, autocommit=True,
+                                 application_name="voxgate") as conn:
+                self._migrate(conn)
+                self._generation = self._read_generation(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"--store {self.where}: cannot use the database: {_first_line(exc)}") from None
+        self._pool = ConnectionPool(url, min_size=1, max_size=4, timeout=30, name="voxgate-store", open=True,
+                                    kwargs={"connect_timeout": CONNECT_TIMEOUT, "autocommit": True,
+                                            "application_name": "voxgate"},
+                                    check=ConnectionPool.check_connection)  # one dropped by a restart is replaced
+        self.sweep()
+
+    # ------------------------------------------------------------------ schema and connections
+
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        """Create the tables on first use (versioned; nothing is ever dropped)."""
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            conn.execute("CREATE TABLE IF NOT EXISTS voxgate_schema (one integer PRIMARY KEY CHECK (one = 1), "
+                         "version integer NOT NULL, generation bigint NOT NULL DEFAULT 0, "
+                         "lexicon_generation bigint NOT NULL DEFAULT 0)")
+            row = conn.execute("SELECT version FROM voxgate_schema").fetchone()
+            version = row[0] if row else 0
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"--store {self.where}: the database holds voxgate store schema {version}, "
+                                 f"newer than this voxgate's {SCHEMA_VERSION}: upgrade voxgate")
+            if version < 1:
+                conn.execute(_SCHEMA_V1)
+                conn.execute("INSERT INTO voxgate_schema (one, version) VALUES (1, 1) "
+                             "ON CONFLICT (one) DO UPDATE SET version = 1")
+                _LOG.info("created the voice store's tables (schema %d) in %s", SCHEMA_VERSION, self.where)
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection (autocommit; `conn.transaction()` makes a transaction), checked before use."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:  # the database went away for longer than the pool waits
+            raise StoreError(f"--store {self.where}: no database connection: {_first_line(exc)}") from None
+
+    @staticmethod
+    def _read_generation(conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute("SELECT generation FROM voxgate_schema").fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def _changed(conn: psycopg.Connection[Any], voice_id: str) -> None:
+        """Inside a write transaction: bump the generation and tell every listener (sent at commit)."""
+        conn.execute("UPDATE voxgate_schema SET generation = generation + 1")
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, voice_id))
+
+    def close(self) -> None:
+        """Stop the watcher and close every connection."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+        self._pool.close()
+
+    def describe(self) -> str:
+        """Where the voices are kept (the start-up summary): the URL without its password."""
+        return f"PostgreSQL {self.where} (--store)"
+
+    # ------------------------------------------------------------------ voices
+
+    def audio_path(self, sha256: str) -> Path:
+        """A local copy of the reference audio with this hash, written from the database the first time."""
+        path = self.references / f"{sha256}.wav"
+        if path.is_file() and not path.is_symlink():
+            return path
+        with self._connection() as conn:
+            row = conn.execute("SELECT wav FROM voxgate_references WHERE sha256=%s", (sha256,)).fetchone()
+        if row is not None:
+            with self._file_lock:
+                write_atomic(path, bytes(row[0]), root=self.root)
+        return path
+
+    def add(self, voice: StoredVoice, samples: np.ndarray, *, replace: bool = False) -> tuple[StoredVoice, bool]:
+        """Store a voice and its audio in one transaction; returns (the stored voice, whether that id existed)."""
+        sha = audio_sha256(samples, voice.sample_rate)
+        record = StoredVoice(**{**voice.to_dict(), "audio_sha256": sha, "created": voice.created or time.time()})
+        data = wav_bytes(samples, voice.sample_rate)
+        with self._connection() as conn, conn.transaction():
+            row = conn.execute(f"SELECT {_COLUMNS} FROM voxgate_voices WHERE id=%s FOR UPDATE",
+                               (record.id,)).fetchone()
+            existing = _voice(row) if row else None
+            if existing is not None and not replace:
+                return existing, True
+            conn.execute("INSERT INTO voxgate_references (sha256, sample_rate, wav) VALUES (%s, %s, %s) "
+                         "ON CONFLICT (sha256) DO NOTHING", (sha, record.sample_rate, data))
+            on_conflict = ("DO UPDATE SET name=EXCLUDED.name, language=EXCLUDED.language, "
+                           "transcript=EXCLUDED.transcript, audio_sha256=EXCLUDED.audio_sha256, "
+                           "sample_rate=EXCLUDED.sample_rate, duration=EXCLUDED.duration, "
+                           "features=EXCLUDED.features, meta=EXCLUDED.meta, created=EXCLUDED.created"
+                           if replace else "DO NOTHING")
+            written = conn.execute(f"INSERT INTO voxgate_voices ({_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+                                   f"ON CONFLICT (id) {on_conflict} RETURNING id", _row(record)).fetchone()
+            if written is None:  # another node added this id since the SELECT: theirs is kept
+                self._drop_reference_if_unused(conn, sha)
+                row = conn.execute(f"SELECT {_COLUMNS} FROM voxgate_voices WHERE id=%s", (record.id,)).fetchone()
+                return _voice(row), True
+            if existing is not None:
+                self._forget_gains(conn, record.id)
+                if existing.audio_sha256 != sha:
+                    self._drop_reference_if_unused(conn, existing.audio_sha256)
+            self._changed(conn, record.id)
+        self._invalidate()
+        return record, existing is not None
+
+    def update_features(self, voice_id: str, features: Mapping[str, Any]) -> None:
+        """Replace the stored features of a voice (after re-matching)."""
+        with self._connection() as conn, conn.transaction():
+            conn.execute("UPDATE voxgate_voices SET features=%s WHERE id=%s", (json.dumps(dict(features)), voice_id))
+            self._changed(conn, voice_id)
+        self._invalidate()
+
+    def _invalidate(self) -> None:
+        with self._snapshot_lock:
+            self._epoch += 1
+            self._snapshot = None
+
+    def get(self, voice_id: str) -> StoredVoice | None:
+        """One voice by id (from the snapshot of the last list() while the watcher keeps it current)."""
+        with self._snapshot_lock:
+            snapshot = self._snapshot
+        if snapshot is not None:
+            return snapshot.get(voice_id)
+        with self._connection() as conn:
+            row = conn.execute(f"SELECT {_COLUMNS} FROM voxgate_voices WHERE id=%s", (voice_id,)).fetchone()
+        return _voice(row) if row else None
+
+    def list(self) -> list[StoredVoice]:
+        """Every registered voice, by id (byte order, as SQLite sorts)."""
+        with self._snapshot_lock:
+            epoch = self._epoch
+        with self._connection() as conn:
+            rows = conn.execute(f"SELECT {_COLUMNS} FROM voxgate_voices ORDER BY id COLLATE \"C\"").fetchall()
+        voices = [_voice(row) for row in rows]
+        with self._snapshot_lock:
+            if self._watcher is not None and self._epoch == epoch:
+                self._snapshot = {voice.id: voice for voice in voices}
+        return voices
+
+    def remove(self, voice_id: str) -> bool:
+        """Delete a voice, and its audio when no other voice shares it, in one transaction."""
+        with self._connection() as conn, conn.transaction():
+            row = conn.execute("DELETE FROM voxgate_voices WHERE id=%s RETURNING audio_sha256",
+                               (voice_id,)).fetchone()
+            if row is None:
+                return False
+            self._forget_gains(conn, voice_id)
+            self._drop_reference_if_unused(conn, row[0])
+            self._changed(conn, voice_id)
+        self._invalidate()
+        return True
+
+    @staticmethod
+    def _forget_gains(conn: psycopg.Connection[Any], voice_id: str) -> None:
+        conn.execute("DELETE FROM voxgate_gains WHERE key=%s OR starts_with(key, %s)", (voice_id, voice_id + "@"))
+
+    @staticmethod
+    def _drop_reference_if_unused(conn: psycopg.Connection[Any], sha: str) -> None:
+        try:
+            with conn.transaction():  # a savepoint: another node may be adding a voice with this audio now
+                conn.execute("DELETE FROM voxgate_references WHERE sha256=%s AND NOT EXISTS "
+                             "(SELECT 1 FROM voxgate_voices WHERE audio_sha256=%s)", (sha, sha))
+        except pg_errors.ForeignKeyViolation:
+            pass  # it is used again: kept
+
+    # ------------------------------------------------------------------ settings and gains
+
+    def get_value(self, key: str, default: Any = None) -> Any:
+        """A persisted setting (JSON)."""
+        with self._connection() as conn:
+            row = conn.execute("SELECT value FROM voxgate_kv WHERE key=%s", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_value(self, key: str, value: Any) -> None:
+        """Persist a setting (JSON)."""
+        with self._connection() as conn:
+            conn.execute("INSERT INTO voxgate_kv (key, value) VALUES (%s, %s) "
+                         "ON CONFLICT (key) DO UPDATE SET value=EXCLUDED.value", (key, json.dumps(value)))
+
+    def keys(self, prefix: str) -> list[str]:
+        """Settings whose key starts with `prefix`."""
+        with self._connection() as conn:
+            rows = conn.execute("SELECT key FROM voxgate_kv WHERE starts_with(key, %s)", (prefix,)).fetchall()
+        return [row[0] for row in rows]
+
+    def delete_value(self, key: str) -> None:
+        """Forget a setting."""
+        with self._connection() as conn:
+            conn.execute("DELETE FROM voxgate_kv WHERE key=%s", (key,))
+
+    def get_gain(self, key: str) -> float | None:
+        """A levelling gain some process measured for this voice key, or None."""
+        with self._connection() as conn:
+            row = conn.execute("SELECT gain FROM voxgate_gains WHERE key=%s", (key,)).fetchone()
+        return float(row[0]) if row else None
+
+    def put_gain(self, key: str, gain: float) -> float:
+        """Keep `gain` unless another process kept one first; returns the kept gain (the same on every node)."""
+        with self._connection() as conn:
+            conn.execute("INSERT INTO voxgate_gains (key, gain, measured) VALUES (%s, %s, %s) "
+                         "ON CONFLICT (key) DO NOTHING", (key, float(gain), time.time()))
+            row = conn.execute("SELECT gain FROM voxgate_gains WHERE key=%s", (key,)).fetchone()
+        return float(row[0]) if row else float(gain)
+
+    # ------------------------------------------------------------------ change notification
+
+    def watch(self, callback: Callable[[], None]) -> None:
+        """Call `callback` on the watcher thread after any process changed the registered voices."""
+        self._callbacks.append(callback)
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name="voxgate-store-watch", daemon=True)
+            self._watcher.start()
+            self.list()  # the first snapshot
+
+    def _fire(self) -> None:
+        for callback in list(self._callbacks):
+            try:
+                callback()
+            except Exception:  # a failed reload must not stop the watcher
+                _LOG.exception("reloading the registered voices failed")
+
+    def _watch(self) -> None:
+        """LISTEN for changes and poll the generation; reconnect (and reload) when the connection drops."""
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._url, connect_timeout=CONNECT_TIMEOUT, autocommit=True,
+                                     application_name="voxgate-watch") as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._invalidate()  # changes may have been missed while there was no connection
+                    backoff = 0.5
+                    while not self._stop.is_set():
+                        generation = self._read_generation(conn)
+                        if generation != self._generation:
+                            self._generation = generation
+                            self._invalidate()
+                            self._fire()
+                        for _ in conn.notifies(timeout=POLL_SECONDS, stop_after=1):
+                            pass  # woken early: drained below by reading the generation again
+            except psycopg.Error as exc:
+                if self._stop.is_set():
+                    return
+                _LOG.warning("voice store %s: change watch lost (%s); retrying in %.1f s", self.where,
+                             _first_line(exc), backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    # ------------------------------------------------------------------ maintenance
+
+    def sweep(self) -> list[str]:
+        """Delete local leftovers: temporary files and cached audio no voice points at any more."""
+        with self._connection() as conn:
+            used = {row[0] for row in conn.execute("SELECT DISTINCT audio_sha256 FROM voxgate_voices")}
+        removed = []
+        with self._file_lock:
+            for path in self.references.iterdir():
+                # A temporary file of another process on this data folder (cluster replicas share one) may be
+                # being written now: only old ones are leftovers.
+                stale_tmp = path.name.startswith(".") and path.name.endswith(".tmp") and _age(path) > 60
+                if stale_tmp or (path.suffix == ".wav" and path.stem not in used):
+                    path.unlink(missing_ok=True)
+                    removed.append(path.name)
+        return removed
+
+    def check(self) -> list[str]:
+        """Problems with stored voices (audio missing, unreadable or not matching its hash)."""
+        problems = []
+        with self._connection() as conn:
+            rows = conn.execute("SELECT v.id, v.audio_sha256, r.wav FROM voxgate_voices v LEFT JOIN "
+                                "voxgate_references r ON r.sha256 = v.audio_sha256 ORDER BY v.id").fetchall()
+        for voice_id, sha, data in rows:
+            if data is None:
+                problems.append(f"{voice_id}: reference audio is missing ({sha})")
+                continue
+            try:
+                samples, rate = read_wav(io.BytesIO(bytes(data)))
+            except (EOFError, wave.Error) as exc:
+                problems.append(f"{voice_id}: reference audio is unreadable ({exc})")
+                continue
+            if audio_sha256(samples, rate) != sha:
+                problems.append(f"{voice_id}: reference audio does not match its hash (changed or corrupt)")
+            local = self.references / f"{sha}.wav"
+            if local.is_file() and local.read_bytes() != bytes(data):
+                local.unlink(missing_ok=True)  # a damaged local copy: written again when next needed
+        return problems
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _row(voice: StoredVoice) -> tuple[Any, ...]:
+    return (voice.id, voice.name, voice.language, voice.transcript, voice.audio_sha256, voice.sample_rate,
+            voice.duration, json.dumps(dict(voice.features)), json.dumps(dict(voice.meta)), voice.created)
+
+
+def _voice(row: tuple[Any, ...]) -> StoredVoice:
+    (vid, name, language, transcript, sha, rate, duration, features, meta, created) = row
+    return StoredVoice(vid, name, language, transcript, sha, rate, duration, json.loads(features),
+                       json.loads(meta), created)
+
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore"]
