@@ -50,10 +50,13 @@ class StartupError(RuntimeError):
     """The settings cannot produce a working server (e.g. the default voice is missing)."""
 
 
-def local_fallback(voices: VoiceRegistry) -> Callable[[VoiceInfo], VoiceInfo | None]:
-    """--upstream-fallback: the local voice that speaks for a failed upstream voice: the best installed voice
-    of its language, else the default voice (None when that is an upstream voice too)."""
+def local_fallback(voices: VoiceRegistry, enabled: Mapping[str, bool]) -> Callable[[VoiceInfo], VoiceInfo | None]:
+    """--upstream-fallback (or an upstream's ?fallback=1): the local voice that speaks for a failed upstream
+    voice: the best installed voice of its language, else the default voice (None when that is an upstream
+    voice too, or the voice's upstream has no fallback)."""
     def choose(voice: VoiceInfo) -> VoiceInfo | None:
+        if not enabled.get(str(voice.engine_data.get("upstream")), False):
+            return None
         if voice.language and voice.language != "und":
             try:
                 return best_voice(voices, voice.language)
@@ -82,7 +85,8 @@ def with_upstreams(settings: Settings, voices: VoiceRegistry, local: Backend, me
         raise StartupError(str(exc)) from None
     voices.add_provider(ENGINE, upstreams)
     metrics.registry.register(UpstreamCollector(upstreams))
-    return RouterBackend(local, upstreams.backends, local_fallback(voices) if settings.upstream_fallback else None,
+    enabled = {c.name: settings.upstream_fallback if c.fallback is None else c.fallback for c in configs}
+    return RouterBackend(local, upstreams.backends, local_fallback(voices, enabled) if any(enabled.values()) else None,
                          describe=upstreams.health, lifecycle=upstreams)
 
 

@@ -113,12 +113,10 @@ class Breaker:
     def failure(self) -> bool:
         """Count a failure; True when this one opened the breaker."""
         self.consecutive += 1
-        if self.state == "half-open" or self.consecutive >= self.failures:
-            was_open = self.state == "open"
+        if self.state == "half-open" or (self.state == "closed" and self.consecutive >= self.failures):
             self.state, self.opened_at, self._probing = "open", time.monotonic(), False
-            if not was_open:
-                self.opened += 1
-                return True
+            self.opened += 1
+            return True
         return False
 
     def abandoned(self) -> None:

@@ -61,6 +61,7 @@ class UpstreamConfig:
     retries: int = 1  # further attempts of a request that failed before any of its audio was sent
     breaker_failures: int = 3  # consecutive failures that open the circuit breaker
     breaker_cooldown: float = 30.0  # seconds the breaker stays open before one request may probe
+    fallback: bool | None = None  # speak with a local voice when it fails before any audio (None: --upstream-fallback)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,9 @@ RESERVED: Mapping[str, tuple[str, type, float, float]] = {
     "retries": ("retries", int, 0, 5),
     "breaker": ("breaker_failures", int, 1, 1000),
     "cooldown": ("breaker_cooldown", float, 0.1, 3600.0),
+    "fallback": ("fallback", bool, 0, 0),
 }
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 KEY_ENV = "key_env"  # the API key is read from this environment variable (keeps it out of `ps`)
 
 
@@ -100,7 +102,13 @@ def _build(name: str, kind: str, url: str, fields: Mapping[str, object],
             values["api_key"] = secret
             continue
         field, typ, low, high = RESERVED[param]
-        values[field] = str(value) if typ is str else _number(param, value, typ, low, high, label)
+        if typ is bool:
+            flag = value if isinstance(value, bool) else _BOOLS.get(str(value).strip().lower())
+            if flag is None:
+                raise UpstreamConfigError(f"upstream {label}: {param} must be 1 or 0 (got {value!r})")
+            values[field] = flag
+        else:
+            values[field] = str(value) if typ is str else _number(param, value, typ, low, high, label)
     clean = urlunsplit((parts.scheme.lower(), parts.netloc, parts.path.rstrip("/"), "", ""))
     config = UpstreamConfig(name=name, kind=kind, url=clean,
                             options={str(k): _option_text(v) for k, v in options.items()})

@@ -72,6 +72,7 @@ class Upstream:
     reachable: bool | None = None  # its last contact (listing or request) succeeded; None: no contact yet
     last_error: str | None = None
     refreshed_at: float | None = None  # time.time() of the last successful listing
+    listed_at: float = 0.0  # time.monotonic() of the last listing attempt
 
     @property
     def state(self) -> str:
@@ -91,6 +92,9 @@ class Upstreams:
                  on_change: Callable[[], object] | None = None, http: httpx.AsyncClient | None = None) -> None:
         self.refresh_seconds = refresh_seconds
         self.http = http or httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        quiet = logging.getLogger("httpx")
+        if quiet.level == logging.NOTSET:
+            quiet.setLevel(logging.WARNING)  # not a log line per upstream request (the upstream log says more)
         self.upstreams: dict[str, Upstream] = {}
         for config in configs:
             kind = load_kind(config.kind)(config, self.http)
@@ -172,15 +176,28 @@ class Upstreams:
         await self.http.aclose()
 
     async def _keep_fresh(self, first: asyncio.Task[bool]) -> None:
+        """List each upstream again when it is due: every refresh_seconds, every DOWN_RETRY s while down."""
         with contextlib.suppress(Exception):
             await first
         while True:
-            down = any(not u.listed or u.reachable is False for u in self.upstreams.values())
-            await asyncio.sleep(min(self.refresh_seconds, DOWN_RETRY) if down else self.refresh_seconds)
+            now = time.monotonic()
+            due = {name: self._due(upstream) for name, upstream in self.upstreams.items()}
+            wait = min(due.values(), default=now + self.refresh_seconds) - now
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            names = [name for name, when in due.items() if when <= now]
             try:
-                await self.refresh()
+                changed = any(await asyncio.gather(*(self._list(self.upstreams[n]) for n in names)))
+                if changed and self.on_change is not None:
+                    self.on_change()
             except Exception:  # the timer must outlive any one failure
                 _LOG.exception("upstream voice refresh failed")
+
+    def _due(self, upstream: Upstream) -> float:
+        """When `upstream`'s voices are next listed (time.monotonic())."""
+        down = not upstream.listed or upstream.reachable is False
+        return upstream.listed_at + (min(self.refresh_seconds, DOWN_RETRY) if down else self.refresh_seconds)
 
     async def refresh(self, name: str | None = None, notify: bool = True) -> bool:
         """List the voices of one upstream (or all) again; True when the voice list changed."""
@@ -192,6 +209,7 @@ class Upstreams:
 
     async def _list(self, upstream: Upstream) -> bool:
         config = upstream.config
+        upstream.listed_at = time.monotonic()
         try:
             async with asyncio.timeout(config.connect_timeout + config.timeout):
                 listed = await upstream.kind.voices()

@@ -7,13 +7,16 @@ how a Wyoming server learns its client left) and sends `synthesize`, or — when
 `synthesize-chunk`, and `synthesize-stop`. The audio comes as `audio-start`, `audio-chunk`s and
 `audio-stop` (streaming servers may send several audio-start/stop pairs, one per sentence, then
 `synthesize-stopped`). An `error` event fails the request. Options: `streaming` (1 or 0), `language`
-(the voices' language when `info` does not say).
+(the voices' language when `info` does not say), `voices` (comma-separated names or fnmatch patterns: only
+these are listed; wyoming-piper lists its whole download catalogue, ~2700 voices and speakers, and
+downloads a voice when it is first asked for one it does not have).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
@@ -95,6 +98,7 @@ class WyomingUpstream:
         speakers: dict[str, tuple[str, str | None]] = {}
         streaming = False
         default_language = self.config.options.get("language")
+        wanted = [p.strip() for p in self.config.options.get("voices", "").split(",") if p.strip()]
         for program in info.tts or []:
             streaming = streaming or bool(getattr(program, "supports_synthesize_streaming", False))
             for voice in program.voices or []:
@@ -103,7 +107,8 @@ class WyomingUpstream:
                 language = _tag(voice.languages[0]) if voice.languages else default_language
                 for speaker in [s.name for s in voice.speakers or []] or [None]:
                     ident = f"{voice.name}{SPEAKER_MARK}{speaker}" if speaker else voice.name
-                    if ident in speakers:
+                    if ident in speakers or (wanted and not any(fnmatch.fnmatchcase(ident, p)
+                                                                or fnmatch.fnmatchcase(voice.name, p) for p in wanted)):
                         continue
                     speakers[ident] = (voice.name, speaker)
                     label = voice.description or voice.name
