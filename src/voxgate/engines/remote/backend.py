@@ -195,6 +195,8 @@ class _Run:
         if not self._task.done():
             self._task.cancel()
             self._backend.stats.cancelled += 1
+            _LOG.info("upstream %s: request closed before its end (its client left or was stopped)",
+                      self._backend.name)
         self._queue.put_nowait(_DONE)  # a reader waiting now ends
 
     async def aclose(self) -> None:

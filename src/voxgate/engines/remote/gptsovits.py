@@ -103,6 +103,17 @@ class GptSovitsUpstream:
             out[str(name)] = fields
         return out
 
+    def _listed(self, entries: Mapping[str, Mapping[str, Any]]) -> list[UpstreamVoice]:
+        default_language = self.config.options.get("language")
+        return [UpstreamVoice(id=name, name=str(fields.get("name") or name),
+                              language=fields.get("language") or default_language or None)
+                for name, fields in entries.items()]
+
+    def configured_voices(self) -> list[UpstreamVoice] | None:
+        """The voices the operator named, listed even while the server is down."""
+        self._refs = self._entries()
+        return self._listed(self._refs)
+
     async def voices(self) -> list[UpstreamVoice]:
         entries = await asyncio.to_thread(self._entries)  # may read the refs file
         try:
@@ -113,10 +124,7 @@ class GptSovitsUpstream:
             raise UpstreamError(f"GET /tts: {response.status_code} {error_text(response, response.content)}",
                                 upstream=self.config.name, status=response.status_code)
         self._refs = entries
-        default_language = self.config.options.get("language")
-        return [UpstreamVoice(id=name, name=str(fields.get("name") or name),
-                              language=fields.get("language") or default_language or None)
-                for name, fields in entries.items()]
+        return self._listed(entries)
 
     def _body(self, request: UpstreamRequest) -> dict[str, Any]:
         fields = self._refs.get(request.voice)

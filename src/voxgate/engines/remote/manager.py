@@ -218,7 +218,7 @@ class Upstreams:
             if upstream.reachable is not False or upstream.last_error != message:
                 _LOG.warning("upstream %s: cannot list its voices: %s", config.name, message)
             upstream.reachable, upstream.last_error = False, message
-            return False
+            return self._configured(upstream)
         voices = tuple(self._info(upstream, v) for v in listed)
         if upstream.reachable is False:
             _LOG.warning("upstream %s is up again (%d voices)", config.name, len(voices))
@@ -228,6 +228,20 @@ class Upstreams:
             _LOG.info("upstream %s lists %d voices", config.name, len(voices))
         upstream.voices, upstream.listed = voices, True
         return changed
+
+    def _configured(self, upstream: Upstream) -> bool:
+        """An upstream that is down before it was ever listed: the voices its operator named (a kind's optional
+        `configured_voices()`), so they resolve and fail (or fall back) as its voices, not as unknown ones."""
+        named = getattr(upstream.kind, "configured_voices", None)
+        if upstream.listed or upstream.voices or named is None:
+            return False
+        try:
+            voices = named()
+        except UpstreamError as exc:
+            _LOG.warning("upstream %s: %s", upstream.config.name, exc)
+            return False
+        upstream.voices = tuple(self._info(upstream, v) for v in voices or ())
+        return bool(upstream.voices)
 
     def _info(self, upstream: Upstream, voice: UpstreamVoice) -> VoiceInfo:
         config = upstream.config

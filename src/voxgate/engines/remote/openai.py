@@ -3,7 +3,8 @@ openedai-speech, vLLM-Omni, another voxgate).
 
 URL: the API's base, e.g. `http://kokoro-host:8880/v1` (a URL with no path gets `/v1`). Options:
 - `model` (default `tts-1`): the `model` field sent;
-- `voices`: a comma-separated list of voice names, when the server cannot list them;
+- `voices`: a comma-separated list of voice names, when the server cannot list them (then GET /models
+  only probes that it answers);
 - `format`: `pcm` (default; raw 16-bit at `pcm_rate`, OpenAI's 24 kHz) or `wav`; when the server refuses
   `pcm` (a 400/422 that names it), this upstream asks for `wav` from then on;
 - `pcm_rate` (default 24000): the rate of the server's `pcm`;
@@ -103,9 +104,25 @@ class OpenAIUpstream:
         except ValueError:
             raise UpstreamError(f"GET {path}: not JSON", upstream=self.config.name) from None
 
+    async def _probe(self) -> None:
+        """Raise UpstreamError unless the server answers HTTP at all (GET /models: any answer below 500)."""
+        try:
+            response = await self.http.get(self.base + "/models", headers=self.headers, timeout=timeouts(self.config))
+        except httpx.HTTPError as exc:
+            raise http_error(self.config, exc) from exc
+        if response.status_code >= 500:
+            raise UpstreamError(f"GET /models: {response.status_code}", upstream=self.config.name,
+                                status=response.status_code)
+
+    def configured_voices(self) -> list[UpstreamVoice] | None:
+        """The voices the operator named (`voices`), listed even while the server is down; None: none named."""
+        fixed = [v.strip() for v in self.config.options.get("voices", "").split(",") if v.strip()]
+        return [_voice(name) for name in fixed] or None
+
     async def voices(self) -> list[UpstreamVoice]:
         fixed = [v.strip() for v in self.config.options.get("voices", "").split(",") if v.strip()]
         if fixed:
+            await self._probe()
             return [_voice(name) for name in fixed]
         try:
             listed = _voices_from(await self._get_json("/audio/voices"))
