@@ -187,6 +187,9 @@ def test_upstream_voices_are_listed_as_name_voice(stack: Stack) -> None:
     assert upstreams["v"]["kind"] == "openai" and upstreams["v"]["voices"] == 1
     assert upstreams["dead"]["state"] == "down" and upstreams["dead"]["last_error"].startswith("cannot connect")
     assert _metric(stack.front, "voxgate_upstream_voices", upstream="g") == 1.0
+    # A reload lists the upstreams again before it answers: their voices are in its count.
+    reloaded = httpx.post(f"{stack.front.url}/v1/audio/voices/reload", timeout=30).json()["voices"]
+    assert reloaded == len(_voices(stack.front)) >= 5
 
 
 def test_openai_and_gptsovits_dialects_speak_through_each_kind(stack: Stack) -> None:
