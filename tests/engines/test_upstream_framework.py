@@ -71,6 +71,21 @@ def test_cli_error_is_one_line_and_exit_2() -> None:
     assert lines[0].startswith("voxgate: --upstream: ") and "configured twice" in lines[0]
 
 
+def test_environment_takes_a_json_list_of_strings_and_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxgate.settings import Settings
+
+    monkeypatch.setenv("VOXGATE_UPSTREAMS", '["a=openai+http://h/v1?timeout=2", '
+                                            '{"name": "b", "kind": "wyoming", "url": "tcp://h:10200"}]')
+    configs = Settings().upstream_configs
+    assert [(c.name, c.kind, c.timeout) for c in configs] == [("a", "openai", 2.0), ("b", "wyoming", 30.0)]
+    monkeypatch.setenv("VOXGATE_UPSTREAMS", '[{"name": "b", "kind": "wyoming"}]')
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["voices", "list"])
+    assert code == 2 and err.getvalue().strip() == ("voxgate: VOXGATE_UPSTREAMS (--upstream): upstream 'b': "
+                                                    'needs "kind" and "url" strings')
+
+
 def test_wire_constants_agree_with_the_dialects() -> None:
     """engines may not import dialects: the facts both need are written twice and checked here."""
     from voxgate.dialects.gptsovits.protocol import LANGUAGES, SAMPLE_RATE

@@ -19,8 +19,8 @@ upstream's options:
 
 Requests are POST /tts with `media_type=wav` (its header gives the model's rate: 32 kHz v2, 24 kHz v3,
 48 kHz v4) and `streaming_mode=true` (per-fragment streaming, understood by old and new api_v2).
-Listing the voices also probes the server with GET /tts without parameters (a 400 answer proves it is up;
-nothing is synthesized).
+Listing the voices also probes the server with GET /tts?text_lang=en&prompt_lang=en (its 400 "ref_audio_path
+is required" proves it is up; nothing is synthesized).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from voxgate.engines.remote.wire import (
 )
 
 MAX_REFS_BYTES = 1 << 20  # a refs file larger than this is refused
+PROBE = {"text_lang": "en", "prompt_lang": "en"}  # GET /tts with these and nothing else: a 400, no synthesis
 
 
 class GptSovitsUpstream:
@@ -117,7 +118,9 @@ class GptSovitsUpstream:
     async def voices(self) -> list[UpstreamVoice]:
         entries = await asyncio.to_thread(self._entries)  # may read the refs file
         try:
-            response = await self.http.get(self.url, headers=self.headers, timeout=timeouts(self.config))
+            # Both language fields: the original's GET handler calls .lower() on them before it checks anything
+            # (500 without them); with them and no ref_audio_path/text it answers 400 and synthesizes nothing.
+            response = await self.http.get(self.url, params=PROBE, headers=self.headers, timeout=timeouts(self.config))
         except httpx.HTTPError as exc:
             raise http_error(self.config, exc) from exc
         if response.status_code >= 500 or response.status_code in (401, 403, 404):

@@ -213,8 +213,10 @@ class Upstreams:
         try:
             async with asyncio.timeout(config.connect_timeout + config.timeout):
                 listed = await upstream.kind.voices()
-        except (UpstreamError, TimeoutError, OSError, httpx.HTTPError) as exc:
+        except Exception as exc:  # UpstreamError, TimeoutError, OSError, httpx.HTTPError, or a kind's bug
             message = str(exc) or type(exc).__name__
+            if not isinstance(exc, UpstreamError | TimeoutError | OSError | httpx.HTTPError):
+                _LOG.exception("upstream %s: listing its voices failed unexpectedly", config.name)
             if upstream.reachable is not False or upstream.last_error != message:
                 _LOG.warning("upstream %s: cannot list its voices: %s", config.name, message)
             upstream.reachable, upstream.last_error = False, message
