@@ -120,7 +120,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     silent = Silent()
     upstream_port = free_port()
     base = f"http://127.0.0.1:{upstream_port}"
-    lean = ["--engines", "piper", "--match-bases", "none"]  # no base voices measured in the background
+    # Piper joe to speak; SVOX Pico's voice as the default, which is no base for voice matching, so neither
+    # server spends the cores measuring base voices in the background while the tests run.
+    lean = ["--engines", "piper", "pico", "--default-voice", "pico:en-US", "--match-bases", "none"]
     front_flags = [
         *lean, "--no-warmup",  # its local voice only speaks for a failed upstream "--upstream-refresh", "2",
         "--upstream", f"v=openai+{base}/v1",
@@ -128,7 +130,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "--upstream", f"w=wyoming+tcp://127.0.0.1:{wyoming_port}",
         "--upstream", f"hp=wyoming+tcp://127.0.0.1:{piper_port}?voices={JOE}",
         "--upstream", f"dead=openai+http://127.0.0.1:{dead_port}/v1?voices=x&retries=0&breaker=2&cooldown=60",
-        "--upstream", f"dead2=openai+http://127.0.0.1:{dead_port}/v1?voices=x&retries=0&fallback=1",
+        "--upstream", f"dead2=openai+http://127.0.0.1:{dead_port}/v1?voices=x&retries=0&fallback=1&language=en-US",
         "--upstream", f"slow=openai+http://127.0.0.1:{silent.port}/v1?voices=x&retries=0&timeout=1"
                       "&connect_timeout=1",
     ]
@@ -176,15 +178,16 @@ def _check_speech(samples: np.ndarray, rate: int, expected_rate: int) -> None:
 
 
 def test_upstream_voices_are_listed_as_name_voice(stack: Stack) -> None:
-    voices = _wait_voices(stack.front, {f"v:{JOE}", f"g:{JOE}", f"w:{JOE}", "dead:x"})
+    voices = _wait_voices(stack.front, {f"v:{JOE}", f"g:{JOE}", f"w:{JOE}", "dead:x", "dead2:x"})
     v = voices[f"v:{JOE}"]
     assert (v["engine"], v["language"], v["name"]) == ("upstream", "en-US", voices[JOE]["name"])
     assert voices[f"w:{JOE}"]["language"] == "en-US"  # from Wyoming's describe
     assert voices["dead:x"]["language"] == "und"  # named by the operator: unknown
+    assert voices["dead2:x"]["language"] == "en-US"  # its `language` option
     upstreams = _ready(stack.front)["upstreams"]
     assert isinstance(upstreams, dict)
     assert {name: upstreams[name]["state"] for name in ("v", "g", "w")} == dict.fromkeys("vgw", "up")
-    assert upstreams["v"]["kind"] == "openai" and upstreams["v"]["voices"] == 1
+    assert upstreams["v"]["kind"] == "openai" and upstreams["v"]["voices"] == len(_voices(stack.upstream))
     assert upstreams["dead"]["state"] == "down" and upstreams["dead"]["last_error"].startswith("cannot connect")
     assert _metric(stack.front, "voxgate_upstream_voices", upstream="g") == 1.0
     # A reload lists the upstreams again before it answers: their voices are in its count.
@@ -195,10 +198,18 @@ def test_upstream_voices_are_listed_as_name_voice(stack: Stack) -> None:
 def test_openai_and_gptsovits_dialects_speak_through_each_kind(stack: Stack) -> None:
     _wait_voices(stack.front, {f"v:{JOE}", f"g:{JOE}", f"w:{JOE}"})
     before = {d: _metric(stack.upstream, "voxgate_requests_total", dialect=d) for d in ("openai", "wyoming")}
+    durations = {}
     for name in ("v", "w"):  # the openai and wyoming kinds, through the OpenAI dialect
         response = _speech(stack.front, f"{name}:{JOE}")
         assert response.status_code == 200, response.text
-        _check_speech(*decode(response.content), 24000)
+        samples, rate = decode(response.content)
+        _check_speech(samples, rate, 24000)
+        durations[name] = len(samples) / rate
+    # Wyoming has no speed: voxgate's post-processing stretches the upstream's audio (twice as fast here).
+    fast = httpx.post(f"{stack.front.url}/v1/audio/speech", timeout=60, json={
+        "model": "tts-1", "input": TEXT, "voice": f"w:{JOE}", "response_format": "wav", "speed": 2.0})
+    samples, rate = decode(fast.content)
+    assert 0.4 < len(samples) / rate / durations["w"] < 0.65 and rms(samples) > 0.02
     # The gptsovits kind, through the GPT-SoVITS dialect (its 32 kHz WAV).
     response = httpx.get(f"{stack.front.url}/tts", timeout=60, params={
         "text": TEXT, "text_lang": "en", "ref_audio_path": f"g:{JOE}", "prompt_lang": "en"})
