@@ -172,6 +172,8 @@ class _Run:
         except Exception as exc:  # a kind's bug must still end the stream with an error, never hang it
             _LOG.exception("upstream %s: unexpected error", self._backend.name)
             self._queue.put_nowait(UpstreamError(f"unexpected error: {exc}", upstream=self._backend.name))
+        finally:
+            self._backend.forget(self._job)
         self._queue.put_nowait(_DONE)
 
     def __aiter__(self) -> _Run:
@@ -192,6 +194,7 @@ class _Run:
         return item
 
     def cancel(self) -> None:
+        self._backend.forget(self._job)
         if not self._task.done():
             self._task.cancel()
             self._backend.stats.cancelled += 1
@@ -230,6 +233,10 @@ class RemoteBackend:
         run = self._runs.get(job)
         if run is not None:
             run.cancel()
+
+    def forget(self, job: Any) -> None:
+        """Drop a finished or cancelled job (its run refers to it: the weak map alone would keep it)."""
+        self._runs.pop(job, None)
 
     def close(self) -> None:
         self._closed = True
