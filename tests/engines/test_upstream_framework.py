@@ -322,3 +322,89 @@ async def test_router_sends_upstream_voices_upstream_and_fails_over_before_audio
                               engine_data={"upstream": "gone", "voice": "v"})
     with pytest.raises(EngineFailure, match="'gone' is not configured"):
         await _drain(router.generate(missing))
+
+
+# ---------------------------------------------------------------------------------------------- kinds' wire logic
+# httpx's MockTransport answers as the servers documented in docs/upstreams.md do (the real servers are in
+# test_upstream_servers.py); these check what the kinds send and how they read what comes back.
+
+
+def _wav(rate: int, samples: int, sizes: int = 0) -> bytes:
+    pcm = (np.sin(np.arange(samples) / 4) * 12000).astype("<i2").tobytes()
+    header = b"RIFF" + struct.pack("<I", sizes and 36 + len(pcm)) + b"WAVE"
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+    return header + b"data" + struct.pack("<I", sizes and len(pcm)) + pcm
+
+
+async def test_openai_kind_lists_from_models_and_falls_back_from_pcm_to_wav() -> None:
+    import json
+
+    import httpx
+
+    from voxgate.engines.remote.openai import OpenAIUpstream
+
+    sent: list[dict[str, object]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == "Bearer sk-1"
+        if request.url.path == "/v1/audio/voices":
+            return httpx.Response(404, json={"detail": "Not Found"})
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"data": [{"id": "tts-1"}, {"id": "af_bella"}, {"id": "jm_kumo"}]})
+        body = json.loads(request.content)
+        sent.append(body)
+        if body["response_format"] == "pcm":
+            return httpx.Response(400, json={"error": {"message": "response_format 'pcm' is not supported"}})
+        return httpx.Response(200, content=_wav(22050, 4410))
+
+    config = parse_spec("k=openai+http://host:8880?key=sk-1&model=kokoro")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        kind = OpenAIUpstream(config, http)
+        voices = await kind.voices()
+        assert [(v.id, v.language, v.gender) for v in voices] == [("af_bella", "en-US", "female"),
+                                                                  ("jm_kumo", "ja", "male")]
+        request = UpstreamRequest(text="Hi.", voice="af_bella", speed=1.25)
+        for _ in range(2):  # the second request asks for WAV at once
+            pieces = [p async for p in kind.synthesize(request)]
+            assert sum(len(p.samples) for p in pieces) == 4410 and {p.rate for p in pieces} == {22050}
+    assert [b["response_format"] for b in sent] == ["pcm", "wav", "wav"]
+    assert sent[0] == {"model": "kokoro", "input": "Hi.", "voice": "af_bella", "response_format": "pcm",
+                       "speed": 1.25}
+
+
+async def test_gptsovits_kind_sends_the_configured_reference_and_reads_streamed_wav(tmp_path: object) -> None:
+    import json
+    from pathlib import Path
+
+    import httpx
+
+    from voxgate.engines.remote.gptsovits import GptSovitsUpstream
+
+    refs = Path(str(tmp_path)) / "refs.json"
+    refs.write_text(json.dumps({"alice": {"ref_audio_path": "/refs/alice.wav", "prompt_text": "Hello.",
+                                          "prompt_lang": "en", "language": "zh"}}))
+    sent: list[dict[str, object]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":  # the probe: both language fields, nothing to speak
+            assert dict(request.url.params) == {"text_lang": "en", "prompt_lang": "en"}
+            return httpx.Response(400, json={"message": "ref_audio_path is required"})
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, content=_wav(32000, 6400), headers={"content-type": "audio/wav"})
+
+    config = parse_spec(f"g=gptsovits+http://gpu:9880?refs={refs}&voices=bob=/refs/bob.wav,/refs/carol.wav"
+                        "&top_k=5&text_split_method=cut0")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        kind = GptSovitsUpstream(config, http)
+        voices = {v.id: v.language for v in await kind.voices()}
+        assert voices == {"alice": "zh", "bob": None, "carol": None}
+        pieces = [p async for p in kind.synthesize(UpstreamRequest(text="你好。", voice="alice", speed=1.1))]
+        assert sum(len(p.samples) for p in pieces) == 6400 and pieces[0].rate == 32000
+        [p async for p in kind.synthesize(UpstreamRequest(text="Hi.", voice="bob", language="en-US"))]
+        with pytest.raises(UpstreamError, match="not configured") as missing:
+            [p async for p in kind.synthesize(UpstreamRequest(text="Hi.", voice="dave"))]
+        assert missing.value.status == 404
+    assert sent[0] == {"streaming_mode": True, "top_k": 5, "text_split_method": "cut0", "text": "你好。",
+                       "text_lang": "zh", "ref_audio_path": "/refs/alice.wav", "prompt_text": "Hello.",
+                       "prompt_lang": "en", "media_type": "wav", "speed_factor": 1.1}
+    assert (sent[1]["text_lang"], sent[1]["prompt_lang"], sent[1]["prompt_text"]) == ("en", "en", "")
