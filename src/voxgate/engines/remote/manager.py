@@ -97,7 +97,10 @@ class Upstreams:
             quiet.setLevel(logging.WARNING)  # not a log line per upstream request (the upstream log says more)
         self.upstreams: dict[str, Upstream] = {}
         for config in configs:
-            kind = load_kind(config.kind)(config, self.http)
+            try:
+                kind = load_kind(config.kind)(config, self.http)
+            except VoxgateError as exc:  # a bad option, or a kind missing from this installation
+                raise type(exc)(f"--upstream {config.name}: {exc}") from None
             upstream = Upstream(config, kind, RemoteBackend(kind))
             upstream.backend._on_contact = self._contact_hook(upstream)
             self.upstreams[config.name] = upstream
