@@ -140,6 +140,8 @@ def summary(settings: Settings, app: Any, doors: list[Door]) -> list[str]:
     if settings.store:  # shown only with --store: the default summary is unchanged
         lines.append(f"  voice store  {app.state.ctx.voicebank.store.describe()}")
     lines += [f"  port {door.port:<7} {door.what} ({door.flag})" for door in doors]
+    lines += [f"  upstream     {c.name}: {c.kind} at {c.url} (voices {c.name}:…; --upstream)"
+              for c in settings.upstream_configs]
     if settings.api_key:
         lines.append("  API key      required on every API (--api-key)")
     return lines
