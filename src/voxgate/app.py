@@ -28,7 +28,7 @@ from voxgate.dialects.flash import Flash, FlashConfig
 from voxgate.dialects.gptsovits import GptSovits, GptSovitsConfig
 from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound
-from voxgate.scheduling.backend import LocalBackend
+from voxgate.scheduling.backend import Backend, LocalBackend
 from voxgate.scheduling.pool import WorkerPool
 from voxgate.settings import Settings
 from voxgate.text.lexicon import Lexicon
@@ -48,14 +48,21 @@ class StartupError(RuntimeError):
     """The settings cannot produce a working server (e.g. the default voice is missing)."""
 
 
-def build_context(settings: Settings) -> Context:
-    """Create the engines, the voice catalogue, the worker pool and the synthesis service."""
+def build_engines(settings: Settings) -> dict[str, Any]:
+    """Every enabled engine by name (cheap: models load lazily)."""
     settings.voices_path.mkdir(parents=True, exist_ok=True)
     engines = {"piper": create_engine("piper", voices_dir=settings.voices_path)}
     engine_options = {"kokoro": {"cache_dir": settings.data_dir / "cache" / "kokoro"}}
     for name in settings.engines:
         if name not in engines:
             engines[name] = create_engine(name, **engine_options.get(name, {}))
+    return engines
+
+
+def build_context(settings: Settings, backend: Backend | None = None) -> Context:
+    """Create the engines, the voice catalogue, the worker pool (unless `backend` is given: cluster mode)
+    and the synthesis service."""
+    engines = build_engines(settings)
     store = VoiceStore(settings.data_dir)
     voices = VoiceRegistry(engines, settings.openai_voice_aliases, settings.default_voice, store)
     try:
@@ -72,10 +79,11 @@ def build_context(settings: Settings) -> Context:
             voices.resolve(target)
         except VoiceNotFound:
             _LOG.warning("alias %r points at %r, which is not installed", alias, target)
-    pool = WorkerPool(engines.__getitem__, settings.workers, settings.threads, settings.solo_threads,
-                      express=settings.express_workers, memory_budget_mb=settings.memory_budget_mb)
+    if backend is None:
+        backend = LocalBackend(WorkerPool(engines.__getitem__, settings.workers, settings.threads,
+                                          settings.solo_threads, express=settings.express_workers,
+                                          memory_budget_mb=settings.memory_budget_mb))
     limits = Limits(max_input_chars=settings.max_input_chars, max_queue=settings.max_queue)
-    backend = LocalBackend(pool)
     service = SynthesisService(voices, backend, Metrics(), limits, Lexicon(LexiconStore(store)))
     policy = ReferencePolicy(roots=settings.reference_roots, allow_urls=settings.allow_reference_urls,
                              allow_private_urls=settings.allow_private_urls)
@@ -160,9 +168,10 @@ def build_dialects(ctx: Context, settings: Settings) -> dict[str, Dialect]:
 
 
 def create_app(settings: Settings, stackflow_socket: socket.socket | None = None,
-               wyoming_socket: socket.socket | None = None) -> FastAPI:
-    """The ASGI app with every dialect mounted; StackFlow and Wyoming listen on their sockets when bound."""
-    ctx = build_context(settings)
+               wyoming_socket: socket.socket | None = None, backend: Backend | None = None) -> FastAPI:
+    """The ASGI app with every dialect mounted; StackFlow and Wyoming listen on their sockets when bound.
+    `backend` replaces the local worker pool (cluster mode: voxgate/cluster)."""
+    ctx = build_context(settings, backend)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -197,6 +197,18 @@ class Settings(BaseSettings):
     )
     wyoming_allow_unauthenticated: bool = Field(
         False, description="Open the Wyoming port although --api-key is set (Wyoming cannot carry a key)."
+    )
+    ray_address: str | None = Field(
+        None, description="Cluster mode: deploy onto the running Ray cluster at HOST:PORT (its GCS address) and "
+        "serve through Ray Serve's proxy on --port; needs the voxgate[ray] extra (docs/cluster.md)."
+    )
+    ray_synthesizer: dict[str, Any] = Field(
+        default_factory=dict, description="Cluster mode: Synthesizer deployment options (JSON object): num_cpus, "
+        "min_replicas, max_replicas, max_ongoing_requests, max_queued_requests, resources (docs/cluster.md)."
+    )
+    ray_gateway: dict[str, Any] = Field(
+        default_factory=dict, description="Cluster mode: Gateway deployment options (JSON object): num_cpus, "
+        "replicas, resources (docs/cluster.md)."
     )
     warmup: bool = Field(True, description="Load and warm the default voice on every worker at start.")
     log_level: str = Field("info", description="Logging level: debug, info, warning, error.")

@@ -1,0 +1,155 @@
+"""The two Ray Serve deployments: `Synthesizer` (a local worker pool per node) and `Gateway` (every dialect)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import ray
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from voxgate.cluster.options import GatewayOptions, SynthesizerOptions
+from voxgate.engines.base import EngineParams, Piece, VoiceInfo
+from voxgate.scheduling.backend import Post, SegmentJob
+from voxgate.settings import Settings
+
+APP_NAME = "voxgate"  # the Serve application `voxgate serve --ray-address` deploys (and deletes on exit)
+VOICES_PER_REPLICA = 64  # voice load keys a replica reports as held, for routing (its pool's memory budget rules)
+
+
+class Synthesizer:
+    """One replica per node: today's LocalBackend (worker pool, sessions, deadline ordering)."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        from voxgate.app import build_engines
+        from voxgate.scheduling.backend import LocalBackend
+        from voxgate.scheduling.pool import WorkerPool, limit_malloc_arenas
+
+        limit_malloc_arenas()
+        self.settings = s = Settings(**settings)
+        engines = build_engines(s)
+        self.backend = LocalBackend(WorkerPool(engines.__getitem__, s.workers, s.threads, s.solo_threads,
+                                               express=s.express_workers, memory_budget_mb=s.memory_budget_mb))
+
+    @serve.multiplexed(max_num_models_per_replica=VOICES_PER_REPLICA)
+    async def _voice(self, key: str) -> str:
+        # The pool loads sessions itself (lazily, within its memory budget); this registration only tells
+        # Serve's router that the voice is warm here, so it sends that voice's segments here first.
+        return key
+
+    async def generate(self, voice: VoiceInfo, text: str, params: EngineParams, wait: float, urgent: bool,
+                       post: Post | None, background: bool) -> AsyncIterator[Piece]:
+        """One segment's pieces; cancelling the call (the client went away) drops or interrupts the job."""
+        key = serve.get_multiplexed_model_id()
+        if key:
+            await self._voice(key)
+        job = SegmentJob(voice, text, params, time.monotonic() + wait, urgent=urgent, post=post,
+                         background=background)
+        run = self.backend.generate(job)
+        try:
+            async for piece in run:
+                yield piece
+        finally:
+            await run.aclose()  # a no-op after the end; a cancel when the caller left
+
+    async def preload(self, voice: VoiceInfo) -> None:
+        """Load `voice` here and keep it loaded whatever the memory budget."""
+        await self.backend.preload(voice)
+
+    def report(self) -> dict[str, Any]:
+        """This replica now: where it runs, its load counters and its sessions."""
+        health = self.backend.health()
+        load = health.load
+        return {
+            "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "workers": health.workers,
+            "load": {name: getattr(load, name) for name in load.__dataclass_fields__},
+            "loaded_voices": sorted(health.loaded_voices),
+            "sessions": [vars(s) for s in health.sessions],
+            "memory_budget_mb": health.memory_budget_mb,
+        }
+
+    def __del__(self) -> None:
+        backend = getattr(self, "backend", None)
+        if backend is not None:
+            backend.close()
+
+
+@serve.ingress()
+class Gateway:
+    """The FastAPI app of the single process, every HTTP and WebSocket dialect, over the Synthesizer handle."""
+
+    def __init__(self, settings: dict[str, Any], synthesizer: DeploymentHandle, capacity: int) -> None:
+        # TCP dialects are served by `voxgate tcp-front`; compat ports are not opened in cluster mode.
+        self.settings = Settings(**{**settings, "stackflow_port": 0, "wyoming_port": 0, "compat_ports": False})
+        self.synthesizer = synthesizer
+        self.capacity = capacity
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        from voxgate.app import create_app
+        from voxgate.cluster.backend import RayBackend
+
+        backend = RayBackend(self.synthesizer, self.capacity)
+        app = create_app(self.settings, backend=backend)
+        app.include_router(_cluster_router(backend))
+        return app
+
+
+def _cluster_router(backend: Any) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/cluster", tags=["native"])
+    async def cluster() -> JSONResponse:
+        """The last report of a Synthesizer replica (pid, node, load counters, sessions) and the Gateway's calls
+        (behind the API key, as every route no dialect owns)."""
+        backend.report()  # asks for a fresh report when the last is a second old
+        for _ in range(20):  # wait for it (bounded)
+            await asyncio.sleep(0.05)
+            if backend.report() is not None and not backend.asking:
+                break
+        load = backend.load()
+        return JSONResponse({"synthesizer": backend.report(),
+                             "gateway": {name: getattr(load, name) for name in load.__dataclass_fields__}})
+
+    return router
+
+
+def build(settings: Settings, synth: SynthesizerOptions, gateway: GatewayOptions, nodes: int) -> Any:
+    """The bound Serve application: Gateway(Synthesizer)."""
+    data = settings.model_dump(mode="json")  # a plain dict: every setting (the voice store's too) reaches replicas
+    data["data_dir"], data["voices_dir"] = str(settings.data_dir.resolve()), str(settings.voices_path.resolve())
+    if settings.api_key is not None:
+        data["api_key"] = settings.api_key.get_secret_value()
+    max_replicas = synth.max_replicas or max(nodes, synth.min_replicas)
+    synthesizer = serve.deployment(Synthesizer).options(
+        name="Synthesizer",
+        ray_actor_options={"num_cpus": synth.num_cpus, "resources": dict(synth.resources)},
+        max_replicas_per_node=1,
+        max_ongoing_requests=synth.max_ongoing_requests,
+        max_queued_requests=synth.max_queued_requests,
+        autoscaling_config={
+            "min_replicas": synth.min_replicas,
+            "max_replicas": max_replicas,
+            "target_ongoing_requests": synth.target_ongoing_requests or settings.workers,
+            "upscale_delay_s": synth.upscale_delay_s,
+            "downscale_delay_s": synth.downscale_delay_s,
+        },
+        logging_config={"enable_access_log": False},  # a line per segment call would drown the logs
+        health_check_period_s=2,
+        health_check_timeout_s=10,
+    )
+    front = serve.deployment(Gateway).options(
+        name="Gateway",
+        num_replicas=gateway.replicas,
+        ray_actor_options={"num_cpus": gateway.num_cpus, "resources": dict(gateway.resources)},
+        max_ongoing_requests=gateway.max_ongoing_requests,
+        logging_config={"enable_access_log": False},
+    )
+    return front.bind(data, synthesizer.bind(data), settings.workers * max_replicas)
