@@ -56,8 +56,9 @@ def synthesizer_options(settings: Settings) -> SynthesizerOptions:
     limit = settings.workers + settings.max_queue
     defaults = {"num_cpus": float(settings.workers), "max_ongoing_requests": limit, "max_queued_requests": limit}
     options = _build(SynthesizerOptions, settings.ray_synthesizer, defaults, "--ray-synthesizer")
-    if options.max_ongoing_requests < 1 or options.min_replicas < 1:
-        raise StartupError("--ray-synthesizer: max_ongoing_requests and min_replicas must be ≥ 1")
+    if options.max_ongoing_requests < 1 or options.max_queued_requests < 1 or options.min_replicas < 1:
+        raise StartupError("--ray-synthesizer: max_ongoing_requests, max_queued_requests and min_replicas "
+                           "must be ≥ 1")
     if options.max_replicas and options.max_replicas < options.min_replicas:
         raise StartupError("--ray-synthesizer: max_replicas must be ≥ min_replicas")
     return options

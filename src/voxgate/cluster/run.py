@@ -58,12 +58,12 @@ def _undeploy(serve: Any, name: str) -> None:
     """Delete our app; stop Serve (and free the HTTP port) when no other app is left on the cluster."""
     try:
         serve.delete(name, _blocking=True)
-        if not serve.status().applications:
+        if not [other for other in serve.status().applications if other != name]:
             serve.shutdown()
     except Exception as exc:  # the cluster went away first: nothing left to remove
         logging.getLogger(__name__).warning("removing the deployments failed: %s", _first_line(exc))
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    text = [line.strip() for line in str(exc).strip().splitlines()][:3]  # pydantic's: title, field, reason
+    return " ".join(text) if text else type(exc).__name__
