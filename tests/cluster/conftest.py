@@ -28,6 +28,7 @@ import psutil
 import pytest
 
 RAY = Path(sys.executable).with_name("ray")
+JOE = "en_US-joe-medium"
 START_TIMEOUT = 90.0  # seconds for a node to join (a loaded 2-core machine)
 DEPLOY_TIMEOUT = 150.0  # seconds until voxgate answers /ready through the cluster
 
@@ -86,7 +87,7 @@ def _stop_tree(process: subprocess.Popen[str]) -> None:
             proc.send_signal(signal.SIGTERM)
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(tree, timeout=10)
+    _, alive = psutil.wait_procs(tree, timeout=3)  # the cluster is thrown away: no need for a slow drain
     for proc in alive:
         try:
             proc.kill()
@@ -113,7 +114,8 @@ def cluster() -> Iterator[Cluster]:
     serve: subprocess.Popen[str] | None = None
     try:
         nodes.append(_node([
-            "--head", "--include-dashboard=false", f"--port={gcs}", f"--ray-client-server-port={client}", "--num-cpus=1",
+            "--head", "--include-dashboard=false", f"--port={gcs}", f"--ray-client-server-port={client}",
+            "--num-cpus=1",
             '--resources={"gateway": 1}', f"--temp-dir={tmp / 'ray'}", f"--node-manager-port={more[0]}",
             f"--object-manager-port={more[1]}", f"--dashboard-agent-listen-port={more[2]}",
             f"--dashboard-agent-grpc-port={more[3]}", f"--metrics-export-port={more[4]}",
@@ -128,7 +130,8 @@ def cluster() -> Iterator[Cluster]:
         log = tmp / "voxgate.log"
         serve_env = {**env, "VOXGATE_MATCH_BASES": '["en_US-joe-medium"]'}
         cmd = [sys.executable, "-m", "voxgate", "serve", f"--ray-address=127.0.0.1:{gcs}", "--host=127.0.0.1",
-               f"--port={http}", f"--data-dir={tmp / 'data'}", "--engines", "piper", "hibari", "--workers=1",
+               f"--port={http}", f"--data-dir={tmp / 'data'}", "--engines", "piper", "--workers=1",
+               f"--default-voice={JOE}",  # the voice the tests speak: warmed on the replica at start
                '--ray-gateway={"resources": {"gateway": 1}}',
                # One replica of one worker that takes two segments at once and queues one more: a fourth
                # concurrent first segment is refused (the overload test); a stream's prefetch fits.

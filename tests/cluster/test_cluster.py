@@ -38,8 +38,8 @@ def test_ready_and_metrics_come_through_the_proxy(cluster: Cluster) -> None:
     ready = httpx.get(f"{cluster.url}/ready", timeout=10)
     assert ready.status_code == 200
     body = ready.json()
-    assert body["status"] == "ready" and body["default_voice"] == "hibari:heart"
-    assert "hibari:heart" in body["voices_loaded"] and body["workers"] == 1
+    assert body["status"] == "ready" and body["default_voice"] == JOE
+    assert JOE in body["voices_loaded"] and body["workers"] == 1
     metrics = httpx.get(f"{cluster.url}/metrics", timeout=10)
     assert metrics.status_code == 200 and "voxgate_" in metrics.text
     report = cluster.report()
@@ -124,7 +124,7 @@ def test_overload_is_each_dialects_busy_answer(cluster: Cluster) -> None:
     results: list[httpx.Response] = []
 
     def one() -> None:
-        results.append(speech(cluster, LONG[:180]))
+        results.append(speech(cluster, SENTENCE))
 
     threads = [threading.Thread(target=one) for _ in range(6)]
     for t in threads:
