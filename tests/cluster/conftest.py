@@ -41,13 +41,14 @@ class Cluster:
     gcs: str  # HOST:PORT of the head node
     env: dict[str, str]  # RAY_AUTH_* for anything that joins the cluster
     log: Path
+    data_dir: Path
 
     def report(self) -> dict:
         """A Synthesizer replica's report (pid, node, load counters) through the Gateway's /cluster."""
         return httpx.get(f"{self.url}/cluster", timeout=10).json()
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     socks = []
     for _ in range(count):
         s = socket.socket()
@@ -109,7 +110,7 @@ def cluster() -> Iterator[Cluster]:
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
            "PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
-    gcs, client, http, *more = _free_ports(14)
+    gcs, client, http, *more = free_ports(14)
     nodes: list[subprocess.Popen[str]] = []
     serve: subprocess.Popen[str] | None = None
     try:
@@ -158,7 +159,8 @@ def cluster() -> Iterator[Cluster]:
             time.sleep(0.25)
         else:
             pytest.fail(f"voxgate not ready through the cluster:\n{log.read_text()[-3000:]}")
-        yield Cluster(url, f"127.0.0.1:{gcs}", {k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}, log)
+        yield Cluster(url, f"127.0.0.1:{gcs}", {k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}, log,
+                      tmp / "data")
     finally:
         if serve is not None:
             serve.send_signal(signal.SIGTERM)  # removes its deployments

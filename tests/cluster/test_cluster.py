@@ -3,19 +3,25 @@ a replica's death, all through Serve's proxy, the Gateway on the head node and t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from websockets.sync.client import connect
+from wyoming.client import AsyncTcpClient
+from wyoming.event import Event
 
-from tests.cluster.conftest import Cluster
+from tests.cluster.conftest import Cluster, free_ports
 from tests.conftest import decode, pcm16, rms
 from tests.speech import RATE, other_speaker
 from voxgate.audio.encoders import encode_all
@@ -156,6 +162,46 @@ def test_client_disconnect_stops_the_replicas_work(cluster: Cluster) -> None:
     assert load["running"] == 0 and load["queued"] == 0, load
     assert load["interrupted"] + load["dropped"] > before["interrupted"] + before["dropped"], (before, load)
     assert load["completed"] - before["completed"] < 10, (before, load)
+
+
+def test_tcp_front_speaks_wyoming_over_the_cluster(cluster: Cluster, tmp_path: Path) -> None:
+    (port,) = free_ports(1)
+    cmd = [sys.executable, "-m", "voxgate", "tcp-front", f"--cluster-url={cluster.url}", "--host=127.0.0.1",
+           f"--data-dir={cluster.data_dir}", "--engines", "piper", f"--default-voice={JOE}", "--no-warmup",
+           "--stackflow-port=0", f"--wyoming-port={port}"]
+    with (tmp_path / "front.log").open("w") as err:
+        front = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        assert front.stdout is not None
+        line = front.stdout.readline()
+        assert line.startswith("voxgate tcp-front over"), (line, (tmp_path / "front.log").read_text()[-2000:])
+        assert f"port {port}" in front.stdout.readline()
+        before = cluster.report()["gateway"]["completed"]
+        events = asyncio.run(wyoming_synthesize(port, SENTENCE))
+        assert [e.type for e in events][:1] == ["audio-start"] and events[-1].type == "audio-stop", events[-1]
+        start = events[0].data
+        assert (start["rate"], start["width"], start["channels"]) == (22050, 2, 1)
+        samples = pcm16(b"".join(e.payload or b"" for e in events if e.type == "audio-chunk"))
+        assert 2.0 < len(samples) / 22050 < 10.0 and rms(samples) > 0.02
+        assert cluster.report()["gateway"]["completed"] > before  # it was made by the cluster's replica
+    finally:
+        front.terminate()
+        front.wait(timeout=20)
+        if front.stdout is not None:
+            front.stdout.close()
+
+
+async def wyoming_synthesize(port: int, text: str) -> list[Event]:
+    events = []
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Event("synthesize", {"text": text, "voice": {"name": JOE}}))
+        for _ in range(500):
+            event = await asyncio.wait_for(client.read_event(), 60)
+            assert event is not None
+            events.append(event)
+            if event.type in ("audio-stop", "error"):
+                break
+    return events
 
 
 def test_replica_killed_mid_stream_fails_that_client_only(cluster: Cluster) -> None:

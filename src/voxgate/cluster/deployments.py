@@ -10,12 +10,16 @@ from typing import Any
 
 import ray
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel
+from pydantic import Field as PydanticField
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from voxgate.cluster import pieces
 from voxgate.cluster.options import GatewayOptions, SynthesizerOptions
 from voxgate.engines.base import EngineParams, Piece, VoiceInfo
+from voxgate.errors import EngineFailure, Overloaded, VoxgateError
 from voxgate.scheduling.backend import Post, SegmentJob
 from voxgate.settings import Settings
 
@@ -98,12 +102,58 @@ class Gateway:
 
         backend = RayBackend(self.synthesizer, self.capacity)
         app = create_app(self.settings, backend=backend)
-        app.include_router(_cluster_router(backend))
+        app.include_router(_cluster_router(backend, app))
         return app
 
 
-def _cluster_router(backend: Any) -> APIRouter:
+class SegmentBody(BaseModel):
+    """One segment for `voxgate tcp-front` (cluster/front.py): its text already prepared by the front."""
+
+    voice: str  # voice id, resolved here against the same voice store
+    text: str = PydanticField(min_length=1, max_length=10_000)
+    speed: float = PydanticField(1.0, gt=0, le=10)
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
+    seed: int | None = None
+    wait: float = 0.0  # seconds until the front's stream needs this audio (the deadline)
+    urgent: bool = False
+    background: bool = False
+
+
+def _cluster_router(backend: Any, app: FastAPI) -> APIRouter:
     router = APIRouter()
+
+    @router.post("/cluster/segment", tags=["native"])
+    async def segment(body: SegmentBody) -> Response:
+        """Raw pieces of one segment from a Synthesizer replica (cluster/pieces.py): what tcp-front streams."""
+        try:
+            voice = app.state.ctx.voices.resolve(body.voice)
+        except VoxgateError as exc:
+            return JSONResponse({"error": {"message": exc.message}}, 404)
+        params = EngineParams(speed=body.speed, noise_scale=body.noise_scale, noise_w_scale=body.noise_w_scale,
+                              seed=body.seed)
+        job = SegmentJob(voice, body.text, params, time.monotonic() + body.wait, urgent=body.urgent,
+                         background=body.background)
+        run = backend.generate(job)
+        try:
+            first = await anext(run)
+        except StopAsyncIteration:
+            first = None
+        except Overloaded as exc:
+            return JSONResponse({"error": {"message": exc.message}}, 503, headers={"Retry-After": "1"})
+        except EngineFailure as exc:
+            return JSONResponse({"error": {"message": exc.message}}, 502)
+
+        async def rest() -> AsyncIterator[bytes]:
+            try:
+                if first is not None:
+                    yield pieces.encode(first)
+                    async for piece in run:
+                        yield pieces.encode(piece)
+            finally:
+                await run.aclose()  # the front went away: cancel down to the replica
+
+        return StreamingResponse(rest(), media_type=pieces.MEDIA_TYPE)
 
     @router.get("/cluster", tags=["native"])
     async def cluster() -> JSONResponse:
@@ -153,3 +203,14 @@ def build(settings: Settings, synth: SynthesizerOptions, gateway: GatewayOptions
         logging_config={"enable_access_log": False},
     )
     return front.bind(data, synthesizer.bind(data), settings.workers * max_replicas)
+
+
+def app_builder(args: dict[str, Any]) -> Any:
+    """The application for a Serve config file or a KubeRay RayService (`import_path:
+    voxgate.cluster.deployments:app_builder`): `args` are voxgate settings by field name (ray_synthesizer,
+    data_dir, …); VOXGATE_* variables of the cluster's processes fill the rest."""
+    from voxgate.cluster.options import gateway_options, synthesizer_options
+
+    settings = Settings(**args)
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    return build(settings, synthesizer_options(settings), gateway_options(settings), nodes)
