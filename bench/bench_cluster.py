@@ -53,22 +53,24 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def first_audio(url: str, requests: int) -> list[float]:
-    """Seconds to the first audio byte of `requests` one-sentence streams, one at a time (after one warm-up)."""
+def first_audio(urls: list[str], requests: int) -> list[list[float]]:
+    """Seconds to the first audio byte of `requests` one-sentence streams per URL, one request at a time,
+    the URLs taking turns (so a machine whose load changes weighs on both alike); one warm-up each first."""
     body = {"model": "tts-1", "input": SENTENCE, "voice": VOICE, "response_format": "pcm"}
-    times = []
+    times: list[list[float]] = [[] for _ in urls]
     with httpx.Client(timeout=120) as client:
         for i in range(requests + 1):
-            start = time.perf_counter()
-            with client.stream("POST", f"{url}/v1/audio/speech", json=body) as response:
-                response.raise_for_status()
-                chunks = response.iter_bytes()
-                next(chunks)
-                elapsed = time.perf_counter() - start
-                for _ in chunks:
-                    pass
-            if i:
-                times.append(elapsed)
+            for url, into in zip(urls, times, strict=True):
+                start = time.perf_counter()
+                with client.stream("POST", f"{url}/v1/audio/speech", json=body) as response:
+                    response.raise_for_status()
+                    chunks = response.iter_bytes()
+                    next(chunks)
+                    elapsed = time.perf_counter() - start
+                    for _ in chunks:
+                        pass
+                if i:
+                    into.append(elapsed)
     return times
 
 
@@ -94,7 +96,7 @@ def throughput(url: str, clients: int, seconds: float) -> float:
     return sum(made) / 2 / 24000 / (time.monotonic() - start)
 
 
-def single(tmp: Path, args: argparse.Namespace) -> tuple[list[float], float]:
+def single(tmp: Path) -> tuple[subprocess.Popen[str], str]:
     log = tmp / "single.log"
     with log.open("w") as err:
         process = subprocess.Popen([sys.executable, "-m", "voxgate", "serve", "--port=0",
@@ -102,11 +104,7 @@ def single(tmp: Path, args: argparse.Namespace) -> tuple[list[float], float]:
                                    stderr=err, text=True, env={**os.environ, "VOXGATE_MATCH_BASES": "[]"})
     first: queue.Queue[str] = queue.Queue()
     threading.Thread(target=drain, args=(process, first), daemon=True).start()
-    try:
-        url = wait_ready(process, first, log)
-        return first_audio(url, args.requests), throughput(url, args.clients, args.seconds)
-    finally:
-        stop(process)
+    return process, wait_ready(process, first, log)
 
 
 def node(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
@@ -159,11 +157,13 @@ def deploy(tmp: Path, gcs: int, port: int, replicas: int, env: dict[str, str]) -
     threading.Thread(target=lambda: [None for _ in process.stdout or ()], daemon=True).start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # every replica up: wait until /cluster has seen `replicas` pids
-        pids = {httpx.get(f"{url}/cluster", timeout=10).json()["synthesizer"]["pid"] for _ in range(6)}
-        if len(pids) >= replicas:
-            break
-        time.sleep(1)
+    pids: set[int] = set()
+    while len(pids) < replicas and time.monotonic() < deadline:  # every replica up (a report is 1 s fresh)
+        pids.add(httpx.get(f"{url}/cluster", timeout=10).json()["synthesizer"]["pid"])
+        time.sleep(1.1)
+    if len(pids) < replicas:
+        print(f"  only {len(pids)} of {replicas} replicas answered", flush=True)
+    throughput(url, 4, 5.0)  # warm-up: the voice loaded on every replica the router uses
     return process
 
 
@@ -187,46 +187,58 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="vxb", dir="/tmp"))
-    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
-    single_first, single_rate = single(tmp, args)
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
            "RAY_USAGE_STATS_ENABLED": "0"}
     gcs, client, port, *more = free_ports(14)
     nodes = []
+    loads = {}
+    solo, url = single(tmp)
+    cluster_url = f"http://127.0.0.1:{port}"
     try:
-        nodes.append(node(["--head", "--include-dashboard=false", f"--port={gcs}", f"--ray-client-server-port={client}",
-                           "--num-cpus=1", f"--temp-dir={tmp / 'ray'}", f"--node-manager-port={more[0]}",
-                           f"--object-manager-port={more[1]}", f"--dashboard-agent-listen-port={more[2]}",
-                           f"--dashboard-agent-grpc-port={more[3]}", f"--metrics-export-port={more[4]}",
-                           f"--runtime-env-agent-port={more[5]}"], env, tmp / "head.log"))
+        nodes.append(node(["--head", "--include-dashboard=false", f"--port={gcs}",
+                           f"--ray-client-server-port={client}", "--num-cpus=1", f"--temp-dir={tmp / 'ray'}",
+                           f"--node-manager-port={more[0]}", f"--object-manager-port={more[1]}",
+                           f"--dashboard-agent-listen-port={more[2]}", f"--dashboard-agent-grpc-port={more[3]}",
+                           f"--metrics-export-port={more[4]}", f"--runtime-env-agent-port={more[5]}"],
+                          env, tmp / "head.log"))
         nodes.append(node([f"--address=127.0.0.1:{gcs}", "--num-cpus=1", f"--node-manager-port={more[6]}",
                            f"--object-manager-port={more[7]}", f"--dashboard-agent-listen-port={more[8]}",
                            f"--dashboard-agent-grpc-port={more[9]}", f"--metrics-export-port={more[10]}"],
                           env, tmp / "worker.log"))
         rates = {}
-        cluster_first: list[float] = []
-        for replicas in (1, 2):
-            serve = deploy(tmp, gcs, port, replicas, env)
-            try:
-                if replicas == 1:
-                    cluster_first = first_audio(f"http://127.0.0.1:{port}", args.requests)
-                rates[replicas] = throughput(f"http://127.0.0.1:{port}", args.clients, args.seconds)
-            finally:
-                undeploy(serve)
+        serve = deploy(tmp, gcs, port, 1, env)
+        try:
+            single_first, cluster_first = first_audio([url, cluster_url], args.requests)
+            rates["single"] = throughput(url, args.clients, args.seconds)
+            loads["single"] = os.getloadavg()[0]
+            stop(solo)
+            rates[1] = throughput(cluster_url, args.clients, args.seconds)
+            loads[1] = os.getloadavg()[0]
+        finally:
+            undeploy(serve)
+        serve = deploy(tmp, gcs, port, 2, env)
+        try:
+            rates[2] = throughput(cluster_url, args.clients, args.seconds)
+            loads[2] = os.getloadavg()[0]
+        finally:
+            undeploy(serve)
     finally:
+        stop(solo)
         for process in reversed(nodes):
             stop_tree(process)
         shutil.rmtree(tmp, ignore_errors=True)
+    single_rate = rates["single"]
     one, cluster = statistics.median(single_first), statistics.median(cluster_first)
-    print(f"first audio, one sentence, {args.requests} requests one at a time (median / p90 ms):")
+    print(f"first audio, one sentence, {args.requests} requests each, one at a time, taking turns (median / p90 ms):")
     print(f"  single process          {one * 1000:7.1f} / {p90(single_first) * 1000:7.1f}")
     print(f"  cluster (1 replica)     {cluster * 1000:7.1f} / {p90(cluster_first) * 1000:7.1f}")
     print(f"  cluster overhead        {(cluster - one) * 1000:+7.1f} ms (target ≤ 40)")
     print(f"throughput, {args.clients} clients for {args.seconds:.0f} s (audio seconds per second):")
-    print(f"  single process, 1 worker  {single_rate:6.2f}")
-    print(f"  cluster, 1 replica        {rates[1]:6.2f}")
-    print(f"  cluster, 2 replicas       {rates[2]:6.2f}  ({rates[2] / rates[1]:.2f}× one; target ≥ 1.8)")
-    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    print(f"  single process, 1 worker  {single_rate:6.2f}   (1-min load average after: {loads['single']:.1f})")
+    print(f"  cluster, 1 replica        {rates[1]:6.2f}   (load {loads[1]:.1f})")
+    print(f"  cluster, 2 replicas       {rates[2]:6.2f}   (load {loads[2]:.1f}; {rates[2] / rates[1]:.2f}× one; "
+          "target ≥ 1.8)")
 
 
 if __name__ == "__main__":

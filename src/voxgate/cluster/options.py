@@ -14,7 +14,7 @@ class SynthesizerOptions:
     """How the Synthesizer deployment is placed and scaled (one replica per node at most)."""
 
     num_cpus: float  # CPUs one replica reserves; default: its worker count
-    max_ongoing_requests: int  # segments one replica takes at once: its admission limit (workers + queue)
+    max_ongoing_requests: int  # segments one replica takes at once: its admission limit (2 per worker)
     max_queued_requests: int  # segments waiting in the callers' routers past that; then back-pressure
     min_replicas: int = 1
     max_replicas: int = 0  # 0: as many as the cluster has nodes when it is deployed
@@ -53,8 +53,11 @@ def _build(cls: type, given: dict[str, Any], defaults: dict[str, Any], flag: str
 
 def synthesizer_options(settings: Settings) -> SynthesizerOptions:
     """The Synthesizer's options: --ray-synthesizer over defaults derived from the worker settings."""
-    limit = settings.workers + settings.max_queue
-    defaults = {"num_cpus": float(settings.workers), "max_ongoing_requests": limit, "max_queued_requests": limit}
+    # A replica takes two segments per worker (so a worker always has its next one): past that Serve's router
+    # counts it busy and sends even a voice it holds to another replica, which is how one popular voice
+    # spreads over the cluster. What waits beyond that waits in the caller's router, bounded by the queue.
+    defaults = {"num_cpus": float(settings.workers), "max_ongoing_requests": 2 * settings.workers,
+                "max_queued_requests": settings.max_queue + settings.workers}
     options = _build(SynthesizerOptions, settings.ray_synthesizer, defaults, "--ray-synthesizer")
     if options.max_ongoing_requests < 1 or options.max_queued_requests < 1 or options.min_replicas < 1:
         raise StartupError("--ray-synthesizer: max_ongoing_requests, max_queued_requests and min_replicas "
