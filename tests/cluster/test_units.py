@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests.cluster.conftest import free_ports
 from voxgate.app import StartupError
 from voxgate.cluster import pieces
 from voxgate.cluster.options import gateway_options, synthesizer_options
@@ -51,10 +52,15 @@ def test_pieces_cross_http_whole_with_their_timings() -> None:
 
 
 def test_single_process_never_imports_ray_and_cli_errors_are_one_line() -> None:
+    (closed,) = free_ports(1)  # nothing listens there
     code = ("import sys, voxgate.app, voxgate.cli, voxgate.cli_serve\n"
-            "rc = voxgate.cli.main(['serve', '--ray-address', '127.0.0.1:1', '--ray-synthesizer', '{\"bogus\": 1}'])\n"
+            "m = voxgate.cli.main\n"
+            "a = m(['serve', '--ray-address', '127.0.0.1:1', '--ray-synthesizer', '{\"bogus\": 1}'])\n"
+            f"b = m(['serve', '--ray-address', '127.0.0.1:{closed}'])\n"
             "assert 'ray' not in sys.modules, 'ray imported'\n"
-            "sys.exit(rc)\n")
+            "sys.exit(a + b)\n")
     bad = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0, bad.stderr
-    assert bad.stderr.startswith("voxgate: --ray-synthesizer: unknown option 'bogus'"), bad.stderr
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 4 and len(lines) == 2, bad.stderr
+    assert lines[0].startswith("voxgate: --ray-synthesizer: unknown option 'bogus'"), bad.stderr
+    assert lines[1].startswith(f"voxgate: --ray-address 127.0.0.1:{closed}: no Ray cluster answers there"), lines

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from typing import Any
 
@@ -17,6 +18,7 @@ def serve_cluster(settings: Settings) -> int:
     from voxgate.cluster.options import gateway_options, synthesizer_options
 
     synth, gateway = synthesizer_options(settings), gateway_options(settings)  # checked before connecting
+    _check_reachable(settings.ray_address or "")
     try:
         import ray
         from ray import serve
@@ -52,6 +54,21 @@ def serve_cluster(settings: Settings) -> int:
     finally:
         _undeploy(serve, APP_NAME)
         ray.shutdown()
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in one line when nothing listens at the address (ray.init would retry for minutes)."""
+    if address == "auto":
+        return
+    hostport = address.removeprefix("ray://").rsplit(":", 1)
+    if len(hostport) != 2 or not hostport[1].isdigit():
+        raise StartupError(f"--ray-address {address}: give HOST:PORT (the head node's GCS port, e.g. head:6379)")
+    host, port = hostport[0].strip("[]"), int(hostport[1])
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise StartupError(f"--ray-address {address}: no Ray cluster answers there "
+                           f"({exc.strerror or exc}); start one with `ray start --head` (docs/cluster.md)") from None
 
 
 def _undeploy(serve: Any, name: str) -> None:
