@@ -90,15 +90,21 @@ def with_upstreams(settings: Settings, voices: VoiceRegistry, local: Backend, me
                          describe=upstreams.health, lifecycle=upstreams)
 
 
-def build_context(settings: Settings, upstreams: bool = False) -> Context:
-    """Create the engines, the voice catalogue, the worker pool and the synthesis service (and, for the
-    server, the upstreams)."""
+def build_engines(settings: Settings) -> dict[str, Any]:
+    """Every enabled engine by name (cheap: models load lazily)."""
     settings.voices_path.mkdir(parents=True, exist_ok=True)
     engines = {"piper": create_engine("piper", voices_dir=settings.voices_path)}
     engine_options = {"kokoro": {"cache_dir": settings.data_dir / "cache" / "kokoro"}}
     for name in settings.engines:
         if name not in engines:
             engines[name] = create_engine(name, **engine_options.get(name, {}))
+    return engines
+
+
+def build_context(settings: Settings, backend: Backend | None = None, upstreams: bool = False) -> Context:
+    """Create the engines, the voice catalogue, the worker pool (unless `backend` is given: cluster mode)
+    and the synthesis service (and, for the server, the upstreams)."""
+    engines = build_engines(settings)
     try:
         store = open_store(settings.store, settings.data_dir)  # SQLite in the data folder, or --store's PostgreSQL
     except StoreError as exc:
@@ -118,11 +124,13 @@ def build_context(settings: Settings, upstreams: bool = False) -> Context:
             voices.resolve(target)
         except VoiceNotFound:
             _LOG.warning("alias %r points at %r, which is not installed", alias, target)
-    pool = WorkerPool(engines.__getitem__, settings.workers, settings.threads, settings.solo_threads,
-                      express=settings.express_workers, memory_budget_mb=settings.memory_budget_mb)
+    if backend is None:
+        backend = LocalBackend(WorkerPool(engines.__getitem__, settings.workers, settings.threads,
+                                          settings.solo_threads, express=settings.express_workers,
+                                          memory_budget_mb=settings.memory_budget_mb))
     limits = Limits(max_input_chars=settings.max_input_chars, max_queue=settings.max_queue)
     metrics = Metrics()
-    backend = with_upstreams(settings, voices, LocalBackend(pool), metrics) if upstreams else LocalBackend(pool)
+    backend = with_upstreams(settings, voices, backend, metrics) if upstreams else backend
     service = SynthesisService(voices, backend, metrics, limits, Lexicon(lexicon_store(store)))
     policy = ReferencePolicy(roots=settings.reference_roots, allow_urls=settings.allow_reference_urls,
                              allow_private_urls=settings.allow_private_urls)
@@ -207,9 +215,10 @@ def build_dialects(ctx: Context, settings: Settings) -> dict[str, Dialect]:
 
 
 def create_app(settings: Settings, stackflow_socket: socket.socket | None = None,
-               wyoming_socket: socket.socket | None = None) -> FastAPI:
-    """The ASGI app with every dialect mounted; StackFlow and Wyoming listen on their sockets when bound."""
-    ctx = build_context(settings, upstreams=True)
+               wyoming_socket: socket.socket | None = None, backend: Backend | None = None) -> FastAPI:
+    """The ASGI app with every dialect mounted; StackFlow and Wyoming listen on their sockets when bound.
+    `backend` replaces the local worker pool (cluster mode: voxgate/cluster)."""
+    ctx = build_context(settings, backend, upstreams=True)
     router = ctx.service.backend if isinstance(ctx.service.backend, RouterBackend) else None
 
     @asynccontextmanager

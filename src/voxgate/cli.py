@@ -25,6 +25,10 @@ LOCAL_SETTINGS = ("data_dir", "store", "voices_dir", "engines", "default_voice",
                   "log_level")
 VOICES_SETTINGS = (*LOCAL_SETTINGS, "match_strength")
 LEXICON_SETTINGS = ("data_dir", "store", "log_level")
+# `tcp-front` (cluster mode's TCP dialects, docs/cluster.md): the settings of the TCP dialects and the voices.
+FRONT_SETTINGS = (*LOCAL_SETTINGS, "host", "api_key", "workers", "max_queue", "warmup", "stackflow_port",
+                  "stackflow_max_tasks", "stackflow_audio_sink", "wyoming_port", "wyoming_zeroconf",
+                  "wyoming_allow_unauthenticated")
 JSON_EXAMPLE = '{"alloy": "en_US-joe-medium"}'
 
 
@@ -184,12 +188,17 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Manage the pronunciation lexicon in the data folder (docs/lexicon.md).")
     add_settings_flags(lexicon, only=LEXICON_SETTINGS)
     cli_lexicon.add_parsers(lexicon, lambda p: add_settings_flags(p, nested=True, only=LEXICON_SETTINGS))
+    front = sub.add_parser("tcp-front", help="serve StackFlow and Wyoming over a voxgate cluster's HTTP endpoint",
+                           description="Serve the TCP dialects (StackFlow, Wyoming) over a voxgate cluster's HTTP "
+                           "endpoint, with no Ray driver in this process (docs/cluster.md).")
+    front.add_argument("--cluster-url", required=True, help="the cluster's HTTP endpoint, e.g. http://head:8000")
+    add_settings_flags(front, only=FRONT_SETTINGS)
     return parser
 
 
 def _log_level(args: argparse.Namespace, settings: Settings) -> str:
     """The server logs at its level; `say` and `voices` only warn unless --log-level is given."""
-    if args.command == "serve" or getattr(args, "log_level", None):
+    if args.command in ("serve", "tcp-front") or getattr(args, "log_level", None):
         return settings.log_level
     return "warning"
 
@@ -223,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         if args.command == "serve":
             return serve(settings)
+        if args.command == "tcp-front":
+            from voxgate.cluster.front import run_front
+            return run_front(settings, args.cluster_url)
         if args.command == "voices":
             return cli_voices.run(settings, args)
         if args.command == "lexicon":

@@ -153,6 +153,9 @@ def _url_host(host: str) -> str:
 
 def serve(settings: Settings) -> int:
     """Run the server until SIGINT/SIGTERM."""
+    if settings.ray_address:  # cluster mode: only then is Ray imported
+        from voxgate.cluster.run import serve_cluster
+        return serve_cluster(settings)
     import uvicorn
 
     from voxgate.app import compat_apps, create_app, redact_logs

@@ -216,6 +216,18 @@ class Settings(BaseSettings):
     upstream_refresh: Annotated[float, Field(ge=1.0, le=86400.0)] = Field(
         60.0, description="Seconds between listings of each upstream's voices (every 5 s while one is down)."
     )
+    ray_address: str | None = Field(
+        None, description="Cluster mode: deploy onto the running Ray cluster at HOST:PORT (its GCS address) and "
+        "serve through Ray Serve's proxy on --port; needs the voxgate[ray] extra (docs/cluster.md)."
+    )
+    ray_synthesizer: dict[str, Any] = Field(
+        default_factory=dict, description="Cluster mode: Synthesizer deployment options (JSON object): num_cpus, "
+        "min_replicas, max_replicas, max_ongoing_requests, max_queued_requests, resources (docs/cluster.md)."
+    )
+    ray_gateway: dict[str, Any] = Field(
+        default_factory=dict, description="Cluster mode: Gateway deployment options (JSON object): num_cpus, "
+        "replicas, resources (docs/cluster.md)."
+    )
     warmup: bool = Field(True, description="Load and warm the default voice on every worker at start.")
     log_level: str = Field("info", description="Logging level: debug, info, warning, error.")
 

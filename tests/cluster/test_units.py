@@ -1,0 +1,66 @@
+"""Cluster mode without a cluster: options checked before connecting, the piece framing, and no Ray import
+in the single-process server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.cluster.conftest import free_ports
+from voxgate.app import StartupError
+from voxgate.cluster import pieces
+from voxgate.cluster.options import gateway_options, synthesizer_options
+from voxgate.core.types import Piece, Timing
+from voxgate.settings import Settings
+
+pytestmark = pytest.mark.cluster
+
+
+def test_synthesizer_defaults_follow_the_worker_settings_and_bad_options_are_one_line() -> None:
+    options = synthesizer_options(Settings(workers=3, max_queue=5))
+    assert (options.num_cpus, options.max_ongoing_requests, options.max_queued_requests) == (3.0, 6, 8)
+    assert (options.min_replicas, options.max_replicas, options.resources) == (1, 0, {})
+    given = synthesizer_options(Settings(ray_synthesizer={"num_cpus": 1, "max_replicas": 2,
+                                                          "resources": {"synth": 1}}))
+    assert (given.num_cpus, given.max_replicas, given.resources) == (1, 2, {"synth": 1})
+    for bad, message in (({"bogus": 1}, "unknown option 'bogus'"), ({"num_cpus": -1}, "num_cpus must be"),
+                         ({"max_replicas": 1.5}, "whole number"), ({"resources": [1]}, "resources must be"),
+                         ({"max_queued_requests": 0}, "must be ≥ 1"),
+                         ({"min_replicas": 3, "max_replicas": 2}, "max_replicas must be ≥ min_replicas")):
+        with pytest.raises(StartupError, match=message):
+            synthesizer_options(Settings(ray_synthesizer=bad))
+    assert gateway_options(Settings()).replicas == 1
+    with pytest.raises(StartupError, match="--ray-gateway: unknown option"):
+        gateway_options(Settings(ray_gateway={"replica": 2}))
+
+
+def test_pieces_cross_http_whole_with_their_timings() -> None:
+    piece = Piece(np.linspace(-1, 1, 1001, dtype=np.float32), 22050, (Timing(0, 5, 0.0, 0.2), Timing(6, 9, 0.2, 0.4)))
+    data = pieces.encode(piece) + pieces.encode(Piece(np.zeros(3, np.float32), 16000))
+    buffer = bytearray()
+    out = []
+    for i in range(0, len(data), 7):  # arriving in small reads
+        buffer += data[i:i + 7]
+        while (got := pieces.decode(buffer)) is not None:
+            out.append(got)
+    assert not buffer and len(out) == 2
+    assert np.array_equal(out[0].samples, piece.samples) and out[0].rate == 22050 and out[0].timings == piece.timings
+    assert out[1].rate == 16000 and out[1].timings is None and len(out[1].samples) == 3
+
+
+def test_single_process_never_imports_ray_and_cli_errors_are_one_line() -> None:
+    (closed,) = free_ports(1)  # nothing listens there
+    code = ("import sys, voxgate.app, voxgate.cli, voxgate.cli_serve\n"
+            "m = voxgate.cli.main\n"
+            "a = m(['serve', '--ray-address', '127.0.0.1:1', '--ray-synthesizer', '{\"bogus\": 1}'])\n"
+            f"b = m(['serve', '--ray-address', '127.0.0.1:{closed}'])\n"
+            "assert 'ray' not in sys.modules, 'ray imported'\n"
+            "sys.exit(a + b)\n")
+    bad = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 4 and len(lines) == 2, bad.stderr
+    assert lines[0].startswith("voxgate: --ray-synthesizer: unknown option 'bogus'"), bad.stderr
+    assert lines[1].startswith(f"voxgate: --ray-address 127.0.0.1:{closed}: no Ray cluster answers there"), lines
