@@ -1,0 +1,247 @@
+"""Word timings on the text the client sent: engine timings mapped back through every text step.
+
+An engine times spans of the text it was given: a segment after normalisation ("25" → twenty five),
+regex and word lexicon entries, SSML stripping, routing and segmentation. A `WordTimer` keeps, for each
+segment of a stream, a per-character map from that text back to the request's own text, and turns the
+engine's timings into exactly one `Timing` per word of the request: in order, not overlapping, each word
+once. A word is a run of non-space characters with a letter or digit in it ("25", "$3.50", "Dr.",
+"don't,"); in Chinese and Japanese every ideograph or kana is a word of its own (punctuation goes with the
+character before it). Several engine timings on one word ("twenty" "five" on "25") become one; one engine
+timing on several words (espeak-ng's "from the" said as one word, a Japanese word of three characters) is
+shared by them in proportion to their length. A word no engine timing reaches (its text was dropped, or
+the engine lost step) gets an estimate between its neighbours, marked `estimated`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voxgate.core.types import Timing, Timings, word_spans
+from voxgate.text.normalize import Normalized, normalize_mapped
+
+FALLBACK_WINDOW = 64  # characters past a segment's length searched when its text is not found as it is
+
+
+def align(a: str, b: str, start: int = 0) -> np.ndarray:
+    """For each character of `a`, the index of the same character in `b` at or after `start`, or -1.
+
+    Copied text (white space squeezed, stripped, cut) is matched in one linear pass; where `a` was
+    rewritten (a lexicon entry), the rest is matched with difflib inside a window of `b`.
+    """
+    out = np.full(len(a), -1, np.int64)
+    i, j = 0, start
+    while i < len(a) and j < len(b):
+        if a[i] == b[j]:
+            out[i] = j
+            i, j = i + 1, j + 1
+        elif a[i].isspace():
+            i += 1
+        elif b[j].isspace():
+            j += 1
+        else:
+            break
+    if i < len(a) and j < len(b):
+        rest = a[i:]
+        window = b[j:j + 2 * len(rest) + FALLBACK_WINDOW]
+        matcher = difflib.SequenceMatcher(None, rest, window, autojunk=False)
+        for block in matcher.get_matching_blocks():
+            for k in range(block.size):
+                out[i + block.a + k] = j + block.b + k
+    return out
+
+
+@dataclass
+class _Source:
+    """Text normalisation read as one piece (the request's text, a part of it, a dialect's segment),
+    where it sits in the request's text, and how far its segments have been matched."""
+
+    norm: Normalized
+    base: np.ndarray  # int64: for each character of the source's text, its offset in the request's text
+    cursor: int = 0  # characters of the normalised text matched to segments so far
+    last: dict[int, int] = field(default_factory=dict)  # word start in the request → its last normalised letter
+
+
+@dataclass
+class _Segment:
+    source: _Source
+    text: str
+    starts: np.ndarray | None = None  # per character of the engine's text: request-text span start, or -1
+    ends: np.ndarray | None = None
+    norm_index: np.ndarray | None = None  # per character of the engine's text: its normalised character, or -1
+
+
+@dataclass
+class WordTimer:
+    """The words of one request and when each is said, filled in piece by piece as a stream is read."""
+
+    text: str  # what the client sent
+    units: list[tuple[int, int]] = field(default_factory=list)  # word spans, in order
+    _sources: dict[object, _Source] = field(default_factory=dict)
+    _segments: dict[int, _Segment] = field(default_factory=dict)
+    _search: int = 0  # where the next source is looked for in `text`
+    _next: int = 0  # the first word not yet given a timing
+    _last_end: float = 0.0  # seconds where the last timed word ends
+    _held: dict[int, tuple[float, float, bool]] = field(default_factory=dict)  # word → timing so far
+    _complete: set[int] = field(default_factory=set)  # held words whose every character has been heard
+    _starts: list[int] = field(default_factory=list)  # of `units`, for bisecting
+    _ends: list[int] = field(default_factory=list)
+
+    def source(self, key: object, text: str, language: str | None, spoken: bool) -> _Source:
+        """The source `key` (made once): `text`, normalised as the service does, placed in the request's text."""
+        found = self._sources.get(key)
+        if found is not None:
+            return found
+        at = self.text.find(text, self._search) if text else -1
+        if at >= 0:
+            base = np.arange(at, at + len(text), dtype=np.int64)
+            self._search = at + len(text)
+        else:  # not there as it is (SSML entities): matched character by character
+            base = align(text, self.text, self._search)
+            known = np.flatnonzero(base >= 0)
+            if len(known):
+                self._search = int(base[known[-1]]) + 1
+            base = _filled(base, self._search)
+        self.units += [(int(base[s]), int(base[e - 1]) + 1) for s, e in word_spans(text)]
+        self.units.sort()
+        self._starts, self._ends = [u[0] for u in self.units], [u[1] for u in self.units]
+        made = self._sources[key] = _Source(normalize_mapped(text, language, spoken=spoken), base)
+        norm = made.norm
+        for i in range(len(norm.text)):  # the last normalised character said for each word
+            if norm.text[i].isalnum() and norm.ends[i] > norm.starts[i] and len(base):
+                at = int(base[min(int(norm.starts[i]), len(base) - 1)])
+                k = bisect_right(self._starts, at) - 1
+                if k >= 0 and at < self.units[k][1]:
+                    made.last[self.units[k][0]] = i
+        return made
+
+    def segment(self, index: int, source: _Source, text: str) -> None:
+        """Segment `index` says `text`, the next stretch of `source`'s normalised text."""
+        self._segments[index] = _Segment(source, text)
+
+    def prepared(self, index: int, said: str, text: str | None = None) -> None:
+        """The engine is given `said` for segment `index` (its text with lexicon words applied): matched
+        to the source's normalised text now, in stream order. A segment not known ahead (a text stream's,
+        whose input comes later) is `text`, already normalised: its words are those of the segments' texts
+        joined by a space."""
+        seg = self._segments.get(index)
+        if seg is None:
+            if text is None:
+                return
+            self.text += (" " if self.text else "") + text
+            seg = self._segments[index] = _Segment(self.source(("fed", index), text, None, False), text)
+        src = seg.source
+        to_norm = align(seg.text, src.norm.text, src.cursor)
+        if said != seg.text:
+            inner = align(said, seg.text)
+            to_norm = np.where(inner >= 0, to_norm[np.maximum(inner, 0)], -1)
+        known = np.flatnonzero(to_norm >= 0)
+        if len(known):
+            src.cursor = int(to_norm[known[-1]]) + 1
+        norm_n = len(src.norm.text)
+        ok = (to_norm >= 0) & (to_norm < norm_n)
+        seg.norm_index = np.where(ok, to_norm, -1)
+        safe = np.where(ok, to_norm, 0)
+        starts = src.norm.starts[safe] if norm_n else np.zeros(len(said), np.int64)
+        ends = src.norm.ends[safe] if norm_n else np.zeros(len(said), np.int64)
+        real = ok & (ends > starts)  # inserted characters (a space between words) have no source
+        n_base = len(src.base)
+        seg.starts = np.where(real, src.base[np.clip(starts, 0, max(n_base - 1, 0))], -1) if n_base else \
+            np.full(len(said), -1, np.int64)
+        seg.ends = np.where(real, src.base[np.clip(ends - 1, 0, max(n_base - 1, 0))] + 1, -1) if n_base else \
+            np.full(len(said), -1, np.int64)
+
+    def take(self, index: int, timings: Timings | None, start: float, end: float) -> list[Timing]:
+        """The word timings that are final once segment `index`'s piece is heard, from its engine timings
+        (characters of the engine's text, seconds of the stream from `start`). A word said over several
+        pieces ("twenty | five" cut between two segments) waits for its last one; a word no timing reached
+        is estimated between the words around it."""
+        seg = self._segments.get(index)
+        if seg is None or seg.starts is None or seg.ends is None or seg.norm_index is None:
+            return []
+        src = seg.source
+        reached = -1  # the furthest normalised character the piece's timings cover
+        for t in timings or ():
+            lo, hi = max(t.start_char, 0), min(t.end_char, len(seg.starts))
+            s, e = seg.starts[lo:hi], seg.ends[lo:hi]
+            s, e = s[s >= 0], e[e >= 0]
+            if len(s):
+                self._hold(int(s.min()), int(e.max()), t.start, t.end, t.estimated)
+            covered = seg.norm_index[lo:hi]
+            if len(covered):
+                reached = max(reached, int(covered.max()))
+        for k in self._held:
+            if src.last.get(self.units[k][0], -1) <= reached:
+                self._complete.add(k)
+        return self._release()
+
+    def _hold(self, lo: int, hi: int, t0: float, t1: float, estimated: bool) -> None:
+        """Engine timing t0–t1 of request text [lo, hi): shared out by the words it reaches, kept until final."""
+        first = bisect_right(self._ends, lo)  # the first word ending after lo
+        last = bisect_left(self._starts, hi)  # past the last word starting before hi
+        hits = list(range(max(first, self._next), last))
+        if not hits:
+            return
+        sizes = np.array([self.units[k][1] - self.units[k][0] for k in hits], float)
+        edges = t0 + (t1 - t0) * np.concatenate([[0.0], np.cumsum(sizes) / sizes.sum()])
+        for n, k in enumerate(hits):
+            a, b = float(edges[n]), float(edges[n + 1])
+            old = self._held.get(k)
+            self._held[k] = (a, b, estimated) if old is None else (min(old[0], a), max(old[1], b),
+                                                                   old[2] and estimated)
+
+    def _release(self, final: bool = False) -> list[Timing]:
+        """Timings of the words, in order, whose timing is final: complete, or a later word was reached."""
+        out: list[Timing] = []
+        while self._next < len(self.units):
+            k = self._next
+            later = [j for j in self._held if j > k]
+            if k in self._held:
+                if not (final or k in self._complete or later):
+                    break
+                a, b, estimated = self._held.pop(k)
+                self._complete.discard(k)
+                a = max(a, self._last_end)
+                b = max(b, a)
+                out.append(Timing(*self.units[k], a, b, estimated))
+                self._last_end, self._next = b, k + 1
+            elif later:
+                upto = min(later)
+                out += self._estimate(upto, self._last_end, max(self._held[upto][0], self._last_end))
+            else:
+                break
+        return out
+
+    def _estimate(self, upto: int, t0: float, t1: float) -> list[Timing]:
+        """Estimated timings for the words from the next untimed one up to (not including) `upto`, shared
+        out over t0–t1 by their length."""
+        ks = list(range(self._next, upto))
+        if not ks:
+            return []
+        sizes = np.array([self.units[k][1] - self.units[k][0] for k in ks], float)
+        edges = t0 + (max(t1, t0) - t0) * np.concatenate([[0.0], np.cumsum(sizes) / sizes.sum()])
+        out = [Timing(*self.units[k], float(edges[n]), float(edges[n + 1]), True) for n, k in enumerate(ks)]
+        self._last_end, self._next = max(t1, t0), upto
+        return out
+
+    def finish(self) -> list[Timing]:
+        """Every word's timing not given yet, when the stream has ended: held ones as they are, words never
+        reached estimated, at zero length, where the last timed word ends."""
+        out = self._release(final=True)
+        return out + self._estimate(len(self.units), self._last_end, self._last_end)
+
+
+def _filled(base: np.ndarray, fallback: int) -> np.ndarray:
+    """Unmatched characters (-1) take the offset of the nearest matched one before them (else `fallback`)."""
+    out = base.copy()
+    last = fallback
+    for i, v in enumerate(out):
+        if v >= 0:
+            last = int(v)
+        else:
+            out[i] = last
+    return out
