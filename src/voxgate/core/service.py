@@ -171,7 +171,7 @@ class SynthesisStream:
         self._unsent: list[Timing] = []  # word timings of pieces taken in since the last chunk
         self._timer = WordTimer(request.text)  # engine timings → the words of the text the client sent
         self._said: dict[int, str] = {}  # what each segment's engine was given, until its audio is taken in
-        for index, text, v, owner in segments:
+        for index, text, _v, owner in segments:
             self._timer.segment(index, self._source(index, owner), text)
         self._first_audio: float | None = None  # seconds from admission to first audio
         self._closed = False

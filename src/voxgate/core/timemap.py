@@ -15,7 +15,6 @@ the engine lost step) gets an estimate between its neighbours, marked `estimated
 from __future__ import annotations
 
 import difflib
-import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
