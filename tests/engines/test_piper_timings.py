@@ -1,4 +1,4 @@
-"""Piper's word timings (opt-in): the model's own phoneme sample counts, grouped into the text's words."""
+"""Piper's word timings (on by default): the model's own phoneme sample counts, grouped into the text's words."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def test_words_that_do_not_match_get_no_timings() -> None:
 
 @pytest.fixture(scope="module")
 def voices() -> Iterator[tuple[PiperLoadedVoice, PiperLoadedVoice]]:
-    plain, timed = PiperEngine(), PiperEngine(alignments=True)
+    plain, timed = PiperEngine(alignments=False), PiperEngine()
     voice = next(v for v in plain.voices() if v.id == JOE)
     loaded = plain.load(voice, threads=1), timed.load(voice, threads=1)
     yield loaded
