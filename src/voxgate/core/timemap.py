@@ -15,6 +15,8 @@ the engine lost step) gets an estimate between its neighbours, marked `estimated
 from __future__ import annotations
 
 import difflib
+import itertools
+import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
@@ -108,7 +110,7 @@ class WordTimer:
         self.units += [(int(base[s]), int(base[e - 1]) + 1) for s, e in word_spans(text)]
         self.units.sort()
         self._starts, self._ends = [u[0] for u in self.units], [u[1] for u in self.units]
-        made = self._sources[key] = _Source(normalize_mapped(text, language, spoken=spoken), base)
+        made = self._sources[key] = _Source(refine(normalize_mapped(text, language, spoken=spoken), text), base)
         norm = made.norm
         for i in range(len(norm.text)):  # the last normalised character said for each word
             if norm.text[i].isalnum() and norm.ends[i] > norm.starts[i] and len(base):
@@ -232,6 +234,53 @@ class WordTimer:
         reached estimated, at zero length, where the last timed word ends."""
         out = self._release(final=True)
         return out + self._estimate(len(self.units), self._last_end, self._last_end)
+
+
+def _token(word: str) -> str:
+    return "".join(c for c in word.lower() if c.isalnum())
+
+
+def refine(norm: Normalized, source: str) -> Normalized:
+    """`norm` with words read from several written words at once ("March 3rd" → March third, "7:45 pm" →
+    seven forty-five PM, "5 km" → five kilometers) pointed at the written word each one reads: the same
+    word where it is written alike, the one word left, or one for one in order when the counts agree."""
+    units = word_spans(source)
+    if len(units) < 2:
+        return norm
+    starts, ends = norm.starts.copy(), norm.ends.copy()
+    said = [(m.start(), m.end()) for m in re.finditer(r"\S+", norm.text)]
+    n = 0
+    changed = False
+    while n < len(said):
+        a, b = said[n]
+        lo, hi = int(norm.starts[a]), int(norm.ends[b - 1])
+        m = n + 1
+        while m < len(said) and int(norm.starts[said[m][0]]) == lo:  # read from the same written words
+            hi = max(hi, int(norm.ends[said[m][1] - 1]))
+            m += 1
+        inside = [u for u in units if u[0] >= lo and u[1] <= hi]
+        if len(inside) > 1 and m - n > 1:
+            words = said[n:m]
+            fixed: dict[int, int] = {}  # said word → unit
+            for w, (x, y) in enumerate(words):
+                for u, (p, q) in enumerate(inside):
+                    if u not in fixed.values() and _token(norm.text[x:y]) == _token(source[p:q]):
+                        fixed[w] = u
+                        break
+            marks = [(-1, -1), *sorted(fixed.items()), (len(words), len(inside))]
+            plan = dict(fixed)
+            for (w0, u0), (w1, u1) in itertools.pairwise(marks):
+                free_w, free_u = list(range(w0 + 1, w1)), list(range(u0 + 1, u1))
+                if free_w and len(free_u) == 1:
+                    plan.update({w: free_u[0] for w in free_w})
+                elif free_w and len(free_w) == len(free_u):
+                    plan.update(dict(zip(free_w, free_u, strict=True)))
+            for w, u in plan.items():
+                x, y = words[w]
+                starts[x:y], ends[x:y] = inside[u][0], inside[u][1]
+                changed = True
+        n = m
+    return Normalized(norm.text, starts, ends, norm.source_length) if changed else norm
 
 
 def _filled(base: np.ndarray, fallback: int) -> np.ndarray:

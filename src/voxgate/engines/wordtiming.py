@@ -27,6 +27,11 @@ def _sounded(token: str) -> bool:
                for c in token)
 
 
+def _separates(token: str) -> bool:
+    """A space or punctuation token: between two words (a stress or length mark, a tone sign is not)."""
+    return token.isspace() or all(unicodedata.category(c).startswith(("P", "Z")) for c in token)
+
+
 def weight(word: str) -> float:
     """How many phonemes a written word takes, roughly: its letters and digits, a kana one, a Han
     character two (Japanese readings run to two morae; a Mandarin syllable is two or three phonemes)."""
@@ -48,13 +53,19 @@ def word_timings(text: str, tokens: Sequence[str], edges: Sequence[float],
     words = list(spans) if spans is not None else word_spans(text)
     if not words or len(edges) < len(tokens) + 1:
         return ()
-    sounds = [i for i, tok in enumerate(tokens) if _sounded(tok)]
+    sounds: list[int] = []  # token indices of the sounds
+    gaps = [0]  # indices into `sounds` where a phoneme word starts (after a space or a mark)
+    apart = False
+    for i, tok in enumerate(tokens):
+        if _sounded(tok):
+            if apart and sounds:
+                gaps.append(len(sounds))
+            sounds.append(i)
+            apart = False
+        elif _separates(tok):
+            apart = True
     if not sounds:
         return tuple(Timing(s, e, float(edges[0]), float(edges[0]), True) for s, e in words)
-    gaps = [0]  # indices into `sounds` where a phoneme word starts
-    for n in range(1, len(sounds)):
-        if sounds[n] != sounds[n - 1] + 1:  # a space or a mark between them
-            gaps.append(n)
     count = len(sounds)
     if len(gaps) == len(words):
         bounds = [*gaps, count]
