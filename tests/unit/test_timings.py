@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -159,4 +161,4 @@ async def test_stream_chunks_carry_timings_on_the_stream_axis_through_resampling
     # one 0.1 s engine word each, except $3.50 (three dollars and fifty cents: 5 words)
     lengths = [round(t.end - t.start, 3) for t in words]
     assert lengths == pytest.approx([0.1, 0.1, 0.1, 0.5, 0.1, 0.1, 0.1], abs=0.002)
-    assert all(a.end <= b.start + 1e-9 for a, b in zip(words, words[1:], strict=False))
+    assert all(a.end <= b.start + 1e-9 for a, b in itertools.pairwise(words))

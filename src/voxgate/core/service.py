@@ -281,7 +281,9 @@ class SynthesisStream:
                 break
             index, text, job, run, voicing = self._inflight[0]
             if index in self._pauses:  # an SSML break before this segment
-                return self._emit(np.zeros(int(self._pauses.pop(index) * self.sample_rate), np.float32), index, "")
+                silence = np.zeros(int(self._pauses.pop(index) * self.sample_rate), np.float32)
+                self._heard += len(silence) / self.sample_rate  # later words are said that much later
+                return self._emit(silence, index, "")
             try:
                 item: Chunk | None = await anext(run)
             except StopAsyncIteration:
