@@ -112,12 +112,14 @@ class WordTimer:
         self._starts, self._ends = [u[0] for u in self.units], [u[1] for u in self.units]
         made = self._sources[key] = _Source(refine(normalize_mapped(text, language, spoken=spoken), text), base)
         norm = made.norm
-        for i in range(len(norm.text)):  # the last normalised character said for each word
-            if norm.text[i].isalnum() and norm.ends[i] > norm.starts[i] and len(base):
-                at = int(base[min(int(norm.starts[i]), len(base) - 1)])
-                k = bisect_right(self._starts, at) - 1
-                if k >= 0 and at < self.units[k][1]:
-                    made.last[self.units[k][0]] = i
+        if len(norm.text) and len(base) and self.units:  # the last normalised letter said for each word
+            letters = np.array([c.isalnum() for c in norm.text]) & (norm.ends > norm.starts)
+            at = base[np.minimum(norm.starts, len(base) - 1)]
+            k = np.searchsorted(np.array(self._starts), at, side="right") - 1
+            ok = letters & (k >= 0)
+            ok &= at < np.array(self._ends)[np.maximum(k, 0)]
+            for i, unit in zip(np.flatnonzero(ok).tolist(), k[ok].tolist(), strict=True):
+                made.last[self._starts[unit]] = i
         return made
 
     def segment(self, index: int, source: _Source, text: str) -> None:
@@ -133,6 +135,8 @@ class WordTimer:
         if seg is None:
             if text is None:
                 return
+            if not self._sources:  # the first of a text stream's segments: its text is all there is
+                self.text = ""
             self.text += (" " if self.text else "") + text
             seg = self._segments[index] = _Segment(self.source(("fed", index), text, None, False), text)
         src = seg.source
@@ -247,18 +251,21 @@ def refine(norm: Normalized, source: str) -> Normalized:
     units = word_spans(source)
     if len(units) < 2:
         return norm
+    unit_starts = [u[0] for u in units]
     starts, ends = norm.starts.copy(), norm.ends.copy()
+    from_start, from_end = norm.starts.tolist(), norm.ends.tolist()
     said = [(m.start(), m.end()) for m in re.finditer(r"\S+", norm.text)]
     n = 0
     changed = False
     while n < len(said):
         a, b = said[n]
-        lo, hi = int(norm.starts[a]), int(norm.ends[b - 1])
+        lo, hi = from_start[a], from_end[b - 1]
         m = n + 1
-        while m < len(said) and int(norm.starts[said[m][0]]) == lo:  # read from the same written words
-            hi = max(hi, int(norm.ends[said[m][1] - 1]))
+        while m < len(said) and from_start[said[m][0]] == lo:  # read from the same written words
+            hi = max(hi, from_end[said[m][1] - 1])
             m += 1
-        inside = [u for u in units if u[0] >= lo and u[1] <= hi]
+        first = bisect_left(unit_starts, lo)
+        inside = [u for u in units[first:bisect_right(unit_starts, hi)] if u[1] <= hi]
         if len(inside) > 1 and m - n > 1:
             words = said[n:m]
             fixed: dict[int, int] = {}  # said word → unit
