@@ -23,7 +23,7 @@ import numpy as np
 from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.phonemes import split_blocks, to_misaki
-from voxgate.engines.wordtiming import edges_from_durations, word_timings
+from voxgate.engines.wordtiming import LEAD_FRAMES, edges_from_durations, word_timings
 
 PREFIX = "hibari:"
 VOICE = "heart"  # the one voice inside the wheel
@@ -103,7 +103,8 @@ class HibariLoadedVoice:
                 start, end = spans[n]
                 tokens = [c for c in phonemes if c in self._tts.vocab]
                 edges = edges_from_durations(durations, len(audio), self.sample_rate)[1:]  # the lead pad's end on
-                timings = word_timings(text[start:end], tokens, edges)
+                frame = len(audio) / max(int(np.sum(durations)), 1) / self.sample_rate
+                timings = word_timings(text[start:end], tokens, edges, lead=LEAD_FRAMES * frame)
                 timings = tuple(replace(t, start_char=t.start_char + start, end_char=t.end_char + start)
                                 for t in timings)
             yield Piece(np.asarray(audio, np.float32), self.sample_rate, timings)

@@ -31,7 +31,7 @@ import numpy as np
 from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.phonemes import split_blocks, to_misaki
-from voxgate.engines.wordtiming import word_timings
+from voxgate.engines.wordtiming import LEAD_FRAMES, word_timings
 from voxgate.engines.zh_numbers import normalize_numbers
 from voxgate.errors import VoiceNotFound
 from voxgate.safefs import atomic_file, write_atomic
@@ -46,6 +46,7 @@ MODEL_NAME = "kokoro-v1.0.int8.onnx"
 PARTS = 4
 SENTENCE_PAUSE = 0.2  # seconds of silence after each sentence (kokoro trims its own)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*|\n+")  # not inside 12.5
+FRAME_SAMPLES = 600  # samples of audio per predicted duration frame
 DURATION_TENSOR = "/encoder/Cast_output_0"  # the predicted frames per phoneme token, as int64 (pads included)
 _JAPANESE = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f][A-Za-z\u00c0-\u024f'’ .,!?;:-]*")
@@ -197,7 +198,8 @@ class KokoroLoadedVoice:
             timings = None
             if spoken:
                 edges = [t.start for t in spoken] + [spoken[-1].end]
-                timings = word_timings(sentence.strip(), [t.phoneme for t in spoken], edges)
+                timings = word_timings(sentence.strip(), [t.phoneme for t in spoken], edges,
+                                       lead=LEAD_FRAMES * FRAME_SAMPLES / SAMPLE_RATE)
                 timings = tuple(replace(t, start_char=t.start_char + start + lead, end_char=t.end_char + start + lead)
                                 for t in timings)
             yield Piece(np.concatenate([np.asarray(audio, np.float32), pause]), SAMPLE_RATE, timings)
