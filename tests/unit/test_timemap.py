@@ -40,7 +40,8 @@ def test_align_skips_squeezed_space_and_falls_back_to_a_diff_for_rewrites() -> N
 
 def test_readings_of_several_written_words_point_at_their_own() -> None:
     for text, expect in [("on March 3rd.", ["on", "March", "3rd."]),
-                         ("5 km in 23 minutes", ["5", "km", "in", "23", "minutes"])]:
+                         ("5 km in 23 minutes", ["5", "km", "in", "23", "minutes"]),
+                         ("3.5 kg, ok", ["3.5", "kg,", "ok"])]:
         norm = refine(normalize_mapped(text, "en-US"), text)
         spans = [norm.source_span(s, e) for s, e in word_spans(norm.text)]
         assert sorted({text[a:b] for a, b in spans}, key=text.index) == expect
@@ -145,6 +146,13 @@ async def test_parts_ssml_and_dialect_segments_map_to_the_text_the_client_sent(s
     timings, total = await _timed(service, SynthesisRequest(text=doc, voice="a"))
     assert words(doc, timings) == ["Good", "morning,", "all", "3", "of", "you"]
     assert timings[1].start - timings[0].end >= 0.5 - 1e-3
+    _in_order(timings, total)
+    # a say-as reading is nowhere in the document: its word is estimated between its neighbours
+    doc = '<speak>I have <say-as interpret-as="cardinal">25</say-as> cats &amp; dogs.</speak>'
+    timings, total = await _timed(service, SynthesisRequest(text=doc, voice="a"))
+    assert words(doc, timings) == ["I", "have", "25", "cats", "dogs."]
+    assert [t.estimated for t in timings] == [False, False, True, False, False]
+    assert (timings[2].start, timings[2].end) == pytest.approx((timings[1].end, timings[3].start))
     _in_order(timings, total)
     # a dialect's own segments, several sentences joined, at two speeds
     for speed in (0.5, 2.0):

@@ -101,14 +101,18 @@ class WordTimer:
         if at >= 0:
             base = np.arange(at, at + len(text), dtype=np.int64)
             self._search = at + len(text)
-        else:  # not there as it is (SSML entities): matched character by character
-            base = align(text, self.text, self._search)
+            self.units += [(int(base[s]), int(base[e - 1]) + 1) for s, e in word_spans(text)]
+        else:  # not there as it is (SSML: entities, say-as, sub): matched character by character to the
+            # document's text with its markup blanked out; the words are the document's, what was not
+            # matched (a say-as reading) has no place, and its words are estimated between their neighbours
+            view = _visible(self.text)
+            base = align(text, view, self._search)
             known = np.flatnonzero(base >= 0)
             if len(known):
-                self._search = int(base[known[-1]]) + 1
-            base = _filled(base, self._search)
-        self.units += [(int(base[s]), int(base[e - 1]) + 1) for s, e in word_spans(text)]
-        self.units.sort()
+                lo, hi = int(base[known[0]]), int(base[known[-1]]) + 1
+                self.units += word_spans(view[lo:hi], lo)
+                self._search = hi
+        self.units = sorted(set(self.units))
         self._starts, self._ends = [u[0] for u in self.units], [u[1] for u in self.units]
         made = self._sources[key] = _Source(refine(normalize_mapped(text, language, spoken=spoken), text), base)
         norm = made.norm
@@ -155,10 +159,13 @@ class WordTimer:
         ends = src.norm.ends[safe] if norm_n else np.zeros(len(said), np.int64)
         real = ok & (ends > starts)  # inserted characters (a space between words) have no source
         n_base = len(src.base)
-        seg.starts = np.where(real, src.base[np.clip(starts, 0, max(n_base - 1, 0))], -1) if n_base else \
-            np.full(len(said), -1, np.int64)
-        seg.ends = np.where(real, src.base[np.clip(ends - 1, 0, max(n_base - 1, 0))] + 1, -1) if n_base else \
-            np.full(len(said), -1, np.int64)
+        if n_base:
+            first = src.base[np.clip(starts, 0, n_base - 1)]
+            last = src.base[np.clip(ends - 1, 0, n_base - 1)]
+            real &= (first >= 0) & (last >= 0)  # a character of the source found nowhere in the request
+            seg.starts, seg.ends = np.where(real, first, -1), np.where(real, last + 1, -1)
+        else:
+            seg.starts = seg.ends = np.full(len(said), -1, np.int64)
 
     def take(self, index: int, timings: Timings | None, start: float, end: float) -> list[Timing]:
         """The word timings that are final once segment `index`'s piece is heard, from its engine timings
@@ -240,6 +247,22 @@ class WordTimer:
         return out + self._estimate(len(self.units), self._last_end, self._last_end)
 
 
+_NUMBER_WORDS = frozenset(
+    "zero oh one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million "
+    "billion trillion point and a minus".split())
+
+
+def _number_word(word: str) -> bool:
+    """A word of a number read aloud ("twenty-five", "point")."""
+    parts = word.lower().strip(".,;:!?").split("-")
+    return all(p in _NUMBER_WORDS for p in parts)
+
+
+def _has_digit(text: str, span: tuple[int, int]) -> bool:
+    return any(c.isdigit() for c in text[span[0]:span[1]])
+
+
 def _token(word: str) -> str:
     return "".join(c for c in word.lower() if c.isalnum())
 
@@ -282,6 +305,12 @@ def refine(norm: Normalized, source: str) -> Normalized:
                     plan.update({w: free_u[0] for w in free_w})
                 elif free_w and len(free_w) == len(free_u):
                     plan.update(dict(zip(free_w, free_u, strict=True)))
+                elif len(free_u) == 2 and _has_digit(source, inside[free_u[0]]) and \
+                        not _has_digit(source, inside[free_u[1]]):  # "3.5 kg": the number, then its unit
+                    said_words = [norm.text[words[w][0]:words[w][1]] for w in free_w]
+                    cut = next((n for n, x in enumerate(said_words) if not _number_word(x)), len(free_w))
+                    if 0 < cut < len(free_w):
+                        plan.update({w: free_u[0] if n < cut else free_u[1] for n, w in enumerate(free_w)})
             for w, u in plan.items():
                 x, y = words[w]
                 starts[x:y], ends[x:y] = inside[u][0], inside[u][1]
@@ -290,13 +319,9 @@ def refine(norm: Normalized, source: str) -> Normalized:
     return Normalized(norm.text, starts, ends, norm.source_length) if changed else norm
 
 
-def _filled(base: np.ndarray, fallback: int) -> np.ndarray:
-    """Unmatched characters (-1) take the offset of the nearest matched one before them (else `fallback`)."""
-    out = base.copy()
-    last = fallback
-    for i, v in enumerate(out):
-        if v >= 0:
-            last = int(v)
-        else:
-            out[i] = last
-    return out
+_MARKUP = re.compile(r"<[^>]*>|&#?\w+;")
+
+
+def _visible(text: str) -> str:
+    """`text` with its markup (tags, entities) blanked to spaces, so offsets stay those of `text`."""
+    return _MARKUP.sub(lambda m: " " * len(m.group()), text)
