@@ -196,7 +196,7 @@ class SynthesisStream:
         else:
             key, text = "text", request.text
         voice: VoiceInfo | None = self.voice
-        if owner is not None:
+        if owner is not None and key not in self._timer.sources:  # resolved once per part
             try:
                 voice = self._service.voices.resolve(owner.voice)
             except VoxgateError:

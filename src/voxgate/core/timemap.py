@@ -92,6 +92,11 @@ class WordTimer:
     _starts: list[int] = field(default_factory=list)  # of `units`, for bisecting
     _ends: list[int] = field(default_factory=list)
 
+    @property
+    def sources(self) -> dict[object, _Source]:
+        """The sources made so far, by key."""
+        return self._sources
+
     def source(self, key: object, text: str, language: str | None, spoken: bool) -> _Source:
         """The source `key` (made once): `text`, normalised as the service does, placed in the request's text."""
         found = self._sources.get(key)
