@@ -1,4 +1,4 @@
-"""Piper's word timings (opt-in): the model's own phoneme sample counts, grouped into the text's words."""
+"""Piper's word timings (on by default): the model's own phoneme sample counts, grouped into the text's words."""
 
 from __future__ import annotations
 
@@ -51,9 +51,18 @@ def test_words_that_do_not_match_get_no_timings() -> None:
     assert short.take([(0, 10, "twɛnti")], rate=100) is None  # "25" would run past the sentence
 
 
+def test_a_sentence_that_matches_nothing_is_paired_in_order_and_marked_estimated() -> None:
+    aligner = WordAligner("I paid 25", lambda word: READINGS[word])
+    spoken = [(0, 10, "blʌb"), (10, 20, "zuz"), (20, 30, "kɹɑk")]
+    assert aligner.take(spoken, rate=100) is None  # the words are left for the estimate
+    guessed = aligner.estimate(spoken, rate=100)
+    assert [(t.start_char, t.end_char, t.start, t.end, t.estimated) for t in guessed] == [
+        (0, 1, 0.0, 0.1, True), (2, 6, 0.1, 0.2, True), (7, 9, 0.2, 0.3, True)]
+
+
 @pytest.fixture(scope="module")
 def voices() -> Iterator[tuple[PiperLoadedVoice, PiperLoadedVoice]]:
-    plain, timed = PiperEngine(), PiperEngine(alignments=True)
+    plain, timed = PiperEngine(alignments=False), PiperEngine()
     voice = next(v for v in plain.voices() if v.id == JOE)
     loaded = plain.load(voice, threads=1), timed.load(voice, threads=1)
     yield loaded

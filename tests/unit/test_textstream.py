@@ -40,6 +40,9 @@ async def test_first_clause_is_spoken_before_the_text_ends() -> None:
         texts = [first.text] + [c.text for c in rest]
         spoken = [t for i, t in enumerate(texts) if i == 0 or t != texts[i - 1]]
         assert " ".join(spoken) == " ".join(words)
+        # word timings: offsets into the segments' texts joined by a space (all there is of a text stream)
+        timed = [t for c in [first, *rest] for t in c.timings or ()]
+        assert [" ".join(spoken)[t.start_char:t.end_char] for t in timed] == words
         assert [c.index for c in rest] == sorted(c.index for c in rest)  # in order
         assert service.active == 0
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -139,12 +141,24 @@ async def test_stream_chunks_carry_timings_on_the_stream_axis_through_resampling
         text = "one two three. four five."
         request = SynthesisRequest(text=text, voice="a", sample_rate=24000, speed=5.0)
         chunks = [c async for c in service.stream(request)]
+        # "25" is read "twenty five" (two engine words): one timing with the offsets of "25"; "Dr." is one word
+        said = "Dr. Smith paid $3.50 for  25 apples."
+        spoken = [c async for c in service.stream(SynthesisRequest(text=said, voice="a"))]
     finally:
         pool.close()
-    timed = [(c.text[t.start_char:t.end_char], t) for c in chunks for t in c.timings or ()]
+    assert all(c.timings is not None for c in chunks)
+    timed = [(text[t.start_char:t.end_char], t) for c in chunks for t in c.timings or ()]
     assert [w for w, _ in timed] == ["one", "two", "three.", "four", "five."]
     # speed 5 → the fake engine makes 0.02 s words itself: each starts where the previous ends
     for n, (_, t) in enumerate(timed):
         assert (t.start, t.end) == pytest.approx((n * 0.02, (n + 1) * 0.02), abs=1 / RATE)
+        assert not t.estimated
     total = sum(len(c.samples) for c in chunks) / 24000
     assert total == pytest.approx(timed[-1][1].end, abs=0.002)
+    words = [t for c in spoken for t in c.timings or ()]
+    assert [said[t.start_char:t.end_char] for t in words] == ["Dr.", "Smith", "paid", "$3.50", "for", "25",
+                                                               "apples."]
+    # one 0.1 s engine word each, except $3.50 (three dollars and fifty cents: 5 words)
+    lengths = [round(t.end - t.start, 3) for t in words]
+    assert lengths == pytest.approx([0.1, 0.1, 0.1, 0.5, 0.1, 0.1, 0.1], abs=0.002)
+    assert all(a.end <= b.start + 1e-9 for a, b in itertools.pairwise(words))

@@ -21,14 +21,15 @@ from voxgate.audio.voiceshift import Shift, apply_shift
 from voxgate.core.metrics import Metrics
 from voxgate.core.parts import Script, from_ssml
 from voxgate.core.routing import Span, route
+from voxgate.core.timemap import WordTimer
 from voxgate.core.types import (
     Pcm,
     PcmChunk,
     Piece,
     Segmentation,
     SynthesisRequest,
-    Timings,
-    merge_timings,
+    Timing,
+    estimate_words,
     offset_timings,
     stretched,
     trimmed,
@@ -167,7 +168,11 @@ class SynthesisStream:
         self._t0 = time.monotonic()
         self._delivered = 0.0  # seconds of audio handed to the client
         self._heard = 0.0  # seconds of engine audio taken in: the time axis of chunk timings (resampling keeps it)
-        self._unsent: list[tuple[int, Timings | None]] = []  # timings of pieces taken in since the last chunk
+        self._unsent: list[Timing] = []  # word timings of pieces taken in since the last chunk
+        self._timer = WordTimer(request.text)  # engine timings → the words of the text the client sent
+        self._said: dict[int, str] = {}  # what each segment's engine was given, until its audio is taken in
+        for index, text, _v, owner in segments:
+            self._timer.segment(index, self._source(index, owner), text)
         self._first_audio: float | None = None  # seconds from admission to first audio
         self._closed = False
         self._lease = _Lease(self._inflight)  # SynthesisService.open/TextStream.feed take the slot
@@ -180,6 +185,23 @@ class SynthesisStream:
     @admitted.setter
     def admitted(self, value: bool) -> None:
         self._lease.held = value
+
+    def _source(self, index: int, owner: SynthesisRequest | None) -> Any:
+        """The text a segment was normalised from (a part's, a dialect's segment, the request's), for timings."""
+        request = owner or self.request
+        if owner is not None:
+            key, text = id(owner), owner.text
+        elif request.segments is not None and 0 <= index < len(request.segments):
+            key, text = ("segment", index), request.segments[index]
+        else:
+            key, text = "text", request.text
+        voice: VoiceInfo | None = self.voice
+        if owner is not None and key not in self._timer.sources:  # resolved once per part
+            try:
+                voice = self._service.voices.resolve(owner.voice)
+            except VoxgateError:
+                pass
+        return self._timer.source(key, text, reading_language(request, voice), request.normalize)
 
     def _voicing(self, voice: VoiceInfo, owner: SynthesisRequest | None = None) -> Voicing:
         """How `voice` speaks with the settings of `owner` (a part of the request; None: the request)."""
@@ -222,6 +244,8 @@ class SynthesisStream:
             tail, head = index in self._joined, index - 1 in self._joined
             post = _trimmed(voicing.post, tail, head) if tail or head else voicing.post
             said = self._service.prepare(text, voicing.voice)  # lexicon words and inline overrides applied
+            self._timer.prepared(index, said, text)
+            self._said[index] = said
             job = SegmentJob(voicing.voice, said, voicing.params, self._t0 + self._delivered + ahead,
                              urgent=self._first_audio is None, post=post)
             run = self._service.backend.generate(job)  # queued now: the backend works ahead of the reader
@@ -251,12 +275,15 @@ class SynthesisStream:
                 if self._end_pause:  # an SSML break at the very end
                     tail = np.concatenate([tail, np.zeros(int(self._end_pause * self.sample_rate), np.float32)])
                 await self._finish(completed=True)
-                if len(tail):
+                self._unsent += self._timer.finish()
+                if len(tail) or self._unsent:  # words never timed still get their (estimated) timing
                     return self._emit(tail, -1, "")
                 break
             index, text, job, run, voicing = self._inflight[0]
             if index in self._pauses:  # an SSML break before this segment
-                return self._emit(np.zeros(int(self._pauses.pop(index) * self.sample_rate), np.float32), index, "")
+                silence = np.zeros(int(self._pauses.pop(index) * self.sample_rate), np.float32)
+                self._heard += len(silence) / self.sample_rate  # later words are said that much later
+                return self._emit(silence, index, "")
             try:
                 item: Chunk | None = await anext(run)
             except StopAsyncIteration:
@@ -270,9 +297,9 @@ class SynthesisStream:
                 continue  # stopped (cancel or stop_all) while waiting: the stream ends cleanly
             if item is None:
                 self._inflight.popleft()
+                self._said.pop(index, None)
                 continue
-            self._unsent.append((index, offset_timings(item.timings, self._heard)))
-            self._heard += item.duration
+            self._take_timings(index, item)
             try:
                 audio = await self._level(voicing, job, item.samples)
             except BaseException:
@@ -281,6 +308,16 @@ class SynthesisStream:
             if len(audio):
                 return self._emit(audio, index, text)
         raise StopAsyncIteration
+
+    def _take_timings(self, index: int, item: Chunk) -> None:
+        """A piece's engine timings as word timings on the request's text and the stream's time axis."""
+        start = self._heard
+        self._heard += item.duration
+        timings = item.timings
+        if timings is None:  # an engine that cannot say: its text's words over its voiced audio, estimated
+            said = self._said.get(index)
+            timings = estimate_words(said, item.samples, item.rate) if said else None
+        self._unsent += self._timer.take(index, offset_timings(timings, start), start, self._heard)
 
     async def _more_input(self) -> bool:
         """True when more segments may still come (text streams wait for them here)."""
@@ -293,11 +330,9 @@ class SynthesisStream:
         seconds = len(audio) / self.sample_rate
         self._delivered += seconds
         self._service.metrics.audio_seconds.inc(seconds)
-        # A piece shorter than the resampler's delay makes no chunk of its own: its timings go with the next
-        # chunk of its segment (those of another segment's piece that short are lost; never misattributed).
-        unsent = [t for i, t in self._unsent if i == index]
-        self._unsent = []
-        timings = merge_timings(unsent) if unsent else None
+        # Word timings go out with the first chunk after their piece was taken in (a piece shorter than the
+        # resampler's delay makes no chunk of its own): never later than the audio they time.
+        timings, self._unsent = tuple(self._unsent), []
         return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=text, timings=timings)
 
     def cancel(self) -> None:

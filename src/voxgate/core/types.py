@@ -7,7 +7,8 @@ audio (tempo, pitch shift, seam trimming, joining) maps a piece's timings throug
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -104,9 +105,41 @@ class Timing:
     end_char: int  # offset just past its last character
     start: float  # seconds from the start of the audio
     end: float  # seconds from the start of the audio
+    estimated: bool = False  # True: the engine could not say, so the time is shared out by word length
 
 
 Timings = tuple[Timing, ...]
+
+# One character of a script written without spaces: each is a word of its own (with the punctuation after it).
+_CJK = (r"\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\uac00-\ud7af"
+        r"\U00020000-\U0002ffff")
+_UNIT = re.compile(rf"[{_CJK}][^\s{_CJK}\w]*|(?:(?![{_CJK}])\S)+")
+QUIET = 0.02  # of the loudest sample: quieter is silence around speech, for estimated timings
+
+
+def word_spans(text: str, base: int = 0) -> list[tuple[int, int]]:
+    """The [start, end) spans of the words of `text`, moved by `base`: runs of non-space characters with a
+    letter or digit in them ("25", "$3.50", "Dr.", "don't,"); every Chinese or Japanese ideograph or kana
+    is a word of its own, with the punctuation that follows it."""
+    return [(m.start() + base, m.end() + base) for m in _UNIT.finditer(text)
+            if any(c.isalnum() for c in m.group())]
+
+
+def estimate_words(text: str, samples: np.ndarray, rate: int,
+                   spans: Sequence[tuple[int, int]] | None = None,
+                   weight: Callable[[str], float] | None = None) -> Timings:
+    """Timings of the words of `text` (or of `spans`) shared out over the voiced part of `samples` by their
+    length in characters (or by `weight`), each marked estimated: for engines that cannot say when a word
+    is spoken."""
+    words = list(spans) if spans is not None else word_spans(text)
+    if not words:
+        return ()
+    x = np.abs(np.asarray(samples, np.float32))
+    loud = np.flatnonzero(x > QUIET * max(float(x.max(initial=0.0)), 1e-6))
+    t0, t1 = (loud[0] / rate, (loud[-1] + 1) / rate) if len(loud) else (0.0, len(x) / rate)
+    sizes = np.maximum(np.array([weight(text[s:e]) if weight else e - s for s, e in words], float), 1e-3)
+    edges = t0 + (t1 - t0) * np.concatenate([[0.0], np.cumsum(sizes) / sizes.sum()])
+    return tuple(Timing(s, e, float(edges[n]), float(edges[n + 1]), True) for n, (s, e) in enumerate(words))
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,8 +178,8 @@ def offset_timings(timings: Timings | None, seconds: float = 0.0, chars: int = 0
     """Timings moved later by `seconds` of audio and `chars` characters of text."""
     if timings is None:
         return None
-    return tuple(Timing(t.start_char + chars, t.end_char + chars, t.start + seconds, t.end + seconds)
-                 for t in timings)
+    return tuple(replace(t, start_char=t.start_char + chars, end_char=t.end_char + chars, start=t.start + seconds,
+                         end=t.end + seconds) for t in timings)
 
 
 def trim_timings(timings: Timings | None, start: float, end: float) -> Timings | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxgate.core.types import Piece
+from voxgate.core.types import QUIET, Piece, Timing, Timings, estimate_words, offset_timings, word_spans
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 
 _LOG = logging.getLogger(__name__)
@@ -36,7 +36,26 @@ _CHARS_UTF8 = 1
 _PARAM_RATE, _PARAM_PITCH = 1, 3
 _EE_OK = 0
 
-_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+_EVENT_WORD, _EVENT_LIST_END = 1, 0
+
+
+class _EspeakEvent(ctypes.Structure):
+    """espeak_EVENT: what espeak-ng reports with each block of audio (a word starts here, and where)."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),  # characters from the start of the text, 1-based
+        ("length", ctypes.c_int),  # characters of the word
+        ("audio_position", ctypes.c_int),  # milliseconds from the start of the audio
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", ctypes.c_char * 8),  # a union of int, char* and char[8]
+    ]
+
+
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                   ctypes.POINTER(_EspeakEvent))
 
 
 class _EspeakVoice(ctypes.Structure):
@@ -89,12 +108,20 @@ class _Library:
         if self.rate <= 0:
             raise RuntimeError(f"espeak-ng failed to initialise with data at {data_path}")
         self._pieces: list[np.ndarray] = []
+        self._words: list[tuple[int, int, float]] = []  # (character, length, seconds) of each word event
         self._callback = _SYNTH_CALLBACK(self._collect)  # kept referenced: the library calls it later
         self.lib.espeak_SetSynthCallback(self._callback)
 
-    def _collect(self, wav: ctypes._Pointer[ctypes.c_short], count: int, _events: int) -> int:
+    def _collect(self, wav: ctypes._Pointer[ctypes.c_short], count: int,
+                 events: ctypes._Pointer[_EspeakEvent]) -> int:
         if wav and count > 0:
             self._pieces.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.float32) / 32768.0)
+        i = 0
+        while events and events[i].type != _EVENT_LIST_END and i < 4096:
+            if events[i].type == _EVENT_WORD:
+                event = events[i]
+                self._words.append((event.text_position - 1, event.length, event.audio_position / 1000.0))
+            i += 1
         return 0  # 0 = go on
 
     def voices(self, spec: str | None = None) -> list[tuple[str, str, list[str]]]:
@@ -118,12 +145,16 @@ class _Library:
             raise ValueError(f"espeak-ng has no voice {voice!r}")
         self.lib.espeak_SetParameter(_PARAM_RATE, wpm, 0)
         data = text.encode("utf-8")
-        self._pieces = []
+        self._pieces, self._words = [], []
         status = self.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
         if status != _EE_OK:
             raise RuntimeError(f"espeak-ng synthesis failed with status {status}")
         pieces, self._pieces = self._pieces, []
         return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+    def words(self) -> list[tuple[int, int, float]]:
+        """The word events of the last `speak`: (character offset, length, seconds)."""
+        return list(self._words)
 
 
 _LIBRARY: _Library | None = None
@@ -171,6 +202,46 @@ def _has_dictionary(identifier: str, language: str) -> bool:
     return (data / f"{name}_dict").is_file()
 
 
+def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarray, rate: int) -> Timings:
+    """Timings of the words of `text` from espeak-ng's word events: each event lasts until the next one
+    starts (the last until the sound ends) and is shared by the words of the text it covers by their
+    length (a Chinese word of two characters); a word no event starts in ("the" run into "from the")
+    shares the time of the word before it. Without any event, an estimate by length."""
+    words = word_spans(text)
+    if not events or not words:
+        return estimate_words(text, audio, rate)
+    x = np.abs(audio)
+    loud = np.flatnonzero(x > QUIET * max(float(x.max(initial=0.0)), 1e-6))
+    sound_end = float((loud[-1] + 1) / rate) if len(loud) else len(audio) / rate
+    events = sorted(events, key=lambda e: e[2])
+    groups: list[list[int]] = []  # words sharing one span of time
+    spans: list[tuple[float, float]] = []
+    for n, (at, length, t0) in enumerate(events):
+        t1 = events[n + 1][2] if n + 1 < len(events) else max(sound_end, t0)
+        hit = [k for k, (s, e) in enumerate(words) if s < at + max(length, 1) and e > at]
+        hit = [k for k in hit if not any(k in g for g in groups)]
+        if hit:
+            groups.append(hit)
+            spans.append((t0, max(t1, t0)))
+        elif spans:
+            spans[-1] = (spans[-1][0], max(t1, spans[-1][1]))
+    if not groups:
+        return estimate_words(text, audio, rate)
+    timed = {k for g in groups for k in g}
+    for k in range(len(words)):  # a word without an event joins the group before it
+        if k not in timed:
+            before = [g for g in groups if g[-1] < k]
+            (before[-1] if before else groups[0]).append(k)
+    out = []
+    for group, (t0, t1) in zip(groups, spans, strict=True):
+        group.sort()
+        sizes = np.array([words[k][1] - words[k][0] for k in group], float)
+        edges = t0 + (t1 - t0) * np.concatenate([[0.0], np.cumsum(sizes) / sizes.sum()])
+        out += [Timing(*words[k], float(edges[n]), float(edges[n + 1])) for n, k in enumerate(group)]
+    out.sort(key=lambda t: t.start_char)
+    return tuple(out)
+
+
 class EspeakLoadedVoice:
     """An espeak-ng voice name; synthesis takes the global lock a sentence at a time."""
 
@@ -186,12 +257,17 @@ class EspeakLoadedVoice:
     def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
         """One array per sentence; the rate is set in words per minute from `params.speed`."""
         wpm = round(min(max(DEFAULT_WPM * params.speed, WPM_RANGE[0]), WPM_RANGE[1]))
+        pos = 0
         for sentence in _SENTENCE.split(text):
+            start = text.find(sentence, pos) if sentence else pos
+            pos = start + len(sentence)
             if sentence.strip():
                 with ESPEAK_LOCK:
                     audio = library().speak(self._name, sentence, wpm)
+                    events = library().words()
                 if len(audio):
-                    yield Piece(audio, self.sample_rate)
+                    timings = offset_timings(word_events(sentence, events, audio, self.sample_rate), chars=start)
+                    yield Piece(audio, self.sample_rate, timings)
 
     def close(self) -> None:
         """Nothing to free: the library stays loaded for the process."""

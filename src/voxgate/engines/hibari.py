@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,30 @@ import numpy as np
 from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.phonemes import split_blocks, to_misaki
+from voxgate.engines.wordtiming import LEAD_FRAMES, edges_from_durations, word_timings
 
 PREFIX = "hibari:"
 VOICE = "heart"  # the one voice inside the wheel
 VOICE_ID = PREFIX + VOICE
 SAMPLE_RATE = 24000  # Hertz
 SPEED_RANGE = (0.5, 2.0)  # what the model's speed input is trained for
+DURATION_TENSOR = "/Cast_32_output_0"  # predicted frames per phoneme id (pads included), as int64
+
+
+def _with_durations(model: Path) -> str | bytes:
+    """The model patched in memory to also output its predicted frames per phoneme (`duration`); the path
+    alone when it has no such tensor or `onnx` is missing."""
+    try:
+        import onnx
+    except ImportError:
+        return str(model)
+    graph = onnx.load(str(model))
+    if not any(DURATION_TENSOR in node.output for node in graph.graph.node):
+        return str(model)
+    graph.graph.node.append(onnx.helper.make_node("Identity", [DURATION_TENSOR], ["duration"],
+                                                  name="voxgate_duration"))
+    graph.graph.output.append(onnx.helper.make_tensor_value_info("duration", onnx.TensorProto.INT64, None))
+    return graph.SerializeToString()
 
 
 def bundled_model() -> Path | None:
@@ -54,6 +73,14 @@ class HibariLoadedVoice:
         self._engine = engine
         # model= is a path: Hibari then never looks up (or downloads) a voice file itself.
         self._tts: Any = Hibari(voice=VOICE, model=str(voice.model_path), threads=threads, g2p=engine._g2p())
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()  # as Hibari makes its own, on the model that also says durations
+        options.intra_op_num_threads = options.inter_op_num_threads = threads
+        options.log_severity_level = 3
+        self._tts.sess = onnxruntime.InferenceSession(_with_durations(voice.model_path), options,
+                                                      providers=["CPUExecutionProvider"])
+        self._timed = "duration" in {o.name for o in self._tts.sess.get_outputs()}
         self.sample_rate = SAMPLE_RATE
 
     def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
@@ -62,12 +89,37 @@ class HibariLoadedVoice:
         rng = np.random.default_rng(params.seed)
         with self._engine._g2p_lock:
             chunks = self._phonemize(text)
-        for phonemes in chunks:
+            sentences = self._tts.split_sentences(text) if "[[" not in text else []
+        spans = _sentence_spans(text, sentences) if len(sentences) == len(chunks) else None
+        for n, phonemes in enumerate(chunks):
             if not any(c.isalpha() for c in phonemes):
                 continue  # punctuation only: nothing to say
-            audio = self._tts.from_ids(self._tts.ids(phonemes), speed, rng)
-            if len(audio):
-                yield Piece(np.asarray(audio, np.float32), self.sample_rate)
+            ids = self._tts.ids(phonemes)
+            audio, durations = self._run(ids, speed, rng)
+            if not len(audio):
+                continue
+            timings = None
+            if durations is not None and spans is not None:
+                start, end = spans[n]
+                tokens = [c for c in phonemes if c in self._tts.vocab]
+                edges = edges_from_durations(durations, len(audio), self.sample_rate)[1:]  # the lead pad's end on
+                frame = len(audio) / max(int(np.sum(durations)), 1) / self.sample_rate
+                timings = word_timings(text[start:end], tokens, edges, lead=LEAD_FRAMES * frame)
+                timings = tuple(replace(t, start_char=t.start_char + start, end_char=t.end_char + start)
+                                for t in timings)
+            yield Piece(np.asarray(audio, np.float32), self.sample_rate, timings)
+
+    def _run(self, ids: list[int], speed: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+        """hibari's from_ids, also returning the predicted frames per id when the session gives them."""
+        if not self._timed:
+            return self._tts.from_ids(ids, speed, rng), None
+        if len(ids) < 3:
+            return np.zeros(0, np.float32), None
+        from hibari import dsp
+
+        out = self._tts.sess.run(None, {"ids": np.asarray([ids], np.int64), "speed": np.asarray([speed], np.float32)})
+        lh, th, ln, lr, phi, f0 = (o[0] for o in out[:6])
+        return dsp.synth(lh, th, ln, lr, phi, f0, rng), np.asarray(out[6]).ravel()
 
     def _phonemize(self, text: str) -> list[str]:
         """hibari's phoneme strings, one per sentence, with `[[ipa]]` blocks joined into their sentence."""
@@ -86,6 +138,19 @@ class HibariLoadedVoice:
     def close(self) -> None:
         """Drop the session; onnxruntime frees it with the last reference."""
         self._tts = None
+
+
+def _sentence_spans(text: str, sentences: list[str]) -> list[tuple[int, int]] | None:
+    """Where each of hibari's sentences sits in `text` (it strips them), or None if one is not found."""
+    spans, pos = [], 0
+    for sentence in sentences:
+        core = sentence.strip()
+        at = text.find(core, pos)
+        if at < 0:
+            return None
+        spans.append((at, at + len(core)))
+        pos = at + len(core)
+    return spans
 
 
 class HibariEngine:

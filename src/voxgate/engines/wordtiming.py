@@ -1,0 +1,104 @@
+"""Word timings from a model's own phoneme durations (Kokoro, hibari), grouped into the words of the text.
+
+A duration model says how long each phoneme token lasts; the words of the text are laid on that sequence
+of sounds in order: each word takes a share of the sounded phonemes by its weight (letters, a kana, a Han
+character), and each boundary is then moved to the nearest real word gap of the phonemes (a space or a
+punctuation token) when one is close, so a word starts where its first phoneme starts. When the text has
+as many words as the phonemes do, they pair one to one. The times are the model's; only which phonemes
+belong to which word is inferred, so the timings are not marked estimated.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+
+import numpy as np
+
+from voxgate.core.types import Timing, Timings, word_spans
+
+SNAP = 0.45  # a boundary moves to a phoneme word gap within this share of an average word's phonemes
+# The sound of a StyleTTS2-style decoder (Kokoro, and hibari distilled from it) comes about three duration
+# frames ahead of the durations' sum: hexgrad's kokoro starts its word timestamps at the leading pad's length
+# less 3 frames. Measured here too: against the energy onset after a pause, 40–80 ms late without it.
+LEAD_FRAMES = 3
+_KANA = range(0x3040, 0x3100)
+
+
+def _sounded(token: str) -> bool:
+    """A phoneme token that is a sound: a letter, not a space, a mark (a pause), a stress or length sign."""
+    return any(unicodedata.category(c).startswith("L") and (unicodedata.category(c) != "Lm" or c == "ᵊ")
+               for c in token)
+
+
+def _separates(token: str) -> bool:
+    """A space or punctuation token: between two words (a stress or length mark, a tone sign is not)."""
+    return token.isspace() or all(unicodedata.category(c).startswith(("P", "Z")) for c in token)
+
+
+def weight(word: str) -> float:
+    """How many phonemes a written word takes, roughly: its letters and digits, a kana one, a Han
+    character two (Japanese readings run to two morae; a Mandarin syllable is two or three phonemes)."""
+    total = 0.0
+    for c in word:
+        if ord(c) in _KANA:
+            total += 1.2
+        elif unicodedata.category(c) == "Lo":
+            total += 2.5
+        elif c.isalnum():
+            total += 1.0
+    return max(total, 0.5)
+
+
+def word_timings(text: str, tokens: Sequence[str], edges: Sequence[float],
+                 spans: Sequence[tuple[int, int]] | None = None, lead: float = 0.0) -> Timings:
+    """Timings of the words of `text` (or `spans` of it) from phoneme `tokens` and their time `edges`
+    (seconds; edges[i] is where token i starts, edges[i + 1] where it ends), moved `lead` seconds earlier."""
+    words = list(spans) if spans is not None else word_spans(text)
+    if not words or len(edges) < len(tokens) + 1:
+        return ()
+    if lead:
+        edges = np.maximum(np.asarray(edges, float) - lead, 0.0)
+    sounds: list[int] = []  # token indices of the sounds
+    gaps = [0]  # indices into `sounds` where a phoneme word starts (after a space or a mark)
+    apart = False
+    for i, tok in enumerate(tokens):
+        if _sounded(tok):
+            if apart and sounds:
+                gaps.append(len(sounds))
+            sounds.append(i)
+            apart = False
+        elif _separates(tok):
+            apart = True
+    if not sounds:
+        return tuple(Timing(s, e, float(edges[0]), float(edges[0]), True) for s, e in words)
+    count = len(sounds)
+    if len(gaps) == len(words):
+        bounds = [*gaps, count]
+    else:
+        w = np.array([weight(text[s:e]) for s, e in words], float)
+        ideal = np.concatenate([[0.0], np.cumsum(w) / w.sum()]) * count
+        reach = SNAP * count / len(words)
+        bounds = [0]
+        for p in ideal[1:-1]:
+            near = min(gaps, key=lambda g: abs(g - p))
+            b = near if abs(near - p) <= reach else round(p)
+            bounds.append(min(max(b, bounds[-1]), count))
+        bounds.append(count)
+    out = []
+    for n, (s, e) in enumerate(words):
+        a, b = bounds[n], bounds[n + 1]
+        if b > a:
+            out.append(Timing(s, e, float(edges[sounds[a]]), float(edges[sounds[b - 1] + 1])))
+        else:
+            at = float(edges[sounds[min(a, count - 1)]])
+            out.append(Timing(s, e, at, at))
+    return tuple(out)
+
+
+def edges_from_durations(durations: Sequence[int] | np.ndarray, samples: int, rate: int) -> np.ndarray:
+    """Seconds of each token boundary from per-token frame counts (pads included) spread over `samples`."""
+    frames = np.concatenate([[0], np.cumsum(np.asarray(durations, np.int64).ravel())])
+    if frames[-1] <= 0:
+        return np.zeros(len(frames))
+    return frames * (samples / frames[-1]) / rate

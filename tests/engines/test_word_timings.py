@@ -1,0 +1,102 @@
+"""Word timings from every engine, through the service: one per word of the text the client sent, in order,
+inside the audio, on the stream's time axis after tempo stretch, resampling, joins and a voice shift."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from voxgate.audio.voiceshift import BAND_HZ, Shift
+from voxgate.core.metrics import Metrics
+from voxgate.core.service import Limits, SynthesisService
+from voxgate.core.types import SynthesisRequest, Timing, word_spans
+from voxgate.engines.espeak import EspeakEngine
+from voxgate.engines.hibari import HibariEngine
+from voxgate.engines.kokoro import KokoroEngine
+from voxgate.engines.pico import PicoEngine
+from voxgate.engines.piper import PiperEngine
+from voxgate.scheduling.backend import LocalBackend
+from voxgate.scheduling.pool import WorkerPool
+from voxgate.voices.registry import VoiceRegistry
+
+JOE = "en_US-joe-medium"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SynthesisService]:
+    engines = {"piper": PiperEngine(), "kokoro": KokoroEngine(tmp_path_factory.mktemp("kokoro")),
+               "hibari": HibariEngine(), "espeak": EspeakEngine(), "pico": PicoEngine()}
+    registry = VoiceRegistry(engines, {}, JOE)
+    shift = Shift(f0_ratio=1.25, range_ratio=1.0, formant_ratio=1.06, eq_db=(0.0,) * len(BAND_HZ))
+    registry.add_transient("matched", "matched", "en-US", {"base_voice": JOE, "shift": shift.to_dict()}, 22050)
+    pool = WorkerPool(lambda name: engines[name], workers=1, threads=1, solo_threads=0, express=0)
+    service = SynthesisService(registry, LocalBackend(pool), Metrics(), Limits())
+    for voice in (JOE, "kokoro:jf_alpha", "kokoro-zh:jf_nezumi", "hibari:heart", "espeak:en-us", "pico:en-US"):
+        service._gains[voice] = 1.0  # no calibration synthesis: levels are not what is tested here
+    yield service
+    pool.close()
+
+
+async def spoken(service: SynthesisService, request: SynthesisRequest) -> tuple[list[Timing], np.ndarray, int]:
+    timings: list[Timing] = []
+    audio = []
+    rate = 0
+    async for chunk in service.stream(request):
+        assert chunk.timings is not None  # every chunk says which words start in it (maybe none)
+        timings += chunk.timings
+        audio.append(chunk.samples)
+        rate = chunk.rate
+    return timings, np.concatenate(audio), rate
+
+
+def check(text: str, timings: list[Timing], audio: np.ndarray, rate: int, estimated: bool = False) -> list[str]:
+    """Every word once, in order, not overlapping, inside the audio; returns the words."""
+    assert [(t.start_char, t.end_char) for t in timings] == word_spans(text)
+    end = 0.0
+    for t in timings:
+        assert end - 1e-6 <= t.start <= t.end <= len(audio) / rate + 1e-3, (text[t.start_char:t.end_char], t)
+        assert t.estimated is estimated, t
+        end = t.end
+    return [text[t.start_char:t.end_char] for t in timings]
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x**2))) if len(x) else 0.0
+
+
+@pytest.mark.parametrize("speed", [0.5, 4.0])
+async def test_piper_across_speeds_resampling_and_sentences(service: SynthesisService, speed: float) -> None:
+    # 4.0 is twice what Piper does itself: the rest is the core's tempo stretch; output resampled to 16 kHz
+    text = "Stop. Dr. Lee paid $3.50 for 25 pears, then left."
+    timings, audio, rate = await spoken(service, SynthesisRequest(text=text, voice=JOE, speed=speed,
+                                                                  sample_rate=16000))
+    assert rate == 16000
+    assert check(text, timings, audio, rate)[4:6] == ["$3.50", "for"]
+    first = timings[0]
+    inside = audio[int(first.start * rate):int(first.end * rate)]
+    after = audio[int(first.end * rate) + int(0.05 * rate):int(timings[1].start * rate)]  # the pause after Stop.
+    assert rms(inside) > 3 * rms(after)
+    assert timings[-1].end == pytest.approx(len(audio) / rate, abs=0.6 / speed)
+
+
+async def test_kokoro_japanese_and_chinese_are_timed_character_by_character(service: SynthesisService) -> None:
+    for voice, text in (("kokoro:jf_alpha", "今日はいい天気ですね。"), ("kokoro-zh:jf_nezumi", "今天天气很好。")):
+        timings, audio, rate = await spoken(service, SynthesisRequest(text=text, voice=voice))
+        assert check(text, timings, audio, rate) == [text[s:e] for s, e in word_spans(text)]
+        assert len(timings) == len(text.rstrip("。"))
+        assert timings[-1].end - timings[0].start > 0.5  # spread over the speech, not piled up
+
+
+async def test_hibari_espeak_and_a_matched_voice(service: SynthesisService) -> None:
+    for voice in ("hibari:heart", "espeak:en-us", "matched"):
+        text = "I have 25 cats, from the west."
+        timings, audio, rate = await spoken(service, SynthesisRequest(text=text, voice=voice, speed=2.0))
+        assert check(text, timings, audio, rate)[2] == "25"
+
+
+async def test_pico_timings_are_estimates(service: SynthesisService) -> None:
+    text = "Good morning, everyone."
+    timings, audio, rate = await spoken(service, SynthesisRequest(text=text, voice="pico:en-US"))
+    check(text, timings, audio, rate, estimated=True)

@@ -1,0 +1,165 @@
+"""Word timings on the client's text: the pieces that map engine timings back (no engine needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.unit.fake_engine import FakeEngine
+from voxgate.core.metrics import Metrics
+from voxgate.core.parts import Part
+from voxgate.core.service import Limits, SynthesisService
+from voxgate.core.timemap import WordTimer, align, refine
+from voxgate.core.types import SynthesisRequest, Timing, estimate_words, word_spans
+from voxgate.engines.espeak import word_events
+from voxgate.engines.wordtiming import word_timings
+from voxgate.scheduling.backend import LocalBackend
+from voxgate.scheduling.pool import WorkerPool
+from voxgate.text.normalize import normalize_mapped
+from voxgate.voices.registry import VoiceRegistry
+
+
+def words(text: str, timings: tuple[Timing, ...] | list[Timing]) -> list[str]:
+    return [text[t.start_char:t.end_char] for t in timings]
+
+
+def test_words_are_runs_with_a_letter_or_digit_and_cjk_characters_one_each() -> None:
+    text = "Dr. Smith — paid $3.50, 25 % (ok)"
+    assert [text[s:e] for s, e in word_spans(text)] == ["Dr.", "Smith", "paid", "$3.50,", "25", "(ok)"]
+    assert [("今日は、晴れ。")[s:e] for s, e in word_spans("今日は、晴れ。")] == ["今", "日", "は、", "晴", "れ。"]
+    mixed = "我爱 Python 3。"
+    assert word_spans(mixed, 10)[0] == (10, 11)  # offsets moved by base
+    assert [mixed[s:e] for s, e in word_spans(mixed)] == ["我", "爱", "Python", "3。"]
+
+
+def test_align_skips_squeezed_space_and_falls_back_to_a_diff_for_rewrites() -> None:
+    assert align("a b", "a  \n b").tolist() == [0, 1, 5]
+    out = align("the colour red", "the color red", 0)  # a lexicon entry changed a word
+    assert out[0] == 0 and out[-1] == 12 and out[-3] == 10
+
+
+def test_readings_of_several_written_words_point_at_their_own() -> None:
+    for text, expect in [("on March 3rd.", ["on", "March", "3rd."]),
+                         ("5 km in 23 minutes", ["5", "km", "in", "23", "minutes"]),
+                         ("3.5 kg, ok", ["3.5", "kg,", "ok"])]:
+        norm = refine(normalize_mapped(text, "en-US"), text)
+        spans = [norm.source_span(s, e) for s, e in word_spans(norm.text)]
+        assert sorted({text[a:b] for a, b in spans}, key=text.index) == expect
+
+
+def test_a_timer_maps_segments_through_normalisation_and_a_lexicon_rewrite() -> None:
+    text = "Dr. Lee has 25 cats.  Colour them!"
+    timer = WordTimer(text)
+    src = timer.source("text", text, "en-US", True)
+    assert src.norm.text == "Doctor Lee has twenty-five cats. Colour them!"
+    timer.segment(0, src, "Doctor Lee has twenty-five cats.")
+    timer.segment(1, src, "Colour them!")
+    timer.prepared(0, "Doctor Lee has twenty-five cats.")
+    timer.prepared(1, "Color them!")  # the engine got a lexicon's spelling
+    first = timer.take(0, (Timing(0, 6, 0.0, 0.3), Timing(7, 10, 0.3, 0.5), Timing(11, 14, 0.5, 0.7),
+                           Timing(15, 21, 0.7, 0.9), Timing(22, 26, 0.9, 1.0), Timing(27, 32, 1.0, 1.3)), 0, 1.3)
+    assert words(text, first) == ["Dr.", "Lee", "has", "25", "cats."]
+    assert (first[3].start, first[3].end) == (0.7, 1.0)  # twenty + five: one timing for "25"
+    second = timer.take(1, (Timing(0, 5, 1.5, 1.8),), 1.3, 2.2)  # "them!" not timed by the engine
+    assert words(text, second) == ["Colour"]
+    rest = timer.finish()
+    assert words(text, rest) == ["them!"] and rest[0].estimated and rest[0].start == 1.8
+
+
+def test_a_word_the_engine_skipped_is_estimated_between_its_neighbours() -> None:
+    text = "one two three"
+    timer = WordTimer(text)
+    timer.segment(0, timer.source("t", text, "en", True), text)
+    timer.prepared(0, text)
+    out = timer.take(0, (Timing(0, 3, 0.0, 0.2), Timing(8, 13, 0.6, 0.9)), 0.0, 1.0)
+    assert words(text, out) == ["one", "two", "three"]
+    assert out[1].estimated and (out[1].start, out[1].end) == (0.2, 0.6)
+    assert not out[0].estimated and not out[2].estimated
+
+
+def test_estimates_spread_words_over_the_voiced_part_by_length() -> None:
+    rate = 1000
+    x = np.zeros(1000, np.float32)
+    x[100:900] = 0.5
+    out = estimate_words("ab abcdef", x, rate)
+    assert [x for t in out for x in (t.start, t.end)] == pytest.approx([0.1, 0.3, 0.3, 0.9])
+    assert all(t.estimated for t in out)
+
+
+def test_phoneme_durations_become_word_timings_split_at_spaces_not_stress_marks() -> None:
+    tokens = list("ɡˈO hˈOm.")  # "Go home." in misaki's alphabet: ˈ is a stress mark, not a gap
+    edges = np.arange(len(tokens) + 1) * 0.1
+    out = word_timings("Go home.", tokens, edges)
+    assert words("Go home.", out) == ["Go", "home."]
+    assert [x for t in out for x in (t.start, t.end)] == pytest.approx([0.0, 0.3, 0.4, 0.8])
+    # three written words over two phoneme words: shared by weight, snapped to the gap
+    out = word_timings("a bb cc", list("aa bbbb"), np.arange(8) * 0.1)
+    assert words("a bb cc", out) == ["a", "bb", "cc"] and out[0].start == 0.0 and out[-1].end == pytest.approx(0.7)
+
+
+def test_espeak_word_events_time_words_and_share_run_together_ones() -> None:
+    rate = 1000
+    audio = np.full(1000, 0.3, np.float32)
+    text = "from the west"
+    out = word_events(text, [(0, 4, 0.0), (9, 4, 0.6)], audio, rate)  # no event for "the"
+    assert words(text, out) == ["from", "the", "west"]
+    assert [x for t in out for x in (t.start, t.end)] == pytest.approx([0.0, 0.6 * 4 / 7, 0.6 * 4 / 7, 0.6, 0.6, 1.0])
+    zh = "很好"
+    out = word_events(zh, [(0, 2, 0.0)], audio, rate)  # one event for a word of two characters
+    assert words(zh, out) == ["很", "好"] and out[1].start == pytest.approx(0.5)
+
+
+@pytest.fixture(scope="module")
+def service():  # type: ignore[no-untyped-def]
+    engine = FakeEngine()
+    pool = WorkerPool(lambda name: engine, workers=1, threads=1, solo_threads=0, express=0)
+    yield SynthesisService(VoiceRegistry({"fake": engine}, {}, "a"), LocalBackend(pool), Metrics(), Limits())
+    pool.close()
+
+
+async def _timed(service: SynthesisService, request: SynthesisRequest) -> tuple[list[Timing], float]:
+    timings: list[Timing] = []
+    seconds = 0.0
+    async for chunk in service.stream(request):
+        assert chunk.timings is not None
+        timings += chunk.timings
+        seconds += chunk.duration
+    return timings, seconds
+
+
+def _in_order(timings: list[Timing], total: float) -> None:
+    end = 0.0
+    for t in timings:
+        assert end - 1e-9 <= t.start <= t.end <= total + 1e-6
+        end = t.end
+
+
+async def test_parts_ssml_and_dialect_segments_map_to_the_text_the_client_sent(service: SynthesisService) -> None:
+    # narrator parts (AllTalk): substrings of the request's text, in their own voices
+    text = '*He walks in.* "Hello there," she said.'
+    parts = (Part("He walks in.", "a"), Part("Hello there,", "b"), Part("she said.", "a"))
+    timings, total = await _timed(service, SynthesisRequest(text=text, voice="a", parts=parts))
+    assert words(text, timings) == ["He", "walks", "in.", "Hello", "there,", "she", "said."]
+    _in_order(timings, total)
+    # SSML: offsets into the document, a break's silence between the words
+    doc = '<speak>Good <break time="500ms"/> morning, <prosody rate="2.0">all 3 of you</prosody>.</speak>'
+    timings, total = await _timed(service, SynthesisRequest(text=doc, voice="a"))
+    assert words(doc, timings) == ["Good", "morning,", "all", "3", "of", "you"]
+    assert timings[1].start - timings[0].end >= 0.5 - 1e-3
+    _in_order(timings, total)
+    # a say-as reading is nowhere in the document: its word is estimated between its neighbours
+    doc = '<speak>I have <say-as interpret-as="cardinal">25</say-as> cats &amp; dogs.</speak>'
+    timings, total = await _timed(service, SynthesisRequest(text=doc, voice="a"))
+    assert words(doc, timings) == ["I", "have", "25", "cats", "dogs."]
+    assert [t.estimated for t in timings] == [False, False, True, False, False]
+    assert (timings[2].start, timings[2].end) == pytest.approx((timings[1].end, timings[3].start))
+    _in_order(timings, total)
+    # a dialect's own segments, several sentences joined, at two speeds
+    for speed in (0.5, 2.0):
+        said = "First one. Second, two. Third is 3."
+        request = SynthesisRequest(text=said, voice="a", speed=speed, segments=("First one.", "Second, two.",
+                                                                                "Third is 3."))
+        timings, total = await _timed(service, request)
+        assert words(said, timings) == said.split()
+        assert timings[0].end - timings[0].start == pytest.approx(0.1 / speed, abs=1e-3)
+        _in_order(timings, total)
