@@ -51,7 +51,7 @@ class StartupError(RuntimeError):
 def build_context(settings: Settings) -> Context:
     """Create the engines, the voice catalogue, the worker pool and the synthesis service."""
     settings.voices_path.mkdir(parents=True, exist_ok=True)
-    engines = {"piper": create_engine("piper", voices_dir=settings.voices_path)}
+    engines = {"piper": create_engine("piper", voices_dir=settings.voices_path, alignments=settings.word_timings)}
     engine_options = {"kokoro": {"cache_dir": settings.data_dir / "cache" / "kokoro"}}
     for name in settings.engines:
         if name not in engines:

@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     preload: list[str] = Field(
         default_factory=list, description="Voices loaded at start besides the default (JSON list in the env var)."
     )
+    word_timings: bool = Field(
+        False, description="Load Piper voices so they report when each word is spoken (captions, "
+        "/dev/captioned_speech, SSE word events); loading a Piper voice takes ~2.5x as long."
+    )
     memory_budget_mb: Annotated[int, Field(ge=0)] = Field(
         2048, description="Unload the least recently used idle engine sessions past this much loaded-model memory "
         "(0 = no limit; the default and preloaded voices stay)."

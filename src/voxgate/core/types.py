@@ -43,6 +43,7 @@ class SynthesisRequest:
     engine_options: Mapping[str, Any] = field(default_factory=dict)  # engine knobs; absent = default
     parts: tuple[Part, ...] | None = None  # several parts in order, one slot; overrides text (core/parts.py)
     normalize: bool = True  # numbers, money, dates... written out as read (text/normalize); False: as written
+    timings: bool = False  # the client wants word timings (PcmChunk.timings); engines may skip them otherwise
 
 
 @dataclass(frozen=True)
