@@ -53,15 +53,22 @@ def test_times_never_go_back_across_chunks() -> None:
 def test_sentences_close_cues_and_long_ones_split_at_a_clause() -> None:
     text = ("This first sentence is fairly long, and it goes on well past one line of captions. Short one. "
             "Then a very long sentence without any commas that simply has to be cut somewhere sensible.")
-    grouped = cues(text, words(text, _timings(text)))
-    shown = [c.text for c in grouped]
+    timed = words(text, _timings(text))
+    one_line = cues(text, timed, CuePolicy(max_lines=1))
+    shown = [c.text for c in one_line]
     assert shown[:3] == ["This first sentence is fairly long,", "and it goes on well past one line of",
                          "captions."]
     assert "Short one." in shown
-    assert all(width(c.text) <= 42 for c in grouped)
+    assert all(width(c.text) <= 42 for c in one_line)
     assert " ".join(shown) == " ".join(text.split())  # every word once, in order
-    for cue in grouped:
+    for cue in one_line:
         assert cue.start == cue.words[0].start and cue.end == cue.words[-1].end
+    # by default a cue has two lines of at most 42 columns, broken as evenly as they can be
+    two = cues(text, timed)
+    assert [c.text for c in two][:2] == ["This first sentence is fairly long, and\nit goes on well past one line of "
+                                         "captions.", "Short one."]
+    assert all(width(line) <= 42 for c in two for line in c.text.split("\n"))
+    assert " ".join(c.text.replace("\n", " ") for c in two) == " ".join(text.split())
 
 
 def test_duration_and_pauses_close_cues() -> None:
@@ -75,8 +82,10 @@ def test_duration_and_pauses_close_cues() -> None:
 def test_cjk_cues_keep_the_text_unspaced_and_count_wide_characters() -> None:
     text = "今天天气很好，我们去公园散步吧。明天见！"
     timings = [Timing(i, i + 1, 0.2 * i, 0.2 * i + 0.2) for i, c in enumerate(text) if c not in "，。！"]
-    grouped = cues(text, words(text, timings), CuePolicy(max_chars=18))
+    grouped = cues(text, words(text, timings), CuePolicy(max_chars=18, max_lines=1))
     assert [c.text for c in grouped] == ["今天天气很好，", "我们去公园散步吧。", "明天见！"]
+    # two lines: broken after the comma, not inside a word
+    assert cues(text, words(text, timings), CuePolicy(max_chars=18))[0].text == "今天天气很好，\n我们去公园散步吧。"
     # the last word of a sentence is its last character: the full stop after it is not a timed word
     assert width("今天") == 4
 

@@ -11,9 +11,15 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from voxgate.core.types import Timing
+import numpy as np
+
+from voxgate.core.types import Pcm, SynthesisRequest, Timing
+
+if TYPE_CHECKING:
+    from voxgate.core.service import SynthesisService
 
 FORMATS = ("vtt", "srt")
 CONTENT_TYPES = {"vtt": "text/vtt; charset=utf-8", "srt": "application/x-subrip; charset=utf-8"}
@@ -40,7 +46,7 @@ class Cue:
 
     start: float  # seconds
     end: float  # seconds
-    text: str  # the client's text of the words, white space collapsed
+    text: str  # the client's text of the words, white space collapsed, lines joined by "\n"
     words: tuple[Word, ...]
 
 
@@ -49,6 +55,7 @@ class CuePolicy:
     """How words are grouped into cues (the defaults follow common subtitle practice)."""
 
     max_chars: int = 42  # columns on one line; a CJK character counts two
+    max_lines: int = 2  # lines of one cue
     max_seconds: float = 6.0  # longest a cue stays up
     max_gap: float = 1.5  # seconds of silence between two words that start a new cue
 
@@ -104,6 +111,30 @@ def _trailing(text: str, timed: Sequence[Word]) -> list[int]:
     return ends
 
 
+def wrap(text: str, max_chars: int, max_lines: int = 2) -> list[str] | None:
+    """`text` as at most `max_lines` lines of at most `max_chars` columns, as even as can be, broken at spaces
+    (text without spaces, as CJK, between any two characters but before punctuation); None if it cannot be."""
+    if width(text) <= max_chars:
+        return [text]
+    if max_lines <= 1:
+        return None
+    spaced = " " in text
+    best: tuple[bool, int, list[str]] | None = None  # (not after a punctuation mark, widest line, lines)
+    for at in range(1, len(text)):
+        if (text[at] != " ") if spaced else not (text[at].isalnum() and text[at - 1] != " "):
+            continue
+        head, tail = text[:at].rstrip(), text[at:].lstrip()
+        if not head or not tail or width(head) > max_chars:
+            continue
+        rest = wrap(tail, max_chars, max_lines - 1)
+        if rest is None:
+            continue
+        key = (not head.endswith(CLAUSE_ENDS + SENTENCE_ENDS), max(map(width, [head, *rest])), [head, *rest])
+        if best is None or key[:2] < best[:2]:
+            best = key
+    return best[2] if best is not None else None
+
+
 def cue_text(text: str, start_char: int, end_char: int) -> str:
     """What a cue shows: the client's text from its first word to its last, white space collapsed (so CJK
     stays unspaced and the punctuation between words stays)."""
@@ -122,7 +153,8 @@ def cues(text: str, timed: Sequence[Word], policy: CuePolicy = CuePolicy()) -> l
 
     def fits(group: list[int]) -> bool:
         shown = cue_text(text, timed[group[0]].start_char, ends[group[-1]])
-        return width(shown) <= policy.max_chars and timed[group[-1]].end - timed[group[0]].start <= policy.max_seconds
+        return (timed[group[-1]].end - timed[group[0]].start <= policy.max_seconds
+                and wrap(shown, policy.max_chars, policy.max_lines) is not None)
 
     for i, word in enumerate(timed):
         if current:
@@ -141,8 +173,13 @@ def cues(text: str, timed: Sequence[Word], policy: CuePolicy = CuePolicy()) -> l
             current = []
     if current:
         groups.append(current)
-    return [Cue(timed[g[0]].start, max(timed[g[-1]].end, timed[g[0]].start),
-                cue_text(text, timed[g[0]].start_char, ends[g[-1]]), tuple(timed[j] for j in g)) for g in groups]
+    made = []
+    for g in groups:
+        shown = cue_text(text, timed[g[0]].start_char, ends[g[-1]])
+        lines = wrap(shown, policy.max_chars, policy.max_lines) or [shown]  # one word too long stays whole
+        made.append(Cue(timed[g[0]].start, max(timed[g[-1]].end, timed[g[0]].start), "\n".join(lines),
+                        tuple(timed[j] for j in g)))
+    return made
 
 
 def _stamp(seconds: float, separator: str) -> str:
@@ -192,5 +229,17 @@ def caption_file(text: str, timed: Sequence[Word], fmt: str, policy: CuePolicy =
     return to_vtt(grouped) if fmt == "vtt" else to_srt(grouped)
 
 
-__all__ = ["CONTENT_TYPES", "FORMATS", "Cue", "CuePolicy", "Word", "WordTrack", "caption_file", "cues", "to_srt",
-           "to_vtt", "width", "words"]
+async def synthesize(service: SynthesisService, request: SynthesisRequest) -> tuple[Pcm, list[Word]]:
+    """The whole utterance and its words (timings asked for; none when the voice's engine gives none)."""
+    track = WordTrack(request.text)
+    parts = []
+    async with await service.open(replace(request, timings=True)) as stream:
+        async for chunk in stream:
+            parts.append(chunk.samples)
+            track.add(chunk.timings)
+        rate = stream.sample_rate
+    return Pcm(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate), track.words
+
+
+__all__ = ["CONTENT_TYPES", "FORMATS", "Cue", "CuePolicy", "Word", "WordTrack", "caption_file", "cues",
+           "synthesize", "to_srt", "to_vtt", "width", "words"]
