@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import io
+from dataclasses import dataclass
 
 import srt
 import webvtt
@@ -118,3 +119,15 @@ def test_no_words_is_a_valid_file_with_no_cues_and_long_times_format() -> None:
     late = cues("late", words("late", [Timing(0, 4, 3725.5, 3725.5)]))  # zero length, past an hour
     assert "01:02:05.500 --> 01:02:05.501" in to_vtt(late)
     assert "01:02:05,500 --> 01:02:05,501" in to_srt(late)
+
+
+@dataclass(frozen=True)
+class _Estimated(Timing):
+    """A timing an engine without durations estimated (the core marks them `estimated`)."""
+
+    estimated: bool = True
+
+
+def test_estimated_timings_stay_marked() -> None:
+    got = words("one two", [Timing(0, 3, 0.0, 0.2), _Estimated(4, 7, 0.2, 0.4)])
+    assert [w.estimated for w in got] == [False, True]

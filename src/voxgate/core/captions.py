@@ -38,6 +38,7 @@ class Word:
     end_char: int  # offset just past its last character
     start: float  # seconds from the start of the audio
     end: float  # seconds from the start of the audio
+    estimated: bool = False  # the engine had no durations: a proportional estimate (a timing's `estimated`)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ class WordTrack:
             start = max(float(timing.start), self._last_start)
             end = max(float(timing.end), start)
             self._last_start = start
-            new.append(Word(stripped, begin, begin + len(stripped), start, end))
+            estimated = bool(getattr(timing, "estimated", False))
+            new.append(Word(stripped, begin, begin + len(stripped), start, end, estimated))
         self.words += new
         return new
 

@@ -79,8 +79,9 @@ def _parsed(payload: dict[str, Any]) -> SpeechBody:
 
 def word_json(word: captions.Word) -> dict[str, Any]:
     """A timed word as the native API shows it."""
-    return {"text": word.text, "start": round(word.start, 3), "end": round(word.end, 3),
-            "start_char": word.start_char, "end_char": word.end_char}
+    shown = {"text": word.text, "start": round(word.start, 3), "end": round(word.end, 3),
+             "start_char": word.start_char, "end_char": word.end_char}
+    return {**shown, "estimated": True} if word.estimated else shown
 
 
 def attach_speech(router: APIRouter, ctx: Context) -> None:
@@ -90,7 +91,11 @@ def attach_speech(router: APIRouter, ctx: Context) -> None:
     async def speech(request: Request) -> Response:
         body = _parsed(await json_object(request, invalid="the request body is not valid JSON",
                                          not_object="the request body must be a JSON object"))
-        spec = get_format(body.format)
+        try:
+            spec = get_format(body.format)
+        except InvalidInput as exc:
+            exc.param = "format"
+            raise
         wanted = body.to_request(ctx.voices.default_voice)
         pcm, timed = await unless_disconnected(request, captions.synthesize(ctx.service, wanted))
         data = await asyncio.to_thread(encode_all, pcm.samples, pcm.rate, spec.name)

@@ -70,8 +70,10 @@ def stamps(timed: list[Word]) -> list[dict[str, Any]]:
 
 def word_event(word: Word) -> bytes:
     """One SSE `speech.word` event (a voxgate extension; clients that do not know the type skip it)."""
-    event = {"type": "speech.word", "word": word.text, "start": round(word.start, 3), "end": round(word.end, 3),
-             "start_char": word.start_char, "end_char": word.end_char}
+    event: dict[str, Any] = {"type": "speech.word", "word": word.text, "start": round(word.start, 3),
+                             "end": round(word.end, 3), "start_char": word.start_char, "end_char": word.end_char}
+    if word.estimated:
+        event["estimated"] = True
     return b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
 
 
