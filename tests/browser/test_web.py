@@ -102,13 +102,10 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server of its own: these tests add and delete voices."""
-    # The voice is named: the page shows the default voice and these tests check joe's there.
-    # --word-timings: joe's words are timed, for the read-along
-    server = start_server(tmp_path_factory.mktemp("web"), "--default-voice", "en_US-joe-medium", "--word-timings")
-    yield server
-    stop_server(server)
+def web(timed_server: Server) -> Server:
+    """Not the default server: these tests add and delete voices, check that joe is the default voice the page
+    shows, and the read-along needs joe's words timed (conftest's timed_server, shared with the timestamp tests)."""
+    return timed_server
 
 
 def wait_for(browser: WebDriver, script: str, what: str, *args: Any, timeout: float = WAIT) -> Any:

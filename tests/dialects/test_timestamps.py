@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,7 +17,7 @@ import srt
 import webvtt
 from openai._streaming import SSEDecoder
 
-from tests.conftest import Server, decode, pcm16, rms, start_server, stop_server
+from tests.conftest import Server, decode, pcm16, rms
 
 JOE = "en_US-joe-medium"
 TEXT = "The quick brown fox jumps over the lazy dog."  # one plain sentence: one segment
@@ -26,12 +25,9 @@ WORDS = TEXT.split()
 
 
 @pytest.fixture(scope="module")
-def timed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("VOXGATE_MATCH_BASES", "[]")  # no base voice measured in the background: nothing here matches
-        srv = start_server(tmp_path_factory.mktemp("timed"), "--word-timings", "--preload", JOE)
-    yield srv
-    stop_server(srv)
+def timed(timed_server: Server) -> Server:
+    """conftest's server with --word-timings (shared with the browser tests: one start for both)."""
+    return timed_server
 
 
 def _check_words(stamps: list[tuple[str, float, float]], duration: float) -> None:
