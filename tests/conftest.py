@@ -114,6 +114,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     stop_server(srv)
 
 
+@pytest.fixture(scope="session")
+def timed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose Piper voices report word timings (--word-timings), joe as its default voice: shared by the
+    timestamp tests and the browser tests (which add and delete voices of their own), one start for both."""
+    srv = start_server(tmp_path_factory.mktemp("timed"), "--default-voice", "en_US-joe-medium", "--word-timings")
+    yield srv
+    stop_server(srv)
+
+
 def decode(data: bytes, fmt: str | None = None) -> tuple[np.ndarray, int]:
     """Decode a whole audio file with PyAV into mono float32 samples and its sample rate."""
     with av.open(io.BytesIO(data), mode="r", format=fmt) as container:

@@ -93,7 +93,7 @@ def with_upstreams(settings: Settings, voices: VoiceRegistry, local: Backend, me
 def build_engines(settings: Settings) -> dict[str, Any]:
     """Every enabled engine by name (cheap: models load lazily)."""
     settings.voices_path.mkdir(parents=True, exist_ok=True)
-    engines = {"piper": create_engine("piper", voices_dir=settings.voices_path)}
+    engines = {"piper": create_engine("piper", voices_dir=settings.voices_path, alignments=settings.word_timings)}
     engine_options = {"kokoro": {"cache_dir": settings.data_dir / "cache" / "kokoro"}}
     for name in settings.engines:
         if name not in engines:

@@ -152,16 +152,27 @@ def _usable_folder(path: Path, flag: str, write: bool) -> str | None:
     return None
 
 
-async def _say(settings: Settings, text: str, voice: str | None, fmt: str, out: Path) -> None:
+async def _say(settings: Settings, text: str, voice: str | None, fmt: str, out: Path,
+               captions: tuple[Path, str] | None = None) -> None:
     from voxgate.app import build_context, close_context
     from voxgate.audio.encoders import encode_all
+    from voxgate.core import captions as timed_words
     from voxgate.core.types import SynthesisRequest
 
-    ctx = build_context(settings)
+    ctx = build_context(settings.model_copy(update={"word_timings": True}) if captions else settings)
     try:
-        pcm = await ctx.service.synthesize(SynthesisRequest(text=text, voice=voice or settings.default_voice))
+        request = SynthesisRequest(text=text, voice=voice or settings.default_voice, timings=captions is not None)
+        if captions is None:
+            pcm = await ctx.service.synthesize(request)
+        else:
+            pcm, words = await timed_words.synthesize(ctx.service, request)
         data = encode_all(pcm.samples, pcm.rate, fmt)
         await asyncio.to_thread(out.write_bytes, data)
+        if captions is not None:
+            path, kind = captions
+            await asyncio.to_thread(path.write_text, timed_words.caption_file(text, words, kind), "utf-8")
+            if not words:
+                print(f"voxgate: the voice {request.voice} gave no word timings; {path} has no cues", file=sys.stderr)
     finally:
         close_context(ctx)
 
@@ -179,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("-o", "--output", type=Path, required=True, help="output file")
     say.add_argument("--voice", help="voice id or alias (default: the default voice)")
     say.add_argument("--format", help="wav, mp3, opus, aac, flac, ogg, m4a or pcm (default: from -o)")
+    say.add_argument("--captions", type=Path, metavar="FILE",
+                     help="also write when each word is spoken as captions: WebVTT (.vtt) or SubRip (.srt)")
+    say.add_argument("--captions-format", choices=("vtt", "srt"), help="caption format (default: from --captions)")
     add_settings_flags(say, only=LOCAL_SETTINGS)
     voices = sub.add_parser("voices", help="list, add, remove, export, import or check voices",
                             description="Manage the voices in the data folder, without a server.")
@@ -262,5 +276,17 @@ def _say_command(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     text = sys.stdin.read() if args.text == "-" else args.text
     fmt = args.format or out.suffix.lstrip(".") or "wav"
-    asyncio.run(_say(settings.model_copy(update={"warmup": False}), text, args.voice, fmt, out))
+    captions = None
+    if args.captions is not None:
+        kind = args.captions_format or args.captions.suffix.lstrip(".").lower()
+        if kind not in ("vtt", "srt"):
+            print(f"voxgate: --captions: {args.captions} is neither .vtt nor .srt; name one or give "
+                  "--captions-format vtt|srt", file=sys.stderr)
+            return 2
+        if args.captions.is_dir() or not args.captions.parent.is_dir():
+            print(f"voxgate: --captions: cannot write {args.captions} (a folder, or its folder is missing)",
+                  file=sys.stderr)
+            return 2
+        captions = (args.captions, kind)
+    asyncio.run(_say(settings.model_copy(update={"warmup": False}), text, args.voice, fmt, out, captions))
     return 0

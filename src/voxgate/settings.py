@@ -166,6 +166,11 @@ class Settings(BaseSettings):
     preload: list[str] = Field(
         default_factory=list, description="Voices loaded at start besides the default (JSON list in the env var)."
     )
+    word_timings: bool = Field(
+        True, description="Load Piper voices patched to report when each word is spoken (captions, "
+        "/dev/captioned_speech, SSE word events); off saves ~0.5 s per Piper voice load, and Piper words are "
+        "then estimated."
+    )
     memory_budget_mb: Annotated[int, Field(ge=0)] = Field(
         2048, description="Unload the least recently used idle engine sessions past this much loaded-model memory "
         "(0 = no limit; the default and preloaded voices stay)."

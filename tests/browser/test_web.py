@@ -102,12 +102,10 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 
 
 @pytest.fixture(scope="module")
-def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server of its own: these tests add and delete voices."""
-    # The voice is named: the page shows the default voice and these tests check joe's there.
-    server = start_server(tmp_path_factory.mktemp("web"), "--default-voice", "en_US-joe-medium")
-    yield server
-    stop_server(server)
+def web(timed_server: Server) -> Server:
+    """Not the default server: these tests add and delete voices, check that joe is the default voice the page
+    shows, and the read-along needs joe's words timed (conftest's timed_server, shared with the timestamp tests)."""
+    return timed_server
 
 
 def wait_for(browser: WebDriver, script: str, what: str, *args: Any, timeout: float = WAIT) -> Any:
@@ -191,6 +189,7 @@ def test_page_and_assets_are_served(web: Server) -> None:
     html = page.text
     for asset, kind in (("app.js", "javascript"), ("api.js", "javascript"), ("player.js", "javascript"),
                         ("script.js", "javascript"), ("status.js", "javascript"), ("voices.js", "javascript"),
+                        ("readalong.js", "javascript"),
                         ("style.css", "text/css"), ("icon.svg", "image/svg+xml")):
         response = httpx.get(f"{web.url}/web/{asset}", timeout=10)
         assert response.status_code == 200, asset
@@ -263,6 +262,46 @@ def test_pcm_streams_through_web_audio(driver: WebDriver, web: Server) -> None:
     wav_bytes = base64.b64decode(driver.execute_async_script(FETCH_BLOB, replay))
     with wave.open(io.BytesIO(wav_bytes)) as replayed:
         assert replayed.getframerate() == 24000 and replayed.getnframes() == len(samples)
+    assert js_errors(driver) == []
+
+
+# Records, every 10 ms, which word span is lit (its index) and when, by the page's clock.
+LIT_RECORDER = """
+window.__lit = [];
+let last = null;
+setInterval(() => {
+  const spans = [...document.querySelectorAll('#read-along .word')];
+  const index = spans.findIndex((s) => s.classList.contains('now'));
+  if (index !== last) { window.__lit.push([index, performance.now()]); last = index; }
+}, 10);
+"""
+
+
+def test_read_along_lights_each_word_while_it_is_heard(driver: WebDriver, web: Server) -> None:
+    text = "The quick brown fox jumps over the lazy dog."
+    open_page(driver, web)
+    type_into(driver.find_element(By.ID, "text"), text)
+    driver.find_element(By.CSS_SELECTOR, "#format option[value=pcm]").click()  # Web Audio: a sample clock
+    assert driver.find_element(By.ID, "read-along-on").is_selected()  # on by default
+    driver.execute_script(LIT_RECORDER)
+    driver.find_element(By.ID, "speak-button").click()
+    wait_for(driver, "document.getElementById('speak-status').textContent.includes('Finished')",
+             "the read-along playback to finish")
+    (call,) = calls(driver, lambda c: c["path"] == "/v1/audio/speech")
+    assert call["body"]["stream_format"] == "sse" and call["body"]["timestamps"] is True
+    words = driver.execute_script("return [...document.querySelectorAll('#read-along .word')]"
+                                  ".map((w) => [w.textContent, Number(w.dataset.start), w.className]);")
+    assert [w for w, _, _ in words] == text.split()  # the text as typed, one span per word
+    assert all("said" in cls and "now" not in cls for _, _, cls in words)  # all heard once it ended
+    assert driver.find_element(By.ID, "read-along").text == text
+    lit = [(index, ms) for index, ms in driver.execute_script("return window.__lit;") if index >= 0]
+    order = [index for index, _ in lit]
+    assert order == sorted(order) and len(set(order)) >= 0.8 * len(words), order  # in order, hardly any missed
+    first_index, first_ms = lit[0]
+    for index, ms in lit[1:]:  # each lit when the audio reaches it, on the audio's clock
+        expected = words[index][1] - words[first_index][1]
+        assert abs((ms - first_ms) / 1000 - expected) < 0.2, (index, (ms - first_ms) / 1000, expected)
+    assert not driver.find_element(By.ID, "read-along-note").is_displayed()
     assert js_errors(driver) == []
 
 

@@ -8,6 +8,8 @@ import sys
 import wave
 from pathlib import Path
 
+import webvtt
+
 from tests.conftest import decode, rms
 
 
@@ -38,6 +40,24 @@ def test_say_reports_bad_input_without_a_traceback(tmp_path: Path) -> None:
     result = run("say", "Hello.", "-o", str(tmp_path / "x.wav"), "--voice", "nobody", "--data-dir", str(tmp_path))
     assert result.returncode == 2
     assert "nobody" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_say_writes_captions_beside_the_audio(tmp_path: Path) -> None:
+    text = "Captions follow every word we say."
+    out, vtt = tmp_path / "out.mp3", tmp_path / "out.vtt"
+    result = run("say", text, "-o", str(out), "--captions", str(vtt), "--voice", "en_US-joe-medium",
+                 "--data-dir", str(tmp_path / "d"))
+    assert result.returncode == 0, result.stderr
+    samples, rate = decode(out.read_bytes())
+    assert rms(samples) > 0.02
+    cues = list(webvtt.read(str(vtt)))
+    assert vtt.read_text().startswith("WEBVTT\n") and cues
+    assert " ".join(c.text.replace("\n", " ") for c in cues) == text
+    spans = [(c.start_time.in_milliseconds(), c.end_time.in_milliseconds()) for c in cues]
+    assert spans == sorted(spans) and all(0 <= start < end for start, end in spans)
+    assert spans[-1][1] <= len(samples) / rate * 1000 + 50
+    wrong = run("say", text, "-o", str(out), "--captions", str(tmp_path / "out.txt"), "--data-dir", str(tmp_path))
+    assert wrong.returncode == 2 and "--captions" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
 def test_voices_lists_the_default_voice_with_its_aliases(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""voxgate's own endpoints: health, readiness, metrics, and the voice catalogue (list, add, get, delete)."""
+"""voxgate's own endpoints: health, readiness, metrics, the voice catalogue (list, add, get, delete), the
+lexicon, and speech with captions (POST /v1/speech)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from voxgate.dialects.common import (
     request_body,
 )
 from voxgate.dialects.native.lexicon import EntryNotFound, attach_lexicon
+from voxgate.dialects.native.speech import attach_speech
 from voxgate.errors import (
     EngineFailure,
     ForbiddenReference,
@@ -97,6 +99,7 @@ class Native(Dialect):
         add("/v1/audio/voices/{voice_id}/reference", self.reference_audio, methods=["GET"], tags=["native"])
         add("/v1/audio/voices/{voice_id}", self.delete_voice, methods=["DELETE"], tags=["native"])
         attach_lexicon(self.router, ctx)
+        attach_speech(self.router, ctx)
 
     def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
         """Any error in the OpenAI-style envelope voxgate's own routes speak."""

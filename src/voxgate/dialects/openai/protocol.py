@@ -50,6 +50,8 @@ class SpeechRequest(BaseModel):
     """Flash-TTS: false answers one whole file (true sizes, Content-Length) instead of a chunked stream."""
     normalize: bool = True
     """voxgate: false speaks the text as written (no numbers, dates, symbols or markdown read out)."""
+    timestamps: bool = False
+    """voxgate: with stream_format sse, also send a speech.word event per word (docs/timestamps.md)."""
 
     @field_validator("speed", "pitch", mode="before")
     @classmethod
@@ -72,3 +74,95 @@ class SpeechRequest(BaseModel):
         semitones = max(-MAX_SEMITONES, min(MAX_SEMITONES, 12.0 * math.log2(self.pitch)))
         return SynthesisRequest(text=self.input, voice=voice, speed=self.speed, pitch=semitones,
                                 sample_rate=PCM_RATE, normalize=self.normalize)
+
+
+# -- Kokoro-FastAPI's POST /dev/captioned_speech (its api/src/structures/schemas.py), in its field order --
+
+KOKORO_AUDIO_FORMATS = {"mp3": "audio/mpeg", "opus": "audio/opus", "aac": "audio/aac", "flac": "audio/flac",
+                        "wav": "audio/wav", "pcm": "audio/pcm"}  # its `audio_format` strings
+
+
+class NormalizationOptions(BaseModel):
+    """Kokoro-FastAPI's normalisation switches; only `normalize` changes anything here."""
+
+    model_config = ConfigDict(extra="allow")
+
+    normalize: bool = True
+    """false speaks the text as written (voxgate's normalize: false)."""
+    unit_normalization: bool = False
+    """Accepted; voxgate's normaliser reads units whenever `normalize` is on."""
+    url_normalization: bool = True
+    """Accepted; as above for URLs."""
+    email_normalization: bool = True
+    """Accepted; as above for e-mail addresses."""
+    optional_pluralization_normalization: bool = True
+    """Accepted; as above for "(s)"."""
+    phone_normalization: bool = True
+    """Accepted; as above for phone numbers."""
+    replace_remaining_symbols: bool = True
+    """Accepted; as above for symbols."""
+
+
+class VoiceAlias(BaseModel):
+    """A voice alias's target with its own pace."""
+
+    voice: str
+    rate: float | None = Field(None, ge=0.25, le=4.0)
+
+
+class CaptionedSpeechRequest(BaseModel):
+    """POST /dev/captioned_speech body: Kokoro-FastAPI's fields, with its names, defaults and coercion."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = "kokoro"
+    """Any name: Kokoro-FastAPI does not check it here either."""
+    input: str
+    """The text to speak; timestamps name its words as written."""
+    voice: str = "af_heart"
+    """A voice id or alias, or a Kokoro-FastAPI name or blend (the kokoro_voice_aliases table)."""
+    response_format: ResponseFormat = "mp3"
+    """Container and codec of the audio."""
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    """Speaking rate, 0.25 to 4.0."""
+    stream: bool = True
+    """true: one JSON object per line as audio is made; false: one JSON object."""
+    return_timestamps: bool = True
+    """false: `timestamps` is [] in each line (streaming) or null (whole)."""
+    return_download_link: bool = False
+    """Accepted and ignored: voxgate keeps no download files for this route."""
+    lang_code: str | None = None
+    """Accepted and ignored: the voice's language and script routing decide."""
+    volume_multiplier: float | None = 1.0
+    """Linear gain on the levelled audio."""
+    normalization_options: NormalizationOptions | None = Field(default_factory=NormalizationOptions)
+    """Only `normalize` is read."""
+    allow_voice_tags: bool = False
+    """Accepted; [voice:name] tags are not read (spoken as written)."""
+    ssml: bool = False
+    """Accepted; voxgate reads SSML input (<speak>...) whatever this says (docs/ssml.md)."""
+    voice_aliases: dict[str, str | VoiceAlias] | None = None
+    """Short names for voices, matched without regard to case; a {voice, rate} target also sets the pace."""
+
+    @model_validator(mode="after")
+    def _log_unknown(self) -> CaptionedSpeechRequest:
+        if self.model_extra:
+            _LOG.info("ignoring unknown captioned_speech fields: %s", ", ".join(sorted(self.model_extra)))
+        return self
+
+    def aliased(self) -> tuple[str, float]:
+        """The voice after `voice_aliases`, and the speed with the alias's rate."""
+        for name, target in (self.voice_aliases or {}).items():
+            if name.strip().lower() == self.voice.strip().lower():
+                if isinstance(target, VoiceAlias):
+                    return target.voice, min(max(self.speed * (target.rate or 1.0), 0.25), 4.0)
+                return target, self.speed
+        return self.voice, self.speed
+
+    def to_request(self, voice: str, speed: float) -> SynthesisRequest:
+        """The internal request (timings asked for when the client wants timestamps)."""
+        options = self.normalization_options
+        volume = 1.0 if self.volume_multiplier is None else self.volume_multiplier
+        return SynthesisRequest(text=self.input, voice=voice, speed=speed, volume=volume, sample_rate=PCM_RATE,
+                                normalize=options.normalize if options is not None else True,
+                                timings=self.return_timestamps)

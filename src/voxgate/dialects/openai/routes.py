@@ -7,7 +7,7 @@ import base64
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -29,8 +29,9 @@ from voxgate.dialects.common import (
     request_body,
     unless_disconnected,
 )
+from voxgate.dialects.openai.captioned import CAPTIONED_PATH, captioned_speech, kokoro_error, sse_with_words, with_words
 from voxgate.dialects.openai.peers import flash_role, peer_voice
-from voxgate.dialects.openai.protocol import PCM_RATE, SpeechRequest
+from voxgate.dialects.openai.protocol import PCM_RATE, CaptionedSpeechRequest, SpeechRequest
 from voxgate.errors import (
     EngineFailure,
     InputTooLong,
@@ -163,9 +164,14 @@ class OpenAI(Dialect):
             openapi_extra=request_body(SpeechRequest))
         add("/v1/models", self.models, methods=["GET"], tags=["openai"])
         add("/v1/models/{model_id}", self.model, methods=["GET"], tags=["openai"])
+        add(CAPTIONED_PATH, self.captioned, methods=["POST"], tags=["openai"],
+            openapi_extra=request_body(CaptionedSpeechRequest))
 
     def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
-        """Any error in OpenAI's envelope, with the status its class maps to."""
+        """Any error in OpenAI's envelope, with the status its class maps to (Kokoro-FastAPI's shape on its
+        route)."""
+        if request is not None and request.url.path == CAPTIONED_PATH:
+            return kokoro_error(self.ctx, self.name, exc)
         return envelope_response(self.ctx.metrics, self.name, exc, ERRORS, _PARAMS)
 
     async def audio_voice(self, value: str) -> str:
@@ -192,7 +198,8 @@ class OpenAI(Dialect):
             pcm = await unless_disconnected(request, ctx.service.synthesize(body.to_request(voice)))
             data = await asyncio.to_thread(encode_all, pcm.samples, PCM_RATE, body.response_format)
             return Response(data, media_type=get_format(body.response_format).content_type)
-        stream = await ctx.service.open(body.to_request(voice))
+        timed = body.timestamps and body.stream_format == "sse"  # word events only fit the SSE stream
+        stream = await ctx.service.open(replace(body.to_request(voice), timings=timed))
         chunks = await first_then_rest(stream)
 
         async def close() -> None:
@@ -200,10 +207,18 @@ class OpenAI(Dialect):
 
         encoder = open_encoder(body.response_format, PCM_RATE, streaming=True)
         if body.stream_format == "sse":
+            if timed:
+                words = sse_with_words(with_words(chunks, encoder, body.input), _sse, len(body.input))
+                return ClosingStreamingResponse(words, close, media_type="text/event-stream",
+                                                headers={"Cache-Control": "no-cache"})
             audio = encode_stream(chunks, encoder, wrap=_sse)
             return ClosingStreamingResponse(_sse_body(audio, len(body.input)), close,
                                             media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
         return ClosingStreamingResponse(encode_stream(chunks, encoder), close, media_type=encoder.content_type)
+
+    async def captioned(self, request: Request) -> Response:
+        """Kokoro-FastAPI's POST /dev/captioned_speech (dialects/openai/captioned.py)."""
+        return await captioned_speech(self.ctx, self.config.kokoro_voices, request)
 
     async def models(self) -> dict[str, object]:
         data = [{"id": m, "object": "model", "created": _CREATED, "owned_by": "voxgate"}

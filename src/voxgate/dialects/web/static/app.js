@@ -2,6 +2,7 @@
 
 import { ApiError, api, errorMessage, keyDeclined, openKeyDialog, shortList } from './api.js';
 import { CONCATENABLE, Playback } from './player.js';
+import { ReadAlong, pumpEvents } from './readalong.js';
 import { findVoice, parseScript, pitchRatio, pitchSemitones, serverScript, speedFactor } from './script.js';
 import { readStatus, renderStatus } from './status.js';
 import { setupVoices } from './voices.js';
@@ -151,6 +152,7 @@ async function speech(body, signal, note) {
 // ---- Speak ------------------------------------------------------------------------------------------------
 
 const speakArea = new Area('speak', $('player'), $('speak-button'), $('stop-button'), $('download'));
+const readAlong = new ReadAlong($('read-along'), $('read-along-note'));
 
 function knobs() {
   return { speed: Number($('speed').value), pitch: Number($('pitch').value) };
@@ -165,9 +167,15 @@ async function speak() {
   const { speed, pitch } = knobs();
   const body = { model: 'tts-1', input: text, voice, response_format: format, speed };
   if (pitch !== 0) body.pitch = pitchRatio(pitch); // the slider is in semitones, the API takes a ratio
+  const follow = $('read-along-on').checked;
+  if (follow) Object.assign(body, { stream_format: 'sse', timestamps: true }); // words beside the audio
+  readAlong.reset(follow ? text : '');
   await speakArea.run(format, async (playback, signal, received, note) => {
     const response = await speech(body, signal, note);
-    await pump(response, playback, received);
+    const events = (response.headers.get('content-type') || '').startsWith('text/event-stream');
+    if (!response.ok || !events) { await pump(response, playback, received); return; }
+    readAlong.follow(playback);
+    await pumpEvents(response, playback, received, (word) => readAlong.add(word));
   });
 }
 

@@ -77,6 +77,8 @@ export class Playback {
       await this.context.resume();
       this.nextTime = 0;
       this.sources = new Set();
+      this.scheduled = []; // {at: context time, stream: seconds of audio before it, duration}
+      this.streamed = 0;
     }
   }
 
@@ -144,6 +146,9 @@ export class Playback {
     // Start a little ahead after a gap, so a late network chunk resumes cleanly instead of clipping.
     const at = Math.max(this.nextTime, ctx.currentTime + 0.08);
     node.start(at);
+    // Where this buffer sits on the audio's own time axis (the read-along's seconds), despite any gap.
+    this.scheduled.push({ at, stream: this.streamed, duration: buffer.duration });
+    this.streamed += buffer.duration;
     this.nextTime = at + buffer.duration;
     this.sources.add(node);
     node.onended = () => { this.sources.delete(node); if (this.done && !this.sources.size) this.onEnded(); };
@@ -174,6 +179,19 @@ export class Playback {
   /** Where playback is now, in the same seconds as mark(). */
   position() {
     return this.mode === 'webaudio' ? this.context.currentTime : this.audio.currentTime;
+  }
+
+  /** How far into the audio playback is, in seconds of the audio itself (gaps Web Audio had to leave for a
+   * late network chunk do not count): the clock word timings are on. */
+  streamTime() {
+    if (this.mode !== 'webaudio') return this.audio.currentTime;
+    const now = this.context.currentTime;
+    let time = 0;
+    for (const part of this.scheduled) {
+      if (now < part.at) break;
+      time = part.stream + Math.min(now - part.at, part.duration);
+    }
+    return time;
   }
 
   /** The end of the audio appended so far (call after a part, to know where the next one starts). */

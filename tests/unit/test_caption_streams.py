@@ -1,0 +1,66 @@
+"""Words riding with streamed audio (dialects/openai/captioned.py), on hand-made chunks: each word once, after
+the audio it came with; chunks without timings still stream all their audio, with no words."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from voxgate.audio.encoders import open_encoder
+from voxgate.core.captions import Word
+from voxgate.core.types import PcmChunk, Timing
+from voxgate.dialects.openai.captioned import sse_with_words, with_words
+from voxgate.dialects.openai.routes import _sse
+
+RATE = 24000
+TEXT = "Hello world. Again here."
+
+
+def _chunk(seconds: float, timings: tuple[Timing, ...] | None) -> PcmChunk:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return PcmChunk((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), RATE, timings=timings)
+
+
+async def _chunks(*chunks: PcmChunk) -> AsyncIterator[PcmChunk]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def _collect(chunks: AsyncIterator[PcmChunk]) -> list[tuple[bytes, list[Word]]]:
+    return [part async for part in with_words(chunks, open_encoder("pcm", RATE), TEXT)]
+
+
+def test_words_follow_the_audio_they_came_with() -> None:
+    first = _chunk(1.0, (Timing(0, 5, 0.1, 0.4), Timing(6, 12, 0.5, 0.9)))
+    second = _chunk(0.5, None)  # an engine that cannot say: audio, no words
+    third = _chunk(1.0, (Timing(13, 18, 1.6, 1.9), Timing(19, 24, 2.0, 2.4)))
+    parts = asyncio.run(_collect(_chunks(first, second, third)))
+    audio = b"".join(data for data, _ in parts)
+    assert len(audio) == 2 * int(2.5 * RATE)  # every sample, 16-bit
+    assert [w.text for _, timed in parts for w in timed] == ["Hello", "world.", "Again", "here."]
+    owner = next(i for i, (_, timed) in enumerate(parts) if timed and timed[0].text == "Again")
+    assert sum(len(data) for data, _ in parts[:owner + 1]) >= 2 * int(1.5 * RATE)  # after the audio before it
+
+
+def test_sse_body_has_word_events_between_audio_and_a_done_event_last() -> None:
+    async def body() -> list[dict[str, object]]:
+        parts = with_words(_chunks(_chunk(1.0, (Timing(0, 5, 0.1, 0.4),)), _chunk(0.5, None)),
+                           open_encoder("pcm", RATE), TEXT)
+        raw = b"".join([event async for event in sse_with_words(parts, _sse, len(TEXT))])
+        return [json.loads(block.removeprefix(b"data: ")) for block in raw.split(b"\n\n") if block]
+
+    events = asyncio.run(body())
+    assert [e["type"] for e in events][-1] == "speech.audio.done"
+    assert [e for e in events if e["type"] == "speech.word"] == [
+        {"type": "speech.word", "word": "Hello", "start": 0.1, "end": 0.4, "start_char": 0, "end_char": 5}]
+    audio = b"".join(base64.b64decode(str(e["audio"])) for e in events if e["type"] == "speech.audio.delta")
+    assert len(audio) == 2 * int(1.5 * RATE)
+
+
+def test_no_timings_at_all_still_streams_everything() -> None:
+    parts = asyncio.run(_collect(_chunks(_chunk(0.5, None), _chunk(0.5, None))))
+    assert sum(len(d) for d, _ in parts) == 2 * RATE and all(not timed for _, timed in parts)

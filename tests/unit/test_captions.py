@@ -1,0 +1,133 @@
+"""Words and captions from timings (core/captions.py), on hand-built timings: what every surface serves."""
+
+from __future__ import annotations
+
+import html
+import io
+from dataclasses import dataclass
+
+import srt
+import webvtt
+
+from voxgate.core.captions import CuePolicy, WordTrack, caption_file, cues, to_srt, to_vtt, width, words
+from voxgate.core.types import Timing
+
+TEXT = "I paid 25 dollars, then left. Was it worth it? <Yes> & no."
+
+
+def _timings(text: str, step: float = 0.3) -> list[Timing]:
+    """One timing per white-space word of `text`, `step` seconds each, back to back."""
+    out, at, start = [], 0, 0.0
+    for token in text.split():
+        at = text.index(token, at)
+        out.append(Timing(at, at + len(token), start, start + step))
+        at += len(token)
+        start += step
+    return out
+
+
+def test_words_are_the_clients_text_with_their_times() -> None:
+    got = words(TEXT, _timings(TEXT))
+    assert [w.text for w in got] == TEXT.split()
+    assert got[2].text == "25" and (got[2].start_char, got[2].end_char) == (7, 9)  # the number as written
+    assert [round(w.start, 2) for w in got[:3]] == [0.0, 0.3, 0.6]
+    assert all(TEXT[w.start_char:w.end_char] == w.text for w in got)
+
+
+def test_spans_are_trimmed_and_empty_or_outside_ones_skipped() -> None:
+    text = "Hello  world"
+    got = words(text, [Timing(0, 6, 0.0, 0.4), Timing(6, 7, 0.4, 0.5), Timing(7, 12, 0.5, 0.9),
+                       Timing(20, 30, 1.0, 1.2)])
+    assert [(w.text, w.start_char, w.end_char) for w in got] == [("Hello", 0, 5), ("world", 7, 12)]
+    assert words(text, None) == []
+
+
+def test_times_never_go_back_across_chunks() -> None:
+    track = WordTrack("one two three")
+    first = track.add([Timing(0, 3, 1.0, 1.2)])
+    second = track.add([Timing(4, 7, 0.9, 0.8), Timing(8, 13, 1.5, 1.9)])  # a bad engine's times
+    assert [w.start for w in first + second] == [1.0, 1.0, 1.5]
+    assert second[0].end == 1.0  # never before its start
+    assert [w.text for w in track.words] == ["one", "two", "three"]
+
+
+def test_sentences_close_cues_and_long_ones_split_at_a_clause() -> None:
+    text = ("This first sentence is fairly long, and it goes on well past one line of captions. Short one. "
+            "Then a very long sentence without any commas that simply has to be cut somewhere sensible.")
+    timed = words(text, _timings(text))
+    one_line = cues(text, timed, CuePolicy(max_lines=1))
+    shown = [c.text for c in one_line]
+    assert shown[:3] == ["This first sentence is fairly long,", "and it goes on well past one line of",
+                         "captions."]
+    assert "Short one." in shown
+    assert all(width(c.text) <= 42 for c in one_line)
+    assert " ".join(shown) == " ".join(text.split())  # every word once, in order
+    for cue in one_line:
+        assert cue.start == cue.words[0].start and cue.end == cue.words[-1].end
+    # by default a cue has two lines of at most 42 columns, broken as evenly as they can be
+    two = cues(text, timed)
+    assert [c.text for c in two][:2] == ["This first sentence is fairly long, and\nit goes on well past one line of "
+                                         "captions.", "Short one."]
+    assert all(width(line) <= 42 for c in two for line in c.text.split("\n"))
+    assert " ".join(c.text.replace("\n", " ") for c in two) == " ".join(text.split())
+
+
+def test_duration_and_pauses_close_cues() -> None:
+    text = "a b c d e f g h"
+    slow = cues(text, words(text, _timings(text, step=1.0)), CuePolicy(max_seconds=2.5))
+    assert [c.text for c in slow] == ["a b", "c d", "e f", "g h"]
+    timings = [Timing(0, 1, 0.0, 0.2), Timing(2, 3, 0.2, 0.4), Timing(4, 5, 3.0, 3.2)]
+    assert [c.text for c in cues(text, words(text, timings))] == ["a b", "c"]
+
+
+def test_cjk_cues_keep_the_text_unspaced_and_count_wide_characters() -> None:
+    text = "今天天气很好，我们去公园散步吧。明天见！"
+    timings = [Timing(i, i + 1, 0.2 * i, 0.2 * i + 0.2) for i, c in enumerate(text) if c not in "，。！"]
+    grouped = cues(text, words(text, timings), CuePolicy(max_chars=18, max_lines=1))
+    assert [c.text for c in grouped] == ["今天天气很好，", "我们去公园散步吧。", "明天见！"]
+    # two lines: broken after the comma, not inside a word
+    assert cues(text, words(text, timings), CuePolicy(max_chars=18))[0].text == "今天天气很好，\n我们去公园散步吧。"
+    # the last word of a sentence is its last character: the full stop after it is not a timed word
+    assert width("今天") == 4
+
+
+def test_vtt_parses_back_with_escaped_text_and_ordered_times() -> None:
+    timed = words(TEXT, _timings(TEXT))
+    vtt = caption_file(TEXT, timed, "vtt")
+    assert vtt.startswith("WEBVTT\n\n1\n00:00:00.000 --> ")
+    parsed = webvtt.from_buffer(io.StringIO(vtt))
+    # webvtt-py leaves character references as they are: the cue text is escaped as WebVTT requires
+    assert [html.unescape(c.text) for c in parsed] == ["I paid 25 dollars, then left.", "Was it worth it?",
+                                                       "<Yes> & no."]
+    assert parsed[2].text == "&lt;Yes&gt; &amp; no."
+    spans = [(c.start_time.in_milliseconds(), c.end_time.in_milliseconds()) for c in parsed]
+    assert spans == sorted(spans) and all(end > start for start, end in spans)
+    assert parsed[0].start == "00:00:00.000" and parsed[0].end == "00:00:01.800"
+
+
+def test_srt_parses_back_in_order() -> None:
+    text = "Alpha beta. Gamma --> delta."
+    parsed = list(srt.parse(caption_file(text, words(text, _timings(text, 0.5)), "srt")))
+    assert [(s.index, s.content) for s in parsed] == [(1, "Alpha beta."), (2, "Gamma -> delta.")]
+    assert [s.start.total_seconds() for s in parsed] == [0.0, 1.0]
+    assert [s.end.total_seconds() for s in parsed] == [1.0, 2.5]  # "-->" is a timed word too
+
+
+def test_no_words_is_a_valid_file_with_no_cues_and_long_times_format() -> None:
+    assert to_vtt([]) == "WEBVTT\n" and list(webvtt.from_buffer(io.StringIO(to_vtt([])))) == []
+    assert to_srt([]) == ""
+    late = cues("late", words("late", [Timing(0, 4, 3725.5, 3725.5)]))  # zero length, past an hour
+    assert "01:02:05.500 --> 01:02:05.501" in to_vtt(late)
+    assert "01:02:05,500 --> 01:02:05,501" in to_srt(late)
+
+
+@dataclass(frozen=True)
+class _Estimated(Timing):
+    """A timing an engine without durations estimated (the core marks them `estimated`)."""
+
+    estimated: bool = True
+
+
+def test_estimated_timings_stay_marked() -> None:
+    got = words("one two", [Timing(0, 3, 0.0, 0.2), _Estimated(4, 7, 0.2, 0.4)])
+    assert [w.estimated for w in got] == [False, True]
