@@ -160,9 +160,8 @@ class CaptionedSpeechRequest(BaseModel):
         return self.voice, self.speed
 
     def to_request(self, voice: str, speed: float) -> SynthesisRequest:
-        """The internal request (timings asked for when the client wants timestamps)."""
+        """The internal request."""
         options = self.normalization_options
         volume = 1.0 if self.volume_multiplier is None else self.volume_multiplier
         return SynthesisRequest(text=self.input, voice=voice, speed=speed, volume=volume, sample_rate=PCM_RATE,
-                                normalize=options.normalize if options is not None else True,
-                                timings=self.return_timestamps)
+                                normalize=options.normalize if options is not None else True)

@@ -7,7 +7,7 @@ import base64
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
@@ -199,7 +199,7 @@ class OpenAI(Dialect):
             data = await asyncio.to_thread(encode_all, pcm.samples, PCM_RATE, body.response_format)
             return Response(data, media_type=get_format(body.response_format).content_type)
         timed = body.timestamps and body.stream_format == "sse"  # word events only fit the SSE stream
-        stream = await ctx.service.open(replace(body.to_request(voice), timings=timed))
+        stream = await ctx.service.open(body.to_request(voice))
         chunks = await first_then_rest(stream)
 
         async def close() -> None:
