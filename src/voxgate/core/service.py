@@ -151,7 +151,7 @@ class SynthesisStream:
 
     def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
                  segments: list[Segment], joined: set[int] | None = None,
-                 pauses: dict[int, float] | None = None) -> None:
+                 pauses: dict[int, float] | None = None, said: Sequence[str] = ()) -> None:
         self.request = request
         self._pauses = dict(pauses or {})  # SSML breaks: seconds of silence before a segment index
         self._end_pause = self._pauses.pop(len(segments), 0.0)
@@ -162,6 +162,8 @@ class SynthesisStream:
         self._voicings: dict[tuple[str, float, float, float], Voicing] = {}
         self._pending: deque[tuple[int, str, Voicing]] = deque(
             (index, text, self._voicing(v, owner)) for index, text, v, owner in segments)
+        # The engine's text of the first of them (prepared by open(), which checked it): taken in order by _fill
+        self._prepared: deque[str] = deque(said)
         self._inflight: deque[tuple[int, str, SegmentJob, AsyncIterator[Chunk], Voicing]] = deque()
         self._resampler: Resampler | None = None  # built from the rate the engine really emits
         self._t0 = time.monotonic()
@@ -221,7 +223,8 @@ class SynthesisStream:
             index, text, voicing = self._pending.popleft()
             tail, head = index in self._joined, index - 1 in self._joined
             post = _trimmed(voicing.post, tail, head) if tail or head else voicing.post
-            said = self._service.prepare(text, voicing.voice)  # lexicon words and inline overrides applied
+            # lexicon words and inline overrides applied (by open() already for the segments it planned)
+            said = self._prepared.popleft() if self._prepared else self._service.prepare(text, voicing.voice)
             job = SegmentJob(voicing.voice, said, voicing.params, self._t0 + self._delivered + ahead,
                              urgent=self._first_audio is None, post=post)
             run = self._service.backend.generate(job)  # queued now: the backend works ahead of the reader
@@ -307,6 +310,7 @@ class SynthesisStream:
             self._service.backend.abort(entry[2])
         self._inflight.clear()
         self._pending.clear()
+        self._prepared.clear()
 
     async def _finish(self, completed: bool) -> None:
         if self._closed:
@@ -460,9 +464,9 @@ class SynthesisService:
                             *((i + 1, t, v, o) for i, t, v, o in segments[1:])]
                 joined.add(0)
                 self.metrics.busy_cuts.inc()
-        for _, piece, piece_voice, _ in segments:
-            self.prepare(piece, piece_voice)  # a word the voice cannot say is refused before admission
-        stream = SynthesisStream(self, request, voice, segments, joined, pauses)
+        # A word the voice cannot say is refused before admission; the stream reuses the prepared text.
+        said = [self.prepare(piece, piece_voice) for _, piece, piece_voice, _ in segments]
+        stream = SynthesisStream(self, request, voice, segments, joined, pauses, said)
         self.admit()
         stream.admitted = True  # nothing can raise between taking the slot and tracking its holder
         return self.track(stream)
