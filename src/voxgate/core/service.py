@@ -475,15 +475,10 @@ class SynthesisService:
               owner: SynthesisRequest | None = None) -> tuple[VoiceInfo, list[Segment]]:
         """The request's voice and segments, numbered from `start`: its text normalised, its numbers
         checked, its voice resolved and its text routed (which checks the language) and cut, once each."""
-        try:  # the voice first, for the language its text is read in; its error keeps its place below
-            voice: VoiceInfo | None = self.voices.resolve(request.voice)
-            unknown: VoxgateError | None = None
-        except VoxgateError as exc:
-            voice, unknown = None, exc
-        text, pieces = self._check_text(request, reading_language(request, voice))
+        found = self.voices.resolve_or_none(request.voice)  # first, for the language the text is read in
+        text, pieces = self._check_text(request, reading_language(request, found))
         self._check_numbers(request)
-        if unknown is not None or voice is None:
-            raise unknown or InvalidInput("no voice", param="voice")
+        voice = found or self.voices.resolve(request.voice)  # an unknown voice is refused after the text's checks
         segments: list[Segment] = []
         if pieces is not None:  # the dialect cut the text: indexes stay its segment numbers
             for i, piece in enumerate(pieces):
