@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -14,7 +13,6 @@ _LOG = logging.getLogger(__name__)
 
 ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
 PCM_RATE = 24_000  # OpenAI documents `pcm` as raw 24 kHz 16-bit mono little-endian; we use it for all formats
-MAX_SEMITONES = 12.0  # the core's pitch range
 
 
 class VoiceId(BaseModel):
@@ -26,7 +24,8 @@ class VoiceId(BaseModel):
 
 
 class SpeechRequest(BaseModel):
-    """POST /v1/audio/speech body."""
+    """POST /v1/audio/speech body: OpenAI's fields and voxgate's `normalize`. (Flash-TTS's shape of the path,
+    with pitch, stream or reference audio, is the Flash dialect's: dialects/compose.py asks it first.)"""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -44,14 +43,10 @@ class SpeechRequest(BaseModel):
     """Speaking rate, 0.25 to 4.0."""
     stream_format: Literal["audio", "sse"] = "audio"
     """`audio`: the file, chunked; `sse`: speech.audio.delta events with base64 audio."""
-    pitch: float = Field(1.0, ge=0.25, le=4.0)
-    """Flash-TTS: pitch as a frequency ratio (1.0 unchanged, 2.0 an octave up), at most ±12 semitones."""
-    stream: bool = True
-    """Flash-TTS: false answers one whole file (true sizes, Content-Length) instead of a chunked stream."""
     normalize: bool = True
     """voxgate: false speaks the text as written (no numbers, dates, symbols or markdown read out)."""
 
-    @field_validator("speed", "pitch", mode="before")
+    @field_validator("speed", mode="before")
     @classmethod
     def _int_speed(cls, value: Any) -> Any:
         return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
@@ -69,6 +64,5 @@ class SpeechRequest(BaseModel):
 
     def to_request(self, voice: str) -> SynthesisRequest:
         """The internal request; `voice` is the resolved voice id."""
-        semitones = max(-MAX_SEMITONES, min(MAX_SEMITONES, 12.0 * math.log2(self.pitch)))
-        return SynthesisRequest(text=self.input, voice=voice, speed=self.speed, pitch=semitones,
-                                sample_rate=PCM_RATE, normalize=self.normalize)
+        return SynthesisRequest(text=self.input, voice=voice, speed=self.speed, sample_rate=PCM_RATE,
+                                normalize=self.normalize)
