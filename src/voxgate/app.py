@@ -185,7 +185,7 @@ def _alltalk(settings: Settings) -> AllTalkConfig:
 
 def _flash(settings: Settings) -> FlashConfig:
     return FlashConfig(sample_rate=settings.flash_sample_rate, builtin_roles=dict(settings.flash_builtin_roles),
-                       role_dir=settings.role_dir)
+                       role_dir=settings.role_dir, models=tuple(settings.openai_models))
 
 
 def _cosyvoice(settings: Settings) -> CosyVoiceConfig:

@@ -81,3 +81,29 @@ def test_without_the_key_the_body_is_not_read_and_the_dialect_refuses_in_its_sha
     assert client.get("/page").status_code == 200  # a dialect's public route stays open
     unknown = client.get("/no/such/route")  # no dialect's route: the central check answers
     assert unknown.status_code == 401 and unknown.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_flash_claims_its_shape_of_the_openai_speech_path() -> None:
+    """POST /v1/audio/speech is OpenAI's and Flash-TTS's: Flash takes a Flash engine as `model`, a field only
+    its request has, or reference audio as `voice`; every other body stays OpenAI's, whose model has no Flash
+    field left."""
+    import json
+
+    from voxgate.dialects.flash.routes import Flash
+    from voxgate.dialects.openai.protocol import SpeechRequest
+
+    def claimed(body: object, path: str = "/v1/audio/speech") -> bool:
+        scope = {"type": "http", "method": "POST", "path": path, "headers": [], "query_string": b""}
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return Flash.claims(None, Request(scope), raw)  # type: ignore[arg-type]
+
+    base = {"model": "tts-1", "input": "Hello.", "voice": "alloy"}
+    assert not claimed(base) and not claimed({**base, "normalize": False, "speed": 1.5})
+    assert not claimed({**base, "response_format": "pcm", "stream_format": "sse", "instructions": "calm"})
+    for flash in ({"model": "Spark"}, {"model": "mega"}, {"pitch": 1.2}, {"stream": False}, {"temperature": 0.5},
+                  {"top_k": 3}, {"voice": "https://example.com/v.wav"}, {"voice": "A" * 300}):
+        assert claimed({**base, **flash}), flash
+    assert not claimed(b"{not json") and not claimed(b"") and not claimed([base])  # OpenAI's own 400s
+    assert not claimed({**base, "model": "spark"}, path="/speak")  # only that path is shared
+    assert not claimed({**base, "pitch": 1.2, "stream_format": "sse", "timestamps": True})  # the web page's read-along
+    assert "stream" not in SpeechRequest.model_fields

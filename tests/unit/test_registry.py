@@ -59,6 +59,21 @@ def test_voice_whose_base_is_gone_is_stale_not_silently_replaced(tmp_path: Path)
     store.close()
 
 
+def test_resolve_or_none_finds_what_resolve_finds_and_none_where_it_raises(tmp_path: Path) -> None:
+    store = VoiceStore(tmp_path)
+    registered(store, "mine", "a")
+    registered(store, "orphan", "vanished")
+    registry = VoiceRegistry({"fake": FakeEngine()}, {"alloy": "mine"}, "a", store)
+    for name in (None, "a", "ALLOY", "mine", "b.onnx"):
+        assert registry.resolve_or_none(name) == registry.resolve(name)
+    assert registry.resolve_or_none(None) is not None and registry.resolve_or_none("ALLOY").id == "mine"
+    for name in ("nobody", "orphan"):
+        assert registry.resolve_or_none(name) is None
+        with pytest.raises(VoiceNotFound):
+            registry.resolve(name)
+    store.close()
+
+
 def test_an_engine_that_clones_takes_registered_voices_over(tmp_path: Path) -> None:
     store = VoiceStore(tmp_path)
     registered(store, "mine", "a")

@@ -30,7 +30,10 @@ from voxgate.audio.encoders import Encoder
 from voxgate.audio.resample import Resampler
 from voxgate.dialects.common import FIRST_PIECE
 from voxgate.engines.piper import PiperEngine
+from voxgate.scheduling.backend import LocalBackend
 from voxgate.settings import Settings
+from voxgate.text.normalize import normalize
+from voxgate.text.segment import split_text
 from voxgate.voices.registry import VoiceRegistry
 
 from ..conftest import decode, pcm16, rms
@@ -85,6 +88,8 @@ def counted_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Test
         (service, "Leveller", service.Leveller), (service, "calibrate_gain", service.calibrate_gain),
         (routing, "detect_spans", routing.detect_spans), (openai_routes, "open_encoder", openai_routes.open_encoder),
         (VoiceRegistry, "resolve", VoiceRegistry.resolve), (PiperEngine, "load", PiperEngine.load),
+        (service.SynthesisService, "prepare", service.SynthesisService.prepare),
+        (LocalBackend, "generate", LocalBackend.generate),
         (asyncio, "to_thread", asyncio.to_thread), (soxr, "ResampleStream", soxr.ResampleStream),
     ]
     for owner, name, original in patches:
@@ -129,6 +134,10 @@ def test_pcm_request_does_its_per_request_work_once(counted_app: tuple[TestClien
     assert counts["to_thread"] == 0  # raw PCM is encoded on the loop: no hand-off before the first byte
     assert counts["load"] == 0 and counts["calibrate_gain"] == 0  # the warmed voice is reused, not reloaded
     assert counts["ResampleStream"] == 0  # the previous request's soxr stream is reused, cleared
+    # Each segment's text is prepared for its engine (lexicon, inline overrides) once: open() checks it
+    # before admission and the stream sends that same text, it does not prepare it again.
+    assert counts["generate"] == len(split_text(normalize(text, "en"))) > 0
+    assert counts["prepare"] == counts["generate"]
 
 
 def test_mp3_encodes_off_the_loop_and_its_first_bytes_come_from_a_quarter_second(

@@ -353,6 +353,49 @@ async def test_a_sessions_first_runs_count_toward_its_cost(monkeypatch: pytest.M
         pool.close()
 
 
+async def test_malloc_trim_waits_for_an_idle_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trim holds the malloc arenas while it runs, stalling every thread that allocates (first audio's p95 rose
+    with a trim every 30 s): it runs once jobs ran and none runs or waits, and under a load that never pauses
+    only after TRIM_BUSY_S."""
+    import voxgate.scheduling.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "TRIM_EVERY_S", 0.05)
+    monkeypatch.setattr(pool_module, "TRIM_BUSY_S", 2.0)
+    trims: list[tuple[float, bool]] = []  # when, and whether the pool was idle then
+    engine = FakeEngine()
+    pool = make_pool(engine, workers=2)
+    monkeypatch.setattr(pool_module, "_trim", lambda: trims.append((time.monotonic(), pool._is_idle())))
+    try:
+        await asyncio.sleep(0.2)
+        assert trims == []  # nothing ran: nothing was freed
+        gate = pool.submit(job(engine, "WAIT busy", 0.0))
+        await drain(pool.submit(job(engine, "one two", 1.0)))  # ran on the other worker, beside the gate job
+        await asyncio.sleep(0.4)
+        assert trims == []  # a job ran, but the pool is busy
+        engine.log.gate.set()
+        await drain(gate)
+        for _ in range(100):
+            if trims:
+                break
+            await asyncio.sleep(0.02)
+        assert [idle for _, idle in trims] == [True]  # at the pause
+        engine.log.gate.clear()
+        busy_since = time.monotonic()
+        gate = pool.submit(job(engine, "WAIT again", 0.0))
+        await drain(pool.submit(job(engine, "three four", 1.0)))
+        for _ in range(250):
+            if len(trims) > 1:
+                break
+            await asyncio.sleep(0.02)
+        assert [idle for _, idle in trims] == [True, False]  # a load that never pauses: after TRIM_BUSY_S
+        assert trims[1][0] - trims[0][0] >= 1.9 and trims[1][0] > busy_since
+        engine.log.gate.set()
+        await drain(gate)
+    finally:
+        engine.log.gate.set()
+        pool.close()
+
+
 async def test_when_every_worker_is_busy_a_long_first_sentence_is_cut_at_a_phrase() -> None:
     engine = FakeEngine()
     service = make_service(engine, workers=1)

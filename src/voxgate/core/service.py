@@ -152,7 +152,7 @@ class SynthesisStream:
 
     def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
                  segments: list[Segment], joined: set[int] | None = None,
-                 pauses: dict[int, float] | None = None) -> None:
+                 pauses: dict[int, float] | None = None, said: Sequence[str] = ()) -> None:
         self.request = request
         self._pauses = dict(pauses or {})  # SSML breaks: seconds of silence before a segment index
         self._end_pause = self._pauses.pop(len(segments), 0.0)
@@ -163,6 +163,8 @@ class SynthesisStream:
         self._voicings: dict[tuple[str, float, float, float], Voicing] = {}
         self._pending: deque[tuple[int, str, Voicing]] = deque(
             (index, text, self._voicing(v, owner)) for index, text, v, owner in segments)
+        # The engine's text of the first of them (prepared by open(), which checked it): taken in order by _fill
+        self._prepared: deque[str] = deque(said)
         self._inflight: deque[tuple[int, str, SegmentJob, AsyncIterator[Chunk], Voicing]] = deque()
         self._resampler: Resampler | None = None  # built from the rate the engine really emits
         self._t0 = time.monotonic()
@@ -243,7 +245,8 @@ class SynthesisStream:
             index, text, voicing = self._pending.popleft()
             tail, head = index in self._joined, index - 1 in self._joined
             post = _trimmed(voicing.post, tail, head) if tail or head else voicing.post
-            said = self._service.prepare(text, voicing.voice)  # lexicon words and inline overrides applied
+            # lexicon words and inline overrides applied (by open() already for the segments it planned)
+            said = self._prepared.popleft() if self._prepared else self._service.prepare(text, voicing.voice)
             self._timer.prepared(index, said, text)
             self._said[index] = said
             job = SegmentJob(voicing.voice, said, voicing.params, self._t0 + self._delivered + ahead,
@@ -342,6 +345,7 @@ class SynthesisStream:
             self._service.backend.abort(entry[2])
         self._inflight.clear()
         self._pending.clear()
+        self._prepared.clear()
 
     async def _finish(self, completed: bool) -> None:
         if self._closed:
@@ -508,9 +512,9 @@ class SynthesisService:
                             *((i + 1, t, v, o) for i, t, v, o in segments[1:])]
                 joined.add(0)
                 self.metrics.busy_cuts.inc()
-        for _, piece, piece_voice, _ in segments:
-            self.prepare(piece, piece_voice)  # a word the voice cannot say is refused before admission
-        stream = SynthesisStream(self, request, voice, segments, joined, pauses)
+        # A word the voice cannot say is refused before admission; the stream reuses the prepared text.
+        said = [self.prepare(piece, piece_voice) for _, piece, piece_voice, _ in segments]
+        stream = SynthesisStream(self, request, voice, segments, joined, pauses, said)
         self.admit()
         stream.admitted = True  # nothing can raise between taking the slot and tracking its holder
         return self.track(stream)
@@ -519,15 +523,10 @@ class SynthesisService:
               owner: SynthesisRequest | None = None) -> tuple[VoiceInfo, list[Segment]]:
         """The request's voice and segments, numbered from `start`: its text normalised, its numbers
         checked, its voice resolved and its text routed (which checks the language) and cut, once each."""
-        try:  # the voice first, for the language its text is read in; its error keeps its place below
-            voice: VoiceInfo | None = self.voices.resolve(request.voice)
-            unknown: VoxgateError | None = None
-        except VoxgateError as exc:
-            voice, unknown = None, exc
-        text, pieces = self._check_text(request, reading_language(request, voice))
+        found = self.voices.resolve_or_none(request.voice)  # first, for the language the text is read in
+        text, pieces = self._check_text(request, reading_language(request, found))
         self._check_numbers(request)
-        if unknown is not None or voice is None:
-            raise unknown or InvalidInput("no voice", param="voice")
+        voice = found or self.voices.resolve(request.voice)  # an unknown voice is refused after the text's checks
         segments: list[Segment] = []
         if pieces is not None:  # the dialect cut the text: indexes stay its segment numbers
             for i, piece in enumerate(pieces):

@@ -24,7 +24,7 @@ from voxgate.core.context import Context
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import SynthesisService, SynthesisStream
 from voxgate.core.types import PcmChunk
-from voxgate.errors import Cancelled, InvalidInput
+from voxgate.errors import Cancelled, InputTooLong, InvalidInput
 
 E = TypeVar("E")
 T = TypeVar("T")
@@ -241,6 +241,20 @@ def envelope_response(
     body = {"error": {"message": found.message, "type": found.spec.type,
                       "param": (params or {}).get(param, param), "code": found.spec.code}}
     return JSONResponse(body, status_code=found.spec.status, headers=found.headers)
+
+
+def envelope_invalid(exc: ValidationError, long_field: str = "input") -> InvalidInput:
+    """The first error of a body model as the envelope's 400 (`param`: the field; an over-long `long_field`
+    is InputTooLong), worded as OpenAI words it."""
+    first = exc.errors()[0]
+    param = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or None
+    if param and param.startswith("voice."):
+        param = "voice"
+    if first["type"] == "string_too_long" and param == long_field:
+        return InputTooLong(f"Invalid '{param}': {first['msg']}", param=param)
+    value = first.get("input")
+    shown = f" {value!r}" if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
+    return InvalidInput(f"Invalid value for '{param}'{shown}: {first['msg']}", param=param)
 
 
 # References used for one request in place of a voice name (Flash-TTS's /clone_voice, a reference `voice` on

@@ -1,12 +1,13 @@
 """Several dialects on one app: mount them in order, and settle every path more than one of them serves.
 
 Two dialects may serve the same method and path on one app (on the main port `POST /tts` is GPT-SoVITS's
-and CosyVoice's, `GET /` the web page's and CosyVoice's). No dialect knows about another: here, one chooser
+and CosyVoice's, `GET /` the web page's and CosyVoice's, `POST /v1/audio/speech` OpenAI's and Flash-TTS's).
+No dialect knows about another: here, one chooser
 route is put in front of such a path, and it asks each dialect that serves it whether the request is its own
 (`Dialect.claims(request, body)`). A dialect that overrides `claims` says which requests are its own, so it is
 asked first; one that keeps the default claims whatever is left. Among equals the table order of `app.py`
 decides. The chosen dialect's route then runs exactly as if the router had matched it (the body is read
-once and replayed). Both routes stay in the route list, so both appear in the API docs.
+once and replayed). Both routes stay in the route list (the API docs have one operation per path and method).
 
 The central key check (dialects/auth.py) steps aside for a request that reaches a dialect's own routes:
 the dialect checks the key itself, in its own shape (`self_guarded`).

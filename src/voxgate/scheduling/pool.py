@@ -27,6 +27,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,9 +38,13 @@ from voxgate.engines.base import Engine, EngineParams, LoadedVoice, Piece, Voice
 
 _LOG = logging.getLogger(__name__)
 _DONE = object()  # end-of-job marker on a job's queue
-# malloc_trim(0) every so often while jobs run: glibc keeps freed pages of its arenas until the top of a heap
+# malloc_trim(0) every so often after jobs ran: glibc keeps freed pages of its arenas until the top of a heap
 # is free, so a mixed load's RSS crept (10-minute soak: 772 → 779 MB with it every 20 s, 884 → 913 MB without).
+# A trim holds each arena's lock while it walks the free chunks (measured 0.2–160 ms in a loaded server), and
+# every thread that allocates meanwhile waits: so it runs when the pool is idle (no job running or queued), at
+# most every TRIM_EVERY_S, and under a load that never pauses only every TRIM_BUSY_S.
 TRIM_EVERY_S = 30.0
+TRIM_BUSY_S = 300.0
 WARM_USES = 2  # a session's first runs whose RSS growth counts toward its cost (arena, lazy tables)
 
 
@@ -123,7 +128,8 @@ class WorkerPool:
         for thread in self._workers:
             thread.start()
         self._closed = threading.Event()
-        threading.Thread(target=self._trim_now_and_then, daemon=True, name="voxgate-malloc-trim").start()
+        self._idle = threading.Event()  # set when the last running job ends with none queued (see _trim_when_idle)
+        threading.Thread(target=self._trim_when_idle, daemon=True, name="voxgate-malloc-trim").start()
 
     @property
     def size(self) -> int:
@@ -249,18 +255,38 @@ class WorkerPool:
             self.stats.evicted += 1
         return evicted
 
-    def _trim_now_and_then(self) -> None:
-        """Give freed heap pages back to the system every TRIM_EVERY_S while jobs run (see _trim)."""
-        done = -1
-        while not self._closed.wait(TRIM_EVERY_S):
-            finished = self.stats.completed + self.stats.interrupted + self.stats.failed
-            if finished != done:
-                done = finished
-                _trim()
+    def _is_idle(self) -> bool:
+        with self._cond:
+            return not self._running and not self._heap
+
+    def _trim_when_idle(self) -> None:
+        """Give freed heap pages back to the system (see _trim) when jobs have run since the last trim and the
+        pool is idle, at most every TRIM_EVERY_S; if it is never idle, every TRIM_BUSY_S anyway."""
+        every, busy, clock = TRIM_EVERY_S, TRIM_BUSY_S, time.monotonic
+        last, done = clock(), self._finished()
+        while not self._closed.is_set():
+            wait = max(every - (clock() - last), 0.0)
+            if self._closed.wait(wait):  # no trim sooner than `every` after the last
+                break
+            if self._finished() == done:  # nothing ran since: nothing new was freed
+                self._idle.clear()
+                self._closed.wait(every)
+                continue
+            self._idle.clear()
+            if not self._is_idle():  # wait for a pause, but not for ever
+                self._idle.wait(max(busy - (clock() - last), 0.0))
+            if self._closed.is_set():
+                break
+            done, last = self._finished(), clock()
+            _trim()
+
+    def _finished(self) -> int:
+        return self.stats.completed + self.stats.interrupted + self.stats.failed
 
     def close(self) -> None:
         """Stop the workers after their current piece; queued jobs are dropped."""
         self._closed.set()
+        self._idle.set()  # the trim thread may be waiting for a pause
         with self._cond:
             self._closing = True
             for _, _, job in self._heap:
@@ -341,6 +367,8 @@ class WorkerPool:
                     self.stats.running -= 1
                     self._running.discard(job)
                     setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
+                    if not self._running and not self._heap:
+                        self._idle.set()
                 job._post(final)
 
 
@@ -371,7 +399,7 @@ def limit_malloc_arenas(arenas: int = ARENA_MAX) -> bool:
     to_thread pool) gets an arena of its own, up to 8 per core, and memory freed in one is rarely given
     back while its neighbours are live, so RSS crept up for as long as a mixed load ran: 906 → 1,076 MB
     over a 60-minute soak. With two, a 10-minute soak started 120 MB lower (741 against 861 MB at its first
-    minute) and grew 2.5% over minutes 3–9, with no change in latency; the periodic trim does the rest
+    minute) and grew 2.5% over minutes 3–9, with no change in latency; the trim when idle does the rest
     (see TRIM_EVERY_S). MALLOC_ARENA_MAX in the environment wins over this."""
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False

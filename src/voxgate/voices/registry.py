@@ -260,6 +260,13 @@ class VoiceRegistry:
         with self._lock:
             self._aliases[alias.lower()] = target.id
 
+    def resolve_or_none(self, name: str | None) -> VoiceInfo | None:
+        """The voice resolve() finds, or None where it would raise VoiceNotFound (resolve() then says why)."""
+        try:
+            return self.resolve(name)
+        except VoiceNotFound:
+            return None
+
     def resolve(self, name: str | None) -> VoiceInfo:
         """Find the voice for an id, alias or file name; None means the default voice."""
         key = (name or self.default_voice).strip()

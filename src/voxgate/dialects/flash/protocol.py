@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from voxgate.core.types import SynthesisRequest
 
@@ -23,6 +23,10 @@ PITCH_SEMITONES: Mapping[str, float] = {"very_low": -6.0, "low": -3.0, "moderate
 SPEED_FACTORS: Mapping[str, float] = {"very_low": 0.6, "low": 0.8, "moderate": 1.0, "high": 1.25,
                                       "very_high": 1.6}
 MAX_SEMITONES = 12.0  # the core's pitch range
+ENGINES = ("spark", "orpheus", "mega")  # Flash-TTS's engine names: what its clients send as `model`
+# Fields of Flash-TTS's OpenAISpeechRequest that OpenAI's speech API does not have.
+OWN_FIELDS = frozenset({"pitch", "stream", "temperature", "top_k", "top_p", "repetition_penalty", "max_tokens",
+                        "length_threshold", "window_size"})
 
 # Content types exactly as Flash-TTS sends them (opus is Ogg Opus, but labelled audio/opus).
 CONTENT_TYPES: Mapping[str, str] = {"mp3": "audio/mpeg", "opus": "audio/opus", "aac": "audio/aac",
@@ -106,3 +110,24 @@ class MultiSpeakRequest(Generation):
 
     text: str
     """The script; text before the first tag is spoken in the default voice."""
+
+
+class SpeechRequest(Generation):
+    """POST /v1/audio/speech as Flash-TTS takes it (its OpenAISpeechRequest); OpenAI's shape of the path is the
+    OpenAI dialect's (`Flash.claims` tells them apart)."""
+
+    model: str = Field(min_length=1)
+    """A Flash-TTS engine name (spark, orpheus, mega) or a model name the OpenAI route accepts."""
+    input: str = Field(min_length=1)
+    """The text to speak."""
+    voice: str = Field(min_length=1)
+    """A role (any voice of the registry; female/male are the built-in roles), or reference audio as an http(s)
+    URL, a data: URI or base64, spoken through the reference cache."""
+    pitch: float = Field(1.0, ge=0.25, le=4.0)
+    """Pitch as a frequency ratio (1.0 unchanged, 2.0 an octave up), at most ±12 semitones."""
+    speed: float = Field(1.0, ge=0.25, le=4.0)
+    """Speaking rate, 0.25 to 4.0."""
+    stream: bool = True
+    """true (this route's default, unlike the others): audio as it is made, chunked; false: one whole file."""
+    normalize: bool = True
+    """voxgate: false speaks the text as written (as on OpenAI's shape of the path)."""

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from voxgate.audio.encoders import encode_all, open_encoder
@@ -27,11 +28,16 @@ from voxgate.dialects.common import (
     ErrorSpec,
     body_model,
     encode_stream,
+    envelope_invalid,
+    envelope_response,
     failure,
     fields_schema,
     first_then_rest,
+    json_object,
     load_reference,
+    looks_like_reference,
     missing_field,
+    parse_json,
     reference_voice,
     request_body,
     unless_disconnected,
@@ -40,15 +46,20 @@ from voxgate.dialects.flash import roles as script
 from voxgate.dialects.flash.clones import TEMPORARY_PREFIX, remove_leftover_clones
 from voxgate.dialects.flash.protocol import (
     CONTENT_TYPES,
+    ENGINES,
+    OWN_FIELDS,
     CloneRequest,
     MultiSpeakRequest,
     SpeakRequest,
+    SpeechRequest,
+    semitones_of_ratio,
     synthesis_request,
 )
 from voxgate.dialects.flash.voices import (
     ORIGIN,
     UnknownRole,
     builtin_role,
+    builtin_voice,
     import_role_dir,
     resolve_role,
     role_id,
@@ -59,18 +70,22 @@ from voxgate.errors import (
     Cancelled,
     EngineFailure,
     ForbiddenReference,
+    InputTooLong,
     InvalidInput,
     InvalidReference,
     Overloaded,
     Unauthorized,
     VoiceExists,
     VoiceNotFound,
+    VoxgateError,
 )
 
 _LOG = logging.getLogger(__name__)
 DIALECT = "flash"
 MODEL_NAME = "spark"  # what /server_info reports: the Flash-TTS engine whose features voxgate offers
 EMPTY_UPLOAD = "参考音频文件为空"  # Flash-TTS: "the reference audio file is empty"
+SPEECH_PATH = "/v1/audio/speech"  # OpenAI's path, which Flash-TTS serves too (its shape is claimed here)
+SPEECH_RATE = 24_000  # Hertz of that route's audio, as OpenAI's shape of it answers
 
 ERRORS: dict[type[BaseException], ErrorSpec] = {
     UnknownRole: ErrorSpec(400, code="unknown_role"),
@@ -83,6 +98,24 @@ ERRORS: dict[type[BaseException], ErrorSpec] = {
     Overloaded: ErrorSpec(503, code="server_overloaded"),
     EngineFailure: ErrorSpec(500, code="engine_failure"),
     Cancelled: ErrorSpec(499, code="cancelled"),  # the client is gone; nobody reads this answer
+}
+
+
+
+
+class UnknownModel(VoxgateError):
+    """A /v1/audio/speech `model` that is neither a Flash-TTS engine nor a model name the server accepts."""
+
+
+# On /v1/audio/speech errors keep the envelope clients of that path read (OpenAI's), as before the path was shared.
+SPEECH_ERRORS: dict[type[BaseException], ErrorSpec] = {
+    InputTooLong: ErrorSpec(400, "invalid_request_error", "string_above_max_length"),
+    InvalidInput: ErrorSpec(400, "invalid_request_error", "invalid_value"),
+    VoiceNotFound: ErrorSpec(404, "invalid_request_error", "voice_not_found"),
+    UnknownModel: ErrorSpec(404, "invalid_request_error", "model_not_found"),
+    Unauthorized: ErrorSpec(401, "invalid_request_error", "invalid_api_key"),
+    Overloaded: ErrorSpec(503, "server_error", "server_overloaded"),
+    EngineFailure: ErrorSpec(500, "server_error", "engine_failure"),
 }
 
 
@@ -198,6 +231,7 @@ class FlashConfig:
     sample_rate: int  # Hertz of every response (flash_sample_rate)
     builtin_roles: Mapping[str, str]  # the built-in roles female/male → installed voice ids (flash_builtin_roles)
     role_dir: Path | None  # role folder imported at start (--role-dir), or None
+    models: tuple[str, ...] = ()  # model names /v1/audio/speech accepts besides Flash-TTS's engines (openai_models)
 
 
 class Flash(Dialect):
@@ -212,6 +246,7 @@ class Flash(Dialect):
         super().__init__(ctx)
         self.config = config
         self.speaker = Speaker(ctx, config.sample_rate)
+        self.speech_speaker = Speaker(ctx, SPEECH_RATE)
         add = self.router.add_api_route
         add("/server_info", self.server_info, methods=["GET"], tags=["flash"])
         add("/audio_roles", self.audio_roles, methods=["GET"], tags=["flash"])
@@ -225,11 +260,32 @@ class Flash(Dialect):
             CloneRequest, MULTIPART, FORM, files=("reference_audio_file", "latent_file")))
         add("/speak", self.speak, methods=["POST"], tags=["flash"])
         add("/multi_speak", self.multi_speak, methods=["POST"], tags=["flash"])
+        # One operation per path and method in the API docs: this path's is OpenAI's (docs/flash.md has this shape).
+        add(SPEECH_PATH, self.openai_speech, methods=["POST"], tags=["flash"], include_in_schema=False)
 
     def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
-        """{"detail": message} (a route may put a prefix before it), {"error": "Unauthorized"} for the key."""
+        """{"detail": message} (a route may put a prefix before it), {"error": "Unauthorized"} for the key;
+        on /v1/audio/speech the envelope of that path."""
+        if request is not None and request.url.path == SPEECH_PATH:
+            return envelope_response(self.ctx.metrics, self.name, exc, SPEECH_ERRORS, {"text": "input"})
         prefix = getattr(request.state, "error_prefix", "") if request is not None else ""
         return error_response(self.ctx, exc, prefix)
+
+    def claims(self, request: Request, body: bytes) -> bool:
+        """POST /v1/audio/speech in Flash-TTS's shape: a Flash-TTS engine as `model`, a field of Flash-TTS's
+        request that OpenAI's lacks (pitch, stream, sampling knobs), or reference audio as `voice`; never an SSE
+        request (Flash-TTS has no SSE: voxgate's web page sends pitch with SSE read-along, OpenAI's route serves it)."""
+        if request.url.path != SPEECH_PATH or not body:
+            return False
+        try:
+            payload = parse_json(body)
+        except ValueError:  # not JSON (UnicodeDecodeError and JSONDecodeError are ValueErrors): OpenAI's 400
+            return False
+        if not isinstance(payload, dict) or payload.get("stream_format") == "sse":
+            return False
+        model, voice = payload.get("model"), payload.get("voice")
+        return ((isinstance(model, str) and model.strip().lower() in ENGINES) or not OWN_FIELDS.isdisjoint(payload)
+                or (isinstance(voice, str) and looks_like_reference(voice)))
 
     async def startup(self) -> None:
         """Drop temporary voices a crash left, then import the role folder."""
@@ -303,6 +359,43 @@ class Flash(Dialect):
         voice = resolve_role(self.ctx, body.name, self.config.builtin_roles)
         req = synthesis_request(body.text, voice, self.speaker.rate, body.pitch, body.speed)
         return await self.speaker.respond(request, [req], body.response_format, body.stream)
+
+    async def openai_speech(self, request: Request) -> Response:
+        """Flash-TTS's /v1/audio/speech: a role or reference audio as `voice`, pitch as a ratio, `stream`."""
+        payload = await json_object(request, invalid="The request body is not valid JSON.",
+                                    not_object="The request body must be a JSON object.")
+        try:
+            body = SpeechRequest.model_validate(payload)
+        except ValidationError as exc:
+            raise envelope_invalid(exc) from None
+        accepted = (*ENGINES, *(m.lower() for m in self.config.models))
+        if body.model.strip().lower() not in accepted:
+            names = ", ".join((*ENGINES, *self.config.models)[:8])
+            raise UnknownModel(f"The model '{body.model}' does not exist; use one of {names}, …", param="model")
+        voice = await self._speech_voice(body.voice)
+        req = SynthesisRequest(text=body.input, voice=voice, speed=body.speed, pitch=semitones_of_ratio(body.pitch),
+                               sample_rate=SPEECH_RATE, normalize=body.normalize)
+        return await self.speech_speaker.respond(request, [req], body.response_format, body.stream)
+
+    async def _speech_voice(self, name: str) -> str:
+        """The voice of a /v1/audio/speech `voice`: a built-in role, a role, or reference audio."""
+        ctx = self.ctx
+        try:
+            role = builtin_role(ctx, name)
+            if role is not None:
+                return builtin_voice(ctx, role, self.config.builtin_roles)
+            for candidate in (name, role_id(name)):
+                if (found := ctx.voices.resolve_or_none(candidate)) is not None:
+                    return found.id
+            if not looks_like_reference(name):
+                return ctx.voices.resolve(name).id  # raises VoiceNotFound, naming the voices
+            return await reference_voice(ctx, await load_reference(ctx, name))
+        except InvalidInput as exc:  # a reference that cannot be used
+            exc.param = exc.param or "voice"
+            raise
+        except VoiceNotFound as exc:
+            exc.param = "voice"
+            raise
 
     async def multi_speak(self, body: MultiSpeakRequest, request: Request) -> Response:
         lines = script.parse(body.text)

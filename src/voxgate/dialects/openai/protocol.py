@@ -13,8 +13,8 @@ from voxgate.core.types import SynthesisRequest
 _LOG = logging.getLogger(__name__)
 
 ResponseFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
-PCM_RATE = 24_000  # OpenAI documents `pcm` as raw 24 kHz 16-bit mono little-endian; we use it for all formats
 MAX_SEMITONES = 12.0  # the core's pitch range
+PCM_RATE = 24_000  # OpenAI documents `pcm` as raw 24 kHz 16-bit mono little-endian; we use it for all formats
 
 
 class VoiceId(BaseModel):
@@ -26,7 +26,10 @@ class VoiceId(BaseModel):
 
 
 class SpeechRequest(BaseModel):
-    """POST /v1/audio/speech body."""
+    """POST /v1/audio/speech body: OpenAI's fields and voxgate's `normalize`, `timestamps` and `pitch`.
+    (Flash-TTS's shape of the path, with pitch, stream or reference audio and no SSE, is the Flash dialect's:
+    dialects/compose.py asks it first; voxgate's web page sends pitch with SSE read-along, which only this
+    dialect streams.)"""
 
     model_config = ConfigDict(extra="allow", strict=True)
 
@@ -44,14 +47,12 @@ class SpeechRequest(BaseModel):
     """Speaking rate, 0.25 to 4.0."""
     stream_format: Literal["audio", "sse"] = "audio"
     """`audio`: the file, chunked; `sse`: speech.audio.delta events with base64 audio."""
-    pitch: float = Field(1.0, ge=0.25, le=4.0)
-    """Flash-TTS: pitch as a frequency ratio (1.0 unchanged, 2.0 an octave up), at most ±12 semitones."""
-    stream: bool = True
-    """Flash-TTS: false answers one whole file (true sizes, Content-Length) instead of a chunked stream."""
     normalize: bool = True
     """voxgate: false speaks the text as written (no numbers, dates, symbols or markdown read out)."""
     timestamps: bool = False
     """voxgate: with stream_format sse, also send a speech.word event per word (docs/timestamps.md)."""
+    pitch: float = Field(1.0, ge=0.25, le=4.0)
+    """voxgate (as Flash-TTS): pitch as a frequency ratio (1.0 unchanged, 2.0 an octave up), at most ±12 semitones."""
 
     @field_validator("speed", "pitch", mode="before")
     @classmethod

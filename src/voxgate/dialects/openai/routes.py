@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -13,21 +12,18 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from voxgate.audio.encoders import encode_all, get_format, open_encoder
+from voxgate.audio.encoders import open_encoder
 from voxgate.core.context import Context
 from voxgate.dialects.base import Dialect
 from voxgate.dialects.common import (
     ClosingStreamingResponse,
     ErrorSpec,
     encode_stream,
+    envelope_invalid,
     envelope_response,
     first_then_rest,
     json_object,
-    load_reference,
-    looks_like_reference,
-    reference_voice,
     request_body,
-    unless_disconnected,
 )
 from voxgate.dialects.openai.captioned import CAPTIONED_PATH, captioned_speech, kokoro_error, sse_with_words, with_words
 from voxgate.dialects.openai.peers import flash_role, peer_voice
@@ -76,18 +72,6 @@ class OpenAIConfig:
     flash_roles: Mapping[str, str]  # Flash-TTS built-in role → voice id (flash_builtin_roles)
 
 
-def _validation_error(exc: ValidationError) -> InvalidInput:
-    first = exc.errors()[0]
-    param = ".".join(str(p) for p in first["loc"] if not isinstance(p, int)) or None
-    if param and param.startswith("voice."):
-        param = "voice"
-    if first["type"] == "string_too_long" and param == "input":
-        return InputTooLong(f"Invalid 'input': {first['msg']}", param=param)
-    value = first.get("input")
-    shown = f" {value!r}" if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
-    return InvalidInput(f"Invalid value for '{param}'{shown}: {first['msg']}", param=param)
-
-
 async def _parse(request: Request) -> SpeechRequest:
     payload = await json_object(
         request, not_object="The request body must be a JSON object.",
@@ -96,7 +80,7 @@ async def _parse(request: Request) -> SpeechRequest:
     try:
         return SpeechRequest.model_validate(payload)
     except ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise envelope_invalid(exc) from None
 
 
 def _known_model(config: OpenAIConfig, model: str) -> bool:
@@ -174,30 +158,12 @@ class OpenAI(Dialect):
             return kokoro_error(self.ctx, self.name, exc)
         return envelope_response(self.ctx.metrics, self.name, exc, ERRORS, _PARAMS)
 
-    async def audio_voice(self, value: str) -> str:
-        """Flash-TTS: a `voice` that is reference audio (URL or base64) speaks through the reference cache."""
-        try:
-            reference = await load_reference(self.ctx, value)
-        except InvalidInput as exc:
-            exc.param = exc.param or "voice"
-            raise
-        return await reference_voice(self.ctx, reference)
-
     async def speech(self, request: Request) -> Response:
         ctx = self.ctx
         body = await _parse(request)
         if body.instructions:
             _LOG.debug("instructions are not honoured by Piper voices; ignored")
-        try:
-            voice = _voice_for(ctx, self.config, body)
-        except VoiceNotFound:
-            if not looks_like_reference(body.voice_name):
-                raise
-            voice = await self.audio_voice(body.voice_name)
-        if not body.stream and body.stream_format == "audio":
-            pcm = await unless_disconnected(request, ctx.service.synthesize(body.to_request(voice)))
-            data = await asyncio.to_thread(encode_all, pcm.samples, PCM_RATE, body.response_format)
-            return Response(data, media_type=get_format(body.response_format).content_type)
+        voice = _voice_for(ctx, self.config, body)
         timed = body.timestamps and body.stream_format == "sse"  # word events only fit the SSE stream
         stream = await ctx.service.open(body.to_request(voice))
         chunks = await first_then_rest(stream)
