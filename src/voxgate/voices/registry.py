@@ -45,6 +45,21 @@ def cloned_info(stored: StoredVoice, engine: Engine, reference: str) -> VoiceInf
                      reference=Reference(audio=reference, transcript=stored.transcript, registered=True))
 
 
+def upstream_info(stored: StoredVoice, remote: VoiceInfo, fallback: VoiceInfo | None) -> VoiceInfo:
+    """A registered voice cloned on an upstream (engines/remote/clone.py): spoken by the upstream's voice
+    `remote`; `fallback` (its local matched voice) is what speaks when the upstream fails."""
+    return dataclasses.replace(remote, id=stored.id, name=stored.name, language=stored.language or remote.language,
+                               reference=Reference(registered=True, transcript=stored.transcript),
+                               engine_data={**remote.engine_data, "fallback_voice": fallback})
+
+
+def _remote_id(meta: Mapping[str, object]) -> str:
+    """`NAME:voice` of the upstream voice a stored voice was cloned as ("" if none): the meta keys of
+    engines/remote/clone.py."""
+    name, voice = meta.get("upstream"), meta.get("upstream_voice")
+    return f"{name}:{voice}" if name and voice else ""
+
+
 class VoiceRegistry:
     """Resolves a voice id, alias or name to exactly one voice, or says which it lacks."""
 
@@ -99,10 +114,15 @@ class VoiceRegistry:
                 voices[stored.id] = cloned_info(stored, cloner, str(self.store.audio_path(stored.audio_sha256)))
                 continue
             base = voices.get(str(stored.features.get("base_voice")))
-            if base is None or base.id not in self._installed:
+            local = matched_info(stored, base) if base is not None and base.id in self._installed else None
+            remote = self._installed.get(_remote_id(stored.meta))
+            if remote is not None:  # cloned on an upstream that lists it now
+                voices[stored.id] = upstream_info(stored, remote, local)
+                continue
+            if base is None or local is None:
                 stale[stored.id] = f"its base voice {stored.features.get('base_voice')!r} is not installed"
                 continue
-            voices[stored.id] = matched_info(stored, base)
+            voices[stored.id] = local
             variants[stored.id] = self._variants_of(stored.id, stored.name, stored.features, registered=True)
         with self._lock:
             self._voices, self._stale = voices, stale
