@@ -120,7 +120,8 @@ class VoiceBank:
             features=found, meta={**(meta or {}), **(cloned or {})},
         )
         _, existed = await asyncio.to_thread(self.store.add, stored, reference.samples, replace=replace)
-        await asyncio.to_thread(self.registry.refresh_registered)
+        # a clone's NAME:voice is a new voice of the upstream: read the engines' lists again, not only the store
+        await asyncio.to_thread(self.registry.refresh if cloned else self.registry.refresh_registered)
         _LOG.info("registered voice %s on %s (similarity %.2f%s) in %.2f s", voice_id, base.id,
                   found["similarity"], ", provisional" if found["provisional"] else "", time.monotonic() - started)
         return self.registry.resolve(voice_id), existed

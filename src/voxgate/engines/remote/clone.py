@@ -15,7 +15,7 @@ instead (docs/upstreams.md).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from voxgate.engines.remote.base import NotSupported, UpstreamError, UpstreamKind
@@ -34,9 +34,11 @@ WHY = {  # what the operator can do instead, per kind that cannot clone
 class UpstreamCloner:
     """Sends reference audio to the clone call of a configured upstream; one per server."""
 
-    def __init__(self, kinds: Callable[[str], UpstreamKind | None], default: str | None = None) -> None:
+    def __init__(self, kinds: Callable[[str], UpstreamKind | None], default: str | None = None,
+                 relist: Callable[[str], Awaitable[object]] | None = None) -> None:
         self._kinds = kinds  # upstream name → its kind instance (None: no such upstream)
         self.default = default  # --clone-upstream: used when a request names none
+        self._relist = relist  # re-reads an upstream's voice list, so the new NAME:voice is listed at once
 
     def check(self, upstream: str | None) -> str | None:
         """The upstream a registration clones on (`upstream` or the default); InvalidInput when it names no
@@ -67,5 +69,10 @@ class UpstreamCloner:
                          voice_id, name, getattr(exc, "message", exc) or type(exc).__name__)
             return None
         _LOG.info("voice %s cloned on upstream %s as %s", voice_id, name, remote_id)
+        if self._relist is not None:
+            try:
+                await self._relist(name)
+            except UpstreamError as exc:  # listed on the next refresh; until then the local voice speaks
+                _LOG.warning("upstream %s: voice list not re-read after cloning: %s", name, exc.message)
         return {UPSTREAM_KEY: name, VOICE_KEY: remote_id}
 
