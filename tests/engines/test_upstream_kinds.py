@@ -119,6 +119,8 @@ async def test_cosyvoice(upstream: Server) -> None:
         pieces, times, total = await timed(kind.synthesize(UpstreamRequest(TWO, VOICE)))
         check_speech(pieces, 24_000, (3.0, 12.0))
         assert len(pieces) >= 2 and times[0] < total  # in pieces (close_early shows they come before the end)
+        assert len(kind._idle) == 1  # the socket waits for the next session (no handshake per segment)
+        pooled = kind._idle[0]
 
         # text streamed in: pieces go on as they come, and the audio covers all of them
         async def typed() -> AsyncIterator[str]:
@@ -128,11 +130,13 @@ async def test_cosyvoice(upstream: Server) -> None:
 
         streamed = [p async for p in kind.stream_text(UpstreamRequest("First, a clause.", VOICE), typed())]
         check_speech(streamed, 24_000, (2.5, 12.0))
+        assert kind._idle == [pooled]  # the same socket, a second session
 
         with pytest.raises(UpstreamError) as caught:
             [p async for p in kind.synthesize(UpstreamRequest("Hello.", "no-such-voice"))]
         assert caught.value.status == 404 and "No such speaker" in caught.value.message
         assert caught.value.upstream == "upcosyvoice" and not caught.value.sent
+        assert kind._idle == []  # a session that failed is not reused
 
         await close_early(upstream, kind.synthesize(UpstreamRequest(LONG, VOICE)))
 
@@ -144,6 +148,11 @@ async def test_cosyvoice(upstream: Server) -> None:
         with pytest.raises(UpstreamError) as again:  # the upstream keeps the first voice of a name
             await kind.clone("cosy-clone", await reference(kind), None, None)
         assert again.value.status == 409
+
+        await kind._idle[0].close()  # a pooled socket the server closed meanwhile is replaced, unnoticed
+        assert [p async for p in kind.synthesize(UpstreamRequest("Still here.", VOICE))]
+        await kind.aclose()
+        assert kind._idle == []
 
 
 async def test_cosyvoice_down() -> None:

@@ -43,6 +43,7 @@ class CosyVoiceUpstream:
         self._http = http
         self._rate = int(config.options.get("sample_rate", NATIVE_RATE))
         self._instruct = config.options.get("instruct_text") or None  # style instruction for every session
+        self._idle: list[Any] = []  # open sockets between sessions, at most `concurrency`
 
     async def voices(self) -> list[UpstreamVoice]:
         ids = await httpwire.request_json(self._http, self.config, "GET", "/speakers", "listing speakers")
@@ -74,20 +75,54 @@ class CosyVoiceUpstream:
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             raise httpwire.failed(self.config, "opening /tts", None, f"{type(exc).__name__}: {exc}") from exc
 
+    async def _acquire(self) -> Any:
+        """An idle socket whose last session ended cleanly (sessions run one after another on a socket, so
+        no handshake per segment), else a new one."""
+        from websockets.protocol import State
+
+        while self._idle:
+            ws = self._idle.pop()
+            if ws.state is State.OPEN:
+                return ws
+            await ws.close()
+        return await self._connect()
+
+    async def _release(self, ws: Any, clean: bool) -> None:
+        if clean and len(self._idle) < max(self.config.concurrency, 1):
+            self._idle.append(ws)
+        else:  # mid-session: the only way to stop the upstream's synthesis is to close the socket
+            await ws.close()
+
+    async def _begin(self, request: UpstreamRequest, whole: bool) -> Any:
+        """A socket with the session's opening messages sent; a pooled socket that turns out closed is
+        replaced once (nothing was asked of it yet)."""
+        from websockets.exceptions import ConnectionClosed
+
+        params = {"prompt_id": request.voice, "audio_format": "pcm", "sample_rate": self._rate,
+                  "instruct_text": self._instruct}
+        opening = [json.dumps({"req_params": params})]
+        if whole:
+            opening.append(json.dumps({"text": request.text, "done": True}, ensure_ascii=False))
+        for attempt in (1, 2):
+            ws = await self._acquire() if attempt == 1 else await self._connect()
+            try:
+                for message in opening:
+                    await ws.send(message)
+                return ws
+            except ConnectionClosed as exc:
+                await ws.close()
+                if attempt == 2:
+                    raise httpwire.failed(self.config, "opening a session", None, f"connection closed ({exc})") \
+                        from exc
+        raise AssertionError("unreachable")
+
     async def _session(self, request: UpstreamRequest, texts: AsyncIterable[str] | None) -> AsyncIterator[Piece]:
         from websockets.exceptions import ConnectionClosed
 
-        ws = await self._connect()
-        sender: asyncio.Task[None] | None = None
-        sent = False
+        ws = await self._begin(request, whole=texts is None)
+        sender = None if texts is None else asyncio.create_task(self._feed(ws, request.text, texts))
+        sent = clean = False
         try:
-            params = {"prompt_id": request.voice, "audio_format": "pcm", "sample_rate": self._rate,
-                      "instruct_text": self._instruct}
-            await ws.send(json.dumps({"req_params": params}))
-            if texts is None:
-                await ws.send(json.dumps({"text": request.text, "done": True}, ensure_ascii=False))
-            else:
-                sender = asyncio.create_task(self._feed(ws, request.text, texts))
             while True:
                 try:
                     raw = await asyncio.wait_for(ws.recv(), self.config.timeout)
@@ -101,6 +136,7 @@ class CosyVoiceUpstream:
                                           sent=sent) from exc
                 message = self._parse(raw, sent)
                 if message.get("is_end"):
+                    clean = sender is None or sender.done()
                     return
                 samples, rate = self._audio(message, sent)
                 if len(samples):
@@ -111,7 +147,7 @@ class CosyVoiceUpstream:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await sender
-            await ws.close()
+            await self._release(ws, clean)
 
     async def _feed(self, ws: Any, first: str, texts: AsyncIterable[str]) -> None:
         """Send the text as it comes; the last message says done. A failing source closes the session."""
@@ -136,7 +172,8 @@ class CosyVoiceUpstream:
             raise httpwire.failed(self.config, "synthesis", None, f"unexpected message {message!r:.80}", sent=sent)
         if message.get("error"):
             text = str(message.get("message") or "error")
-            status = 404 if NO_SUCH_SPEAKER in text else None  # the only error with a clear class
+            # the two errors with a clear class: an unknown voice, and a voxgate upstream refusing the key
+            status = 404 if NO_SUCH_SPEAKER in text else 401 if text.startswith("PermissionError") else None
             raise httpwire.failed(self.config, "synthesis", status, text, sent=sent)
         return message
 
@@ -175,4 +212,6 @@ class CosyVoiceUpstream:
         return await httpwire.answers(self._http, self.config, "/alive")
 
     async def aclose(self) -> None:
-        return None  # every session's socket is closed when its synthesis ends
+        idle, self._idle = self._idle, []
+        for ws in idle:
+            await ws.close()
