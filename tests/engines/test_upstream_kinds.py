@@ -252,3 +252,34 @@ def test_wav_stream_any_split() -> None:
         assert wav.rate == 16_000 and np.allclose(out, samples, atol=1 / 16000)
     whole, rate = decode_file(plain + b"trailing junk")  # a true data size is honoured
     assert rate == 16_000 and len(whole) == len(samples)
+
+
+async def test_alltalk_engine_that_cannot_stream() -> None:
+    """AllTalk's 400 "Streaming not supported" → /api/tts-generate, and the file is fetched from the configured
+    upstream only, whatever host the answer names (legacy mode's absolute URL). Scripted upstream: the wire
+    logic alone."""
+    seen: list[str] = []
+    audio = (np.sin(np.arange(8000) / 3) * 0.4).astype(np.float32)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url}")
+        if request.url.path == "/api/tts-generate-streaming":
+            return httpx.Response(400, json={"error": "Invalid value: Streaming not supported by current TTS engine"})
+        if request.url.path == "/api/tts-generate":
+            form = dict(httpx.QueryParams(request.content.decode()))
+            assert (form["character_voice_gen"], form["language"], form["text_input"]) == ("v.wav", "de", "Hallo.")
+            return httpx.Response(200, json={"status": "generate-success", "output_file_path": "/x/out.wav",
+                                             "output_file_url": "http://198.51.100.7:7851/audio/out_1.wav"})
+        if request.url.path == "/audio/out_1.wav":
+            return httpx.Response(200, content=wav_bytes(audio, 8000))
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        kind = AllTalkUpstream(UpstreamConfig("at", "alltalk", "http://gpu-box:7851"), http)
+        for _ in range(2):  # the second request goes straight to /api/tts-generate
+            pieces = [p async for p in kind.synthesize(UpstreamRequest("Hallo.", "v.wav", language="de-DE"))]
+            assert len(pieces) == 1 and pieces[0].rate == 8000 and np.allclose(pieces[0].samples, audio, atol=1e-4)
+    assert [s.split("?")[0] for s in seen] == [
+        "GET http://gpu-box:7851/api/tts-generate-streaming", "POST http://gpu-box:7851/api/tts-generate",
+        "GET http://gpu-box:7851/audio/out_1.wav", "POST http://gpu-box:7851/api/tts-generate",
+        "GET http://gpu-box:7851/audio/out_1.wav"]
