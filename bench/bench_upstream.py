@@ -15,7 +15,9 @@ front voxgate (F) started with `--upstream up=KIND+<U> --upstream ha=wyoming+tcp
 - wyoming-piper: the same Wyoming client (`synthesize`, read to `audio-stop`, as Home Assistant does) asks W
   directly, and F's Wyoming port for `ha:en_US-joe-medium`. First audio: `synthesize` → first `audio-chunk`.
 - Direct and through requests alternate (this machine is shared: a load change then hits both alike); the
-  overhead is the median of the paired differences.
+  overhead is the median of the paired differences. "voxgate's own share" is the through path's first audio
+  minus the front's own wait for the upstream's first audio (its /ready `first_audio_ms.last`): what voxgate
+  itself adds, with the upstream's time (and this machine's load on it) taken out.
 - Throughput: CLIENTS clients at once, each asking `rounds` times for a ten-sentence text; seconds of audio
   delivered per second of wall time.
 
@@ -121,23 +123,39 @@ async def throughput(speak: Speak, rounds: int) -> float:
     return audio / (time.perf_counter() - started)
 
 
-async def compare(direct: Speak, through: Speak, rounds: int, samples: int) -> dict[str, dict[str, float]]:
+def hop_time(front_url: str, upstream: str) -> Callable[[], float]:
+    """The front's own measurement of its last request to `upstream`: request sent → first audio back
+    (/ready `upstreams.NAME.first_audio_ms.last`), in seconds."""
+    def read() -> float:
+        state = httpx.get(f"{front_url}/ready", timeout=10, trust_env=False).json()["upstreams"][upstream]
+        return float(state["first_audio_ms"]["last"]) / 1000
+
+    return read
+
+
+async def compare(direct: Speak, through: Speak, hop: Callable[[], float], rounds: int,
+                  samples: int) -> dict[str, dict[str, float]]:
     """Direct and through voxgate, their first-audio requests alternating (so a load change on this shared
-    machine hits both alike); the median of each and of the paired differences."""
+    machine hits both alike): the median of each, of the paired differences, and of voxgate's own share (its
+    first audio minus its wait for the upstream's)."""
     await direct(ONE)
     await through(ONE)  # every hop's voice loaded
     firsts: dict[str, list[float]] = {"direct": [], "through": []}
     tens: dict[str, list[float]] = {"direct": [], "through": []}
+    own: list[float] = []
     for n in range(samples):
         for name, speak in (("direct", direct), ("through", through)) if n % 2 == 0 else \
                 (("through", through), ("direct", direct)):
             firsts[name].append((await speak(ONE))[0])
+            if name == "through":
+                own.append(firsts[name][-1] - hop())
             if n < 3:
                 tens[name].append((await speak(TEN))[0])
     result = {name: {"one_first_audio": statistics.median(firsts[name]),
                      "ten_first_audio": statistics.median(tens[name])} for name in firsts}
     result["through"]["paired_difference"] = statistics.median(
         t - d for t, d in zip(firsts["through"], firsts["direct"], strict=True))
+    result["through"]["own_share"] = statistics.median(own)
     for name, speak in (("direct", direct), ("through", through)):
         result[name]["throughput"] = await throughput(speak, rounds)
     return result
@@ -199,14 +217,14 @@ def main() -> int:
             with process(front_cmd, work / "front.log") as front:
                 front_url = started(front, work / "front.log")
                 pairs = [
-                    ("voxgate upstream", f"through voxgate ({args.kind} kind)",
-                     openai_client(up_url, VOICE), openai_client(front_url, f"up:{VOICE}")),
-                    ("wyoming-piper", "through voxgate (wyoming kind)",
-                     wyoming_client(piper_port, VOICE), wyoming_client(front_wyoming, f"ha:{VOICE}")),
+                    ("voxgate upstream", f"through voxgate ({args.kind} kind)", openai_client(up_url, VOICE),
+                     openai_client(front_url, f"up:{VOICE}"), hop_time(front_url, "up")),
+                    ("wyoming-piper", "through voxgate (wyoming kind)", wyoming_client(piper_port, VOICE),
+                     wyoming_client(front_wyoming, f"ha:{VOICE}"), hop_time(front_url, "ha")),
                 ]
-                for name, via, direct, through in pairs:
+                for name, via, direct, through, hop in pairs:
                     print(f"measuring {name}, direct and {via} …", file=sys.stderr, flush=True)
-                    found = asyncio.run(compare(direct, through, args.rounds, args.samples))
+                    found = asyncio.run(compare(direct, through, hop, args.rounds, args.samples))
                     results[f"{name}, direct"] = found["direct"]
                     results[f"{name}, {via}"] = found["through"]
         if (work / "downloads").exists() and any((work / "downloads").iterdir()):
@@ -222,18 +240,19 @@ def main() -> int:
 def table(results: dict[str, dict[str, Any]]) -> str:
     ms = lambda s: f"{s * 1000:.0f} ms"  # noqa: E731
     lines = ["| | first audio, 1 sentence (median) | first audio, 10 sentences | throughput (audio s / s) | "
-             "through − direct (paired median) |", "|---|---|---|---|---|"]
+             "through − direct (paired median) | voxgate's own share |", "|---|---|---|---|---|---|"]
     names = list(results)
     for i, name in enumerate(names):
         r = results[name]
-        overhead = ""
+        overhead = own = ""
         if i % 2:  # "through" rows follow their "direct" row
+            own = f"{r['own_share'] * 1000:+.0f} ms"
             extra = r["paired_difference"] * 1000
             verdict = "meets" if extra <= TARGET_MS else "misses"
             ratio = r["throughput"] / results[names[i - 1]]["throughput"]
             overhead = f"{extra:+.0f} ms ({verdict} ≤ +{TARGET_MS:.0f} ms); throughput {ratio:.0%}"
         lines.append(f"| {name} | {ms(r['one_first_audio'])} | {ms(r['ten_first_audio'])} | "
-                     f"{r['throughput']:.1f} | {overhead} |")
+                     f"{r['throughput']:.1f} | {overhead} | {own} |")
     return "\n".join(lines)
 
 
