@@ -16,6 +16,7 @@ from voxgate import __version__
 from voxgate.core.bases import BaseVoices
 from voxgate.core.context import Context
 from voxgate.core.metrics import Metrics
+from voxgate.core.routing import best_voice
 from voxgate.core.service import Limits, SynthesisService
 from voxgate.core.voicebank import VoiceBank
 from voxgate.dialects import compose, native, openai, stackflow, web, wyoming
@@ -26,9 +27,10 @@ from voxgate.dialects.common import StreamScopeMiddleware, validation_error_hand
 from voxgate.dialects.cosyvoice import CosyVoice, CosyVoiceConfig
 from voxgate.dialects.flash import Flash, FlashConfig
 from voxgate.dialects.gptsovits import GptSovits, GptSovitsConfig
+from voxgate.engines.base import VoiceInfo
 from voxgate.engines.registry import create_engine
-from voxgate.errors import VoiceNotFound
-from voxgate.scheduling.backend import LocalBackend
+from voxgate.errors import VoiceNotFound, VoxgateError
+from voxgate.scheduling.backend import UPSTREAM_ENGINE, Backend, LocalBackend, RouterBackend
 from voxgate.scheduling.pool import WorkerPool
 from voxgate.settings import Settings
 from voxgate.text.lexicon import Lexicon
@@ -48,8 +50,49 @@ class StartupError(RuntimeError):
     """The settings cannot produce a working server (e.g. the default voice is missing)."""
 
 
-def build_context(settings: Settings) -> Context:
-    """Create the engines, the voice catalogue, the worker pool and the synthesis service."""
+def local_fallback(voices: VoiceRegistry, enabled: Mapping[str, bool]) -> Callable[[VoiceInfo], VoiceInfo | None]:
+    """--upstream-fallback (or an upstream's ?fallback=1): the local voice that speaks for a failed upstream
+    voice: the best installed voice of its language, else the default voice (None when that is an upstream
+    voice too, or the voice's upstream has no fallback)."""
+    def choose(voice: VoiceInfo) -> VoiceInfo | None:
+        if not enabled.get(str(voice.engine_data.get("upstream")), False):
+            return None
+        if voice.language and voice.language != "und":
+            try:
+                return best_voice(voices, voice.language)
+            except VoxgateError:
+                pass
+        try:
+            default = voices.resolve(None)
+        except VoxgateError:
+            return None
+        return default if default.engine != UPSTREAM_ENGINE else None
+    return choose
+
+
+def with_upstreams(settings: Settings, voices: VoiceRegistry, local: Backend, metrics: Metrics) -> Backend:
+    """The local backend, or (with --upstream) a router in front of it and the upstreams, whose voices the
+    registry then lists and whose state /metrics shows (engines/remote/, docs/upstreams.md)."""
+    configs = settings.upstream_configs
+    if not configs:
+        return local
+    from voxgate.engines.remote.manager import ENGINE, Upstreams
+    from voxgate.engines.remote.metrics import UpstreamCollector
+
+    try:
+        upstreams = Upstreams(configs, settings.upstream_refresh, on_change=voices.refresh_provided)
+    except VoxgateError as exc:
+        raise StartupError(str(exc)) from None
+    voices.add_provider(ENGINE, upstreams)
+    metrics.registry.register(UpstreamCollector(upstreams))
+    enabled = {c.name: settings.upstream_fallback if c.fallback is None else c.fallback for c in configs}
+    return RouterBackend(local, upstreams.backends, local_fallback(voices, enabled) if any(enabled.values()) else None,
+                         describe=upstreams.health, lifecycle=upstreams)
+
+
+def build_context(settings: Settings, upstreams: bool = False) -> Context:
+    """Create the engines, the voice catalogue, the worker pool and the synthesis service (and, for the
+    server, the upstreams)."""
     settings.voices_path.mkdir(parents=True, exist_ok=True)
     engines = {"piper": create_engine("piper", voices_dir=settings.voices_path)}
     engine_options = {"kokoro": {"cache_dir": settings.data_dir / "cache" / "kokoro"}}
@@ -75,8 +118,9 @@ def build_context(settings: Settings) -> Context:
     pool = WorkerPool(engines.__getitem__, settings.workers, settings.threads, settings.solo_threads,
                       express=settings.express_workers, memory_budget_mb=settings.memory_budget_mb)
     limits = Limits(max_input_chars=settings.max_input_chars, max_queue=settings.max_queue)
-    backend = LocalBackend(pool)
-    service = SynthesisService(voices, backend, Metrics(), limits, Lexicon(LexiconStore(store)))
+    metrics = Metrics()
+    backend = with_upstreams(settings, voices, LocalBackend(pool), metrics) if upstreams else LocalBackend(pool)
+    service = SynthesisService(voices, backend, metrics, limits, Lexicon(LexiconStore(store)))
     policy = ReferencePolicy(roots=settings.reference_roots, allow_urls=settings.allow_reference_urls,
                              allow_private_urls=settings.allow_private_urls)
     encoder = SpeakerEncoder()
@@ -162,10 +206,13 @@ def build_dialects(ctx: Context, settings: Settings) -> dict[str, Dialect]:
 def create_app(settings: Settings, stackflow_socket: socket.socket | None = None,
                wyoming_socket: socket.socket | None = None) -> FastAPI:
     """The ASGI app with every dialect mounted; StackFlow and Wyoming listen on their sockets when bound."""
-    ctx = build_context(settings)
+    ctx = build_context(settings, upstreams=True)
+    router = ctx.service.backend if isinstance(ctx.service.backend, RouterBackend) else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if router is not None:
+            await router.start()  # the upstreams' voices listed (bounded wait), then kept fresh
         if settings.warmup:
             await ctx.service.warm_up(settings.preload)
         else:
@@ -183,6 +230,8 @@ def create_app(settings: Settings, stackflow_socket: socket.socket | None = None
                 await dialect.shutdown()
             settle.cancel()
             await ctx.voicebank.bases.stop()
+            if router is not None:
+                await router.stop()
             close_context(ctx)
 
     app = _new_app(ctx, "voxgate", lifespan=lifespan)

@@ -72,9 +72,11 @@ def add_settings_flags(parser: argparse.ArgumentParser, nested: bool = False,
     for name, field in Settings.model_fields.items():
         if only is not None and name not in only:
             continue
-        flag = "--" + name.replace("_", "-")
+        flag = _flag(name)
         help_text = f"{field.description} (env VOXGATE_{name.upper()})"
-        if field.annotation is bool:
+        if flag != "--" + name.replace("_", "-"):  # a list given one item per flag (--upstream A --upstream B)
+            parser.add_argument(flag, dest=name, action="append", default=default, help=help_text)
+        elif field.annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
                                 help=help_text)
         else:
@@ -92,8 +94,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings(**given_settings(args))
 
 
+def _flag(field: str) -> str:
+    """The flag of a setting: --field-name, or the one its json_schema_extra names (e.g. --upstream)."""
+    extra = Settings.model_fields[field].json_schema_extra if field in Settings.model_fields else None
+    named = extra.get("flag") if isinstance(extra, dict) else None
+    return str(named) if named else "--" + field.replace("_", "-")
+
+
 def _where(field: str, flags: set[str]) -> str:
-    flag = "--" + field.replace("_", "-")
+    flag = _flag(field)
     return flag if field in flags else f"VOXGATE_{field.upper()} ({flag})"
 
 

@@ -138,6 +138,8 @@ def summary(settings: Settings, app: Any, doors: list[Door]) -> list[str]:
         f"  voices       {counts}; default {settings.default_voice}",
     ]
     lines += [f"  port {door.port:<7} {door.what} ({door.flag})" for door in doors]
+    lines += [f"  upstream     {c.name}: {c.kind} at {c.url} (voices {c.name}:…; --upstream)"
+              for c in settings.upstream_configs]
     if settings.api_key:
         lines.append("  API key      required on every API (--api-key)")
     return lines

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -202,6 +202,19 @@ class Settings(BaseSettings):
     wyoming_allow_unauthenticated: bool = Field(
         False, description="Open the Wyoming port although --api-key is set (Wyoming cannot carry a key)."
     )
+    upstreams: list[str | dict[str, Any]] = Field(
+        default_factory=list, json_schema_extra={"flag": "--upstream"},
+        description="An upstream TTS server used as an engine, NAME=KIND+URL (repeat the flag; a JSON list of such "
+        "strings or objects in the env var), e.g. gpu=openai+http://host:8880/v1?timeout=20&concurrency=2; kinds: "
+        "openai, gptsovits, wyoming, cosyvoice, flashtts, alltalk; its voices are NAME:voice (docs/upstreams.md).",
+    )
+    upstream_fallback: bool = Field(
+        False, description="When an upstream fails before any audio, speak with the best local voice of the "
+        "upstream voice's language (else the default voice) instead of failing."
+    )
+    upstream_refresh: Annotated[float, Field(ge=1.0, le=86400.0)] = Field(
+        60.0, description="Seconds between listings of each upstream's voices (every 5 s while one is down)."
+    )
     warmup: bool = Field(True, description="Load and warm the default voice on every worker at start.")
     log_level: str = Field("info", description="Logging level: debug, info, warning, error.")
 
@@ -236,6 +249,21 @@ class Settings(BaseSettings):
         if unknown or "piper" not in value:
             raise ValueError(f"engines must include piper and may add {sorted(known - {'piper'})}; got {value}")
         return list(dict.fromkeys(value))
+
+    @field_validator("upstreams")
+    @classmethod
+    def _upstreams_parse(cls, value: list[str | dict[str, Any]]) -> list[str | dict[str, Any]]:
+        from voxgate.engines.remote.config import parse_upstreams
+
+        parse_upstreams(value)  # an UpstreamConfigError (a ValueError) says which entry and why, in one line
+        return value
+
+    @property
+    def upstream_configs(self) -> list[Any]:
+        """The upstreams, parsed (engines/remote/config.py UpstreamConfig)."""
+        from voxgate.engines.remote.config import parse_upstreams
+
+        return parse_upstreams(self.upstreams)
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -14,14 +14,17 @@ iterator before its end aborts the job.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from voxgate.engines.base import EngineParams, Piece, VoiceInfo
 from voxgate.errors import EngineFailure
 from voxgate.scheduling import pool as _pool
+
+_LOG = logging.getLogger(__name__)
 
 # What a backend streams: one typed piece of mono float32 audio with its rate and (optional) timings.
 Chunk = Piece
@@ -77,6 +80,7 @@ class BackendHealth:
     memory_mb: float  # resident memory the loaded sessions cost
     memory_budget_mb: int  # 0: no limit
     load: Load
+    upstreams: Mapping[str, Mapping[str, object]] = field(default_factory=dict)  # per upstream: its state
 
 
 class Backend(Protocol):
@@ -183,4 +187,157 @@ class LocalBackend:
         self.pool.close()
 
 
-__all__ = ["Backend", "BackendHealth", "Chunk", "Load", "LocalBackend", "Post", "SegmentJob", "Session"]
+UPSTREAM_ENGINE = "upstream"  # VoiceInfo.engine of upstream voices; engine_data["upstream"] names the upstream
+
+
+class Remote(Protocol):
+    """What the router needs of one upstream's backend (engines/remote/backend.py RemoteBackend)."""
+
+    def generate(self, job: SegmentJob) -> AsyncIterator[Chunk]:
+        ...
+
+    def abort(self, job: SegmentJob) -> None:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class Lifecycle(Protocol):
+    """Started in the server's lifespan and stopped at its end (the upstreams' voice lists and connections)."""
+
+    async def start(self) -> None:
+        ...
+
+    async def stop(self) -> None:
+        ...
+
+
+class _Failed:
+    """An iterator that raises one EngineFailure (a job for an upstream that is not configured)."""
+
+    def __init__(self, message: str) -> None:
+        self._message: str | None = message
+
+    def __aiter__(self) -> _Failed:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        if self._message is None:
+            raise StopAsyncIteration
+        message, self._message = self._message, None
+        raise EngineFailure(message)
+
+    async def aclose(self) -> None:
+        self._message = None
+
+
+class _Failover:
+    """A job on an upstream that moves to a local voice if the upstream fails before any audio."""
+
+    def __init__(self, router: RouterBackend, job: SegmentJob, run: AsyncIterator[Chunk]) -> None:
+        self._router, self._job, self._run = router, job, run
+        self._sent = self._switched = False
+
+    def __aiter__(self) -> _Failover:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        try:
+            piece = await anext(self._run)
+        except EngineFailure as exc:
+            if self._sent or self._switched or getattr(exc.__cause__, "sent", False):
+                raise
+            job, upstream = self._job, self._job.voice
+            voice = self._router.fallback(upstream) if self._router.fallback else None
+            if voice is None:
+                raise
+            _LOG.warning("%s; speaking its segment with the local voice %s instead of %s", exc, voice.id,
+                         upstream.id)
+            self._router.fallbacks += 1
+            job.voice = voice  # the voice that really speaks: the stream levels its audio as that voice's
+            self._switched = True
+            self._run = self._router.local.generate(job)
+            self._router.owner[job] = self._router.local
+            piece = await anext(self._run)
+        self._sent = True
+        return piece
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._run, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class RouterBackend:
+    """The local backend plus upstreams: a job goes to the upstream its voice names (engine `upstream`,
+    engine_data["upstream"]), any other to the local backend. With `fallback`, a job whose upstream fails
+    before any audio is spoken by the local voice `fallback(voice)` chooses (None: the failure stands).
+
+    Admission, capacity, load and preloading are the local backend's: upstream jobs wait in their own
+    upstream's queue (its concurrency), and their state is in `health().upstreams`."""
+
+    def __init__(self, local: Backend, remotes: Mapping[str, Remote],
+                 fallback: Callable[[VoiceInfo], VoiceInfo | None] | None = None,
+                 describe: Callable[[], Mapping[str, Mapping[str, object]]] | None = None,
+                 lifecycle: Lifecycle | None = None) -> None:
+        self.local = local
+        self.remotes = dict(remotes)
+        self.fallback = fallback
+        self.fallbacks = 0  # jobs moved to a local voice
+        self._describe = describe
+        self._lifecycle = lifecycle
+        self.owner: weakref.WeakKeyDictionary[SegmentJob, Backend | Remote] = weakref.WeakKeyDictionary()
+
+    @property
+    def capacity(self) -> int:
+        return self.local.capacity
+
+    def load(self) -> Load:
+        return self.local.load()
+
+    def generate(self, job: SegmentJob) -> AsyncIterator[Chunk]:
+        if job.voice.engine != UPSTREAM_ENGINE:
+            self.owner[job] = self.local
+            return self.local.generate(job)
+        name = str(job.voice.engine_data.get("upstream"))
+        remote = self.remotes.get(name)
+        if remote is None:
+            return _Failed(f"upstream {name!r} is not configured")
+        self.owner[job] = remote
+        run = remote.generate(job)
+        return _Failover(self, job, run) if self.fallback is not None else run
+
+    def abort(self, job: SegmentJob) -> None:
+        owner = self.owner.get(job)
+        if owner is not None:
+            owner.abort(job)
+
+    async def preload(self, voice: VoiceInfo) -> None:
+        if voice.engine != UPSTREAM_ENGINE:
+            await self.local.preload(voice)
+
+    def health(self) -> BackendHealth:
+        local = self.local.health()
+        upstreams = dict(self._describe()) if self._describe is not None else {}
+        return BackendHealth(local.ready, local.workers, local.loaded_voices, local.sessions, local.memory_mb,
+                             local.memory_budget_mb, local.load, upstreams)
+
+    async def start(self) -> None:
+        """Start the upstreams' lifecycle (their first voice listing, their refresh timer)."""
+        if self._lifecycle is not None:
+            await self._lifecycle.start()
+
+    async def stop(self) -> None:
+        """Stop the upstreams: requests in flight are cancelled, connections closed."""
+        if self._lifecycle is not None:
+            await self._lifecycle.stop()
+
+    def close(self) -> None:
+        for remote in self.remotes.values():
+            remote.close()
+        self.local.close()
+
+
+__all__ = ["UPSTREAM_ENGINE", "Backend", "BackendHealth", "Chunk", "Lifecycle", "Load", "LocalBackend", "Post",
+           "Remote", "RouterBackend", "SegmentJob", "Session"]

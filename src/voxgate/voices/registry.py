@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from voxgate.engines.base import Capabilities, Engine, Reference, VoiceInfo
 from voxgate.errors import VoiceNotFound
@@ -60,6 +60,23 @@ def _remote_id(meta: Mapping[str, object]) -> str:
     return f"{name}:{voice}" if name and voice else ""
 
 
+class VoiceProvider(Protocol):
+    """Voices that are no local engine's (an upstream server's): listed and resolvable like any voice, never
+    routing candidates or match bases (they are not `installed()`), and never shadowing a local voice."""
+
+    def voices(self) -> list[VoiceInfo]:
+        """Its voices now (from memory: cheap, non-blocking)."""
+        ...
+
+    def capabilities(self, voice: VoiceInfo) -> Capabilities:
+        """What the engine behind one of its voices can do."""
+        ...
+
+    def reload(self) -> None:
+        """Fetch its voices again (called from refresh(); may block its thread for a bounded time)."""
+        ...
+
+
 class VoiceRegistry:
     """Resolves a voice id, alias or name to exactly one voice, or says which it lacks."""
 
@@ -75,10 +92,16 @@ class VoiceRegistry:
         self._stale: dict[str, str] = {}  # registered voice id → why it cannot be spoken now
         self._transient: dict[str, VoiceInfo] = {}  # reference voices of the cache: resolvable, never listed
         self._variants: dict[str, dict[str, VoiceInfo]] = {}  # voice id → primary language → variant
+        self._providers: dict[str, VoiceProvider] = {}  # engine name of their voices → provider
+        self._provided: dict[str, VoiceInfo] = {}  # the providers' voices, by id
         self.refresh()
 
     def refresh(self) -> int:
-        """Rescan engines and the store (blocking: reads files); returns how many voices there are."""
+        """Rescan engines, providers and the store (blocking: reads files, waits for providers' listings);
+        returns how many voices there are."""
+        for provider in list(self._providers.values()):
+            provider.reload()
+        self._provided = self._collect_provided()
         installed: dict[str, VoiceInfo] = {}
         for engine in self._engines.values():
             for voice in engine.voices():
@@ -124,9 +147,35 @@ class VoiceRegistry:
                 continue
             voices[stored.id] = local
             variants[stored.id] = self._variants_of(stored.id, stored.name, stored.features, registered=True)
+        for voice_id, voice in self._provided.items():
+            voices.setdefault(voice_id, voice)
         with self._lock:
             self._voices, self._stale = voices, stale
             self._variants = {**{k: v for k, v in self._variants.items() if k in self._transient}, **variants}
+        return len(voices)
+
+    def add_provider(self, engine: str, provider: VoiceProvider) -> None:
+        """List `provider`'s voices (whose `engine` is `engine`) with every other voice from now on."""
+        self._providers[engine] = provider
+        self.refresh_provided()
+
+    def _collect_provided(self) -> dict[str, VoiceInfo]:
+        provided: dict[str, VoiceInfo] = {}
+        for provider in list(self._providers.values()):
+            for voice in provider.voices():
+                provided.setdefault(voice.id, voice)
+        return provided
+
+    def refresh_provided(self) -> int:
+        """Take the providers' current voices (cheap: no engine or store is read); returns how many voices
+        there are."""
+        provided = self._collect_provided()
+        with self._lock:
+            old = self._provided
+            voices = {k: v for k, v in self._voices.items() if old.get(k) is not v}
+            for voice_id, voice in provided.items():
+                voices.setdefault(voice_id, voice)
+            self._voices, self._provided = voices, provided
         return len(voices)
 
     def add_transient(self, voice_id: str, name: str, language: str | None, features: Mapping[str, object],
@@ -178,6 +227,9 @@ class VoiceRegistry:
 
     def capabilities(self, voice: VoiceInfo) -> Capabilities:
         """What the engine behind `voice` can do."""
+        engine = self._engines.get(voice.engine)
+        if engine is None and voice.engine in self._providers:
+            return self._providers[voice.engine].capabilities(voice)
         return self._engines[voice.engine].capabilities()
 
     def list(self) -> list[VoiceInfo]:

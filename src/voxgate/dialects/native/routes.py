@@ -125,6 +125,7 @@ class Native(Dialect):
             "engines": ctx.voices.engine_report(),
             "sessions": [asdict(session) for session in backend.sessions],
             "match_bases": ctx.voicebank.bases.progress(),  # base voices measured for voice matching
+            **({"upstreams": dict(backend.upstreams)} if backend.upstreams else {}),  # docs/upstreams.md
         }
         return JSONResponse(body, status_code=code)
 

@@ -57,6 +57,11 @@ class UpstreamConfig:
     connect_timeout: float = 5.0  # seconds to open a connection
     concurrency: int = 4  # requests in flight to it at once; more wait in voxgate's queue
     options: Mapping[str, str] = field(default_factory=dict)  # kind-specific extras (e.g. model=tts-1)
+    # Added by the framework (engines/remote/backend.py reads them; kinds may ignore them):
+    retries: int = 1  # further attempts of a request that failed before any of its audio was sent
+    breaker_failures: int = 3  # consecutive failures that open the circuit breaker
+    breaker_cooldown: float = 30.0  # seconds the breaker stays open before one request may probe
+    fallback: bool | None = None  # speak with a local voice when it fails before any audio (None: --upstream-fallback)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,410 @@
+"""The upstream framework's logic, without servers: configuration, the queue, the breaker, retries, timeouts,
+cancellation, post-processing and failover (a scripted kind stands in for an upstream: these are tests of
+scheduling and protocol logic; the real upstreams are in test_upstream_servers.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+import time
+from collections.abc import AsyncIterator
+from contextlib import redirect_stderr
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from voxgate.cli import main
+from voxgate.core.types import Piece
+from voxgate.engines.base import EngineParams, VoiceInfo
+from voxgate.engines.remote.backend import Breaker, Gate, RemoteBackend
+from voxgate.engines.remote.base import UpstreamConfig, UpstreamError, UpstreamRequest
+from voxgate.engines.remote.config import UpstreamConfigError, parse_spec, parse_upstreams
+from voxgate.engines.remote.wire import GPTSOVITS_LANGUAGES, GPTSOVITS_RATE, OPENAI_PCM_RATE, WavStream
+from voxgate.errors import EngineFailure
+from voxgate.scheduling.backend import RouterBackend, SegmentJob
+
+# ---------------------------------------------------------------------------------------------- configuration
+
+
+def test_spec_strings_and_json_objects_parse_into_configs() -> None:
+    config = parse_spec("gpu=openai+http://gpu-box:8880/v1?key=sk-1&timeout=20&connect_timeout=2&concurrency=2"
+                        "&retries=0&breaker=5&cooldown=9&fallback=1&model=tts-1&voices=a,b")
+    assert (config.name, config.kind, config.url) == ("gpu", "openai", "http://gpu-box:8880/v1")
+    assert (config.api_key, config.timeout, config.connect_timeout, config.concurrency) == ("sk-1", 20.0, 2.0, 2)
+    assert (config.retries, config.breaker_failures, config.breaker_cooldown, config.fallback) == (0, 5, 9.0, True)
+    assert dict(config.options) == {"model": "tts-1", "voices": "a,b"}  # nothing reserved is left in the options
+    objects = parse_upstreams([
+        "ha=wyoming+tcp://ha-host:10200",
+        {"name": "box", "kind": "gptsovits", "url": "http://gpu:9880?timeout=5", "concurrency": 1,
+         "api_key": "k", "options": {"voices": {"alice": "/refs/alice.wav"}, "top_k": 5}},
+    ])
+    assert objects[0].url == "tcp://ha-host:10200" and objects[0].timeout == 30.0
+    box = objects[1]
+    assert (box.timeout, box.concurrency, box.api_key) == (5.0, 1, "k")
+    assert dict(box.options) == {"voices": '{"alice": "/refs/alice.wav"}', "top_k": "5"}  # non-strings as JSON
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("gpu", r"write NAME=KIND\+URL"),
+    ("gpu=telepathy+http://h", "unknown kind 'telepathy'"),
+    ("kokoro=openai+http://h/v1", "local engine"),
+    ("ha=wyoming+http://h:10200", "starts with tcp://"),
+    ("ha=wyoming+tcp://h", "needs a port"),
+    ("gpu=openai+http://u:p@h/v1", "not in the URL"),
+    ("gpu=openai+http://h/v1?timeout=-1", "timeout must be a number of seconds"),
+    ("gpu=openai+http://h/v1?concurrency=zero", "concurrency must be a whole number"),
+    ("gpu=openai+http://h/v1?key_env=VOXGATE_TEST_NO_SUCH_VAR", "is not set"),
+])
+def test_bad_specs_say_what_is_wrong(spec: str, says: str) -> None:
+    with pytest.raises(UpstreamConfigError, match=says):
+        parse_spec(spec)
+
+
+def test_cli_error_is_one_line_and_exit_2() -> None:
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["serve", "--upstream", "gpu=openai+http://h/v1", "--upstream", "gpu=wyoming+tcp://h:1"])
+    lines = err.getvalue().strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("voxgate: --upstream: ") and "configured twice" in lines[0]
+
+
+def test_environment_takes_a_json_list_of_strings_and_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxgate.settings import Settings
+
+    monkeypatch.setenv("VOXGATE_UPSTREAMS", '["a=openai+http://h/v1?timeout=2", '
+                                            '{"name": "b", "kind": "wyoming", "url": "tcp://h:10200"}]')
+    configs = Settings().upstream_configs
+    assert [(c.name, c.kind, c.timeout) for c in configs] == [("a", "openai", 2.0), ("b", "wyoming", 30.0)]
+    monkeypatch.setenv("VOXGATE_UPSTREAMS", '[{"name": "b", "kind": "wyoming"}]')
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["voices", "list"])
+    assert code == 2 and err.getvalue().strip() == ("voxgate: VOXGATE_UPSTREAMS (--upstream): upstream 'b': "
+                                                    'needs "kind" and "url" strings')
+
+
+def test_wire_constants_agree_with_the_dialects() -> None:
+    """engines may not import dialects: the facts both need are written twice and checked here."""
+    from voxgate.dialects.gptsovits.protocol import LANGUAGES, SAMPLE_RATE
+    from voxgate.dialects.openai.protocol import PCM_RATE
+
+    assert OPENAI_PCM_RATE == PCM_RATE and GPTSOVITS_RATE == SAMPLE_RATE
+    assert set(GPTSOVITS_LANGUAGES) == set(LANGUAGES)
+
+
+def test_streamed_wav_with_zero_sizes_is_read_across_chunk_boundaries() -> None:
+    header = b"RIFF" + struct.pack("<I", 36) + b"WAVE" + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, 32000,
+                                                                              64000, 2, 16)
+    header += b"data" + struct.pack("<I", 0)  # GPT-SoVITS's streaming header: sizes 0
+    pcm = (np.sin(np.arange(3200) / 5) * 16000).astype("<i2").tobytes()
+    wav, pieces = WavStream(min_samples=100), []
+    data = header + pcm
+    for i in range(0, len(data), 7):  # odd chunk sizes: split header fields and samples
+        piece = wav.feed(data[i:i + 7])
+        if piece is not None:
+            pieces.append(piece)
+    tail = wav.finish()
+    pieces += [tail] if tail is not None else []
+    samples = np.concatenate([p.samples for p in pieces])
+    assert wav.rate == 32000 and len(samples) == 3200
+    assert np.allclose(samples * 32768, np.frombuffer(pcm, "<i2"), atol=0.5)
+
+
+# ---------------------------------------------------------------------------------------------- queue and breaker
+
+
+async def test_gate_serves_first_segments_then_earliest_deadline() -> None:
+    gate = Gate(1)
+    await gate.acquire()
+    order: list[str] = []
+
+    async def wait(name: str, urgent: bool, deadline: float) -> None:
+        await gate.acquire(urgent, deadline)
+        order.append(name)
+        gate.release()
+
+    tasks = [asyncio.create_task(wait(*args)) for args in
+             (("late", False, 9.0), ("early", False, 1.0), ("first", True, 5.0), ("gone", True, 0.0))]
+    await asyncio.sleep(0)
+    tasks[3].cancel()  # a job aborted while it waits loses its place
+    assert gate.queued == 3
+    gate.release()
+    await asyncio.gather(*tasks[:3])
+    assert order == ["first", "early", "late"] and gate.held == 0
+
+
+def test_breaker_opens_probes_after_cooldown_and_closes() -> None:
+    breaker = Breaker(failures=2, cooldown=0.05)
+    assert breaker.allow() and not breaker.failure() and breaker.state == "closed"
+    assert breaker.failure() and breaker.state == "open" and not breaker.allow()
+    time.sleep(0.06)
+    assert breaker.allow() and breaker.state == "half-open"
+    assert not breaker.allow()  # one probe at a time
+    breaker.failure()
+    assert breaker.state == "open" and breaker.opened == 2  # a failed probe opens it again
+    time.sleep(0.06)
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state == "closed" and breaker.allow()
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Script:
+    """What the scripted kind does on each request, in order: a list of steps per request."""
+
+    requests: list[list[object]]
+    seen: list[UpstreamRequest] = field(default_factory=list)
+    closed: int = 0  # requests whose iterator was closed (its finally ran)
+
+
+class ScriptedKind:
+    """A kind that plays a script: Piece → yield it, float → sleep, Exception → raise."""
+
+    def __init__(self, config: UpstreamConfig, script: Script) -> None:
+        self.config, self.script = config, script
+
+    async def synthesize(self, request: UpstreamRequest) -> AsyncIterator[Piece]:
+        steps = self.script.requests[len(self.script.seen)]
+        self.script.seen.append(request)
+        try:
+            for step in steps:
+                if isinstance(step, Piece):
+                    yield step
+                elif isinstance(step, float):
+                    await asyncio.sleep(step)
+                else:
+                    assert isinstance(step, Exception)
+                    raise step
+        finally:
+            self.script.closed += 1
+
+
+def _tone(n: int = 2400, rate: int = 24000) -> Piece:
+    return Piece((np.sin(np.arange(n) / 3) * 0.5).astype(np.float32), rate)
+
+
+def _job(post: object = None) -> SegmentJob:
+    voice = VoiceInfo(id="up:v", name="v", engine="upstream", language="en-US", sample_rate=24000,
+                      engine_data={"upstream": "up", "voice": "v"})
+    return SegmentJob(voice, "Hello.", EngineParams(speed=1.5), deadline=0.0, post=post)  # type: ignore[arg-type]
+
+
+def _backend(script: Script, **config: object) -> RemoteBackend:
+    base = {"name": "up", "kind": "openai", "url": "http://x", "timeout": 0.3, "connect_timeout": 0.1}
+    return RemoteBackend(ScriptedKind(UpstreamConfig(**{**base, **config}), script))  # type: ignore[arg-type]
+
+
+async def _drain(run: AsyncIterator[Piece]) -> list[Piece]:
+    return [piece async for piece in run]
+
+
+async def test_failures_before_audio_are_retried_and_after_audio_are_not() -> None:
+    script = Script([[UpstreamError("refused")], [_tone(), _tone()]])
+    backend = _backend(script, retries=1)
+    job = _job()
+    pieces = await _drain(backend.generate(job))
+    assert len(pieces) == 2 and job.rate == 24000 and backend.stats.retried == 1
+    assert script.seen[0] == UpstreamRequest(text="Hello.", voice="v", speed=1.5, language="en-US")
+
+    script = Script([[_tone(), UpstreamError("reset")], [_tone()]])
+    backend = _backend(script, retries=3)
+    run = backend.generate(_job())
+    assert len((await anext(run)).samples) == 2400
+    with pytest.raises(EngineFailure, match="upstream up: reset") as caught:
+        await anext(run)
+    assert caught.value.__cause__.sent and len(script.seen) == 1  # type: ignore[union-attr]
+
+    script = Script([[UpstreamError("no such voice", status=404)], [_tone()]])
+    backend = _backend(script, retries=3)
+    with pytest.raises(EngineFailure, match="no such voice"):
+        await _drain(backend.generate(_job()))
+    assert len(script.seen) == 1 and backend.stats.rejected == 1 and backend.breaker.consecutive == 0
+
+
+async def test_silence_from_the_upstream_times_out() -> None:
+    script = Script([[_tone(), 5.0, _tone()]])
+    backend = _backend(script, retries=0)
+    run = backend.generate(_job())
+    await anext(run)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(EngineFailure, match=r"no audio within 0\.3 s"):
+        await anext(run)
+    assert loop.time() - started < 1.0 and script.closed == 1
+
+
+async def test_closing_the_run_closes_the_upstream_request() -> None:
+    script = Script([[_tone(), 0.2, _tone(), 0.2, _tone()]])
+    backend = _backend(script)
+    job = _job()
+    run = backend.generate(job)
+    await anext(run)
+    backend.abort(job)  # what the service does when its client goes away
+    assert await _drain(run) == []
+    await asyncio.sleep(0.01)
+    assert script.closed == 1 and backend.stats.cancelled == 1 and backend.stats.active == 0
+    assert backend.gate.held == 0 and not backend._runs  # nothing kept of a finished job
+
+
+async def test_breaker_refuses_without_asking_then_probes() -> None:
+    script = Script([[UpstreamError("down")], [UpstreamError("down")], [_tone()]])
+    backend = _backend(script, retries=0, breaker_failures=2, breaker_cooldown=0.1)
+    for _ in range(2):
+        with pytest.raises(EngineFailure, match="down"):
+            await _drain(backend.generate(_job()))
+    with pytest.raises(EngineFailure, match="circuit breaker is open"):
+        await _drain(backend.generate(_job()))
+    assert len(script.seen) == 2 and backend.stats.refused == 1
+    await asyncio.sleep(0.12)
+    assert len(await _drain(backend.generate(_job()))) == 1  # the probe succeeds: closed again
+    assert backend.breaker.state == "closed"
+
+
+async def test_post_processing_runs_once_on_the_whole_segment() -> None:
+    calls: list[int] = []
+
+    def post(piece: Piece) -> Piece:
+        calls.append(len(piece.samples))
+        return Piece(piece.samples * 0.5, piece.rate)
+
+    backend = _backend(Script([[_tone(), _tone(), _tone()]]))
+    pieces = await _drain(backend.generate(_job(post)))
+    assert calls == [7200] and len(pieces) == 1
+    assert np.allclose(pieces[0].samples[:2400], _tone().samples * 0.5)
+
+
+class _Local:
+    """A local backend that speaks a tone for any voice (the router's other side)."""
+
+    capacity = 2
+
+    def __init__(self) -> None:
+        self.voices: list[str] = []
+
+    def generate(self, job: SegmentJob) -> AsyncIterator[Piece]:
+        self.voices.append(job.voice.id)
+
+        async def run() -> AsyncIterator[Piece]:
+            job.rate = 16000
+            yield _tone(1600, 16000)
+        return run()
+
+    def abort(self, job: SegmentJob) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+async def test_router_sends_upstream_voices_upstream_and_fails_over_before_audio() -> None:
+    local = _Local()
+    joe = VoiceInfo(id="joe", name="joe", engine="piper", language="en-US", sample_rate=16000)
+    script = Script([[_tone()], [UpstreamError("down")], [_tone(), UpstreamError("reset")]])
+    remote = _backend(script, retries=0)
+    router = RouterBackend(local, {"up": remote}, fallback=lambda voice: joe)  # type: ignore[arg-type]
+    assert [p.rate for p in await _drain(router.generate(_job()))] == [24000]  # upstream
+    assert await _drain(router.generate(SegmentJob(joe, "x", EngineParams(), 0.0))) and local.voices == ["joe"]
+    job = _job()
+    assert [p.rate for p in await _drain(router.generate(job))] == [16000]  # failed over before audio
+    assert job.voice.id == "joe" and router.fallbacks == 1
+    run = router.generate(_job())
+    await anext(run)
+    with pytest.raises(EngineFailure, match="reset"):  # after audio the failure stands
+        await anext(run)
+    missing = _job()
+    missing.voice = VoiceInfo(id="gone:v", name="v", engine="upstream", language="en", sample_rate=1,
+                              engine_data={"upstream": "gone", "voice": "v"})
+    with pytest.raises(EngineFailure, match="'gone' is not configured"):
+        await _drain(router.generate(missing))
+
+
+# ---------------------------------------------------------------------------------------------- kinds' wire logic
+# httpx's MockTransport answers as the servers documented in docs/upstreams.md do (the real servers are in
+# test_upstream_servers.py); these check what the kinds send and how they read what comes back.
+
+
+def _wav(rate: int, samples: int, sizes: int = 0) -> bytes:
+    pcm = (np.sin(np.arange(samples) / 4) * 12000).astype("<i2").tobytes()
+    header = b"RIFF" + struct.pack("<I", sizes and 36 + len(pcm)) + b"WAVE"
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+    return header + b"data" + struct.pack("<I", sizes and len(pcm)) + pcm
+
+
+async def test_openai_kind_lists_from_models_and_falls_back_from_pcm_to_wav() -> None:
+    import json
+
+    import httpx
+
+    from voxgate.engines.remote.openai import OpenAIUpstream
+
+    sent: list[dict[str, object]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == "Bearer sk-1"
+        if request.url.path == "/v1/audio/voices":
+            return httpx.Response(404, json={"detail": "Not Found"})
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"data": [{"id": "tts-1"}, {"id": "af_bella"}, {"id": "jm_kumo"}]})
+        body = json.loads(request.content)
+        sent.append(body)
+        if body["response_format"] == "pcm":
+            return httpx.Response(400, json={"error": {"message": "response_format 'pcm' is not supported"}})
+        return httpx.Response(200, content=_wav(22050, 4410))
+
+    config = parse_spec("k=openai+http://host:8880?key=sk-1&model=kokoro")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        kind = OpenAIUpstream(config, http)
+        voices = await kind.voices()
+        assert [(v.id, v.language, v.gender) for v in voices] == [("af_bella", "en-US", "female"),
+                                                                  ("jm_kumo", "ja", "male")]
+        request = UpstreamRequest(text="Hi.", voice="af_bella", speed=1.25)
+        for _ in range(2):  # the second request asks for WAV at once
+            pieces = [p async for p in kind.synthesize(request)]
+            assert sum(len(p.samples) for p in pieces) == 4410 and {p.rate for p in pieces} == {22050}
+    assert [b["response_format"] for b in sent] == ["pcm", "wav", "wav"]
+    assert sent[0] == {"model": "kokoro", "input": "Hi.", "voice": "af_bella", "response_format": "pcm",
+                       "speed": 1.25}
+
+
+async def test_gptsovits_kind_sends_the_configured_reference_and_reads_streamed_wav(tmp_path: object) -> None:
+    import json
+    from pathlib import Path
+
+    import httpx
+
+    from voxgate.engines.remote.gptsovits import GptSovitsUpstream
+
+    refs = Path(str(tmp_path)) / "refs.json"
+    refs.write_text(json.dumps({"alice": {"ref_audio_path": "/refs/alice.wav", "prompt_text": "Hello.",
+                                          "prompt_lang": "en", "language": "zh"}}))
+    sent: list[dict[str, object]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":  # the probe: both language fields, nothing to speak
+            assert dict(request.url.params) == {"text_lang": "en", "prompt_lang": "en"}
+            return httpx.Response(400, json={"message": "ref_audio_path is required"})
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, content=_wav(32000, 6400), headers={"content-type": "audio/wav"})
+
+    config = parse_spec(f"g=gptsovits+http://gpu:9880?refs={refs}&voices=bob=/refs/bob.wav,/refs/carol.wav"
+                        "&top_k=5&text_split_method=cut0")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        kind = GptSovitsUpstream(config, http)
+        voices = {v.id: v.language for v in await kind.voices()}
+        assert voices == {"alice": "zh", "bob": None, "carol": None}
+        pieces = [p async for p in kind.synthesize(UpstreamRequest(text="你好。", voice="alice", speed=1.1))]
+        assert sum(len(p.samples) for p in pieces) == 6400 and pieces[0].rate == 32000
+        [p async for p in kind.synthesize(UpstreamRequest(text="Hi.", voice="bob", language="en-US"))]
+        with pytest.raises(UpstreamError, match="not configured") as missing:
+            [p async for p in kind.synthesize(UpstreamRequest(text="Hi.", voice="dave"))]
+        assert missing.value.status == 404
+    assert sent[0] == {"streaming_mode": True, "top_k": 5, "text_split_method": "cut0", "text": "你好。",
+                       "text_lang": "zh", "ref_audio_path": "/refs/alice.wav", "prompt_text": "Hello.",
+                       "prompt_lang": "en", "media_type": "wav", "speed_factor": 1.1}
+    assert (sent[1]["text_lang"], sent[1]["prompt_lang"], sent[1]["prompt_text"]) == ("en", "en", "")
