@@ -266,6 +266,15 @@ class Settings(BaseSettings):
         return parse_upstreams(self.upstreams)
 
     @model_validator(mode="after")
+    def _clone_upstream_is_configured(self) -> Settings:
+        if self.clone_upstream is not None:
+            names = [config.name for config in self.upstream_configs]
+            if self.clone_upstream not in names:
+                raise ValueError(f"clone_upstream {self.clone_upstream!r} is no --upstream NAME (configured: "
+                                 f"{', '.join(names) or 'none'})")
+        return self
+
+    @model_validator(mode="after")
     def _derive_paths(self) -> Settings:
         if self.voices_dir is None:
             self.voices_dir = self.data_dir / "voices"

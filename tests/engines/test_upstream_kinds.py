@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import Server, rms, start_server, stop_server
+from tests.conftest import Server, decode, rms, start_server, stop_server
 from voxgate.core.types import Piece
 from voxgate.engines.remote.alltalk import AllTalkUpstream, _file_path, language_code
 from voxgate.engines.remote.base import NotSupported, UpstreamConfig, UpstreamError, UpstreamRequest
@@ -31,7 +31,7 @@ LONG = " ".join(f"This is sentence number {n} of a long text that nobody will he
 
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(tmp_path_factory.mktemp("upstream"))
+    srv = start_server(tmp_path_factory.mktemp("upstream"), "--match-bases", "none-needed")  # no background work
     yield srv
     stop_server(srv)
 
@@ -283,3 +283,74 @@ async def test_alltalk_engine_that_cannot_stream() -> None:
         "GET http://gpu-box:7851/api/tts-generate-streaming", "POST http://gpu-box:7851/api/tts-generate",
         "GET http://gpu-box:7851/audio/out_1.wav", "POST http://gpu-box:7851/api/tts-generate",
         "GET http://gpu-box:7851/audio/out_1.wav"]
+
+
+# -- voxgate in front: cloning through an upstream, and its local fallback -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def front(upstream: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A voxgate with the upstream voxgate as a CosyVoice upstream (`up`, where voices are cloned) and as a
+    Flash-TTS upstream (`fl`)."""
+    ws = upstream.url.replace("http://", "ws://")
+    srv = start_server(tmp_path_factory.mktemp("front"), "--no-warmup", "--match-bases", "none-needed",
+                       "--upstream", f"up=cosyvoice+{ws}?retries=0",
+                       "--upstream", f"fl=flashtts+{upstream.url}", "--clone-upstream", "up",
+                       "--upstream-refresh", "600")
+    yield srv
+    stop_server(srv)
+
+
+def requests_of(server: Server, dialect: str) -> float:
+    return server.metric(f'voxgate_requests_total{{dialect="{dialect}"}}')
+
+
+def speak(server: Server, voice: str, text: str = "Spoken through the front server.") -> np.ndarray:
+    response = httpx.post(f"{server.url}/v1/audio/speech", timeout=60,
+                          json={"model": "tts-1", "input": text, "voice": voice, "response_format": "wav"})
+    assert response.status_code == 200, response.text
+    audio, rate = decode(response.content)
+    assert rate == 24_000 and 1.0 < len(audio) / rate < 6.0 and rms(audio) > 0.02
+    return audio
+
+
+def front_voice(server: Server, voice: str) -> dict[str, object]:
+    return dict(httpx.get(f"{server.url}/v1/audio/voices/{voice}", timeout=30).json())
+
+
+def register(server: Server, name: str, wav: bytes, **fields: str) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/audio/voices", timeout=60, files={"audio": ("ref.wav", wav, "audio/wav")},
+                      data={"name": name, "transcript": "A reference voice reads this.", **fields})
+
+
+def test_clone_through_upstream_and_fall_back(upstream: Server, front: Server) -> None:
+    listed = httpx.get(f"{front.url}/v1/audio/voices", timeout=30).json()["voices"]
+    assert {f"up:{VOICE}", f"fl:{VOICE}"} <= set(listed)
+    wav = httpx.post(f"{upstream.url}/v1/audio/speech", timeout=60, json={
+        "model": "tts-1", "input": "A reference voice reads this short sentence for the clone.",
+        "voice": "hibari:heart", "response_format": "wav", "stream": False}).content
+
+    # --clone-upstream up: registered in the front, cloned on the upstream's CosyVoice /clone, spoken there
+    made = register(front, "e2e-clone", wav)
+    assert made.status_code == 201, made.text
+    described = made.json()
+    assert (described["id"], described["engine"], described["kind"], described["upstream_voice"]) == \
+        ("e2e-clone", "upstream", "registered", "up:e2e-clone")
+    assert "e2e-clone" in httpx.get(f"{upstream.url}/speakers").json()
+    before = requests_of(upstream, "cosyvoice")
+    speak(front, "e2e-clone")
+    assert requests_of(upstream, "cosyvoice") > before
+
+    # the request's own upstream: Flash-TTS /add_speaker
+    made = register(front, "e2e-flash", wav, upstream="fl")
+    assert made.status_code == 201 and made.json()["engine"] == "upstream", made.text
+    assert "e2e-flash" in httpx.get(f"{upstream.url}/audio_roles").json()["roles"]
+    assert front_voice(front, "e2e-flash")["upstream_voice"] == "fl:e2e-flash"
+    refused = register(front, "e2e-nowhere", wav, upstream="nope")
+    assert refused.status_code == 400 and "nope" in refused.text
+
+    # the upstream lost the voice: the front speaks it with its local matched voice (and says so in its log)
+    assert httpx.post(f"{upstream.url}/remove", json={"prompt_ids": ["e2e-clone"]}).json() == \
+        {"removed_speakers": ["e2e-clone"]}
+    speak(front, "e2e-clone")
+    assert "local voice e2e-clone" in front.log.read_text()

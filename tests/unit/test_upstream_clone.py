@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.unit.fake_engine import FakeEngine
-from voxgate.engines.base import VoiceInfo
+from voxgate.engines.base import Capabilities, VoiceInfo
 from voxgate.engines.remote.base import NotSupported, UpstreamConfig, UpstreamError
 from voxgate.engines.remote.clone import UpstreamCloner
 from voxgate.errors import InvalidInput
@@ -21,14 +21,21 @@ from voxgate.voices.store import StoredVoice, VoiceStore
 SHIFT = {"f0_ratio": 1.2, "range_ratio": 1.0, "formant_ratio": 1.1, "eq_db": [0.0] * 48}
 
 
-class RemoteEngine(FakeEngine):
-    """Stands for an upstream's voices in the registry, listed as NAME:voice."""
+class Upstreams:
+    """Stands for the upstreams' voice provider (engines/remote/manager.py): voices listed as NAME:voice."""
 
-    name = "remote"
+    def __init__(self) -> None:
+        self.listed = [VoiceInfo(id="gpu:cloned", name="cloned", engine="upstream", language="en",
+                                 sample_rate=24_000, engine_data={"upstream": "gpu", "voice": "cloned"})]
 
     def voices(self) -> list[VoiceInfo]:
-        return [VoiceInfo(id="gpu:cloned", name="cloned", engine="remote", language="en", sample_rate=24_000,
-                          engine_data={"upstream": "gpu", "voice": "cloned"})]
+        return list(self.listed)
+
+    def capabilities(self, voice: VoiceInfo) -> Capabilities:
+        return Capabilities(languages=("en",), match_base=False)
+
+    def reload(self) -> None:
+        pass
 
 
 def test_registry_speaks_a_cloned_voice_through_its_upstream(tmp_path: Path) -> None:
@@ -36,17 +43,24 @@ def test_registry_speaks_a_cloned_voice_through_its_upstream(tmp_path: Path) -> 
     for vid, remote in (("mine", "cloned"), ("unlisted", "not-there")):
         store.add(StoredVoice(vid, vid, "en", "said", "", 16000, 2.0, {"base_voice": "a", "shift": SHIFT},
                               meta={"upstream": "gpu", "upstream_voice": remote}), np.full(32000, 0.1, np.float32))
-    registry = VoiceRegistry({"fake": FakeEngine(), "remote": RemoteEngine()}, {}, "a", store)
+    registry = VoiceRegistry({"fake": FakeEngine()}, {}, "a", store)
+    assert registry.resolve("mine").engine == "fake"  # no upstream listed yet (a server's start): local
+    upstreams = Upstreams()
+    registry.add_provider("upstream", upstreams)  # the first listing arrives
     voice = registry.resolve("mine")
-    assert (voice.id, voice.engine, voice.sample_rate, voice.registered) == ("mine", "remote", 24_000, True)
+    assert (voice.id, voice.engine, voice.sample_rate, voice.registered) == ("mine", "upstream", 24_000, True)
     assert voice.engine_data["upstream"] == "gpu" and voice.engine_data["voice"] == "cloned"
     assert voice.reference is not None and voice.reference.shift is None  # the upstream's audio is not shifted
     fallback = voice.engine_data["fallback_voice"]
     assert (fallback.id, fallback.engine, fallback.base_voice) == ("mine", "fake", "a")
     assert fallback.reference.shift == SHIFT
+    assert registry.refresh_registered() and registry.resolve("mine").engine == "upstream"  # store re-read: same
     # an upstream that does not list the voice (down, or it was removed there): the local matched voice
     local = registry.resolve("unlisted")
     assert (local.engine, local.base_voice) == ("fake", "a")
+    upstreams.listed = []
+    registry.refresh_provided()
+    assert (registry.resolve("mine").engine, registry.resolve("mine").base_voice) == ("fake", "a")
     store.close()
 
 

@@ -120,8 +120,7 @@ class VoiceBank:
             features=found, meta={**(meta or {}), **(cloned or {})},
         )
         _, existed = await asyncio.to_thread(self.store.add, stored, reference.samples, replace=replace)
-        # a clone's NAME:voice is a new voice of the upstream: read the engines' lists again, not only the store
-        await asyncio.to_thread(self.registry.refresh if cloned else self.registry.refresh_registered)
+        await asyncio.to_thread(self.registry.refresh_registered)  # (the cloner had the upstream listed again)
         _LOG.info("registered voice %s on %s (similarity %.2f%s) in %.2f s", voice_id, base.id,
                   found["similarity"], ", provisional" if found["provisional"] else "", time.monotonic() - started)
         return self.registry.resolve(voice_id), existed
@@ -237,4 +236,6 @@ class VoiceBank:
                 "base_voice": stored.features.get("base_voice"), "similarity": stored.features.get("similarity"),
                 "reference_sample_rate": stored.sample_rate,
             })
+            if stored.meta.get("upstream_voice"):  # cloned on an upstream (engines/remote/clone.py)
+                body["upstream_voice"] = f"{stored.meta.get('upstream')}:{stored.meta['upstream_voice']}"
         return body

@@ -94,6 +94,8 @@ class VoiceRegistry:
         self._variants: dict[str, dict[str, VoiceInfo]] = {}  # voice id → primary language → variant
         self._providers: dict[str, VoiceProvider] = {}  # engine name of their voices → provider
         self._provided: dict[str, VoiceInfo] = {}  # the providers' voices, by id
+        # registered voices cloned on an upstream (engines/remote/clone.py) → (stored, local matched voice)
+        self._cloned: dict[str, tuple[StoredVoice, VoiceInfo | None]] = {}
         self.refresh()
 
     def refresh(self) -> int:
@@ -128,6 +130,7 @@ class VoiceRegistry:
     def refresh_registered(self) -> int:
         """Re-read the registered voices only (after one was added or removed)."""
         voices, stale, variants = dict(self._installed), {}, {}
+        cloned: dict[str, tuple[StoredVoice, VoiceInfo | None]] = {}
         cloner = self._cloner()
         for stored in self.store.list() if self.store else []:
             if stored.id in voices:
@@ -138,10 +141,12 @@ class VoiceRegistry:
                 continue
             base = voices.get(str(stored.features.get("base_voice")))
             local = matched_info(stored, base) if base is not None and base.id in self._installed else None
-            remote = self._installed.get(_remote_id(stored.meta))
-            if remote is not None:  # cloned on an upstream that lists it now
-                voices[stored.id] = upstream_info(stored, remote, local)
-                continue
+            if _remote_id(stored.meta):
+                cloned[stored.id] = (stored, local)
+                remote = self._provided.get(_remote_id(stored.meta))
+                if remote is not None:  # cloned on an upstream that lists it now
+                    voices[stored.id] = upstream_info(stored, remote, local)
+                    continue
             if base is None or local is None:
                 stale[stored.id] = f"its base voice {stored.features.get('base_voice')!r} is not installed"
                 continue
@@ -150,7 +155,7 @@ class VoiceRegistry:
         for voice_id, voice in self._provided.items():
             voices.setdefault(voice_id, voice)
         with self._lock:
-            self._voices, self._stale = voices, stale
+            self._voices, self._stale, self._cloned = voices, stale, cloned
             self._variants = {**{k: v for k, v in self._variants.items() if k in self._transient}, **variants}
         return len(voices)
 
@@ -175,6 +180,14 @@ class VoiceRegistry:
             voices = {k: v for k, v in self._voices.items() if old.get(k) is not v}
             for voice_id, voice in provided.items():
                 voices.setdefault(voice_id, voice)
+            for voice_id, (stored, local) in self._cloned.items():  # speak through the upstream while it lists it
+                remote = provided.get(_remote_id(stored.meta))
+                spoken = upstream_info(stored, remote, local) if remote is not None else local
+                if spoken is not None:
+                    voices[voice_id] = spoken
+                elif voices.pop(voice_id, None) is not None:
+                    self._stale = {**self._stale, voice_id: "its upstream does not list it, and its base voice "
+                                   f"{stored.features.get('base_voice')!r} is not installed"}
             self._voices, self._provided = voices, provided
         return len(voices)
 
