@@ -90,6 +90,21 @@ def with_upstreams(settings: Settings, voices: VoiceRegistry, local: Backend, me
                          describe=upstreams.health, lifecycle=upstreams)
 
 
+def upstream_cloner(settings: Settings, backend: Backend) -> Any:
+    """--clone-upstream, or a registration's own `upstream`: the upstreams' clone calls (engines/remote/clone.py);
+    None without upstreams."""
+    upstreams = getattr(backend, "_lifecycle", None) if isinstance(backend, RouterBackend) else None
+    if upstreams is None:
+        return None
+    from voxgate.engines.remote.clone import UpstreamCloner
+
+    def kind(name: str) -> Any:
+        found = upstreams.upstreams.get(name)
+        return found.kind if found is not None else None
+
+    return UpstreamCloner(kind, settings.clone_upstream, relist=upstreams.refresh)
+
+
 def build_engines(settings: Settings) -> dict[str, Any]:
     """Every enabled engine by name (cheap: models load lazily)."""
     settings.voices_path.mkdir(parents=True, exist_ok=True)
@@ -140,6 +155,7 @@ def build_context(settings: Settings, backend: Backend | None = None, upstreams:
     cache = ReferenceCache(settings.data_dir / "cache" / "references", settings.reference_cache_entries,
                            settings.reference_cache_mb * 2**20)
     voicebank = VoiceBank(voices, store, service, policy, settings.match_strength, encoder, bases, cache)
+    voicebank.cloner = upstream_cloner(settings, backend)
     return Context(service=service, voices=voices, metrics=service.metrics, voicebank=voicebank,
                    cors_origins=tuple(settings.cors_origins),
                    api_key=settings.api_key.get_secret_value() if settings.api_key else None)

@@ -186,6 +186,10 @@ class Settings(BaseSettings):
     flash_sample_rate: Annotated[int, Field(ge=8000, le=48000)] = Field(
         16000, description="Hertz of Flash-TTS responses (16000 as Spark-TTS; 24000 for Orpheus/Mega clients)."
     )
+    clone_upstream: str | None = Field(
+        None, description="Upstream (a NAME of --upstream) that voices registered from reference audio are also "
+        "cloned on; the local matched voice stays as the fallback (docs/upstreams.md)."
+    )
     stackflow_port: Annotated[int, Field(ge=0, le=65535)] = Field(
         10001, description="TCP port of the M5Stack StackFlow protocol (llm-sys, melotts/tts units); 0 turns it off."
     )
@@ -282,6 +286,15 @@ class Settings(BaseSettings):
         from voxgate.engines.remote.config import parse_upstreams
 
         return parse_upstreams(self.upstreams)
+
+    @model_validator(mode="after")
+    def _clone_upstream_is_configured(self) -> Settings:
+        if self.clone_upstream is not None:
+            names = [config.name for config in self.upstream_configs]
+            if self.clone_upstream not in names:
+                raise ValueError(f"clone_upstream {self.clone_upstream!r} is no --upstream NAME (configured: "
+                                 f"{', '.join(names) or 'none'})")
+        return self
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

@@ -140,6 +140,7 @@ class Voicing:
     post: Callable[[Piece], Piece] | None
     volume: float = 1.0  # linear gain after levelling
     leveller: Leveller | None = None  # built from the voice's calibrated gain when its audio first arrives
+    fallback: Voicing | None = None  # a cloned upstream voice's local matched voice (voices/registry.py)
 
 
 class SynthesisStream:
@@ -211,16 +212,20 @@ class SynthesisStream:
         key = (voice.id, request.speed, request.pitch, request.volume)
         found = self._voicings.get(key)
         if found is None:
-            engine_speed, tempo = split_speed(request.speed, self._service.voices.capabilities(voice).speed_range)
-            params = EngineParams(
-                speed=engine_speed,
-                noise_scale=request.engine_options.get("noise_scale"),
-                noise_w_scale=request.engine_options.get("noise_w_scale"),
-                seed=request.seed,
-            )
-            found = self._voicings[key] = Voicing(voice, params, post_processing(voice, request.pitch, tempo),
-                                                  request.volume)
+            found = self._voicings[key] = self._new_voicing(voice, request)
         return found
+
+    def _new_voicing(self, voice: VoiceInfo, request: SynthesisRequest) -> Voicing:
+        engine_speed, tempo = split_speed(request.speed, self._service.voices.capabilities(voice).speed_range)
+        params = EngineParams(
+            speed=engine_speed,
+            noise_scale=request.engine_options.get("noise_scale"),
+            noise_w_scale=request.engine_options.get("noise_w_scale"),
+            seed=request.seed,
+        )
+        local = voice.engine_data.get("fallback_voice")  # a voice cloned on an upstream: its local matched voice
+        return Voicing(voice, params, post_processing(voice, request.pitch, tempo), request.volume,
+                       fallback=self._new_voicing(local, request) if local else None)
 
     @property
     def first_audio_latency(self) -> float | None:
@@ -251,6 +256,10 @@ class SynthesisStream:
             self._said[index] = said
             job = SegmentJob(voicing.voice, said, voicing.params, self._t0 + self._delivered + ahead,
                              urgent=self._first_audio is None, post=post)
+            if voicing.fallback is not None:  # what speaks this segment if its upstream fails before any audio
+                spare = voicing.fallback
+                job.fallback = (spare.voice, spare.params, _trimmed(spare.post, tail, head) if tail or head
+                                else spare.post)
             run = self._service.backend.generate(job)  # queued now: the backend works ahead of the reader
             self._service.metrics.segments.labels(voicing.voice.engine).inc()
             self._inflight.append((index, text, job, run, voicing))

@@ -22,7 +22,7 @@ from voxgate.voices.matching import Candidate, Match, choose, choose_variants, f
 from voxgate.voices.refcache import ReferenceCache
 from voxgate.voices.references import ReferenceAudio, ReferencePolicy, load_reference
 from voxgate.voices.registry import VoiceRegistry
-from voxgate.voices.store import StoredVoice, VoiceStore, make_id
+from voxgate.voices.store import StoredVoice, VoiceStore, make_id, wav_bytes
 
 _LOG = logging.getLogger(__name__)
 ADHOC_PREFIX = "ref:"  # ids of cached per-request references (':' is no registered-id character)
@@ -52,6 +52,8 @@ class VoiceBank:
         self.cache = cache or ReferenceCache(store.root / "cache" / "references")
         self._metrics = metrics or service.metrics
         self._adhoc_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # sha → (lock, [users]): only while used
+        # engines/remote/clone.py UpstreamCloner, set by the composition root when upstreams are configured
+        self.cloner: Any = None
 
     async def load_reference(self, value: str | bytes) -> ReferenceAudio:
         """Reference audio from an upload, base64, a server-side path or a URL, checked by the policy."""
@@ -91,11 +93,16 @@ class VoiceBank:
     async def register(
         self, name: str, reference: ReferenceAudio, *, transcript: str | None = None,
         language: str | None = None, meta: Mapping[str, Any] | None = None, replace: bool = False,
+        upstream: str | None = None,
     ) -> tuple[VoiceInfo, bool]:
-        """Register (or find) a voice; returns it and whether that id already existed."""
+        """Register (or find) a voice; returns it and whether that id already existed. With an upstream to
+        clone on (`upstream`, else --clone-upstream) the reference is cloned there too (engines/remote/clone.py)."""
         voice_id = make_id(name)
         if self.registry.is_installed(voice_id):
             raise VoiceExists(f"{voice_id!r} is an installed voice; choose another name", param="name")
+        if upstream is not None and self.cloner is None:
+            raise InvalidInput("no upstream is configured to clone on (see --upstream)", param="upstream")
+        clone_on = self.cloner.check(upstream) if self.cloner is not None else None
         existing = self.store.get(voice_id)
         if existing is not None and not replace:
             return self.registry.resolve(voice_id), True
@@ -103,13 +110,17 @@ class VoiceBank:
         embedding, profile = await asyncio.to_thread(self._measure, reference.samples, reference.rate)
         found = await self._match(embedding, profile, language)
         base = self.registry.resolve(found["base_voice"])
+        cloned = None
+        if clone_on is not None:  # the local match above stays as the fallback
+            wav = await asyncio.to_thread(wav_bytes, reference.samples, reference.rate)
+            cloned = await self.cloner(voice_id, wav, transcript, language, clone_on)
         stored = StoredVoice(
             id=voice_id, name=name.strip(), language=language or base.language, transcript=transcript,
             audio_sha256="", sample_rate=reference.rate, duration=round(reference.duration, 3),
-            features=found, meta=dict(meta or {}),
+            features=found, meta={**(meta or {}), **(cloned or {})},
         )
         _, existed = await asyncio.to_thread(self.store.add, stored, reference.samples, replace=replace)
-        await asyncio.to_thread(self.registry.refresh_registered)
+        await asyncio.to_thread(self.registry.refresh_registered)  # (the cloner had the upstream listed again)
         _LOG.info("registered voice %s on %s (similarity %.2f%s) in %.2f s", voice_id, base.id,
                   found["similarity"], ", provisional" if found["provisional"] else "", time.monotonic() - started)
         return self.registry.resolve(voice_id), existed
@@ -225,4 +236,6 @@ class VoiceBank:
                 "base_voice": stored.features.get("base_voice"), "similarity": stored.features.get("similarity"),
                 "reference_sample_rate": stored.sample_rate,
             })
+            if stored.meta.get("upstream_voice"):  # cloned on an upstream (engines/remote/clone.py)
+                body["upstream_voice"] = f"{stored.meta.get('upstream')}:{stored.meta['upstream_voice']}"
         return body

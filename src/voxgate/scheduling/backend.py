@@ -43,6 +43,9 @@ class SegmentJob:
     post: Post | None = None  # per-piece processing, run where the engine runs
     background: bool = False  # housekeeping (measuring voices): never counted as load
     rate: int = 0  # Hertz of the chunks, set by the backend before the first one
+    # The voice, knobs and processing that speak it if its upstream fails before any audio (a voice cloned on
+    # an upstream keeps its local matched voice: engines/remote/clone.py); None: the router's own fallback.
+    fallback: tuple[VoiceInfo, EngineParams, Post | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -249,9 +252,12 @@ class _Failover:
             if self._sent or self._switched or getattr(exc.__cause__, "sent", False):
                 raise
             job, upstream = self._job, self._job.voice
-            voice = self._router.fallback(upstream) if self._router.fallback else None
+            own = job.fallback
+            voice = own[0] if own else self._router.fallback(upstream) if self._router.fallback else None
             if voice is None:
                 raise
+            if own:  # the cloned voice's local matched voice: its own knobs and shift
+                job.params, job.post = own[1], own[2]
             _LOG.warning("%s; speaking its segment with the local voice %s instead of %s", exc, voice.id,
                          upstream.id)
             self._router.fallbacks += 1
@@ -306,7 +312,7 @@ class RouterBackend:
             return _Failed(f"upstream {name!r} is not configured")
         self.owner[job] = remote
         run = remote.generate(job)
-        return _Failover(self, job, run) if self.fallback is not None else run
+        return _Failover(self, job, run) if self.fallback is not None or job.fallback is not None else run
 
     def abort(self, job: SegmentJob) -> None:
         owner = self.owner.get(job)

@@ -46,6 +46,21 @@ def cloned_info(stored: StoredVoice, engine: Engine, reference: str) -> VoiceInf
                      reference=Reference(audio=reference, transcript=stored.transcript, registered=True))
 
 
+def upstream_info(stored: StoredVoice, remote: VoiceInfo, fallback: VoiceInfo | None) -> VoiceInfo:
+    """A registered voice cloned on an upstream (engines/remote/clone.py): spoken by the upstream's voice
+    `remote`; `fallback` (its local matched voice) is what speaks when the upstream fails."""
+    return dataclasses.replace(remote, id=stored.id, name=stored.name, language=stored.language or remote.language,
+                               reference=Reference(registered=True, transcript=stored.transcript),
+                               engine_data={**remote.engine_data, "fallback_voice": fallback})
+
+
+def _remote_id(meta: Mapping[str, object]) -> str:
+    """`NAME:voice` of the upstream voice a stored voice was cloned as ("" if none): the meta keys of
+    engines/remote/clone.py."""
+    name, voice = meta.get("upstream"), meta.get("upstream_voice")
+    return f"{name}:{voice}" if name and voice else ""
+
+
 class VoiceProvider(Protocol):
     """Voices that are no local engine's (an upstream server's): listed and resolvable like any voice, never
     routing candidates or match bases (they are not `installed()`), and never shadowing a local voice."""
@@ -81,6 +96,8 @@ class VoiceRegistry:
         self._reload = threading.Lock()  # one re-read at a time: an older snapshot never lands after a newer one
         self._providers: dict[str, VoiceProvider] = {}  # engine name of their voices → provider
         self._provided: dict[str, VoiceInfo] = {}  # the providers' voices, by id
+        # registered voices cloned on an upstream (engines/remote/clone.py) → (stored, local matched voice)
+        self._cloned: dict[str, tuple[StoredVoice, VoiceInfo | None]] = {}
         self.refresh()
         watch = getattr(store, "watch", None)  # a shared store (--store postgresql://…) tells of other nodes' changes
         if watch is not None:
@@ -130,6 +147,7 @@ class VoiceRegistry:
 
     def _refresh_registered(self) -> int:
         voices, stale, variants = dict(self._installed), {}, {}
+        cloned: dict[str, tuple[StoredVoice, VoiceInfo | None]] = {}
         cloner = self._cloner()
         for stored in self.store.list() if self.store else []:
             if stored.id in voices:
@@ -139,15 +157,22 @@ class VoiceRegistry:
                 voices[stored.id] = cloned_info(stored, cloner, str(self.store.audio_path(stored.audio_sha256)))
                 continue
             base = voices.get(str(stored.features.get("base_voice")))
-            if base is None or base.id not in self._installed:
+            local = matched_info(stored, base) if base is not None and base.id in self._installed else None
+            if _remote_id(stored.meta):
+                cloned[stored.id] = (stored, local)
+                remote = self._provided.get(_remote_id(stored.meta))
+                if remote is not None:  # cloned on an upstream that lists it now
+                    voices[stored.id] = upstream_info(stored, remote, local)
+                    continue
+            if base is None or local is None:
                 stale[stored.id] = f"its base voice {stored.features.get('base_voice')!r} is not installed"
                 continue
-            voices[stored.id] = matched_info(stored, base)
+            voices[stored.id] = local
             variants[stored.id] = self._variants_of(stored.id, stored.name, stored.features, registered=True)
         for voice_id, voice in self._provided.items():
             voices.setdefault(voice_id, voice)
         with self._lock:
-            self._voices, self._stale = voices, stale
+            self._voices, self._stale, self._cloned = voices, stale, cloned
             self._variants = {**{k: v for k, v in self._variants.items() if k in self._transient}, **variants}
         return len(voices)
 
@@ -172,6 +197,14 @@ class VoiceRegistry:
             voices = {k: v for k, v in self._voices.items() if old.get(k) is not v}
             for voice_id, voice in provided.items():
                 voices.setdefault(voice_id, voice)
+            for voice_id, (stored, local) in self._cloned.items():  # speak through the upstream while it lists it
+                remote = provided.get(_remote_id(stored.meta))
+                spoken = upstream_info(stored, remote, local) if remote is not None else local
+                if spoken is not None:
+                    voices[voice_id] = spoken
+                elif voices.pop(voice_id, None) is not None:
+                    self._stale = {**self._stale, voice_id: "its upstream does not list it, and its base voice "
+                                   f"{stored.features.get('base_voice')!r} is not installed"}
             self._voices, self._provided = voices, provided
         return len(voices)
 

@@ -93,8 +93,9 @@ class Native(Dialect):
         add("/v1/audio/voices", self.list_voices, methods=["GET"], tags=["native"])
         add("/v1/audio/voices/reload", self.reload_voices, methods=["POST"], tags=["native"])
         add("/v1/audio/voices", self.add_voice, methods=["POST"], tags=["native"], status_code=201,
-            openapi_extra=request_body(fields_schema(("name", "audio"), ("transcript", "language", "replace"),
-                                                     "AddVoice"), MULTIPART, JSON, FORM, files=("audio",)))
+            openapi_extra=request_body(fields_schema(("name", "audio"),
+                                                     ("transcript", "language", "replace", "upstream"), "AddVoice"),
+                                       MULTIPART, JSON, FORM, files=("audio",)))
         add("/v1/audio/voices/{voice_id}", self.get_voice, methods=["GET"], tags=["native"])
         add("/v1/audio/voices/{voice_id}/reference", self.reference_audio, methods=["GET"], tags=["native"])
         add("/v1/audio/voices/{voice_id}", self.delete_voice, methods=["DELETE"], tags=["native"])
@@ -156,7 +157,8 @@ class Native(Dialect):
         replace = str(fields.get("replace", "")).lower() in {"1", "true", "yes"}
         voice, existed = await ctx.voicebank.register(
             str(name), reference, transcript=_text(fields, "transcript"),
-            language=_text(fields, "language"), meta={"origin": DIALECT}, replace=replace)
+            language=_text(fields, "language"), meta={"origin": DIALECT}, replace=replace,
+            upstream=_text(fields, "upstream"))  # clone it on that upstream too (docs/upstreams.md)
         if existed and not replace:
             raise VoiceExists(f"a voice named {voice.id!r} already exists; send replace=true to replace it",
                               param="name")

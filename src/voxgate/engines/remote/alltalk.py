@@ -1,0 +1,173 @@
+"""AllTalk v2 (`alltalkbeta`, port 7851) as an upstream.
+
+Wire (docs/upstreams.md, specs/dialects.md §1): `GET /api/voices` lists voice files; `GET
+/api/tts-generate-streaming?text&voice&language&output_file` streams a WAV whose header says 0 frames,
+then int16 PCM as the model makes it (XTTS). Engines that cannot stream answer that with 400 "Streaming not
+supported…"; then (and for a speed other than 1, which the streaming call has no field for) the kind uses
+`POST /api/tts-generate` (a form), which answers with the URL of a file the upstream wrote — only its path
+is used, and only `/audio/<file>` or `/audiocache/<file>` of this same upstream is ever fetched.
+AllTalk has no API to add a voice: clone() is NotSupported (copy the WAV into its `voices/` folder).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+
+from voxgate.core.types import Piece
+from voxgate.engines.remote import httpwire
+from voxgate.engines.remote.base import NotSupported, UpstreamConfig, UpstreamRequest, UpstreamVoice
+from voxgate.engines.remote.pcmstream import AudioFormatError, WavStream, decode_file
+
+_LOG = logging.getLogger(__name__)
+LANGUAGES = ("ar", "zh-cn", "cs", "nl", "en", "fr", "de", "hu", "hi", "it", "ja", "ko", "pl", "pt", "ru", "es",
+             "tr")  # XTTS's languages as AllTalk names them
+NOT_STREAMING = "Streaming not supported"
+NO_VOICES = "No Voices Found"
+FILE_PATH = re.compile(r"^/(audio|audiocache)/[A-Za-z0-9_.\-]+$")  # what an output URL may point at
+OUTPUT_NAME = "voxgate"  # output_file / output_file_name sent (files land in the upstream's outputs/)
+MIN_PIECE = 2048  # bytes of PCM gathered before a piece is handed on (the first ones go at once)
+
+
+def language_code(tag: str | None, default: str) -> str:
+    """AllTalk's language code for a BCP-47-ish tag (zh → zh-cn); `default` for none or one it lacks."""
+    if not tag:
+        return default
+    primary = tag.replace("_", "-").split("-")[0].lower()
+    if primary == "zh":
+        return "zh-cn"
+    return primary if primary in LANGUAGES else default
+
+
+class AllTalkUpstream:
+    """A client of one AllTalk v2 server."""
+
+    def __init__(self, config: UpstreamConfig, http: httpx.AsyncClient) -> None:
+        self.config = config
+        self._http = http
+        self._language = config.options.get("language", "en")
+        self._streams = config.options.get("stream", "true").lower() not in ("0", "false", "no")
+
+    async def voices(self) -> list[UpstreamVoice]:
+        answer = await httpwire.request_json(self._http, self.config, "GET", "/api/voices", "listing voices")
+        if not isinstance(answer, dict) or answer.get("status") != "success":
+            message = answer.get("message") if isinstance(answer, dict) else None
+            raise httpwire.failed(self.config, "listing voices", 200, str(message or f"{answer!r:.80}"))
+        return [UpstreamVoice(id=str(v), name=str(v).removesuffix(".wav"))
+                for v in answer.get("voices") or [] if v != NO_VOICES]
+
+    def synthesize(self, request: UpstreamRequest) -> AsyncIterator[Piece]:
+        return self._speak(request)
+
+    async def _speak(self, request: UpstreamRequest) -> AsyncIterator[Piece]:
+        language = language_code(request.language, self._language)
+        if self._streams and request.speed == 1.0:
+            stream = self._stream(request, language)
+            try:
+                async for piece in stream:
+                    yield piece
+                return
+            except _NoStreaming:
+                _LOG.info("upstream %s: its engine does not stream; generating files instead", self.config.name)
+                self._streams = False
+            finally:
+                await stream.aclose()
+        yield await self._generate(request, language)
+
+    async def _stream(self, request: UpstreamRequest, language: str) -> AsyncIterator[Piece]:
+        url = httpwire.http_base(self.config) + "/api/tts-generate-streaming"
+        params = {"text": request.text, "voice": request.voice, "language": language, "output_file": OUTPUT_NAME}
+        sent = False
+        async with httpwire.transport(self.config, "synthesis"), self._http.stream(
+                "GET", url, params=params, headers=httpwire.bearer(self.config),
+                timeout=httpwire.timeout(self.config)) as response:
+            if response.status_code >= 400:
+                message = await httpwire.error_body(response)
+                if response.status_code == 400 and NOT_STREAMING in message:
+                    raise _NoStreaming(message)
+                raise httpwire.failed(self.config, "synthesis", response.status_code, message)
+            wav = WavStream()
+            pending: list[np.ndarray] = []
+            size = 0
+            try:
+                async for chunk in response.aiter_bytes():
+                    samples = wav.feed(chunk)
+                    if not len(samples):
+                        continue
+                    pending.append(samples)
+                    size += len(samples) * 2
+                    if sent and size < MIN_PIECE:
+                        continue
+                    sent = True
+                    yield _piece(pending, wav.rate)
+                    pending, size = [], 0
+            except AudioFormatError as exc:
+                raise httpwire.failed(self.config, "synthesis", response.status_code, str(exc), sent=sent) from None
+            except httpx.HTTPError as exc:
+                raise httpwire.failed(self.config, "synthesis", response.status_code,
+                                      f"stream ended early ({type(exc).__name__})", sent=sent) from exc
+            if pending:
+                yield _piece(pending, wav.rate)
+            if not wav.started:
+                raise httpwire.failed(self.config, "synthesis", response.status_code, "empty audio stream")
+
+    async def _generate(self, request: UpstreamRequest, language: str) -> Piece:
+        """POST /api/tts-generate, then the file it names, fetched from this upstream."""
+        form = {"text_input": request.text, "text_filtering": "none", "character_voice_gen": request.voice,
+                "narrator_enabled": "false", "language": language, "output_file_name": OUTPUT_NAME,
+                "output_file_timestamp": "true", "autoplay": "false"}
+        if request.speed != 1.0:
+            form["speed"] = f"{min(max(request.speed, 0.25), 2.0):g}"  # AllTalk's range
+        answer = await httpwire.request_json(self._http, self.config, "POST", "/api/tts-generate", "synthesis",
+                                             data=form)
+        if not isinstance(answer, dict) or answer.get("status") != "generate-success":
+            message = answer.get("error") or answer.get("message") if isinstance(answer, dict) else None
+            raise httpwire.failed(self.config, "synthesis", 200, str(message or f"{answer!r:.80}"))
+        path = _file_path(answer)
+        if path is None:
+            raise httpwire.failed(self.config, "synthesis", 200,
+                                  f"no /audio/ file in the answer: {answer.get('output_file_url')!r:.80}")
+        data = await httpwire.fetch_bytes(self._http, self.config, path, "fetching the audio file")
+        try:
+            samples, rate = decode_file(data)
+        except AudioFormatError as exc:
+            raise httpwire.failed(self.config, "fetching the audio file", 200, str(exc)) from None
+        return Piece(samples, rate)
+
+    async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
+        raise NotSupported(f"upstream {self.config.name} (alltalk): AllTalk has no API to add a voice; copy the "
+                           "WAV into its voices/ folder and use it as NAME:file.wav", upstream=self.config.name)
+
+    async def health(self) -> bool:
+        return await httpwire.answers(self._http, self.config, "/api/ready")
+
+    async def aclose(self) -> None:
+        return None  # connections belong to the shared client
+
+
+class _NoStreaming(Exception):
+    """The upstream's engine cannot stream (answered before any audio)."""
+
+
+def _file_path(answer: dict[str, Any]) -> str | None:
+    """The path of the generated file on the upstream: v2 answers `/audio/<f>`, legacy mode an absolute URL
+    whose host is the upstream's own idea of itself — only the path is kept, and only a plain file name
+    under /audio/ or /audiocache/ is accepted."""
+    for key in ("output_file_url", "output_cache_url"):
+        value = answer.get(key)
+        if isinstance(value, str) and value:
+            path = urlsplit(value).path
+            if FILE_PATH.match(path):
+                return path
+    return None
+
+
+def _piece(parts: list[np.ndarray], rate: int | None) -> Piece:
+    assert rate is not None
+    return Piece(parts[0] if len(parts) == 1 else np.concatenate(parts), rate)

@@ -1,0 +1,141 @@
+"""Flash-TTS (`flashtts serve`, port 8000) as an upstream.
+
+Wire (docs/upstreams.md, specs/dialects.md §3): `GET /server_info` gives the roles and the engine's sample
+rate (`/audio_roles` the roles alone); `POST /speak` JSON `{text, name, stream, response_format}` answers
+audio — with `stream: true` a chunked WAV whose header is written before its size is known; `POST
+/add_speaker` (multipart `name`, `audio_file`, `reference_text`) saves reference audio as a role. Errors are
+FastAPI's `{"detail": ...}`; a wrong API key is 401 `{"error": "Unauthorized"}`. Spark takes speed only as
+five levels; a float speed is mapped onto them as Flash-TTS's own OpenAI route does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import numpy as np
+
+from voxgate.core.types import Piece
+from voxgate.engines.remote import httpwire
+from voxgate.engines.remote.base import UpstreamConfig, UpstreamError, UpstreamRequest, UpstreamVoice
+from voxgate.engines.remote.pcmstream import AudioFormatError, WavStream, decode_file
+
+_LOG = logging.getLogger(__name__)
+MIN_PIECE = 2048  # bytes of PCM gathered before a piece is handed on (the stream's first bytes come at once)
+
+
+def speed_level(speed: float) -> str | None:
+    """Flash-TTS's level for a speed factor, as its OpenAI route maps floats; None for 1.0 (the default)."""
+    if speed == 1.0:
+        return None
+    speed = min(max(speed, 0.25), 4.0)
+    if speed <= 0.5:
+        return "very_low"
+    if speed < 1.0:
+        return "low"
+    if speed < 2.0:
+        return "moderate"
+    return "high" if speed < 3.0 else "very_high"
+
+
+class FlashTtsUpstream:
+    """A client of one Flash-TTS server."""
+
+    def __init__(self, config: UpstreamConfig, http: httpx.AsyncClient) -> None:
+        self.config = config
+        self._http = http
+        self._stream = config.options.get("stream", "true").lower() not in ("0", "false", "no")
+
+    async def voices(self) -> list[UpstreamVoice]:
+        try:
+            info = await httpwire.request_json(self._http, self.config, "GET", "/server_info", "listing roles")
+            roles, rate = info["info"]["roles"], info["info"].get("sample_rate")
+        except UpstreamError as exc:
+            if exc.status != 404:
+                raise
+            answer = await httpwire.request_json(self._http, self.config, "GET", "/audio_roles", "listing roles")
+            roles, rate = _roles(answer), None
+        except (KeyError, TypeError):
+            raise httpwire.failed(self.config, "listing roles", 200, "unexpected /server_info answer") from None
+        return [UpstreamVoice(id=str(r), name=str(r), sample_rate=int(rate) if rate else None) for r in roles]
+
+    def synthesize(self, request: UpstreamRequest) -> AsyncIterator[Piece]:
+        return self._speak(request)
+
+    async def _speak(self, request: UpstreamRequest) -> AsyncIterator[Piece]:
+        body: dict[str, Any] = {"text": request.text, "name": request.voice, "stream": self._stream,
+                                "response_format": "wav"}
+        level = speed_level(request.speed)
+        if level is not None:
+            body["speed"] = level
+        url = httpwire.http_base(self.config) + "/speak"
+        sent = False
+        async with httpwire.transport(self.config, "synthesis"), self._http.stream(
+                "POST", url, json=body, headers=httpwire.bearer(self.config),
+                timeout=httpwire.timeout(self.config)) as response:
+            if response.status_code >= 400:
+                raise httpwire.failed(self.config, "synthesis", response.status_code,
+                                      await httpwire.error_body(response))
+            if not self._stream:
+                data = await httpwire.read_bounded(response, httpwire.MAX_FILE)
+                try:
+                    samples, rate = decode_file(data)
+                except AudioFormatError as exc:
+                    raise httpwire.failed(self.config, "synthesis", response.status_code, str(exc)) from None
+                yield Piece(samples, rate)
+                return
+            wav = WavStream()
+            pending: list[np.ndarray] = []
+            size = 0
+            try:
+                async for chunk in response.aiter_bytes():
+                    samples = wav.feed(chunk)
+                    if not len(samples):
+                        continue
+                    pending.append(samples)
+                    size += len(samples) * 2
+                    if sent and size < MIN_PIECE:
+                        continue  # tiny network chunks are joined; the first one goes at once
+                    sent = True
+                    yield _piece(pending, wav.rate)
+                    pending, size = [], 0
+            except AudioFormatError as exc:
+                raise httpwire.failed(self.config, "synthesis", response.status_code, str(exc), sent=sent) from None
+            except httpx.HTTPError as exc:  # the stream broke after the headers
+                raise httpwire.failed(self.config, "synthesis", response.status_code,
+                                      f"stream ended early ({type(exc).__name__})", sent=sent) from exc
+            if pending:
+                yield _piece(pending, wav.rate)
+            if not wav.started:
+                raise httpwire.failed(self.config, "synthesis", response.status_code, "empty audio stream")
+
+    async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
+        """POST /add_speaker: the reference saved as a role (Flash-TTS replaces a role of the same name)."""
+        fields = {"name": name}
+        if transcript:
+            fields["reference_text"] = transcript
+        answer = await httpwire.request_json(self._http, self.config, "POST", "/add_speaker", "adding a speaker",
+                                             data=fields, files={"audio_file": ("reference.wav", audio, "audio/wav")})
+        if not isinstance(answer, dict) or not answer.get("success") or not answer.get("role"):
+            raise httpwire.failed(self.config, "adding a speaker", 200, f"unexpected answer {answer!r:.80}")
+        return str(answer["role"])
+
+    async def health(self) -> bool:
+        return await httpwire.answers(self._http, self.config, "/server_info") or \
+            await httpwire.answers(self._http, self.config, "/audio_roles")
+
+    async def aclose(self) -> None:
+        return None  # connections belong to the shared client
+
+
+def _roles(answer: Any) -> list[str]:
+    if isinstance(answer, dict) and isinstance(answer.get("roles"), list):
+        return [str(r) for r in answer["roles"]]
+    raise UpstreamError(f"unexpected /audio_roles answer {answer!r:.80}", status=200)
+
+
+def _piece(parts: list[np.ndarray], rate: int | None) -> Piece:
+    assert rate is not None
+    return Piece(parts[0] if len(parts) == 1 else np.concatenate(parts), rate)
