@@ -37,7 +37,7 @@ from voxgate.engines.base import EngineParams, VoiceInfo
 from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, Overloaded, VoxgateError
 from voxgate.scheduling.backend import Backend, BackendHealth, Chunk, SegmentJob
 from voxgate.text import ssml
-from voxgate.text.lexicon import Lexicon
+from voxgate.text.lexicon import Lexicon, strip_inline
 from voxgate.text.normalize import is_speakable, normalize
 from voxgate.text.segment import DEFAULT_POLICY, SENTENCE_POLICY, SegmentPolicy, cut_at_word, split_text
 from voxgate.voices.registry import VoiceRegistry
@@ -298,7 +298,8 @@ class SynthesisStream:
         unsent = [t for i, t in self._unsent if i == index]
         self._unsent = []
         timings = merge_timings(unsent) if unsent else None
-        return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=text, timings=timings)
+        # The caption text: inline overrides ([word](/ipa/), also from SSML <phoneme>) shown as their words.
+        return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=strip_inline(text), timings=timings)
 
     def cancel(self) -> None:
         """Drop queued segments and stop the running one after its current piece."""
