@@ -24,8 +24,8 @@ STARTUP_TIMEOUT = 90.0  # seconds: loading and warming the voice on a loaded 2-c
 CANDIDATE_PREFIX = "candidate:"  # core/bases.py KEY_PREFIX: the stored measurements of base voices
 # Base-voice measurements taken from a server whose background measurement finished (wait_for_bases), keyed as
 # the store keys them (voice, model file, embedding model, profile text). A server started on a new data folder
-# gets them in its store, as a restarted server finds its own: without them every test server spent ~9 s of CPU
-# measuring the same two voices again while the tests ran.
+# gets them in its store, as a restarted server finds its own: without them each test server spent up to ~9 s of
+# CPU measuring the same two voices again while the tests ran.
 _BASES_SEED: dict[str, str] = {}
 
 
