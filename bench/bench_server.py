@@ -100,7 +100,7 @@ class Plan:
 
 
 FULL = Plan(warmups=2, raw_warm_long=True, raw_reps=9, raw_texts=8, reps=10, per_client=8, cap_s=120.0)
-QUICK = Plan(warmups=1, raw_warm_long=False, raw_reps=2, raw_texts=1, reps=2, per_client=1, cap_s=20.0)
+QUICK = Plan(warmups=0, raw_warm_long=False, raw_reps=1, raw_texts=1, reps=1, per_client=1, cap_s=20.0)
 
 
 @dataclass

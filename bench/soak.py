@@ -1,12 +1,15 @@
 """Soak test: N clients mixing every dialect against one server for a given time.
 
     .venv/bin/python bench/soak.py [--clients 4] [--minutes 10] [--seed 1] [--url URL --stackflow-port P]
-                                   [--json PATH] [--log PATH] [--dialects openai,alltalk,...] [server flags...]
+                                   [--wyoming-port P] [--json PATH] [--log PATH] [--dialects openai,...]
+                                   [server flags...]
 
 Without --url it starts `python -m voxgate serve` on free loopback ports (data in a temporary folder)
 and always stops it. Each client loops over a seeded random mix of OpenAI (streamed pcm), GPT-SoVITS
 (GET /tts, streamed), AllTalk (/api/tts-generate, then the file), Flash-TTS (/speak), CosyVoice (POST /tts
-and a WebSocket session) and StackFlow (TCP setup, streamed inference, exit). Every minute it prints the
+and a WebSocket session), StackFlow (TCP setup, streamed inference, exit) and Wyoming (one-shot `synthesize`
+read to `audio-stop`, and a streamed `synthesize-start`/word chunks/`synthesize-stop` read to
+`synthesize-stopped`). Every minute it prints the
 errors so far, the p50/p95 time to first audio in that minute, the server's RSS, and what /ready says is
 loaded (engine sessions, base voices measured for matching). --log keeps the server's log; errors print its
 error lines either way. --dialects runs a subset of the mix (one dialect, to isolate its memory). At the end: total
@@ -177,9 +180,72 @@ def stackflow(client: httpx.Client, text: str, where: dict[str, object]) -> floa
     return first
 
 
+class _Wyoming:
+    """A raw Wyoming connection: JSON header lines, then `data_length` bytes of data and `payload_length` bytes
+    of payload (what Home Assistant's client does, without the package, so every byte is read as sent)."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        self.file = self.sock.makefile("rb")
+
+    def send(self, kind: str, data: dict[str, object] | None = None) -> None:
+        self.sock.sendall((json.dumps({"type": kind, "data": data or {}}) + "\n").encode())
+
+    def read(self, until: str) -> float | None:
+        """Events up to `until`; when the first audio-chunk came. An error event raises."""
+        first = None
+        while True:
+            line = self.file.readline()
+            if not line:
+                raise RuntimeError(f"wyoming closed the connection before {until}")
+            header = json.loads(line)
+            data = header.get("data") or {}
+            if header.get("data_length"):
+                data = {**data, **json.loads(self.file.read(header["data_length"]))}
+            payload = self.file.read(header["payload_length"]) if header.get("payload_length") else b""
+            if header["type"] == "error":
+                raise RuntimeError(f"wyoming: {data}")
+            if header["type"] == "audio-chunk" and payload and first is None:
+                first = time.monotonic()
+            if header["type"] == until:
+                return first
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def wyoming(client: httpx.Client, text: str, where: dict[str, object]) -> float | None:
+    port = where.get("wyoming_port")
+    if not port:
+        return None
+    conn = _Wyoming(int(port))  # type: ignore[call-overload]
+    try:
+        conn.send("synthesize", {"text": text, "voice": {"name": VOICE}})
+        return conn.read("audio-stop")
+    finally:
+        conn.close()
+
+
+def wyoming_stream(client: httpx.Client, text: str, where: dict[str, object]) -> float | None:
+    port = where.get("wyoming_port")
+    if not port:
+        return None
+    conn = _Wyoming(int(port))  # type: ignore[call-overload]
+    try:
+        conn.send("synthesize-start", {"voice": {"name": VOICE}})
+        for word in text.split():
+            conn.send("synthesize-chunk", {"text": word + " "})
+        conn.send("synthesize", {"text": text, "voice": {"name": VOICE}})  # the copy Home Assistant also sends
+        conn.send("synthesize-stop")
+        return conn.read("synthesize-stopped")
+    finally:
+        conn.close()
+
+
 CALLS: dict[str, Callable[[httpx.Client, str, dict[str, object]], float | None]] = {
     "openai": openai, "gptsovits": gptsovits, "alltalk": alltalk, "flash": flash, "cosyvoice": cosyvoice,
-    "cosyvoice_ws": cosyvoice_ws, "stackflow": stackflow,
+    "cosyvoice_ws": cosyvoice_ws, "stackflow": stackflow, "wyoming": wyoming, "wyoming_stream": wyoming_stream,
 }
 
 
@@ -244,6 +310,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--url", help="an already running server (its RSS is read by its listening PID)")
     parser.add_argument("--stackflow-port", type=int, default=0)
+    parser.add_argument("--wyoming-port", type=int, default=0, help="with --url: its Wyoming port (0: none)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--dialects", help=f"comma-separated subset of the mix, to isolate one: {','.join(CALLS)}")
     parser.add_argument("--log", type=Path,
@@ -256,14 +323,14 @@ def main() -> int:
 
     process, log = None, None
     tmp = tempfile.TemporaryDirectory(prefix="voxgate-soak-")
-    where: dict[str, object] = {"stackflow_port": args.stackflow_port}
+    where: dict[str, object] = {"stackflow_port": args.stackflow_port, "wyoming_port": args.wyoming_port}
     if args.url is None:
-        port = free_port()
-        where["stackflow_port"] = port
+        port, wyoming_port = free_port(), free_port()
+        where.update(stackflow_port=port, wyoming_port=wyoming_port)
         log = args.log or Path(tmp.name) / "server.log"
         cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
                "--data-dir", str(Path(tmp.name) / "data"), "--stackflow-port", str(port),
-               "--stackflow-audio-sink", "none", "--wyoming-port", "0", *server_flags]
+               "--stackflow-audio-sink", "none", "--wyoming-port", str(wyoming_port), *server_flags]
         with log.open("w") as err:
             process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
         first_line: queue.Queue[str] = queue.Queue()

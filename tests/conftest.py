@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,6 +23,12 @@ import pytest
 from tests.postgres import postgres  # noqa: F401  (the session's PostgreSQL, for every test that asks for it)
 
 STARTUP_TIMEOUT = 90.0  # seconds: loading and warming the voice on a loaded 2-core CI machine
+CANDIDATE_PREFIX = "candidate:"  # core/bases.py KEY_PREFIX: the stored measurements of base voices
+# Base-voice measurements taken from a server whose background measurement finished (wait_for_bases), keyed as
+# the store keys them (voice, model file, embedding model, profile text). A server started on a new data folder
+# gets them in its store, as a restarted server finds its own: without them each test server spent up to ~9 s of
+# CPU measuring the same two voices again while the tests ran.
+_BASES_SEED: dict[str, str] = {}
 
 
 @dataclass
@@ -50,6 +57,7 @@ def start_server(tmp: Path, *flags: str) -> Server:
     # Test servers measure one base voice in the background (not every Kokoro style, ~1 min of CPU each),
     # so the suite's timing tests keep the cores; tests about base voices pass --match-bases themselves.
     env.setdefault("VOXGATE_MATCH_BASES", '["en_US-joe-medium"]')
+    _seed_bases(tmp / "data")
     cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
            "--data-dir", str(tmp / "data"), "--stackflow-port", "0", "--wyoming-port", "0",
            *flags]  # 0: no TCP port unless asked
@@ -78,12 +86,39 @@ def start_server(tmp: Path, *flags: str) -> Server:
     pytest.fail(f"server not ready after {STARTUP_TIMEOUT}s:\n{log.read_text()}")
 
 
+def _seed_bases(data: Path) -> None:
+    """Give a new data folder the base-voice measurements already made this session (never an existing
+    folder: a restart, or one a test prepared, starts from what it holds)."""
+    if not _BASES_SEED or data.exists():
+        return
+    data.mkdir(parents=True)
+    db = sqlite3.connect(data / "registry.sqlite")
+    try:
+        db.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)")  # as the store's
+        db.executemany("INSERT INTO kv VALUES (?, ?)", sorted(_BASES_SEED.items()))
+        db.commit()
+    finally:
+        db.close()
+
+
+def _harvest_bases(data: Path) -> None:
+    """Keep the base-voice measurements a server has stored, for the servers started after it."""
+    db = sqlite3.connect(f"file:{data / 'registry.sqlite'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT key, value FROM kv WHERE substr(key, 1, ?) = ?",
+                          (len(CANDIDATE_PREFIX), CANDIDATE_PREFIX)).fetchall()
+    finally:
+        db.close()
+    _BASES_SEED.update(rows)
+
+
 def wait_for_bases(server: Server, timeout: float = 180.0) -> dict[str, object]:
     """Wait until the background measurement of the base voices is done (GET /ready `match_bases`)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         progress = httpx.get(f"{server.url}/ready", timeout=10).json()["match_bases"]
         if progress["done"]:
+            _harvest_bases(server.data_dir)
             return dict(progress)
         time.sleep(0.5)
     pytest.fail(f"base voices not measured after {timeout} s:\n{server.log.read_text()[-3000:]}")
@@ -109,9 +144,11 @@ def stop_server(server: Server) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One shared server with default settings, its base voice measured (so references match at once)."""
     srv = start_server(tmp_path_factory.mktemp("server"))
-    wait_for_bases(srv)
-    yield srv
-    stop_server(srv)
+    try:
+        wait_for_bases(srv)
+        yield srv
+    finally:
+        stop_server(srv)  # also when the wait failed: never leave the process behind
 
 
 @pytest.fixture(scope="session")

@@ -232,10 +232,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=_log_level(args, settings).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from voxgate.app import StartupError
-    from voxgate.cli_serve import PortError, serve
     from voxgate.errors import VoxgateError
 
+    port_errors: tuple[type[Exception], ...] = ()
+    startup_errors: tuple[type[Exception], ...] = ()
+    if args.command != "lexicon":  # the lexicon commands edit one file: no app or engines to import (0.6 s)
+        from voxgate.app import StartupError
+        from voxgate.cli_serve import PortError
+        port_errors, startup_errors = (PortError,), (StartupError,)
     try:
         # The voices folder is only read: it may be a read-only collection of Piper voices.
         for folder, flag, write in ((settings.data_dir, "--data-dir", True),
@@ -245,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(problem, file=sys.stderr)
                 return 2
         if args.command == "serve":
+            from voxgate.cli_serve import serve
+
             return serve(settings)
         if args.command == "tcp-front":
             from voxgate.cluster.front import run_front
@@ -254,10 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "lexicon":
             return cli_lexicon.run(settings, args)
         return _say_command(settings, args)
-    except PortError as exc:
+    except port_errors as exc:
         print(f"voxgate: {exc}", file=sys.stderr)
         return 2
-    except (StartupError, VoxgateError) as exc:
+    except (*startup_errors, VoxgateError) as exc:
         print(f"voxgate: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file the command was given cannot be read or written

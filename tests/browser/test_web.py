@@ -108,6 +108,17 @@ def web(timed_server: Server) -> Server:
     return timed_server
 
 
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server with an API key for the key-prompt tests (each starts from a cleared localStorage); its log
+    must never hold the key, over its whole life."""
+    server = start_server(tmp_path_factory.mktemp("web-keyed"), "--api-key", API_KEY,
+                          "--default-voice", "en_US-joe-medium")
+    yield server
+    stop_server(server)
+    assert API_KEY not in server.log.read_text()
+
+
 def wait_for(browser: WebDriver, script: str, what: str, *args: Any, timeout: float = WAIT) -> Any:
     """Poll a JavaScript expression until it is truthy; fail with the page's visible messages if it never is."""
     deadline = time.monotonic() + timeout
@@ -460,8 +471,8 @@ def test_status_panel_reads_health_ready_and_metrics(driver: WebDriver, web: Ser
     assert js_errors(driver) == []
 
 
-def test_api_key_is_asked_for_once_and_kept(driver: WebDriver, tmp_path: Path) -> None:
-    server = start_server(tmp_path, "--api-key", API_KEY, "--default-voice", "en_US-joe-medium")
+def test_api_key_is_asked_for_once_and_kept(driver: WebDriver, keyed: Server) -> None:
+    server = keyed
     try:
         assert httpx.get(f"{server.url}/v1/audio/voices", timeout=10).status_code == 401
         driver.get(f"{server.url}/")  # the page itself loads without a key
@@ -484,10 +495,9 @@ def test_api_key_is_asked_for_once_and_kept(driver: WebDriver, tmp_path: Path) -
         driver.find_element(By.ID, "speak-button").click()
         wait_for(driver, "document.getElementById('player').currentTime > 0.3", "keyed speech to play")
         assert calls(driver, lambda c: c["path"] == "/v1/audio/speech")[0]["status"] == 200
-        driver.execute_script("localStorage.clear();")
     finally:
-        stop_server(server)
-    assert API_KEY not in server.log.read_text()
+        driver.execute_script("localStorage.clear();")
+    assert API_KEY not in server.log.read_text()  # so far; the fixture checks the rest of its life
 
 
 
@@ -647,8 +657,8 @@ def test_long_lists_in_errors_are_cut_short(driver: WebDriver, web: Server) -> N
     assert shown.endswith("(HTTP 400)") or shown.endswith("(HTTP 404)"), shown
 
 
-def test_cancel_on_the_key_prompt_stops_asking_until_the_key_button(driver: WebDriver, tmp_path: Path) -> None:
-    server = start_server(tmp_path, "--api-key", API_KEY, "--default-voice", "en_US-joe-medium")
+def test_cancel_on_the_key_prompt_stops_asking_until_the_key_button(driver: WebDriver, keyed: Server) -> None:
+    server = keyed
     try:
         driver.get(f"{server.url}/")
         driver.execute_script("localStorage.clear();")
@@ -675,6 +685,5 @@ def test_cancel_on_the_key_prompt_stops_asking_until_the_key_button(driver: WebD
         wait_for(driver, "document.getElementById('voice').value === 'en_US-joe-medium'", "voices after the key")
         wait_for(driver, "document.getElementById('ready-pill').textContent === 'ready'", "the ready pill")
         assert "attention" not in (driver.find_element(By.ID, "key-button").get_attribute("class") or "")
-        driver.execute_script("localStorage.clear();")
     finally:
-        stop_server(server)
+        driver.execute_script("localStorage.clear();")

@@ -67,13 +67,15 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(home: Path) -> Iterator[Server]:
     srv = start_server(home, *BASES, "--reference-cache-entries", "8")
-    refs = srv.data_dir / "refs"
-    refs.mkdir(exist_ok=True)
-    for name, (f0, formant) in SPEAKERS.items():
-        (refs / f"{name}.wav").write_bytes(encode_all(other_speaker(REFERENCE_TEXT, f0, formant), RATE, "wav"))
-    wait_for_bases(srv, BASES_TIMEOUT)
-    yield srv
-    stop_server(srv)
+    try:
+        refs = srv.data_dir / "refs"
+        refs.mkdir(exist_ok=True)
+        for name, (f0, formant) in SPEAKERS.items():
+            (refs / f"{name}.wav").write_bytes(encode_all(other_speaker(REFERENCE_TEXT, f0, formant), RATE, "wav"))
+        wait_for_bases(srv, BASES_TIMEOUT)
+        yield srv
+    finally:
+        stop_server(srv)  # also when the wait failed: never leave the process behind
 
 
 def test_first_request_with_a_new_reference_costs_no_base_measurement(server: Server) -> None:

@@ -318,6 +318,42 @@ def test_a_stream_past_the_input_limit_is_one_error_then_ends_cleanly(wyo: Wyo) 
     assert answer.errors[0]["code"] == "InputTooLong"  # type: ignore[attr-defined]
 
 
+def longest_quiet(samples: np.ndarray, rate: int = RATE) -> float:
+    """Seconds of the longest run of 10 ms frames with RMS under 0.01."""
+    frame = rate // 100
+    quiet = [rms(samples[i: i + frame]) < 0.01 for i in range(0, len(samples) - frame + 1, frame)]
+    best = run_ = 0
+    for q in quiet:
+        run_ = run_ + 1 if q else 0
+        best = max(best, run_)
+    return best / 100
+
+
+def test_text_format_ssml_is_read_as_ssml_one_shot_and_streamed_with_tags_split(wyo: Wyo) -> None:
+    text = 'Hello <break time="1500ms"/> there &amp; then.'  # no <speak>: text_format says it is SSML
+
+    async def scenario() -> tuple[Answer, Answer]:
+        one, streamed = Answer(), Answer()
+        async with AsyncTcpClient("127.0.0.1", wyo.port) as client:
+            await client.write_event(Event("synthesize", {"text": text, "voice": {"name": VOICE},
+                                                          "text_format": "ssml"}))
+            await read(client, one, ("audio-stop", "error"))
+            await client.write_event(Event("synthesize-start", {"voice": {"name": VOICE}, "text_format": "ssml"}))
+            for piece in ("Hello <bre", 'ak time="15', '00ms"/> there &am', "p; then."):  # tags cut apart
+                await client.write_event(Event("synthesize-chunk", {"text": piece}))
+            await client.write_event(Event("synthesize-stop"))
+            await read(client, streamed, ("synthesize-stopped", "error"))
+        return one, streamed
+
+    one, streamed = run(scenario())  # type: ignore[misc]
+    for answer in (one, streamed):
+        check_speech(answer, "Hello there and then.")
+        # the break is a pause (a tag read aloud, or dropped, would leave none this long), and no more
+        assert 1.4 < longest_quiet(answer.samples) < 2.2, longest_quiet(answer.samples)
+        assert answer.seconds < 1.5 + 0.9 * 4 + 1.0
+    assert streamed.types[-2:] == ["audio-stop", "synthesize-stopped"]
+
+
 def test_a_second_synthesize_start_is_an_error_and_the_open_stream_goes_on(wyo: Wyo) -> None:
     text = "The porch light is on."
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -61,40 +61,51 @@ PARTS = (("Hello there, my good friend.", "en_US-joe-medium"),
          ("こんにちは、お元気ですか。", "kokoro:jf_alpha"))
 
 
-def test_mixed_script_auto_text_is_spoken_span_by_span_through_three_dialects(tmp_path: Path) -> None:
-    # Nothing loaded yet but the default voice, so /ready shows which voices the text reached (the
-    # English part is joe's: the voice asked for speaks English).
-    fresh = start_server(tmp_path, "--default-voice", "en_US-joe-medium")
-    try:
-        alone = sum(len(s) / r for s, r in (openai_speech(fresh, voice, text) for text, voice in PARTS))
-        loaded_before = {s["voice"] for s in httpx.get(f"{fresh.url}/ready", timeout=10).json()["sessions"]}
-        assert {v for _, v in PARTS} <= loaded_before  # the parts alone
-        samples, rate = openai_speech(fresh, "echo", MIXED)  # OpenAI: no language field, routed by script
-        check(samples, rate, 24000, 0.75 * alone, 1.3 * alone)
-        samples, rate = gsv_speech(fresh, "en_US-joe-medium", MIXED, "auto")
-        check(samples, rate, 32000, 0.75 * alone, 1.5 * alone)  # + GPT-SoVITS's 0.3 s between its pieces
-        form = {"text_input": MIXED, "character_voice_gen": "en_US-joe-medium", "language": "auto",
-                "output_file_name": "mixed", "text_filtering": "none"}
-        made = httpx.post(f"{fresh.url}/api/tts-generate", data=form, timeout=110).json()
-        assert made["status"] == "generate-success", made
-        samples, rate = decode(httpx.get(f"{fresh.url}{made['output_file_url']}", timeout=10).content)
-        assert 0.75 * alone < len(samples) / rate < 1.3 * alone and rms(samples) > 0.02
-        sessions = httpx.get(f"{fresh.url}/ready", timeout=10).json()["sessions"]
-        assert {s["voice"] for s in sessions} == loaded_before  # the same three voices, nothing else
-    finally:
-        stop_server(fresh)
+@pytest.fixture(scope="module")
+def preloaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of its own: nothing loaded but the default voice and the two preloaded ones, so /ready shows
+    which voices a text reached."""
+    srv = start_server(tmp_path_factory.mktemp("preloaded"), "--preload", "kokoro:jf_alpha", "espeak:ko",
+                       "--default-voice", "en_US-joe-medium")
+    yield srv
+    stop_server(srv)
 
 
-def test_preloaded_voices_are_loaded_and_pinned_at_start_and_ready_reports_engines(tmp_path: Path) -> None:
-    srv = start_server(tmp_path, "--preload", "kokoro:jf_alpha", "espeak:ko", "--default-voice", "en_US-joe-medium")
-    try:
-        ready = httpx.get(f"{srv.url}/ready", timeout=10).json()
-        sessions = {(s["voice"], s["pinned"]) for s in ready["sessions"]}
-        assert {("en_US-joe-medium", True), ("kokoro:jf_alpha", True), ("espeak:ko", True)} <= sessions
-        assert ready["engines"]["kokoro"]["voices"] == 10 and ready["engines"]["kokoro"]["languages"] == ["ja", "zh"]
-        assert ready["engines"]["hibari"] == {"voices": 1, "languages": ["en-US"]}
-        assert ready["engines"]["pico"]["voices"] == 6
-        assert ready["engines"]["espeak"]["voices"] >= 100 and "ko" in ready["engines"]["espeak"]["languages"]
-        assert ready["engines"]["piper"]["languages"] == ["en-US"]
-    finally:
-        stop_server(srv)
+def espeak_segments(server: Server) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    return sum(float(line.split()[1]) for line in text.splitlines()
+               if line.startswith('voxgate_segments_total{engine="espeak"}'))
+
+
+def test_mixed_script_auto_text_is_spoken_span_by_span_through_three_dialects(preloaded: Server) -> None:
+    # The English part is joe's: the voice asked for speaks English.
+    fresh = preloaded  # shared with the preload test below
+    alone = sum(len(s) / r for s, r in (openai_speech(fresh, voice, text) for text, voice in PARTS))
+    loaded_before = {s["voice"] for s in httpx.get(f"{fresh.url}/ready", timeout=10).json()["sessions"]}
+    assert {v for _, v in PARTS} <= loaded_before  # the parts alone
+    espeak_before = espeak_segments(fresh)  # espeak:ko is loaded (preloaded) but no part is its
+    samples, rate = openai_speech(fresh, "echo", MIXED)  # OpenAI: no language field, routed by script
+    check(samples, rate, 24000, 0.75 * alone, 1.3 * alone)
+    samples, rate = gsv_speech(fresh, "en_US-joe-medium", MIXED, "auto")
+    check(samples, rate, 32000, 0.75 * alone, 1.5 * alone)  # + GPT-SoVITS's 0.3 s between its pieces
+    form = {"text_input": MIXED, "character_voice_gen": "en_US-joe-medium", "language": "auto",
+            "output_file_name": "mixed", "text_filtering": "none"}
+    made = httpx.post(f"{fresh.url}/api/tts-generate", data=form, timeout=110).json()
+    assert made["status"] == "generate-success", made
+    samples, rate = decode(httpx.get(f"{fresh.url}{made['output_file_url']}", timeout=10).content)
+    assert 0.75 * alone < len(samples) / rate < 1.3 * alone and rms(samples) > 0.02
+    sessions = httpx.get(f"{fresh.url}/ready", timeout=10).json()["sessions"]
+    assert {s["voice"] for s in sessions} == loaded_before  # the parts' voices, nothing else loaded
+    assert espeak_segments(fresh) == espeak_before  # and none spoken by a loaded voice of no part
+
+
+def test_preloaded_voices_are_loaded_and_pinned_at_start_and_ready_reports_engines(preloaded: Server) -> None:
+    srv = preloaded  # the test above loaded more voices, which the `<=` below allows
+    ready = httpx.get(f"{srv.url}/ready", timeout=10).json()
+    sessions = {(s["voice"], s["pinned"]) for s in ready["sessions"]}
+    assert {("en_US-joe-medium", True), ("kokoro:jf_alpha", True), ("espeak:ko", True)} <= sessions
+    assert ready["engines"]["kokoro"]["voices"] == 10 and ready["engines"]["kokoro"]["languages"] == ["ja", "zh"]
+    assert ready["engines"]["hibari"] == {"voices": 1, "languages": ["en-US"]}
+    assert ready["engines"]["pico"]["voices"] == 6
+    assert ready["engines"]["espeak"]["voices"] >= 100 and "ko" in ready["engines"]["espeak"]["languages"]
+    assert ready["engines"]["piper"]["languages"] == ["en-US"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from voxgate.errors import InvalidInput
-from voxgate.text.ssml import Part, is_ssml, parse
+from voxgate.text.ssml import Part, document_end, is_ssml, parse, starts_ssml
 from voxgate.text.ssml_sayas import cardinal, clock, date, ordinal, say_as, telephone
 
 
@@ -15,6 +15,16 @@ def test_only_input_starting_with_speak_is_ssml() -> None:
     assert is_ssml('<!DOCTYPE speak [<!ENTITY a "b">]><speak>&a;</speak>')  # so its DTD is refused, not read
     assert not is_ssml("<speaker>Hi") and not is_ssml("Say <speak>") and not is_ssml("speak")
     assert parse('<?xml version="1.0" encoding="UTF-8"?><speak>Hi</speak>') == [Part(text="Hi")]
+
+
+def test_streamed_text_is_ssml_once_its_start_says_so_and_ends_at_its_end_tag() -> None:
+    undecided = ["", "  ", "<", "<spe", "<speak", "<?xml", '<?xml version="1.0"?>', "<!DOCTYPE"]
+    assert all(starts_ssml(t) is None for t in undecided)  # could still become <speak…>
+    assert starts_ssml("<speak>") and starts_ssml(' <?xml version="1.0"?><speak ') is True
+    assert starts_ssml("<speaker>") is False and starts_ssml("Hello") is False and starts_ssml("<3") is False
+    doc = '<speak>Hi <s:b/></speak  > after'
+    assert document_end(doc) == doc.index(" after") and document_end("<speak>Hi</spea") is None
+    assert document_end("<x:speak>a</x:speak>", 12) == 20  # found though it began before `start`
 
 
 def test_parts_in_order_with_breaks_prosody_voice_and_text() -> None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 
 from tests.unit.fake_engine import FakeEngine
 from tests.unit.test_scheduling import make_service
-from voxgate.core.service import SynthesisService
+from voxgate.core.service import CALIBRATION_TEXT, SynthesisService
 from voxgate.core.textstream import TextStream, TextStreamPolicy, open_text_stream
 from voxgate.core.types import SynthesisRequest
+from voxgate.engines.base import Capabilities
 from voxgate.errors import InputTooLong, InvalidInput, VoiceNotFound
 
 FAST = TextStreamPolicy(idle_flush=0.3, stall_flush=0.6)
@@ -176,6 +178,69 @@ async def test_an_idle_stream_holds_no_slot_sleeps_and_ends_after_the_quiet_time
         assert chunks and talker.input_done and service.active == 0
         for stream in idle[1:]:
             await stream.aclose()
+        assert service.active == 0
+    finally:
+        service.close()
+
+
+class PhonemeFake(FakeEngine):
+    """The fake engine taking `[[ipa]]` blocks, as Piper does: the SSML <phoneme> path runs."""
+
+    def capabilities(self) -> Capabilities:
+        return replace(super().capabilities(), phonemes=True)
+
+
+DOC = ('<speak>Hello <phoneme alphabet="ipa" ph="wɜːld">world</phoneme>. <break time="300ms"/>'
+       '<voice name="b">Second voice here.</voice></speak>')
+
+
+async def test_ssml_split_into_pieces_is_read_as_one_document_never_as_tags() -> None:
+    engine = PhonemeFake()
+    service, stream = await started(engine)
+    try:
+        for i in range(0, len(DOC)):  # one character at a time: every tag is split
+            stream.feed(DOC[i])
+        stream.feed(" Then <plain> text.")  # after the document: plain text, its `<` a character
+        stream.finish()
+        chunks = [c async for c in stream]
+        said = {t: v for v, _, t in engine.log.calls if t != CALIBRATION_TEXT}  # two workers: any order
+        assert said == {"Hello [[wɜːld]].": "a", "Second voice here.": "b",  # no tag reached the engine;
+                        "Then <plain> text.": "a"}  # <voice> switched, and back after the document
+        captions = [c.text for c in chunks if c.text]
+        assert "Hello world." in captions and not any("](/" in c or "[[" in c for c in captions)  # markup stripped
+        pause = [c for c in chunks if not c.text and c.index == 1]  # the break: silence before segment 1
+        assert len(pause) == 1 and abs(pause[0].duration - 0.3) < 0.01 and not pause[0].samples.any()
+        assert service.active == 0
+    finally:
+        service.close()
+
+
+async def test_ssml_flag_reads_text_without_speak_and_an_unclosed_document_is_an_error() -> None:
+    engine = FakeEngine()
+    service = make_service(engine, workers=2)
+    try:
+        await service.warm_up()
+        forced = await open_text_stream(service, SynthesisRequest(text="", voice="a"), policy=FAST, ssml=True)
+        for piece in ("Hi <bre", 'ak time="200ms"/> there', " &amp; bye."):
+            forced.feed(piece)
+        await asyncio.sleep(FAST.idle_flush * 1.5)  # idle flush never speaks held SSML
+        assert [t for t in engine.log.texts() if t != CALIBRATION_TEXT] == []
+        forced.finish()
+        chunks = [c async for c in forced]
+        said = [t for t in engine.log.texts() if t != CALIBRATION_TEXT]
+        assert said == ["Hi", "there and bye."] and any(not c.text and c.duration >= 0.19 for c in chunks)
+
+        broken = await open_text_stream(service, SynthesisRequest(text="", voice="a"), policy=FAST)
+        broken.feed("<speak>Never closed. <s>Still open")
+        broken.finish()
+        with pytest.raises(InvalidInput, match="not well-formed"):
+            [c async for c in broken]
+        assert service.active == 0
+
+        bad = await open_text_stream(service, SynthesisRequest(text="", voice="a"), policy=FAST)
+        with pytest.raises(InvalidInput, match="not well-formed"):  # a complete bad document: at once
+            bad.feed("<speak>a <b>c</speak>")
+        await bad.aclose()
         assert service.active == 0
     finally:
         service.close()

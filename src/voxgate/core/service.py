@@ -38,7 +38,7 @@ from voxgate.engines.base import EngineParams, VoiceInfo
 from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, Overloaded, VoxgateError
 from voxgate.scheduling.backend import Backend, BackendHealth, Chunk, SegmentJob
 from voxgate.text import ssml
-from voxgate.text.lexicon import Lexicon
+from voxgate.text.lexicon import Lexicon, strip_inline
 from voxgate.text.normalize import is_speakable, normalize
 from voxgate.text.segment import DEFAULT_POLICY, SENTENCE_POLICY, SegmentPolicy, cut_at_word, split_text
 from voxgate.voices.registry import VoiceRegistry
@@ -345,7 +345,8 @@ class SynthesisStream:
         # Word timings go out with the first chunk after their piece was taken in (a piece shorter than the
         # resampler's delay makes no chunk of its own): never later than the audio they time.
         timings, self._unsent = tuple(self._unsent), []
-        return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=text, timings=timings)
+        # The caption text: inline overrides ([word](/ipa/), also from SSML <phoneme>) shown as their words.
+        return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=strip_inline(text), timings=timings)
 
     def cancel(self) -> None:
         """Drop queued segments and stop the running one after its current piece."""

@@ -7,20 +7,31 @@ when the input goes quiet for `idle_flush` seconds, or up to its last word when 
 nothing for `stall_flush` seconds although text keeps coming. The unspoken backlog is bounded by the
 service's input limit, and audio out by the pool's prefetch depth, so a fast producer or a slow consumer
 cannot grow memory without bound.
+
+SSML in a stream (docs/ssml.md): text whose first non-blank characters are `<speak` (as for a whole request)
+is held until its `</speak>` arrives, then read as one SSML document (its voices, prosody and breaks, as
+`SynthesisService.open` reads one), so tags split over pieces are never spoken. Text after the document may
+be another document or plain text. A stream opened with `ssml=True` (Wyoming's `text_format: ssml`) is SSML
+even without `<speak>`: such text is held to the end of the stream and read inside `<speak>…</speak>`. Plain
+text is plain to its end: a `<` later in it is a character. An SSML document is spoken only once it is
+complete, so its first audio waits for its end; a document left open when the stream ends is invalid markup,
+reported by the stream's reader.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from voxgate.core.service import SynthesisService, SynthesisStream, reading_language
+from voxgate.core.parts import from_ssml
+from voxgate.core.service import SENTENCE_ENDS, SynthesisService, SynthesisStream, reading_language
 from voxgate.core.types import SynthesisRequest
 from voxgate.engines.base import VoiceInfo
-from voxgate.errors import InputTooLong, InvalidInput
+from voxgate.errors import InputTooLong, InvalidInput, VoxgateError
 from voxgate.text.normalize import normalize
 from voxgate.text.segment import DEFAULT_POLICY, Segmenter, SegmentPolicy
+from voxgate.text.ssml import document_end, starts_ssml
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,7 @@ class TextStream(SynthesisStream):
     """Feed text with `feed`, end it with `finish`, read PcmChunks in order; `cancel` drops everything."""
 
     def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
-                 segment_policy: SegmentPolicy, policy: TextStreamPolicy) -> None:
+                 segment_policy: SegmentPolicy, policy: TextStreamPolicy, ssml: bool = False) -> None:
         super().__init__(service, request, voice, [])
         self.admitted = False  # until the first text: see feed
         self._segmenter = Segmenter(segment_policy)
@@ -51,6 +62,13 @@ class TextStream(SynthesisStream):
         self._at_word_end = False  # the last text fed ended in whitespace, so no word is half-fed
         self.characters = 0  # text fed so far
         self._opened = time.monotonic()
+        # SSML: "detect" while the text since the start (or the last document's end) could still be
+        # `<speak`; "ssml" inside a document; "wrapped" for ssml=True text without <speak> (held to the end);
+        # "plain" once the text is plain.
+        self._mode = "detect"
+        self._forced = ssml
+        self._held = ""  # text not yet given to the segmenter: an undecided start or an open document
+        self._error: VoxgateError | None = None  # bad markup found at finish: raised to the reader
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -63,7 +81,8 @@ class TextStream(SynthesisStream):
         if not self.admitted:
             self._service.admit()  # a stream holds a slot only once it has something to say
             self.admitted = True
-        backlog = len(self._segmenter.pending) + sum(len(t) for _, t, _ in self._pending) + len(text)
+        backlog = (len(self._segmenter.pending) + sum(len(t) for _, t, _ in self._pending) + len(self._held)
+                   + len(text))
         if backlog > self._limit:
             raise InputTooLong(f"{backlog} characters are waiting to be spoken; the limit is {self._limit}",
                                param="text")
@@ -74,7 +93,33 @@ class TextStream(SynthesisStream):
         self._last_text = now
         self._at_word_end = text[-1].isspace()
         self.characters += len(text)
-        self._enqueue(self._segmenter.add(text))
+        self._take(text)
+
+    def _take(self, text: str) -> None:
+        """Plain text to the segmenter; SSML held until its document is complete."""
+        while text:
+            if self._mode == "plain":
+                self._enqueue(self._segmenter.add(text))
+                return
+            seen = len(self._held)
+            self._held += text
+            text = ""
+            if self._mode == "detect":
+                start = starts_ssml(self._held)
+                if start is None:
+                    return
+                self._mode = "ssml" if start else "wrapped" if self._forced else "plain"
+                if self._mode == "plain":
+                    text, self._held = self._held, ""
+                    continue
+                seen = 0
+            if self._mode == "ssml":
+                end = document_end(self._held, seen)
+                if end is None:
+                    return
+                document, text, self._held = self._held[:end], self._held[end:], ""
+                self._mode = "detect"
+                self._enqueue_ssml(document)
 
     def finish(self) -> None:
         """No more text: whatever is buffered is spoken, then the stream ends."""
@@ -82,7 +127,18 @@ class TextStream(SynthesisStream):
             return
         self._input_done = True
         if not self._closed:
-            self._enqueue(self._segmenter.finish())
+            held, self._held = self._held, ""
+            try:
+                if self._mode == "wrapped" or (self._forced and self._mode == "detect" and held.strip()):
+                    self._enqueue_ssml(f"<speak>{held}</speak>")
+                elif self._mode == "ssml":
+                    self._enqueue_ssml(held)  # never closed: the parser names what is missing
+                else:
+                    self._enqueue(self._segmenter.add(held) if held.strip() else [])
+                    self._enqueue(self._segmenter.finish())
+            except VoxgateError as exc:  # the reader raises it once what came before is spoken
+                self._error = exc
+            self._end_pause += self._pauses.pop(self._next_index, 0.0)  # a break at the very end
         self._wake.set()
 
     @property
@@ -101,6 +157,35 @@ class TextStream(SynthesisStream):
             self._last_segment = time.monotonic()
         if self._pending and not self._closed:
             self._fill()  # start synthesis now, not when the reader next asks
+            self._wake.set()
+
+    def _enqueue_ssml(self, document: str) -> None:
+        """One complete SSML document read as SynthesisService.open reads one: parts with their voices and
+        prosody, breaks as pauses, mid-sentence seams trimmed; raises InvalidInput for bad markup."""
+        if len(document) > self._limit:
+            raise InputTooLong(f"an SSML document of {len(document)} characters; the limit is {self._limit}",
+                               param="text")
+        script = from_ssml(self.request, document, self._service.limits)
+        base = self._next_index
+        if script.parts:
+            _, segments, starts = self._service._plan_parts(replace(self.request, parts=script.parts,
+                                                                    segments=None))
+            for _, piece, voice, _ in segments:
+                self._service.prepare(piece, voice)  # a word the voice cannot say is refused now
+            for i, start in enumerate(starts):
+                if script.pauses[i]:
+                    self._pauses[base + start] = self._pauses.get(base + start, 0.0) + script.pauses[i]
+                previous = segments[start - 1][1].rstrip() if 0 < start <= len(segments) else ""
+                if previous and not previous.endswith(SENTENCE_ENDS):
+                    self._joined.add(base + start - 1)
+            self._pending.extend((base + i, piece, self._voicing(voice, owner))
+                                 for i, (_, piece, voice, owner) in enumerate(segments))
+            self._next_index = base + len(segments)
+            self._last_segment = time.monotonic()
+        if script.end_pause:  # before whatever comes next (or at the end of the stream)
+            self._pauses[self._next_index] = self._pauses.get(self._next_index, 0.0) + script.end_pause
+        if self._pending and not self._closed:
+            self._fill()
             self._wake.set()
 
     def _flush_due(self) -> None:
@@ -137,6 +222,10 @@ class TextStream(SynthesisStream):
             if self._pending or self._inflight:  # _enqueue may have submitted segments already
                 return True
             if self._input_done:
+                if self._error is not None:
+                    error, self._error = self._error, None
+                    await self._finish(completed=False)
+                    raise error
                 return False
             self._wake.clear()
             try:
@@ -161,11 +250,12 @@ class TextStream(SynthesisStream):
 
 async def open_text_stream(service: SynthesisService, request: SynthesisRequest,
                            segment_policy: SegmentPolicy = DEFAULT_POLICY,
-                           policy: TextStreamPolicy = TextStreamPolicy()) -> TextStream:
+                           policy: TextStreamPolicy = TextStreamPolicy(), ssml: bool = False) -> TextStream:
     """Open a text stream: `request.text` is ignored (feed the text), everything else applies. It is
-    admitted (or refused with Overloaded) on its first text, so an idle client holds no slot."""
+    admitted (or refused with Overloaded) on its first text, so an idle client holds no slot. `ssml`: the
+    text is SSML even without a `<speak>` element (Wyoming's text_format)."""
     voice = service.check(request)
-    return service.track(TextStream(service, request, voice, segment_policy, policy))
+    return service.track(TextStream(service, request, voice, segment_policy, policy, ssml))
 
 
 __all__ = ["TextStream", "TextStreamPolicy", "open_text_stream"]

@@ -31,6 +31,7 @@ _PITCH = {"x-low": -4.0, "low": -2.0, "medium": 0.0, "default": 0.0, "high": 2.0
 _VOLUME = {"silent": -math.inf, "x-soft": -12.0, "soft": -6.0, "medium": 0.0, "default": 0.0, "loud": 6.0,
            "x-loud": 12.0}  # decibels
 _TIME = re.compile(r"^\s*(\d{1,6}(?:\.\d{1,3})?)\s*(ms|s)\s*$")
+_END = re.compile(r"</(?:[A-Za-z_][\w.-]{0,30}:)?speak\s{0,64}>")  # the root's end tag (prefixed or not)
 _NUMBER = re.compile(r"^\s*([+-]?\d{1,4}(?:\.\d{1,3})?)\s*(%|st|dB|hz|Hz)?\s*$")
 
 
@@ -62,6 +63,29 @@ def is_ssml(text: str) -> bool:
         return "<speak" in head[:4096]
     head = head[:7]
     return head.startswith("<speak") and (len(head) == 6 or head[6] in "> \t\n\r/")
+
+
+def starts_ssml(text: str) -> bool | None:
+    """For text that arrives in pieces: True once its start is SSML (as is_ssml says), False once it cannot
+    be, None while what came so far could still become `<speak`, an XML declaration or a DOCTYPE."""
+    head = text.lstrip()
+    if head.startswith("<?xml"):
+        end = head.find("?>", 0, 200)
+        if end < 0:
+            return None if len(head) < 200 else False
+        head = head[end + 2:].lstrip()
+    if head.startswith("<!DOCTYPE") and "<speak" not in head[:4096]:
+        return None if len(head) < 4096 else False
+    if not head or any(len(head) <= len(p) and p.startswith(head) for p in ("<?xml", "<!DOCTYPE", "<speak")):
+        return None  # "<speak" itself is undecided too: it may go on as "<speaker>"
+    return is_ssml(text)
+
+
+def document_end(text: str, start: int = 0) -> int | None:
+    """Where an SSML document that `text` begins ends: the offset just past its `</speak>`, searched from
+    `start` (the text seen before may be skipped, less a tag's length); None while it is still open."""
+    match = _END.search(text, max(0, start - 128))  # an end tag is at most ~100 characters
+    return match.end() if match else None
 
 
 def parse(text: str) -> list[Part]:
@@ -239,4 +263,4 @@ def _volume(value: str) -> float:
     return 0.0 if decibels == -math.inf else 10.0 ** (decibels / 20.0)
 
 
-__all__ = ["MAX_BREAK", "Part", "is_ssml", "parse"]
+__all__ = ["MAX_BREAK", "Part", "document_end", "is_ssml", "parse", "starts_ssml"]

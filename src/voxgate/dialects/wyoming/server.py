@@ -31,7 +31,7 @@ from voxgate.core.types import SynthesisRequest
 from voxgate.dialects.base import TcpDialect
 from voxgate.dialects.common import TcpListener
 from voxgate.dialects.wyoming.framing import MAX_HEADER, BadEvent, read_event
-from voxgate.dialects.wyoming.voices import Catalogue, choose, plain_text
+from voxgate.dialects.wyoming.voices import Catalogue, choose, ssml_text
 from voxgate.errors import InvalidInput, VoxgateError
 
 _LOG = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class Connection:
             text = data.get("text")
             if not isinstance(text, str):
                 raise BadRequest("synthesize needs a text string", param="text")
-            text = plain_text(text, data.get("text_format"))
+            text = ssml_text(text, data.get("text_format"))
         # One rate for the whole answer: the voice's own; other voices (language routing) are resampled to it.
         return SynthesisRequest(text=text, voice=voice.id, sample_rate=voice.sample_rate)
 
@@ -208,7 +208,7 @@ class Connection:
             raise BadRequest("synthesize-start inside a stream: send synthesize-stop first")
         self._stream_failed = False
         request = self._request(data, text="")
-        stream = await open_text_stream(self.ctx.service, request)
+        stream = await open_text_stream(self.ctx.service, request, ssml=data.get("text_format") == "ssml")
         self.ctx.metrics.requests.labels(DIALECT).inc()
         self._stream = stream
         self._streams.add(stream)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-import re
 from typing import Any
 
 from wyoming.event import Event
@@ -11,6 +9,7 @@ from wyoming.info import Attribution, Info, TtsProgram, TtsVoice, TtsVoiceSpeake
 
 from voxgate import __version__
 from voxgate.core.context import Context
+from voxgate.core.parts import is_ssml
 from voxgate.core.types import VoiceInfo
 from voxgate.errors import VoiceNotFound
 
@@ -95,9 +94,8 @@ def choose(ctx: Context, voice: object) -> VoiceInfo:
     return voices.resolve(None)
 
 
-def plain_text(text: str, text_format: object) -> str:
-    """The words of an SSML text (its tags dropped, entities decoded); any other text as it is."""
-    return html.unescape(SSML_TAG.sub(" ", text)) if text_format == "ssml" else text
-
-
-SSML_TAG = re.compile(r"<[^>]*>")
+def ssml_text(text: str, text_format: object) -> str:
+    """The text of a `synthesize` as the core reads it: with `text_format: ssml`, SSML (wrapped in
+    `<speak>…</speak>` when it has no root of its own); otherwise as it is (which is SSML too when it
+    starts with `<speak>`, as on every other route)."""
+    return text if text_format != "ssml" or is_ssml(text) else f"<speak>{text}</speak>"
