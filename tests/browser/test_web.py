@@ -298,6 +298,9 @@ def test_read_along_lights_each_word_while_it_is_heard(driver: WebDriver, web: S
     driver.find_element(By.ID, "speak-button").click()
     wait_for(driver, "document.getElementById('speak-status').textContent.includes('Finished')",
              "the read-along playback to finish")
+    # The panel marks every word heard on its next tick (40 ms) after the playback ends.
+    wait_for(driver, "[...document.querySelectorAll('#read-along .word')].every((w) => w.classList.contains('said'))",
+             "every word to be marked heard")
     (call,) = calls(driver, lambda c: c["path"] == "/v1/audio/speech")
     assert call["body"]["stream_format"] == "sse" and call["body"]["timestamps"] is True
     words = driver.execute_script("return [...document.querySelectorAll('#read-along .word')]"
