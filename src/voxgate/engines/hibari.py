@@ -22,6 +22,7 @@ import numpy as np
 
 from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
+from voxgate.engines.patched import patched_model
 from voxgate.engines.phonemes import split_blocks, to_misaki
 from voxgate.engines.wordtiming import LEAD_FRAMES, edges_from_durations, word_timings
 
@@ -78,8 +79,8 @@ class HibariLoadedVoice:
         options = onnxruntime.SessionOptions()  # as Hibari makes its own, on the model that also says durations
         options.intra_op_num_threads = options.inter_op_num_threads = threads
         options.log_severity_level = 3
-        self._tts.sess = onnxruntime.InferenceSession(_with_durations(voice.model_path), options,
-                                                      providers=["CPUExecutionProvider"])
+        model = patched_model(voice.model_path, "durations", _with_durations)  # from the disk cache after once
+        self._tts.sess = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self._timed = "duration" in {o.name for o in self._tts.sess.get_outputs()}
         self.sample_rate = SAMPLE_RATE
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from voxgate.core.types import Piece, Timing
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
+from voxgate.engines.patched import patched_model
 
 _LOG = logging.getLogger(__name__)
 RATE_PROBE = "The quick brown fox jumps over the lazy dog, and then it runs away."
@@ -241,7 +242,8 @@ class PiperLoadedVoice:
         config_path = voice.model_path.with_name(voice.model_path.name + ".json")
         config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
         session = onnxruntime.InferenceSession(
-            _model_source(voice.model_path, alignments), sess_options=options, providers=["CPUExecutionProvider"]
+            (patched_model(voice.model_path, "alignments", lambda p: _model_source(p, True)) if alignments
+             else str(voice.model_path)), sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._aligned = alignments and len(session.get_outputs()) > 1
         self._readings: dict[str, list[str]] = {}  # word → its bare phoneme words said alone (bounded)

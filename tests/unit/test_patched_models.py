@@ -1,0 +1,41 @@
+"""engines/patched.py: a model is patched once, then read from the disk cache (no onnx import later)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from voxgate.engines import patched
+
+
+def test_a_model_is_patched_once_then_read_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOXGATE_MODEL_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "voice.onnx"
+    model.write_bytes(b"original")
+    calls: list[Path] = []
+
+    def patch(path: Path) -> bytes:
+        calls.append(path)
+        return path.read_bytes() + b"+patched"
+
+    first = patched.patched_model(model, "durations", patch)
+    assert first == b"original+patched" and calls == [model]
+    second = patched.patched_model(model, "durations", patch)
+    assert isinstance(second, str) and Path(second).read_bytes() == b"original+patched" and len(calls) == 1
+    assert Path(second).parent == tmp_path / "cache" / "patched-models"
+    model.write_bytes(b"changed!!")  # another size: the old patch is not used
+    assert patched.patched_model(model, "durations", patch) == b"changed!!+patched" and len(calls) == 2
+    assert patched.patched_model(model, "alignments", patch) == b"changed!!+patched" and len(calls) == 3
+
+
+def test_a_patch_that_gives_the_path_or_an_unwritable_cache_still_loads(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("VOXGATE_MODEL_CACHE", str(blocker))  # mkdir under a file fails
+    model = tmp_path / "voice.onnx"
+    model.write_bytes(b"m")
+    assert patched.patched_model(model, "x", lambda p: b"patched") == b"patched"
+    assert patched.patched_model(model, "x", lambda p: str(p)) == str(model)  # nothing to patch: the path
+    assert not list(tmp_path.glob("**/*.tmp"))
