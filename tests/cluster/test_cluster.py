@@ -164,7 +164,8 @@ def test_client_disconnect_stops_the_replicas_work(cluster: Cluster) -> None:
         idle = idle + 1 if load["running"] == 0 and load["queued"] == 0 else 0
     synth, gateway = report["synthesizer"]["load"], report["gateway"]
     assert idle == 2, report
-    assert synth["completed"] - before["synthesizer"]["load"]["completed"] <= 4, (before, report)
+    # A few sentences may finish while the cancel travels (the replica works ahead of the client), never most.
+    assert synth["completed"] - before["synthesizer"]["load"]["completed"] <= 8, (before, report)
     # The Gateway cancelled the stream's calls (queued ones dropped, a running one interrupted).
     cancelled = gateway["interrupted"] + gateway["dropped"]
     assert cancelled > before["gateway"]["interrupted"] + before["gateway"]["dropped"], (before, report)
