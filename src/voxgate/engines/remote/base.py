@@ -115,5 +115,25 @@ class UpstreamKind(Protocol):
         ...
 
 
-__all__ = ["KINDS", "NotSupported", "UpstreamConfig", "UpstreamError", "UpstreamKind", "UpstreamRequest",
-           "UpstreamVoice"]
+class UpstreamDefaults:
+    """Defaults a kind may inherit: health() is a voice listing that succeeds, aclose() closes nothing (the
+    HTTP connections belong to the shared client)."""
+
+    config: UpstreamConfig
+
+    async def voices(self) -> list[UpstreamVoice]:
+        raise NotImplementedError
+
+    async def health(self) -> bool:
+        try:
+            await self.voices()
+        except UpstreamError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        return None
+
+
+__all__ = ["KINDS", "NotSupported", "UpstreamConfig", "UpstreamDefaults", "UpstreamError", "UpstreamKind",
+           "UpstreamRequest", "UpstreamVoice"]
