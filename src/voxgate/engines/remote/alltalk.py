@@ -21,14 +21,7 @@ import httpx
 
 from voxgate.core.types import Piece
 from voxgate.engines.remote import httpwire
-from voxgate.engines.remote.base import (
-    NotSupported,
-    UpstreamConfig,
-    UpstreamDefaults,
-    UpstreamError,
-    UpstreamRequest,
-    UpstreamVoice,
-)
+from voxgate.engines.remote.base import UpstreamConfig, UpstreamDefaults, UpstreamError, UpstreamRequest, UpstreamVoice
 from voxgate.engines.remote.pcmstream import AudioFormatError, WavStream, decode_file
 
 _LOG = logging.getLogger(__name__)
@@ -52,6 +45,9 @@ def language_code(tag: str | None, default: str) -> str:
 
 class AllTalkUpstream(UpstreamDefaults):
     """A client of one AllTalk v2 server."""
+
+    no_clone = ("AllTalk has no API to add a voice; copy the WAV into its voices/ folder and use it as "
+                "NAME:file.wav")
 
     def __init__(self, config: UpstreamConfig, http: httpx.AsyncClient) -> None:
         self.config = config
@@ -111,10 +107,6 @@ class AllTalkUpstream(UpstreamDefaults):
         except AudioFormatError as exc:
             raise httpwire.failed(self.config, "fetching the audio file", 200, str(exc)) from None
         return Piece(samples, rate)
-
-    async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
-        raise NotSupported("AllTalk has no API to add a voice; copy the WAV into its voices/ folder and use it as "
-                           "NAME:file.wav", upstream=self.config.name)
 
     async def health(self) -> bool:
         return await httpwire.answers(self._http, self.config, "/api/ready")

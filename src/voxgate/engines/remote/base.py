@@ -117,9 +117,13 @@ class UpstreamKind(Protocol):
 
 class UpstreamDefaults:
     """Defaults a kind may inherit: health() is a voice listing that succeeds, aclose() closes nothing (the
-    HTTP connections belong to the shared client)."""
+    HTTP connections belong to the shared client), clone() is NotSupported with the kind's `no_clone` reason."""
 
     config: UpstreamConfig
+    no_clone = "this kind of upstream has no call to register a voice"
+
+    async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
+        raise NotSupported(self.no_clone, upstream=self.config.name)
 
     async def voices(self) -> list[UpstreamVoice]:
         raise NotImplementedError

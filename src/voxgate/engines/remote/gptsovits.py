@@ -35,14 +35,7 @@ import httpx
 
 from voxgate.core.types import Piece
 from voxgate.engines.remote import httpwire
-from voxgate.engines.remote.base import (
-    NotSupported,
-    UpstreamConfig,
-    UpstreamDefaults,
-    UpstreamError,
-    UpstreamRequest,
-    UpstreamVoice,
-)
+from voxgate.engines.remote.base import UpstreamConfig, UpstreamDefaults, UpstreamError, UpstreamRequest, UpstreamVoice
 from voxgate.engines.remote.pcmstream import WavStream
 from voxgate.engines.remote.wire import GPTSOVITS_LANGUAGES, GPTSOVITS_RATE, GPTSOVITS_TUNABLE, gptsovits_language
 
@@ -52,6 +45,9 @@ PROBE = {"text_lang": "en", "prompt_lang": "en"}  # GET /tts with these and noth
 
 class GptSovitsUpstream(UpstreamDefaults):
     """A client of one GPT-SoVITS api_v2 server."""
+
+    no_clone = ("GPT-SoVITS api_v2 has no upload call: share the reference with the upstream and name its path "
+                "in the upstream's voices or refs option")
 
     speed_range = (0.5, 2.0)
     sample_rate = GPTSOVITS_RATE
@@ -154,10 +150,6 @@ class GptSovitsUpstream(UpstreamDefaults):
         async with httpwire.open_stream(self.http, self.config, "POST", self.url, "synthesis", json=body) as response:
             async for piece in httpwire.stream_pieces(self.config, response, WavStream()):
                 yield piece
-
-    async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
-        raise NotSupported("GPT-SoVITS api_v2 has no upload call: share the reference with the upstream and "
-                           "name its path in the upstream's voices or refs option", upstream=self.config.name)
 
 
 def _object(data: Any, what: str) -> Mapping[str, Any]:

@@ -26,14 +26,7 @@ import httpx
 
 from voxgate.core.types import Piece
 from voxgate.engines.remote import httpwire
-from voxgate.engines.remote.base import (
-    NotSupported,
-    UpstreamConfig,
-    UpstreamDefaults,
-    UpstreamError,
-    UpstreamRequest,
-    UpstreamVoice,
-)
+from voxgate.engines.remote.base import UpstreamConfig, UpstreamDefaults, UpstreamError, UpstreamRequest, UpstreamVoice
 from voxgate.engines.remote.pcmstream import Int16Decoder, WavStream
 from voxgate.engines.remote.wire import OPENAI_PCM_RATE
 
@@ -46,6 +39,8 @@ _MODELS_NOT_VOICES = {"tts-1", "tts-1-hd", "gpt-4o-mini-tts", "whisper-1"}
 
 class OpenAIUpstream(UpstreamDefaults):
     """A client of one OpenAI-speech server."""
+
+    no_clone = "an OpenAI-speech server has no call to register a voice"
 
     speed_range = (0.25, 4.0)
     sample_rate = OPENAI_PCM_RATE
@@ -113,9 +108,6 @@ class OpenAIUpstream(UpstreamDefaults):
                     self.format = "wav"  # this server has no raw PCM: WAV from now on
                     continue
                 raise
-
-    async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
-        raise NotSupported("an OpenAI-speech server has no call to register a voice", upstream=self.config.name)
 
 
 def _voice(name: str, display: str | None = None, language: str | None = None,

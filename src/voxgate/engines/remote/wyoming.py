@@ -29,14 +29,7 @@ from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped, SynthesizeVoice
 
 from voxgate.core.types import Piece
-from voxgate.engines.remote.base import (
-    NotSupported,
-    UpstreamConfig,
-    UpstreamDefaults,
-    UpstreamError,
-    UpstreamRequest,
-    UpstreamVoice,
-)
+from voxgate.engines.remote.base import UpstreamConfig, UpstreamDefaults, UpstreamError, UpstreamRequest, UpstreamVoice
 from voxgate.engines.remote.pcmstream import Int16Decoder
 from voxgate.engines.remote.wire import WYOMING_RATE
 
@@ -45,6 +38,8 @@ SPEAKER_MARK = "@"
 
 class WyomingUpstream(UpstreamDefaults):
     """A client of one Wyoming TTS server."""
+
+    no_clone = "Wyoming has no call to register a voice"
 
     speed_range = (1.0, 1.0)  # Wyoming's synthesize has no rate: the core time-stretches
     sample_rate = WYOMING_RATE
@@ -164,9 +159,6 @@ class WyomingUpstream(UpstreamDefaults):
         finally:
             with contextlib.suppress(Exception):
                 await client.disconnect()
-
-    async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
-        raise NotSupported("Wyoming has no call to register a voice", upstream=self.config.name)
 
 
 def _tag(language: str) -> str:
