@@ -93,7 +93,7 @@ def with_upstreams(settings: Settings, voices: VoiceRegistry, local: Backend, me
 def upstream_cloner(settings: Settings, backend: Backend) -> Any:
     """--clone-upstream, or a registration's own `upstream`: the upstreams' clone calls (engines/remote/clone.py);
     None without upstreams."""
-    upstreams = getattr(backend, "_lifecycle", None) if isinstance(backend, RouterBackend) else None
+    upstreams: Any = backend.upstreams if isinstance(backend, RouterBackend) else None
     if upstreams is None:
         return None
     from voxgate.engines.remote.clone import UpstreamCloner

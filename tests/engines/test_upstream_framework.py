@@ -21,7 +21,8 @@ from voxgate.engines.base import EngineParams, VoiceInfo
 from voxgate.engines.remote.backend import Breaker, Gate, RemoteBackend
 from voxgate.engines.remote.base import UpstreamConfig, UpstreamError, UpstreamRequest
 from voxgate.engines.remote.config import UpstreamConfigError, parse_spec, parse_upstreams
-from voxgate.engines.remote.wire import GPTSOVITS_LANGUAGES, GPTSOVITS_RATE, OPENAI_PCM_RATE, WavStream
+from voxgate.engines.remote.pcmstream import AudioFormatError, WavStream
+from voxgate.engines.remote.wire import GPTSOVITS_LANGUAGES, GPTSOVITS_RATE, OPENAI_PCM_RATE
 from voxgate.errors import EngineFailure
 from voxgate.scheduling.backend import RouterBackend, SegmentJob
 
@@ -100,17 +101,50 @@ def test_streamed_wav_with_zero_sizes_is_read_across_chunk_boundaries() -> None:
                                                                               64000, 2, 16)
     header += b"data" + struct.pack("<I", 0)  # GPT-SoVITS's streaming header: sizes 0
     pcm = (np.sin(np.arange(3200) / 5) * 16000).astype("<i2").tobytes()
-    wav, pieces = WavStream(min_samples=100), []
-    data = header + pcm
-    for i in range(0, len(data), 7):  # odd chunk sizes: split header fields and samples
-        piece = wav.feed(data[i:i + 7])
-        if piece is not None:
-            pieces.append(piece)
-    tail = wav.finish()
-    pieces += [tail] if tail is not None else []
-    samples = np.concatenate([p.samples for p in pieces])
+    wav, data = WavStream(), header + pcm
+    # odd chunk sizes: split header fields and samples
+    samples = np.concatenate([wav.feed(data[i:i + 7]) for i in range(0, len(data), 7)])
+    wav.finish()
     assert wav.rate == 32000 and len(samples) == 3200
     assert np.allclose(samples * 32768, np.frombuffer(pcm, "<i2"), atol=0.5)
+
+
+
+def _header(tag: int, channels: int, rate: int, bits: int, size: int) -> bytes:
+    """A WAV header whose RIFF and data sizes are `size` (as streaming servers write them: 0 or 0xFFFFFFFF)."""
+    fmt = struct.pack("<HHIIHH", tag, channels, rate, rate * channels * bits // 8, channels * bits // 8, bits)
+    return b"RIFF" + struct.pack("<I", size) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + \
+        struct.pack("<I", size)
+
+
+def test_wav_stream_reads_what_streaming_servers_send() -> None:
+    """Stereo int16 fed a byte at a time with 0xFFFFFFFF sizes (header split everywhere, channels averaged, an
+    odd trailing byte dropped); float32 with size 0 in odd chunks; a data size smaller than what follows is
+    ignored; and the broken streams each fail with a clear AudioFormatError."""
+    left = (np.sin(np.arange(300) / 4) * 16000).astype("<i2")
+    frames = np.stack([left, left // 2], axis=1).astype("<i2")
+    data = _header(1, 2, 22050, 16, 0xFFFFFFFF) + frames.tobytes() + b"\x01"
+    wav = WavStream()
+    out = np.concatenate([wav.feed(data[i:i + 1]) for i in range(len(data))])
+    wav.finish()
+    assert wav.rate == 22050 and len(out) == 300
+    assert np.allclose(out * 32768, (left.astype(np.float32) + left // 2) / 2, atol=0.5)
+
+    floats = (np.cos(np.arange(500) / 3) * 0.25).astype("<f4")
+    for size in (0, 8):  # zero, and a size far smaller than the stream: both read to the end
+        wav, data = WavStream(), _header(3, 1, 48000, 32, size) + floats.tobytes()
+        out = np.concatenate([wav.feed(data[i:i + 13]) for i in range(0, len(data), 13)])
+        assert wav.rate == 48000 and np.array_equal(out, floats)
+
+    cases = {b"": "empty audio stream", _header(1, 1, 16000, 16, 0)[:30]: "ended inside the WAV header"}
+    for partial, says in cases.items():
+        wav = WavStream()
+        wav.feed(partial)
+        with pytest.raises(AudioFormatError, match=says):
+            wav.finish()
+    for broken, says in ((b"ID3\x04" + bytes(40), "not a WAV"), (_header(1, 1, 16000, 8, 0), "8-bit")):
+        with pytest.raises(AudioFormatError, match=says):
+            WavStream().feed(broken)
 
 
 # ---------------------------------------------------------------------------------------------- queue and breaker
@@ -370,6 +404,41 @@ async def test_openai_kind_lists_from_models_and_falls_back_from_pcm_to_wav() ->
     assert [b["response_format"] for b in sent] == ["pcm", "wav", "wav"]
     assert sent[0] == {"model": "kokoro", "input": "Hi.", "voice": "af_bella", "response_format": "pcm",
                        "speed": 1.25}
+
+
+async def test_stream_pieces_first_at_once_then_gathered_and_failures_are_the_upstreams() -> None:
+    """The one decode loop of the HTTP kinds: the first samples go at once, later ones in pieces of at least
+    MIN_PIECE; a stream that is not WAV, and one that breaks after audio, are UpstreamErrors with no status
+    (the upstream's fault), `sent` only in the second."""
+    import httpx
+
+    from voxgate.engines.remote import httpwire
+    from voxgate.engines.remote.pcmstream import MIN_PIECE
+
+    wav = _wav(24000, 3000)
+
+    def body(parts: list[bytes], broken: bool = False) -> httpx.AsyncByteStream:
+        class Body(httpx.AsyncByteStream):
+            async def __aiter__(self) -> AsyncIterator[bytes]:
+                for part in parts:
+                    yield part
+                if broken:
+                    raise httpx.ReadError("connection reset")
+        return Body()
+
+    config = parse_spec("s=openai+http://host:1")
+    chunks = [wav[:44 + 20]] + [wav[i:i + 200] for i in range(64, len(wav), 200)]  # 10 samples, then 100 each
+    cases = {"ok": body(chunks), "junk": body([b"<html>busy</html>" * 3]), "broken": body(chunks[:12], True)}
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(
+            200, stream=cases[r.url.path.strip("/")]))) as http:
+        async with httpwire.open_stream(http, config, "GET", "http://host:1/ok", "synthesis") as response:
+            sizes = [len(p.samples) async for p in httpwire.stream_pieces(config, response, WavStream())]
+        assert sizes[0] == 10 and all(n >= MIN_PIECE for n in sizes[1:-1]) and sum(sizes) == 3000
+        for path, says, sent in (("junk", "not a WAV", False), ("broken", "stream ended early: ReadError", True)):
+            with pytest.raises(UpstreamError, match=says) as caught:
+                async with httpwire.open_stream(http, config, "GET", f"http://host:1/{path}", "synthesis") as response:
+                    [p async for p in httpwire.stream_pieces(config, response, WavStream())]
+            assert caught.value.status is None and caught.value.sent is sent and caught.value.upstream == "s"
 
 
 async def test_gptsovits_kind_sends_the_configured_reference_and_reads_streamed_wav(tmp_path: object) -> None:

@@ -296,6 +296,11 @@ class RouterBackend:
         self.owner: weakref.WeakKeyDictionary[SegmentJob, Backend | Remote] = weakref.WeakKeyDictionary()
 
     @property
+    def upstreams(self) -> Lifecycle | None:
+        """What manages the upstreams (engines/remote/manager.py's Upstreams), started and stopped here."""
+        return self._lifecycle
+
+    @property
     def capacity(self) -> int:
         return self.local.capacity
 

@@ -18,11 +18,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import numpy as np
 
 from voxgate.core.types import Piece
 from voxgate.engines.remote import httpwire
-from voxgate.engines.remote.base import NotSupported, UpstreamConfig, UpstreamRequest, UpstreamVoice
+from voxgate.engines.remote.base import UpstreamConfig, UpstreamDefaults, UpstreamError, UpstreamRequest, UpstreamVoice
 from voxgate.engines.remote.pcmstream import AudioFormatError, WavStream, decode_file
 
 _LOG = logging.getLogger(__name__)
@@ -32,7 +31,6 @@ NOT_STREAMING = "Streaming not supported"
 NO_VOICES = "No Voices Found"
 FILE_PATH = re.compile(r"^/(audio|audiocache)/[A-Za-z0-9_.\-]+$")  # what an output URL may point at
 OUTPUT_NAME = "voxgate"  # output_file / output_file_name sent (files land in the upstream's outputs/)
-MIN_PIECE = 2048  # bytes of PCM gathered before a piece is handed on (the first ones go at once)
 
 
 def language_code(tag: str | None, default: str) -> str:
@@ -45,8 +43,11 @@ def language_code(tag: str | None, default: str) -> str:
     return primary if primary in LANGUAGES else default
 
 
-class AllTalkUpstream:
+class AllTalkUpstream(UpstreamDefaults):
     """A client of one AllTalk v2 server."""
+
+    no_clone = ("AllTalk has no API to add a voice; copy the WAV into its voices/ folder and use it as "
+                "NAME:file.wav")
 
     def __init__(self, config: UpstreamConfig, http: httpx.AsyncClient) -> None:
         self.config = config
@@ -68,54 +69,21 @@ class AllTalkUpstream:
     async def _speak(self, request: UpstreamRequest) -> AsyncIterator[Piece]:
         language = language_code(request.language, self._language)
         if self._streams and request.speed == 1.0:
-            stream = self._stream(request, language)
+            url = httpwire.http_base(self.config) + "/api/tts-generate-streaming"
+            params = {"text": request.text, "voice": request.voice, "language": language,
+                      "output_file": OUTPUT_NAME}
             try:
-                async for piece in stream:
-                    yield piece
+                async with httpwire.open_stream(self._http, self.config, "GET", url, "synthesis",
+                                                params=params) as response:
+                    async for piece in httpwire.stream_pieces(self.config, response, WavStream()):
+                        yield piece
                 return
-            except _NoStreaming:
+            except UpstreamError as exc:
+                if exc.status != 400 or NOT_STREAMING not in exc.message:
+                    raise
                 _LOG.info("upstream %s: its engine does not stream; generating files instead", self.config.name)
                 self._streams = False
-            finally:
-                await stream.aclose()
         yield await self._generate(request, language)
-
-    async def _stream(self, request: UpstreamRequest, language: str) -> AsyncIterator[Piece]:
-        url = httpwire.http_base(self.config) + "/api/tts-generate-streaming"
-        params = {"text": request.text, "voice": request.voice, "language": language, "output_file": OUTPUT_NAME}
-        sent = False
-        async with httpwire.transport(self.config, "synthesis"), self._http.stream(
-                "GET", url, params=params, headers=httpwire.bearer(self.config),
-                timeout=httpwire.timeout(self.config)) as response:
-            if response.status_code >= 400:
-                message = await httpwire.error_body(response)
-                if response.status_code == 400 and NOT_STREAMING in message:
-                    raise _NoStreaming(message)
-                raise httpwire.failed(self.config, "synthesis", response.status_code, message)
-            wav = WavStream()
-            pending: list[np.ndarray] = []
-            size = 0
-            try:
-                async for chunk in response.aiter_bytes():
-                    samples = wav.feed(chunk)
-                    if not len(samples):
-                        continue
-                    pending.append(samples)
-                    size += len(samples) * 2
-                    if sent and size < MIN_PIECE:
-                        continue
-                    sent = True
-                    yield _piece(pending, wav.rate)
-                    pending, size = [], 0
-            except AudioFormatError as exc:
-                raise httpwire.failed(self.config, "synthesis", response.status_code, str(exc), sent=sent) from None
-            except httpx.HTTPError as exc:
-                raise httpwire.failed(self.config, "synthesis", response.status_code,
-                                      f"stream ended early ({type(exc).__name__})", sent=sent) from exc
-            if pending:
-                yield _piece(pending, wav.rate)
-            if not wav.started:
-                raise httpwire.failed(self.config, "synthesis", response.status_code, "empty audio stream")
 
     async def _generate(self, request: UpstreamRequest, language: str) -> Piece:
         """POST /api/tts-generate, then the file it names, fetched from this upstream."""
@@ -140,19 +108,8 @@ class AllTalkUpstream:
             raise httpwire.failed(self.config, "fetching the audio file", 200, str(exc)) from None
         return Piece(samples, rate)
 
-    async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
-        raise NotSupported(f"upstream {self.config.name} (alltalk): AllTalk has no API to add a voice; copy the "
-                           "WAV into its voices/ folder and use it as NAME:file.wav", upstream=self.config.name)
-
     async def health(self) -> bool:
         return await httpwire.answers(self._http, self.config, "/api/ready")
-
-    async def aclose(self) -> None:
-        return None  # connections belong to the shared client
-
-
-class _NoStreaming(Exception):
-    """The upstream's engine cannot stream (answered before any audio)."""
 
 
 def _file_path(answer: dict[str, Any]) -> str | None:
@@ -167,7 +124,3 @@ def _file_path(answer: dict[str, Any]) -> str | None:
                 return path
     return None
 
-
-def _piece(parts: list[np.ndarray], rate: int | None) -> Piece:
-    assert rate is not None
-    return Piece(parts[0] if len(parts) == 1 else np.concatenate(parts), rate)

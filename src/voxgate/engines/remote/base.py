@@ -115,5 +115,29 @@ class UpstreamKind(Protocol):
         ...
 
 
-__all__ = ["KINDS", "NotSupported", "UpstreamConfig", "UpstreamError", "UpstreamKind", "UpstreamRequest",
-           "UpstreamVoice"]
+class UpstreamDefaults:
+    """Defaults a kind may inherit: health() is a voice listing that succeeds, aclose() closes nothing (the
+    HTTP connections belong to the shared client), clone() is NotSupported with the kind's `no_clone` reason."""
+
+    config: UpstreamConfig
+    no_clone = "this kind of upstream has no call to register a voice"
+
+    async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
+        raise NotSupported(self.no_clone, upstream=self.config.name)
+
+    async def voices(self) -> list[UpstreamVoice]:
+        raise NotImplementedError
+
+    async def health(self) -> bool:
+        try:
+            await self.voices()
+        except UpstreamError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        return None
+
+
+__all__ = ["KINDS", "NotSupported", "UpstreamConfig", "UpstreamDefaults", "UpstreamError", "UpstreamKind",
+           "UpstreamRequest", "UpstreamVoice"]

@@ -15,15 +15,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import numpy as np
 
 from voxgate.core.types import Piece
 from voxgate.engines.remote import httpwire
-from voxgate.engines.remote.base import UpstreamConfig, UpstreamError, UpstreamRequest, UpstreamVoice
+from voxgate.engines.remote.base import UpstreamConfig, UpstreamDefaults, UpstreamError, UpstreamRequest, UpstreamVoice
 from voxgate.engines.remote.pcmstream import AudioFormatError, WavStream, decode_file
 
 _LOG = logging.getLogger(__name__)
-MIN_PIECE = 2048  # bytes of PCM gathered before a piece is handed on (the stream's first bytes come at once)
 
 
 def speed_level(speed: float) -> str | None:
@@ -40,7 +38,7 @@ def speed_level(speed: float) -> str | None:
     return "high" if speed < 3.0 else "very_high"
 
 
-class FlashTtsUpstream:
+class FlashTtsUpstream(UpstreamDefaults):
     """A client of one Flash-TTS server."""
 
     def __init__(self, config: UpstreamConfig, http: httpx.AsyncClient) -> None:
@@ -71,45 +69,17 @@ class FlashTtsUpstream:
         if level is not None:
             body["speed"] = level
         url = httpwire.http_base(self.config) + "/speak"
-        sent = False
-        async with httpwire.transport(self.config, "synthesis"), self._http.stream(
-                "POST", url, json=body, headers=httpwire.bearer(self.config),
-                timeout=httpwire.timeout(self.config)) as response:
-            if response.status_code >= 400:
-                raise httpwire.failed(self.config, "synthesis", response.status_code,
-                                      await httpwire.error_body(response))
-            if not self._stream:
-                data = await httpwire.read_bounded(response, httpwire.MAX_FILE)
-                try:
-                    samples, rate = decode_file(data)
-                except AudioFormatError as exc:
-                    raise httpwire.failed(self.config, "synthesis", response.status_code, str(exc)) from None
-                yield Piece(samples, rate)
+        async with httpwire.open_stream(self._http, self.config, "POST", url, "synthesis", json=body) as response:
+            if self._stream:
+                async for piece in httpwire.stream_pieces(self.config, response, WavStream()):
+                    yield piece
                 return
-            wav = WavStream()
-            pending: list[np.ndarray] = []
-            size = 0
+            data = await httpwire.read_bounded(response, httpwire.MAX_FILE)
             try:
-                async for chunk in response.aiter_bytes():
-                    samples = wav.feed(chunk)
-                    if not len(samples):
-                        continue
-                    pending.append(samples)
-                    size += len(samples) * 2
-                    if sent and size < MIN_PIECE:
-                        continue  # tiny network chunks are joined; the first one goes at once
-                    sent = True
-                    yield _piece(pending, wav.rate)
-                    pending, size = [], 0
+                samples, rate = decode_file(data)
             except AudioFormatError as exc:
-                raise httpwire.failed(self.config, "synthesis", response.status_code, str(exc), sent=sent) from None
-            except httpx.HTTPError as exc:  # the stream broke after the headers
-                raise httpwire.failed(self.config, "synthesis", response.status_code,
-                                      f"stream ended early ({type(exc).__name__})", sent=sent) from exc
-            if pending:
-                yield _piece(pending, wav.rate)
-            if not wav.started:
-                raise httpwire.failed(self.config, "synthesis", response.status_code, "empty audio stream")
+                raise httpwire.failed(self.config, "synthesis", response.status_code, str(exc)) from None
+            yield Piece(samples, rate)
 
     async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
         """POST /add_speaker: the reference saved as a role (Flash-TTS replaces a role of the same name)."""
@@ -126,16 +96,9 @@ class FlashTtsUpstream:
         return await httpwire.answers(self._http, self.config, "/server_info") or \
             await httpwire.answers(self._http, self.config, "/audio_roles")
 
-    async def aclose(self) -> None:
-        return None  # connections belong to the shared client
-
 
 def _roles(answer: Any) -> list[str]:
     if isinstance(answer, dict) and isinstance(answer.get("roles"), list):
         return [str(r) for r in answer["roles"]]
     raise UpstreamError(f"unexpected /audio_roles answer {answer!r:.80}", status=200)
 
-
-def _piece(parts: list[np.ndarray], rate: int | None) -> Piece:
-    assert rate is not None
-    return Piece(parts[0] if len(parts) == 1 else np.concatenate(parts), rate)

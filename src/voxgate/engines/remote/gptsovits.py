@@ -34,23 +34,20 @@ from typing import Any
 import httpx
 
 from voxgate.core.types import Piece
-from voxgate.engines.remote.base import NotSupported, UpstreamConfig, UpstreamError, UpstreamRequest, UpstreamVoice
-from voxgate.engines.remote.openai import MIN_PIECE, error_text, http_error, timeouts
-from voxgate.engines.remote.wire import (
-    GPTSOVITS_LANGUAGES,
-    GPTSOVITS_RATE,
-    GPTSOVITS_TUNABLE,
-    WavFormatError,
-    WavStream,
-    gptsovits_language,
-)
+from voxgate.engines.remote import httpwire
+from voxgate.engines.remote.base import UpstreamConfig, UpstreamDefaults, UpstreamError, UpstreamRequest, UpstreamVoice
+from voxgate.engines.remote.pcmstream import WavStream
+from voxgate.engines.remote.wire import GPTSOVITS_LANGUAGES, GPTSOVITS_RATE, GPTSOVITS_TUNABLE, gptsovits_language
 
 MAX_REFS_BYTES = 1 << 20  # a refs file larger than this is refused
 PROBE = {"text_lang": "en", "prompt_lang": "en"}  # GET /tts with these and nothing else: a 400, no synthesis
 
 
-class GptSovitsUpstream:
+class GptSovitsUpstream(UpstreamDefaults):
     """A client of one GPT-SoVITS api_v2 server."""
+
+    no_clone = ("GPT-SoVITS api_v2 has no upload call: share the reference with the upstream and name its path "
+                "in the upstream's voices or refs option")
 
     speed_range = (0.5, 2.0)
     sample_rate = GPTSOVITS_RATE
@@ -58,8 +55,7 @@ class GptSovitsUpstream:
     def __init__(self, config: UpstreamConfig, http: httpx.AsyncClient) -> None:
         self.config = config
         self.http = http
-        self.url = config.url.rstrip("/") + "/tts"
-        self.headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+        self.url = httpwire.http_base(config) + "/tts"
         self._refs: dict[str, dict[str, Any]] = {}
         for key in ("text_lang", "prompt_lang"):
             value = config.options.get(key)
@@ -117,15 +113,14 @@ class GptSovitsUpstream:
 
     async def voices(self) -> list[UpstreamVoice]:
         entries = await asyncio.to_thread(self._entries)  # may read the refs file
-        try:
-            # Both language fields: the original's GET handler calls .lower() on them before it checks anything
-            # (500 without them); with them and no ref_audio_path/text it answers 400 and synthesizes nothing.
-            response = await self.http.get(self.url, params=PROBE, headers=self.headers, timeout=timeouts(self.config))
-        except httpx.HTTPError as exc:
-            raise http_error(self.config, exc) from exc
+        # Both language fields: the original's GET handler calls .lower() on them before it checks anything
+        # (500 without them); with them and no ref_audio_path/text it answers 400 and synthesizes nothing.
+        async with httpwire.transport(self.config):
+            response = await self.http.get(self.url, params=PROBE, headers=httpwire.bearer(self.config),
+                                           timeout=httpwire.timeout(self.config))
         if response.status_code >= 500 or response.status_code in (401, 403, 404):
-            raise UpstreamError(f"GET /tts: {response.status_code} {error_text(response, response.content)}",
-                                upstream=self.config.name, status=response.status_code)
+            raise httpwire.failed(self.config, "GET /tts", response.status_code,
+                                  httpwire.message_of(response.content, response.reason_phrase))
         self._refs = entries
         return self._listed(entries)
 
@@ -152,40 +147,9 @@ class GptSovitsUpstream:
         if not self._refs:
             self._refs = await asyncio.to_thread(self._entries)
         body = self._body(request)
-        try:
-            async with self.http.stream("POST", self.url, json=body, headers=self.headers,
-                                        timeout=timeouts(self.config)) as response:
-                if response.status_code >= 400:
-                    text = error_text(response, await response.aread())
-                    raise UpstreamError(f"{response.status_code} {text}", upstream=self.config.name,
-                                        status=response.status_code)
-                wav = WavStream(MIN_PIECE)
-                try:
-                    async for data in response.aiter_bytes():
-                        piece = wav.feed(data)
-                        if piece is not None:
-                            yield piece
-                    piece = wav.finish()
-                except WavFormatError as exc:
-                    raise UpstreamError(f"its audio is not 16-bit WAV: {exc}", upstream=self.config.name) from None
-                if piece is not None:
-                    yield piece
-        except httpx.HTTPError as exc:
-            raise http_error(self.config, exc) from exc
-
-    async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
-        raise NotSupported("GPT-SoVITS api_v2 has no upload call: share the reference with the upstream and "
-                           "name its path in the upstream's voices or refs option", upstream=self.config.name)
-
-    async def health(self) -> bool:
-        try:
-            await self.voices()
-        except UpstreamError:
-            return False
-        return True
-
-    async def aclose(self) -> None:
-        return None
+        async with httpwire.open_stream(self.http, self.config, "POST", self.url, "synthesis", json=body) as response:
+            async for piece in httpwire.stream_pieces(self.config, response, WavStream()):
+                yield piece
 
 
 def _object(data: Any, what: str) -> Mapping[str, Any]:

@@ -17,7 +17,6 @@ The API key goes as `Authorization: Bearer`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,55 +25,22 @@ from urllib.parse import urlsplit
 import httpx
 
 from voxgate.core.types import Piece
-from voxgate.engines.remote.base import NotSupported, UpstreamConfig, UpstreamError, UpstreamRequest, UpstreamVoice
-from voxgate.engines.remote.wire import OPENAI_PCM_RATE, PcmAssembler, WavFormatError, WavStream
+from voxgate.engines.remote import httpwire
+from voxgate.engines.remote.base import UpstreamConfig, UpstreamDefaults, UpstreamError, UpstreamRequest, UpstreamVoice
+from voxgate.engines.remote.pcmstream import Int16Decoder, WavStream
+from voxgate.engines.remote.wire import OPENAI_PCM_RATE
 
 # Kokoro's voice names: the first letter is the language, the second the gender (af_bella: American female).
 _KOKORO = re.compile(r"^([abjzefhip])([fm])_[a-z0-9]+$")
 _KOKORO_LANGUAGES = {"a": "en-US", "b": "en-GB", "j": "ja", "z": "zh", "e": "es", "f": "fr", "h": "hi",
                      "i": "it", "p": "pt-BR"}
 _MODELS_NOT_VOICES = {"tts-1", "tts-1-hd", "gpt-4o-mini-tts", "whisper-1"}
-MIN_PIECE = 960  # samples: pieces handed on as they arrive, at least 40 ms each (the last may be shorter)
 
 
-def error_text(response: httpx.Response, body: bytes) -> str:
-    """The message of an error answer: OpenAI's {"error": {"message"}}, FastAPI's {"detail"}, GPT-SoVITS's
-    {"message", "Exception"}, or the start of the text."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        data = None
-    if isinstance(data, dict):
-        error = data.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if isinstance(error, str):
-            return error
-        for key in ("detail", "message", "Exception"):
-            if data.get(key):
-                detail = data[key]
-                extra = data.get("Exception") if key == "message" and data.get("Exception") else None
-                return f"{detail}: {extra}" if extra else str(detail)
-    text = body.decode("utf-8", "replace").strip()
-    return text[:300] or response.reason_phrase
-
-
-def http_error(config: UpstreamConfig, exc: httpx.HTTPError) -> UpstreamError:
-    """A transport failure as an UpstreamError (no status: the upstream's fault, retried)."""
-    if isinstance(exc, httpx.TimeoutException):
-        what = "could not connect in time" if isinstance(exc, httpx.ConnectTimeout) else "timed out"
-        return UpstreamError(f"{what} ({type(exc).__name__})", upstream=config.name)
-    if isinstance(exc, httpx.ConnectError):
-        return UpstreamError(f"cannot connect to {config.url}: {exc}", upstream=config.name)
-    return UpstreamError(f"{type(exc).__name__}: {exc}", upstream=config.name)
-
-
-def timeouts(config: UpstreamConfig) -> httpx.Timeout:
-    return httpx.Timeout(config.timeout, connect=config.connect_timeout)
-
-
-class OpenAIUpstream:
+class OpenAIUpstream(UpstreamDefaults):
     """A client of one OpenAI-speech server."""
+
+    no_clone = "an OpenAI-speech server has no call to register a voice"
 
     speed_range = (0.25, 4.0)
     sample_rate = OPENAI_PCM_RATE
@@ -82,37 +48,24 @@ class OpenAIUpstream:
     def __init__(self, config: UpstreamConfig, http: httpx.AsyncClient) -> None:
         self.config = config
         self.http = http
-        base = config.url if urlsplit(config.url).path else config.url + "/v1"
-        self.base = base.rstrip("/")
+        self.prefix = "" if urlsplit(config.url).path else "/v1"  # a URL with no path gets /v1
         self.model = config.options.get("model", "tts-1")
         self.format = config.options.get("format", "pcm").lower()
         if self.format not in ("pcm", "wav"):
             raise UpstreamError(f"format must be pcm or wav (got {self.format!r})", upstream=config.name)
         self.pcm_rate = int(config.options.get("pcm_rate", OPENAI_PCM_RATE))
-        self.headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
 
     async def _get_json(self, path: str) -> Any:
-        try:
-            response = await self.http.get(self.base + path, headers=self.headers, timeout=timeouts(self.config))
-        except httpx.HTTPError as exc:
-            raise http_error(self.config, exc) from exc
-        if response.status_code >= 400:
-            raise UpstreamError(f"GET {path}: {response.status_code} {error_text(response, response.content)}",
-                                upstream=self.config.name, status=response.status_code)
-        try:
-            return response.json()
-        except ValueError:
-            raise UpstreamError(f"GET {path}: not JSON", upstream=self.config.name) from None
+        return await httpwire.request_json(self.http, self.config, "GET", self.prefix + path, f"GET {path}")
 
     async def _probe(self) -> None:
         """Raise UpstreamError unless the server answers HTTP at all (GET /models: any answer below 500)."""
-        try:
-            response = await self.http.get(self.base + "/models", headers=self.headers, timeout=timeouts(self.config))
-        except httpx.HTTPError as exc:
-            raise http_error(self.config, exc) from exc
+        async with httpwire.transport(self.config):
+            response = await self.http.get(httpwire.http_base(self.config) + self.prefix + "/models",
+                                           headers=httpwire.bearer(self.config), timeout=httpwire.timeout(self.config))
         if response.status_code >= 500:
-            raise UpstreamError(f"GET /models: {response.status_code}", upstream=self.config.name,
-                                status=response.status_code)
+            raise httpwire.failed(self.config, "GET /models", response.status_code,
+                                  httpwire.message_of(response.content, response.reason_phrase))
 
     def configured_voices(self) -> list[UpstreamVoice] | None:
         """The voices the operator named (`voices`), listed even while the server is down; None: none named."""
@@ -138,48 +91,23 @@ class OpenAIUpstream:
         return listed
 
     async def synthesize(self, request: UpstreamRequest) -> AsyncIterator[Piece]:
-        fmt = self.format
+        url = httpwire.http_base(self.config) + self.prefix + "/audio/speech"
         while True:
+            fmt = self.format
             body = {"model": self.model, "input": request.text, "voice": request.voice,
                     "response_format": fmt, "speed": request.speed}
+            decoder = Int16Decoder(rate=self.pcm_rate) if fmt == "pcm" else WavStream()
             try:
-                async with self.http.stream("POST", self.base + "/audio/speech", json=body, headers=self.headers,
-                                            timeout=timeouts(self.config)) as response:
-                    if response.status_code >= 400:
-                        text = error_text(response, await response.aread())
-                        if fmt == "pcm" and response.status_code in (400, 422) and "pcm" in text.lower():
-                            self.format = fmt = "wav"  # this server has no raw PCM: WAV from now on
-                            continue
-                        raise UpstreamError(f"{response.status_code} {text}", upstream=self.config.name,
-                                            status=response.status_code)
-                    decoder: PcmAssembler | WavStream = (PcmAssembler(self.pcm_rate, 1, MIN_PIECE) if fmt == "pcm"
-                                                         else WavStream(MIN_PIECE))
-                    try:
-                        async for data in response.aiter_bytes():
-                            piece = decoder.feed(data)
-                            if piece is not None:
-                                yield piece
-                        piece = decoder.finish()
-                    except WavFormatError as exc:
-                        raise UpstreamError(f"its audio is not 16-bit WAV: {exc}", upstream=self.config.name) from None
-                    if piece is not None:
+                async with httpwire.open_stream(self.http, self.config, "POST", url, "synthesis",
+                                                json=body) as response:
+                    async for piece in httpwire.stream_pieces(self.config, response, decoder):
                         yield piece
-                    return
-            except httpx.HTTPError as exc:
-                raise http_error(self.config, exc) from exc
-
-    async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
-        raise NotSupported("an OpenAI-speech server has no call to register a voice", upstream=self.config.name)
-
-    async def health(self) -> bool:
-        try:
-            await self.voices()
-        except UpstreamError:
-            return False
-        return True
-
-    async def aclose(self) -> None:
-        return None
+                return
+            except UpstreamError as exc:
+                if fmt == "pcm" and exc.status in (400, 422) and "pcm" in exc.message.lower():
+                    self.format = "wav"  # this server has no raw PCM: WAV from now on
+                    continue
+                raise
 
 
 def _voice(name: str, display: str | None = None, language: str | None = None,
@@ -213,4 +141,4 @@ def _voices_from(data: Any) -> list[UpstreamVoice] | None:
     return voices
 
 
-__all__ = ["OpenAIUpstream", "error_text", "http_error", "timeouts"]
+__all__ = ["OpenAIUpstream"]

@@ -1,9 +1,13 @@
-"""Audio as upstreams send it, turned into float32: raw int16 chunks, WAV streams whose header sizes lie, files.
+"""Audio as upstreams send it, turned into float32: raw PCM chunks, WAV streams whose header sizes lie, files.
 
-Kinds may not import voxgate's audio package (engines import nothing of the core), so the little decoding
-they need lives here. Streams are parsed incrementally: a chunk boundary may fall anywhere, inside the
-header or between the two bytes of a sample. Streaming WAV headers are trusted for their format only, never
-for their sizes (AllTalk and GPT-SoVITS write 0, PyAV's streaming muxer a placeholder).
+The one parser of upstream audio every kind uses. Kinds may not import voxgate's audio package (engines
+import nothing of the core), so the little decoding they need lives here. Streams are parsed incrementally:
+a chunk boundary may fall anywhere, inside the header or between the bytes of a sample. Streaming WAV
+headers are trusted for their format only, never for their sizes (AllTalk and GPT-SoVITS write 0, PyAV's
+streaming muxer and others 0xFFFFFFFF).
+
+A stream decoder (`Int16Decoder` for raw PCM, `WavStream`) has `feed(bytes) -> samples`, `rate` (None until
+a WAV header said it) and `finish()`, which raises when the stream ended where it may not.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import struct
 import numpy as np
 
 MAX_HEADER = 64 * 1024  # bytes of RIFF chunks before `data` we wait for before calling the stream broken
+MIN_PIECE = 960  # samples: streamed audio goes on in pieces of at least 40 ms at 24 kHz (the first at once)
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 
 
@@ -22,13 +27,13 @@ class AudioFormatError(ValueError):
 
 
 class Int16Decoder:
-    """Raw little-endian int16 PCM arriving in arbitrary byte chunks, as float32 (interleaved channels are
-    averaged)."""
+    """Raw little-endian PCM (int16; int32 or float32 from a WAV header) arriving in arbitrary byte chunks, as
+    float32 (interleaved channels are averaged; an unfinished frame waits for the next chunk)."""
 
-    def __init__(self, channels: int = 1, width: int = 2, floats: bool = False) -> None:
+    def __init__(self, channels: int = 1, width: int = 2, floats: bool = False, rate: int | None = None) -> None:
         if (width, floats) not in ((2, False), (4, True), (4, False)):
             raise AudioFormatError(f"{width * 8}-bit {'float' if floats else 'integer'} PCM is not supported")
-        self.channels = channels
+        self.channels, self.rate = channels, rate
         self._dtype = "<f4" if floats else ("<i2" if width == 2 else "<i4")
         self._scale = 1.0 if floats else float(2 ** (width * 8 - 1))
         self._frame = width * channels
@@ -50,6 +55,10 @@ class Int16Decoder:
     def leftover(self) -> int:
         """Bytes of an unfinished frame held back."""
         return len(self._carry)
+
+    def finish(self) -> None:
+        """The stream ended: an unfinished last frame is dropped."""
+        self._carry = b""
 
 
 class WavStream:
@@ -78,6 +87,12 @@ class WavStream:
     def started(self) -> bool:
         """True once the header has been read."""
         return self._pcm is not None
+
+    def finish(self) -> None:
+        """The stream ended: AudioFormatError when its header never came whole."""
+        if self._pcm is None:
+            raise AudioFormatError("the answer ended inside the WAV header" if self._head else "empty audio stream")
+        self._pcm.finish()
 
 
 def _parse_header(head: bytes) -> tuple[int, Int16Decoder, int] | None:
@@ -110,7 +125,7 @@ def _format(chunk: bytes) -> tuple[int, Int16Decoder]:
         tag = struct.unpack_from("<H", chunk, 24)[0]  # the sub-format GUID starts with the plain tag
     if tag not in (_PCM, _FLOAT) or channels < 1 or not 1000 <= rate <= 768_000:
         raise AudioFormatError(f"unsupported WAV encoding (format {tag}, {channels} channels, {rate} Hz)")
-    return rate, Int16Decoder(channels, bits // 8, floats=tag == _FLOAT)
+    return rate, Int16Decoder(channels, bits // 8, floats=tag == _FLOAT, rate=rate)
 
 
 def decode_file(data: bytes) -> tuple[np.ndarray, int]:
@@ -145,3 +160,6 @@ def _decode_other(data: bytes) -> tuple[np.ndarray, int]:
         raise AudioFormatError(f"audio that does not decode: {exc}") from None
     samples = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
     return samples, int(rate)
+
+
+__all__ = ["MAX_HEADER", "MIN_PIECE", "AudioFormatError", "Int16Decoder", "WavStream", "decode_file"]

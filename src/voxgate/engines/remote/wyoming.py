@@ -29,14 +29,17 @@ from wyoming.info import Describe, Info
 from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped, SynthesizeVoice
 
 from voxgate.core.types import Piece
-from voxgate.engines.remote.base import NotSupported, UpstreamConfig, UpstreamError, UpstreamRequest, UpstreamVoice
-from voxgate.engines.remote.wire import WYOMING_RATE, int16_samples
+from voxgate.engines.remote.base import UpstreamConfig, UpstreamDefaults, UpstreamError, UpstreamRequest, UpstreamVoice
+from voxgate.engines.remote.pcmstream import Int16Decoder
+from voxgate.engines.remote.wire import WYOMING_RATE
 
 SPEAKER_MARK = "@"
 
 
-class WyomingUpstream:
+class WyomingUpstream(UpstreamDefaults):
     """A client of one Wyoming TTS server."""
+
+    no_clone = "Wyoming has no call to register a voice"
 
     speed_range = (1.0, 1.0)  # Wyoming's synthesize has no rate: the core time-stretches
     sample_rate = WYOMING_RATE
@@ -143,7 +146,7 @@ class WyomingUpstream:
                     chunk = AudioChunk.from_event(event)
                     if chunk.width != 2:
                         raise UpstreamError("audio chunk of another sample width", upstream=self.config.name)
-                    samples = int16_samples(chunk.audio, chunk.channels)
+                    samples = Int16Decoder(chunk.channels).feed(chunk.audio)
                     if len(samples):
                         yield Piece(samples, chunk.rate or rate)
                 elif AudioStop.is_type(event.type):
@@ -156,19 +159,6 @@ class WyomingUpstream:
         finally:
             with contextlib.suppress(Exception):
                 await client.disconnect()
-
-    async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
-        raise NotSupported("Wyoming has no call to register a voice", upstream=self.config.name)
-
-    async def health(self) -> bool:
-        try:
-            await self.voices()
-        except UpstreamError:
-            return False
-        return True
-
-    async def aclose(self) -> None:
-        return None
 
 
 def _tag(language: str) -> str:
