@@ -51,12 +51,15 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def stop_tree(process: subprocess.Popen[str], grace: float = 3.0) -> None:
-    """Stop a process and every process it started (a node: raylet, GCS, workers): TERM, then KILL."""
-    try:
-        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
+def stop_tree(*processes: subprocess.Popen[str], grace: float = 3.0) -> None:
+    """Stop processes and every process they started (a node: raylet, GCS, workers), all at once: TERM, then
+    KILL after `grace` seconds."""
+    tree = []
+    for process in processes:
+        try:
+            tree += [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
     for proc in tree:
         try:
             proc.send_signal(signal.SIGTERM)
@@ -69,7 +72,8 @@ def stop_tree(process: subprocess.Popen[str], grace: float = 3.0) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(alive, timeout=5)
-    process.wait(timeout=5)
+    for process in processes:
+        process.wait(timeout=5)
 
 
 def _tail(path: Path) -> str:
@@ -122,16 +126,27 @@ class LocalCluster:
                  tb: TracebackType | None) -> None:
         self.stop()
 
-    def start(self) -> None:
-        """Start every node; raises ClusterError (after stopping what started) when one does not come up."""
+    def start(self, wait: bool = True) -> None:
+        """Start the head node, then the others; `wait=False` returns while they are still joining (a deploy
+        may start meanwhile: call wait_nodes() before relying on them). Raises ClusterError (after stopping
+        what started) when a node does not come up."""
         try:
-            for i, resources in enumerate(self._resources):
-                self._nodes.append(self._node(i, resources))
+            self._nodes.append(self._launch(0, self._resources[0]))
+            self._wait(0)
+            for i, resources in enumerate(self._resources[1:], 1):
+                self._nodes.append(self._launch(i, resources))
+            if wait:
+                self.wait_nodes()
         except BaseException:
             self.stop()
             raise
 
-    def _node(self, index: int, resources: Mapping[str, float]) -> subprocess.Popen[str]:
+    def wait_nodes(self) -> None:
+        """Return once every node has started; raises ClusterError when one died or took too long."""
+        for i in range(1, len(self._nodes)):
+            self._wait(i)
+
+    def _launch(self, index: int, resources: Mapping[str, float]) -> subprocess.Popen[str]:
         ray = Path(sys.executable).with_name("ray")
         ports = free_ports(8)
         args = [str(ray), "start", "--block", "--disable-usage-stats", "--node-ip-address=127.0.0.1",
@@ -150,16 +165,18 @@ class LocalCluster:
         log = self.folder / f"node{index}.log"
         self.folder.mkdir(parents=True, exist_ok=True)
         with log.open("w") as out:
-            process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, env=self._environ(),
-                                       start_new_session=True)
+            return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, env=self._environ(),
+                                    start_new_session=True)
+
+    def _wait(self, index: int) -> None:
+        process, log = self._nodes[index], self.folder / f"node{index}.log"
         deadline = time.monotonic() + NODE_TIMEOUT
         while time.monotonic() < deadline:
             if "will now block" in log.read_text(errors="replace"):
-                return process
+                return
             if process.poll() is not None:
                 break
             time.sleep(0.1)
-        stop_tree(process)
         raise ClusterError(f"ray node {index} did not start:\n{_tail(log)}")
 
     def deploy(self, args: Sequence[str], port: int | None = None, env: Mapping[str, str] | None = None,
@@ -184,6 +201,8 @@ class LocalCluster:
         threading.Thread(target=_drain, args=(process,), daemon=True).start()
         deadline = time.monotonic() + DEPLOY_TIMEOUT
         while time.monotonic() < deadline:
+            if any(node.poll() is not None for node in self._nodes):
+                raise ClusterError(f"a ray node exited while voxgate deployed:\n{_tail(log)}")
             try:
                 if httpx.get(f"{deployed.url}/ready", timeout=5).status_code == 200:
                     return deployed
@@ -197,8 +216,7 @@ class LocalCluster:
         for deployed in reversed(self._deployed):
             deployed.stop()
         self._deployed.clear()
-        for node in reversed(self._nodes):
-            stop_tree(node)
+        stop_tree(*self._nodes)
         self._nodes.clear()
 
 
