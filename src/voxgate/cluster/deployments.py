@@ -90,17 +90,19 @@ class Synthesizer:
 class Gateway:
     """The FastAPI app of the single process, every HTTP and WebSocket dialect, over the Synthesizer handle."""
 
-    def __init__(self, settings: dict[str, Any], synthesizer: DeploymentHandle, capacity: int) -> None:
+    def __init__(self, settings: dict[str, Any], synthesizer: DeploymentHandle, capacity: int,
+                 limit: int | None = None) -> None:
         # TCP dialects are served by `voxgate tcp-front`; compat ports are not opened in cluster mode.
         self.settings = Settings(**{**settings, "stackflow_port": 0, "wyoming_port": 0, "compat_ports": False})
         self.synthesizer = synthesizer
         self.capacity = capacity
+        self.limit = limit  # segments the replicas take at once: later ones past it wait in deadline order
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         from voxgate.app import create_app
         from voxgate.cluster.backend import RayBackend
 
-        backend = RayBackend(self.synthesizer, self.capacity)
+        backend = RayBackend(self.synthesizer, self.capacity, self.limit)
         app = create_app(self.settings, backend=backend)
         app.include_router(_cluster_router(backend, app))
         return app
@@ -202,7 +204,8 @@ def build(settings: Settings, synth: SynthesizerOptions, gateway: GatewayOptions
         max_ongoing_requests=gateway.max_ongoing_requests,
         logging_config={"enable_access_log": False},
     )
-    return front.bind(data, synthesizer.bind(data), settings.workers * max_replicas)
+    return front.bind(data, synthesizer.bind(data), settings.workers * max_replicas,
+                      synth.max_ongoing_requests * max_replicas)
 
 
 def app_builder(args: dict[str, Any]) -> Any:
