@@ -9,6 +9,8 @@ node by custom resources, so every segment crosses nodes.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +35,9 @@ class Cluster:
     env: dict[str, str]  # RAY_AUTH_* for anything that joins the cluster
     log: Path
     data_dir: Path
+    front: subprocess.Popen[str]  # `voxgate tcp-front` over this cluster (Wyoming on front_port)
+    front_port: int
+    front_log: Path
 
     def report(self) -> dict:
         """A Synthesizer replica's report (pid, node, load counters) through the Gateway's /cluster."""
@@ -43,6 +48,7 @@ class Cluster:
 def cluster() -> Iterator[Cluster]:
     tmp = Path(tempfile.mkdtemp(prefix="vxr", dir="/tmp"))  # short: Ray's socket paths have a length limit
     local = LocalCluster(tmp, [{"gateway": 1}, {"synth": 1}])
+    front: subprocess.Popen[str] | None = None
     try:
         try:
             local.start(wait=False)  # the second node joins while voxgate deploys (its Synthesizer waits for it)
@@ -57,7 +63,20 @@ def cluster() -> Iterator[Cluster]:
             local.wait_nodes()
         except ClusterError as exc:
             pytest.fail(str(exc))
-        yield Cluster(deployed.url, local.gcs, dict(local.env), deployed.log, tmp / "data")
+        # The TCP front starts (seconds of imports) while the first tests run; its test reads its first lines.
+        (port,) = free_ports(1)
+        front_log = tmp / "front.log"
+        with front_log.open("w") as err:
+            front = subprocess.Popen([sys.executable, "-m", "voxgate", "tcp-front", f"--cluster-url={deployed.url}",
+                                      "--host=127.0.0.1", f"--data-dir={tmp / 'data'}", "--engines", "piper",
+                                      f"--default-voice={JOE}", "--no-warmup", "--stackflow-port=0",
+                                      f"--wyoming-port={port}"], stdout=subprocess.PIPE, stderr=err, text=True)
+        yield Cluster(deployed.url, local.gcs, dict(local.env), deployed.log, tmp / "data", front, port, front_log)
     finally:
+        if front is not None:
+            front.terminate()
+            front.wait(timeout=20)
+            if front.stdout is not None:
+                front.stdout.close()
         local.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -24,6 +24,9 @@ from voxgate.scheduling.backend import Post, SegmentJob
 from voxgate.settings import Settings
 
 APP_NAME = "voxgate"  # the Serve application `voxgate serve --ray-address` deploys (and deletes on exit)
+# Seconds between a stopping replica's checks for requests still running (Serve's default, 2, is also the
+# least a stop takes: it waits once before its first check). The wait for them is bounded by Serve (20 s).
+DRAIN_CHECK_S = 0.25
 VOICES_PER_REPLICA = 64  # voice load keys a replica reports as held, for routing (its pool's memory budget rules)
 
 
@@ -196,6 +199,7 @@ def build(settings: Settings, synth: SynthesizerOptions, gateway: GatewayOptions
         logging_config={"enable_access_log": False},  # a line per segment call would drown the logs
         health_check_period_s=2,
         health_check_timeout_s=10,
+        graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
     )
     front = serve.deployment(Gateway).options(
         name="Gateway",
@@ -203,6 +207,7 @@ def build(settings: Settings, synth: SynthesizerOptions, gateway: GatewayOptions
         ray_actor_options={"num_cpus": gateway.num_cpus, "resources": dict(gateway.resources)},
         max_ongoing_requests=gateway.max_ongoing_requests,
         logging_config={"enable_access_log": False},
+        graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
     )
     return front.bind(data, synthesizer.bind(data), settings.workers * max_replicas,
                       synth.max_ongoing_requests * max_replicas)
