@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import _seed_bases
 from voxgate.cluster.local import ClusterError, LocalCluster, free_ports
 
 __all__ = ["Cluster", "free_ports"]
@@ -49,6 +50,7 @@ def cluster() -> Iterator[Cluster]:
     tmp = Path(tempfile.mkdtemp(prefix="vxr", dir="/tmp"))  # short: Ray's socket paths have a length limit
     local = LocalCluster(tmp, [{"gateway": 1}, {"synth": 1}])
     front: subprocess.Popen[str] | None = None
+    _seed_bases(tmp / "data")  # base-voice measurements earlier servers of the session made: not made again
     try:
         try:
             local.start(wait=False)  # the second node joins while voxgate deploys (its Synthesizer waits for it)

@@ -51,7 +51,7 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def stop_tree(*processes: subprocess.Popen[str], grace: float = 3.0) -> None:
+def stop_tree(*processes: subprocess.Popen[str], grace: float = 1.0) -> None:
     """Stop processes and every process they started (a node: raylet, GCS, workers), all at once: TERM, then
     KILL after `grace` seconds."""
     tree = []
@@ -65,7 +65,7 @@ def stop_tree(*processes: subprocess.Popen[str], grace: float = 3.0) -> None:
             proc.send_signal(signal.SIGTERM)
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(tree, timeout=grace)  # the cluster is thrown away: no slow drain
+    _, alive = psutil.wait_procs(tree, timeout=grace)  # the cluster is thrown away: no slow drain (a raylet takes 3 s+)
     for proc in alive:
         try:
             proc.kill()
