@@ -46,7 +46,10 @@ def speak(server: Server, voice: str) -> httpx.Response:
 def bases_measured(server: Server) -> None:
     """Wait for the background base-voice measurement (tests.conftest's wait_for_bases reads a SQLite file,
     which a server on this store has none of)."""
-    until(lambda: httpx.get(f"{server.url}/ready", timeout=10).json()["match_bases"]["done"], timeout=180)
+    deadline = time.monotonic() + 180
+    while not httpx.get(f"{server.url}/ready", timeout=10).json()["match_bases"]["done"]:
+        assert time.monotonic() < deadline, server.log.read_text()[-3000:]
+        time.sleep(0.5)
 
 
 def _folder(path: Path) -> Path:
