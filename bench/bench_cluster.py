@@ -8,8 +8,8 @@
 
     .venv/bin/python bench/bench_cluster.py [--requests 15] [--clients 4] [--seconds 20]
 
-The Ray nodes use their own temp dir and free ports (the client server off 10001) and are stopped by the
-PIDs this script started.
+The Ray nodes are voxgate.cluster.local's, as in tests/cluster: their own temp dir and free ports (the client
+server off 10001), stopped by the PIDs this script started.
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ import argparse
 import json
 import os
 import queue
-import secrets
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,26 +28,16 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
+
+from voxgate.cluster.local import Deployed, LocalCluster, free_ports
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _server import drain, stop, wait_ready
 
 VOICE = "en_US-joe-medium"
 SENTENCE = "The weather today is bright and clear, with a gentle breeze from the west."
-RAY = Path(sys.executable).with_name("ray")
-COMMON = ["--host=127.0.0.1", "--engines", "piper", f"--default-voice={VOICE}", "--workers=1", "--threads=1",
-          "--solo-threads=1", "--stackflow-port=0", "--wyoming-port=0"]
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+COMMON = ["--engines", "piper", f"--default-voice={VOICE}", "--workers=1", "--threads=1", "--solo-threads=1",
+          "--stackflow-port=0", "--wyoming-port=0"]
 
 
 def first_audio(urls: list[str], requests: int) -> list[list[float]]:
@@ -99,7 +86,7 @@ def throughput(url: str, clients: int, seconds: float) -> float:
 def single(tmp: Path) -> tuple[subprocess.Popen[str], str]:
     log = tmp / "single.log"
     with log.open("w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "voxgate", "serve", "--port=0",
+        process = subprocess.Popen([sys.executable, "-m", "voxgate", "serve", "--host=127.0.0.1", "--port=0",
                                     f"--data-dir={tmp / 'data'}", *COMMON], stdout=subprocess.PIPE,
                                    stderr=err, text=True, env={**os.environ, "VOXGATE_MATCH_BASES": "[]"})
     first: queue.Queue[str] = queue.Queue()
@@ -107,73 +94,21 @@ def single(tmp: Path) -> tuple[subprocess.Popen[str], str]:
     return process, wait_ready(process, first, log)
 
 
-def node(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
-    with log.open("w") as out:
-        process = subprocess.Popen([str(RAY), "start", "--block", "--disable-usage-stats",
-                                    "--node-ip-address=127.0.0.1", "--min-worker-port=0", "--max-worker-port=0",
-                                    *args], stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
-                                   start_new_session=True)
-    deadline = time.monotonic() + 120
-    while "will now block" not in log.read_text(errors="replace"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"ray node did not start:\n{log.read_text()[-2000:]}")
-        time.sleep(0.25)
-    return process
-
-
-def stop_tree(process: subprocess.Popen[str]) -> None:
-    try:
-        tree = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return
-    for proc in tree:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(tree, timeout=5)
-    for proc in alive:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-    process.wait(timeout=10)
-
-
-def deploy(tmp: Path, gcs: int, port: int, replicas: int, env: dict[str, str]) -> subprocess.Popen[str]:
+def deploy(cluster: LocalCluster, port: int, replicas: int) -> Deployed:
+    """voxgate on the cluster with `replicas` Synthesizer replicas of 1 CPU, each answering and warm."""
     options = {"num_cpus": 1, "min_replicas": replicas, "max_replicas": replicas}
-    log = tmp / f"cluster{replicas}.log"
-    with log.open("w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "voxgate", "serve", f"--ray-address=127.0.0.1:{gcs}",
-                                    f"--port={port}", f"--data-dir={tmp / 'data'}", *COMMON,
-                                    f"--ray-synthesizer={json.dumps(options)}"], stdout=subprocess.PIPE,
-                                   stderr=err, text=True, env={**env, "VOXGATE_MATCH_BASES": "[]"})
-    assert process.stdout is not None
-    for line in process.stdout:
-        if "voxgate listening on" in line:
-            break
-    else:
-        raise RuntimeError(f"deploy failed:\n{log.read_text()[-2000:]}")
-    threading.Thread(target=lambda: [None for _ in process.stdout or ()], daemon=True).start()
-    url = f"http://127.0.0.1:{port}"
+    deployed = cluster.deploy([f"--data-dir={cluster.folder / 'data'}", *COMMON,
+                               f"--ray-synthesizer={json.dumps(options)}"], port=port,
+                              env={"VOXGATE_MATCH_BASES": "[]"}, name=f"cluster{replicas}")
     deadline = time.monotonic() + 120
     pids: set[int] = set()
     while len(pids) < replicas and time.monotonic() < deadline:  # every replica up (a report is 1 s fresh)
-        pids.add(httpx.get(f"{url}/cluster", timeout=10).json()["synthesizer"]["pid"])
+        pids.add(httpx.get(f"{deployed.url}/cluster", timeout=10).json()["synthesizer"]["pid"])
         time.sleep(1.1)
     if len(pids) < replicas:
         print(f"  only {len(pids)} of {replicas} replicas answered", flush=True)
-    throughput(url, 4, 5.0)  # warm-up: the voice loaded on every replica the router uses
-    return process
-
-
-def undeploy(process: subprocess.Popen[str]) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    throughput(deployed.url, 4, 5.0)  # warm-up: the voice loaded on every replica the router uses
+    return deployed
 
 
 def p90(values: list[float]) -> float:
@@ -186,47 +121,32 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="vxb", dir="/tmp"))
+    tmp = Path(tempfile.mkdtemp(prefix="vxb", dir="/tmp"))  # short: Ray's socket paths have a length limit
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
-           "RAY_USAGE_STATS_ENABLED": "0"}
-    gcs, client, port, *more = free_ports(14)
-    nodes = []
     loads = {}
+    rates: dict[object, float] = {}
+    (port,) = free_ports(1)
     solo, url = single(tmp)
-    cluster_url = f"http://127.0.0.1:{port}"
     try:
-        nodes.append(node(["--head", "--include-dashboard=false", f"--port={gcs}",
-                           f"--ray-client-server-port={client}", "--num-cpus=1", f"--temp-dir={tmp / 'ray'}",
-                           f"--node-manager-port={more[0]}", f"--object-manager-port={more[1]}",
-                           f"--dashboard-agent-listen-port={more[2]}", f"--dashboard-agent-grpc-port={more[3]}",
-                           f"--metrics-export-port={more[4]}", f"--runtime-env-agent-port={more[5]}"],
-                          env, tmp / "head.log"))
-        nodes.append(node([f"--address=127.0.0.1:{gcs}", "--num-cpus=1", f"--node-manager-port={more[6]}",
-                           f"--object-manager-port={more[7]}", f"--dashboard-agent-listen-port={more[8]}",
-                           f"--dashboard-agent-grpc-port={more[9]}", f"--metrics-export-port={more[10]}"],
-                          env, tmp / "worker.log"))
-        rates = {}
-        serve = deploy(tmp, gcs, port, 1, env)
-        try:
-            single_first, cluster_first = first_audio([url, cluster_url], args.requests)
-            rates["single"] = throughput(url, args.clients, args.seconds)
-            loads["single"] = os.getloadavg()[0]
-            stop(solo)
-            rates[1] = throughput(cluster_url, args.clients, args.seconds)
-            loads[1] = os.getloadavg()[0]
-        finally:
-            undeploy(serve)
-        serve = deploy(tmp, gcs, port, 2, env)
-        try:
-            rates[2] = throughput(cluster_url, args.clients, args.seconds)
-            loads[2] = os.getloadavg()[0]
-        finally:
-            undeploy(serve)
+        with LocalCluster(tmp / "cluster", [{}, {}]) as cluster:
+            serve = deploy(cluster, port, 1)
+            try:
+                single_first, cluster_first = first_audio([url, serve.url], args.requests)
+                rates["single"] = throughput(url, args.clients, args.seconds)
+                loads["single"] = os.getloadavg()[0]
+                stop(solo)
+                rates[1] = throughput(serve.url, args.clients, args.seconds)
+                loads[1] = os.getloadavg()[0]
+            finally:
+                serve.stop()
+            serve = deploy(cluster, port, 2)
+            try:
+                rates[2] = throughput(serve.url, args.clients, args.seconds)
+                loads[2] = os.getloadavg()[0]
+            finally:
+                serve.stop()
     finally:
         stop(solo)
-        for process in reversed(nodes):
-            stop_tree(process)
         shutil.rmtree(tmp, ignore_errors=True)
     single_rate = rates["single"]
     one, cluster = statistics.median(single_first), statistics.median(cluster_first)

@@ -3,8 +3,10 @@ in the single-process server."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -64,3 +66,74 @@ def test_single_process_never_imports_ray_and_cli_errors_are_one_line() -> None:
     assert bad.returncode == 4 and len(lines) == 2, bad.stderr
     assert lines[0].startswith("voxgate: --ray-synthesizer: unknown option 'bogus'"), bad.stderr
     assert lines[1].startswith(f"voxgate: --ray-address 127.0.0.1:{closed}: no Ray cluster answers there"), lines
+
+
+class _Response:
+    """A fake streaming handle call: one piece at once, the end when told (or when cancelled)."""
+
+    def __init__(self) -> None:
+        self.gave, self.cancelled, self.done = False, False, asyncio.Event()
+
+    def __aiter__(self) -> _Response:
+        return self
+
+    async def __anext__(self) -> Piece:
+        if not self.gave:
+            self.gave = True
+            return Piece(np.zeros(10, np.float32), 16000)
+        await self.done.wait()
+        raise StopAsyncIteration
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.done.set()
+
+
+class _Handle:
+    """The part of a DeploymentHandle RayBackend uses: `options(...).generate.remote(...)`, in call order."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, _Response] = {}  # segment text → its call, in the order they were made
+        self.generate = self
+
+    def options(self, **_: object) -> _Handle:
+        return self
+
+    def remote(self, voice: object, text: str, *_: object) -> _Response:
+        self.calls[text] = _Response()
+        return self.calls[text]
+
+
+@pytest.mark.filterwarnings("ignore:Using extra keyword arguments on `Field`")  # ray.serve's, at import
+async def test_later_segments_past_the_limit_wait_in_the_gateway_earliest_deadline_first() -> None:
+    from voxgate.cluster.backend import RayBackend
+    from voxgate.core.types import VoiceInfo
+    from voxgate.engines.base import EngineParams
+    from voxgate.scheduling.backend import SegmentJob
+
+    voice = VoiceInfo("v", "v", "piper", "en-US", 16000)
+    handle = _Handle()
+    backend = RayBackend(handle, capacity=1, limit=2)  # the replicas take two segments at once
+    now = time.monotonic()
+
+    def segment(text: str, due: float, urgent: bool = False):  # type: ignore[no-untyped-def]
+        return backend.generate(SegmentJob(voice, text, EngineParams(), now + due, urgent=urgent))
+
+    a, b, c, d = segment("a", 30), segment("b", 10), segment("c", 20), segment("d", 5)
+    e = segment("e", 40, urgent=True)  # a stream's first segment: sent at once, whatever waits here
+    f = segment("f", 1)
+    assert list(handle.calls) == ["a", "b", "e"] and backend.load().queued == 6
+    for call in (a, b, e):
+        assert (await anext(call)).rate == 16000
+    await f.aclose()  # cancelled while it waited here: never sent
+    handle.calls["a"].done.set()
+    assert await anext(a, None) is None and list(handle.calls) == ["a", "b", "e"]  # b and e still take the room
+    handle.calls["b"].done.set()
+    assert await anext(b, None) is None and list(handle.calls) == ["a", "b", "e", "d"]  # d (due in 5 s) before c
+    await e.aclose()  # the client went away: its call is cancelled, and c gets the room
+    assert handle.calls["e"].cancelled and list(handle.calls) == ["a", "b", "e", "d", "c"]
+    for call in (d, c):
+        assert (await anext(call)).rate == 16000
+        await call.aclose()
+    load = backend.load()
+    assert (load.queued, load.running, load.completed, load.dropped, load.interrupted) == (0, 0, 2, 1, 3)

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import Server, pcm16, rms, start_server, stop_server, wait_for_bases
+from tests.conftest import Server, pcm16, rms, start_server, stop_server
 from tests.postgres import PASSWORD, Postgres
 
 pytestmark = pytest.mark.postgres
@@ -43,6 +43,15 @@ def speak(server: Server, voice: str) -> httpx.Response:
     return httpx.post(f"{server.url}/v1/audio/speech", json=body, timeout=120)
 
 
+def bases_measured(server: Server) -> None:
+    """Wait for the background base-voice measurement (tests.conftest's wait_for_bases reads a SQLite file,
+    which a server on this store has none of)."""
+    deadline = time.monotonic() + 180
+    while not httpx.get(f"{server.url}/ready", timeout=10).json()["match_bases"]["done"]:
+        assert time.monotonic() < deadline, server.log.read_text()[-3000:]
+        time.sleep(0.5)
+
+
 def _folder(path: Path) -> Path:
     path.mkdir()
     return path
@@ -59,7 +68,7 @@ def test_two_nodes_share_voices_removals_and_gains(postgres: Postgres, tmp_path:
     servers: list[Server] = []
     try:
         servers.append(a := start_server(_folder(tmp_path / "a"), "--store", url, *FLAGS))
-        wait_for_bases(a)  # its base-voice measurement is in the store: the second node reads it, not measures
+        bases_measured(a)  # its base-voice measurement is in the store: the second node reads it, not measures
         servers.append(b := start_server(_folder(tmp_path / "b"), "--store", url, *FLAGS))
         assert a.data_dir != b.data_dir
         assert "measured base voice" in a.log.read_text() and "measured base voice" not in b.log.read_text()

@@ -82,7 +82,7 @@ def test_round_trip_settings_gains_schema_and_reopen(postgres: Postgres, tmp_pat
         assert conn.execute("SELECT count(*) FROM voxgate_references").fetchone() == (0,)
         conn.execute("UPDATE voxgate_schema SET version = 99")
     other.close()
-    with pytest.raises(StoreError, match="schema 99, newer than this voxgate's 1"):
+    with pytest.raises(StoreError, match=f"schema 99, newer than this voxgate's {SCHEMA_VERSION}"):
         open_store(url, tmp_path / "c")
 
 
@@ -120,7 +120,7 @@ def test_a_change_reaches_another_node_within_a_second(postgres: Postgres, tmp_p
     seen: list[tuple[float, list[str]]] = []
     changed = threading.Event()
 
-    def reload() -> None:
+    def reload(change: object) -> None:
         seen.append((time.monotonic(), [v.id for v in reader.list()]))
         changed.set()
 
@@ -151,7 +151,7 @@ def test_lost_connections_are_replaced_and_changes_still_arrive(postgres: Postgr
     changed = threading.Event()
     seen: list[list[str]] = []
     try:
-        reader.watch(lambda: (seen.append([v.id for v in reader.list()]), changed.set()))
+        reader.watch(lambda change: (seen.append([v.id for v in reader.list()]), changed.set()))
         time.sleep(0.3)
         with psycopg.connect(url, autocommit=True) as admin:  # as a database restart or a network cut would
             killed = admin.execute("SELECT application_name, pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -194,7 +194,7 @@ import numpy as np
 from voxgate.voices.store import StoredVoice
 from voxgate.voices.store_pg import PostgresStore
 
-def stall(conn, voice_id):  # the last step inside the transaction: reference and row are written, not committed
+def stall(conn, *change):  # the last step inside the transaction: reference and row are written, not committed
     print("written", flush=True)
     time.sleep(60)
 

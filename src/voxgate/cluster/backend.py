@@ -6,11 +6,18 @@ when every replica is full (BackPressureError) becomes `Overloaded`, raised by t
 dialects pull before they answer, so each answers with its own busy reply; a later segment of a stream
 already speaking waits a little for room instead. Closing the iterator cancels the call down to the
 replica, whose pool then drops or interrupts the job. A replica that dies mid-stream is an `EngineFailure`.
+
+Serve's router serves what waits for a replica in arrival order, blind to deadlines. So once `limit` calls
+(what the replicas take at once) are outstanding, a later segment waits here instead, and these are sent in
+deadline order as calls end; a first segment is always sent at once. A stream's next segment then never
+stands in Serve's queue in front of another stream's first one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -32,11 +39,19 @@ REPORT_EVERY_S = 1.0  # seconds a replica report behind health() and /cluster st
 class _Call:
     """The pieces of one job from a replica, as the async iterator the Backend contract promises."""
 
-    def __init__(self, backend: RayBackend, job: SegmentJob) -> None:
+    def __init__(self, backend: RayBackend, job: SegmentJob, held: bool = False) -> None:
         self._backend, self._job = backend, job
-        self._response: Any = backend._call(job)
+        self._response: Any = None if held else backend._call(job)  # None while it waits here (held)
+        self._sent = asyncio.Event()
+        if not held:
+            self._sent.set()
         self._ended = False
         self._started = False
+
+    def send(self) -> None:
+        """A held call's turn: make it now."""
+        self._response = self._backend._call(self._job)
+        self._sent.set()
 
     def __aiter__(self) -> _Call:
         return self
@@ -67,6 +82,9 @@ class _Call:
 
     async def _first(self) -> Piece:
         """The first piece: a refusal for room is Overloaded (first segments) or waited out (later ones)."""
+        await self._sent.wait()
+        if self._ended:  # cancelled while it waited here
+            raise StopAsyncIteration
         give_up = time.monotonic() + RETRY_FOR_S
         while True:
             try:
@@ -92,11 +110,16 @@ class _Call:
             backend._queued -= 1
         backend._counts[how] += 1
         backend._calls.pop(self._job, None)
+        if self._response is not None:
+            backend._outstanding -= 1
+            backend._release()
+        self._sent.set()  # a held call's waiter wakes up to end
 
     def cancel(self) -> None:
-        """Stop the call on its replica (its pool drops or interrupts the job)."""
+        """Stop the call on its replica (its pool drops or interrupts the job), or here while it is held."""
         if not self._ended:
-            self._response.cancel()
+            if self._response is not None:
+                self._response.cancel()
             self._end("interrupted" if self._started else "dropped")
 
     async def aclose(self) -> None:
@@ -113,9 +136,13 @@ def _reason(exc: BaseException) -> str:
 class RayBackend:
     """The Backend protocol over a DeploymentHandle of the Synthesizer deployment."""
 
-    def __init__(self, handle: Any, capacity: int) -> None:
+    def __init__(self, handle: Any, capacity: int, limit: int | None = None) -> None:
         self._handle = handle
         self._capacity = capacity  # workers over every replica the deployment may have
+        self._limit = limit  # outstanding calls past which later segments wait here (None: never)
+        self._outstanding = 0  # calls made and not ended
+        self._held: list[tuple[float, int, _Call]] = []  # later segments waiting here: a heap by deadline
+        self._order = itertools.count()  # arrival order among equal deadlines
         self._calls: dict[SegmentJob, _Call] = {}
         self._queued = 0
         self._running = 0
@@ -139,10 +166,23 @@ class RayBackend:
                     c["failed"])
 
     def generate(self, job: SegmentJob) -> AsyncIterator[Chunk]:
-        call = _Call(self, job)
+        held = self._limit is not None and not job.urgent and self._outstanding >= self._limit
+        call = _Call(self, job, held)
+        if held:
+            heapq.heappush(self._held, (job.deadline, next(self._order), call))
+        else:
+            self._outstanding += 1
         self._queued += 1
         self._calls[job] = call
         return call
+
+    def _release(self) -> None:
+        """Send held segments, earliest deadline first, while there is room."""
+        while self._held and (self._limit is None or self._outstanding < self._limit):
+            _, _, call = heapq.heappop(self._held)
+            if not call._ended:
+                self._outstanding += 1
+                call.send()
 
     def abort(self, job: SegmentJob) -> None:
         call = self._calls.get(job)
@@ -187,7 +227,9 @@ class RayBackend:
             _LOG.debug("synthesizer report failed: %s", exc)
 
     def close(self) -> None:
+        self._limit = 0  # nothing held is sent any more
         for call in list(self._calls.values()):
             call.cancel()
+        self._held.clear()
         if self._reporter is not None:
             self._reporter.cancel()

@@ -24,6 +24,9 @@ from voxgate.scheduling.backend import Post, SegmentJob
 from voxgate.settings import Settings
 
 APP_NAME = "voxgate"  # the Serve application `voxgate serve --ray-address` deploys (and deletes on exit)
+# Seconds between a stopping replica's checks for requests still running (Serve's default, 2, is also the
+# least a stop takes: it waits once before its first check). The wait for them is bounded by Serve (20 s).
+DRAIN_CHECK_S = 0.25
 VOICES_PER_REPLICA = 64  # voice load keys a replica reports as held, for routing (its pool's memory budget rules)
 
 
@@ -90,17 +93,19 @@ class Synthesizer:
 class Gateway:
     """The FastAPI app of the single process, every HTTP and WebSocket dialect, over the Synthesizer handle."""
 
-    def __init__(self, settings: dict[str, Any], synthesizer: DeploymentHandle, capacity: int) -> None:
+    def __init__(self, settings: dict[str, Any], synthesizer: DeploymentHandle, capacity: int,
+                 limit: int | None = None) -> None:
         # TCP dialects are served by `voxgate tcp-front`; compat ports are not opened in cluster mode.
         self.settings = Settings(**{**settings, "stackflow_port": 0, "wyoming_port": 0, "compat_ports": False})
         self.synthesizer = synthesizer
         self.capacity = capacity
+        self.limit = limit  # segments the replicas take at once: later ones past it wait in deadline order
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         from voxgate.app import create_app
         from voxgate.cluster.backend import RayBackend
 
-        backend = RayBackend(self.synthesizer, self.capacity)
+        backend = RayBackend(self.synthesizer, self.capacity, self.limit)
         app = create_app(self.settings, backend=backend)
         app.include_router(_cluster_router(backend, app))
         return app
@@ -194,6 +199,7 @@ def build(settings: Settings, synth: SynthesizerOptions, gateway: GatewayOptions
         logging_config={"enable_access_log": False},  # a line per segment call would drown the logs
         health_check_period_s=2,
         health_check_timeout_s=10,
+        graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
     )
     front = serve.deployment(Gateway).options(
         name="Gateway",
@@ -201,8 +207,10 @@ def build(settings: Settings, synth: SynthesizerOptions, gateway: GatewayOptions
         ray_actor_options={"num_cpus": gateway.num_cpus, "resources": dict(gateway.resources)},
         max_ongoing_requests=gateway.max_ongoing_requests,
         logging_config={"enable_access_log": False},
+        graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
     )
-    return front.bind(data, synthesizer.bind(data), settings.workers * max_replicas)
+    return front.bind(data, synthesizer.bind(data), settings.workers * max_replicas,
+                      synth.max_ongoing_requests * max_replicas)
 
 
 def app_builder(args: dict[str, Any]) -> Any:

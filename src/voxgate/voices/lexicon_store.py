@@ -4,7 +4,7 @@ A batch of entries is written in one IMMEDIATE transaction with `synchronous=FUL
 so a kill -9 leaves either every entry of a PUT or none of them; nothing else is written outside the
 database, so there is nothing to sweep. With `--store postgresql://…` the rows are in that database's
 `voxgate_lexicon` table (PostgresLexiconStore), one transaction per batch too, so every node reads the same
-lexicon; a counter bumped by each write tells the other nodes to reload.
+lexicon; each write is a change the watching nodes hear of (voices.store_pg), so checking costs them nothing.
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ class PostgresLexiconStore:
         self._version = self._data_version()
 
     def _data_version(self) -> int:
+        if self._store._watcher is not None:  # the store hears of every lexicon change: no round trip
+            return -1 - int(self._store.lexicon_seen)
         with self._store._connection() as conn:
             return int(conn.execute("SELECT lexicon_generation FROM voxgate_schema").fetchone()[0])
 
@@ -115,6 +117,7 @@ class PostgresLexiconStore:
                              "phonemes=EXCLUDED.phonemes, respelling=EXCLUDED.respelling, "
                              "seq=nextval(pg_get_serial_sequence('voxgate_lexicon', 'seq'))", row)
             conn.execute("UPDATE voxgate_schema SET lexicon_generation = lexicon_generation + 1")
+            self._store._changed(conn, "lexicon")  # told to every watching process
 
     def delete(self, keys: Iterable[tuple[str, str, str]]) -> None:
         """Delete entries by (word, lower-case language or '', voice or '')."""
@@ -124,6 +127,7 @@ class PostgresLexiconStore:
                 conn.execute("DELETE FROM voxgate_lexicon WHERE word=%s AND lower(language)=%s AND voice=%s",
                              (word, language, voice))
             conn.execute("UPDATE voxgate_schema SET lexicon_generation = lexicon_generation + 1")
+            self._store._changed(conn, "lexicon")  # told to every watching process
 
 
 def lexicon_store(store: Store) -> LexiconStore | PostgresLexiconStore:

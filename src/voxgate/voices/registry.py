@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from voxgate.engines.base import Capabilities, Engine, Reference, VoiceInfo
 from voxgate.errors import VoiceNotFound
 from voxgate.voices.store import StoredVoice
-from voxgate.voices.store_base import Store
+from voxgate.voices.store_base import Change, Store
 
 _LOG = logging.getLogger(__name__)
 
@@ -98,18 +98,18 @@ class VoiceRegistry:
         self._provided: dict[str, VoiceInfo] = {}  # the providers' voices, by id
         # registered voices cloned on an upstream (engines/remote/clone.py) → (stored, local matched voice)
         self._cloned: dict[str, tuple[StoredVoice, VoiceInfo | None]] = {}
-        self.refresh()
         watch = getattr(store, "watch", None)  # a shared store (--store postgresql://…) tells of other nodes' changes
         if watch is not None:
-            watch(self._store_changed)
+            watch(self._store_changed)  # first: the store then lists from memory
+        self.refresh()
 
-    def _store_changed(self) -> None:
-        before = {v.id for v in self.list() if v.registered} | set(self.stale())
-        self.refresh_registered()
-        after = {v.id for v in self.list() if v.registered} | set(self.stale())
-        if before != after:
-            _LOG.info("registered voices changed in the store: +%s -%s", sorted(after - before) or "",
-                      sorted(before - after) or "")
+    def _store_changed(self, change: Change) -> None:
+        """A change any process made to the shared store: only the voice it names is placed again."""
+        if change.kind == "reload":
+            self.refresh_registered()
+        elif change.voice and change.kind != "lexicon":
+            self.refresh_registered(change.voice)
+            _LOG.info("registered voice %s %s in the store", change.voice, change.kind)
 
     def refresh(self) -> int:
         """Rescan engines, providers and the store (blocking: reads files, waits for providers' listings);
@@ -140,10 +140,52 @@ class VoiceRegistry:
                                                      base, match.get("shift"), registered, transient)
         return found
 
-    def refresh_registered(self) -> int:
-        """Re-read the registered voices only (after one was added or removed)."""
+    def refresh_registered(self, voice_id: str | None = None) -> int:
+        """Re-read the registered voices only (after one was added or removed), or only `voice_id`'s."""
         with self._reload:
-            return self._refresh_registered()
+            return self._refresh_registered() if voice_id is None else self._refresh_one(voice_id)
+
+    def _refresh_one(self, voice_id: str) -> int:
+        """Place one registered voice again (added, changed or removed), leaving every other as it is."""
+        stored = self.store.get(voice_id) if self.store is not None else None
+        voices: dict[str, VoiceInfo] = {}
+        stale: dict[str, str] = {}
+        variants: dict[str, dict[str, VoiceInfo]] = {}
+        cloned: dict[str, tuple[StoredVoice, VoiceInfo | None]] = {}
+        if stored is not None:
+            self._place(stored, self._cloner(), voices, stale, variants, cloned)
+        with self._lock:
+            if voice_id in self._installed:
+                return len(self._voices)
+            self._voices = {k: v for k, v in self._voices.items() if k != voice_id} | voices
+            if voice_id not in self._voices and voice_id in self._provided:
+                self._voices[voice_id] = self._provided[voice_id]
+            self._stale = {k: v for k, v in self._stale.items() if k != voice_id} | stale
+            self._cloned = {k: v for k, v in self._cloned.items() if k != voice_id} | cloned
+            if voice_id not in self._transient:
+                self._variants = {k: v for k, v in self._variants.items() if k != voice_id} | variants
+            return len(self._voices)
+
+    def _place(self, stored: StoredVoice, cloner: Engine | None, voices: dict[str, VoiceInfo],
+               stale: dict[str, str], variants: dict[str, dict[str, VoiceInfo]],
+               cloned: dict[str, tuple[StoredVoice, VoiceInfo | None]]) -> None:
+        """Put one registered voice where it belongs: spoken (by a cloner, an upstream or its base), or stale."""
+        if cloner is not None and self.store is not None:
+            voices[stored.id] = cloned_info(stored, cloner, str(self.store.audio_path(stored.audio_sha256)))
+            return
+        base = self._installed.get(str(stored.features.get("base_voice")))
+        local = matched_info(stored, base) if base is not None else None
+        if _remote_id(stored.meta):
+            cloned[stored.id] = (stored, local)
+            remote = self._provided.get(_remote_id(stored.meta))
+            if remote is not None:  # cloned on an upstream that lists it now
+                voices[stored.id] = upstream_info(stored, remote, local)
+                return
+        if local is None:
+            stale[stored.id] = f"its base voice {stored.features.get('base_voice')!r} is not installed"
+            return
+        voices[stored.id] = local
+        variants[stored.id] = self._variants_of(stored.id, stored.name, stored.features, registered=True)
 
     def _refresh_registered(self) -> int:
         voices, stale, variants = dict(self._installed), {}, {}
@@ -153,22 +195,7 @@ class VoiceRegistry:
             if stored.id in voices:
                 _LOG.warning("registered voice %r is shadowed by an installed voice of the same id", stored.id)
                 continue
-            if cloner is not None and self.store is not None:
-                voices[stored.id] = cloned_info(stored, cloner, str(self.store.audio_path(stored.audio_sha256)))
-                continue
-            base = voices.get(str(stored.features.get("base_voice")))
-            local = matched_info(stored, base) if base is not None and base.id in self._installed else None
-            if _remote_id(stored.meta):
-                cloned[stored.id] = (stored, local)
-                remote = self._provided.get(_remote_id(stored.meta))
-                if remote is not None:  # cloned on an upstream that lists it now
-                    voices[stored.id] = upstream_info(stored, remote, local)
-                    continue
-            if base is None or local is None:
-                stale[stored.id] = f"its base voice {stored.features.get('base_voice')!r} is not installed"
-                continue
-            voices[stored.id] = local
-            variants[stored.id] = self._variants_of(stored.id, stored.name, stored.features, registered=True)
+            self._place(stored, cloner, voices, stale, variants, cloned)
         for voice_id, voice in self._provided.items():
             voices.setdefault(voice_id, voice)
         with self._lock:

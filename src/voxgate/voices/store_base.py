@@ -12,6 +12,7 @@ Two stores keep the registered voices (index rows plus reference audio), the sma
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -25,6 +26,14 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 class StoreError(RuntimeError):
     """The store cannot be used (unknown URL scheme, unreachable database, newer schema); one line, no secrets."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What another process changed in a shared store, as `Store.watch` callbacks are told of it."""
+
+    kind: str  # "added" | "updated" | "removed" (a voice), "lexicon" (its entries), "reload" (anything: read all)
+    voice: str = ""  # the voice id ("" for lexicon and reload)
 
 
 @runtime_checkable
@@ -69,8 +78,8 @@ class Store(Protocol):
         """Keep a measured gain unless one is kept already; returns the kept one (the first measurement wins)."""
         ...
 
-    def watch(self, callback: Callable[[], None]) -> None:
-        """Call `callback` (on a thread of the store's) after another process changed the registered voices."""
+    def watch(self, callback: Callable[[Change], None]) -> None:
+        """Call `callback` (on a thread of the store's) with each change any process made to the voices."""
         ...
 
     def sweep(self) -> list[str]: ...
@@ -116,4 +125,4 @@ def open_store(url: str | None, data_dir: Path) -> Store:
     return PostgresStore(url, data_dir)
 
 
-__all__ = ["POSTGRES_SCHEMES", "Store", "StoreError", "open_store", "redact"]
+__all__ = ["POSTGRES_SCHEMES", "Change", "Store", "StoreError", "open_store", "redact"]

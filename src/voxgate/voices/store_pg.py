@@ -3,11 +3,15 @@
 The index rows, the reference audio (bytea, content-addressed by its canonical hash), the persisted
 settings, the levelling gains and the lexicon live in `voxgate_*` tables. A voice is written in ONE
 transaction, reference first and then its row, so a process killed mid-write leaves nothing behind: the
-transaction never committed. Every write to the voices bumps a generation number and sends a NOTIFY in
-the same transaction; each process listens on its own connection and also polls the generation twice a
-second (a notification lost while that connection was re-opened is caught by the poll), so every node
-sees a new or removed voice within a second. Reference audio is copied out to a local cache file the
-first time a node needs it as a file (downloads, archives, cloning engines).
+transaction never committed. Every change (a voice added, updated or removed; lexicon entries written) takes
+the next change number, is logged in `voxgate_changes` and sent as a NOTIFY whose payload says what changed,
+all in the write's transaction. A process that watches (a server's registry) keeps every voice row in memory
+and applies each change it hears of by itself: it reads the one row that changed, or none for a removal.
+It also polls the log for numbers past the last it applied twice a second (one indexed query that finds
+nothing when nothing changed), so a notification lost while its connection was re-opened costs no more than
+the changes missed; only a process so far behind that the log no longer holds them reads every voice again.
+Every node sees a new or removed voice within a second. Reference audio is copied out to a local cache file
+the first time a node needs it as a file (downloads, archives, cloning engines).
 
 The schema is versioned (`voxgate_schema.version`), created on first use under an advisory lock (nodes
 starting together do not race), and never dropped or rewritten: a database of a newer voxgate is refused.
@@ -33,13 +37,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from voxgate.safefs import check_inside, write_atomic
 from voxgate.voices.store import StoredVoice, audio_sha256, read_wav, wav_bytes
-from voxgate.voices.store_base import StoreError, redact
+from voxgate.voices.store_base import Change, StoreError, redact
 
 _LOG = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-CHANNEL = "voxgate_voices"  # NOTIFY channel: the payload is the voice id that changed
-POLL_SECONDS = 0.5  # how often each process checks the generation besides waiting for a notification
+SCHEMA_VERSION = 2
+CHANNEL = "voxgate_voices"  # NOTIFY channel: the payload is the change, {"seq": n, "kind": k, "voice": id}
+POLL_SECONDS = 0.5  # how often a watching process polls the change log when no notification came
+LOG_KEEP = 1000  # changes kept in voxgate_changes: a process further behind than that reads every voice again
 CONNECT_TIMEOUT = 5  # seconds, for the first connection and every pooled one
 _SCHEMA_LOCK = 0x766F78676174  # pg_advisory_xact_lock key ("voxgat"): one migration at a time
 
@@ -75,6 +80,12 @@ CREATE TABLE IF NOT EXISTS voxgate_lexicon (
     PRIMARY KEY (word, language, voice)
 );
 """
+# v2: the change log. `seq` is the schema row's generation, taken under that row's lock (held to commit), so
+# numbers commit in order and a reader that saw n has seen every change up to n.
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS voxgate_changes (seq bigint PRIMARY KEY, kind text NOT NULL, voice text NOT NULL DEFAULT '');
+"""
+VOICE_CHANGES = ("added", "updated", "removed")
 _COLUMNS = "id, name, language, transcript, audio_sha256, sample_rate, duration, features, meta, created"
 
 
@@ -93,20 +104,21 @@ class PostgresStore:
         self.references.mkdir(parents=True, exist_ok=True)
         check_inside(self.references, root)
         self._url = url
-        self._callbacks: list[Callable[[], None]] = []
+        self._callbacks: list[Callable[[Change], None]] = []
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self._file_lock = threading.Lock()
-        # While the watcher runs, get() answers from the last list() (the registry re-lists on every change),
-        # so describing voices costs no round trip; any change made or heard of here drops it first.
-        self._snapshot: dict[str, StoredVoice] | None = None
-        self._epoch = 0  # bumped by every such change: a list() read before it does not become the snapshot
-        self._snapshot_lock = threading.Lock()
+        # While watching, every voice row is kept here with the number of the change it reflects (None: removed),
+        # so get() and list() cost no round trip; a change made here or heard of replaces only its own voice.
+        self._mirror: dict[str, tuple[StoredVoice | None, int]] | None = None
+        self._mirror_lock = threading.Lock()
+        self._seen = 0  # the last change number the mirror has applied
+        self.lexicon_seen = 0  # lexicon changes heard of while watching (PostgresLexiconStore.changed() compares)
+        self.voice_rows_read = 0  # voice rows read from the database (the tests count them)
         try:
             with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT, autocommit=True,
                                  application_name="voxgate") as conn:
                 self._migrate(conn)
-                self._generation = self._read_generation(conn)
         except psycopg.Error as exc:
             raise StoreError(f"--store {self.where}: cannot use the database: {_first_line(exc)}") from None
         self._pool = ConnectionPool(url, min_size=1, max_size=4, timeout=30, name="voxgate-store", open=True,
@@ -129,10 +141,12 @@ class PostgresStore:
             if version > SCHEMA_VERSION:
                 raise StoreError(f"--store {self.where}: the database holds voxgate store schema {version}, "
                                  f"newer than this voxgate's {SCHEMA_VERSION}: upgrade voxgate")
-            if version < 1:
-                conn.execute(_SCHEMA_V1)
-                conn.execute("INSERT INTO voxgate_schema (one, version) VALUES (1, 1) "
-                             "ON CONFLICT (one) DO UPDATE SET version = 1")
+            if version < SCHEMA_VERSION:
+                if version < 1:
+                    conn.execute(_SCHEMA_V1)
+                conn.execute(_SCHEMA_V2)
+                conn.execute("INSERT INTO voxgate_schema (one, version) VALUES (1, %s) "
+                             "ON CONFLICT (one) DO UPDATE SET version = EXCLUDED.version", (SCHEMA_VERSION,))
                 _LOG.info("created the voice store's tables (schema %d) in %s", SCHEMA_VERSION, self.where)
 
     @contextmanager
@@ -150,10 +164,16 @@ class PostgresStore:
         return int(row[0]) if row else 0
 
     @staticmethod
-    def _changed(conn: psycopg.Connection[Any], voice_id: str) -> None:
-        """Inside a write transaction: bump the generation and tell every listener (sent at commit)."""
-        conn.execute("UPDATE voxgate_schema SET generation = generation + 1")
-        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, voice_id))
+    def _changed(conn: psycopg.Connection[Any], kind: str, voice_id: str = "") -> int:
+        """Inside a write transaction: take the next change number, log the change and tell every listener
+        (the notification is sent at commit); returns the number."""
+        row = conn.execute("UPDATE voxgate_schema SET generation = generation + 1 RETURNING generation").fetchone()
+        seq = int(row[0]) if row else 0
+        conn.execute("INSERT INTO voxgate_changes (seq, kind, voice) VALUES (%s, %s, %s)", (seq, kind, voice_id))
+        if seq % 100 == 0:
+            conn.execute("DELETE FROM voxgate_changes WHERE seq <= %s", (seq - LOG_KEEP,))
+        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, json.dumps({"seq": seq, "kind": kind, "voice": voice_id})))
+        return seq
 
     def close(self) -> None:
         """Stop the watcher and close every connection."""
@@ -208,43 +228,58 @@ class PostgresStore:
                 self._forget_gains(conn, record.id)
                 if existing.audio_sha256 != sha:
                     self._drop_reference_if_unused(conn, existing.audio_sha256)
-            self._changed(conn, record.id)
-        self._invalidate()
+            seq = self._changed(conn, "updated" if existing is not None else "added", record.id)
+        self._remember(record.id, record, seq)
         return record, existing is not None
 
     def update_features(self, voice_id: str, features: Mapping[str, Any]) -> None:
         """Replace the stored features of a voice (after re-matching)."""
         with self._connection() as conn, conn.transaction():
-            conn.execute("UPDATE voxgate_voices SET features=%s WHERE id=%s", (json.dumps(dict(features)), voice_id))
-            self._changed(conn, voice_id)
-        self._invalidate()
+            row = conn.execute(f"UPDATE voxgate_voices SET features=%s WHERE id=%s RETURNING {_COLUMNS}",
+                               (json.dumps(dict(features)), voice_id)).fetchone()
+            if row is None:
+                return
+            seq = self._changed(conn, "updated", voice_id)
+        self._remember(voice_id, _voice(row), seq)
 
-    def _invalidate(self) -> None:
-        with self._snapshot_lock:
-            self._epoch += 1
-            self._snapshot = None
+    def _remember(self, voice_id: str, voice: StoredVoice | None, seq: int) -> None:
+        """Put a voice as of change `seq` in the mirror, unless it holds a later state already."""
+        with self._mirror_lock:
+            if self._mirror is not None:
+                held = self._mirror.get(voice_id)
+                if held is None or seq > held[1]:
+                    self._mirror[voice_id] = (voice, seq)
 
-    def get(self, voice_id: str) -> StoredVoice | None:
-        """One voice by id (from the snapshot of the last list() while the watcher keeps it current)."""
-        with self._snapshot_lock:
-            snapshot = self._snapshot
-        if snapshot is not None:
-            return snapshot.get(voice_id)
-        with self._connection() as conn:
-            row = conn.execute(f"SELECT {_COLUMNS} FROM voxgate_voices WHERE id=%s", (voice_id,)).fetchone()
+    def _read(self, conn: psycopg.Connection[Any], voice_id: str) -> StoredVoice | None:
+        row = conn.execute(f"SELECT {_COLUMNS} FROM voxgate_voices WHERE id=%s", (voice_id,)).fetchone()
+        with self._mirror_lock:
+            self.voice_rows_read += 1
         return _voice(row) if row else None
 
-    def list(self) -> list[StoredVoice]:
-        """Every registered voice, by id (byte order, as SQLite sorts)."""
-        with self._snapshot_lock:
-            epoch = self._epoch
+    def get(self, voice_id: str) -> StoredVoice | None:
+        """One voice by id (from memory while watching)."""
+        with self._mirror_lock:
+            if self._mirror is not None:
+                held = self._mirror.get(voice_id)
+                return held[0] if held else None
         with self._connection() as conn:
+            return self._read(conn, voice_id)
+
+    def list(self) -> list[StoredVoice]:
+        """Every registered voice, by id (byte order, as SQLite sorts; from memory while watching)."""
+        with self._mirror_lock:
+            if self._mirror is not None:
+                return sorted((v for v, _ in self._mirror.values() if v is not None), key=lambda v: v.id)
+        return self._read_all()[1]
+
+    def _read_all(self) -> tuple[int, list[StoredVoice]]:
+        """The change number and every voice row as of it (or later: the log replays what came after)."""
+        with self._connection() as conn:
+            seq = int(conn.execute("SELECT generation FROM voxgate_schema").fetchone()[0])  # type: ignore[index]
             rows = conn.execute(f"SELECT {_COLUMNS} FROM voxgate_voices ORDER BY id COLLATE \"C\"").fetchall()
-        voices = [_voice(row) for row in rows]
-        with self._snapshot_lock:
-            if self._watcher is not None and self._epoch == epoch:
-                self._snapshot = {voice.id: voice for voice in voices}
-        return voices
+        with self._mirror_lock:
+            self.voice_rows_read += len(rows)
+        return seq, [_voice(row) for row in rows]
 
     def remove(self, voice_id: str) -> bool:
         """Delete a voice, and its audio when no other voice shares it, in one transaction."""
@@ -255,8 +290,8 @@ class PostgresStore:
                 return False
             self._forget_gains(conn, voice_id)
             self._drop_reference_if_unused(conn, row[0])
-            self._changed(conn, voice_id)
-        self._invalidate()
+            seq = self._changed(conn, "removed", voice_id)
+        self._remember(voice_id, None, seq)
         return True
 
     @staticmethod
@@ -313,39 +348,45 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ change notification
 
-    def watch(self, callback: Callable[[], None]) -> None:
-        """Call `callback` on the watcher thread after any process changed the registered voices."""
+    def watch(self, callback: Callable[[Change], None]) -> None:
+        """Call `callback` on the watcher thread with every change any process makes (this one's too), after
+        the mirror holds it; from the first call on, get() and list() answer from memory."""
         self._callbacks.append(callback)
         if self._watcher is None:
+            self._load_all()
             self._watcher = threading.Thread(target=self._watch, name="voxgate-store-watch", daemon=True)
             self._watcher.start()
-            self.list()  # the first snapshot
 
-    def _fire(self) -> None:
+    def _load_all(self) -> None:
+        seq, voices = self._read_all()
+        with self._mirror_lock:
+            self._mirror = {voice.id: (voice, seq) for voice in voices}
+        self._seen = seq
+
+    def _fire(self, change: Change) -> None:
         for callback in list(self._callbacks):
             try:
-                callback()
+                callback(change)
             except Exception:  # a failed reload must not stop the watcher
-                _LOG.exception("reloading the registered voices failed")
+                _LOG.exception("applying a change of the voice store failed (%s %s)", change.kind, change.voice)
 
     def _watch(self) -> None:
-        """LISTEN for changes and poll the generation; reconnect (and reload) when the connection drops."""
+        """LISTEN for changes, apply each, and poll the log when none came; reconnect when the connection drops."""
         backoff = 0.5
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._url, connect_timeout=CONNECT_TIMEOUT, autocommit=True,
                                      application_name="voxgate-watch") as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
-                    self._invalidate()  # changes may have been missed while there was no connection
                     backoff = 0.5
+                    self._catch_up(conn)  # changes made while there was no connection
                     while not self._stop.is_set():
-                        generation = self._read_generation(conn)
-                        if generation != self._generation:
-                            self._generation = generation
-                            self._invalidate()
-                            self._fire()
-                        for _ in conn.notifies(timeout=POLL_SECONDS, stop_after=1):
-                            pass  # woken early: drained below by reading the generation again
+                        # (the connection is busy while notifies() runs: the notes are applied after it)
+                        notes = [note.payload for note in conn.notifies(timeout=POLL_SECONDS, stop_after=1)]
+                        for payload in notes:
+                            self._heard(conn, payload)
+                        if not notes:
+                            self._catch_up(conn)
             except psycopg.Error as exc:
                 if self._stop.is_set():
                     return
@@ -353,6 +394,51 @@ class PostgresStore:
                              _first_line(exc), backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+    def _heard(self, conn: psycopg.Connection[Any], payload: str) -> None:
+        """A notification: the next change is applied as it says; after a gap the log is read."""
+        try:
+            note = json.loads(payload)
+            seq, kind, voice = int(note["seq"]), str(note["kind"]), str(note["voice"])
+        except (ValueError, KeyError, TypeError):  # not ours (an older voxgate's): the log says what changed
+            self._catch_up(conn)
+            return
+        if seq == self._seen + 1:
+            self._apply(conn, seq, kind, voice)
+        elif seq > self._seen:
+            self._catch_up(conn)
+
+    def _catch_up(self, conn: psycopg.Connection[Any]) -> None:
+        """Apply the logged changes past the last one seen (one query); read everything if some are gone."""
+        rows = conn.execute("SELECT s.generation, c.seq, c.kind, c.voice FROM voxgate_schema s "
+                            "LEFT JOIN voxgate_changes c ON c.seq > %s ORDER BY c.seq", (self._seen,)).fetchall()
+        generation = int(rows[0][0]) if rows else self._seen
+        if generation == self._seen:
+            return
+        logged = [(int(seq), kind, voice) for _, seq, kind, voice in rows if seq is not None]
+        if generation < self._seen or [seq for seq, _, _ in logged] != list(range(self._seen + 1, generation + 1)):
+            _LOG.info("voice store %s: changes %d–%d are no longer logged; reading every voice", self.where,
+                      self._seen + 1, generation)
+            self._load_all()
+            self.lexicon_seen += 1
+            self._fire(Change("reload"))
+            return
+        for seq, kind, voice in logged:
+            self._apply(conn, seq, kind, voice)
+
+    def _apply(self, conn: psycopg.Connection[Any], seq: int, kind: str, voice: str) -> None:
+        """One change: read the one voice it names (unless this process made it), then tell the callbacks."""
+        if kind in ("added", "updated"):
+            with self._mirror_lock:
+                held = (self._mirror or {}).get(voice)
+            if held is None or held[1] < seq:
+                self._remember(voice, self._read(conn, voice), seq)
+        elif kind == "removed":
+            self._remember(voice, None, seq)
+        elif kind == "lexicon":
+            self.lexicon_seen += 1
+        self._seen = seq
+        self._fire(Change(kind, voice))
 
     # ------------------------------------------------------------------ maintenance
 
