@@ -78,8 +78,23 @@ def _word(out: Builder, word: str, start: int) -> None:
     out.copy(word[run:], start + run)
 
 
+def _tidy_already(text: str) -> bool:
+    """Whether `tidy` would give `text` back unchanged, character for character (checked at C speed):
+    printable apart from line breaks, no typographic quotes, words parted by one space or one "\\n"."""
+    return (not text or (text[0] not in " \n" and text[-1] not in " \n")) and not (
+        "  " in text or " \n" in text or "\n " in text or "\n\n" in text) and (
+        text.isascii() or not _TYPOGRAPHIC.search(text)) and text.replace("\n", "").isprintable()
+
+
 def tidy(text: str) -> Normalized:
     """Quotes, invisible characters, spaces and line breaks, in one pass over the words."""
+    if _tidy_already(text):
+        return Normalized.identity(text)
+    core = text.strip()
+    if len(core) < len(text) and _tidy_already(core):  # white space around tidy text: dropped
+        out = Builder(len(text))
+        out.copy(core, len(text) - len(text.lstrip()))
+        return out.build()
     out = Builder(len(text))
     gap_start = 0  # start of the white space before the next word
     for m in _NON_SPACE.finditer(text):
