@@ -83,6 +83,21 @@ def ms_per_kb(seconds: list[float], text: str) -> float:
     return statistics.median(seconds) * 1000 / (len(text.encode("utf-8")) / 1000)
 
 
+def varied_numbers(lines: int) -> str:
+    """Dense numbers that do not repeat (so no cache helps): money, percentages, times, grouped
+    numbers, years, ordinals and units, random but the same every run."""
+    rng = random.Random(19)
+
+    def nth(n: int) -> str:
+        return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+    return "".join(
+        f"${rng.randrange(10_000)}.{rng.randrange(100):02d} {rng.randrange(100)}.{rng.randrange(1, 10)}% "
+        f"{rng.randrange(1, 24)}:{rng.randrange(60):02d} {rng.randrange(1_000, 10_000_000):,} "
+        f"in {rng.randrange(1100, 2100)} the {nth(rng.randrange(1, 1000))} {rng.randrange(2, 500)} km\n"
+        for _ in range(lines))
+
+
 def cost_inputs() -> list[tuple[str, str, str | None]]:
     plain = (DATA / "sentences_en.txt").read_text(encoding="utf-8")
     hard_en = "\n".join(t for t, _ in cases("normalize_en.tsv"))
@@ -95,6 +110,7 @@ def cost_inputs() -> list[tuple[str, str, str | None]]:
         ("100 000 digits", "7" * 100_000, None),
         ("100 000 digits, Chinese", "7" * 100_000, "zh"),
         ("numbers and money ×10 000", "$3.50 12.5% 10:30 1,234 " * 10_000, None),
+        ("numbers and money, all different (10 000 lines)", varied_numbers(10_000), None),
         ('nested markup: "[" × 20 000 + "**" × 20 000', "[" * 20_000 + "**" * 20_000 + "x" + "]" * 20_000, None),
         ('"[a](" × 20 000', "[a](" * 20_000, None),
         ("emoji × 50 000", "🎉" * 50_000, None),

@@ -194,7 +194,10 @@ class _Reader:
         t = self.tokens[i]
         if t.ce != t.end or i + 1 >= len(self.tokens):  # punctuation between: not one phrase
             return None
-        nxt = self.core(i + 1)
+        nxt = self.cores[i + 1]
+        if not (nxt in UNITS or nxt in CURRENCY_CODES or nxt in SCALE_NAMES or "/" in nxt
+                or nxt.lower() in w._AMPM):  # none of the words read with a number
+            return None
         nxt_end = self.tokens[i + 1].ce
         ampm = nxt.lower() + ("." if self.period_after(i + 1) and nxt.lower() in ("a.m", "p.m") else "")
         if ampm in w._AMPM:
