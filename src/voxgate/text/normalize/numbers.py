@@ -74,6 +74,11 @@ def ordinal_word(words: str) -> str:
 
 def ordinal(digits: str) -> str:
     """`21` → `twenty-first`."""
+    return _ordinal(digits) if len(digits) <= _CACHED_DIGITS else ordinal_word(cardinal(digits))
+
+
+@lru_cache(maxsize=4096)
+def _ordinal(digits: str) -> str:
     return ordinal_word(cardinal(digits))
 
 
