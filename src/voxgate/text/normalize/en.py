@@ -114,7 +114,7 @@ class _Reader:
             return None
         first = core[0]
         found = None
-        if first.isupper() or first.isdecimal():  # a month or a day
+        if first.isupper() or (first.isdecimal() and self.core(i + 1)[:1].isupper()):  # month, or day month
             found = self._date(i, core)
         if found is None and (first == "+" or self.text[self.tokens[i].start] == "("):
             found = self._phone_groups(i, core)
@@ -361,9 +361,18 @@ def _token_head(core: str) -> str | object | None:
         return w.email_token(core) or (f"at {core[1:]}" if core[0] == "@" and core[1:].isalnum() else None)
     if core[0] in "~≈" and (spoken := w.money_token(core[1:])) is not None:
         return f"about {spoken}"
-    for rule in (w.money_token, w.date_token, w.time_token, w.phone_token, w.vulgar_fraction):
-        if (spoken := rule(core)) is not None:
-            return spoken
+    separated = "-" in core or "." in core or "/" in core  # every date and phone number has one
+    spoken = w.money_token(core)
+    if spoken is None and separated:
+        spoken = w.date_token(core)
+    if spoken is None:
+        spoken = w.time_token(core)
+    if spoken is None and separated:
+        spoken = w.phone_token(core)
+    if spoken is None:
+        spoken = w.vulgar_fraction(core)
+    if spoken is not None:
+        return spoken
     if core[0] == "'" and len(core) == 4 and core[1:3].isdigit() and core.endswith("0s"):
         return num.cardinal(core[1:3])[:-1] + "ies"  # '90s
     return _GO_ON
