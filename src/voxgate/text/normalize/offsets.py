@@ -10,6 +10,7 @@ The map is built when it is first read: `normalize()` wants the text alone and n
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 
 import numpy as np
@@ -117,29 +118,29 @@ class Normalized:
 class Builder:
     """Assembles a `Normalized` piece by piece, left to right over the input.
 
-    Pieces are remembered as (output length, input start, input end, copied?) and turned into the
-    per-character map in one vectorised step when the map is first read, so appending costs the same
-    for any length and a caller that wants the text alone never builds it.
+    Pieces are remembered as (output length, input start, input end, copied?) in one flat int64 array
+    and turned into the per-character map in a few vectorised steps when the map is first read, so
+    appending costs the same for any length and a caller that wants the text alone never builds it.
     """
 
     __slots__ = ("_parts", "_pieces", "_source_length")
 
     def __init__(self, source_length: int) -> None:
         self._parts: list[str] = []
-        self._pieces: list[tuple[int, int, int, bool]] = []
+        self._pieces = array("q")  # int64, four per piece
         self._source_length = source_length
 
     def copy(self, text: str, start: int) -> None:
         """Append input characters [start, start + len(text)) unchanged."""
         if text:
             self._parts.append(text)
-            self._pieces.append((len(text), start, start + len(text), True))
+            self._pieces.extend((len(text), start, start + len(text), 1))
 
     def replace(self, text: str, start: int, end: int) -> None:
         """Append `text` as the spoken form of input [start, end) (empty `text` drops it)."""
         if text:
             self._parts.append(text)
-            self._pieces.append((len(text), start, end, False))
+            self._pieces.extend((len(text), start, end, 0))
 
     def insert(self, text: str, at: int) -> None:
         """Append `text` that has no source of its own (a separating space), placed at input `at`."""
@@ -154,15 +155,13 @@ class Builder:
         pieces = self._pieces
 
         def make() -> tuple[np.ndarray, np.ndarray]:
-            table = np.array(pieces, dtype=np.int64).reshape(-1, 4)
-            lengths = table[:, 0]
-            total = int(lengths.sum())
-            seg_starts = np.repeat(table[:, 1], lengths)
-            copied = np.repeat(table[:, 3].astype(bool), lengths)
-            first = np.repeat(np.cumsum(lengths) - lengths, lengths)  # output offset where each piece begins
-            within = np.arange(total, dtype=np.int64) - first
-            starts = np.where(copied, seg_starts + within, seg_starts)
-            ends = np.where(copied, starts + 1, np.repeat(table[:, 2], lengths))
+            table = np.frombuffer(pieces, dtype=np.int64).reshape(-1, 4) if pieces else np.zeros((0, 4), np.int64)
+            lengths, copied = table[:, 0], table[:, 3]
+            first = np.cumsum(lengths) - lengths  # output offset where each piece begins
+            # a copied piece's characters count up from its start, a rewrite's all have its span
+            each_copied = np.repeat(copied, lengths)
+            starts = np.repeat(table[:, 1] - first * copied, lengths) + np.arange(len(each_copied)) * each_copied
+            ends = np.where(each_copied == 1, starts + 1, np.repeat(table[:, 2], lengths))
             return starts, ends
 
         return Normalized.lazy("".join(self._parts), self._source_length, make)
