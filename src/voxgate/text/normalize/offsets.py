@@ -10,8 +10,8 @@ The map is built when it is first read: `normalize()` wants the text alone and n
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable
+from itertools import chain
 
 import numpy as np
 
@@ -118,29 +118,29 @@ class Normalized:
 class Builder:
     """Assembles a `Normalized` piece by piece, left to right over the input.
 
-    Pieces are remembered as (output length, input start, input end, copied?) in one flat int64 array
-    and turned into the per-character map in a few vectorised steps when the map is first read, so
-    appending costs the same for any length and a caller that wants the text alone never builds it.
+    Pieces are remembered as (output length, input start, input end, copied?) and turned into the
+    per-character map in a few vectorised steps when the map is first read, so appending costs the same
+    for any length and a caller that wants the text alone never builds it.
     """
 
     __slots__ = ("_parts", "_pieces", "_source_length")
 
     def __init__(self, source_length: int) -> None:
         self._parts: list[str] = []
-        self._pieces = array("q")  # int64, four per piece
+        self._pieces: list[tuple[int, int, int, int]] = []
         self._source_length = source_length
 
     def copy(self, text: str, start: int) -> None:
         """Append input characters [start, start + len(text)) unchanged."""
         if text:
             self._parts.append(text)
-            self._pieces.extend((len(text), start, start + len(text), 1))
+            self._pieces.append((len(text), start, start + len(text), 1))
 
     def replace(self, text: str, start: int, end: int) -> None:
         """Append `text` as the spoken form of input [start, end) (empty `text` drops it)."""
         if text:
             self._parts.append(text)
-            self._pieces.extend((len(text), start, end, 0))
+            self._pieces.append((len(text), start, end, 0))
 
     def insert(self, text: str, at: int) -> None:
         """Append `text` that has no source of its own (a separating space), placed at input `at`."""
@@ -155,7 +155,7 @@ class Builder:
         pieces = self._pieces
 
         def make() -> tuple[np.ndarray, np.ndarray]:
-            table = np.frombuffer(pieces, dtype=np.int64).reshape(-1, 4) if pieces else np.zeros((0, 4), np.int64)
+            table = np.fromiter(chain.from_iterable(pieces), np.int64, 4 * len(pieces)).reshape(-1, 4)
             lengths, copied = table[:, 0], table[:, 3]
             first = np.cumsum(lengths) - lengths  # output offset where each piece begins
             # a copied piece's characters count up from its start, a rewrite's all have its span
