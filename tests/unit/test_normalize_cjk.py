@@ -59,3 +59,12 @@ def test_japanese_rewrites_read_right_in_pyopenjtalk() -> None:
 def test_japanese_hint_without_kana() -> None:
     assert normalize("10:30", "ja") == "10時30分"
     assert normalize("会議10:30", "zh") == "会议十点三十分" or normalize("会議10:30", "zh") == "会議十点三十分"
+
+
+def test_the_scan_skips_no_character_that_may_start_a_number() -> None:
+    """The Chinese/Japanese scan jumps over ASCII letters and CJK characters: none is a digit or a sign."""
+    from voxgate.text.normalize.zh import _RUN_START
+
+    skipped = [chr(c) for c in range(0x30000) if not _RUN_START.match(chr(c))]
+    assert len(skipped) > 90_000  # ASCII and the CJK blocks
+    assert not [c for c in skipped if c.isdigit() or c in "-¥￥$€£"]

@@ -135,6 +135,18 @@ def test_opt_out_is_the_old_clean_up() -> None:
     assert normalize(text) == "three dollars and fifty cents \"Doctor\" Smith\n\nMarch fifteenth, twenty twenty-four"
 
 
+def test_native_route_carries_the_opt_out() -> None:
+    """`"normalize": false` on the native `POST /v1/speech` reaches the core's request (issue 19); a value
+    that is not a boolean is refused naming the field (the OpenAI route's is tested end to end)."""
+    from voxgate.dialects.native.speech import _parsed
+    from voxgate.errors import InvalidInput
+
+    assert _parsed({"text": "$3.50", "normalize": False}).to_request("hibari:heart").normalize is False
+    assert _parsed({"text": "$3.50"}).to_request("hibari:heart").normalize is True
+    with pytest.raises(InvalidInput, match="normalize"):
+        _parsed({"text": "$3.50", "normalize": "no"})
+
+
 def test_text_without_anything_to_rewrite_is_unchanged() -> None:
     text = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background."
     assert normalize(text) == text

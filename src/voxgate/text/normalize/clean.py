@@ -78,24 +78,60 @@ def _word(out: Builder, word: str, start: int) -> None:
     out.copy(word[run:], start + run)
 
 
+def _tidy_already(text: str) -> bool:
+    """Whether `tidy` would give `text` back unchanged, character for character (checked at C speed):
+    printable apart from line breaks, no typographic quotes, words parted by one space or one "\\n"."""
+    return (not text or (text[0] not in " \n" and text[-1] not in " \n")) and not (
+        "  " in text or " \n" in text or "\n " in text or "\n\n" in text) and (
+        text.isascii() or not _TYPOGRAPHIC.search(text)) and text.replace("\n", "").isprintable()
+
+
 def tidy(text: str) -> Normalized:
-    """Quotes, invisible characters, spaces and line breaks, in one pass over the words."""
+    """Quotes, invisible characters, spaces and line breaks, in one pass over the words.
+
+    Words and gaps that stay as they are are written as one stretch (the same map as piece by piece).
+    """
+    if _tidy_already(text):
+        return Normalized.identity(text)
+    core = text.strip()
+    if len(core) < len(text) and _tidy_already(core):  # white space around tidy text: dropped
+        out = Builder(len(text))
+        out.copy(core, len(text) - len(text.lstrip()))
+        return out.build()
     out = Builder(len(text))
+    started = False  # a word was written
+    same = -1  # start of the stretch written as it is so far (words and one-character gaps), or -1
     gap_start = 0  # start of the white space before the next word
     for m in _NON_SPACE.finditer(text):
         start, end = m.span()
-        gap = text[gap_start:start]  # white space and any invisible-only words since the last word
-        breaks = 0 if gap == " " else sum(ch in _LINE_BREAKS for ch in gap) - gap.count("\r\n")
         word = m.group()
-        if not (word.isascii() and word.isprintable()):
+        plain = word.isascii() and word.isprintable()
+        if not plain:
             visible = "".join(_TYPOGRAPHY.get(ch, ch) if ch.isprintable() else _replace_unprintable(ch)
                               for ch in word)
             if not visible.strip():  # only invisible characters: part of the gap
                 continue
-        if out.last_char() and gap_start < start:
-            out.replace("\n" * min(breaks, 2) if breaks else " ", gap_start, start)
-        _word(out, word, start)
+        if started and gap_start < start:
+            gap = text[gap_start:start]  # white space and any invisible-only words since the last word
+            if gap == " " or gap == "\n":  # kept as it is
+                same = gap_start if same < 0 else same
+            else:
+                if same >= 0:
+                    out.copy(text[same:gap_start], same)
+                    same = -1
+                breaks = sum(ch in _LINE_BREAKS for ch in gap) - gap.count("\r\n")
+                out.replace("\n" * min(breaks, 2) if breaks else " ", gap_start, start)
+        if plain or (word.isprintable() and not _TYPOGRAPHIC.search(word)):  # kept as it is
+            same = start if same < 0 else same
+        else:
+            if same >= 0:
+                out.copy(text[same:start], same)
+                same = -1
+            _word(out, word, start)
+        started = True
         gap_start = end
+    if same >= 0:
+        out.copy(text[same:gap_start], same)
     return out.build()  # white space at the end is never flushed: stripped
 
 

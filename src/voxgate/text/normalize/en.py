@@ -10,6 +10,7 @@ two tokens ahead or one back (`5 km`, `March 15, 2024`, `Dr. Smith`, `Henry VIII
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 from voxgate.text.normalize import en_words as w
@@ -46,6 +47,13 @@ _MATH_WORDS = {"+": "plus", "-": "minus", "−": "minus", "×": "times", "*": "t
                "^": "to the power of", "÷": "divided by", "<": "is less than", ">": "is greater than"}
 _MID_SENTENCE = frozenset({"vs.", "e.g.", "i.e.", "ca.", "approx.", "No.", "no."})  # never end one
 _ORDINAL_SUFFIXES = frozenset({"st", "nd", "rd", "th"})
+_MINUTES_BEFORE = re.compile(r"\d{1,2}h")
+# Cheap tests that let `read` skip a rule that cannot match (each rule checks the same and more):
+_NUMBER_FIRST = frozenset(".-−+±~≈$€£¥₹₩₽₿UCA")  # first characters of money and signed or bare numbers
+_ROMAN_LETTERS = frozenset("IVXLCDM")
+_ABBREVIATION_KEYS = {*ABBREVIATIONS, *BEFORE_OR_AFTER, *NUMBER_ABBREVIATIONS}
+_ABBREVIATION_CORES = frozenset({*_ABBREVIATION_KEYS, *(k[:-1] for k in _ABBREVIATION_KEYS if k.endswith("."))})
+_GO_ON = object()  # `_token_head`: no rule of its own read the token, the next ones may
 
 
 class Token(NamedTuple):
@@ -81,12 +89,11 @@ class _Reader:
     def __init__(self, text: str) -> None:
         self.text = text
         self.tokens = _tokens(text)
+        self.cores = [text[t.cs:t.ce] if t.ce - t.cs <= w.MAX_TOKEN else "" for t in self.tokens]
 
     def core(self, i: int) -> str:
-        if not 0 <= i < len(self.tokens):
-            return ""
-        t = self.tokens[i]
-        return self.text[t.cs:t.ce] if t.ce - t.cs <= w.MAX_TOKEN else ""
+        """Token i's core ("" when there is none or it is longer than `MAX_TOKEN`)."""
+        return self.cores[i] if 0 <= i < len(self.cores) else ""
 
     def period_after(self, i: int) -> bool:
         t = self.tokens[i]
@@ -100,17 +107,27 @@ class _Reader:
         return any(ch in _SENTENCE_END for ch in self.text[prev.ce:prev.end])
 
     def read(self, i: int) -> Match | None:
-        core = self.core(i)
+        core = self.cores[i]
         if not core:
             return None
-        end = self.tokens[i].ce
         if core.isalpha() and self._plain_word(i, core):
             return None
-        for rule in (self._date, self._phone_groups, self._with_next, self._roman, self._abbreviation):
-            if (found := rule(i, core)) is not None:
-                return found
+        first = core[0]
+        found = None
+        if first.isupper() or (first.isdecimal() and self.core(i + 1)[:1].isupper()):  # month, or day month
+            found = self._date(i, core)
+        if found is None and (first == "+" or self.text[self.tokens[i].start] == "("):
+            found = self._phone_groups(i, core)
+        if found is None and (first in _NUMBER_FIRST or first.isdigit()):
+            found = self._with_next(i, core)
+        if found is None and first in _ROMAN_LETTERS:
+            found = self._roman(i, core)
+        if found is None and core in _ABBREVIATION_CORES:
+            found = self._abbreviation(i, core)
+        if found is not None:
+            return found
         spoken = self._single(i, core)
-        return Match(spoken, i, end) if spoken is not None else None
+        return Match(spoken, i, self.tokens[i].ce) if spoken is not None else None
 
     def _plain_word(self, i: int, core: str) -> bool:
         """A word of letters that no rule reads (the common case, skipped at once)."""
@@ -177,7 +194,10 @@ class _Reader:
         t = self.tokens[i]
         if t.ce != t.end or i + 1 >= len(self.tokens):  # punctuation between: not one phrase
             return None
-        nxt = self.core(i + 1)
+        nxt = self.cores[i + 1]
+        if not (nxt in UNITS or nxt in CURRENCY_CODES or nxt in SCALE_NAMES or "/" in nxt
+                or nxt.lower() in w._AMPM):  # none of the words read with a number
+            return None
         nxt_end = self.tokens[i + 1].ce
         ampm = nxt.lower() + ("." if self.period_after(i + 1) and nxt.lower() in ("a.m", "p.m") else "")
         if ampm in w._AMPM:
@@ -256,26 +276,13 @@ class _Reader:
     # -- one token -------------------------------------------------------------------------------
 
     def _single(self, i: int, core: str) -> str | None:
-        if "://" in core or core.lower().startswith("www.") or ("." in core and core[-1:].isalpha()):
-            if "@" in core:
-                return w.email_token(core)
-            if (spoken := w.url_token(core)) is not None:
-                return spoken
-        if "@" in core and len(core) > 1:
-            return w.email_token(core) or (f"at {core[1:]}" if core[0] == "@" and core[1:].isalnum() else None)
-        if core[0] in "~≈" and (spoken := w.money_token(core[1:])) is not None:
-            return f"about {spoken}"
-        for rule in (w.money_token, w.date_token, w.time_token, w.phone_token, w.vulgar_fraction):
-            if (spoken := rule(core)) is not None:
-                return spoken
-        if core[0] == "'" and len(core) == 4 and core[1:3].isdigit() and core.endswith("0s"):
-            return num.cardinal(core[1:3])[:-1] + "ies"  # '90s
+        spoken = _token_head(core)
+        if spoken is not _GO_ON:
+            return spoken  # type: ignore[return-value]
         parsed = w.split_number(core)
         if parsed is not None:
             return self._number(i, core, *parsed)
-        if (spoken := w.symbol_word(core)) is not None:
-            return spoken
-        return self._word_with_symbols(core)
+        return _token_tail(core)
 
     def _number(self, i: int, core: str, sign: str, whole: str, fraction: str | None, suffix: str) -> str | None:
         """A token that starts with a number: plain, %, ordinal, decade, range, fraction, unit, x."""
@@ -285,7 +292,7 @@ class _Reader:
             if fraction is None and not sign and "," not in core and self._is_year(i, whole):
                 return num.year(whole)
             return w.number(sign, whole, fraction)
-        if suffix == "m" and re.fullmatch(r"\d{1,2}h", self.core(i - 1)):  # 3h 45m: minutes, not meters
+        if suffix == "m" and _MINUTES_BEFORE.fullmatch(self.core(i - 1)):  # 3h 45m: minutes, not meters
             return f"{w.number(sign, whole, fraction)} {'minute' if whole == '1' else 'minutes'}"
         if suffix == "%":
             return f"{w.number(sign, whole, fraction)} percent"
@@ -311,7 +318,7 @@ class _Reader:
         if suffix in ("k", "M", "bn"):  # not K or B: "4K" and "221B" are names, not thousands or billions
             return f"{w.number(sign, whole, fraction)} {w.SCALE_WORDS[suffix]}"
         if any(c in "+×*=^÷<>" for c in suffix):
-            return self._math(core)
+            return _math(core)
         return None
 
     def _range(self, i: int, sign: str, whole: str, fraction: str | None, rest: str) -> str | None:
@@ -327,18 +334,6 @@ class _Reader:
         upper = self._number(i, rest, "", hwhole, hfraction, hsuffix)
         return f"{low} to {upper}" if upper is not None else None
 
-    def _math(self, core: str) -> str | None:
-        """`2+2=4` → `two plus two equals four`."""
-        words = []
-        for piece in _MATH.findall(core):
-            if piece in _MATH_WORDS:
-                words.append(_MATH_WORDS[piece])
-            elif (parsed := w.split_number(piece)) is not None and not parsed[3]:
-                words.append(w.number(*parsed[:3]))
-            else:
-                return None
-        return " ".join(words)
-
     def _is_year(self, i: int, whole: str) -> bool:
         """A four-digit number read as a year: after `in`, `since`, a month…, before `BC`, or alone."""
         if len(whole) != 4 or not 1000 <= int(whole) <= 2099:
@@ -350,20 +345,74 @@ class _Reader:
         return 1100 <= int(whole) and (t.ce < t.end or self.sentence_starts_at(i)) and not (
             1000 <= int(whole) < 1100)
 
-    def _word_with_symbols(self, core: str) -> str | None:
-        """`R&D` → `R and D`, `COVID-19` → `COVID nineteen`, `#1` → `number one`, `Acme™` → `Acme`."""
-        if core[-1] in SILENT_MARKS and len(core) > 1:
-            return core.rstrip("®™")
-        if core.startswith("#") and core[1:].isdigit():
-            return f"number {num.cardinal(core[1:])}"
-        if "&" in core and core.replace("&", "").isalpha():
-            return " and ".join(core.split("&"))
-        head, dash, tail = core.rpartition("-")
-        if dash and head.isalpha() and tail.isdigit() and len(tail) <= 4:
-            return f"{head} {num.cardinal(tail) if tail[0] != '0' else num.digit_by_digit(tail)}"
-        if any(c in "+=×÷^" for c in core) and any(c.isdigit() for c in core):
-            return self._math(core)
-        return None
+
+# -- one token, whatever is around it (cached: texts repeat their numbers) ---------------------------
+
+@lru_cache(maxsize=4096)
+def _token_head(core: str) -> str | object | None:
+    """URLs, e-mail addresses, handles, money, dates, times, phone numbers, fractions and decades: the
+    spoken form, None when the token is read as written, `_GO_ON` when none of these rules is its."""
+    if "://" in core or core.lower().startswith("www.") or ("." in core and core[-1:].isalpha()):
+        if "@" in core:
+            return w.email_token(core)
+        if (spoken := w.url_token(core)) is not None:
+            return spoken
+    if "@" in core and len(core) > 1:
+        return w.email_token(core) or (f"at {core[1:]}" if core[0] == "@" and core[1:].isalnum() else None)
+    if core[0] in "~≈" and (spoken := w.money_token(core[1:])) is not None:
+        return f"about {spoken}"
+    separated = "-" in core or "." in core or "/" in core  # every date and phone number has one
+    spoken = w.money_token(core)
+    if spoken is None and separated:
+        spoken = w.date_token(core)
+    if spoken is None:
+        spoken = w.time_token(core)
+    if spoken is None and separated:
+        spoken = w.phone_token(core)
+    if spoken is None:
+        spoken = w.vulgar_fraction(core)
+    if spoken is not None:
+        return spoken
+    if core[0] == "'" and len(core) == 4 and core[1:3].isdigit() and core.endswith("0s"):
+        return num.cardinal(core[1:3])[:-1] + "ies"  # '90s
+    return _GO_ON
+
+
+@lru_cache(maxsize=4096)
+def _token_tail(core: str) -> str | None:
+    """A token that is one symbol (`&` → `and`) or a word with symbols in it."""
+    if (spoken := w.symbol_word(core)) is not None:
+        return spoken
+    return _word_with_symbols(core)
+
+
+def _math(core: str) -> str | None:
+    """`2+2=4` → `two plus two equals four`."""
+    words = []
+    for piece in _MATH.findall(core):
+        if piece in _MATH_WORDS:
+            words.append(_MATH_WORDS[piece])
+        elif (parsed := w.split_number(piece)) is not None and not parsed[3]:
+            words.append(w.number(*parsed[:3]))
+        else:
+            return None
+    return " ".join(words)
+
+
+def _word_with_symbols(core: str) -> str | None:
+    """`R&D` → `R and D`, `COVID-19` → `COVID nineteen`, `#1` → `number one`, `Acme™` → `Acme`."""
+    if core[-1] in SILENT_MARKS and len(core) > 1:
+        return core.rstrip("®™")
+    if core.startswith("#") and core[1:].isdigit():
+        return f"number {num.cardinal(core[1:])}"
+    if "&" in core and core.replace("&", "").isalpha():
+        return " and ".join(core.split("&"))
+    head, dash, tail = core.rpartition("-")
+    if dash and head.isalpha() and tail.isdigit() and len(tail) <= 4:
+        return f"{head} {num.cardinal(tail) if tail[0] != '0' else num.digit_by_digit(tail)}"
+    if any(c in "+=×÷^" for c in core) and any(c.isdigit() for c in core):
+        return _math(core)
+    return None
 
 
 def verbalize_en(text: str) -> Normalized:

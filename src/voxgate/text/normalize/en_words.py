@@ -35,6 +35,7 @@ _ROMAN = re.compile(r"M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3
 _ROMAN_VALUES = {"I": 1, "V": 5, "X": 10, "L": 50, "C": 100, "D": 500, "M": 1000}
 _MONEY_FIRST = frozenset("$€£¥₹₩₽₿UCA")
 _AMPM = {"am": "AM", "pm": "PM", "a.m.": "AM", "p.m.": "PM", "a.m": "AM", "p.m": "PM"}
+_AMPM_SUFFIXES = tuple(_AMPM)
 _VULGAR = {"½": ("1", "2"), "¼": ("1", "4"), "¾": ("3", "4"), "⅓": ("1", "3"), "⅔": ("2", "3"),
            "⅛": ("1", "8"), "⅜": ("3", "8"), "⅝": ("5", "8"), "⅞": ("7", "8"), "⅕": ("1", "5")}
 
@@ -92,6 +93,7 @@ def money(amount: tuple[str, str, str | None], names: tuple[str, str, str, str],
     return minus + " and ".join(parts)
 
 
+@lru_cache(maxsize=4096)
 def split_money(core: str) -> tuple[str, str, str, str | None, str] | None:
     """(sign, currency symbol, whole, fraction, suffix) of `-$1,234.50k`, or None if it is not money."""
     sign = core[0] if core[:1] in ("-", "−") else ""
@@ -145,7 +147,7 @@ def clock(hours: str, minutes: str, seconds: str | None = None, ampm: str = "") 
 def time_token(core: str, ampm: str = "") -> str | None:
     """`10:30`, `7:05pm`, `10am`, `23:59:30`."""
     lower = core.lower()
-    for suffix, spoken in _AMPM.items():
+    for suffix, spoken in _AMPM.items() if lower.endswith(_AMPM_SUFFIXES) else ():
         if lower.endswith(suffix) and len(lower) > len(suffix):
             core, ampm = core[:-len(suffix)], spoken
             if core.isdigit() and 1 <= int(core) <= 12:

@@ -6,6 +6,8 @@ Numbers of more than 36 digits have no name here and are read digit by digit.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
         "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
 TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
@@ -26,8 +28,22 @@ def _below_thousand(n: int) -> str:
     return " ".join(words)
 
 
+_BELOW_THOUSAND = [_below_thousand(n) for n in range(1000)]
+
+
 def cardinal(digits: str) -> str:
     """`1234` → `one thousand two hundred thirty-four` (American style, no "and")."""
+    if len(digits) <= _CACHED_DIGITS:
+        return _cardinal(digits)
+    digits = digits.lstrip("0") or "0"
+    return digit_by_digit(digits) if len(digits) > MAX_DIGITS else _cardinal(digits)
+
+
+_CACHED_DIGITS = 2 * MAX_DIGITS  # bounds what the cache holds; longer input is seldom repeated
+
+
+@lru_cache(maxsize=8192)
+def _cardinal(digits: str) -> str:
     digits = digits.lstrip("0") or "0"
     if len(digits) > MAX_DIGITS:
         return digit_by_digit(digits)
@@ -39,7 +55,7 @@ def cardinal(digits: str) -> str:
     while n:
         n, group = divmod(n, 1000)
         if group:
-            groups.append(_below_thousand(group) + (f" {SCALES[scale]}" if scale else ""))
+            groups.append(_BELOW_THOUSAND[group] + (f" {SCALES[scale]}" if scale else ""))
         scale += 1
     return " ".join(reversed(groups))
 
@@ -58,6 +74,11 @@ def ordinal_word(words: str) -> str:
 
 def ordinal(digits: str) -> str:
     """`21` → `twenty-first`."""
+    return _ordinal(digits) if len(digits) <= _CACHED_DIGITS else ordinal_word(cardinal(digits))
+
+
+@lru_cache(maxsize=4096)
+def _ordinal(digits: str) -> str:
     return ordinal_word(cardinal(digits))
 
 

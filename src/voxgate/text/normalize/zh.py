@@ -27,6 +27,11 @@ _DATE = re.compile(r"(\d{4})[-/.](0?[1-9]|1[0-2])[-/.](0?[1-9]|[12]\d|3[01])")
 _GROUPED = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _RANGE = re.compile(r"(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)")
 _CODE = re.compile(r"0\d+|\d{11,}")
+_CJK_RANGES = "\u3400-\u9fff\uf900-\ufaff\u3040-\u30ff\u3000-\u303f\uff01-\uff0f\U00020000-\U0002fa1f"
+_ANY_CJK = re.compile(f"[{_CJK_RANGES}]")  # what `is_cjk` is true for
+# Where a run may start: ASCII digits, "-" and "$", and any other character that is not ASCII or CJK (no
+# digit or currency sign is CJK: tests/unit/test_normalize_cjk.py checks), so scanning skips the rest.
+_RUN_START = re.compile(f"[0-9$-]|[^\x00-\x7f{_CJK_RANGES}]")
 
 
 def is_cjk(ch: str) -> bool:
@@ -52,11 +57,15 @@ def _neighbour(text: str, i: int, step: int) -> str:
 
 def scan(text: str, default_cjk: bool, convert: Callable[[str], str | None], take_counter: bool) -> Normalized:
     """Replace every CJK number run of `text` by `convert(run)` (None leaves it), mapped."""
+    if not default_cjk and not _ANY_CJK.search(text):
+        return Normalized.identity(text)  # no run has a CJK neighbour
     out = Builder(len(text))
     pos = 0
     i = 0
     n = len(text)
-    while i < n:
+    next_start = _RUN_START.search
+    while (found := next_start(text, i)) is not None:
+        i = found.start()
         ch = text[i]
         starts_run = ch.isdigit() or (ch in "-¥￥$€£" and i + 1 < n and text[i + 1].isdigit())
         if not starts_run or (i > 0 and (text[i - 1].isdigit() or (text[i - 1].isalpha() and not is_cjk(text[i - 1])))):
