@@ -346,8 +346,11 @@ class SynthesisStream:
         self._delivered += seconds
         self._service.metrics.audio_seconds.inc(seconds)
         # Word timings go out with the first chunk after their piece was taken in (a piece shorter than the
-        # resampler's delay makes no chunk of its own): never later than the audio they time.
-        timings, self._unsent = tuple(self._unsent), []
+        # resampler's delay makes no chunk of its own), but never before the chunk holding a word's start:
+        # the resampler holds the end of each piece back, so a word there waits for the next chunk.
+        ready = len(self._unsent) if index == -1 else next(
+            (n for n, t in enumerate(self._unsent) if t.start > self._delivered + 1e-6), len(self._unsent))
+        timings, self._unsent = tuple(self._unsent[:ready]), self._unsent[ready:]
         # The caption text: inline overrides ([word](/ipa/), also from SSML <phoneme>) shown as their words.
         return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=strip_inline(text), timings=timings)
 
