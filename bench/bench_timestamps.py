@@ -14,7 +14,13 @@ word both name is compared:
   (alternating runs; Piper: the model patched or not; Kokoro and hibari: the duration output or not), plus
   the core's mapping (the WordTimer calls), as a share of synthesis time.
 
-    .venv/bin/python bench/bench_timestamps.py [--quick] [--json out.json]
+    .venv/bin/python bench/bench_timestamps.py [--quick] [--no-overhead] [--before-lead 3] [--json out.json]
+
+Besides Whisper, every clip's word starts are compared with the audio's energy onsets (sound after at least
+80 ms of silence: the word starts the audio itself shows), Whisper's own starts too; both start conventions
+(a word's first sound, and the previous word's end as Whisper has it) are measured; the errors against
+Whisper are broken down by speed and by kind of word (first, after punctuation, a number, after a number).
+`--before-lead N` times Kokoro and hibari again with a decoder lead of N frames, for a before/after.
 
 Targets (issue 16): median ≤ 60 ms, p95 ≤ 150 ms, coverage 100%, overhead ≤ 5%.
 """
