@@ -14,7 +14,13 @@ word both name is compared:
   (alternating runs; Piper: the model patched or not; Kokoro and hibari: the duration output or not), plus
   the core's mapping (the WordTimer calls), as a share of synthesis time.
 
-    .venv/bin/python bench/bench_timestamps.py [--quick] [--json out.json]
+    .venv/bin/python bench/bench_timestamps.py [--quick] [--no-overhead] [--before-lead 3] [--json out.json]
+
+Besides Whisper, every clip's word starts are compared with the audio's energy onsets (sound after at least
+80 ms of silence: the word starts the audio itself shows), Whisper's own starts too; both start conventions
+(a word's first sound, and the previous word's end as Whisper has it) are measured; the errors against
+Whisper are broken down by speed and by kind of word (first, after punctuation, a number, after a number).
+`--before-lead N` times Kokoro and hibari again with a decoder lead of N frames, for a before/after.
 
 Targets (issue 16): median ≤ 60 ms, p95 ≤ 150 ms, coverage 100%, overhead ≤ 5%.
 """
@@ -79,6 +85,7 @@ class Case:
     audio: np.ndarray | None = None
     rate: int = 0
     seconds: float = 0.0  # wall time of synthesis
+    before: list[Timing] | None = None  # the timings with --before-lead (Kokoro, hibari), for before/after
 
 
 def covered(text: str, timings: list[Timing]) -> bool:
@@ -153,24 +160,79 @@ def whisper_words(whisper, audio: np.ndarray, rate: int) -> list[tuple[str, floa
     return [(w.word, float(w.start), float(w.end)) for s in segments for w in (s.words or ())]
 
 
-def errors(case: Case, heard: list[tuple[str, float, float]], joined: bool = False) -> tuple[list[float], int]:
-    """Start error (ours − Whisper's) of each word both name (matched in order), and the text's word count.
-    `joined`: each word taken to start where the word before it ends (the silence between them counted to
-    the word after, as Whisper's word timestamps do), instead of at its first sound."""
+def errors(case: Case, heard: list[tuple[str, float, float]],
+           timings: list[Timing] | None = None) -> list[tuple[int, float]]:
+    """(index of our word, start error ours − Whisper's) of each word both name, matched in order."""
     import difflib
 
-    timings = case.timings
-    if joined:
-        timings = [t if n == 0 else Timing(t.start_char, t.end_char, timings[n - 1].end, t.end, t.estimated)
-                   for n, t in enumerate(timings)]
-    ours = [(token(case.text[t.start_char:t.end_char]), t) for t in timings]
-    theirs = [(token(w), s) for w, s, _ in heard]
-    matcher = difflib.SequenceMatcher(None, [a for a, _ in ours], [b for b, _ in theirs], autojunk=False)
+    timings = case.timings if timings is None else timings
+    ours = [token(case.text[t.start_char:t.end_char]) for t in timings]
+    theirs = [token(w) for w, _, _ in heard]
+    matcher = difflib.SequenceMatcher(None, ours, theirs, autojunk=False)
     found = []
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
-            found.append(ours[block.a + k][1].start - theirs[block.b + k][1])  # signed: + = ours later
-    return found, len(ours)
+            found.append((block.a + k, timings[block.a + k].start - heard[block.b + k][1]))
+    return found
+
+
+def onsets(audio: np.ndarray, rate: int, gap: float = 0.08, floor_db: float = -35.0) -> list[float]:
+    """Seconds where sound starts after at least `gap` of silence (and the first sound of the clip): frames of
+    10 ms every 5 ms, silent below `floor_db` of the loudest frame."""
+    hop, win = int(rate * 0.005), int(rate * 0.010)
+    if len(audio) < win:
+        return []
+    frames = np.lib.stride_tricks.sliding_window_view(audio.astype(np.float64), win)[::hop]
+    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
+    loud = level > level.max() + floor_db
+    found, quiet = [], int(gap / 0.005)  # the clip's start counts as silence
+    for i, on in enumerate(loud):
+        if on:
+            if quiet * 0.005 >= gap:
+                found.append(i * 0.005)
+            quiet = 0
+        else:
+            quiet += 1
+    return found
+
+
+def onset_errors(starts: list[float], marks: list[float], reach: float = 0.3) -> list[float]:
+    """Signed error (start − onset) of the word start nearest each onset, within `reach` seconds."""
+    out = []
+    for mark in marks:
+        near = min(starts, key=lambda s: abs(s - mark), default=None)
+        if near is not None and abs(near - mark) <= reach:
+            out.append(near - mark)
+    return out
+
+
+def joined(timings: list[Timing]) -> list[Timing]:
+    """Each word taken to start where the word before it ends (Whisper's convention)."""
+    return [t if n == 0 else Timing(t.start_char, t.end_char, timings[n - 1].end, t.end, t.estimated)
+            for n, t in enumerate(timings)]
+
+
+def kinds(case: Case) -> list[str]:
+    """What each timed word is, for the error breakdown: the clip's first word, a word after punctuation
+    (a pause in the text), a number, the word after one, or another word inside a phrase."""
+    out = []
+    for n in range(len(case.timings)):
+        before = case.text[case.timings[n - 1].start_char:case.timings[n - 1].end_char] if n else ""
+        word = case.text[case.timings[n].start_char:case.timings[n].end_char]
+        out.append("first" if n == 0 else "after_punct" if before[-1:] in ",.;:!?" else
+                   "number" if any(c.isdigit() for c in word) else
+                   "after_number" if any(c.isdigit() for c in before) else "inside")
+    return out
+
+
+def stats(values: list[float]) -> dict[str, float | int | None]:
+    """n, median |e|, p95 |e|, median signed e (ms)."""
+    if not values:
+        return {"n": 0, "median": None, "p95": None, "signed": None}
+    a = np.abs(values)
+    return {"n": len(values), "median": round(1000 * float(np.median(a)), 1),
+            "p95": round(1000 * float(np.percentile(a, 95)), 1),
+            "signed": round(1000 * float(np.median(values)), 1)}
 
 
 def overhead(engines: dict, threads: int, runs: int) -> dict[str, float]:  # type: ignore[type-arg]
@@ -248,6 +310,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per engine for the overhead")
     parser.add_argument("--only", default=None, help="only voices whose id contains this")
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--no-overhead", action="store_true", help="skip the engines' overhead runs")
+    parser.add_argument("--before-lead", type=int, default=None,
+                        help="also time Kokoro and hibari with this decoder lead (frames), for a before/after")
     args = parser.parse_args()
 
     from bench_engines import load_whisper
@@ -268,54 +333,73 @@ def main() -> None:
             cases += [Case(voice, speed, s) for speed in (0.5, 2.0) for s in sentences[5:5 + n_other]]
 
     async def run_all() -> None:
+        import voxgate.engines.hibari as hibari_mod
+        import voxgate.engines.kokoro as kokoro_mod
+
         for case in cases:
             await speak(service, case)
+            if args.before_lead is not None and case.voice.startswith(("kokoro", "hibari")):
+                now = kokoro_mod.LEAD_FRAMES
+                kokoro_mod.LEAD_FRAMES = hibari_mod.LEAD_FRAMES = args.before_lead
+                try:
+                    again = Case(case.voice, case.speed, case.text)
+                    await speak(service, again)  # the same durations: the timings as they were
+                    case.before = again.timings
+                finally:
+                    kokoro_mod.LEAD_FRAMES = hibari_mod.LEAD_FRAMES = now
 
     try:
         asyncio.run(run_all())
         synth = sum(c.seconds for c in cases)
         mapping = MAPPING[0]
         rows = {}
+        worst: list[tuple[float, str, float, str, str]] = []
         for voice in [*VOICES, MATCHED]:
             mine = [c for c in cases if c.voice == voice]
             if not mine:
                 continue
-            errs: list[float] = []
-            bias: list[float] = []
-            joined_errs: list[float] = []
-            words = matched = 0
-            by_speed: dict[float, list[float]] = {}
-            estimated = 0
+            acc: dict[str, list[float]] = {}  # measure → signed errors (s)
+
+            def add(key: str, values: list[float], acc: dict[str, list[float]] = acc) -> None:
+                acc.setdefault(key, []).extend(values)
+
+            words = estimated = 0
             for case in mine:
                 assert case.audio is not None
                 heard = whisper_words(whisper, case.audio, case.rate)
-                signed, n = errors(case, heard)
-                found = [abs(e) for e in signed]
-                joined_errs += [abs(e) for e in errors(case, heard, joined=True)[0]]
-                bias += signed
-                errs += found
-                by_speed.setdefault(case.speed, []).extend(found)
-                words += n
-                matched += len(found)
+                kind = kinds(case)
+                signed = errors(case, heard)
+                add("whisper", [e for _, e in signed])
+                add("whisper_joined", [e for _, e in errors(case, heard, joined(case.timings))])
+                add(f"speed_{case.speed}", [e for _, e in signed])
+                for k, e in signed:
+                    add(f"kind_{kind[k]}", [e])
+                    t = case.timings[k]
+                    worst.append((abs(e), voice, case.speed, kind[k], case.text[t.start_char:t.end_char]))
+                marks = onsets(case.audio, case.rate)
+                add("onset", onset_errors([t.start for t in case.timings], marks))
+                if case.before is not None and len(case.before) == len(case.timings):
+                    add("whisper_before", [e for _, e in errors(case, heard, case.before)])
+                    add("onset_before", onset_errors([t.start for t in case.before], marks))
+                add("onset_joined", onset_errors([t.start for t in joined(case.timings)], marks))
+                add("onset_whisper", onset_errors([s for _, s, _ in heard], marks))
+                words += len(case.timings)
                 estimated += sum(t.estimated for t in case.timings)
             cover = sum(covered(c.text, c.timings) for c in mine) / len(mine)
-            row = {
-                "clips": len(mine), "words": words, "compared": matched,
-                "median_ms": round(1000 * statistics.median(errs), 1) if errs else None,
-                "p95_ms": round(1000 * float(np.percentile(errs, 95)), 1) if errs else None,
-                "bias_ms": round(1000 * statistics.median(bias), 1) if bias else None,
-                "joined_median_ms": round(1000 * statistics.median(joined_errs), 1) if joined_errs else None,
-                "joined_p95_ms": round(1000 * float(np.percentile(joined_errs, 95)), 1) if joined_errs else None,
-                "coverage": cover, "estimated_words": estimated,
-                "by_speed_median_ms": {str(k): round(1000 * statistics.median(v), 1) for k, v in by_speed.items() if v},
-            }
+            row = {"clips": len(mine), "words": words, "coverage": cover, "estimated_words": estimated,
+                   **{key: stats(values) for key, values in acc.items()}}
             rows[voice] = row
-            print(f"{voice:18} clips {row['clips']:3} words {words:4} compared {matched:4} "
-                  f"median {row['median_ms']} ms p95 {row['p95_ms']} ms bias {row['bias_ms']} ms coverage {cover:.0%} "
-                  f"estimated {estimated} by speed {row['by_speed_median_ms']}; starting at the previous word's end: "
-                  f"median {row['joined_median_ms']} ms p95 {row['joined_p95_ms']} ms", flush=True)
+            print(f"{voice}: clips {len(mine)} words {words} coverage {cover:.0%} estimated {estimated}", flush=True)
+            for key, values in acc.items():
+                st = stats(values)
+                print(f"    {key:16} n {st['n']:4} median {st['median']} ms p95 {st['p95']} ms "
+                      f"signed {st['signed']} ms", flush=True)
+        worst.sort(reverse=True)
+        print("largest |errors| against Whisper:", flush=True)
+        for e, voice, speed, kind, word in worst[:15]:
+            print(f"    {1000 * e:6.0f} ms {voice:18} speed {speed} {kind:11} {word!r}", flush=True)
         print(f"core mapping: {mapping:.3f} s over {synth:.1f} s of synthesis = {mapping / synth:.2%}", flush=True)
-        extra = overhead(engines, args.threads, args.runs) if not args.only else {}
+        extra = overhead(engines, args.threads, args.runs) if not (args.only or args.no_overhead) else {}
         result = {"voices": rows, "core_mapping_share": mapping / synth, "engine_overhead": extra,
                   "targets": {"median_ms": 60, "p95_ms": 150, "overhead": OVERHEAD_TARGET}}
         if args.json:

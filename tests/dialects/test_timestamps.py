@@ -143,6 +143,12 @@ def test_sse_word_events_only_when_asked_and_the_sdk_reads_them(timed: Server) -
     assert all(TEXT[e["start_char"]:e["end_char"]] == e["word"] for e in words)
     _check_words([(e["word"], e["start"], e["end"]) for e in words], len(audio) / 24000)
     _words_sit_on_sound(audio, 24000, [(e["word"], e["start"], e["end"]) for e in words])
+    sent = 0.0  # read as a client reads it: a word never comes before the audio holding its start
+    for e in events:
+        if e["type"] == "speech.audio.delta":
+            sent += len(base64.b64decode(e["audio"])) / 2 / 24000
+        elif e["type"] == "speech.word":
+            assert e["start"] <= sent + 0.0005, (e, sent)
     # not asked: OpenAI's events only
     plain = httpx.post(f"{timed.url}/v1/audio/speech", timeout=60, json={
         "model": "tts-1", "voice": JOE, "input": "Hi there.", "response_format": "pcm", "stream_format": "sse"})

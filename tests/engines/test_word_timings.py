@@ -100,3 +100,28 @@ async def test_pico_timings_are_estimates(service: SynthesisService) -> None:
     text = "Good morning, everyone."
     timings, audio, rate = await spoken(service, SynthesisRequest(text=text, voice="pico:en-US"))
     check(text, timings, audio, rate, estimated=True)
+
+
+def sound_starts(audio: np.ndarray, rate: int, gap: float = 0.15) -> list[float]:
+    """Seconds where sound starts after at least `gap` of silence (5 ms steps, silent below −35 dB of the
+    loudest 10 ms): the independent check of a word's first sound that bench/bench_timestamps.py uses."""
+    hop, win = rate // 200, rate // 100
+    frames = np.lib.stride_tricks.sliding_window_view(audio.astype(np.float64), win)[::hop]
+    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    loud = level > level.max() - 35
+    starts, quiet = [], gap
+    for i, on in enumerate(loud):
+        if on and quiet >= gap:
+            starts.append(i * hop / rate)
+        quiet = 0.0 if on else quiet + hop / rate
+    return starts
+
+
+@pytest.mark.parametrize("voice", [JOE, "kokoro:jf_alpha", "hibari:heart"])
+async def test_words_after_silence_start_at_their_first_sound(service: SynthesisService, voice: str) -> None:
+    text = "Stop. Go home now."  # the clip's first word, and one after a full stop's pause
+    timings, audio, rate = await spoken(service, SynthesisRequest(text=text, voice=voice))
+    onsets = sound_starts(audio, rate)
+    for word in (timings[0], timings[1]):
+        nearest = min(onsets, key=lambda s: abs(s - word.start))
+        assert abs(word.start - nearest) <= 0.06, (text[word.start_char:word.end_char], word.start, onsets)

@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 
 import voxgate.core.routing as routing
 import voxgate.core.service as service
+import voxgate.core.timemap as timemap
 import voxgate.dialects.openai.routes as openai_routes
 from voxgate.app import create_app
 from voxgate.audio.encoders import Encoder
@@ -51,7 +52,7 @@ TEN = " ".join([ONE, "Temperatures will climb slowly through the morning and pea
 
 # Per request, whatever the text's length (the split is the one call that sees the whole text).
 EXPECTED = {
-    "normalize": 1,  # SynthesisService._check_text; the routed text is the normalised one
+    "normalize_mapped": 1,  # SynthesisService._check_text; the routed text and the word timings use it
     "route": 1,  # the text itself (routing it checks the language too)
     "detect_spans": 1,  # once per route
     "split_text": 1,
@@ -83,7 +84,8 @@ class Counted:
 def counted_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Counted]]:
     counter = Counted()
     patches: list[tuple[object, str, object]] = [
-        (service, "normalize", service.normalize), (service, "route", service.route),
+        (service, "normalize_mapped", service.normalize_mapped),
+        (timemap, "normalize_mapped", timemap.normalize_mapped), (service, "route", service.route),
         (service, "split_text", service.split_text), (service, "Resampler", service.Resampler),
         (service, "Leveller", service.Leveller), (service, "calibrate_gain", service.calibrate_gain),
         (routing, "detect_spans", routing.detect_spans), (openai_routes, "open_encoder", openai_routes.open_encoder),

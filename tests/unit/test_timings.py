@@ -162,3 +162,37 @@ async def test_stream_chunks_carry_timings_on_the_stream_axis_through_resampling
     lengths = [round(t.end - t.start, 3) for t in words]
     assert lengths == pytest.approx([0.1, 0.1, 0.1, 0.5, 0.1, 0.1, 0.1], abs=0.002)
     assert all(a.end <= b.start + 1e-9 for a, b in itertools.pairwise(words))
+
+
+class _LateWords(FakeEngine):
+    """Each word a piece of 0.3 s of tone, said in its last 10 ms: its start sits in the resampler's hold."""
+
+    def load(self, voice, threads):  # type: ignore[no-untyped-def]
+        loaded = super().load(voice, threads)
+
+        def synthesize(text, params):  # type: ignore[no-untyped-def]
+            for word in text.split():
+                start = text.index(word)
+                tone = (0.3 * np.sin(np.arange(int(0.3 * RATE)) * 0.2)).astype(np.float32)
+                yield Piece(tone, RATE, (Timing(start, start + len(word), 0.29, 0.3),))
+
+        loaded.synthesize = synthesize  # type: ignore[method-assign]
+        return loaded
+
+
+async def test_a_word_never_comes_before_the_audio_holding_its_start() -> None:
+    engine = _LateWords()
+    pool = WorkerPool(lambda name: engine, workers=1, threads=1, solo_threads=0, express=0)
+    service = SynthesisService(VoiceRegistry({"fake": engine}, {}, "a"), LocalBackend(pool), Metrics(), Limits())
+    try:
+        chunks = [c async for c in service.stream(SynthesisRequest(text="one two three", voice="a",
+                                                                   sample_rate=24000))]
+    finally:
+        pool.close()
+    heard, words = 0.0, []
+    for c in chunks:  # the stream as a client reads it, chunk by chunk
+        heard += len(c.samples) / 24000
+        assert all(t.start <= heard + 1e-6 for t in c.timings or ()), (heard, c.timings)
+        words += c.timings or ()
+    assert [t.start_char for t in words] == [0, 4, 8]
+    assert [t.start for t in words] == pytest.approx([0.29, 0.59, 0.89], abs=1e-3)

@@ -39,7 +39,7 @@ from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, Overloaded
 from voxgate.scheduling.backend import Backend, BackendHealth, Chunk, SegmentJob
 from voxgate.text import ssml
 from voxgate.text.lexicon import Lexicon, strip_inline
-from voxgate.text.normalize import is_speakable, normalize
+from voxgate.text.normalize import Normalized, is_speakable, normalize_mapped
 from voxgate.text.segment import DEFAULT_POLICY, SENTENCE_POLICY, SegmentPolicy, cut_at_word, split_text
 from voxgate.voices.registry import VoiceRegistry
 
@@ -153,7 +153,8 @@ class SynthesisStream:
 
     def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
                  segments: list[Segment], joined: set[int] | None = None,
-                 pauses: dict[int, float] | None = None, said: Sequence[str] = ()) -> None:
+                 pauses: dict[int, float] | None = None, said: Sequence[str] = (),
+                 mapped: dict[Any, Normalized] | None = None) -> None:
         self.request = request
         self._pauses = dict(pauses or {})  # SSML breaks: seconds of silence before a segment index
         self._end_pause = self._pauses.pop(len(segments), 0.0)
@@ -173,6 +174,7 @@ class SynthesisStream:
         self._heard = 0.0  # seconds of engine audio taken in: the time axis of chunk timings (resampling keeps it)
         self._unsent: list[Timing] = []  # word timings of pieces taken in since the last chunk
         self._timer = WordTimer(request.text)  # engine timings → the words of the text the client sent
+        self._mapped = mapped or {}  # open()'s normalised texts with their offset maps, by timer source key
         self._said: dict[int, str] = {}  # what each segment's engine was given, until its audio is taken in
         for index, text, _v, owner in segments:
             self._timer.segment(index, self._source(index, owner), text)
@@ -204,7 +206,8 @@ class SynthesisStream:
                 voice = self._service.voices.resolve(owner.voice)
             except VoxgateError:
                 pass
-        return self._timer.source(key, text, reading_language(request, voice), request.normalize)
+        return self._timer.source(key, text, reading_language(request, voice), request.normalize,
+                                  self._mapped.get(key))
 
     def _voicing(self, voice: VoiceInfo, owner: SynthesisRequest | None = None) -> Voicing:
         """How `voice` speaks with the settings of `owner` (a part of the request; None: the request)."""
@@ -343,8 +346,11 @@ class SynthesisStream:
         self._delivered += seconds
         self._service.metrics.audio_seconds.inc(seconds)
         # Word timings go out with the first chunk after their piece was taken in (a piece shorter than the
-        # resampler's delay makes no chunk of its own): never later than the audio they time.
-        timings, self._unsent = tuple(self._unsent), []
+        # resampler's delay makes no chunk of its own), but never before the chunk holding a word's start:
+        # the resampler holds the end of each piece back, so a word there waits for the next chunk.
+        ready = len(self._unsent) if index == -1 else next(
+            (n for n, t in enumerate(self._unsent) if t.start > self._delivered + 1e-6), len(self._unsent))
+        timings, self._unsent = tuple(self._unsent[:ready]), self._unsent[ready:]
         # The caption text: inline overrides ([word](/ipa/), also from SSML <phoneme>) shown as their words.
         return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=strip_inline(text), timings=timings)
 
@@ -496,8 +502,9 @@ class SynthesisService:
         script = self._script(request)
         pauses: dict[int, float] = {}
         joined: set[int] = set()
+        mapped: dict[Any, Normalized] = {}  # the normalised texts, kept for the word timings
         if script is not None:
-            voice, segments, starts = self._plan_parts(replace(request, parts=script.parts, segments=None))
+            voice, segments, starts = self._plan_parts(replace(request, parts=script.parts, segments=None), mapped)
             for i, start in enumerate(starts):
                 if script.pauses[i]:
                     pauses[start] = pauses.get(start, 0.0) + script.pauses[i]
@@ -510,9 +517,9 @@ class SynthesisService:
             if script.end_pause:
                 pauses[len(segments)] = script.end_pause
         elif request.parts is not None:
-            voice, segments, _ = self._plan_parts(request)
+            voice, segments, _ = self._plan_parts(request, mapped)
         else:
-            voice, segments = self._plan(request, 0)
+            voice, segments = self._plan(request, 0, mapped=mapped)
         if (script is None and _policy(request.segmentation) is DEFAULT_POLICY and request.segments is None
                 and segments and self._busy()):
             _, first, first_voice, owner = segments[0]
@@ -524,17 +531,25 @@ class SynthesisService:
                 self.metrics.busy_cuts.inc()
         # A word the voice cannot say is refused before admission; the stream reuses the prepared text.
         said = [self.prepare(piece, piece_voice) for _, piece, piece_voice, _ in segments]
-        stream = SynthesisStream(self, request, voice, segments, joined, pauses, said)
+        stream = SynthesisStream(self, request, voice, segments, joined, pauses, said, mapped)
         self.admit()
         stream.admitted = True  # nothing can raise between taking the slot and tracking its holder
         return self.track(stream)
 
-    def _plan(self, request: SynthesisRequest, start: int,
-              owner: SynthesisRequest | None = None) -> tuple[VoiceInfo, list[Segment]]:
+    def _plan(self, request: SynthesisRequest, start: int, owner: SynthesisRequest | None = None,
+              mapped: dict[Any, Normalized] | None = None) -> tuple[VoiceInfo, list[Segment]]:
         """The request's voice and segments, numbered from `start`: its text normalised, its numbers
-        checked, its voice resolved and its text routed (which checks the language) and cut, once each."""
+        checked, its voice resolved and its text routed (which checks the language) and cut, once each.
+        `mapped` gets the normalised texts with their offset maps, keyed as the stream's word timer finds them."""
         found = self.voices.resolve_or_none(request.voice)  # first, for the language the text is read in
-        text, pieces = self._check_text(request, reading_language(request, found))
+        text, pieces, maps = self._check_text(request, reading_language(request, found))
+        if mapped is not None:
+            if owner is not None:
+                mapped[id(owner)] = maps[0]
+            elif pieces is not None:
+                mapped.update({("segment", i): m for i, m in enumerate(maps)})
+            else:
+                mapped["text"] = maps[0]
         self._check_numbers(request)
         voice = found or self.voices.resolve(request.voice)  # an unknown voice is refused after the text's checks
         segments: list[Segment] = []
@@ -561,7 +576,8 @@ class SynthesisService:
                                param="text")
         return from_ssml(request, text, self.limits)
 
-    def _plan_parts(self, request: SynthesisRequest) -> tuple[VoiceInfo, list[Segment], list[int]]:
+    def _plan_parts(self, request: SynthesisRequest,
+                    mapped: dict[Any, Normalized] | None = None) -> tuple[VoiceInfo, list[Segment], list[int]]:
         """Every part planned as a request of its own would be (each checked against the limits), with
         segments numbered on across the parts; the stream's voice is the first part's. Also: the index of
         each part's first segment."""
@@ -579,7 +595,7 @@ class SynthesisService:
                           pitch=request.pitch if part.pitch is None else part.pitch,
                           volume=request.volume if part.volume is None else part.volume,
                           segments=None, parts=None)
-            voice, planned = self._plan(sub, segments[-1][0] + 1 if segments else 0, sub)
+            voice, planned = self._plan(sub, segments[-1][0] + 1 if segments else 0, sub, mapped)
             first = first or voice
             segments += planned
         assert first is not None
@@ -665,8 +681,10 @@ class SynthesisService:
             rate = stream.sample_rate
         return Pcm(np.concatenate(parts) if parts else np.zeros(0, np.float32), rate)
 
-    def _check_text(self, request: SynthesisRequest, language: str | None) -> tuple[str, list[str] | None]:
-        """The request's text normalised (once), and its segments each normalised when the dialect cut it.
+    def _check_text(self, request: SynthesisRequest,
+                    language: str | None) -> tuple[str, list[str] | None, list[Normalized]]:
+        """The request's text normalised (once), and its segments each normalised when the dialect cut it;
+        also the normalised texts with their maps to the text sent (the request's, or one per segment).
         The limit counts what the client sent: writing numbers out makes text longer, not the request."""
         raw = len(request.text) if request.segments is None else sum(len(s) for s in request.segments)
         if raw > self.limits.max_input_chars:
@@ -678,13 +696,15 @@ class SynthesisService:
         if request.segments is not None:
             # Each segment is normalised once; the whole is their join. (Normalising the joined text again
             # could only differ by a character where a segment's own edges held two line breaks.)
-            pieces = [normalize(segment, language, spoken=request.normalize) for segment in request.segments]
+            maps = [normalize_mapped(segment, language, spoken=request.normalize) for segment in request.segments]
+            pieces = [m.text for m in maps]
             text = " ".join(piece for piece in pieces if piece)
         else:
-            text = normalize(request.text, language, spoken=request.normalize)
+            maps = [normalize_mapped(request.text, language, spoken=request.normalize)]
+            text = maps[0].text
         if not is_speakable(text):
             raise InvalidInput("text is empty or has nothing to speak", param="text")
-        return text, pieces
+        return text, pieces, maps
 
     def check(self, request: SynthesisRequest) -> VoiceInfo:
         """Validate everything but the text (for a text stream, whose text comes later); returns the voice

@@ -97,16 +97,19 @@ class WordTimer:
         """The sources made so far, by key."""
         return self._sources
 
-    def source(self, key: object, text: str, language: str | None, spoken: bool) -> _Source:
-        """The source `key` (made once): `text`, normalised as the service does, placed in the request's text."""
+    def source(self, key: object, text: str, language: str | None, spoken: bool,
+               norm: Normalized | None = None) -> _Source:
+        """The source `key` (made once): `text`, normalised as the service does (`norm`, when the service
+        hands over what it made), placed in the request's text."""
         found = self._sources.get(key)
         if found is not None:
             return found
         at = self.text.find(text, self._search) if text else -1
+        spans = word_spans(text)
         if at >= 0:
             base = np.arange(at, at + len(text), dtype=np.int64)
             self._search = at + len(text)
-            self.units += [(int(base[s]), int(base[e - 1]) + 1) for s, e in word_spans(text)]
+            self.units += [(s + at, e + at) for s, e in spans]
         else:  # not there as it is (SSML: entities, say-as, sub): matched character by character to the
             # document's text with its markup blanked out; the words are the document's, what was not
             # matched (a say-as reading) has no place, and its words are estimated between their neighbours
@@ -119,7 +122,9 @@ class WordTimer:
                 self._search = hi
         self.units = sorted(set(self.units))
         self._starts, self._ends = [u[0] for u in self.units], [u[1] for u in self.units]
-        made = self._sources[key] = _Source(refine(normalize_mapped(text, language, spoken=spoken), text), base)
+        if norm is None or norm.source_length != len(text):
+            norm = normalize_mapped(text, language, spoken=spoken)
+        made = self._sources[key] = _Source(refine(norm, text, spans), base)
         norm = made.norm
         if len(norm.text) and len(base) and self.units:  # the last normalised letter said for each word
             letters = np.array([c.isalnum() for c in norm.text]) & (norm.ends > norm.starts)
@@ -272,11 +277,12 @@ def _token(word: str) -> str:
     return "".join(c for c in word.lower() if c.isalnum())
 
 
-def refine(norm: Normalized, source: str) -> Normalized:
+def refine(norm: Normalized, source: str, units: list[tuple[int, int]] | None = None) -> Normalized:
     """`norm` with words read from several written words at once ("March 3rd" → March third, "7:45 pm" →
     seven forty-five PM, "5 km" → five kilometers) pointed at the written word each one reads: the same
-    word where it is written alike, the one word left, or one for one in order when the counts agree."""
-    units = word_spans(source)
+    word where it is written alike, the one word left, or one for one in order when the counts agree.
+    `units`: the word spans of `source`, when known."""
+    units = word_spans(source) if units is None else units
     if len(units) < 2:
         return norm
     unit_starts = [u[0] for u in units]

@@ -18,10 +18,11 @@ import numpy as np
 from voxgate.core.types import Timing, Timings, word_spans
 
 SNAP = 0.45  # a boundary moves to a phoneme word gap within this share of an average word's phonemes
-# The sound of a StyleTTS2-style decoder (Kokoro, and hibari distilled from it) comes about three duration
-# frames ahead of the durations' sum: hexgrad's kokoro starts its word timestamps at the leading pad's length
-# less 3 frames. Measured here too: against the energy onset after a pause, 40–80 ms late without it.
-LEAD_FRAMES = 3
+# The sound of a StyleTTS2-style decoder (Kokoro, and hibari distilled from it) comes ahead of the durations'
+# sum: hexgrad's kokoro starts its word timestamps at the leading pad's length less 3 frames. Measured here
+# against the audio's energy onsets (bench/bench_timestamps.py, 47-48 onsets per engine): with 3 frames the
+# starts were 25 ms early (median signed) on both Kokoro and hibari, with none 40-80 ms late; 2 frames it is.
+LEAD_FRAMES = 2
 _KANA = range(0x3040, 0x3100)
 
 
