@@ -120,7 +120,6 @@ class WorkerPool:
         self._closing = False
         self.stats = PoolStats()
         self._size = workers
-        self._express = express
         self._workers = [
             threading.Thread(target=self._run, args=(i >= workers,), daemon=True,
                              name=f"voxgate-{'express' if i >= workers else 'worker'}-{i}")
@@ -149,13 +148,7 @@ class WorkerPool:
                 raise RuntimeError("worker pool is closed")
             heapq.heappush(self._heap, (job.deadline, next(self._seq), job))
             self.stats.queued += 1
-            # One job, one worker woken: waking every idle worker makes them all race for the GIL and the lock
-            # while the event loop still runs, and all but one go back to sleep. With express workers all are
-            # woken: an express worker woken for a job it may not take (not a first segment) would leave it.
-            if self._express:
-                self._cond.notify_all()
-            else:
-                self._cond.notify()
+            self._cond.notify_all()  # an idle express worker may be the one that can take it
         return job
 
     def cancel(self, job: Job) -> None:
