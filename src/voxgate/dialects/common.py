@@ -17,7 +17,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voxgate.audio.encoders import Encoder
 from voxgate.core.context import Context
@@ -373,9 +374,36 @@ class ClosingStreamingResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
+            if scope["type"] == "http":
+                send = await self._send_head(scope, send)
             await super().__call__(scope, receive, send)
         finally:
             await self._close()
+
+    async def _send_head(self, scope: Scope, send: Send) -> Send:
+        """Send the status, the headers and the first piece of the body in this task, as Starlette would but
+        before it sets up its disconnect watch (a task group and a task switch under ASGI 2.3, as uvicorn
+        speaks): the first audio leaves without waiting for them. Returns the send for the rest of the
+        response, which skips the start already sent."""
+        spec = tuple(map(int, scope.get("asgi", {}).get("spec_version", "2.0").split(".")))
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            body = aiter(self.body_iterator)
+            self.body_iterator = body
+            first = await anext(body, None)
+            if first is not None:
+                chunk = first if isinstance(first, bytes | memoryview) else first.encode(self.charset)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except OSError:
+            if spec >= (2, 4):
+                raise ClientDisconnect() from None
+            raise
+
+        async def rest(message: Message) -> None:
+            if message["type"] != "http.response.start":
+                await send(message)
+
+        return rest
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:

@@ -1,0 +1,75 @@
+"""ClosingStreamingResponse sends the status, headers and first body piece from the request's own task, before
+Starlette's disconnect watch (a task group and a task switch); the rest of the response is Starlette's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from voxgate.dialects.common import ClosingStreamingResponse
+
+SCOPE = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "method": "POST", "path": "/"}
+
+
+async def _serve(body: AsyncIterator[bytes]) -> tuple[list[tuple[dict[str, Any], bool]], int]:
+    """Run the response; (every message sent with whether it came from the calling task, closes)."""
+    sent: list[tuple[dict[str, Any], bool]] = []
+    closed = 0
+    caller = asyncio.current_task()
+    gone = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()  # the client stays until the response ends
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append((message, asyncio.current_task() is caller))
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            gone.set()
+
+    async def close() -> None:
+        nonlocal closed
+        closed += 1
+
+    response = ClosingStreamingResponse(body, close, media_type="audio/pcm")
+    async with asyncio.timeout(5):  # in this task (wait_for would make another)
+        await response(SCOPE, receive, send)
+    return sent, closed
+
+
+async def test_first_piece_leaves_from_the_request_task_then_the_rest_in_order() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"first"
+        yield b"second"
+        yield b"third"
+
+    sent, closed = await _serve(body())
+    kinds = [(m["type"], m.get("body"), m.get("more_body")) for m, _ in sent]
+    assert kinds == [("http.response.start", None, None), ("http.response.body", b"first", True),
+                     ("http.response.body", b"second", True), ("http.response.body", b"third", True),
+                     ("http.response.body", b"", False)]
+    assert sent[0][0]["status"] == 200
+    assert (b"content-type", b"audio/pcm") in sent[0][0]["headers"]
+    assert [own for _, own in sent[:2]] == [True, True]  # before Starlette's task group
+    assert closed == 1
+
+
+async def test_empty_body_and_a_failing_first_piece() -> None:
+    async def empty() -> AsyncIterator[bytes]:
+        return
+        yield b""
+
+    sent, closed = await _serve(empty())
+    assert [(m["type"], m.get("body", None)) for m, _ in sent] == [("http.response.start", None),
+                                                                    ("http.response.body", b"")]
+    assert closed == 1
+
+    async def broken() -> AsyncIterator[bytes]:
+        raise RuntimeError("engine gone")
+        yield b""
+
+    with pytest.raises(RuntimeError, match="engine gone"):  # after the start, as Starlette would: not a status
+        await _serve(broken())
