@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from voxgate.engines.base import EngineParams, Piece, VoiceInfo
+from voxgate.engines.base import EngineParams, Output, Piece, VoiceInfo
 from voxgate.errors import EngineFailure
 from voxgate.scheduling import pool as _pool
 
@@ -46,6 +46,9 @@ class SegmentJob:
     # The voice, knobs and processing that speak it if its upstream fails before any audio (a voice cloned on
     # an upstream keeps its local matched voice: engines/remote/clone.py); None: the router's own fallback.
     fallback: tuple[VoiceInfo, EngineParams, Post | None] | None = None
+    # The client's format, when the stream passes an upstream's own bytes through (SynthesisService.passthrough):
+    # a backend that can send it answers with Pieces whose `encoded` holds them; any other answers PCM.
+    output: Output | None = None
 
 
 @dataclass(frozen=True)
@@ -318,6 +321,14 @@ class RouterBackend:
         owner = self.owner.get(job)
         if owner is not None:
             owner.abort(job)
+
+    def encodes(self, voice: VoiceInfo, fmt: str, rate: int) -> bool:
+        """Whether `voice`'s upstream can send its audio in format `fmt` at `rate` Hertz as is (then a stream
+        may pass its bytes through: SynthesisService.passthrough). Local voices: never."""
+        if voice.engine != UPSTREAM_ENGINE:
+            return False
+        encodes = getattr(self.remotes.get(str(voice.engine_data.get("upstream"))), "encodes", None)
+        return bool(encodes is not None and encodes(fmt, rate))
 
     async def preload(self, voice: VoiceInfo) -> None:
         if voice.engine != UPSTREAM_ENGINE:

@@ -16,6 +16,10 @@ Per job:
 - the job's post-processing (pitch/tempo beyond what the upstream does, seam trimming) runs off the event
   loop on the segment's whole audio, as it does on a local engine's sentence: with post-processing the
   segment's audio is passed on when it is complete, without it piece by piece as it arrives;
+- a job that asks for the client's format (`job.output`, set by the core's passthrough rule) and has no
+  post-processing gets the kind's own bytes in that format (`kind.encoded`), as Pieces whose `encoded`
+  holds them, when the kind can send it (`kind.encodes`; option `passthrough=0` turns it off); a kind that
+  then finds the upstream refuses the format (NotSupported before any audio) is asked for PCM instead;
 - closing the iterator, or `abort(job)`, cancels the task, which closes the kind's iterator and so the
   upstream request (an HTTP response or socket closed mid-answer).
 """
@@ -35,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from voxgate.core.types import Piece
-from voxgate.engines.remote.base import UpstreamError, UpstreamKind, UpstreamRequest
+from voxgate.engines.remote.base import NotSupported, UpstreamError, UpstreamKind, UpstreamRequest
 from voxgate.errors import EngineFailure
 
 _LOG = logging.getLogger("voxgate.upstream")
@@ -234,6 +238,14 @@ class RemoteBackend:
         if run is not None:
             run.cancel()
 
+    def encodes(self, fmt: str, rate: int) -> bool:
+        """Whether the kind can send audio in the client's format `fmt` at `rate` Hertz as is (its bytes are then
+        passed through: SynthesisService.passthrough)."""
+        if self.config.options.get("passthrough", "1").strip().lower() in ("0", "false", "no", "off"):
+            return False
+        encodes = getattr(self.kind, "encodes", None)
+        return bool(encodes is not None and getattr(self.kind, "encoded", None) is not None and encodes(fmt, rate))
+
     def forget(self, job: Any) -> None:
         """Drop a finished or cancelled job (its run refers to it: the weak map alone would keep it)."""
         self._runs.pop(job, None)
@@ -311,10 +323,31 @@ class RemoteBackend:
                          self.config.retries)
             await asyncio.sleep(RETRY_PAUSE * 2 ** (attempt - 1))
 
+    def _pieces(self, request: UpstreamRequest, job: Any, encoded: bool) -> AsyncIterator[Piece]:
+        """The kind's audio: its own bytes in the job's output format (`encoded`), else PCM pieces."""
+        output = getattr(job, "output", None)
+        if not encoded or output is None:
+            return self.kind.synthesize(request)
+        return _wrapped(self.kind.encoded(request, output.format), output.rate)  # type: ignore[attr-defined]
+
     async def _attempt(self, request: UpstreamRequest, job: Any, emit: Callable[[Piece], None]) -> None:
+        output = getattr(job, "output", None)
+        encoded = output is not None and job.post is None and self.encodes(output.format, output.rate)
+        if encoded:
+            try:
+                await self._attempt_with(request, job, emit, True)
+                return
+            except NotSupported as exc:
+                if exc.sent:
+                    raise
+                _LOG.info("upstream %s cannot send %s (%s); asking for PCM", self.name, output.format, exc)
+        await self._attempt_with(request, job, emit, False)
+
+    async def _attempt_with(self, request: UpstreamRequest, job: Any, emit: Callable[[Piece], None],
+                            encoded: bool) -> None:
         config = self.config
         started = time.monotonic()
-        pieces = self.kind.synthesize(request)
+        pieces = self._pieces(request, job, encoded)
         held: list[Piece] = []  # with post-processing: the segment's audio, processed when complete
         first = True
         try:
@@ -333,7 +366,7 @@ class RemoteBackend:
                     self.stats.first_audio_sum += seconds
                     self.stats.first_audio_count += 1
                     self.stats.last_first_audio = seconds
-                if not len(piece.samples):
+                if not len(piece.samples) and not piece.encoded:
                     continue
                 if job.post is None:
                     emit(piece)
@@ -348,6 +381,19 @@ class RemoteBackend:
         if held:
             for piece in await asyncio.to_thread(_post_all, held, job.post):
                 emit(piece)
+
+
+async def _wrapped(data: AsyncIterator[bytes], rate: int) -> AsyncIterator[Piece]:
+    """A kind's encoded bytes as Pieces (no samples; `rate` is the client's, which they are in)."""
+    empty = np.zeros(0, np.float32)
+    try:
+        async for chunk in data:
+            if chunk:
+                yield Piece(empty, rate, encoded=bytes(chunk))
+    finally:
+        aclose = getattr(data, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _post_all(pieces: list[Piece], post: Callable[[Piece], Piece]) -> list[Piece]:

@@ -34,6 +34,7 @@ _KOKORO = re.compile(r"^([abjzefhip])([fm])_[a-z0-9]+$")
 _KOKORO_LANGUAGES = {"a": "en-US", "b": "en-GB", "j": "ja", "z": "zh", "e": "es", "f": "fr", "h": "hi",
                      "i": "it", "p": "pt-BR"}
 _MODELS_NOT_VOICES = {"tts-1", "tts-1-hd", "gpt-4o-mini-tts", "whisper-1"}
+PASSED_FORMATS = ("mp3", "opus", "aac", "flac", "wav")  # OpenAI's response_format files (pcm: see encodes)
 MIN_PIECE = 960  # samples: pieces handed on as they arrive, at least 40 ms each (the last may be shorter)
 
 
@@ -180,6 +181,32 @@ class OpenAIUpstream:
 
     async def aclose(self) -> None:
         return None
+
+    # -- passthrough (engines/remote/base.py EncodingKind): the server's own bytes in the client's format --
+
+    def encodes(self, fmt: str, rate: int) -> bool:
+        """OpenAI's formats: raw pcm only at the server's `pcm_rate` (and while it has not refused pcm)."""
+        if fmt == "pcm":
+            return self.format == "pcm" and rate == self.pcm_rate
+        return fmt in PASSED_FORMATS
+
+    async def encoded(self, request: UpstreamRequest, fmt: str) -> AsyncIterator[bytes]:
+        body = {"model": self.model, "input": request.text, "voice": request.voice, "response_format": fmt,
+                "speed": request.speed}
+        try:
+            async with self.http.stream("POST", self.base + "/audio/speech", json=body, headers=self.headers,
+                                        timeout=timeouts(self.config)) as response:
+                if response.status_code >= 400:
+                    text = error_text(response, await response.aread())
+                    if response.status_code in (400, 422) and fmt in text.lower():
+                        raise NotSupported(f"{response.status_code} {text}", upstream=self.config.name,
+                                           status=response.status_code)
+                    raise UpstreamError(f"{response.status_code} {text}", upstream=self.config.name,
+                                        status=response.status_code)
+                async for data in response.aiter_bytes():
+                    yield data
+        except httpx.HTTPError as exc:
+            raise http_error(self.config, exc) from exc
 
 
 def _voice(name: str, display: str | None = None, language: str | None = None,
