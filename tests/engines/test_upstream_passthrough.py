@@ -1,5 +1,8 @@
 """An upstream's own audio passed through, and streamed text streamed on, against a second voxgate process.
 
+Streamed text (SynthesisService.forwards_text): a client streaming text to F's CosyVoice WebSocket for a voice
+of the `cv` upstream gets its audio from one upstream session that received the text piece by piece.
+
 One upstream voxgate U and one front voxgate F with U as an `openai` upstream (`v`, through a recording proxy
 in this process, which keeps U's answers: synthesis is not byte-for-byte repeatable, so F's bytes are
 compared with the very answer U gave F), a `cosyvoice` upstream (`cv`), and a port where nothing listens with
@@ -11,16 +14,19 @@ still answers in the client's format.
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
 import pytest
+from websockets.sync.client import connect
 
 from tests.conftest import Server, decode, pcm16, rms, start_server, stop_server
 
@@ -167,3 +173,50 @@ def test_encoder_passes_bytes_through_only_where_the_format_stays_valid() -> Non
     pcm = open_encoder("pcm", 24_000)  # raw pcm joins: passed bytes and encoded samples interleave
     out = pcm.encode(tone[:2]) + pcm.passthrough(b"\x01\x00") + pcm.encode(tone[:1]) + pcm.finish()
     assert len(out) == 8 and out[4:6] == b"\x01\x00"
+
+
+def metric(server: Server, name: str, **labels: str) -> float:
+    """A sample of /metrics by name and labels (0 when absent)."""
+    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+    for line in httpx.get(f"{server.url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_streamed_text_goes_on_to_a_cosyvoice_upstream_in_one_session(pair: Pair) -> None:
+    up, front = pair.upstream, pair.front
+    speech(front, f"cv:{VOICE}", "pcm")  # the voice's level measured (its calibration is an upstream request)
+    sessions = metric(up, "voxgate_requests_total", dialect="cosyvoice")
+    jobs = metric(front, "voxgate_segments_total", engine="upstream")
+    pieces = ["The first sentence ", "streams in ", "piece by piece. ", "Then a second ", "one follows it, ",
+              "and a third ", "sentence ends the text."]
+    audio: list[bytes] = []
+    with connect(front.url.replace("http://", "ws://") + "/tts", open_timeout=10) as ws:
+        ws.send(json.dumps({"req_params": {"prompt_id": f"cv:{VOICE}", "audio_format": "pcm",
+                                           "sample_rate": 24_000}}))
+        first_sent = time.monotonic()
+        for piece in pieces[:3]:
+            ws.send(json.dumps({"text": piece, "done": False}))
+        # the first audio comes while the text is still open (the upstream works on what it has)
+        message = json.loads(ws.recv(timeout=60))
+        assert not message.get("error"), message
+        first_audio = time.monotonic() - first_sent
+        audio.append(base64.b64decode(message["data"]))
+        for piece in pieces[3:]:
+            ws.send(json.dumps({"text": piece, "done": False}))
+            time.sleep(0.05)
+        ws.send(json.dumps({"text": "", "done": True}))
+        for _ in range(2000):
+            message = json.loads(ws.recv(timeout=60))
+            assert not message.get("error"), message
+            if message.get("is_end"):
+                break
+            audio.append(base64.b64decode(message["data"]))
+    samples = pcm16(b"".join(audio))
+    assert 5.0 < len(samples) / 24_000 < 20.0, len(samples) / 24_000
+    assert rms(samples) > 0.02
+    assert first_audio < 30.0
+    # one job on the front, one session on the upstream, for three sentences sent in seven pieces
+    assert metric(front, "voxgate_segments_total", engine="upstream") == jobs + 1
+    assert metric(up, "voxgate_requests_total", dialect="cosyvoice") == sessions + 1

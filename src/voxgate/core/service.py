@@ -309,9 +309,11 @@ class SynthesisStream:
                 item: Chunk | None = await anext(run)
             except StopAsyncIteration:
                 item = None
-            except EngineFailure:
+            except EngineFailure as exc:
                 if not self._inflight or self._inflight[0][2] is not job:
                     continue  # stopped while waiting: the stream ends cleanly
+                if self._recover(job, exc):
+                    continue
                 await self._finish(completed=False)
                 raise
             if not self._inflight or self._inflight[0][2] is not job:
@@ -332,6 +334,11 @@ class SynthesisStream:
             if len(audio):
                 return self._emit(audio, index, text)
         raise StopAsyncIteration
+
+    def _recover(self, job: SegmentJob, error: EngineFailure) -> bool:
+        """True when the stream carries on after `job` failed (a text stream whose forwarded session failed
+        before any audio speaks its text segment by segment instead); False: the failure stands."""
+        return False
 
     def _take_timings(self, index: int, item: Chunk) -> None:
         """A piece's engine timings as word timings on the request's text and the stream's time axis."""
@@ -587,6 +594,20 @@ class SynthesisService:
         if encodes is None or not encodes(voice, fmt, rate):
             return None
         return Output(fmt, rate)
+
+    def forwards_text(self, request: SynthesisRequest, voice: VoiceInfo) -> bool:
+        """The one place that decides whether a text stream's text goes on to its voice's upstream as it
+        arrives, in one upstream session (core/textstream.py), rather than segment by segment: when the
+        voice's backend takes streamed text (RouterBackend.streams_text: an upstream kind with `stream_text`)
+        and nothing must run on the audio per segment (no pitch, no tempo beyond the upstream's, no shift).
+        The text is then the client's own: the upstream normalises, cuts and routes it itself."""
+        if request.pitch != 0.0:
+            return False
+        _, tempo = split_speed(request.speed, self.voices.capabilities(voice).speed_range)
+        if post_processing(voice, 0.0, tempo) is not None:
+            return False
+        streams = getattr(self.backend, "streams_text", None)
+        return bool(streams is not None and streams(voice))
 
     def _plan(self, request: SynthesisRequest, start: int,
               owner: SynthesisRequest | None = None) -> tuple[VoiceInfo, list[Segment]]:
