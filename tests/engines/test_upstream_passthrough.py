@@ -1,7 +1,8 @@
 """An upstream's own audio passed through, and streamed text streamed on, against a second voxgate process.
 
 Streamed text (SynthesisService.forwards_text): a client streaming text to F's CosyVoice WebSocket for a voice
-of the `cv` upstream gets its audio from one upstream session that received the text piece by piece.
+of the `cv` upstream, or of U's Wyoming port as a `wyoming` upstream (`w`), gets its audio from one upstream
+session that received the text piece by piece.
 
 One upstream voxgate U and one front voxgate F with U as an `openai` upstream (`v`, through a recording proxy
 in this process, which keeps U's answers: synthesis is not byte-for-byte repeatable, so F's bytes are
@@ -85,7 +86,9 @@ class Pair:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    upstream = start_server(tmp_path_factory.mktemp("upstream"), "--match-bases", "none-needed")
+    wyoming = free_port()
+    upstream = start_server(tmp_path_factory.mktemp("upstream"), "--match-bases", "none-needed",
+                            "--wyoming-port", str(wyoming))
     proxy = Proxy(upstream.url)
     proxied = proxy.start()
     try:
@@ -93,6 +96,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         front = start_server(tmp_path_factory.mktemp("front"), "--no-warmup", "--match-bases", "none-needed",
                              "--upstream", f"v=openai+http://127.0.0.1:{proxied.server_address[1]}/v1",
                              "--upstream", f"cv=cosyvoice+{ws}",
+                             "--upstream", f"w=wyoming+tcp://127.0.0.1:{wyoming}",
                              "--upstream", f"dead=openai+http://127.0.0.1:{free_port()}/v1?voices=x&retries=0"
                                            "&fallback=1&language=en-US",
                              "--upstream-refresh", "600")
@@ -184,16 +188,17 @@ def metric(server: Server, name: str, **labels: str) -> float:
     return 0.0
 
 
-def test_streamed_text_goes_on_to_a_cosyvoice_upstream_in_one_session(pair: Pair) -> None:
+@pytest.mark.parametrize(("upstream", "dialect"), [("cv", "cosyvoice"), ("w", "wyoming")])
+def test_streamed_text_goes_on_to_the_upstream_in_one_session(pair: Pair, upstream: str, dialect: str) -> None:
     up, front = pair.upstream, pair.front
-    speech(front, f"cv:{VOICE}", "pcm")  # the voice's level measured (its calibration is an upstream request)
-    sessions = metric(up, "voxgate_requests_total", dialect="cosyvoice")
+    speech(front, f"{upstream}:{VOICE}", "pcm")  # the voice's level measured (its calibration is an upstream request)
+    sessions = metric(up, "voxgate_requests_total", dialect=dialect)
     jobs = metric(front, "voxgate_segments_total", engine="upstream")
     pieces = ["The first sentence ", "streams in ", "piece by piece. ", "Then a second ", "one follows it, ",
               "and a third ", "sentence ends the text."]
     audio: list[bytes] = []
     with connect(front.url.replace("http://", "ws://") + "/tts", open_timeout=10) as ws:
-        ws.send(json.dumps({"req_params": {"prompt_id": f"cv:{VOICE}", "audio_format": "pcm",
+        ws.send(json.dumps({"req_params": {"prompt_id": f"{upstream}:{VOICE}", "audio_format": "pcm",
                                            "sample_rate": 24_000}}))
         first_sent = time.monotonic()
         for piece in pieces[:3]:
@@ -219,4 +224,4 @@ def test_streamed_text_goes_on_to_a_cosyvoice_upstream_in_one_session(pair: Pair
     assert first_audio < 30.0
     # one job on the front, one session on the upstream, for three sentences sent in seven pieces
     assert metric(front, "voxgate_segments_total", engine="upstream") == jobs + 1
-    assert metric(up, "voxgate_requests_total", dialect="cosyvoice") == sessions + 1
+    assert metric(up, "voxgate_requests_total", dialect=dialect) == sessions + 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
@@ -169,6 +169,73 @@ class WyomingUpstream:
 
     async def aclose(self) -> None:
         return None
+
+    # -- streamed text (engines/remote/backend.py): a client's text as it arrives, in one synthesize-start … stop --
+
+    def accepts_text(self) -> bool:
+        """Text can go on as it arrives when the server said it streams (and `streaming` is not 0)."""
+        return self.streaming
+
+    async def stream_text(self, request: UpstreamRequest, texts: AsyncIterable[str]) -> AsyncIterator[Piece]:
+        """`synthesize-start`, one `synthesize-chunk` per piece of text as it comes (`request.text` first), then
+        `synthesize-stop`; the audio as `synthesize` reads it, to `synthesize-stopped`. While `texts` waits for
+        its client (`waiting`), the server's silence is no timeout."""
+        name, speaker = self._speakers.get(request.voice, (request.voice, None))
+        client = self._client()
+        await self._connect(client)
+        sender: asyncio.Task[None] | None = None
+        try:
+            await client.write_event(SynthesizeStart(voice=SynthesizeVoice(name=name, speaker=speaker)).event())
+            sender = asyncio.create_task(self._send_texts(client, request.text, texts))
+            rate = WYOMING_RATE
+            while True:
+                try:
+                    event = await client.read_event()
+                except TimeoutError:
+                    if getattr(texts, "waiting", False):
+                        continue  # nothing to say until the client's next text
+                    raise UpstreamError(f"no event within {self.config.timeout:g} s (timeout)",
+                                        upstream=self.config.name) from None
+                if event is None:
+                    if sender.done() and not sender.cancelled() and sender.exception() is not None:
+                        raise UpstreamError(f"sending text failed: {sender.exception()}", upstream=self.config.name)
+                    raise UpstreamError("the server closed the connection", upstream=self.config.name)
+                if Error.is_type(event.type):
+                    error = Error.from_event(event)
+                    raise UpstreamError(f"{error.text} ({error.code})" if error.code else error.text,
+                                        upstream=self.config.name, status=500)
+                if AudioStart.is_type(event.type):
+                    start = AudioStart.from_event(event)
+                    rate = start.rate
+                    if start.width != 2:
+                        raise UpstreamError(f"audio of {8 * start.width}-bit samples; only 16-bit is read",
+                                            upstream=self.config.name)
+                elif AudioChunk.is_type(event.type):
+                    chunk = AudioChunk.from_event(event)
+                    if chunk.width != 2:
+                        raise UpstreamError("audio chunk of another sample width", upstream=self.config.name)
+                    samples = int16_samples(chunk.audio, chunk.channels)
+                    if len(samples):
+                        yield Piece(samples, chunk.rate or rate)
+                elif SynthesizeStopped.is_type(event.type):
+                    return
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise UpstreamError(f"connection failed: {exc}", upstream=self.config.name) from None
+        finally:
+            if sender is not None:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sender
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+
+    async def _send_texts(self, client: AsyncTcpClient, first: str, texts: AsyncIterable[str]) -> None:
+        if first:
+            await client.write_event(SynthesizeChunk(text=first).event())
+        async for text in texts:
+            if text:
+                await client.write_event(SynthesizeChunk(text=text).event())
+        await client.write_event(SynthesizeStop().event())
 
 
 def _tag(language: str) -> str:
