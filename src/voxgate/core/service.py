@@ -586,12 +586,12 @@ class SynthesisService:
             return None
         if len(segments) > 1 and request.segments is not None and not get_format(fmt).concatenates:
             return None  # the dialect's own cut is kept: its segments cannot be one request
-        _, tempo = split_speed(request.speed, self.voices.capabilities(voice).speed_range)
-        if post_processing(voice, 0.0, tempo) is not None:
-            return None
         rate = request.sample_rate or voice.sample_rate
         encodes = getattr(self.backend, "encodes", None)
-        if encodes is None or not encodes(voice, fmt, rate):
+        if encodes is None or not encodes(voice, fmt, rate):  # first: local voices leave here
+            return None
+        _, tempo = split_speed(request.speed, self.voices.capabilities(voice).speed_range)
+        if post_processing(voice, 0.0, tempo) is not None:
             return None
         return Output(fmt, rate)
 
