@@ -241,7 +241,9 @@ def main() -> int:
                 ][: 1 if args.no_wyoming else 2]
                 for name, via, direct, through, hop in pairs:
                     print(f"measuring {name}, direct and {via} …", file=sys.stderr, flush=True)
+                    cpu = cpu_seconds(front.pid)
                     found = asyncio.run(compare(direct, through, hop, args.rounds, args.samples))
+                    found["through"]["front_cpu_seconds"] = cpu_seconds(front.pid) - cpu  # only "through" uses F
                     results[f"{name}, direct"] = found["direct"]
                     results[f"{name}, {via}"] = found["through"]
         if (work / "downloads").exists() and any((work / "downloads").iterdir()):
@@ -252,6 +254,15 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -268,6 +279,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             verdict = "meets" if extra <= TARGET_MS else "misses"
             ratio = r["throughput"] / results[names[i - 1]]["throughput"]
             overhead = f"{extra:+.0f} ms ({verdict} ≤ +{TARGET_MS:.0f} ms); throughput {ratio:.0%}"
+            if r.get("front_cpu_seconds"):
+                overhead += f"; front CPU {r['front_cpu_seconds']:.1f} s"
         lines.append(f"| {name} | {ms(r['one_first_audio'])} | {ms(r['ten_first_audio'])} | "
                      f"{r['throughput']:.1f} | {overhead} | {own} |")
     return "\n".join(lines)
