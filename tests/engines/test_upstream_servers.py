@@ -232,12 +232,13 @@ def test_openai_and_gptsovits_dialects_speak_through_each_kind(stack: Stack) -> 
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "audio/wav"
     _check_speech(*decode(response.content), 32000)
-    # The audio really came from the upstream process, over each wire (segment and level calibration each).
-    for name in ("v", "w", "g"):
-        assert _metric(stack.front, "voxgate_upstream_requests_total", upstream=name, outcome="ok") >= 2
-    assert _metric(stack.upstream, "voxgate_requests_total", dialect="openai") >= before["openai"] + 2
+    # The audio really came from the upstream process, over each wire (segment and level calibration each; the
+    # openai kind's WAV passes through as the upstream's own file: one request, nothing levelled).
+    for name, least in (("v", 1), ("w", 2), ("g", 2)):
+        assert _metric(stack.front, "voxgate_upstream_requests_total", upstream=name, outcome="ok") >= least
+    assert _metric(stack.upstream, "voxgate_requests_total", dialect="openai") >= before["openai"] + 1
     assert _metric(stack.upstream, "voxgate_requests_total", dialect="wyoming") >= before["wyoming"] + 2
-    assert _metric(stack.front, "voxgate_upstream_first_audio_seconds_count", upstream="v") >= 2
+    assert _metric(stack.front, "voxgate_upstream_first_audio_seconds_count", upstream="v") >= 1
 
 
 def test_streaming_first_audio_comes_before_the_end(stack: Stack) -> None:

@@ -58,6 +58,9 @@ class FormatSpec:
     codec_options: Options = ()
     stream_mux: Options = ()  # muxer options on a non-seekable streaming sink
     file_mux: Options = ()  # muxer options when the whole file is buffered (seekable sink)
+    # Two streams of it joined end to end are one valid stream (raw pcm): an upstream's bytes may then be
+    # passed through between encoded chunks, and a stream of several upstream answers joined.
+    concatenates: bool = False
 
 
 FORMATS: Mapping[str, FormatSpec] = MappingProxyType(
@@ -82,7 +85,7 @@ FORMATS: Mapping[str, FormatSpec] = MappingProxyType(
             file_mux=(("metadata_header_padding", "0"),),
         ),
         "wav": FormatSpec("wav", "audio/wav", "wav", None),
-        "pcm": FormatSpec("pcm", "audio/pcm", "pcm", None),
+        "pcm": FormatSpec("pcm", "audio/pcm", "pcm", None, concatenates=True),
         "ogg": FormatSpec(
             # libav's own Vorbis encoder is "experimental" and refuses mono, so mono is duplicated.
             "ogg", "audio/ogg", "ogg", "vorbis", "ogg", None, "fltp", channels=2,
@@ -127,19 +130,44 @@ class Encoder(ABC):
         self.input_rate = in_rate  # Hertz of the PCM fed to encode()
         self._resampler = Resampler(in_rate, out_rate) if in_rate != out_rate else None
         self._finished = False
+        self._concatenates = spec.concatenates
+        self._encoded = False  # samples were encoded (a header may have gone out)
+        self._passing = False  # the response is an upstream's own bytes (a format that does not concatenate)
 
     def encode(self, samples: np.ndarray) -> bytes:
         """Encode one chunk of float32 mono samples in [-1, 1]; return the bytes ready so far."""
         if self._finished:
             raise RuntimeError("encoder already finished")
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if self._passing:
+            if x.size:
+                raise RuntimeError(f"{self.format}: samples cannot follow bytes passed through")
+            return b""
+        self._encoded = True
         if self._resampler is not None:
             x = self._resampler.process(x)
         return self._encode(x)
 
+    def passthrough(self, data: bytes) -> bytes:
+        """Bytes already in this format at this rate (an upstream's own audio), handed on untouched. A format
+        that concatenates (raw pcm) takes them anywhere between encoded chunks; any other only before
+        anything was encoded, and the response is then the passed bytes alone (`finish` adds nothing).
+        SynthesisService.passthrough decides when a stream brings such bytes."""
+        if self._finished:
+            raise RuntimeError("encoder already finished")
+        if self._concatenates:  # raw: encoded at its own rate, so the passed bytes join it as they are
+            return data
+        if self._encoded:
+            raise RuntimeError(f"{self.format}: bytes cannot be passed through after encoded samples")
+        self._passing = True
+        return data
+
     def finish(self) -> bytes:
         """Flush the codec and write the container trailer; returns the last bytes of the file."""
         if self._finished:
+            return b""
+        if self._passing:  # the passed bytes were the whole file
+            self.close()
             return b""
         head = self._encode(self._resampler.flush()) if self._resampler is not None else b""
         self._finished = True

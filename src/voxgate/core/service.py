@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from voxgate.audio.encoders import get_format
 from voxgate.audio.pcm import Leveller, calibrate_gain
 from voxgate.audio.resample import Resampler
 from voxgate.audio.voiceshift import Shift, apply_shift
@@ -23,6 +24,7 @@ from voxgate.core.parts import Script, from_ssml
 from voxgate.core.routing import Span, route
 from voxgate.core.timemap import WordTimer
 from voxgate.core.types import (
+    Output,
     Pcm,
     PcmChunk,
     Piece,
@@ -154,8 +156,14 @@ class SynthesisStream:
     def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
                  segments: list[Segment], joined: set[int] | None = None,
                  pauses: dict[int, float] | None = None, said: Sequence[str] = (),
-                 mapped: dict[Any, Normalized] | None = None) -> None:
+                 mapped: dict[Any, Normalized] | None = None,
+                 output: Output | None = None) -> None:
         self.request = request
+        # The client's format its upstream's audio passes through in (SynthesisService.passthrough): its
+        # jobs ask for it, and pieces that come back in it go out as PcmChunk.encoded, neither levelled nor
+        # resampled. A piece that comes back as PCM (a local fallback voice) is handled as any other.
+        self.output = output
+        self._passed = False  # a piece was passed through (then its words are not timed)
         self._pauses = dict(pauses or {})  # SSML breaks: seconds of silence before a segment index
         self._end_pause = self._pauses.pop(len(segments), 0.0)
         self._joined = joined or set()  # segments cut mid-sentence: their trailing silence is trimmed
@@ -258,7 +266,7 @@ class SynthesisStream:
             self._timer.prepared(index, said, text)
             self._said[index] = said
             job = SegmentJob(voicing.voice, said, voicing.params, self._t0 + self._delivered + ahead,
-                             urgent=self._first_audio is None, post=post)
+                             urgent=self._first_audio is None, post=post, output=self.output)
             if voicing.fallback is not None:  # what speaks this segment if its upstream fails before any audio
                 spare = voicing.fallback
                 job.fallback = (spare.voice, spare.params, _trimmed(spare.post, tail, head) if tail or head
@@ -290,7 +298,8 @@ class SynthesisStream:
                 if self._end_pause:  # an SSML break at the very end
                     tail = np.concatenate([tail, np.zeros(int(self._end_pause * self.sample_rate), np.float32)])
                 await self._finish(completed=True)
-                self._unsent += self._timer.finish()
+                if not self._passed:
+                    self._unsent += self._timer.finish()
                 if len(tail) or self._unsent:  # words never timed still get their (estimated) timing
                     return self._emit(tail, -1, "")
                 break
@@ -303,9 +312,11 @@ class SynthesisStream:
                 item: Chunk | None = await anext(run)
             except StopAsyncIteration:
                 item = None
-            except EngineFailure:
+            except EngineFailure as exc:
                 if not self._inflight or self._inflight[0][2] is not job:
                     continue  # stopped while waiting: the stream ends cleanly
+                if self._recover(job, exc):
+                    continue
                 await self._finish(completed=False)
                 raise
             if not self._inflight or self._inflight[0][2] is not job:
@@ -314,6 +325,9 @@ class SynthesisStream:
                 self._inflight.popleft()
                 self._said.pop(index, None)
                 continue
+            if item.encoded is not None:  # the upstream's own bytes in the client's format
+                self._passed = True
+                return self._emit_encoded(item.encoded, index, text)
             self._take_timings(index, item)
             try:
                 audio = await self._level(voicing, job, item.samples)
@@ -323,6 +337,11 @@ class SynthesisStream:
             if len(audio):
                 return self._emit(audio, index, text)
         raise StopAsyncIteration
+
+    def _recover(self, job: SegmentJob, error: EngineFailure) -> bool:
+        """True when the stream carries on after `job` failed (a text stream whose forwarded session failed
+        before any audio speaks its text segment by segment instead); False: the failure stands."""
+        return False
 
     def _take_timings(self, index: int, item: Chunk) -> None:
         """A piece's engine timings as word timings on the request's text and the stream's time axis."""
@@ -353,6 +372,18 @@ class SynthesisStream:
         timings, self._unsent = tuple(self._unsent[:ready]), self._unsent[ready:]
         # The caption text: inline overrides ([word](/ipa/), also from SSML <phoneme>) shown as their words.
         return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=strip_inline(text), timings=timings)
+
+    def _emit_encoded(self, data: bytes, index: int, text: str) -> PcmChunk:
+        """A piece already in the client's format: its length is known only for raw pcm (int16)."""
+        if self._first_audio is None:
+            self._first_audio = time.monotonic() - self._t0
+            self._service.metrics.first_audio.observe(self._first_audio)
+        if self.output is not None and self.output.format == "pcm":
+            seconds = len(data) / 2 / self.sample_rate
+            self._delivered += seconds
+            self._service.metrics.audio_seconds.inc(seconds)
+        return PcmChunk(samples=np.zeros(0, np.float32), rate=self.sample_rate, index=index,
+                        text=strip_inline(text), encoded=data)
 
     def cancel(self) -> None:
         """Drop queued segments and stop the running one after its current piece."""
@@ -520,8 +551,13 @@ class SynthesisService:
             voice, segments, _ = self._plan_parts(request, mapped)
         else:
             voice, segments = self._plan(request, 0, mapped=mapped)
-        if (script is None and _policy(request.segmentation) is DEFAULT_POLICY and request.segments is None
-                and segments and self._busy()):
+        output = None if script is not None else self.passthrough(request, segments, joined, pauses)
+        if output is not None and len(segments) > 1 and not get_format(output.format).concatenates:
+            # one upstream answer is one file: the whole text goes as one request (the upstream cuts it itself)
+            index, _, first_voice, owner = segments[0]
+            segments = [(index, " ".join(text for _, text, _, _ in segments), first_voice, owner)]
+        if (output is None and script is None and _policy(request.segmentation) is DEFAULT_POLICY
+                and request.segments is None and segments and self._busy()):
             _, first, first_voice, owner = segments[0]
             halves = cut_at_word(first, BUSY_FIRST_CUT) if len(first) > BUSY_FIRST_MAX else None
             if halves is not None:
@@ -531,10 +567,54 @@ class SynthesisService:
                 self.metrics.busy_cuts.inc()
         # A word the voice cannot say is refused before admission; the stream reuses the prepared text.
         said = [self.prepare(piece, piece_voice) for _, piece, piece_voice, _ in segments]
-        stream = SynthesisStream(self, request, voice, segments, joined, pauses, said, mapped)
+        stream = SynthesisStream(self, request, voice, segments, joined, pauses, said, mapped, output)
         self.admit()
         stream.admitted = True  # nothing can raise between taking the slot and tracking its holder
         return self.track(stream)
+
+    def passthrough(self, request: SynthesisRequest, segments: Sequence[Segment], joined: set[int] | None = None,
+                    pauses: dict[int, float] | None = None) -> Output | None:
+        """The one place that decides whether a request's audio passes through as its upstream's own bytes.
+
+        Yes when the dialect takes encoded bytes in the client's format (`request.output`), every segment is
+        spoken by one voice whose backend can send that format at the client's rate as is (an upstream:
+        RouterBackend.encodes), and nothing would change the audio: no gain (`volume`), no pitch, no tempo
+        beyond what the upstream does itself, no reference shift, no parts, breaks or trimmed seams. A
+        format whose streams do not join (all but raw pcm) also needs the text sent as one request, which
+        open() then does. The voice's level is then the upstream's own (it is not levelled), and the
+        stream's chunks carry no word timings. Segments a local fallback voice speaks come back as PCM."""
+        fmt = request.output
+        if fmt is None or not segments or joined or pauses or request.parts is not None:
+            return None
+        voice = segments[0][2]
+        if any(v.id != voice.id or owner is not None for _, _, v, owner in segments):
+            return None
+        if request.volume != 1.0 or request.pitch != 0.0:
+            return None
+        if len(segments) > 1 and request.segments is not None and not get_format(fmt).concatenates:
+            return None  # the dialect's own cut is kept: its segments cannot be one request
+        rate = request.sample_rate or voice.sample_rate
+        encodes = getattr(self.backend, "encodes", None)
+        if encodes is None or not encodes(voice, fmt, rate):  # first: local voices leave here
+            return None
+        _, tempo = split_speed(request.speed, self.voices.capabilities(voice).speed_range)
+        if post_processing(voice, 0.0, tempo) is not None:
+            return None
+        return Output(fmt, rate)
+
+    def forwards_text(self, request: SynthesisRequest, voice: VoiceInfo) -> bool:
+        """The one place that decides whether a text stream's text goes on to its voice's upstream as it
+        arrives, in one upstream session (core/textstream.py), rather than segment by segment: when the
+        voice's backend takes streamed text (RouterBackend.streams_text: an upstream kind with `stream_text`)
+        and nothing must run on the audio per segment (no pitch, no tempo beyond the upstream's, no shift).
+        The text is then the client's own: the upstream normalises, cuts and routes it itself."""
+        if request.pitch != 0.0:
+            return False
+        _, tempo = split_speed(request.speed, self.voices.capabilities(voice).speed_range)
+        if post_processing(voice, 0.0, tempo) is not None:
+            return False
+        streams = getattr(self.backend, "streams_text", None)
+        return bool(streams is not None and streams(voice))
 
     def _plan(self, request: SynthesisRequest, start: int, owner: SynthesisRequest | None = None,
               mapped: dict[Any, Normalized] | None = None) -> tuple[VoiceInfo, list[Segment]]:

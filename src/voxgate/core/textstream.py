@@ -16,22 +16,34 @@ even without `<speak>`: such text is held to the end of the stream and read insi
 text is plain to its end: a `<` later in it is a character. An SSML document is spoken only once it is
 complete, so its first audio waits for its end; a document left open when the stream ends is invalid markup,
 reported by the stream's reader.
+
+Forwarding (docs/upstreams.md): when the voice is on an upstream that takes streamed text (CosyVoice's
+WebSocket, a Wyoming server that streams; `SynthesisService.forwards_text` decides), plain text is not cut
+here: each piece goes on to the upstream as it arrives, all in one upstream session (one job whose `texts`
+keeps coming), so the upstream starts on the client's first words. Until that session's first audio its
+text is kept: if it fails before any audio, the text is cut into segments here after all and spoken as any
+other (retries, failover to a local voice). An SSML document ends the session (what follows is cut here).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from voxgate.core.parts import from_ssml
 from voxgate.core.service import SENTENCE_ENDS, SynthesisService, SynthesisStream, reading_language
 from voxgate.core.types import SynthesisRequest
 from voxgate.engines.base import VoiceInfo
-from voxgate.errors import InputTooLong, InvalidInput, VoxgateError
+from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, VoxgateError
+from voxgate.scheduling.backend import SegmentJob
 from voxgate.text.normalize import normalize
 from voxgate.text.segment import DEFAULT_POLICY, Segmenter, SegmentPolicy
 from voxgate.text.ssml import document_end, starts_ssml
+
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,11 +55,54 @@ class TextStreamPolicy:
     idle_end: float = 60.0  # seconds without any text (and nothing left to say) before the stream ends
 
 
+class _Forwarded:
+    """A forwarded stream's text as its upstream session reads it (SegmentJob.texts): pieces in order, ended
+    by `close`, or when the client sends nothing for `idle_end` seconds (then `on_idle` ends the stream)."""
+
+    def __init__(self, idle_end: float, on_idle: Callable[[], None]) -> None:
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._idle_end = idle_end
+        self._on_idle = on_idle
+        self._closed = False
+        self.queued = 0  # characters given and not yet taken by the session
+        self.waiting = False  # the session has taken all there is and waits for the client
+
+    def put(self, text: str) -> None:
+        if not self._closed:
+            self.queued += len(text)
+            self._queue.put_nowait(text)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> _Forwarded:
+        return self
+
+    async def __anext__(self) -> str:
+        self.waiting = self._queue.empty()
+        try:
+            async with asyncio.timeout(self._idle_end):
+                text = await self._queue.get()
+        except TimeoutError:
+            self._on_idle()
+            raise StopAsyncIteration from None
+        finally:
+            self.waiting = False
+        if text is None:
+            self._queue.put_nowait(None)  # a reader asking again still finds the end
+            raise StopAsyncIteration
+        self.queued -= len(text)
+        return text
+
+
 class TextStream(SynthesisStream):
     """Feed text with `feed`, end it with `finish`, read PcmChunks in order; `cancel` drops everything."""
 
     def __init__(self, service: SynthesisService, request: SynthesisRequest, voice: VoiceInfo,
-                 segment_policy: SegmentPolicy, policy: TextStreamPolicy, ssml: bool = False) -> None:
+                 segment_policy: SegmentPolicy, policy: TextStreamPolicy, ssml: bool = False,
+                 forward: bool = False) -> None:
         super().__init__(service, request, voice, [])
         self.admitted = False  # until the first text: see feed
         self._segmenter = Segmenter(segment_policy)
@@ -69,6 +124,11 @@ class TextStream(SynthesisStream):
         self._forced = ssml
         self._held = ""  # text not yet given to the segmenter: an undecided start or an open document
         self._error: VoxgateError | None = None  # bad markup found at finish: raised to the reader
+        # Forwarding (module docstring): plain text goes on to the upstream as it comes, in one session
+        self._forward = forward
+        self._source: _Forwarded | None = None  # the session's text, once it is open
+        self._session: SegmentJob | None = None
+        self._forwarded: list[str] = []  # its text so far, kept until its first audio (to cut it after all)
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -82,7 +142,7 @@ class TextStream(SynthesisStream):
             self._service.admit()  # a stream holds a slot only once it has something to say
             self.admitted = True
         backlog = (len(self._segmenter.pending) + sum(len(t) for _, t, _ in self._pending) + len(self._held)
-                   + len(text))
+                   + (self._source.queued if self._source is not None else 0) + len(text))
         if backlog > self._limit:
             raise InputTooLong(f"{backlog} characters are waiting to be spoken; the limit is {self._limit}",
                                param="text")
@@ -94,12 +154,16 @@ class TextStream(SynthesisStream):
         self._at_word_end = text[-1].isspace()
         self.characters += len(text)
         self._take(text)
+        self._wake.set()  # a reader waiting for text times its flush from this text, not from before it came
 
     def _take(self, text: str) -> None:
         """Plain text to the segmenter; SSML held until its document is complete."""
         while text:
             if self._mode == "plain":
-                self._enqueue(self._segmenter.add(text))
+                if self._forward:
+                    self._send_on(text)
+                else:
+                    self._enqueue(self._segmenter.add(text))
                 return
             seen = len(self._held)
             self._held += text
@@ -134,6 +198,10 @@ class TextStream(SynthesisStream):
                 elif self._mode == "ssml":
                     self._enqueue_ssml(held)  # never closed: the parser names what is missing
                 else:
+                    if self._forward and held.strip():
+                        self._send_on(held)
+                        held = ""
+                    self._end_forward()
                     self._enqueue(self._segmenter.add(held) if held.strip() else [])
                     self._enqueue(self._segmenter.finish())
             except VoxgateError as exc:  # the reader raises it once what came before is spoken
@@ -159,9 +227,52 @@ class TextStream(SynthesisStream):
             self._fill()  # start synthesis now, not when the reader next asks
             self._wake.set()
 
+    # -- forwarding -------------------------------------------------------------------------------
+
+    def _send_on(self, text: str) -> None:
+        """Plain text to the upstream session (opened on the first text)."""
+        if self._closed:
+            return
+        if self._source is None:
+            voicing = self._voicing(self.voice)
+            self._source = _Forwarded(self._policy.idle_end, self.finish)
+            self._session = SegmentJob(voicing.voice, "", voicing.params, time.monotonic(), urgent=True,
+                                       post=voicing.post, texts=self._source)
+            run = self._service.backend.generate(self._session)
+            self._service.metrics.segments.labels(voicing.voice.engine).inc()
+            self._inflight.append((self._next_index, "", self._session, run, voicing))
+            self._next_index += 1
+            self._last_segment = time.monotonic()
+            self._wake.set()
+        if self._session is not None and self._session.rate:
+            self._forwarded.clear()  # its audio came: the session will not be replaced by segments
+        else:
+            self._forwarded.append(text)
+        self._source.put(text)
+
+    def _end_forward(self) -> None:
+        """No more text goes to the session (the input ended, or SSML came): it ends once it has spoken."""
+        self._forward = False
+        if self._source is not None:
+            self._source.close()
+
+    def _recover(self, job: SegmentJob, error: EngineFailure) -> bool:
+        if job is not self._session or job.rate or self._closed:
+            return False  # not the session, or some of its audio was heard: the failure stands
+        _LOG.warning("%s; the streamed text is cut into segments here and spoken that way", error)
+        self._inflight.popleft()
+        self._end_forward()
+        self._session = self._source = None
+        text, self._forwarded = "".join(self._forwarded), []
+        self._enqueue(self._segmenter.add(text) if text.strip() else [])
+        if self._input_done:
+            self._enqueue(self._segmenter.finish())
+        return True
+
     def _enqueue_ssml(self, document: str) -> None:
         """One complete SSML document read as SynthesisService.open reads one: parts with their voices and
         prosody, breaks as pauses, mid-sentence seams trimmed; raises InvalidInput for bad markup."""
+        self._end_forward()  # what follows the document is cut here, after the session
         if len(document) > self._limit:
             raise InputTooLong(f"an SSML document of {len(document)} characters; the limit is {self._limit}",
                                param="text")
@@ -244,6 +355,7 @@ class TextStream(SynthesisStream):
         """Drop buffered text, queued segments and the running one (after its current piece)."""
         self._segmenter.finish()
         self._input_done = True
+        self._end_forward()
         super().cancel()
         self._wake.set()
 
@@ -255,7 +367,8 @@ async def open_text_stream(service: SynthesisService, request: SynthesisRequest,
     admitted (or refused with Overloaded) on its first text, so an idle client holds no slot. `ssml`: the
     text is SSML even without a `<speak>` element (Wyoming's text_format)."""
     voice = service.check(request)
-    return service.track(TextStream(service, request, voice, segment_policy, policy, ssml))
+    forward = not ssml and service.forwards_text(request, voice)  # the upstream takes the text as it comes
+    return service.track(TextStream(service, request, voice, segment_policy, policy, ssml, forward))
 
 
 __all__ = ["TextStream", "TextStreamPolicy", "open_text_stream"]

@@ -44,6 +44,10 @@ class SynthesisRequest:
     engine_options: Mapping[str, Any] = field(default_factory=dict)  # engine knobs; absent = default
     parts: tuple[Part, ...] | None = None  # several parts in order, one slot; overrides text (core/parts.py)
     normalize: bool = True  # numbers, money, dates... written out as read (text/normalize); False: as written
+    # The client's audio format (an audio/encoders FORMATS name) when the dialect takes an upstream's own bytes
+    # in it (PcmChunk.encoded) as well as PCM: the service then passes them through when nothing changes the
+    # audio (SynthesisService.passthrough). None: PCM only.
+    output: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,11 +157,22 @@ class Piece:
     samples: np.ndarray  # float32, shape (n,)
     rate: int  # Hertz
     timings: Timings | None = None
+    # An upstream's own bytes in the format its job asked for (SegmentJob.output), passed to the client as
+    # they are; `samples` is then empty.
+    encoded: bytes | None = None
 
     @property
     def duration(self) -> float:
         """Length in seconds."""
         return len(self.samples) / self.rate
+
+
+@dataclass(frozen=True)
+class Output:
+    """The client's audio format a stream's upstream audio passes through in (SynthesisService.passthrough)."""
+
+    format: str  # an audio/encoders FORMATS name, e.g. "mp3"
+    rate: int  # Hertz of the client's audio (what raw pcm must be in; other formats say their own)
 
 
 def as_piece(item: Piece | np.ndarray, rate: int) -> Piece:
@@ -259,6 +274,9 @@ class PcmChunk:
     # When each span of `text` is spoken: characters within `text`, seconds from the start of the stream
     # (not of this chunk: a resampler may carry a piece's last samples into the next chunk). None = unknown.
     timings: Timings | None = None
+    # Audio already in the client's format (an upstream's own bytes, SynthesisRequest.output): the encoder
+    # passes it on untouched (Encoder.passthrough); `samples` is then empty.
+    encoded: bytes | None = None
 
     @property
     def duration(self) -> float:

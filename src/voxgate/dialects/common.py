@@ -335,6 +335,11 @@ async def encode_stream(
 
     try:
         async for chunk in chunks:
+            if chunk.encoded is not None:  # an upstream's bytes in this very format: untouched
+                data = encoder.passthrough(chunk.encoded)
+                if data:
+                    yield wrap(data) if wrap else data
+                continue
             samples = chunk.samples
             if head and len(samples) > 2 * head:
                 data = await encode(samples[:head])

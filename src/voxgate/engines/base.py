@@ -12,10 +12,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from voxgate.core.types import Piece, Reference, VoiceInfo, as_piece
+from voxgate.core.types import Output, Piece, Reference, VoiceInfo, as_piece
 
 # Re-exported: scheduling and voices speak of voices and pieces through the engine interface.
-__all__ = ["Capabilities", "Engine", "EngineParams", "LoadedVoice", "Piece", "Reference", "VoiceInfo", "as_piece"]
+__all__ = ["Capabilities", "Engine", "EngineParams", "LoadedVoice", "Output", "Piece", "Reference", "VoiceInfo",
+           "as_piece"]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from voxgate.engines.base import EngineParams, Piece, VoiceInfo
+from voxgate.engines.base import EngineParams, Output, Piece, VoiceInfo
 from voxgate.errors import EngineFailure
 from voxgate.scheduling import pool as _pool
 
@@ -46,6 +46,13 @@ class SegmentJob:
     # The voice, knobs and processing that speak it if its upstream fails before any audio (a voice cloned on
     # an upstream keeps its local matched voice: engines/remote/clone.py); None: the router's own fallback.
     fallback: tuple[VoiceInfo, EngineParams, Post | None] | None = None
+    # The client's format, when the stream passes an upstream's own bytes through (SynthesisService.passthrough):
+    # a backend that can send it answers with Pieces whose `encoded` holds them; any other answers PCM.
+    output: Output | None = None
+    # Text that follows `text` as the client sends it (a text stream forwarded to an upstream that takes streamed
+    # text: SynthesisService.forwards_text): spoken in one upstream session. Its `waiting` attribute is True
+    # while it waits for the client (the upstream may then be quiet without fault).
+    texts: AsyncIterator[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -317,12 +324,29 @@ class RouterBackend:
             return _Failed(f"upstream {name!r} is not configured")
         self.owner[job] = remote
         run = remote.generate(job)
+        if job.texts is not None:  # its text is gone once sent: the text stream itself falls back to segments
+            return run
         return _Failover(self, job, run) if self.fallback is not None or job.fallback is not None else run
 
     def abort(self, job: SegmentJob) -> None:
         owner = self.owner.get(job)
         if owner is not None:
             owner.abort(job)
+
+    def encodes(self, voice: VoiceInfo, fmt: str, rate: int) -> bool:
+        """Whether `voice`'s upstream can send its audio in format `fmt` at `rate` Hertz as is (then a stream
+        may pass its bytes through: SynthesisService.passthrough). Local voices: never."""
+        if voice.engine != UPSTREAM_ENGINE:
+            return False
+        encodes = getattr(self.remotes.get(str(voice.engine_data.get("upstream"))), "encodes", None)
+        return bool(encodes is not None and encodes(fmt, rate))
+
+    def streams_text(self, voice: VoiceInfo) -> bool:
+        """Whether `voice`'s upstream takes text as it arrives, in one session (SegmentJob.texts). Local: never."""
+        if voice.engine != UPSTREAM_ENGINE:
+            return False
+        streams = getattr(self.remotes.get(str(voice.engine_data.get("upstream"))), "streams_text", None)
+        return bool(streams is not None and streams())
 
     async def preload(self, voice: VoiceInfo) -> None:
         if voice.engine != UPSTREAM_ENGINE:

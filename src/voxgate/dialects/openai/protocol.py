@@ -73,8 +73,10 @@ class SpeechRequest(BaseModel):
     def to_request(self, voice: str) -> SynthesisRequest:
         """The internal request; `voice` is the resolved voice id."""
         semitones = max(-MAX_SEMITONES, min(MAX_SEMITONES, 12.0 * math.log2(self.pitch)))
+        timed = self.timestamps and self.stream_format == "sse"  # word events need the PCM's timings
         return SynthesisRequest(text=self.input, voice=voice, speed=self.speed, pitch=semitones,
-                                sample_rate=PCM_RATE, normalize=self.normalize)
+                                sample_rate=PCM_RATE, normalize=self.normalize,
+                                output=None if timed else self.response_format)  # an upstream's bytes pass through
 
 
 # -- Kokoro-FastAPI's POST /dev/captioned_speech (its api/src/structures/schemas.py), in its field order --

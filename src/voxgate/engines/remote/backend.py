@@ -16,6 +16,14 @@ Per job:
 - the job's post-processing (pitch/tempo beyond what the upstream does, seam trimming) runs off the event
   loop on the segment's whole audio, as it does on a local engine's sentence: with post-processing the
   segment's audio is passed on when it is complete, without it piece by piece as it arrives;
+- a job that asks for the client's format (`job.output`, set by the core's passthrough rule) and has no
+  post-processing gets the kind's own bytes in that format (`kind.encoded`), as Pieces whose `encoded`
+  holds them, when the kind can send it (`kind.encodes`; option `passthrough=0` turns it off); a kind that
+  then finds the upstream refuses the format (NotSupported before any audio) is asked for PCM instead;
+- a job whose text keeps coming (`job.texts`, a client's text stream forwarded by the core) is one session
+  of the kind's `stream_text`, when the kind takes streamed text (`stream_text=0` turns it off); it is never
+  retried (its text was consumed) and never failed over here (the text stream falls back to segments), and
+  while its text source waits for the client the upstream's silence is no timeout;
 - closing the iterator, or `abort(job)`, cancels the task, which closes the kind's iterator and so the
   upstream request (an HTTP response or socket closed mid-answer).
 """
@@ -35,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from voxgate.core.types import Piece
-from voxgate.engines.remote.base import UpstreamError, UpstreamKind, UpstreamRequest
+from voxgate.engines.remote.base import NotSupported, UpstreamError, UpstreamKind, UpstreamRequest
 from voxgate.errors import EngineFailure
 
 _LOG = logging.getLogger("voxgate.upstream")
@@ -234,6 +242,24 @@ class RemoteBackend:
         if run is not None:
             run.cancel()
 
+    def encodes(self, fmt: str, rate: int) -> bool:
+        """Whether the kind can send audio in the client's format `fmt` at `rate` Hertz as is (its bytes are then
+        passed through: SynthesisService.passthrough)."""
+        if self.config.options.get("passthrough", "1").strip().lower() in ("0", "false", "no", "off"):
+            return False
+        encodes = getattr(self.kind, "encodes", None)
+        return bool(encodes is not None and getattr(self.kind, "encoded", None) is not None and encodes(fmt, rate))
+
+    def streams_text(self) -> bool:
+        """Whether the kind takes text as it arrives, in one session (`stream_text`; `accepts_text()` when the
+        kind has it, e.g. a Wyoming server that says it streams)."""
+        if self.config.options.get("stream_text", "1").strip().lower() in ("0", "false", "no", "off"):
+            return False
+        if getattr(self.kind, "stream_text", None) is None:
+            return False
+        accepts = getattr(self.kind, "accepts_text", None)
+        return bool(accepts()) if accepts is not None else True
+
     def forget(self, job: Any) -> None:
         """Drop a finished or cancelled job (its run refers to it: the weak map alone would keep it)."""
         self._runs.pop(job, None)
@@ -256,6 +282,7 @@ class RemoteBackend:
             raise UpstreamError("the server is shutting down", upstream=self.name)
         data = job.voice.engine_data
         language = job.voice.language if job.voice.language not in ("", "und") else None
+        streamed = getattr(job, "texts", None) is not None
         request = UpstreamRequest(text=job.text, voice=str(data["voice"]), speed=float(job.params.speed),
                                   language=language)
         attempt = 0
@@ -301,7 +328,7 @@ class RemoteBackend:
             if self.breaker.failure():
                 _LOG.warning("upstream %s: circuit breaker opened after %d failures in a row; not asked for "
                              "%g s", self.name, self.breaker.consecutive, self.breaker.cooldown)
-            if error.sent or attempt >= self.config.retries or self.breaker.state == "open":
+            if error.sent or streamed or attempt >= self.config.retries or self.breaker.state == "open":
                 _LOG.warning("upstream %s failed%s: %s", self.name,
                              " after sending audio" if error.sent else "", error)
                 raise error
@@ -311,29 +338,62 @@ class RemoteBackend:
                          self.config.retries)
             await asyncio.sleep(RETRY_PAUSE * 2 ** (attempt - 1))
 
+    def _pieces(self, request: UpstreamRequest, job: Any, encoded: bool) -> AsyncIterator[Piece]:
+        """The kind's audio: its own bytes in the job's output format (`encoded`), else PCM pieces."""
+        output = getattr(job, "output", None)
+        texts = getattr(job, "texts", None)
+        if texts is not None:
+            return self.kind.stream_text(request, texts)  # type: ignore[attr-defined]
+        if not encoded or output is None:
+            return self.kind.synthesize(request)
+        return _wrapped(self.kind.encoded(request, output.format), output.rate)  # type: ignore[attr-defined]
+
     async def _attempt(self, request: UpstreamRequest, job: Any, emit: Callable[[Piece], None]) -> None:
+        output = getattr(job, "output", None)
+        encoded = (output is not None and job.post is None and getattr(job, "texts", None) is None
+                   and self.encodes(output.format, output.rate))
+        if encoded:
+            try:
+                await self._attempt_with(request, job, emit, True)
+                return
+            except NotSupported as exc:
+                if exc.sent:
+                    raise
+                _LOG.info("upstream %s cannot send %s (%s); asking for PCM", self.name, output.format, exc)
+        await self._attempt_with(request, job, emit, False)
+
+    async def _attempt_with(self, request: UpstreamRequest, job: Any, emit: Callable[[Piece], None],
+                            encoded: bool) -> None:
         config = self.config
         started = time.monotonic()
-        pieces = self.kind.synthesize(request)
+        pieces = self._pieces(request, job, encoded)
+        texts = getattr(job, "texts", None)
         held: list[Piece] = []  # with post-processing: the segment's audio, processed when complete
         first = True
+        waiting: asyncio.Future[Piece] | None = None  # the kind's next piece, asked for and not come yet
         try:
             while True:
                 limit = config.timeout + (config.connect_timeout if first else 0.0)
+                if waiting is None:
+                    waiting = asyncio.ensure_future(anext(pieces))
+                await asyncio.wait({waiting}, timeout=limit)
+                if not waiting.done():
+                    if getattr(texts, "waiting", False):
+                        continue  # the session waits for the client's text: the upstream's silence is no fault
+                    raise UpstreamError(f"no audio within {limit:g} s (timeout)", upstream=self.name)
                 try:
-                    async with asyncio.timeout(limit):
-                        piece = await anext(pieces)
+                    piece = waiting.result()
                 except StopAsyncIteration:
                     break
-                except TimeoutError:
-                    raise UpstreamError(f"no audio within {limit:g} s (timeout)", upstream=self.name) from None
+                finally:
+                    waiting = None
                 if first:
                     first = False
                     seconds = time.monotonic() - started
                     self.stats.first_audio_sum += seconds
                     self.stats.first_audio_count += 1
                     self.stats.last_first_audio = seconds
-                if not len(piece.samples):
+                if not len(piece.samples) and not piece.encoded:
                     continue
                 if job.post is None:
                     emit(piece)
@@ -342,12 +402,28 @@ class RemoteBackend:
         except (OSError, EOFError) as exc:  # a kind that let a socket error through
             raise UpstreamError(f"connection failed: {exc}", upstream=self.name) from exc
         finally:
+            if waiting is not None and not waiting.done():
+                waiting.cancel()
+                await asyncio.wait({waiting})
             aclose = getattr(pieces, "aclose", None)
             if aclose is not None:
                 await aclose()  # closes the upstream request if it is still open
         if held:
             for piece in await asyncio.to_thread(_post_all, held, job.post):
                 emit(piece)
+
+
+async def _wrapped(data: AsyncIterator[bytes], rate: int) -> AsyncIterator[Piece]:
+    """A kind's encoded bytes as Pieces (no samples; `rate` is the client's, which they are in)."""
+    empty = np.zeros(0, np.float32)
+    try:
+        async for chunk in data:
+            if chunk:
+                yield Piece(empty, rate, encoded=bytes(chunk))
+    finally:
+        aclose = getattr(data, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _post_all(pieces: list[Piece], post: Callable[[Piece], Piece]) -> list[Piece]:

@@ -114,6 +114,10 @@ class UpstreamKind(Protocol):
         """Close connections the kind opened itself."""
         ...
 
+    # Optional (read with getattr; engines/remote/backend.py): a kind whose upstream can send its audio in a
+    # client's format has `encodes(fmt, rate) -> bool` and `encoded(request, fmt) -> AsyncIterator[bytes]`
+    # (the upstream's own bytes in `fmt`, passed through to the client untouched; NotSupported before any
+    # bytes when the upstream refuses the format, then PCM is asked for). See EncodingKind.
 
 class UpstreamDefaults:
     """Defaults a kind may inherit: health() is a voice listing that succeeds, aclose() closes nothing (the
@@ -139,5 +143,20 @@ class UpstreamDefaults:
         return None
 
 
-__all__ = ["KINDS", "NotSupported", "UpstreamConfig", "UpstreamDefaults", "UpstreamError", "UpstreamKind",
+class EncodingKind(Protocol):
+    """The optional methods of a kind that can pass its upstream's own bytes through (docs/upstreams.md)."""
+
+    def encodes(self, fmt: str, rate: int) -> bool:
+        """Whether the upstream can be asked for format `fmt` (an audio/encoders FORMATS name) at `rate` Hertz
+        (for raw pcm; a file format says its own rate)."""
+        ...
+
+    def encoded(self, request: UpstreamRequest, fmt: str) -> AsyncIterator[bytes]:
+        """The upstream's answer in `fmt`, its bytes as they arrive. Raises UpstreamError (NotSupported, with
+        nothing yielded, when the upstream refuses the format)."""
+        ...
+
+
+__all__ = ["KINDS", "EncodingKind", "NotSupported", "UpstreamConfig", "UpstreamDefaults", "UpstreamError",
+           "UpstreamKind",
            "UpstreamRequest", "UpstreamVoice"]

@@ -6,7 +6,9 @@ messages, answered by one JSON message per piece of audio (`data`: base64 of a c
 `is_end` message; errors are `{"error": true, "message": "Type: text"}` on the open socket. Raw PCM is asked
 for, because the original's per-message WAV header states 24 kHz whatever rate was asked. `POST /clone`
 registers reference audio as a new prompt id. Text can be streamed in (`stream_text`): each piece goes on
-as a `{"text", "done": false}` message while audio comes back, as the server's own segmenter expects.
+as a `{"text", "done": false}` message while audio comes back, as the server's own segmenter expects; the
+core forwards a client's streamed text this way (SynthesisService.forwards_text). While the text source
+says it is `waiting` for its client, the upstream's silence is no timeout.
 """
 
 from __future__ import annotations
@@ -125,8 +127,10 @@ class CosyVoiceUpstream:
         try:
             while True:
                 try:
-                    raw = await asyncio.wait_for(ws.recv(), self.config.timeout)
+                    raw = await asyncio.wait_for(ws.recv(), self.config.timeout)  # cancelling recv loses nothing
                 except TimeoutError:
+                    if getattr(texts, "waiting", False):
+                        continue  # the client's next text has not come: the upstream has nothing to say yet
                     raise httpwire.failed(self.config, "synthesis", None,
                                           f"no answer for {self.config.timeout:g} s", sent=sent) from None
                 except ConnectionClosed as exc:

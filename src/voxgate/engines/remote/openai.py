@@ -26,7 +26,14 @@ import httpx
 
 from voxgate.core.types import Piece
 from voxgate.engines.remote import httpwire
-from voxgate.engines.remote.base import UpstreamConfig, UpstreamDefaults, UpstreamError, UpstreamRequest, UpstreamVoice
+from voxgate.engines.remote.base import (
+    NotSupported,
+    UpstreamConfig,
+    UpstreamDefaults,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamVoice,
+)
 from voxgate.engines.remote.pcmstream import Int16Decoder, WavStream
 from voxgate.engines.remote.wire import OPENAI_PCM_RATE
 
@@ -35,6 +42,7 @@ _KOKORO = re.compile(r"^([abjzefhip])([fm])_[a-z0-9]+$")
 _KOKORO_LANGUAGES = {"a": "en-US", "b": "en-GB", "j": "ja", "z": "zh", "e": "es", "f": "fr", "h": "hi",
                      "i": "it", "p": "pt-BR"}
 _MODELS_NOT_VOICES = {"tts-1", "tts-1-hd", "gpt-4o-mini-tts", "whisper-1"}
+PASSED_FORMATS = ("mp3", "opus", "aac", "flac", "wav")  # OpenAI's response_format files (pcm: see encodes)
 
 
 class OpenAIUpstream(UpstreamDefaults):
@@ -108,6 +116,30 @@ class OpenAIUpstream(UpstreamDefaults):
                     self.format = "wav"  # this server has no raw PCM: WAV from now on
                     continue
                 raise
+
+    # -- passthrough (engines/remote/base.py EncodingKind): the server's own bytes in the client's format --
+
+    def encodes(self, fmt: str, rate: int) -> bool:
+        """OpenAI's formats: raw pcm only at the server's `pcm_rate` (and while it has not refused pcm)."""
+        if fmt == "pcm":
+            return self.format == "pcm" and rate == self.pcm_rate
+        return fmt in PASSED_FORMATS
+
+    async def encoded(self, request: UpstreamRequest, fmt: str) -> AsyncIterator[bytes]:
+        url = httpwire.http_base(self.config) + self.prefix + "/audio/speech"
+        body = {"model": self.model, "input": request.text, "voice": request.voice, "response_format": fmt,
+                "speed": request.speed}
+        try:
+            async with httpwire.open_stream(self.http, self.config, "POST", url, "synthesis",
+                                            json=body) as response:
+                async for data in response.aiter_bytes():
+                    yield data
+        except NotSupported:
+            raise
+        except UpstreamError as exc:
+            if exc.status in (400, 422) and fmt in exc.message.lower():  # this server has no such format
+                raise NotSupported(exc.message, upstream=self.config.name, status=exc.status) from None
+            raise
 
 
 def _voice(name: str, display: str | None = None, language: str | None = None,

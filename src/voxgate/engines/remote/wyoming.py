@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
@@ -58,19 +58,53 @@ class WyomingUpstream(UpstreamDefaults):
         return AsyncTcpClient(self.host, self.port, connect_timeout=self.config.connect_timeout,
                               read_timeout=self.config.timeout)
 
-    async def _read(self, client: AsyncTcpClient) -> Event:
-        try:
-            event = await client.read_event()
-        except TimeoutError:
-            raise UpstreamError(f"no event within {self.config.timeout:g} s (timeout)", upstream=self.config.name) \
-                from None
+    async def _read(self, client: AsyncTcpClient, texts: object = None,
+                    sender: asyncio.Task[None] | None = None) -> Event:
+        """The next event; Error events, a closed connection and silence past the timeout as UpstreamError.
+        While a streamed-text session's `texts` waits for its client (`waiting`), silence is no timeout."""
+        while True:
+            try:
+                event = await client.read_event()
+            except TimeoutError:
+                if getattr(texts, "waiting", False):
+                    continue  # nothing to say until the client's next text
+                raise UpstreamError(f"no event within {self.config.timeout:g} s (timeout)",
+                                    upstream=self.config.name) from None
+            break
         if event is None:
+            if sender is not None and sender.done() and not sender.cancelled() and sender.exception() is not None:
+                raise UpstreamError(f"sending text failed: {sender.exception()}", upstream=self.config.name)
             raise UpstreamError("the server closed the connection", upstream=self.config.name)
         if Error.is_type(event.type):
             error = Error.from_event(event)
             raise UpstreamError(f"{error.text} ({error.code})" if error.code else error.text,
                                 upstream=self.config.name, status=500)
         return event
+
+    async def _audio(self, client: AsyncTcpClient, streaming: bool, texts: object = None,
+                     sender: asyncio.Task[None] | None = None) -> AsyncIterator[Piece]:
+        """The answer's audio as Pieces, to `audio-stop` (one synthesize) or `synthesize-stopped` (streaming)."""
+        rate = WYOMING_RATE
+        while True:
+            event = await self._read(client, texts, sender)
+            if AudioStart.is_type(event.type):
+                start = AudioStart.from_event(event)
+                rate = start.rate
+                if start.width != 2:
+                    raise UpstreamError(f"audio of {8 * start.width}-bit samples; only 16-bit is read",
+                                        upstream=self.config.name)
+            elif AudioChunk.is_type(event.type):
+                chunk = AudioChunk.from_event(event)
+                if chunk.width != 2:
+                    raise UpstreamError("audio chunk of another sample width", upstream=self.config.name)
+                samples = Int16Decoder(chunk.channels).feed(chunk.audio)
+                if len(samples):
+                    yield Piece(samples, chunk.rate or rate)
+            elif AudioStop.is_type(event.type):
+                if not streaming:
+                    return
+            elif SynthesizeStopped.is_type(event.type):
+                return
 
     async def _connect(self, client: AsyncTcpClient) -> None:
         try:
@@ -133,32 +167,50 @@ class WyomingUpstream(UpstreamDefaults):
                 await client.write_event(SynthesizeStop().event())
             else:
                 await client.write_event(Synthesize(text=request.text, voice=voice).event())
-            rate = WYOMING_RATE
-            while True:
-                event = await self._read(client)
-                if AudioStart.is_type(event.type):
-                    start = AudioStart.from_event(event)
-                    rate = start.rate
-                    if start.width != 2:
-                        raise UpstreamError(f"audio of {8 * start.width}-bit samples; only 16-bit is read",
-                                            upstream=self.config.name)
-                elif AudioChunk.is_type(event.type):
-                    chunk = AudioChunk.from_event(event)
-                    if chunk.width != 2:
-                        raise UpstreamError("audio chunk of another sample width", upstream=self.config.name)
-                    samples = Int16Decoder(chunk.channels).feed(chunk.audio)
-                    if len(samples):
-                        yield Piece(samples, chunk.rate or rate)
-                elif AudioStop.is_type(event.type):
-                    if not streaming:
-                        return
-                elif SynthesizeStopped.is_type(event.type):
-                    return
+            async for piece in self._audio(client, streaming):
+                yield piece
         except (OSError, asyncio.IncompleteReadError) as exc:
             raise UpstreamError(f"connection failed: {exc}", upstream=self.config.name) from None
         finally:
             with contextlib.suppress(Exception):
                 await client.disconnect()
+
+    # -- streamed text (engines/remote/backend.py): a client's text as it arrives, in one synthesize-start … stop --
+
+    def accepts_text(self) -> bool:
+        """Text can go on as it arrives when the server said it streams (and `streaming` is not 0)."""
+        return self.streaming
+
+    async def stream_text(self, request: UpstreamRequest, texts: AsyncIterable[str]) -> AsyncIterator[Piece]:
+        """`synthesize-start`, one `synthesize-chunk` per piece of text as it comes (`request.text` first), then
+        `synthesize-stop`; the audio as `synthesize` reads it, to `synthesize-stopped`. While `texts` waits for
+        its client (`waiting`), the server's silence is no timeout."""
+        name, speaker = self._speakers.get(request.voice, (request.voice, None))
+        client = self._client()
+        await self._connect(client)
+        sender: asyncio.Task[None] | None = None
+        try:
+            await client.write_event(SynthesizeStart(voice=SynthesizeVoice(name=name, speaker=speaker)).event())
+            sender = asyncio.create_task(self._send_texts(client, request.text, texts))
+            async for piece in self._audio(client, True, texts, sender):
+                yield piece
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise UpstreamError(f"connection failed: {exc}", upstream=self.config.name) from None
+        finally:
+            if sender is not None:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sender
+            with contextlib.suppress(Exception):
+                await client.disconnect()
+
+    async def _send_texts(self, client: AsyncTcpClient, first: str, texts: AsyncIterable[str]) -> None:
+        if first:
+            await client.write_event(SynthesizeChunk(text=first).event())
+        async for text in texts:
+            if text:
+                await client.write_event(SynthesizeChunk(text=text).event())
+        await client.write_event(SynthesizeStop().event())
 
 
 def _tag(language: str) -> str:

@@ -1,0 +1,227 @@
+"""An upstream's own audio passed through, and streamed text streamed on, against a second voxgate process.
+
+Streamed text (SynthesisService.forwards_text): a client streaming text to F's CosyVoice WebSocket for a voice
+of the `cv` upstream, or of U's Wyoming port as a `wyoming` upstream (`w`), gets its audio from one upstream
+session that received the text piece by piece.
+
+One upstream voxgate U and one front voxgate F with U as an `openai` upstream (`v`, through a recording proxy
+in this process, which keeps U's answers: synthesis is not byte-for-byte repeatable, so F's bytes are
+compared with the very answer U gave F), a `cosyvoice` upstream (`cv`), and a port where nothing listens with
+`fallback=1` (`dead`). Passthrough (SynthesisService.passthrough): the bytes F sends are U's own when the
+client's format is one U can be asked for and nothing changes the audio; they are decoded and re-encoded
+when the format cannot pass (cosyvoice kind: PCM only) or a pitch applies, and a fallback to a local voice
+still answers in the client's format.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+import pytest
+from websockets.sync.client import connect
+
+from tests.conftest import Server, decode, pcm16, rms, start_server, stop_server
+
+VOICE = "hibari:heart"  # 24 kHz (named: tests never rely on the default voice)
+TEXT = "The upstream speaks this sentence. Then it says a second one, a little longer than the first."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Proxy:
+    """A loopback HTTP proxy to one server that keeps every POST's JSON body and answer."""
+
+    target: str
+    answers: list[tuple[dict[str, object], bytes]] = field(default_factory=list)
+
+    def start(self) -> http.server.ThreadingHTTPServer:
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self, body: bytes | None) -> None:
+                response = httpx.request(self.command, proxy.target + self.path, content=body, timeout=60,
+                                         headers={"Content-Type": self.headers.get("Content-Type", "")})
+                if body is not None:
+                    proxy.answers.append((json.loads(body), response.content))
+                self.send_response(response.status_code)
+                self.send_header("Content-Type", response.headers.get("content-type", ""))
+                self.send_header("Content-Length", str(len(response.content)))
+                self.end_headers()
+                self.wfile.write(response.content)
+
+            def do_GET(self) -> None:
+                self._forward(None)
+
+            def do_POST(self) -> None:
+                self._forward(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+
+@dataclass
+class Pair:
+    upstream: Server
+    front: Server
+    proxy: Proxy
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    wyoming = free_port()
+    upstream = start_server(tmp_path_factory.mktemp("upstream"), "--match-bases", "none-needed",
+                            "--wyoming-port", str(wyoming))
+    proxy = Proxy(upstream.url)
+    proxied = proxy.start()
+    try:
+        ws = upstream.url.replace("http://", "ws://")
+        front = start_server(tmp_path_factory.mktemp("front"), "--no-warmup", "--match-bases", "none-needed",
+                             "--upstream", f"v=openai+http://127.0.0.1:{proxied.server_address[1]}/v1",
+                             "--upstream", f"cv=cosyvoice+{ws}",
+                             "--upstream", f"w=wyoming+tcp://127.0.0.1:{wyoming}",
+                             "--upstream", f"dead=openai+http://127.0.0.1:{free_port()}/v1?voices=x&retries=0"
+                                           "&fallback=1&language=en-US",
+                             "--upstream-refresh", "600")
+    except BaseException:
+        proxied.shutdown()
+        stop_server(upstream)
+        raise
+    try:
+        yield Pair(upstream, front, proxy)
+    finally:
+        stop_server(front)
+        proxied.shutdown()
+        proxied.server_close()
+        stop_server(upstream)
+
+
+def speech(server: Server, voice: str, fmt: str, **fields: object) -> bytes:
+    response = httpx.post(f"{server.url}/v1/audio/speech", timeout=60,
+                          json={"model": "tts-1", "input": TEXT, "voice": voice, "response_format": fmt, **fields})
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def check(audio: np.ndarray, rate: int, expected_rate: int = 24_000) -> float:
+    seconds = len(audio) / rate
+    assert rate == expected_rate
+    assert 3.0 < seconds < 12.0, seconds
+    assert rms(audio) > 0.02
+    return seconds
+
+
+def test_passthrough_gives_the_upstreams_own_bytes_and_reencodes_when_the_audio_changes(pair: Pair) -> None:
+    front, answers = pair.front, pair.proxy.answers
+    through = {fmt: speech(front, f"v:{VOICE}", fmt) for fmt in ("mp3", "pcm")}
+    # the same format, nothing to change: the upstream's answers are the client's, byte for byte (no calibration
+    # request either: the audio is not levelled). An mp3 file does not join another: the whole text is one
+    # request; raw pcm joins, so the front still sends its segments one request each (the first clause first)
+    asked = [(body["input"], body["voice"], body["response_format"]) for body, _ in answers]
+    assert asked == [(TEXT, VOICE, "mp3"), (TEXT[:34], VOICE, "pcm"), (TEXT[35:], VOICE, "pcm")]
+    assert through["mp3"] == answers[0][1]
+    assert through["pcm"] == answers[1][1] + answers[2][1]
+    seconds = check(*decode(through["mp3"]))
+    assert abs(len(pcm16(through["pcm"])) / 24_000 - seconds) < 0.5
+
+    # a pitch change: the upstream is asked for PCM (and the voice's level, once), the front shifts and encodes
+    del answers[:]
+    pitched = speech(front, f"v:{VOICE}", "mp3", pitch=1.12)
+    assert {body["response_format"] for body, _ in answers} == {"pcm"}
+    assert pitched not in [answer for _, answer in answers]
+    assert abs(check(*decode(pitched)) - seconds) < 1.0
+
+    # the cosyvoice kind asks for PCM only: the client's mp3 is encoded by the front
+    other = speech(front, f"cv:{VOICE}", "mp3")
+    check(*decode(other))
+
+    # an upstream that is down: the local fallback voice speaks, in the client's format (a whole mp3)
+    fallback = speech(front, "dead:x", "mp3")
+    check(*decode(fallback))
+
+
+def test_encoder_passes_bytes_through_only_where_the_format_stays_valid() -> None:
+    from voxgate.audio.encoders import open_encoder
+
+    tone = (0.3 * np.sin(np.arange(4800) * 0.1)).astype(np.float32)
+    mp3 = open_encoder("mp3", 24_000)
+    assert mp3.passthrough(b"upstream bytes") == b"upstream bytes"
+    assert mp3.encode(np.zeros(0, np.float32)) == b""  # an empty chunk (timings only) adds nothing
+    with pytest.raises(RuntimeError):
+        mp3.encode(tone)  # samples after a passed file would make two files in one
+    assert mp3.finish() == b""  # no trailer of its own: the passed bytes were the file
+
+    encoded = open_encoder("flac", 24_000)
+    encoded.encode(tone)  # its header may have gone out
+    with pytest.raises(RuntimeError):
+        encoded.passthrough(b"upstream bytes")
+    encoded.close()
+
+    pcm = open_encoder("pcm", 24_000)  # raw pcm joins: passed bytes and encoded samples interleave
+    out = pcm.encode(tone[:2]) + pcm.passthrough(b"\x01\x00") + pcm.encode(tone[:1]) + pcm.finish()
+    assert len(out) == 8 and out[4:6] == b"\x01\x00"
+
+
+def metric(server: Server, name: str, **labels: str) -> float:
+    """A sample of /metrics by name and labels (0 when absent)."""
+    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+    for line in httpx.get(f"{server.url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+@pytest.mark.parametrize(("upstream", "dialect"), [("cv", "cosyvoice"), ("w", "wyoming")])
+def test_streamed_text_goes_on_to_the_upstream_in_one_session(pair: Pair, upstream: str, dialect: str) -> None:
+    up, front = pair.upstream, pair.front
+    speech(front, f"{upstream}:{VOICE}", "pcm")  # the voice's level measured (its calibration is an upstream request)
+    sessions = metric(up, "voxgate_requests_total", dialect=dialect)
+    jobs = metric(front, "voxgate_segments_total", engine="upstream")
+    pieces = ["The first sentence ", "streams in ", "piece by piece. ", "Then a second ", "one follows it, ",
+              "and a third ", "sentence ends the text."]
+    audio: list[bytes] = []
+    with connect(front.url.replace("http://", "ws://") + "/tts", open_timeout=10) as ws:
+        ws.send(json.dumps({"req_params": {"prompt_id": f"{upstream}:{VOICE}", "audio_format": "pcm",
+                                           "sample_rate": 24_000}}))
+        first_sent = time.monotonic()
+        for piece in pieces[:3]:
+            ws.send(json.dumps({"text": piece, "done": False}))
+        # the first audio comes while the text is still open (the upstream works on what it has)
+        message = json.loads(ws.recv(timeout=60))
+        assert not message.get("error"), message
+        first_audio = time.monotonic() - first_sent
+        audio.append(base64.b64decode(message["data"]))
+        for piece in pieces[3:]:
+            ws.send(json.dumps({"text": piece, "done": False}))
+            time.sleep(0.05)
+        ws.send(json.dumps({"text": "", "done": True}))
+        for _ in range(2000):
+            message = json.loads(ws.recv(timeout=60))
+            assert not message.get("error"), message
+            if message.get("is_end"):
+                break
+            audio.append(base64.b64decode(message["data"]))
+    samples = pcm16(b"".join(audio))
+    assert 5.0 < len(samples) / 24_000 < 20.0, len(samples) / 24_000
+    assert rms(samples) > 0.02
+    assert first_audio < 30.0
+    # one job on the front, one session on the upstream, for three sentences sent in seven pieces
+    assert metric(front, "voxgate_segments_total", engine="upstream") == jobs + 1
+    assert metric(up, "voxgate_requests_total", dialect=dialect) == sessions + 1
