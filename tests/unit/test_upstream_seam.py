@@ -133,3 +133,29 @@ async def test_a_session_that_fails_before_audio_falls_back_to_segments() -> Non
     assert " ".join(spoken) == TEXT  # the text kept until then, cut into segments after all
     await stream.aclose()
     service.close()
+
+
+class FallsBackFirst(UpstreamLike):
+    """Segment 0 comes back as PCM at another rate (a local fallback voice), the next as passed bytes."""
+
+    async def _encoded(self, job: SegmentJob) -> AsyncIterator[Chunk]:
+        if job.text.startswith("The first"):
+            job.rate = 22_050
+            yield Piece((0.3 * np.sin(np.arange(11_025) * 0.06)).astype(np.float32), 22_050)
+            return
+        async for chunk in super()._encoded(job):
+            yield chunk
+
+
+async def test_a_fallback_segments_resampled_end_goes_out_before_the_next_passed_bytes() -> None:
+    backend = FallsBackFirst()
+    registry = VoiceRegistry({"fake": FakeEngine()}, {}, "a")
+    service = SynthesisService(registry, backend, Metrics(), Limits(max_queue=4))
+    await service.warm_up()
+    async with await service.open(SynthesisRequest(text=TEXT, voice="a", sample_rate=24_000, output="pcm")) as s:
+        chunks = [chunk async for chunk in s]
+    kinds = ["encoded" if c.encoded is not None else "pcm" for c in chunks]
+    # every sample of segment 0 (the resampler's held end included) before segment 1's bytes, none after
+    assert kinds[-1] == "encoded" and kinds.count("encoded") == 1, kinds
+    assert abs(sum(len(c.samples) for c in chunks[:-1]) - 12_000) <= 2  # 0.5 s at 24 kHz, whole
+    service.close()

@@ -164,6 +164,7 @@ class SynthesisStream:
         # resampled. A piece that comes back as PCM (a local fallback voice) is handled as any other.
         self.output = output
         self._passed = False  # a piece was passed through (then its words are not timed)
+        self._held_encoded: tuple[bytes, int, str] | None = None  # passed bytes sent after a flushed PCM end
         self._pauses = dict(pauses or {})  # SSML breaks: seconds of silence before a segment index
         self._end_pause = self._pauses.pop(len(segments), 0.0)
         self._joined = joined or set()  # segments cut mid-sentence: their trailing silence is trimmed
@@ -289,6 +290,9 @@ class SynthesisStream:
         return np.concatenate([tail, out]) if tail is not None and len(tail) else out
 
     async def __anext__(self) -> PcmChunk:
+        if self._held_encoded is not None:  # passed-through bytes that waited for a resampler's held end
+            held, self._held_encoded = self._held_encoded, None
+            return self._emit_encoded(*held)
         while not self._closed:
             self._fill()
             if not self._inflight:
@@ -327,6 +331,11 @@ class SynthesisStream:
                 continue
             if item.encoded is not None:  # the upstream's own bytes in the client's format
                 self._passed = True
+                tail = self._resampler.flush() if self._resampler is not None else None
+                self._resampler = None  # a PCM piece before (a local fallback's) leaves its held end first
+                if tail is not None and len(tail):
+                    self._held_encoded = (item.encoded, index, text)
+                    return self._emit(tail, -1, "")
                 return self._emit_encoded(item.encoded, index, text)
             self._take_timings(index, item)
             try:
