@@ -477,3 +477,39 @@ async def test_gptsovits_kind_sends_the_configured_reference_and_reads_streamed_
                        "text_lang": "zh", "ref_audio_path": "/refs/alice.wav", "prompt_text": "Hello.",
                        "prompt_lang": "en", "media_type": "wav", "speed_factor": 1.1}
     assert (sent[1]["text_lang"], sent[1]["prompt_lang"], sent[1]["prompt_text"]) == ("en", "en", "")
+
+
+class SessionKind(ScriptedKind):
+    """A kind that takes streamed text: a session speaks one tone per text, to the end of its texts."""
+
+    async def stream_text(self, request: UpstreamRequest, texts: AsyncIterator[str]) -> AsyncIterator[Piece]:
+        async for _ in texts:
+            yield _tone()
+
+
+async def test_text_sessions_leave_one_slot_to_ordinary_requests() -> None:
+    config = UpstreamConfig(name="up", kind="cosyvoice", url="ws://x", timeout=5, connect_timeout=0.1, concurrency=3)
+    backend = RemoteBackend(SessionKind(config, Script([])))  # type: ignore[arg-type]
+    feeds: list[asyncio.Queue[str | None]] = []
+
+    async def texts(queue: asyncio.Queue[str | None]) -> AsyncIterator[str]:
+        while (text := await queue.get()) is not None:
+            yield text
+
+    runs = []
+    for _ in range(2):
+        assert backend.streams_text()  # 0, then 1 session open: below concurrency - 1
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        feeds.append(queue)
+        job = _job()
+        job.texts = texts(queue)
+        run = backend.generate(job)
+        await queue.put("Hello.")
+        assert len((await asyncio.wait_for(anext(run), 5)).samples) == 2400  # the session holds its slot now
+        runs.append(run)
+    assert backend.sessions == 2 and not backend.streams_text()  # the third slot stays for ordinary requests
+    for queue, run in zip(feeds, runs, strict=True):
+        await queue.put(None)
+        assert await asyncio.wait_for(_drain(run), 5) == []
+    assert backend.sessions == 0 and backend.streams_text()
+    backend.close()

@@ -18,6 +18,7 @@ from voxgate.core.types import Piece, SynthesisRequest
 from voxgate.engines.base import VoiceInfo
 from voxgate.errors import EngineFailure
 from voxgate.scheduling.backend import Chunk, SegmentJob
+from voxgate.text.lexicon import Entry
 from voxgate.voices.registry import VoiceRegistry
 
 TEXT = "The first sentence is here. And a second sentence follows it."
@@ -158,4 +159,13 @@ async def test_a_fallback_segments_resampled_end_goes_out_before_the_next_passed
     # every sample of segment 0 (the resampler's held end included) before segment 1's bytes, none after
     assert kinds[-1] == "encoded" and kinds.count("encoded") == 1, kinds
     assert abs(sum(len(c.samples) for c in chunks[:-1]) - 12_000) <= 2  # 0.5 s at 24 kHz, whole
+    service.close()
+
+
+async def test_a_lexicon_keeps_text_streams_on_voxgates_segments() -> None:
+    service, _ = make()
+    voice = service.voices.resolve("a")
+    assert service.forwards_text(SynthesisRequest(text="", voice="a"), voice)
+    service.lexicon.put([Entry.parse({"word": "voxgate", "respelling": "vox gate"})])
+    assert not service.forwards_text(SynthesisRequest(text="", voice="a"), voice)  # its words must apply
     service.close()

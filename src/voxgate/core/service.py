@@ -616,8 +616,9 @@ class SynthesisService:
         arrives, in one upstream session (core/textstream.py), rather than segment by segment: when the
         voice's backend takes streamed text (RouterBackend.streams_text: an upstream kind with `stream_text`)
         and nothing must run on the audio per segment (no pitch, no tempo beyond the upstream's, no shift).
-        The text is then the client's own: the upstream normalises, cuts and routes it itself."""
-        if request.pitch != 0.0:
+        The text is then the client's own: the upstream normalises, cuts and routes it itself, so a lexicon with
+        entries keeps the stream on voxgate's segments (where its words are applied)."""
+        if request.pitch != 0.0 or not self.lexicon.empty():
             return False
         _, tempo = split_speed(request.speed, self.voices.capabilities(voice).speed_range)
         if post_processing(voice, 0.0, tempo) is not None:

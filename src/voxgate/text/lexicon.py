@@ -246,6 +246,11 @@ class Lexicon:
             self._reindex()
         return new
 
+    def empty(self) -> bool:
+        """True when there is no entry (word or regex rule) at all."""
+        self._refresh()
+        return not self._entries
+
     def has(self, word: str, language: str | None = None, voice: str | None = None, regex: bool = False) -> bool:
         """True when there is an entry for exactly this word (or pattern), language and voice."""
         return _key(word, language, voice, regex) in self._entries

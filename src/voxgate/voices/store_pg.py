@@ -159,11 +159,6 @@ class PostgresStore:
             raise StoreError(f"--store {self.where}: no database connection: {_first_line(exc)}") from None
 
     @staticmethod
-    def _read_generation(conn: psycopg.Connection[Any]) -> int:
-        row = conn.execute("SELECT generation FROM voxgate_schema").fetchone()
-        return int(row[0]) if row else 0
-
-    @staticmethod
     def _changed(conn: psycopg.Connection[Any], kind: str, voice_id: str = "") -> int:
         """Inside a write transaction: take the next change number, log the change and tell every listener
         (the notification is sent at commit); returns the number."""

@@ -226,6 +226,7 @@ class RemoteBackend:
         self.gate = Gate(kind.config.concurrency)
         self.breaker = Breaker(kind.config.breaker_failures, kind.config.breaker_cooldown)
         self.stats = Stats()
+        self.sessions = 0  # forwarded text streams holding a slot now (they hold it while their client types)
         self._on_contact = on_contact
         self._runs: weakref.WeakKeyDictionary[Any, _Run] = weakref.WeakKeyDictionary()
         self._closed = False
@@ -256,6 +257,10 @@ class RemoteBackend:
         if self.config.options.get("stream_text", "1").strip().lower() in ("0", "false", "no", "off"):
             return False
         if getattr(self.kind, "stream_text", None) is None:
+            return False
+        # A session holds one of the upstream's slots for as long as its client sends text: one slot is always
+        # left to ordinary requests, so slow typists cannot starve them (those streams go segment by segment).
+        if self.sessions >= self.config.concurrency - 1:
             return False
         accepts = getattr(self.kind, "accepts_text", None)
         return bool(accepts()) if accepts is not None else True
@@ -301,6 +306,7 @@ class RemoteBackend:
             await self.gate.acquire(bool(job.urgent), float(job.deadline))
             self.stats.requests += 1
             self.stats.active += 1
+            self.sessions += streamed
             try:
                 await self._attempt(request, job, forward)
             except asyncio.CancelledError:
@@ -315,6 +321,7 @@ class RemoteBackend:
                 return
             finally:
                 self.stats.active -= 1
+                self.sessions -= streamed
                 self.gate.release()
             error.upstream, error.sent = self.name, error.sent or sent[0]
             if not upstream_fault(error):

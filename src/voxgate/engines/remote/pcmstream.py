@@ -83,11 +83,6 @@ class WavStream:
         rest, self._head = self._head[start:], b""
         return self._pcm.feed(rest)
 
-    @property
-    def started(self) -> bool:
-        """True once the header has been read."""
-        return self._pcm is not None
-
     def finish(self) -> None:
         """The stream ended: AudioFormatError when its header never came whole."""
         if self._pcm is None:

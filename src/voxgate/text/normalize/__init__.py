@@ -14,7 +14,6 @@ unless its common words say it is another Latin-script language.
 from __future__ import annotations
 
 import re
-import threading
 
 from voxgate.text.normalize.clean import clean, is_speakable, nfc
 from voxgate.text.normalize.clean import tidy as _tidy
@@ -53,27 +52,8 @@ def _chain(mapped: Normalized, step: Normalized) -> Normalized:
 
 
 def normalize_mapped(text: str, language: str | None = None, *, spoken: bool = True) -> Normalized:
-    """The text to speak, with its map back to `text`; `spoken=False` only cleans up.
-
-    A request's text is normalised twice on the event loop before its first segment is queued: for speaking
-    (`normalize`) and, mapped, for its word timings. The last result (read-only) is therefore kept for the
-    next call with the same arguments, which takes it: once, so a text sent again is normalised again."""
-    key = (text, language, spoken)
-    with _LAST_LOCK:
-        kept = _LAST.pop(key, None)
-    if kept is not None:
-        return kept
-    mapped = _normalized(text, language, spoken)
-    mapped.starts.flags.writeable = False
-    mapped.ends.flags.writeable = False
-    with _LAST_LOCK:
-        _LAST.clear()
-        _LAST[key] = mapped
-    return mapped
-
-
-_LAST: dict[tuple[str, str | None, bool], Normalized] = {}  # the last result, until the next identical call takes it
-_LAST_LOCK = threading.Lock()
+    """The text to speak, with its map back to `text` (built when first read); `spoken=False` only cleans up."""
+    return _normalized(text, language, spoken)
 
 
 def _normalized(text: str, language: str | None, spoken: bool) -> Normalized:

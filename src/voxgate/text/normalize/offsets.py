@@ -42,13 +42,8 @@ class Normalized:
     @classmethod
     def lazy(cls, text: str, source_length: int, make: _Make) -> Normalized:
         """A text whose map `make()` computes when it is first asked for."""
-        made = cls.__new__(cls)
-        set_ = object.__setattr__
-        set_(made, "text", text)
-        set_(made, "_starts", None)
-        set_(made, "_ends", None)
-        set_(made, "source_length", source_length)
-        set_(made, "_make", make)
+        made = cls(text, None, None, source_length)  # type: ignore[arg-type]
+        object.__setattr__(made, "_make", make)
         return made
 
     def __setattr__(self, name: str, value: object) -> None:
