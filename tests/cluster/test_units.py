@@ -137,3 +137,32 @@ async def test_later_segments_past_the_limit_wait_in_the_gateway_earliest_deadli
         await call.aclose()
     load = backend.load()
     assert (load.queued, load.running, load.completed, load.dropped, load.interrupted) == (0, 0, 2, 1, 3)
+
+
+@pytest.mark.filterwarnings("ignore:Using extra keyword arguments on `Field`")  # ray.serve's, at import
+async def test_a_held_call_that_cannot_be_made_fails_its_own_reader() -> None:
+    from voxgate.cluster.backend import RayBackend
+    from voxgate.core.types import VoiceInfo
+    from voxgate.engines.base import EngineParams
+    from voxgate.errors import EngineFailure
+    from voxgate.scheduling.backend import SegmentJob
+
+    class Refusing(_Handle):
+        def remote(self, voice: object, text: str, *_: object) -> _Response:
+            if text == "held":
+                raise RuntimeError("the handle is gone")
+            return super().remote(voice, text)
+
+    voice = VoiceInfo("v", "v", "piper", "en-US", 16000)
+    handle = Refusing()
+    backend = RayBackend(handle, capacity=1, limit=1)
+    now = time.monotonic()
+    first = backend.generate(SegmentJob(voice, "first", EngineParams(), now + 1))
+    held = backend.generate(SegmentJob(voice, "held", EngineParams(), now + 2))
+    assert (await anext(first)).rate == 16000
+    handle.calls["first"].done.set()
+    assert await anext(first, None) is None  # its end sends the held call, whose making fails: not here
+    with pytest.raises(EngineFailure, match="RuntimeError"):
+        await asyncio.wait_for(anext(held), 5)  # but there, to its own reader, not a wait for ever
+    load = backend.load()
+    assert (load.queued, load.running, load.completed, load.failed) == (0, 0, 1, 1)

@@ -47,10 +47,14 @@ class _Call:
             self._sent.set()
         self._ended = False
         self._started = False
+        self._send_error: Exception | None = None
 
     def send(self) -> None:
-        """A held call's turn: make it now."""
-        self._response = self._backend._call(self._job)
+        """A held call's turn: make it now (a failure to make it is this call's, raised to its own reader)."""
+        try:
+            self._response = self._backend._call(self._job)
+        except Exception as exc:  # handed to its own reader, not to whichever stream released it
+            self._send_error = exc
         self._sent.set()
 
     def __aiter__(self) -> _Call:
@@ -85,6 +89,8 @@ class _Call:
         await self._sent.wait()
         if self._ended:  # cancelled while it waited here
             raise StopAsyncIteration
+        if self._send_error is not None:
+            raise self._send_error  # failed there: __anext__ ends the call and raises EngineFailure
         give_up = time.monotonic() + RETRY_FOR_S
         while True:
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import secrets
 import signal
 import socket
@@ -192,14 +193,19 @@ class LocalCluster:
         deployed = Deployed(process, f"http://127.0.0.1:{port}", log)
         self._deployed.append(deployed)
         assert process.stdout is not None
-        for line in process.stdout:  # Ray's own lines (its workers' logs) may come first
+        deadline = time.monotonic() + DEPLOY_TIMEOUT
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=_read_lines, args=(process, lines), daemon=True).start()
+        while True:  # Ray's own lines (its workers' logs) may come first; bounded in time, not only by EOF
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is None:
+                raise ClusterError(f"voxgate did not deploy:\n{_tail(log)}")
             if "voxgate listening on" in line:
                 deployed.url = line.split("listening on", 1)[1].strip()
                 break
-        else:
-            raise ClusterError(f"voxgate did not deploy:\n{_tail(log)}")
-        threading.Thread(target=_drain, args=(process,), daemon=True).start()
-        deadline = time.monotonic() + DEPLOY_TIMEOUT
         while time.monotonic() < deadline:
             if any(node.poll() is not None for node in self._nodes):
                 raise ClusterError(f"a ray node exited while voxgate deployed:\n{_tail(log)}")
@@ -220,13 +226,19 @@ class LocalCluster:
         self._nodes.clear()
 
 
-def _drain(process: subprocess.Popen[str]) -> None:
-    """Read voxgate's stdout to its end so the pipe never fills."""
+def _read_lines(process: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
+    """Hand voxgate's stdout lines over until it says where it listens (None at its end), then read the rest
+    to its end so the pipe never fills."""
     try:
-        for _ in process.stdout or ():
-            pass
+        for line in process.stdout or ():
+            if lines is not None:
+                lines.put(line)
+                if "voxgate listening on" in line:
+                    lines = None  # type: ignore[assignment]
     except ValueError:  # closed by Deployed.stop()
         pass
+    if lines is not None:
+        lines.put(None)
 
 
 __all__ = ["ClusterError", "Deployed", "LocalCluster", "free_ports", "stop_tree"]
