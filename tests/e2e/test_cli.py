@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,41 @@ from tests.conftest import decode, rms
 def run(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "voxgate", *args], capture_output=True, text=True, input=stdin,
                           timeout=120, env={**os.environ, **(env or {})})
+
+
+# Runs `voxgate.cli.main` on each argv of a list in turn, in one process, as `python -m voxgate` would
+# (SystemExit's code; an uncaught exception is exit 1 with its traceback on stderr), and writes every
+# [exit status, stdout, stderr] as JSON to the file named first.
+MANY = """
+import contextlib, io, json, logging, sys, traceback
+from voxgate.cli import main
+results = []
+for argv in json.loads(sys.argv[2]):
+    out, err = io.StringIO(), io.StringIO()
+    logging.root.handlers.clear()  # basicConfig binds this command's stderr, not the first command's
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except Exception:
+            traceback.print_exc()
+            code = 1
+    results.append([code, out.getvalue(), err.getvalue()])
+with open(sys.argv[1], "w", encoding="utf-8") as f:
+    json.dump(results, f)
+"""
+
+
+def run_many(tmp: Path, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
+    """Several commands in one process, one after another (each `python -m voxgate` start imports ~1 CPU-s
+    before it does anything): for a sequence whose commands need no process of their own."""
+    results = tmp / "results.json"
+    process = subprocess.run([sys.executable, "-c", MANY, str(results), json.dumps(commands)], capture_output=True,
+                             text=True, timeout=120 * len(commands))
+    assert process.returncode == 0, process.stderr
+    return [subprocess.CompletedProcess(argv, code, out, err)
+            for argv, (code, out, err) in zip(commands, json.loads(results.read_text(encoding="utf-8")), strict=True)]
 
 
 def test_say_writes_a_true_size_wav_and_other_formats(tmp_path: Path) -> None:
@@ -101,46 +137,43 @@ def test_voices_add_list_export_import_check_rm(tmp_path: Path) -> None:
     ref = tmp_path / "ref.mp3"
     ref.write_bytes(encode_all(shifted, RATE, "mp3"))
     a, b = ["--data-dir", str(tmp_path / "a")], ["--data-dir", str(tmp_path / "b")]
-    added = run("voices", "add", "Story Teller", str(ref), "--transcript", "hello", *a)
+    archive, said = tmp_path / "v.zip", tmp_path / "said.wav"
+    # The commands up to the damage in one process, the rest in another: the same checks, two starts, not ten.
+    added, again, listed, exported, imported, checked, spoken = run_many(
+        tmp_path,
+        ["voices", "add", "Story Teller", str(ref), "--transcript", "hello", *a],
+        ["voices", "add", "Story Teller", str(ref), *a],
+        ["voices", "list", *a],
+        ["voices", "export", str(archive), *a],
+        ["voices", "import", str(archive), *b],
+        ["voices", "check", *b],
+        ["say", "Spoken in the imported voice.", "-o", str(said), "--voice", "Story-Teller", *b])
     assert added.returncode == 0, added.stderr
     assert added.stdout.startswith("Story-Teller\tbase en_US-joe-medium")
-    assert run("voices", "add", "Story Teller", str(ref), *a).returncode == 1  # exists
-    listed = run("voices", "list", *a)
+    assert again.returncode == 1  # exists
     assert "Story-Teller\tregistered\tpiper" in listed.stdout
-    archive = tmp_path / "v.zip"
-    assert run("voices", "export", str(archive), *a).stdout.strip() == f"exported 1 voices to {archive}"
-    imported = run("voices", "import", str(archive), *b)
+    assert exported.stdout.strip() == f"exported 1 voices to {archive}"
     assert imported.returncode == 0 and imported.stdout.strip() == "Story-Teller\timported"
-    assert run("voices", "check", *b).stdout.strip().endswith("1 registered voices, 0 problems")
-    said = tmp_path / "said.wav"
-    spoken = run("say", "Spoken in the imported voice.", "-o", str(said), "--voice", "Story-Teller", *b)
+    assert checked.stdout.strip().endswith("1 registered voices, 0 problems")
     assert spoken.returncode == 0, spoken.stderr
     samples, rate = decode(said.read_bytes())
     assert rate == 22050 and rms(samples) > 0.02
     for wav_file in (tmp_path / "b" / "references").glob("*.wav"):
         wav_file.write_bytes(b"damaged")
-    damaged = run("voices", "check", *b)
+    damaged, removed, missing = run_many(tmp_path, ["voices", "check", *b], ["voices", "rm", "Story-Teller", *a],
+                                         ["voices", "rm", "Story-Teller", *a])
     assert damaged.returncode == 1 and "Story-Teller: audio file is unreadable" in damaged.stdout
-    assert run("voices", "rm", "Story-Teller", *a).returncode == 0
-    assert run("voices", "rm", "Story-Teller", *a).returncode == 1
+    assert removed.returncode == 0
+    assert missing.returncode == 1
 
 
-def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    from tests.conftest import start_server
-
-    server = start_server(tmp_path)
-    server.process.terminate()
-    # uvicorn re-raises the captured SIGTERM once it has shut down gracefully, so the process ends by it.
-    assert server.process.wait(timeout=20) in (0, -15)
-    assert "Application shutdown complete" in server.log.read_text()
-
-
-def test_compat_ports_serve_a_dialect_alone_on_its_original_port(tmp_path: Path) -> None:
+def test_compat_ports_serve_a_dialect_alone_and_sigterm_stops_cleanly(tmp_path: Path) -> None:
     import httpx
 
     from tests.conftest import start_server, stop_server
 
-    server = start_server(tmp_path, "--compat-ports")
+    # --no-warmup: nothing here is timed (the one server of this file; the default voice is not used)
+    server = start_server(tmp_path, "--compat-ports", "--no-warmup")
     try:
         query = {"text": "Hello from the old port.", "text_lang": "en", "prompt_lang": "en",
                  "ref_audio_path": "en_US-joe-medium"}
@@ -153,6 +186,11 @@ def test_compat_ports_serve_a_dialect_alone_on_its_original_port(tmp_path: Path)
         assert other.status_code == 404  # only the GPT-SoVITS dialect lives on 9880
         main = httpx.get(f"{server.url}/tts", params=query, timeout=60)
         assert main.status_code == 200  # and the main port serves it too
+        # SIGTERM: uvicorn re-raises the captured SIGTERM once it has shut down gracefully (the compat-port
+        # servers with it), so the process ends by it.
+        server.process.terminate()
+        assert server.process.wait(timeout=20) in (0, -15)
+        assert "Application shutdown complete" in server.log.read_text()
     finally:
         stop_server(server)
 

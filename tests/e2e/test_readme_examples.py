@@ -61,6 +61,7 @@ SKIPPABLE = re.compile(r"pip install|voxgate serve(?! --help)|-m pytest|bench/be
 PLAYERS = ("aplay", "paplay", "pacat", "pw-play", "ffplay", "mpv", "play", "afplay", "cvlc")
 COMMAND_TIMEOUT = 120.0  # seconds for one command (a registration on a loaded machine is the slowest)
 API_KEY = "readme-example-key"
+NO_WARMUP = ("--no-warmup",)  # no example is timed: the servers need not warm a voice before they are ready
 MIN_SECONDS = 0.3  # every audio output is at least this long …
 MIN_RMS = 0.01  # … and this loud (silence, or a decodable file of zeros, fails)
 # The files examples read, made by the server itself (name → what the voice says in it).
@@ -239,7 +240,7 @@ def _speak_wav(server: Server, text: str, path: Path) -> None:
 def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     port = _free_port()
     server = start_server(tmp_path_factory.mktemp("readme-server"), "--stackflow-port", str(port),
-                          "--stackflow-audio-sink", "none")
+                          "--stackflow-audio-sink", "none", *NO_WARMUP)
     try:
         cwd = tmp_path_factory.mktemp("readme-cwd")
         tools = tmp_path_factory.mktemp("readme-bin")
@@ -424,7 +425,7 @@ def test_readme_block(block: Block, stage: Stage, tmp_path: Path) -> None:
     server, env = stage.server, stage.env
     keyed: Server | None = None
     if block.keyed:
-        keyed = start_server(tmp_path, "--api-key", API_KEY)
+        keyed = start_server(tmp_path, "--api-key", API_KEY, *NO_WARMUP)
         server, env = keyed, {**env, "KEY": API_KEY}
     try:
         for command in block.commands:
