@@ -8,10 +8,13 @@ import sys
 import wave
 from pathlib import Path
 
+import pytest
 import webvtt
 
-from tests.conftest import decode, rms
+from tests.conftest import decode, rms, seed_bases
 from tests.e2e.many import run_many
+
+CAPTIONED = "Captions follow every word we say."
 
 
 def run(*args: str, env: dict[str, str] | None = None, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -37,17 +40,38 @@ def test_say_writes_a_true_size_wav_and_other_formats(tmp_path: Path) -> None:
     assert rate == 22050 and rms(samples) > 0.02
 
 
-def test_say_reports_bad_input_without_a_traceback(tmp_path: Path) -> None:
-    result = run("say", "Hello.", "-o", str(tmp_path / "x.wav"), "--voice", "nobody", "--data-dir", str(tmp_path))
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, subprocess.CompletedProcess[str]]]:
+    """The commands of the tests below that need no process of their own, run in one (tests/e2e/many.py),
+    with the folder they wrote in: the checks are each test's own."""
+    tmp = tmp_path_factory.mktemp("cli-batch")
+    closed = ("--stackflow-port", "0", "--wyoming-port", "0")  # see test_invalid_settings_are_refused_before_start
+    commands = {
+        "bad voice": ["say", "Hello.", "-o", str(tmp / "x.wav"), "--voice", "nobody", "--data-dir", str(tmp)],
+        "captions": ["say", CAPTIONED, "-o", str(tmp / "out.mp3"), "--captions", str(tmp / "out.vtt"),
+                     "--voice", "en_US-joe-medium", "--data-dir", str(tmp / "d")],
+        "wrong captions": ["say", CAPTIONED, "-o", str(tmp / "out.mp3"), "--captions", str(tmp / "out.txt"),
+                           "--data-dir", str(tmp)],
+        "voices": ["voices", "--data-dir", str(tmp / "list")],
+        "missing voice": ["serve", "--port", "0", *closed, "--data-dir", str(tmp), "--default-voice", "nope"],
+        "missing preload": ["serve", "--port", "0", *closed, "--data-dir", str(tmp), "--preload", "kokoro:nobody"],
+    }
+    return tmp, dict(zip(commands, run_many(tmp, *commands.values()), strict=True))
+
+
+def test_say_reports_bad_input_without_a_traceback(batch: tuple[Path, dict[str, subprocess.CompletedProcess[str]]]
+                                                   ) -> None:
+    result = batch[1]["bad voice"]
     assert result.returncode == 2
     assert "nobody" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_say_writes_captions_beside_the_audio(tmp_path: Path) -> None:
-    text = "Captions follow every word we say."
-    out, vtt = tmp_path / "out.mp3", tmp_path / "out.vtt"
-    result = run("say", text, "-o", str(out), "--captions", str(vtt), "--voice", "en_US-joe-medium",
-                 "--data-dir", str(tmp_path / "d"))
+def test_say_writes_captions_beside_the_audio(batch: tuple[Path, dict[str, subprocess.CompletedProcess[str]]]
+                                              ) -> None:
+    tmp, results = batch
+    text = CAPTIONED
+    out, vtt = tmp / "out.mp3", tmp / "out.vtt"
+    result = results["captions"]
     assert result.returncode == 0, result.stderr
     samples, rate = decode(out.read_bytes())
     assert rms(samples) > 0.02
@@ -57,12 +81,13 @@ def test_say_writes_captions_beside_the_audio(tmp_path: Path) -> None:
     spans = [(c.start_time.in_milliseconds(), c.end_time.in_milliseconds()) for c in cues]
     assert spans == sorted(spans) and all(0 <= start < end for start, end in spans)
     assert spans[-1][1] <= len(samples) / rate * 1000 + 50
-    wrong = run("say", text, "-o", str(out), "--captions", str(tmp_path / "out.txt"), "--data-dir", str(tmp_path))
+    wrong = results["wrong captions"]
     assert wrong.returncode == 2 and "--captions" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
-def test_voices_lists_the_default_voice_with_its_aliases(tmp_path: Path) -> None:
-    result = run("voices", "--data-dir", str(tmp_path))
+def test_voices_lists_the_default_voice_with_its_aliases(
+        batch: tuple[Path, dict[str, subprocess.CompletedProcess[str]]]) -> None:
+    result = batch[1]["voices"]
     assert result.returncode == 0, result.stderr
     line = next(row for row in result.stdout.splitlines() if row.startswith("en_US-joe-medium\t"))
     assert "piper" in line and "en-US" in line and "22050 Hz" in line and "echo" in line
@@ -70,19 +95,17 @@ def test_voices_lists_the_default_voice_with_its_aliases(tmp_path: Path) -> None
     assert "hibari" in line and "en-US" in line and "24000 Hz" in line and "alloy" in line
 
 
-def test_invalid_settings_are_refused_before_start(tmp_path: Path) -> None:
+def test_invalid_settings_are_refused_before_start(
+        tmp_path: Path, batch: tuple[Path, dict[str, subprocess.CompletedProcess[str]]]) -> None:
     bad_port = run("serve", "--port", "70000", "--data-dir", str(tmp_path))
     assert bad_port.returncode == 2 and "port" in bad_port.stderr
     bad_env = run("voices", "--data-dir", str(tmp_path), env={"VOXGATE_WORKERS": "0"})
     assert bad_env.returncode == 2 and "workers" in bad_env.stderr
     # --stackflow-port 0 --wyoming-port 0: ports are bound before the voices load, and 10001 or 10200 may be
     # taken on a shared machine
-    closed = ("--stackflow-port", "0", "--wyoming-port", "0")
-    missing_voice = run("serve", "--port", "0", *closed, "--data-dir", str(tmp_path),
-                        "--default-voice", "nope")
+    missing_voice = batch[1]["missing voice"]
     assert missing_voice.returncode == 2 and "default voice" in missing_voice.stderr
-    missing_preload = run("serve", "--port", "0", *closed, "--data-dir", str(tmp_path),
-                          "--preload", "kokoro:nobody")
+    missing_preload = batch[1]["missing preload"]
     assert missing_preload.returncode == 2 and "preload" in missing_preload.stderr
 
 
@@ -102,6 +125,7 @@ def test_voices_add_list_export_import_check_rm(tmp_path: Path) -> None:
     ref = tmp_path / "ref.mp3"
     ref.write_bytes(encode_all(shifted, RATE, "mp3"))
     a, b = ["--data-dir", str(tmp_path / "a")], ["--data-dir", str(tmp_path / "b")]
+    seed_bases(tmp_path / "a")  # what the suite's servers measured already (joe); the others are measured here
     archive, said = tmp_path / "v.zip", tmp_path / "said.wav"
     # The commands up to the damage in one process, the rest in another: the same checks, two starts, not ten.
     added, again, listed, exported, imported, checked, spoken = run_many(
