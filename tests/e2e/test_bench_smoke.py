@@ -23,8 +23,9 @@ def _run_quick(out: Path) -> subprocess.CompletedProcess[str]:
     # VOXGATE_MATCH_BASES=[]: the bench server measures no base voices in the background (by default every
     # installed voice, tens of CPU-seconds spent beside the quick runs; no figure checked here depends on it).
     env = {**os.environ, "VOXGATE_MATCH_BASES": "[]"}
-    process = subprocess.Popen([sys.executable, str(BENCH), "--quick", "--json", str(out), *SERVE_FLAGS], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen([sys.executable, str(BENCH), "--quick", "--json", str(out), *SERVE_FLAGS], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
     try:
         stdout, stderr = process.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
