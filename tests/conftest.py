@@ -29,6 +29,8 @@ CANDIDATE_PREFIX = "candidate:"  # core/bases.py KEY_PREFIX: the stored measurem
 # gets them in its store, as a restarted server finds its own: without them each test server spent up to ~9 s of
 # CPU measuring the same two voices again while the tests ran.
 _BASES_SEED: dict[str, str] = {}
+_DATA_DIRS: list[Path] = []  # every test server's data folder this session: a measurement any of them finished
+# seeds the next (joe's measurement is ~9 CPU-s, which each unseeded server spent in the background)
 
 
 @dataclass
@@ -57,7 +59,8 @@ def start_server(tmp: Path, *flags: str) -> Server:
     # Test servers measure one base voice in the background (not every Kokoro style, ~1 min of CPU each),
     # so the suite's timing tests keep the cores; tests about base voices pass --match-bases themselves.
     env.setdefault("VOXGATE_MATCH_BASES", '["en_US-joe-medium"]')
-    _seed_bases(tmp / "data")
+    seed_bases(tmp / "data")
+    _DATA_DIRS.append(tmp / "data")
     cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
            "--data-dir", str(tmp / "data"), "--stackflow-port", "0", "--wyoming-port", "0",
            *flags]  # 0: no TCP port unless asked
@@ -101,12 +104,26 @@ def _seed_bases(data: Path) -> None:
         db.close()
 
 
+def seed_bases(data: Path) -> None:
+    """Give a new data folder a command-line test will use the base-voice measurements this session's servers
+    made (a `voices add` then measures only the base voices no server measured: joe's ~7 CPU-s saved)."""
+    for earlier in _DATA_DIRS:
+        _harvest_bases(earlier)
+    _seed_bases(data)
+
+
 def _harvest_bases(data: Path) -> None:
-    """Keep the base-voice measurements a server has stored, for the servers started after it."""
-    db = sqlite3.connect(f"file:{data / 'registry.sqlite'}?mode=ro", uri=True)
+    """Keep the base-voice measurements a server has stored, for the servers started after it (none yet, or a
+    folder a test removed or filled with something else: nothing to keep)."""
+    try:
+        db = sqlite3.connect(f"file:{data / 'registry.sqlite'}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return
     try:
         rows = db.execute("SELECT key, value FROM kv WHERE substr(key, 1, ?) = ?",
                           (len(CANDIDATE_PREFIX), CANDIDATE_PREFIX)).fetchall()
+    except sqlite3.Error:
+        return
     finally:
         db.close()
     _BASES_SEED.update(rows)
@@ -156,8 +173,13 @@ def timed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server whose Piper voices report word timings (--word-timings), joe as its default voice: shared by the
     timestamp tests and the browser tests (which add and delete voices of their own), one start for both."""
     srv = start_server(tmp_path_factory.mktemp("timed"), "--default-voice", "en_US-joe-medium", "--word-timings")
-    yield srv
-    stop_server(srv)
+    try:
+        # The first server of the suite (the browser tests): its measurement of the base voice seeds every later
+        # server's data folder, so none of them measures it again in the background.
+        wait_for_bases(srv)
+        yield srv
+    finally:
+        stop_server(srv)
 
 
 def decode(data: bytes, fmt: str | None = None) -> tuple[np.ndarray, int]:

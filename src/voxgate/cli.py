@@ -232,14 +232,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=_log_level(args, settings).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from voxgate.errors import VoxgateError
-
-    port_errors: tuple[type[Exception], ...] = ()
-    startup_errors: tuple[type[Exception], ...] = ()
-    if args.command != "lexicon":  # the lexicon commands edit one file: no app or engines to import (0.6 s)
-        from voxgate.app import StartupError
-        from voxgate.cli_serve import PortError
-        port_errors, startup_errors = (PortError,), (StartupError,)
     try:
         # The voices folder is only read: it may be a read-only collection of Piper voices.
         for folder, flag, write in ((settings.data_dir, "--data-dir", True),
@@ -260,16 +252,28 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "lexicon":
             return cli_lexicon.run(settings, args)
         return _say_command(settings, args)
-    except port_errors as exc:
-        print(f"voxgate: {exc}", file=sys.stderr)
-        return 2
-    except (*startup_errors, VoxgateError) as exc:
-        print(f"voxgate: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a file the command was given cannot be read or written
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"voxgate: {where}{exc.strerror or exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        if _refused(exc):
+            print(f"voxgate: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, OSError):  # a file the command was given cannot be read or written
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"voxgate: {where}{exc.strerror or exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+def _refused(exc: Exception) -> bool:
+    """Is `exc` a refusal to show as one line: a busy port, a failed start-up, any VoxgateError? The classes are
+    looked up in the modules already imported, as a command that never imported the app (~0.7 CPU-s: a usage
+    error, a missing file, a busy port) cannot have raised its errors and need not import it to say so."""
+    from voxgate.errors import VoxgateError
+
+    kinds: list[type[Exception]] = [VoxgateError]
+    for module, name in (("voxgate.app", "StartupError"), ("voxgate.cli_serve", "PortError")):
+        if module in sys.modules:
+            kinds.append(getattr(sys.modules[module], name))
+    return isinstance(exc, tuple(kinds))
 
 
 def _say_command(settings: Settings, args: argparse.Namespace) -> int:

@@ -91,14 +91,14 @@ def open_doors(settings: Settings) -> Doors:
         raise PortError(f"port {settings.wyoming_port} (Wyoming TCP, --wyoming-port) cannot ask for the API key: "
                         "Wyoming has no authentication. Add --wyoming-allow-unauthenticated to open it anyway, "
                         "or --wyoming-port 0 to keep it closed")
-    from voxgate.app import compat_ports
-
     opened: list[socket.socket] = []
     try:
         main = Door(_open(settings.host, settings.port, "HTTP", "--port", "pick another with --port "
                           "(0 picks a free one)"), "HTTP and WebSocket: every API", "--port")
         opened.append(main.sock)
         compat = []
+        if settings.compat_ports:
+            from voxgate.app import compat_ports  # the dialects' ports; the app is imported only when asked
         for port, name in compat_ports(main.port).items() if settings.compat_ports else ():
             sock = _open(settings.host, port, f"{name} HTTP", "--compat-ports",
                          "stop what uses it, or start without --compat-ports")
@@ -156,16 +156,17 @@ def serve(settings: Settings) -> int:
     if settings.ray_address:  # cluster mode: only then is Ray imported
         from voxgate.cluster.run import serve_cluster
         return serve_cluster(settings)
-    import uvicorn
-
-    from voxgate.app import compat_apps, create_app, redact_logs
     from voxgate.memtrace import start_from_env
     from voxgate.scheduling.pool import limit_malloc_arenas
 
     limit_malloc_arenas()  # before any worker or onnxruntime thread allocates: see its docstring
     start_from_env()  # VOXGATE_TRACEMALLOC=<seconds>: a memory-growth debugging aid (see memtrace.py)
 
-    doors = open_doors(settings)
+    doors = open_doors(settings)  # before uvicorn and the app are imported: a busy port is refused at once
+    import uvicorn
+
+    from voxgate.app import compat_apps, create_app, redact_logs
+
     main, compat = doors.main, doors.compat
     app = create_app(settings, doors.stackflow.sock if doors.stackflow else None,
                      doors.wyoming.sock if doors.wyoming else None)

@@ -40,12 +40,12 @@ def _add_actions(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
     """Carry out one voices action."""
-    from voxgate.app import build_context, close_context
-
     problem = _check_files(args)
     if problem:
         print(f"voxgate: voices {args.action}: {problem}", file=sys.stderr)
         return 2
+    from voxgate.app import build_context, close_context  # after the checks: a wrong path costs no imports
+
     ctx = build_context(settings.model_copy(update={"warmup": False}))
     try:
         return asyncio.run(_act(ctx, args))

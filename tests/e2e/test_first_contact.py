@@ -16,6 +16,7 @@ import platformdirs
 import pytest
 
 from tests.conftest import Server, decode, rms
+from tests.e2e.many import run_many
 from voxgate.settings import Settings
 
 VOICE = "en_US-joe-medium"
@@ -101,7 +102,7 @@ def test_start_up_prints_where_everything_is(server: Server) -> None:
     assert "StackFlow" not in text  # --stackflow-port 0: no TCP port, none listed
 
 
-@pytest.mark.parametrize(("args", "expected"), [
+BAD_SETTINGS = [
     (("serve", "--port", "70000"), "voxgate: --port: must be ≤ 65535 (got 70000)"),
     (("serve", "--workers", "0"), "voxgate: --workers: must be ≥ 1 (got 0)"),
     (("serve", "--stackflow-audio-sink", "speaker"),
@@ -112,9 +113,21 @@ def test_start_up_prints_where_everything_is(server: Server) -> None:
     (("say", "hi", "-o", "x.wav", "--openai-voice-aliases", "[1]"),
      "voxgate: --openai-voice-aliases: must be a JSON object such as '{\"alloy\": \"en_US-joe-medium\"}' "
      "(see voxgate say --help)"),
-])
-def test_bad_settings_are_one_line_naming_the_flag(tmp_path: Path, args: tuple[str, ...], expected: str) -> None:
-    assert one_line_error(run(*args, "--data-dir", str(tmp_path), cwd=tmp_path)) == expected
+]
+
+
+@pytest.fixture(scope="module")
+def refused(tmp_path_factory: pytest.TempPathFactory) -> list[subprocess.CompletedProcess[str]]:
+    """Every BAD_SETTINGS command, run in one process (tests/e2e/many.py): each is refused before it loads."""
+    tmp = tmp_path_factory.mktemp("bad-settings")
+    return run_many(tmp, *([*args, "--data-dir", str(tmp)] for args, _ in BAD_SETTINGS))
+
+
+@pytest.mark.parametrize(("index", "expected"), [(i, expected) for i, (_, expected) in enumerate(BAD_SETTINGS)],
+                         ids=[" ".join(args[:2]) for args, _ in BAD_SETTINGS])
+def test_bad_settings_are_one_line_naming_the_flag(refused: list[subprocess.CompletedProcess[str]], index: int,
+                                                   expected: str) -> None:
+    assert one_line_error(refused[index]) == expected
 
 
 def test_bad_environment_values_name_the_variable_and_the_flag(tmp_path: Path) -> None:
@@ -127,20 +140,24 @@ def test_bad_environment_values_name_the_variable_and_the_flag(tmp_path: Path) -
 
 def test_missing_and_unwritable_files_are_one_line(tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
-    assert one_line_error(run("voices", "add", "Someone", str(tmp_path / "nope.wav"), *data)) == \
-        f"voxgate: voices add: no such file: {tmp_path / 'nope.wav'}"
-    assert one_line_error(run("voices", "import", str(tmp_path / "nope.zip"), *data)) == \
-        f"voxgate: voices import: no such archive: {tmp_path / 'nope.zip'}"
-    assert one_line_error(run("say", "Hello.", "-o", str(tmp_path / "no" / "x.wav"), *data)) == \
-        f"voxgate: -o: folder {tmp_path / 'no'} does not exist"
     blocker = tmp_path / "a-file"
     blocker.write_text("in the way")
-    assert one_line_error(run("voices", "--data-dir", str(blocker / "data"))) == \
-        f"voxgate: --data-dir: {blocker / 'data'} is not a folder (a file is in the way)"
+    commands = [["voices", "add", "Someone", str(tmp_path / "nope.wav"), *data],
+                ["voices", "import", str(tmp_path / "nope.zip"), *data],
+                ["say", "Hello.", "-o", str(tmp_path / "no" / "x.wav"), *data],
+                ["voices", "--data-dir", str(blocker / "data")]]
+    locked = tmp_path / "locked"
     if os.geteuid() != 0:  # root may write anywhere
-        locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
-        assert one_line_error(run("voices", "--data-dir", str(locked))).startswith(
+        commands.append(["voices", "--data-dir", str(locked)])
+    results = run_many(tmp_path, *commands)  # one process (tests/e2e/many.py): each is refused before it loads
+    assert one_line_error(results[0]) == f"voxgate: voices add: no such file: {tmp_path / 'nope.wav'}"
+    assert one_line_error(results[1]) == f"voxgate: voices import: no such archive: {tmp_path / 'nope.zip'}"
+    assert one_line_error(results[2]) == f"voxgate: -o: folder {tmp_path / 'no'} does not exist"
+    assert one_line_error(results[3]) == \
+        f"voxgate: --data-dir: {blocker / 'data'} is not a folder (a file is in the way)"
+    if os.geteuid() != 0:
+        assert one_line_error(results[4]).startswith(
             f"voxgate: --data-dir: cannot write to {locked}: Permission denied")
 
 

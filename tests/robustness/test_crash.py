@@ -24,6 +24,7 @@ from voxgate.audio.encoders import encode_all
 from voxgate.voices.store import VoiceStore
 
 SEED = 1204
+FLAGS = ("--no-warmup",)  # nothing here is timed: no server start warms the default voice it never uses
 TEXT = "A clear voice reads these words aloud. It speaks slowly and calmly, so that every sound is heard."
 
 
@@ -79,7 +80,7 @@ def writers(server: Server, speech: np.ndarray, stop: threading.Event, acked: di
 def test_kill_minus_nine_during_registration_import_and_export(tmp_path: Path, speech: np.ndarray) -> None:
     rng = random.Random(SEED)
     acked: dict[str, set[str]] = {"voices": set(), "saves": set()}
-    server = start_server(tmp_path)
+    server = start_server(tmp_path, *FLAGS)
     try:
         for name in ("seed-a", "seed-b"):
             assert register(server, name, speech * (0.3 if name == "seed-a" else 0.35)).status_code == 201
@@ -96,7 +97,7 @@ def test_kill_minus_nine_during_registration_import_and_export(tmp_path: Path, s
             stop.set()
             for thread in threads:
                 thread.join(timeout=130)
-            server = start_server(tmp_path)  # the same data folder
+            server = start_server(tmp_path, *FLAGS)  # the same data folder
             check_acknowledged(server, acked)
     finally:
         stop_server(server)
