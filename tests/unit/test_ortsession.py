@@ -20,6 +20,8 @@ def test_arena_choice_and_the_switch_that_turns_every_arena_off(monkeypatch: pyt
     assert session_options(1, arena=False).enable_cpu_mem_arena is False
     monkeypatch.setenv(ARENA_ENV, "off")
     assert session_options(1).enable_cpu_mem_arena is False
+    monkeypatch.setenv(ARENA_ENV, "on")
+    assert session_options(1, arena=False).enable_cpu_mem_arena is True
 
 
 def test_hibari_session_has_no_arena_and_still_speaks() -> None:

@@ -8,7 +8,8 @@ none. Without the arena, onnxruntime allocates each run's tensors from malloc an
 server trims the malloc heap when idle). What that costs depends on the model, measured run for run on the
 same texts (interleaved, one process, loaded machine): hibari 1.00× (120 against 119 ms median), Piper 1.16×
 (3.07 against 2.39 s) — so Piper keeps its arena (bounded instead by sharing sessions, see scheduling.pool)
-and hibari has none. VOXGATE_ORT_ARENA=off turns every session's arena off (for measuring).
+and hibari has none. VOXGATE_ORT_ARENA=off turns every session's arena off, =on turns every one on (hibari's
+too, as before), for measuring.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ ARENA_ENV = "VOXGATE_ORT_ARENA"
 
 
 def session_options(threads: int, inter_threads: int = 1, arena: bool = True) -> Any:
-    """SessionOptions with these thread counts, the CPU arena on if `arena` (and not turned off for all)."""
+    """SessionOptions with these thread counts, the CPU arena on if `arena` (unless VOXGATE_ORT_ARENA says)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = inter_threads
-    options.enable_cpu_mem_arena = arena and os.environ.get(ARENA_ENV, "") != "off"
+    choice = os.environ.get(ARENA_ENV, "")
+    options.enable_cpu_mem_arena = choice == "on" or (arena and choice != "off")
     return options
