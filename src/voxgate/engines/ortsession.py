@@ -3,7 +3,7 @@
 An onnxruntime session's CPU memory arena grows to the largest run it has seen and never gives memory back
 (it extends in power-of-two steps). Runs of a TTS model change shape with every text, so the arena only ever
 climbs towards a high-water mark, slowly under a mixed load: in 8-minute soaks of every dialect (2 clients,
-loaded machine) RSS climbed 770 → 836 MB with every session's arena, against 550–590 MB, going up and down, with
+loaded machine) RSS climbed 770 → 836 MB with every session's arena, against 550–650 MB, going up and down, with
 none. Without the arena, onnxruntime allocates each run's tensors from malloc and frees them after (the
 server trims the malloc heap when idle). What that costs depends on the model, measured run for run on the
 same texts (interleaved, one process, loaded machine): hibari 1.00× (120 against 119 ms median), Piper 1.16×
