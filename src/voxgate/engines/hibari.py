@@ -22,6 +22,7 @@ import numpy as np
 
 from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
+from voxgate.engines.ortsession import session_options
 from voxgate.engines.patched import patched_model
 from voxgate.engines.phonemes import split_blocks, to_misaki
 from voxgate.engines.wordtiming import LEAD_FRAMES, edges_from_durations, word_timings
@@ -76,8 +77,9 @@ class HibariLoadedVoice:
         self._tts: Any = Hibari(voice=VOICE, model=str(voice.model_path), threads=threads, g2p=engine._g2p())
         import onnxruntime
 
-        options = onnxruntime.SessionOptions()  # as Hibari makes its own, on the model that also says durations
-        options.intra_op_num_threads = options.inter_op_num_threads = threads
+        # As Hibari makes its own, on the model that says durations; without a CPU arena: it cost nothing per run
+        # and the arena only grew with the varying shapes (engines/ortsession.py).
+        options = session_options(threads, threads, arena=False)
         options.log_severity_level = 3
         model = patched_model(voice.model_path, "durations", _with_durations)  # from the disk cache after once
         self._tts.sess = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])

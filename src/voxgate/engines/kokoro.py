@@ -30,6 +30,7 @@ import numpy as np
 
 from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
+from voxgate.engines.ortsession import session_options
 from voxgate.engines.phonemes import split_blocks, to_misaki
 from voxgate.engines.wordtiming import LEAD_FRAMES, word_timings
 from voxgate.engines.zh_numbers import normalize_numbers
@@ -310,9 +311,7 @@ class KokoroEngine:
             from kokoro_onnx import Kokoro
 
             model = assemble_model(self._cache_dir)
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+            options = session_options(threads)
             session = onnxruntime.InferenceSession(_with_durations(model), sess_options=options,
                                                    providers=["CPUExecutionProvider"])
             if getattr(session, "_model_path", None) is None:  # made from bytes: kokoro-onnx checks the file
