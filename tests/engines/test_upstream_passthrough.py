@@ -254,3 +254,16 @@ def test_gptsovits_dialect_gets_a_gptsovits_upstreams_raw_bytes(pair: Pair) -> N
     assert raw == answers[0][1]
     assert abs(len(pcm16(raw)) / 32_000 - seconds) < 1.0
     assert rms(pcm16(raw)) > 0.02
+
+    # across dialect and kind the decision is the kind's: raw at 32 kHz is not the openai kind's 24 kHz pcm, nor
+    # the OpenAI dialect's 24 kHz pcm the gptsovits kind's 32 kHz raw: both are PCM the front resamples (the
+    # durations differ a little: U's GPT-SoVITS answers end with its fragment silence, its OpenAI ones do not)
+    del answers[:]
+    crossed = tts(media_type="raw", ref_audio_path=f"v:{VOICE}")
+    assert {body["response_format"] for body, _ in answers} == {"pcm"}
+    assert crossed not in [answer for _, answer in answers]
+    assert abs(len(pcm16(crossed)) / 32_000 - seconds) < 2.0 and rms(pcm16(crossed)) > 0.02
+    del answers[:]
+    openai = speech(front, f"g:{VOICE}", "pcm")
+    assert {body["media_type"] for body, _ in answers} == {"wav"}
+    assert abs(len(pcm16(openai)) / 24_000 - seconds) < 2.0 and rms(pcm16(openai)) > 0.02
