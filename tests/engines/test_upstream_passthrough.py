@@ -250,8 +250,9 @@ def test_gptsovits_dialect_gets_a_gptsovits_upstreams_raw_bytes(pair: Pair) -> N
 
     del answers[:]
     raw = tts(media_type="raw", streaming_mode=1)
-    assert [body["media_type"] for body, _ in answers] == ["raw"]
-    assert raw == answers[0][1]
+    whole = tts(media_type="raw")  # streaming_mode 0: one body, the same passed bytes
+    assert [body["media_type"] for body, _ in answers] == ["raw", "raw"]
+    assert raw == answers[0][1] and whole == answers[1][1]
     assert abs(len(pcm16(raw)) / 32_000 - seconds) < 1.0
     assert rms(pcm16(raw)) > 0.02
 
