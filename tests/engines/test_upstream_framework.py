@@ -19,7 +19,7 @@ from voxgate.cli import main
 from voxgate.core.types import Piece
 from voxgate.engines.base import EngineParams, VoiceInfo
 from voxgate.engines.remote.backend import Breaker, Gate, RemoteBackend
-from voxgate.engines.remote.base import UpstreamConfig, UpstreamError, UpstreamRequest
+from voxgate.engines.remote.base import NotSupported, UpstreamConfig, UpstreamError, UpstreamRequest
 from voxgate.engines.remote.config import UpstreamConfigError, parse_spec, parse_upstreams
 from voxgate.engines.remote.pcmstream import AudioFormatError, WavStream
 from voxgate.engines.remote.wire import GPTSOVITS_LANGUAGES, GPTSOVITS_RATE, OPENAI_PCM_RATE
@@ -459,6 +459,11 @@ async def test_gptsovits_kind_sends_the_configured_reference_and_reads_streamed_
             assert dict(request.url.params) == {"text_lang": "en", "prompt_lang": "en"}
             return httpx.Response(400, json={"message": "ref_audio_path is required"})
         sent.append(json.loads(request.content))
+        media = sent[-1]["media_type"]
+        if media == "raw":  # passthrough: raw int16 bytes as they are; api_v2's refusal of a media type
+            return httpx.Response(200, content=b"\x01\x00\x02\x00")
+        if media != "wav":
+            return httpx.Response(400, json={"message": f"media_type: {media} is not supported"})
         return httpx.Response(200, content=_wav(32000, 6400), headers={"content-type": "audio/wav"})
 
     config = parse_spec(f"g=gptsovits+http://gpu:9880?refs={refs}&voices=bob=/refs/bob.wav,/refs/carol.wav"
@@ -467,8 +472,16 @@ async def test_gptsovits_kind_sends_the_configured_reference_and_reads_streamed_
         kind = GptSovitsUpstream(config, http)
         voices = {v.id: v.language for v in await kind.voices()}
         assert voices == {"alice": "zh", "bob": None, "carol": None}
+        assert not kind.encodes("pcm", 32000)  # the model's rate is not known before a WAV answer said it
         pieces = [p async for p in kind.synthesize(UpstreamRequest(text="你好。", voice="alice", speed=1.1))]
         assert sum(len(p.samples) for p in pieces) == 6400 and pieces[0].rate == 32000
+        assert kind.encodes("pcm", 32000) and not kind.encodes("pcm", 24000)
+        assert not any(kind.encodes(fmt, 32000) for fmt in ("wav", "ogg", "aac", "mp3"))
+        raw = [b async for b in kind.encoded(UpstreamRequest(text="Hi.", voice="bob", language="en-US"), "pcm")]
+        assert b"".join(raw) == b"\x01\x00\x02\x00" and sent[-1]["media_type"] == "raw"
+        with pytest.raises(NotSupported, match="media_type: ogg is not supported"):
+            [b async for b in kind.encoded(UpstreamRequest(text="Hi.", voice="bob"), "ogg")]
+        del sent[1:]
         [p async for p in kind.synthesize(UpstreamRequest(text="Hi.", voice="bob", language="en-US"))]
         with pytest.raises(UpstreamError, match="not configured") as missing:
             [p async for p in kind.synthesize(UpstreamRequest(text="Hi.", voice="dave"))]

@@ -95,6 +95,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         ws = upstream.url.replace("http://", "ws://")
         front = start_server(tmp_path_factory.mktemp("front"), "--no-warmup", "--match-bases", "none-needed",
                              "--upstream", f"v=openai+http://127.0.0.1:{proxied.server_address[1]}/v1",
+                             "--upstream", f"g=gptsovits+http://127.0.0.1:{proxied.server_address[1]}"
+                                           f"?voices={VOICE}&prompt_lang=en&text_lang=en",
                              "--upstream", f"cv=cosyvoice+{ws}",
                              "--upstream", f"w=wyoming+tcp://127.0.0.1:{wyoming}",
                              "--upstream", f"dead=openai+http://127.0.0.1:{free_port()}/v1?voices=x&retries=0"
@@ -225,3 +227,44 @@ def test_streamed_text_goes_on_to_the_upstream_in_one_session(pair: Pair, upstre
     # one job on the front, one session on the upstream, for three sentences sent in seven pieces
     assert metric(front, "voxgate_segments_total", engine="upstream") == jobs + 1
     assert metric(up, "voxgate_requests_total", dialect=dialect) == sessions + 1
+
+
+def test_gptsovits_dialect_gets_a_gptsovits_upstreams_raw_bytes(pair: Pair) -> None:
+    """GPT-SoVITS dialect → `gptsovits` upstream (U's own /tts): a wav is encoded by the front from PCM (and
+    tells the kind the model's rate); raw at that rate is then U's raw answer byte for byte."""
+    front, answers = pair.front, pair.proxy.answers
+    del answers[:]
+    fields = {"text": TEXT, "text_lang": "en", "ref_audio_path": f"g:{VOICE}", "prompt_lang": "en",
+              "text_split_method": "cut0", "fragment_interval": 0}
+
+    def tts(**extra: object) -> bytes:
+        response = httpx.post(f"{front.url}/tts", json={**fields, **extra}, timeout=60)
+        assert response.status_code == 200, response.text
+        return response.content
+
+    wav = tts(media_type="wav")  # the front's own whole WAV, from the upstream's PCM (streamed wav)
+    # (and once more to measure the voice's level): PCM the front decodes, levels and encodes
+    assert {(body["media_type"], body["ref_audio_path"]) for body, _ in answers} == {("wav", VOICE)}
+    assert wav not in [answer for _, answer in answers]  # U streams a zero-size header; the front's has sizes
+    seconds = check(*decode(wav), expected_rate=32_000)
+
+    del answers[:]
+    raw = tts(media_type="raw", streaming_mode=1)
+    whole = tts(media_type="raw")  # streaming_mode 0: one body, the same passed bytes
+    assert [body["media_type"] for body, _ in answers] == ["raw", "raw"]
+    assert raw == answers[0][1] and whole == answers[1][1]
+    assert abs(len(pcm16(raw)) / 32_000 - seconds) < 1.0
+    assert rms(pcm16(raw)) > 0.02
+
+    # across dialect and kind the decision is the kind's: raw at 32 kHz is not the openai kind's 24 kHz pcm, nor
+    # the OpenAI dialect's 24 kHz pcm the gptsovits kind's 32 kHz raw: both are PCM the front resamples (the
+    # durations differ a little: U's GPT-SoVITS answers end with its fragment silence, its OpenAI ones do not)
+    del answers[:]
+    crossed = tts(media_type="raw", ref_audio_path=f"v:{VOICE}")
+    assert {body["response_format"] for body, _ in answers} == {"pcm"}
+    assert crossed not in [answer for _, answer in answers]
+    assert abs(len(pcm16(crossed)) / 32_000 - seconds) < 2.0 and rms(pcm16(crossed)) > 0.02
+    del answers[:]
+    openai = speech(front, f"g:{VOICE}", "pcm")
+    assert {body["media_type"] for body, _ in answers} == {"wav"}
+    assert abs(len(pcm16(openai)) / 24_000 - seconds) < 2.0 and rms(pcm16(openai)) > 0.02

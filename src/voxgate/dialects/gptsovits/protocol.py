@@ -140,6 +140,9 @@ class TtsParams(BaseModel):
             text=" ".join(segments), voice=voice, language=self.language or None,
             speed=self.speed_factor, sample_rate=SAMPLE_RATE, segments=tuple(segments),
             seed=self.seed if repeatable else None, engine_options=DETERMINISTIC if repeatable else {},
+            # raw int16 at SAMPLE_RATE is exactly what an upstream sends for `pcm` at that rate, and raw
+            # joins anywhere (fragment silences stay ours); wav/ogg/aac are framed per fragment here: encoded
+            output="pcm" if self.media_type == "raw" else None,
         )
 
 

@@ -216,15 +216,26 @@ class Voices:
         return None
 
 
+Unit = np.ndarray | bytes  # samples, or raw int16 bytes an upstream sent as they are (media_type raw only)
+
+
+def _joined(parts: list[Unit]) -> Unit:
+    """One fragment's parts as one unit: bytes when any part is an upstream's raw bytes."""
+    if any(isinstance(p, bytes) for p in parts):
+        return b"".join(p if isinstance(p, bytes) else int16_bytes(p) for p in parts)
+    return np.concatenate(parts)
+
+
 async def _by_fragment(chunks: AsyncIterator[PcmChunk], plan: Plan, mode: int,
-                       silence: int) -> AsyncGenerator[np.ndarray, None]:
+                       silence: int) -> AsyncGenerator[Unit, None]:
     """Audio units in the original's framing: mode 1 (and 0) one per fragment, 2/3 each piece as it comes.
 
-    `silence` samples follow every fragment that produced audio (as a unit of its own in modes 2/3).
+    `silence` samples follow every fragment that produced audio (as a unit of its own in modes 2/3). A chunk
+    that carries an upstream's own bytes (raw only: TtsParams.to_request) is a unit of those bytes.
     """
     gap = np.zeros(silence, np.float32)
     current: int | None = None
-    parts: list[np.ndarray] = []
+    parts: list[Unit] = []
     try:
         async for chunk in chunks:
             # index -1 is the resampler's tail at the very end: it belongs to the last fragment.
@@ -233,18 +244,19 @@ async def _by_fragment(chunks: AsyncIterator[PcmChunk], plan: Plan, mode: int,
                 else (current or 0)
             if current is not None and fragment != current:
                 if mode < 2:
-                    yield np.concatenate([*parts, gap])
+                    yield _joined([*parts, gap])
                     parts = []
                 elif silence:
                     yield gap
             current = fragment
+            unit = chunk.encoded if chunk.encoded is not None else chunk.samples
             if mode < 2:
-                parts.append(chunk.samples)
+                parts.append(unit)
             else:
-                yield chunk.samples
+                yield unit
         if current is not None:
             if mode < 2:
-                yield np.concatenate([*parts, gap])
+                yield _joined([*parts, gap])
             elif silence:
                 yield gap
     finally:
@@ -253,8 +265,10 @@ async def _by_fragment(chunks: AsyncIterator[PcmChunk], plan: Plan, mode: int,
             await aclose()  # client gone or done: the core drops whatever is still queued
 
 
-def _pack(samples: np.ndarray, media_type: str, encoder: Encoder | None) -> bytes:
+def _pack(samples: Unit, media_type: str, encoder: Encoder | None) -> bytes:
     """One streamed unit: raw int16 (wav after its header, raw), a whole Ogg file, or ADTS frames."""
+    if isinstance(samples, bytes):  # an upstream's raw bytes: untouched
+        return samples
     if media_type == "ogg":
         return encode_all(samples, SAMPLE_RATE, "ogg")
     if encoder is not None:
@@ -262,7 +276,7 @@ def _pack(samples: np.ndarray, media_type: str, encoder: Encoder | None) -> byte
     return int16_bytes(samples)
 
 
-async def _stream_body(units: AsyncGenerator[np.ndarray, None], media_type: str) -> AsyncIterator[bytes]:
+async def _stream_body(units: AsyncGenerator[Unit, None], media_type: str) -> AsyncIterator[bytes]:
     """Streaming framing of §2: wav = 44-byte header with zero sizes, then raw int16; codecs off the loop."""
     encoder = open_encoder("aac", SAMPLE_RATE, streaming=True) if media_type == "aac" else None
     try:
@@ -282,8 +296,10 @@ async def _stream_body(units: AsyncGenerator[np.ndarray, None], media_type: str)
         await units.aclose()
 
 
-def _whole_file(samples: np.ndarray, media_type: str) -> bytes:
+def _whole_file(samples: Unit, media_type: str) -> bytes:
     """A complete file: WAV with true sizes, raw int16, Ogg Vorbis or ADTS AAC."""
+    if isinstance(samples, bytes):  # raw with an upstream's bytes in it
+        return samples
     if media_type == "raw":
         return int16_bytes(samples)
     return encode_all(samples, SAMPLE_RATE, media_type)
@@ -428,8 +444,8 @@ class GptSovits(Dialect):
         return JSONResponse({"message": "success"})
 
 
-async def _whole(stream: SynthesisStream, cut: Plan, silence: int) -> np.ndarray:
-    """Streaming mode 0: every fragment with its silence, as one array."""
+async def _whole(stream: SynthesisStream, cut: Plan, silence: int) -> Unit:
+    """Streaming mode 0: every fragment with its silence, as one array (bytes when an upstream's are in it)."""
     async with stream:
         units = [u async for u in _by_fragment(stream, cut, 0, silence)]
-    return np.concatenate(units) if units else np.zeros(0, np.float32)
+    return _joined(units) if units else np.zeros(0, np.float32)

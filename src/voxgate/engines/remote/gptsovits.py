@@ -35,7 +35,14 @@ import httpx
 
 from voxgate.core.types import Piece
 from voxgate.engines.remote import httpwire
-from voxgate.engines.remote.base import UpstreamConfig, UpstreamDefaults, UpstreamError, UpstreamRequest, UpstreamVoice
+from voxgate.engines.remote.base import (
+    NotSupported,
+    UpstreamConfig,
+    UpstreamDefaults,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamVoice,
+)
 from voxgate.engines.remote.pcmstream import WavStream
 from voxgate.engines.remote.wire import GPTSOVITS_LANGUAGES, GPTSOVITS_RATE, GPTSOVITS_TUNABLE, gptsovits_language
 
@@ -57,6 +64,7 @@ class GptSovitsUpstream(UpstreamDefaults):
         self.http = http
         self.url = httpwire.http_base(config) + "/tts"
         self._refs: dict[str, dict[str, Any]] = {}
+        self._rate: int | None = None  # the model's output rate, once a WAV answer said it (encodes)
         for key in ("text_lang", "prompt_lang"):
             value = config.options.get(key)
             if value is not None and value.lower() not in GPTSOVITS_LANGUAGES:
@@ -149,7 +157,32 @@ class GptSovitsUpstream(UpstreamDefaults):
         body = self._body(request)
         async with httpwire.open_stream(self.http, self.config, "POST", self.url, "synthesis", json=body) as response:
             async for piece in httpwire.stream_pieces(self.config, response, WavStream()):
+                self._rate = piece.rate  # the model's rate, from its WAV header: raw passes through at it
                 yield piece
+
+    # -- passthrough (engines/remote/base.py EncodingKind): the server's own bytes in the client's format --
+
+    def encodes(self, fmt: str, rate: int) -> bool:
+        """Raw pcm (media_type=raw: int16 mono, joins anywhere) at the model's rate, once a WAV answer told it
+        (v2 32 kHz, v3 24 kHz, v4 48 kHz; its raw answer has no header to say so). Not ogg (a whole Ogg file
+        per fragment), aac (ADTS at the model's rate, not the client's) nor streamed wav (sizes zero)."""
+        return fmt == "pcm" and self._rate is not None and rate == self._rate
+
+    async def encoded(self, request: UpstreamRequest, fmt: str) -> AsyncIterator[bytes]:
+        if not self._refs:
+            self._refs = await asyncio.to_thread(self._entries)
+        body = {**self._body(request), "media_type": "raw" if fmt == "pcm" else fmt}
+        try:
+            async with httpwire.open_stream(self.http, self.config, "POST", self.url, "synthesis",
+                                            json=body) as response:
+                async for data in response.aiter_bytes():
+                    yield data
+        except NotSupported:
+            raise
+        except UpstreamError as exc:  # api_v2: 400 "media_type: raw is not supported"
+            if exc.status in (400, 422) and "media_type" in exc.message.lower():
+                raise NotSupported(exc.message, upstream=self.config.name, status=exc.status) from None
+            raise
 
 
 def _object(data: Any, what: str) -> Mapping[str, Any]:
