@@ -27,7 +27,6 @@ import httpx
 from voxgate.core.types import Piece
 from voxgate.engines.remote import httpwire
 from voxgate.engines.remote.base import (
-    NotSupported,
     UpstreamConfig,
     UpstreamDefaults,
     UpstreamError,
@@ -129,17 +128,9 @@ class OpenAIUpstream(UpstreamDefaults):
         url = httpwire.http_base(self.config) + self.prefix + "/audio/speech"
         body = {"model": self.model, "input": request.text, "voice": request.voice, "response_format": fmt,
                 "speed": request.speed}
-        try:
-            async with httpwire.open_stream(self.http, self.config, "POST", url, "synthesis",
-                                            json=body) as response:
-                async for data in response.aiter_bytes():
-                    yield data
-        except NotSupported:
-            raise
-        except UpstreamError as exc:
-            if exc.status in (400, 422) and fmt in exc.message.lower():  # this server has no such format
-                raise NotSupported(exc.message, upstream=self.config.name, status=exc.status) from None
-            raise
+        async for data in httpwire.stream_bytes(self.http, self.config, "POST", url,
+                                                lambda exc: fmt in exc.message.lower(), json=body):
+            yield data  # a 400/422 naming the format: this server has no such format
 
 
 def _voice(name: str, display: str | None = None, language: str | None = None,
