@@ -119,10 +119,12 @@ class OpenAIUpstream(UpstreamDefaults):
     # -- passthrough (engines/remote/base.py EncodingKind): the server's own bytes in the client's format --
 
     def encodes(self, fmt: str, rate: int) -> bool:
-        """OpenAI's formats: raw pcm only at the server's `pcm_rate` (and while it has not refused pcm)."""
-        if fmt == "pcm":
-            return self.format == "pcm" and rate == self.pcm_rate
-        return fmt in PASSED_FORMATS
+        """OpenAI's formats at the server's rate (`pcm_rate`: a server's files are at the rate of its pcm), so a
+        dialect of another rate (Flash-TTS's 16 kHz) gets no file of 24 kHz; raw pcm only while the server has
+        not refused it."""
+        if rate != self.pcm_rate:
+            return False
+        return self.format == "pcm" if fmt == "pcm" else fmt in PASSED_FORMATS
 
     async def encoded(self, request: UpstreamRequest, fmt: str) -> AsyncIterator[bytes]:
         url = httpwire.http_base(self.config) + self.prefix + "/audio/speech"
