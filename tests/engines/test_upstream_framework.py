@@ -93,6 +93,12 @@ def test_wire_constants_agree_with_the_dialects() -> None:
     from voxgate.dialects.openai.protocol import PCM_RATE
 
     assert OPENAI_PCM_RATE == PCM_RATE and GPTSOVITS_RATE == SAMPLE_RATE
+    from voxgate.audio.pcm import wav_header
+    from voxgate.dialects.alltalk.service import STREAM_RATE
+    from voxgate.engines.remote.wire import ALLTALK_STREAM_HEADER, ALLTALK_STREAM_RATE
+
+    assert ALLTALK_STREAM_RATE == STREAM_RATE
+    assert ALLTALK_STREAM_HEADER == wav_header(STREAM_RATE, unknown="zero")
     assert set(GPTSOVITS_LANGUAGES) == set(LANGUAGES)
 
 

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import numpy as np
@@ -55,8 +56,11 @@ class Proxy:
             def _forward(self, body: bytes | None) -> None:
                 response = httpx.request(self.command, proxy.target + self.path, content=body, timeout=60,
                                          headers={"Content-Type": self.headers.get("Content-Type", "")})
-                if body is not None:
-                    proxy.answers.append((json.loads(body), response.content))
+                if body is not None:  # JSON bodies; an AllTalk form as its fields
+                    asked = json.loads(body) if body.startswith(b"{") else dict(parse_qsl(body.decode()))
+                    proxy.answers.append((asked, response.content))
+                elif self.path.startswith("/api/tts-generate-streaming?"):  # AllTalk's streaming call: its query
+                    proxy.answers.append((dict(parse_qsl(urlsplit(self.path).query)), response.content))
                 self.send_response(response.status_code)
                 self.send_header("Content-Type", response.headers.get("content-type", ""))
                 self.send_header("Content-Length", str(len(response.content)))
@@ -98,9 +102,13 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
                              "--upstream", f"g=gptsovits+http://127.0.0.1:{proxied.server_address[1]}"
                                            f"?voices={VOICE}&prompt_lang=en&text_lang=en",
                              "--upstream", f"cv=cosyvoice+{ws}",
+                             "--upstream", f"fl=flashtts+http://127.0.0.1:{proxied.server_address[1]}",
+                             "--upstream", f"at=alltalk+http://127.0.0.1:{proxied.server_address[1]}",
                              "--upstream", f"w=wyoming+tcp://127.0.0.1:{wyoming}",
                              "--upstream", f"dead=openai+http://127.0.0.1:{free_port()}/v1?voices=x&retries=0"
                                            "&fallback=1&language=en-US",
+                             "--upstream", f"dead16=openai+http://127.0.0.1:{free_port()}/v1?voices=x&retries=0"
+                                           "&fallback=1&language=en-US&pcm_rate=16000",
                              "--upstream-refresh", "600")
     except BaseException:
         proxied.shutdown()
@@ -268,3 +276,89 @@ def test_gptsovits_dialect_gets_a_gptsovits_upstreams_raw_bytes(pair: Pair) -> N
     openai = speech(front, f"g:{VOICE}", "pcm")
     assert {body["media_type"] for body, _ in answers} == {"wav"}
     assert abs(len(pcm16(openai)) / 24_000 - seconds) < 2.0 and rms(pcm16(openai)) > 0.02
+
+
+def flash(server: Server, path: str, **fields: object) -> bytes:
+    response = httpx.post(f"{server.url}{path}", json=fields, timeout=60)
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def test_flash_dialect_gets_a_flashtts_upstreams_streamed_bytes(pair: Pair) -> None:
+    """Flash-TTS dialect → `flashtts` upstream (U's own /speak): a streamed answer at the engine's rate (both
+    16 kHz, as /server_info says) is U's answer byte for byte, in every format; a whole file (stream false), a
+    pitch level or another rate (the Flash-shaped /v1/audio/speech at 24 kHz) is decoded and encoded again."""
+    front, answers = pair.front, pair.proxy.answers
+    del answers[:]
+    voice = f"fl:{VOICE}"
+    mp3 = flash(front, "/speak", text=TEXT, name=voice, stream=True, response_format="mp3")
+    assert [(b["text"], b["name"], b["response_format"], b["stream"]) for b, _ in answers] == \
+        [(TEXT, VOICE, "mp3", True)]  # one container: the whole text is one request (and no calibration)
+    assert mp3 == answers[0][1]
+    seconds = check(*decode(mp3), expected_rate=16_000)
+
+    del answers[:]
+    pcm = flash(front, "/speak", text=TEXT, name=voice, stream=True, response_format="pcm")
+    assert [b["response_format"] for b, _ in answers] == ["pcm", "pcm"]  # raw joins: one request per segment
+    assert pcm == answers[0][1] + answers[1][1]
+    assert abs(len(pcm16(pcm)) / 16_000 - seconds) < 0.5 and rms(pcm16(pcm)) > 0.02
+
+    # what cannot pass is asked for as WAV (PCM) and encoded by the front
+    del answers[:]
+    whole = flash(front, "/speak", text=TEXT, name=voice, stream=False, response_format="mp3")
+    pitched = flash(front, "/speak", text=TEXT, name=voice, stream=True, response_format="mp3", pitch="high")
+    rated = flash(front, "/v1/audio/speech", model="spark", input=TEXT, voice=voice, response_format="mp3")
+    assert {b["response_format"] for b, _ in answers} == {"wav"}
+    assert not {whole, pitched, rated} & {answer for _, answer in answers}
+    assert abs(check(*decode(whole), expected_rate=16_000) - seconds) < 1.0
+    assert abs(check(*decode(pitched), expected_rate=16_000) - seconds) < 1.0
+    assert abs(check(*decode(rated)) - seconds) < 1.0  # 24 kHz: that route's rate, not the upstream's 16 kHz
+
+    # an openai upstream's files are at its 24 kHz: not this dialect's 16 kHz, so they are encoded again
+    del answers[:]
+    crossed = flash(front, "/speak", text=TEXT, name=f"v:{VOICE}", stream=True, response_format="mp3")
+    assert {b["response_format"] for b, _ in answers} == {"pcm"}
+    assert abs(check(*decode(crossed), expected_rate=16_000) - seconds) < 1.0
+
+    # an upstream that is down (`dead16`: an openai upstream of 16 kHz, whose pcm would pass): the local fallback
+    # voice speaks before any upstream bytes, in the client's format
+    fallback = flash(front, "/speak", text=TEXT, name="dead16:x", stream=True, response_format="pcm")
+    assert 3.0 < len(pcm16(fallback)) / 16_000 < 12.0 and rms(pcm16(fallback)) > 0.02
+
+
+def alltalk_stream(server: Server, voice: str) -> bytes:
+    response = httpx.get(f"{server.url}/api/tts-generate-streaming", timeout=60,
+                         params={"text": TEXT, "voice": voice, "language": "en", "output_file": "x"})
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+def test_alltalk_dialect_gets_an_alltalk_upstreams_streamed_bytes(pair: Pair) -> None:
+    """AllTalk dialect → `alltalk` upstream (U's own streaming route): the client gets U's streamed WAV — its
+    zero-size 24 kHz header, then its int16 PCM — byte for byte (raw joins: one request per segment, each
+    answer's header left out after the first). Any kind whose 24 kHz PCM passes (openai) does too; a kind that
+    cannot (cosyvoice) is decoded and written again."""
+    from voxgate.audio.pcm import wav_header
+
+    front, answers = pair.front, pair.proxy.answers
+    header = wav_header(24_000, unknown="zero")
+    del answers[:]
+    through = alltalk_stream(front, f"at:{VOICE}")
+    assert [(q["text"], q["voice"], q["language"]) for q, _ in answers] == \
+        [(TEXT[:34], VOICE, "en"), (TEXT[35:], VOICE, "en")]
+    assert all(answer.startswith(header) for _, answer in answers)
+    assert through == answers[0][1] + answers[1][1][len(header):]
+    seconds = len(pcm16(through[44:])) / 24_000
+    assert 3.0 < seconds < 12.0 and rms(pcm16(through[44:])) > 0.02
+
+    del answers[:]
+    crossed = alltalk_stream(front, f"v:{VOICE}")
+    assert [b["response_format"] for b, _ in answers] == ["pcm", "pcm"]
+    assert crossed == header + answers[0][1] + answers[1][1]
+
+    # decoded and written again: a kind that cannot pass (cosyvoice), and the local fallback of an upstream that
+    # is down (`dead` is an openai upstream whose pcm would pass: it fails before any bytes)
+    for voice in (f"cv:{VOICE}", "dead:x"):
+        decoded = alltalk_stream(front, voice)
+        assert decoded.startswith(header)
+        assert 3.0 < len(pcm16(decoded[44:])) / 24_000 < 12.0 and rms(pcm16(decoded[44:])) > 0.02
