@@ -467,3 +467,11 @@ def test_cosyvoice_dialect_gets_a_cosyvoice_upstreams_pcm(pair: Pair) -> None:
     assert rate == 24_000 and rms(audio) > 0.02
     total = sum(len(decode(base64.b64decode(str(m["data"])))[0]) for m in files) / 24_000
     assert abs(total - seconds) < 1.5
+
+    # another dialect, the same kind: the OpenAI dialect's 24 kHz pcm is U's messages' bytes (one upstream
+    # session per segment, raw joins)
+    del sent[:]
+    openai = speech(front, voice, "pcm")
+    assert {(m["audio_format"], m["sample_rate"]) for m in sent if m.get("data")} == {("pcm", 24_000)}
+    assert openai == b"".join(base64.b64decode(str(m["data"])) for m in sent if m.get("data"))
+    assert rms(pcm16(openai)) > 0.02
