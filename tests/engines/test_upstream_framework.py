@@ -93,6 +93,12 @@ def test_wire_constants_agree_with_the_dialects() -> None:
     from voxgate.dialects.openai.protocol import PCM_RATE
 
     assert OPENAI_PCM_RATE == PCM_RATE and GPTSOVITS_RATE == SAMPLE_RATE
+    from voxgate.audio.pcm import wav_header
+    from voxgate.dialects.alltalk.service import STREAM_RATE
+    from voxgate.engines.remote.wire import ALLTALK_STREAM_HEADER, ALLTALK_STREAM_RATE
+
+    assert ALLTALK_STREAM_RATE == STREAM_RATE
+    assert ALLTALK_STREAM_HEADER == wav_header(STREAM_RATE, unknown="zero")
     assert set(GPTSOVITS_LANGUAGES) == set(LANGUAGES)
 
 
@@ -525,4 +531,59 @@ async def test_text_sessions_leave_one_slot_to_ordinary_requests() -> None:
         await queue.put(None)
         assert await asyncio.wait_for(_drain(run), 5) == []
     assert backend.sessions == 0 and backend.streams_text()
+    backend.close()
+
+
+class EncodingSessionKind(SessionKind):
+    """A session kind that can send raw pcm at 24 kHz (a cosyvoice upstream's `stream_encoded`); `refuse`: it
+    turns the format down before any bytes (NotSupported)."""
+
+    refuse = False
+    pcm_sessions = 0
+
+    def encodes(self, fmt: str, rate: int) -> bool:
+        return fmt == "pcm" and rate == 24000
+
+    async def encoded(self, request: UpstreamRequest, fmt: str) -> AsyncIterator[bytes]:
+        yield b"\x01\x00"
+
+    async def stream_text(self, request: UpstreamRequest, texts: AsyncIterator[str]) -> AsyncIterator[Piece]:
+        self.pcm_sessions += 1
+        async for piece in super().stream_text(request, texts):
+            yield piece
+
+    async def stream_encoded(self, request: UpstreamRequest, texts: AsyncIterator[str],
+                             fmt: str) -> AsyncIterator[bytes]:
+        if self.refuse:
+            raise NotSupported("no pcm here")
+        async for text in texts:
+            yield text.encode()
+
+
+async def test_a_text_session_passes_its_bytes_and_is_not_asked_again_after_a_refusal() -> None:
+    """A forwarded session that asks for the client's format gets the kind's own bytes; a refusal (before any
+    bytes) fails the session instead of asking for PCM, whose text the refused session already consumed (the
+    core then cuts the kept text into segments: core/textstream.py)."""
+    from voxgate.core.types import Output
+
+    config = UpstreamConfig(name="up", kind="cosyvoice", url="ws://x", timeout=5, connect_timeout=0.1,
+                            concurrency=3, retries=0)
+    kind = EncodingSessionKind(config, Script([]))
+    backend = RemoteBackend(kind)  # type: ignore[arg-type]
+
+    async def texts(*items: str) -> AsyncIterator[str]:
+        for item in items:
+            yield item
+
+    job = _job()
+    job.texts, job.output = texts("one ", "two"), Output("pcm", 24000)
+    pieces = await asyncio.wait_for(_drain(backend.generate(job)), 5)
+    assert [p.encoded for p in pieces] == [b"one ", b"two"] and kind.pcm_sessions == 0
+
+    kind.refuse = True
+    job = _job()
+    job.texts, job.output = texts("one"), Output("pcm", 24000)
+    with pytest.raises(EngineFailure, match="no pcm here"):
+        await asyncio.wait_for(_drain(backend.generate(job)), 5)
+    assert kind.pcm_sessions == 0
     backend.close()

@@ -254,6 +254,37 @@ def test_wav_stream_any_split() -> None:
     assert rate == 16_000 and len(whole) == len(samples)
 
 
+async def test_alltalk_passes_its_stream_only_behind_alltalks_own_header() -> None:
+    """AllTalk passthrough (`encoded`): the body after the 24 kHz zero-size header, however the chunks cut it;
+    another header (another rate) or a 400 "Streaming not supported" is NotSupported before any bytes, and the
+    kind no longer offers raw pcm after the former. Scripted upstream: the wire logic alone."""
+    from voxgate.engines.remote.wire import ALLTALK_STREAM_HEADER
+
+    body = bytes(range(200))
+    rates = [24_000, 22_050]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("voice") == "mute.wav":
+            return httpx.Response(400, json={"error": "Invalid value: Streaming not supported by current TTS engine"})
+        rate = rates.pop(0)
+        header = ALLTALK_STREAM_HEADER[:24] + struct.pack("<II", rate, 2 * rate) + ALLTALK_STREAM_HEADER[32:]
+        return httpx.Response(200, content=cut(header + body), headers={"Content-Type": "audio/wav"})
+
+    async def cut(data: bytes) -> AsyncIterator[bytes]:  # 7-byte chunks: the header arrives in pieces
+        for start in range(0, len(data), 7):
+            yield data[start:start + 7]
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        kind = AllTalkUpstream(UpstreamConfig("at", "alltalk", "http://gpu-box:7851"), http)
+        assert kind.encodes("pcm", 24_000) and not kind.encodes("pcm", 22_050) and not kind.encodes("wav", 24_000)
+        with pytest.raises(NotSupported):
+            [b async for b in kind.encoded(UpstreamRequest("Hi.", "mute.wav"), "pcm")]
+        assert b"".join([b async for b in kind.encoded(UpstreamRequest("Hi.", "v.wav"), "pcm")]) == body
+        with pytest.raises(NotSupported):
+            [b async for b in kind.encoded(UpstreamRequest("Hi.", "v.wav"), "pcm")]  # a 22.05 kHz header
+        assert not kind.encodes("pcm", 24_000)
+
+
 async def test_alltalk_engine_that_cannot_stream() -> None:
     """AllTalk's 400 "Streaming not supported" → /api/tts-generate, and the file is fetched from the configured
     upstream only, whatever host the answer names (legacy mode's absolute URL). Scripted upstream: the wire

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 
 from voxgate.core.parts import from_ssml
 from voxgate.core.service import SENTENCE_ENDS, SynthesisService, SynthesisStream, reading_language
-from voxgate.core.types import SynthesisRequest
+from voxgate.core.types import PcmChunk, SynthesisRequest
 from voxgate.engines.base import VoiceInfo
 from voxgate.errors import EngineFailure, InputTooLong, InvalidInput, VoxgateError
 from voxgate.scheduling.backend import SegmentJob
@@ -129,6 +129,9 @@ class TextStream(SynthesisStream):
         self._source: _Forwarded | None = None  # the session's text, once it is open
         self._session: SegmentJob | None = None
         self._forwarded: list[str] = []  # its text so far, kept until its first audio (to cut it after all)
+        # The session's audio in the client's format, when it passes through as the upstream's own bytes (the
+        # one rule, SynthesisService.passthrough, for the session's voice); segments cut here never do.
+        self._passing = service.passthrough(request, [(0, "", voice, None)]) if forward else None
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -237,7 +240,7 @@ class TextStream(SynthesisStream):
             voicing = self._voicing(self.voice)
             self._source = _Forwarded(self._policy.idle_end, self.finish)
             self._session = SegmentJob(voicing.voice, "", voicing.params, time.monotonic(), urgent=True,
-                                       post=voicing.post, texts=self._source)
+                                       post=voicing.post, texts=self._source, output=self._passing)
             run = self._service.backend.generate(self._session)
             self._service.metrics.segments.labels(voicing.voice.engine).inc()
             self._inflight.append((self._next_index, "", self._session, run, voicing))
@@ -249,6 +252,15 @@ class TextStream(SynthesisStream):
         else:
             self._forwarded.append(text)
         self._source.put(text)
+
+    def _emit_encoded(self, data: bytes, index: int, text: str) -> PcmChunk:
+        """The session's passed bytes: counted as audio (raw pcm) as the base class counts its own."""
+        chunk = super()._emit_encoded(data, index, text)
+        if self.output is None and self._passing is not None and self._passing.format == "pcm":
+            seconds = len(data) / 2 / self.sample_rate
+            self._delivered += seconds
+            self._service.metrics.audio_seconds.inc(seconds)
+        return chunk
 
     def _end_forward(self) -> None:
         """No more text goes to the session (the input ended, or SSML came): it ends once it has spoken."""

@@ -158,7 +158,9 @@ class AllTalk:
 
         Returns the body and a closer that ends whichever part is being synthesized when the response ends.
         """
-        request = self._script(params, plan, STREAM_RATE)
+        # output "pcm": an upstream voice's own int16 bytes pass through (SynthesisService.passthrough); the
+        # alltalk kind's come from AllTalk's streaming route behind the same header as this one's
+        request = replace(self._script(params, plan, STREAM_RATE), output="pcm")
         opened: list[SynthesisStream] = [await self.ctx.service.open(request)]
         chunks = await first_then_rest(opened[0])
 
@@ -166,7 +168,7 @@ class AllTalk:
             yield wav_header(STREAM_RATE, unknown="zero")
             try:
                 async for chunk in chunks:
-                    yield int16_bytes(chunk.samples)
+                    yield chunk.encoded if chunk.encoded is not None else int16_bytes(chunk.samples)
             except VoxgateError as exc:  # after the header an error can only end the stream
                 _LOG.warning("AllTalk stream ended early: %s", exc)
             finally:

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -81,30 +82,35 @@ class Session:
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
 
-    def _file(self, samples: np.ndarray) -> str:
-        return base64.b64encode(encode_all(samples, self._rate, self._format)).decode("ascii")
+    def _file(self, audio: np.ndarray | bytes) -> str:
+        data = audio if isinstance(audio, bytes) else encode_all(audio, self._rate, self._format)
+        return base64.b64encode(data).decode("ascii")
 
     async def _send(self, message: dict[str, Any]) -> None:
         if not self.cancelled:
             await self._link.send(message)
 
-    async def _send_audio(self, samples: np.ndarray) -> None:
-        data = await asyncio.to_thread(self._file, samples)
+    async def _send_audio(self, audio: np.ndarray | bytes) -> None:
+        """One message: samples encoded as a file of the session's format, or raw pcm bytes an upstream sent
+        (passed through: they are already that file)."""
+        data = self._file(audio) if isinstance(audio, bytes) else await asyncio.to_thread(self._file, audio)
         await self._send({"id": self.id, "error": False, "is_end": False, "index": self.count, "data": data,
                                "audio_format": self._format, "sample_rate": self._file_rate})
         self.count += 1
 
-    async def _next_chunk(self) -> np.ndarray | None:
+    async def _next_chunk(self) -> np.ndarray | bytes | None:
+        """The next piece: samples, or an upstream's own raw pcm bytes (request.output, set for pcm)."""
         try:
-            return (await anext(self._stream)).samples
+            chunk = await anext(self._stream)
         except StopAsyncIteration:
             return None
+        return chunk.encoded if chunk.encoded is not None else chunk.samples
 
     async def _pump(self) -> None:
         """Send each piece of audio as it comes; a piece that is ready at once (such as the resampler's last
         few milliseconds) joins the one before it, so no message is delayed and none is a sliver."""
-        held: np.ndarray | None = None
-        nxt: asyncio.Future[np.ndarray | None] | None = None
+        held: np.ndarray | bytes | None = None
+        nxt: asyncio.Future[np.ndarray | bytes | None] | None = None
         try:
             while True:
                 nxt = asyncio.ensure_future(self._next_chunk())
@@ -113,13 +119,16 @@ class Session:
                         if nxt.done():
                             break
                         await asyncio.sleep(0)
-                    if not nxt.done() and len(held) >= MIN_MESSAGE * self._rate:
+                    if not nxt.done() and _samples(held) >= MIN_MESSAGE * self._rate:
                         await self._send_audio(held)
                         held = None
                 samples = await nxt
                 if samples is None:
                     break
-                held = samples if held is None else np.concatenate([held, samples])
+                if held is not None and isinstance(held, bytes) != isinstance(samples, bytes):
+                    await self._send_audio(held)  # passed bytes and samples never share a message
+                    held = None
+                held = samples if held is None else _join(held, samples)
             if held is not None and len(held):
                 await self._send_audio(held)
             await self._send({"id": self.id, "error": False, "is_end": True, "index": self.count,
@@ -131,6 +140,17 @@ class Session:
             if nxt is not None and not nxt.done():
                 nxt.cancel()
             await self._stream.aclose()
+
+
+def _samples(audio: np.ndarray | bytes) -> int:
+    return len(audio) // 2 if isinstance(audio, bytes) else len(audio)
+
+
+def _join(held: np.ndarray | bytes, more: np.ndarray | bytes) -> np.ndarray | bytes:
+    if isinstance(held, bytes) and isinstance(more, bytes):
+        return held + more  # raw pcm joins
+    assert isinstance(held, np.ndarray) and isinstance(more, np.ndarray)
+    return np.concatenate([held, more])
 
 
 class Link:
@@ -188,7 +208,10 @@ class Link:
         params = StreamStart.model_validate(message).req_params
         voice = speaker(self._ctx, params.prompt_id)
         file_rate = params.check()
-        stream = await open_text_stream(self._ctx.service, params.to_request(voice))
+        request = params.to_request(voice)
+        if params.audio_format == "pcm":  # raw pcm joins: an upstream's own bytes may pass (core passthrough)
+            request = replace(request, output="pcm")
+        stream = await open_text_stream(self._ctx.service, request)
         self._ctx.metrics.requests.labels(DIALECT).inc()
         return Session(self, stream, params, file_rate)
 

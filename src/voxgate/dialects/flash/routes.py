@@ -206,7 +206,9 @@ class Speaker:
                 samples = await unless_disconnected(request, self._whole(requests))
                 data = await asyncio.to_thread(encode_all, samples, rate, fmt)
                 return Response(data, media_type=CONTENT_TYPES[fmt], headers=_headers(fmt, False))
-            first = await self._ctx.service.open(self._script(requests))
+            # output: an upstream voice's own bytes in `fmt` pass through (SynthesisService.passthrough); the
+            # flashtts kind's are a streamed /speak answer, one container as this stream is
+            first = await self._ctx.service.open(replace(self._script(requests), output=fmt))
             chunks = await first_then_rest(first)
             body = encode_stream(chunks, open_encoder(fmt, rate, streaming=True))
 

@@ -11,6 +11,7 @@ AllTalk has no API to add a voice: clone() is NotSupported (copy the WAV into it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -21,8 +22,16 @@ import httpx
 
 from voxgate.core.types import Piece
 from voxgate.engines.remote import httpwire
-from voxgate.engines.remote.base import UpstreamConfig, UpstreamDefaults, UpstreamError, UpstreamRequest, UpstreamVoice
+from voxgate.engines.remote.base import (
+    NotSupported,
+    UpstreamConfig,
+    UpstreamDefaults,
+    UpstreamError,
+    UpstreamRequest,
+    UpstreamVoice,
+)
 from voxgate.engines.remote.pcmstream import AudioFormatError, WavStream, decode_file
+from voxgate.engines.remote.wire import ALLTALK_STREAM_HEADER, ALLTALK_STREAM_RATE
 
 _LOG = logging.getLogger(__name__)
 LANGUAGES = ("ar", "zh-cn", "cs", "nl", "en", "fr", "de", "hu", "hi", "it", "ja", "ko", "pl", "pt", "ru", "es",
@@ -54,6 +63,7 @@ class AllTalkUpstream(UpstreamDefaults):
         self._http = http
         self._language = config.options.get("language", "en")
         self._streams = config.options.get("stream", "true").lower() not in ("0", "false", "no")
+        self._raw = True  # its streams start with the header AllTalk's own (and voxgate's) streaming route writes
 
     async def voices(self) -> list[UpstreamVoice]:
         answer = await httpwire.request_json(self._http, self.config, "GET", "/api/voices", "listing voices")
@@ -66,12 +76,14 @@ class AllTalkUpstream(UpstreamDefaults):
     def synthesize(self, request: UpstreamRequest) -> AsyncIterator[Piece]:
         return self._speak(request)
 
+    def _stream_call(self, request: UpstreamRequest, language: str) -> tuple[str, dict[str, str]]:
+        url = httpwire.http_base(self.config) + "/api/tts-generate-streaming"
+        return url, {"text": request.text, "voice": request.voice, "language": language, "output_file": OUTPUT_NAME}
+
     async def _speak(self, request: UpstreamRequest) -> AsyncIterator[Piece]:
         language = language_code(request.language, self._language)
         if self._streams and request.speed == 1.0:
-            url = httpwire.http_base(self.config) + "/api/tts-generate-streaming"
-            params = {"text": request.text, "voice": request.voice, "language": language,
-                      "output_file": OUTPUT_NAME}
+            url, params = self._stream_call(request, language)
             try:
                 async with httpwire.open_stream(self._http, self.config, "GET", url, "synthesis",
                                                 params=params) as response:
@@ -110,6 +122,36 @@ class AllTalkUpstream(UpstreamDefaults):
 
     async def health(self) -> bool:
         return await httpwire.answers(self._http, self.config, "/api/ready")
+
+    # -- passthrough (engines/remote/base.py EncodingKind): the server's own bytes in the client's format --
+
+    def encodes(self, fmt: str, rate: int) -> bool:
+        """Raw pcm at 24 kHz: the body of AllTalk's streaming WAV after its header, which is the very header the
+        AllTalk dialect's streaming route writes (a 0-frame header, 24 kHz mono 16-bit), so header + body reach
+        the client as the upstream sent them. While it streams (speed 1; not after a 400 "Streaming not
+        supported") and until an answer came with another header."""
+        return fmt == "pcm" and rate == ALLTALK_STREAM_RATE and self._streams and self._raw
+
+    async def encoded(self, request: UpstreamRequest, fmt: str) -> AsyncIterator[bytes]:
+        url, params = self._stream_call(request, language_code(request.language, self._language))
+        head = b""
+        answer = httpwire.stream_bytes(self._http, self.config, "GET", url, lambda exc: NOT_STREAMING in exc.message,
+                                       params=params)
+        async with contextlib.aclosing(answer):  # closes the upstream request however this ends
+            async for data in answer:
+                if len(head) < len(ALLTALK_STREAM_HEADER):
+                    head += data
+                    if len(head) < len(ALLTALK_STREAM_HEADER):
+                        continue
+                    if not head.startswith(ALLTALK_STREAM_HEADER):  # another rate or layout: decode it instead
+                        self._raw = False
+                        raise NotSupported(f"its stream's header is not AllTalk's 24 kHz one: {head[:44]!r}",
+                                           upstream=self.config.name)
+                    data = head[len(ALLTALK_STREAM_HEADER):]
+                if data:
+                    yield data
+        if len(head) < len(ALLTALK_STREAM_HEADER):
+            raise httpwire.failed(self.config, "synthesis", None, "the stream ended inside its WAV header")
 
 
 def _file_path(answer: dict[str, Any]) -> str | None:

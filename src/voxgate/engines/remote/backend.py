@@ -21,7 +21,8 @@ Per job:
   holds them, when the kind can send it (`kind.encodes`; option `passthrough=0` turns it off); a kind that
   then finds the upstream refuses the format (NotSupported before any audio) is asked for PCM instead;
 - a job whose text keeps coming (`job.texts`, a client's text stream forwarded by the core) is one session
-  of the kind's `stream_text`, when the kind takes streamed text (`stream_text=0` turns it off); it is never
+  of the kind's `stream_text` (its `stream_encoded` when the job asks for the client's format and the kind can
+  send it), when the kind takes streamed text (`stream_text=0` turns it off); it is never
   retried (its text was consumed) and never failed over here (the text stream falls back to segments), and
   while its text source waits for the client the upstream's silence is no timeout;
 - closing the iterator, or `abort(job)`, cancels the task, which closes the kind's iterator and so the
@@ -350,6 +351,9 @@ class RemoteBackend:
         output = getattr(job, "output", None)
         texts = getattr(job, "texts", None)
         if texts is not None:
+            if encoded and output is not None:  # the session's own bytes (kind.stream_encoded)
+                return _wrapped(self.kind.stream_encoded(request, texts, output.format),  # type: ignore[attr-defined]
+                                output.rate)
             return self.kind.stream_text(request, texts)  # type: ignore[attr-defined]
         if not encoded or output is None:
             return self.kind.synthesize(request)
@@ -357,14 +361,15 @@ class RemoteBackend:
 
     async def _attempt(self, request: UpstreamRequest, job: Any, emit: Callable[[Piece], None]) -> None:
         output = getattr(job, "output", None)
-        encoded = (output is not None and job.post is None and getattr(job, "texts", None) is None
-                   and self.encodes(output.format, output.rate))
+        texts = getattr(job, "texts", None)
+        encoded = (output is not None and job.post is None and self.encodes(output.format, output.rate)
+                   and (texts is None or getattr(self.kind, "stream_encoded", None) is not None))
         if encoded:
             try:
                 await self._attempt_with(request, job, emit, True)
                 return
             except NotSupported as exc:
-                if exc.sent:
+                if exc.sent or texts is not None:  # a session's text was consumed: it cannot be asked again
                     raise
                 _LOG.info("upstream %s cannot send %s (%s); asking for PCM", self.name, output.format, exc)
         await self._attempt_with(request, job, emit, False)

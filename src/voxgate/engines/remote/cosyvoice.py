@@ -27,7 +27,7 @@ import numpy as np
 
 from voxgate.core.types import Piece
 from voxgate.engines.remote import httpwire
-from voxgate.engines.remote.base import UpstreamConfig, UpstreamError, UpstreamRequest, UpstreamVoice
+from voxgate.engines.remote.base import NotSupported, UpstreamConfig, UpstreamError, UpstreamRequest, UpstreamVoice
 from voxgate.engines.remote.pcmstream import AudioFormatError, Int16Decoder, decode_file
 
 _LOG = logging.getLogger(__name__)
@@ -54,12 +54,62 @@ class CosyVoiceUpstream:
         return [UpstreamVoice(id=str(i), name=str(i), sample_rate=self._rate) for i in ids]
 
     def synthesize(self, request: UpstreamRequest) -> AsyncIterator[Piece]:
-        return self._session(request, None)
+        return self._pieces(request, None)
 
     def stream_text(self, request: UpstreamRequest, texts: AsyncIterable[str]) -> AsyncIterator[Piece]:
         """Text that arrives in pieces (`request.text` first, then each of `texts`) spoken in one session:
         every piece is sent as soon as it comes, so the upstream starts on the first clause."""
-        return self._session(request, texts)
+        return self._pieces(request, texts)
+
+    # -- passthrough (engines/remote/base.py EncodingKind): the server's own bytes in the client's format --
+
+    def encodes(self, fmt: str, rate: int) -> bool:
+        """Raw pcm at the rate this kind asks for (`sample_rate`, default 24 kHz): each message's data is
+        int16 mono, and raw joins, so the messages' bytes are the client's whatever the front's message
+        boundaries. Not the other formats: each of the original's messages is a file of its own (a WAV header
+        that always says 24 kHz, an mp3 with its own padding), so they pass only message for message."""
+        return fmt == "pcm" and rate == self._rate
+
+    async def encoded(self, request: UpstreamRequest, fmt: str) -> AsyncIterator[bytes]:
+        async with contextlib.aclosing(self._raw(request, None)) as data:
+            async for blob in data:
+                yield blob
+
+    async def stream_encoded(self, request: UpstreamRequest, texts: AsyncIterable[str],
+                             fmt: str) -> AsyncIterator[bytes]:
+        """stream_text's session, its messages' raw pcm bytes as they are (see encodes)."""
+        async with contextlib.aclosing(self._raw(request, texts)) as data:
+            async for blob in data:
+                yield blob
+
+    async def _pieces(self, request: UpstreamRequest, texts: AsyncIterable[str] | None) -> AsyncIterator[Piece]:
+        sent = False
+        async with contextlib.aclosing(self._session(request, texts)) as messages:
+            async for message in messages:
+                samples, rate = self._audio(message, sent)
+                if len(samples):
+                    sent = True
+                    yield Piece(samples, rate)
+
+    async def _raw(self, request: UpstreamRequest, texts: AsyncIterable[str] | None) -> AsyncIterator[bytes]:
+        sent = False
+        async with contextlib.aclosing(self._session(request, texts)) as messages:
+            async for message in messages:
+                fmt = str(message.get("audio_format") or "pcm").lower()
+                rate = int(message.get("sample_rate") or self._rate)
+                if fmt != "pcm" or rate != self._rate:
+                    error = f"it sent {fmt} at {rate} Hz for pcm at {self._rate} Hz"
+                    if not sent:
+                        raise NotSupported(error, upstream=self.config.name)
+                    raise httpwire.failed(self.config, "synthesis", None, error, sent=True)
+                try:
+                    blob = base64.b64decode(message["data"], validate=True)
+                except (binascii.Error, ValueError) as exc:
+                    raise httpwire.failed(self.config, "synthesis", None, f"audio that does not decode: {exc}",
+                                          sent=sent) from None
+                if blob:
+                    sent = True
+                    yield blob
 
     async def _connect(self) -> Any:
         from websockets.asyncio.client import connect
@@ -118,7 +168,9 @@ class CosyVoiceUpstream:
                         from exc
         raise AssertionError("unreachable")
 
-    async def _session(self, request: UpstreamRequest, texts: AsyncIterable[str] | None) -> AsyncIterator[Piece]:
+    async def _session(self, request: UpstreamRequest,
+                       texts: AsyncIterable[str] | None) -> AsyncIterator[dict[str, Any]]:
+        """The session's audio messages (those with data), in order."""
         from websockets.exceptions import ConnectionClosed
 
         ws = await self._begin(request, whole=texts is None)
@@ -142,10 +194,9 @@ class CosyVoiceUpstream:
                 if message.get("is_end"):
                     clean = sender is None or sender.done()
                     return
-                samples, rate = self._audio(message, sent)
-                if len(samples):
+                if message.get("data"):
                     sent = True
-                    yield Piece(samples, rate)
+                    yield message
         finally:
             if sender is not None:
                 sender.cancel()

@@ -22,6 +22,7 @@ from voxgate.engines.remote.base import UpstreamConfig, UpstreamDefaults, Upstre
 from voxgate.engines.remote.pcmstream import AudioFormatError, WavStream, decode_file
 
 _LOG = logging.getLogger(__name__)
+FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")  # Flash-TTS's response_format values
 
 
 def speed_level(speed: float) -> str | None:
@@ -45,6 +46,7 @@ class FlashTtsUpstream(UpstreamDefaults):
         self.config = config
         self._http = http
         self._stream = config.options.get("stream", "true").lower() not in ("0", "false", "no")
+        self._rate: int | None = None  # the engine's rate as /server_info last said it (every format is at it)
 
     async def voices(self) -> list[UpstreamVoice]:
         try:
@@ -57,17 +59,22 @@ class FlashTtsUpstream(UpstreamDefaults):
             roles, rate = _roles(answer), None
         except (KeyError, TypeError):
             raise httpwire.failed(self.config, "listing roles", 200, "unexpected /server_info answer") from None
-        return [UpstreamVoice(id=str(r), name=str(r), sample_rate=int(rate) if rate else None) for r in roles]
+        self._rate = int(rate) if rate else None
+        return [UpstreamVoice(id=str(r), name=str(r), sample_rate=self._rate) for r in roles]
 
     def synthesize(self, request: UpstreamRequest) -> AsyncIterator[Piece]:
         return self._speak(request)
 
-    async def _speak(self, request: UpstreamRequest) -> AsyncIterator[Piece]:
+    def _body(self, request: UpstreamRequest, fmt: str) -> dict[str, Any]:
         body: dict[str, Any] = {"text": request.text, "name": request.voice, "stream": self._stream,
-                                "response_format": "wav"}
+                                "response_format": fmt}
         level = speed_level(request.speed)
         if level is not None:
             body["speed"] = level
+        return body
+
+    async def _speak(self, request: UpstreamRequest) -> AsyncIterator[Piece]:
+        body = self._body(request, "wav")
         url = httpwire.http_base(self.config) + "/speak"
         async with httpwire.open_stream(self._http, self.config, "POST", url, "synthesis", json=body) as response:
             if self._stream:
@@ -80,6 +87,21 @@ class FlashTtsUpstream(UpstreamDefaults):
             except AudioFormatError as exc:
                 raise httpwire.failed(self.config, "synthesis", response.status_code, str(exc)) from None
             yield Piece(samples, rate)
+
+    # -- passthrough (engines/remote/base.py EncodingKind): the server's own bytes in the client's format --
+
+    def encodes(self, fmt: str, rate: int) -> bool:
+        """Every Flash-TTS format, streamed (one container per answer, as the Flash-TTS dialect's streamed
+        /speak sends), at the engine's rate as /server_info said it: Flash-TTS encodes every format at its
+        engine's rate (Spark 16 kHz), so only a client asking for that rate gets the upstream's bytes. Not with
+        `stream=false` (the dialect streams these; a whole file's container differs)."""
+        return self._stream and fmt in FORMATS and rate == self._rate
+
+    async def encoded(self, request: UpstreamRequest, fmt: str) -> AsyncIterator[bytes]:
+        url = httpwire.http_base(self.config) + "/speak"
+        async for data in httpwire.stream_bytes(self._http, self.config, "POST", url,
+                                                lambda exc: exc.status == 422, json=self._body(request, fmt)):
+            yield data  # 422: FastAPI refused the body, whose only field that can be wrong is response_format
 
     async def clone(self, name: str, audio: bytes, transcript: str | None, language: str | None) -> str:
         """POST /add_speaker: the reference saved as a role (Flash-TTS replaces a role of the same name)."""

@@ -36,7 +36,6 @@ import httpx
 from voxgate.core.types import Piece
 from voxgate.engines.remote import httpwire
 from voxgate.engines.remote.base import (
-    NotSupported,
     UpstreamConfig,
     UpstreamDefaults,
     UpstreamError,
@@ -172,17 +171,9 @@ class GptSovitsUpstream(UpstreamDefaults):
         if not self._refs:
             self._refs = await asyncio.to_thread(self._entries)
         body = {**self._body(request), "media_type": "raw" if fmt == "pcm" else fmt}
-        try:
-            async with httpwire.open_stream(self.http, self.config, "POST", self.url, "synthesis",
-                                            json=body) as response:
-                async for data in response.aiter_bytes():
-                    yield data
-        except NotSupported:
-            raise
-        except UpstreamError as exc:  # api_v2: 400 "media_type: raw is not supported"
-            if exc.status in (400, 422) and "media_type" in exc.message.lower():
-                raise NotSupported(exc.message, upstream=self.config.name, status=exc.status) from None
-            raise
+        async for data in httpwire.stream_bytes(self.http, self.config, "POST", self.url,
+                                                lambda exc: "media_type" in exc.message.lower(), json=body):
+            yield data  # api_v2: 400 "media_type: raw is not supported"
 
 
 def _object(data: Any, what: str) -> Mapping[str, Any]:

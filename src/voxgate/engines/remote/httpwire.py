@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import numpy as np
 
 from voxgate.core.types import Piece
-from voxgate.engines.remote.base import UpstreamConfig, UpstreamError
+from voxgate.engines.remote.base import NotSupported, UpstreamConfig, UpstreamError
 from voxgate.engines.remote.pcmstream import MIN_PIECE, AudioFormatError, Int16Decoder, WavStream
 
 MAX_JSON = 8 * 2**20  # bytes: the largest JSON answer (voice lists) read from an upstream
@@ -125,6 +125,23 @@ async def open_stream(http: httpx.AsyncClient, config: UpstreamConfig, method: s
         if response.status_code >= 400:
             raise failed(config, what, response.status_code, await error_body(response))
         yield response
+
+
+async def stream_bytes(http: httpx.AsyncClient, config: UpstreamConfig, method: str, url: str,
+                       refused: Callable[[UpstreamError], bool], **kwargs: Any) -> AsyncIterator[bytes]:
+    """A streamed answer's bytes as they arrive, untouched (a kind's `encoded`: the upstream's own audio in the
+    client's format). An error answer that `refused` says is the upstream turning the format down (a 400/422
+    naming it) is NotSupported, raised before any bytes, so the backend asks for PCM instead."""
+    try:
+        async with open_stream(http, config, method, url, "synthesis", **kwargs) as response:
+            async for data in response.aiter_bytes():
+                yield data
+    except NotSupported:
+        raise
+    except UpstreamError as exc:
+        if exc.status in (400, 422) and refused(exc):
+            raise NotSupported(exc.message, upstream=config.name, status=exc.status) from None
+        raise
 
 
 async def stream_pieces(config: UpstreamConfig, response: httpx.Response, decoder: Int16Decoder | WavStream,

@@ -27,7 +27,6 @@ import httpx
 from voxgate.core.types import Piece
 from voxgate.engines.remote import httpwire
 from voxgate.engines.remote.base import (
-    NotSupported,
     UpstreamConfig,
     UpstreamDefaults,
     UpstreamError,
@@ -120,26 +119,20 @@ class OpenAIUpstream(UpstreamDefaults):
     # -- passthrough (engines/remote/base.py EncodingKind): the server's own bytes in the client's format --
 
     def encodes(self, fmt: str, rate: int) -> bool:
-        """OpenAI's formats: raw pcm only at the server's `pcm_rate` (and while it has not refused pcm)."""
-        if fmt == "pcm":
-            return self.format == "pcm" and rate == self.pcm_rate
-        return fmt in PASSED_FORMATS
+        """OpenAI's formats at the server's rate (`pcm_rate`: a server's files are at the rate of its pcm), so a
+        dialect of another rate (Flash-TTS's 16 kHz) gets no file of 24 kHz; raw pcm only while the server has
+        not refused it."""
+        if rate != self.pcm_rate:
+            return False
+        return self.format == "pcm" if fmt == "pcm" else fmt in PASSED_FORMATS
 
     async def encoded(self, request: UpstreamRequest, fmt: str) -> AsyncIterator[bytes]:
         url = httpwire.http_base(self.config) + self.prefix + "/audio/speech"
         body = {"model": self.model, "input": request.text, "voice": request.voice, "response_format": fmt,
                 "speed": request.speed}
-        try:
-            async with httpwire.open_stream(self.http, self.config, "POST", url, "synthesis",
-                                            json=body) as response:
-                async for data in response.aiter_bytes():
-                    yield data
-        except NotSupported:
-            raise
-        except UpstreamError as exc:
-            if exc.status in (400, 422) and fmt in exc.message.lower():  # this server has no such format
-                raise NotSupported(exc.message, upstream=self.config.name, status=exc.status) from None
-            raise
+        async for data in httpwire.stream_bytes(self.http, self.config, "POST", url,
+                                                lambda exc: fmt in exc.message.lower(), json=body):
+            yield data  # a 400/422 naming the format: this server has no such format
 
 
 def _voice(name: str, display: str | None = None, language: str | None = None,

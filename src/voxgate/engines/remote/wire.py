@@ -8,6 +8,7 @@ again and tests/engines/test_upstream_framework.py checks that both sides agree.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 
 OPENAI_PCM_RATE = 24_000  # OpenAI's `pcm`: raw 24 kHz 16-bit mono little-endian (dialects/openai PCM_RATE)
@@ -19,6 +20,12 @@ GPTSOVITS_TUNABLE = ("top_k", "top_p", "temperature", "text_split_method", "batc
                      "split_bucket", "fragment_interval", "seed", "parallel_infer", "repetition_penalty",
                      "sample_steps", "super_sampling", "overlap_length", "min_chunk_length", "streaming_mode",
                      "aux_ref_audio_paths")
+ALLTALK_STREAM_RATE = 24_000  # AllTalk's /api/tts-generate-streaming: XTTS's rate (dialects/alltalk STREAM_RATE)
+# The header that stream starts with: what Python's wave module writes before any frame (RIFF size 36, data size
+# 0), 24 kHz mono 16-bit (dialects/alltalk writes the same with audio.pcm.wav_header(STREAM_RATE, unknown="zero")).
+ALLTALK_STREAM_HEADER = (b"RIFF" + struct.pack("<I", 36) + b"WAVE" + b"fmt "
+                         + struct.pack("<IHHIIHH", 16, 1, 1, ALLTALK_STREAM_RATE, 2 * ALLTALK_STREAM_RATE, 2, 16)
+                         + b"data" + struct.pack("<I", 0))
 WYOMING_RATE = 22_050  # what wyoming-piper's medium voices send; the real rate comes in audio-start
 
 
@@ -38,5 +45,6 @@ def gptsovits_language(language: str | None, table: Mapping[str, str] | None = N
     return primary if primary in GPTSOVITS_LANGUAGES else "auto"
 
 
-__all__ = ["GPTSOVITS_LANGUAGES", "GPTSOVITS_RATE", "GPTSOVITS_TUNABLE", "OPENAI_PCM_RATE", "WYOMING_RATE",
+__all__ = ["ALLTALK_STREAM_HEADER", "ALLTALK_STREAM_RATE", "GPTSOVITS_LANGUAGES", "GPTSOVITS_RATE",
+           "GPTSOVITS_TUNABLE", "OPENAI_PCM_RATE", "WYOMING_RATE",
            "gptsovits_language"]
