@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from voxgate.app import StartupError
+from voxgate.cluster.pieces import SLICE_BYTES
 from voxgate.settings import Settings
 
 
@@ -22,6 +23,9 @@ class SynthesizerOptions:
     upscale_delay_s: float = 2.0  # seconds above target before a replica is added
     downscale_delay_s: float = 60.0
     resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources a replica needs
+    # Bytes of samples per Ray object a replica sends: a bigger piece goes as slices of this size, which ride
+    # inline in Ray's reply instead of through the object store (cluster/pieces.py); 0 sends whole pieces.
+    slice_bytes: int = SLICE_BYTES
 
 
 @dataclass(frozen=True)
