@@ -14,7 +14,7 @@ import pytest
 from tests.cluster.conftest import free_ports
 from voxgate.app import StartupError
 from voxgate.cluster import pieces
-from voxgate.cluster.options import gateway_options, synthesizer_options
+from voxgate.cluster.options import gateway_options, replica_settings, synthesizer_options
 from voxgate.core.types import Piece, Timing
 from voxgate.settings import Settings
 
@@ -34,6 +34,12 @@ def test_synthesizer_defaults_follow_the_worker_settings_and_bad_options_are_one
                          ({"min_replicas": 3, "max_replicas": 2}, "max_replicas must be ≥ min_replicas")):
         with pytest.raises(StartupError, match=message):
             synthesizer_options(Settings(ray_synthesizer=bad))
+    data = Settings(workers=1).model_dump(mode="json")  # threads 1, solo_threads 2
+    one_cpu = replica_settings(data, synthesizer_options(Settings(workers=1)))  # num_cpus: 1, from --workers
+    assert (one_cpu["threads"], one_cpu["solo_threads"]) == (1, 1) and data["solo_threads"] == 2
+    four = replica_settings({**data, "threads": 2}, synthesizer_options(Settings(ray_synthesizer={"num_cpus": 4})))
+    assert (four["threads"], four["solo_threads"]) == (2, 2)
+    assert replica_settings(data, synthesizer_options(Settings(ray_synthesizer={"num_cpus": 0}))) == data
     assert gateway_options(Settings()).replicas == 1
     with pytest.raises(StartupError, match="--ray-gateway: unknown option"):
         gateway_options(Settings(ray_gateway={"replica": 2}))

@@ -17,7 +17,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from voxgate.cluster import pieces
-from voxgate.cluster.options import GatewayOptions, SynthesizerOptions
+from voxgate.cluster.options import GatewayOptions, SynthesizerOptions, replica_settings
 from voxgate.engines.base import EngineParams, Piece, VoiceInfo
 from voxgate.errors import EngineFailure, Overloaded, VoxgateError
 from voxgate.scheduling.backend import Post, SegmentJob
@@ -212,8 +212,8 @@ def build(settings: Settings, synth: SynthesizerOptions, gateway: GatewayOptions
         logging_config={"enable_access_log": False},
         graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
     )
-    return front.bind(data, synthesizer.bind(data, synth.slice_bytes), settings.workers * max_replicas,
-                      synth.max_ongoing_requests * max_replicas)
+    return front.bind(data, synthesizer.bind(replica_settings(data, synth), synth.slice_bytes),
+                      settings.workers * max_replicas, synth.max_ongoing_requests * max_replicas)
 
 
 def app_builder(args: dict[str, Any]) -> Any:
