@@ -47,6 +47,8 @@ def test_ready_and_metrics_come_through_the_proxy(cluster: Cluster) -> None:
     assert metrics.status_code == 200 and "voxgate_" in metrics.text
     report = cluster.report()
     assert report["synthesizer"]["workers"] == 1 and report["synthesizer"]["pid"] > 0
+    # A 1-CPU replica runs 1-thread onnxruntime sessions only: its solo session too (2 threads by default)
+    assert {s["threads"] for s in report["synthesizer"]["sessions"]} == {1}, report["synthesizer"]["sessions"]
 
 
 def test_gptsovits_speaks_across_nodes(cluster: Cluster) -> None:

@@ -14,7 +14,7 @@ import pytest
 from tests.cluster.conftest import free_ports
 from voxgate.app import StartupError
 from voxgate.cluster import pieces
-from voxgate.cluster.options import gateway_options, synthesizer_options
+from voxgate.cluster.options import gateway_options, replica_settings, synthesizer_options
 from voxgate.core.types import Piece, Timing
 from voxgate.settings import Settings
 
@@ -34,6 +34,12 @@ def test_synthesizer_defaults_follow_the_worker_settings_and_bad_options_are_one
                          ({"min_replicas": 3, "max_replicas": 2}, "max_replicas must be ≥ min_replicas")):
         with pytest.raises(StartupError, match=message):
             synthesizer_options(Settings(ray_synthesizer=bad))
+    data = Settings(workers=1).model_dump(mode="json")  # threads 1, solo_threads 2
+    one_cpu = replica_settings(data, synthesizer_options(Settings(workers=1)))  # num_cpus: 1, from --workers
+    assert (one_cpu["threads"], one_cpu["solo_threads"]) == (1, 1) and data["solo_threads"] == 2
+    four = replica_settings({**data, "threads": 2}, synthesizer_options(Settings(ray_synthesizer={"num_cpus": 4})))
+    assert (four["threads"], four["solo_threads"]) == (2, 2)
+    assert replica_settings(data, synthesizer_options(Settings(ray_synthesizer={"num_cpus": 0}))) == data
     assert gateway_options(Settings()).replicas == 1
     with pytest.raises(StartupError, match="--ray-gateway: unknown option"):
         gateway_options(Settings(ray_gateway={"replica": 2}))
@@ -166,3 +172,74 @@ async def test_a_held_call_that_cannot_be_made_fails_its_own_reader() -> None:
         await asyncio.wait_for(anext(held), 5)  # but there, to its own reader, not a wait for ever
     load = backend.load()
     assert (load.queued, load.running, load.completed, load.failed) == (0, 0, 1, 1)
+
+
+def test_a_big_piece_crosses_in_inline_slices_and_joins_whole() -> None:
+    timings = (Timing(0, 5, 0.0, 2.0), Timing(6, 9, 2.0, 4.5))
+    big = Piece(np.linspace(-1, 1, 99_001, dtype=np.float32), 22050, timings)
+    parts = list(pieces.slices(big))
+    assert [type(p) for p in parts] == [pieces.Slice] * 5 and [p.last for p in parts] == [False] * 4 + [True]
+    assert all(p.samples.nbytes <= pieces.SLICE_BYTES for p in parts)
+    assert parts[0].head is not None and len(parts[0].head.samples) == 0 and all(p.head is None for p in parts[1:])
+    small = Piece(np.zeros(100, np.float32), 16000)
+    assert list(pieces.slices(small)) == [small] and list(pieces.slices(big, 0)) == [big]  # 0: never sliced
+    joiner = pieces.Joiner()
+    got = [joiner.feed(p) for p in [*parts, small, *pieces.slices(big, 4 * 40_000)]]
+    assert got[:4] == [None] * 4 and got[5] is small and got[6:8] == [None, None] and not joiner.pending
+    for whole in (got[4], got[8]):
+        assert np.array_equal(whole.samples, big.samples) and whole.rate == 22050 and whole.timings == timings
+    with pytest.raises(ValueError, match="without its piece's first slice"):
+        pieces.Joiner().feed(parts[1])
+    joiner.feed(parts[0])
+    with pytest.raises(ValueError, match="before the sliced one ended"):
+        joiner.feed(small)
+
+
+class _Sliced(_Response):
+    """A replica's answer of one big piece in slices, then one small piece, then the end (or a cut-off)."""
+
+    def __init__(self, cut: bool = False) -> None:
+        super().__init__()
+        self.big = Piece(np.arange(60_000, dtype=np.float32), 22050, (Timing(0, 3, 0.0, 2.7),))
+        self.items = [*pieces.slices(self.big), Piece(np.ones(5, np.float32), 22050)]
+        if cut:
+            self.items = self.items[:2]  # the stream ends inside the big piece
+
+    async def __anext__(self) -> Piece | pieces.Slice:  # type: ignore[override]
+        if self.items:
+            return self.items.pop(0)
+        raise StopAsyncIteration
+
+
+@pytest.mark.filterwarnings("ignore:Using extra keyword arguments on `Field`")  # ray.serve's, at import
+async def test_the_gateway_hands_sliced_pieces_on_whole() -> None:
+    from voxgate.cluster.backend import RayBackend
+    from voxgate.core.types import VoiceInfo
+    from voxgate.engines.base import EngineParams
+    from voxgate.errors import EngineFailure
+    from voxgate.scheduling.backend import SegmentJob
+
+    class Slicing(_Handle):
+        def __init__(self, cut: bool) -> None:
+            super().__init__()
+            self.cut = cut
+
+        def remote(self, voice: object, text: str, *_: object) -> _Response:
+            self.calls[text] = _Sliced(self.cut)
+            return self.calls[text]
+
+    for cut in (False, True):
+        handle = Slicing(cut)
+        backend = RayBackend(handle, capacity=1)
+        call = backend.generate(SegmentJob(VoiceInfo("v", "v", "piper", "en-US", 22050), "t", EngineParams(),
+                                           time.monotonic() + 1))
+        if cut:
+            with pytest.raises(EngineFailure, match="inside a piece"):
+                await anext(call)
+            assert backend.load().failed == 1
+            continue
+        first = await anext(call)
+        big = handle.calls["t"].big
+        assert np.array_equal(first.samples, big.samples) and first.timings == big.timings
+        assert len((await anext(call)).samples) == 5 and await anext(call, None) is None
+        assert backend.load().completed == 1

@@ -26,6 +26,7 @@ from typing import Any
 from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError, RequestCancelledError
 
+from voxgate.cluster import pieces
 from voxgate.engines.base import Piece, VoiceInfo
 from voxgate.errors import EngineFailure, Overloaded
 from voxgate.scheduling.backend import BackendHealth, Chunk, Load, SegmentJob, Session
@@ -48,6 +49,7 @@ class _Call:
         self._ended = False
         self._started = False
         self._send_error: Exception | None = None
+        self._joiner = pieces.Joiner()
 
     def send(self) -> None:
         """A held call's turn: make it now (a failure to make it is this call's, raised to its own reader)."""
@@ -64,8 +66,13 @@ class _Call:
         if self._ended:
             raise StopAsyncIteration
         try:
-            piece = await self._first() if not self._started else await self._response.__anext__()
+            piece = self._joiner.feed(await self._first() if not self._started else await self._response.__anext__())
+            while piece is None:  # the rest of a sliced piece (cluster/pieces.py)
+                piece = self._joiner.feed(await self._response.__anext__())
         except StopAsyncIteration:
+            if self._joiner.pending:
+                self._end("failed")
+                raise EngineFailure("synthesizer replica ended its stream inside a piece") from None
             self._end("completed")
             raise
         except asyncio.CancelledError:
@@ -84,7 +91,7 @@ class _Call:
         self._job.rate = piece.rate
         return piece
 
-    async def _first(self) -> Piece:
+    async def _first(self) -> Piece | pieces.Slice:
         """The first piece: a refusal for room is Overloaded (first segments) or waited out (later ones)."""
         await self._sent.wait()
         if self._ended:  # cancelled while it waited here

@@ -17,7 +17,7 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from voxgate.cluster import pieces
-from voxgate.cluster.options import GatewayOptions, SynthesizerOptions
+from voxgate.cluster.options import GatewayOptions, SynthesizerOptions, replica_settings
 from voxgate.engines.base import EngineParams, Piece, VoiceInfo
 from voxgate.errors import EngineFailure, Overloaded, VoxgateError
 from voxgate.scheduling.backend import Post, SegmentJob
@@ -33,13 +33,14 @@ VOICES_PER_REPLICA = 64  # voice load keys a replica reports as held, for routin
 class Synthesizer:
     """One replica per node: today's LocalBackend (worker pool, sessions, deadline ordering)."""
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], slice_bytes: int = pieces.SLICE_BYTES) -> None:
         from voxgate.app import build_engines
         from voxgate.scheduling.backend import LocalBackend
         from voxgate.scheduling.pool import WorkerPool, limit_malloc_arenas
 
         limit_malloc_arenas()
         self.settings = s = Settings(**settings)
+        self.slice_bytes = slice_bytes
         engines = build_engines(s)
         self.backend = LocalBackend(WorkerPool(engines.__getitem__, s.workers, s.threads, s.solo_threads,
                                                express=s.express_workers, memory_budget_mb=s.memory_budget_mb))
@@ -51,8 +52,9 @@ class Synthesizer:
         return key
 
     async def generate(self, voice: VoiceInfo, text: str, params: EngineParams, wait: float, urgent: bool,
-                       post: Post | None, background: bool) -> AsyncIterator[Piece]:
-        """One segment's pieces; cancelling the call (the client went away) drops or interrupts the job."""
+                       post: Post | None, background: bool) -> AsyncIterator[Piece | pieces.Slice]:
+        """One segment's pieces (a big one in slices); cancelling the call (the client went away) drops or
+        interrupts the job."""
         key = serve.get_multiplexed_model_id()
         if key:
             await self._voice(key)
@@ -61,7 +63,8 @@ class Synthesizer:
         run = self.backend.generate(job)
         try:
             async for piece in run:
-                yield piece
+                for part in pieces.slices(piece, self.slice_bytes):  # inline Ray objects (cluster/pieces.py)
+                    yield part
         finally:
             await run.aclose()  # a no-op after the end; a cancel when the caller left
 
@@ -209,8 +212,8 @@ def build(settings: Settings, synth: SynthesizerOptions, gateway: GatewayOptions
         logging_config={"enable_access_log": False},
         graceful_shutdown_wait_loop_s=DRAIN_CHECK_S,
     )
-    return front.bind(data, synthesizer.bind(data), settings.workers * max_replicas,
-                      synth.max_ongoing_requests * max_replicas)
+    return front.bind(data, synthesizer.bind(replica_settings(data, synth), synth.slice_bytes),
+                      settings.workers * max_replicas, synth.max_ongoing_requests * max_replicas)
 
 
 def app_builder(args: dict[str, Any]) -> Any:

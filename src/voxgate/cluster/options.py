@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from voxgate.app import StartupError
+from voxgate.cluster.pieces import SLICE_BYTES
 from voxgate.settings import Settings
 
 
@@ -22,6 +23,9 @@ class SynthesizerOptions:
     upscale_delay_s: float = 2.0  # seconds above target before a replica is added
     downscale_delay_s: float = 60.0
     resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources a replica needs
+    # Bytes of samples per Ray object a replica sends: a bigger piece goes as slices of this size, which ride
+    # inline in Ray's reply instead of through the object store (cluster/pieces.py); 0 sends whole pieces.
+    slice_bytes: int = SLICE_BYTES
 
 
 @dataclass(frozen=True)
@@ -73,3 +77,14 @@ def gateway_options(settings: Settings) -> GatewayOptions:
     if options.replicas < 1 or options.max_ongoing_requests < 1:
         raise StartupError("--ray-gateway: replicas and max_ongoing_requests must be ≥ 1")
     return options
+
+
+def replica_settings(data: dict[str, Any], synth: SynthesizerOptions) -> dict[str, Any]:
+    """The settings (as a dict) a Synthesizer replica runs with: no onnxruntime session with more compute
+    threads than the CPUs the replica reserves, its solo session included (default 2 threads), so a 1-CPU
+    replica runs 1-thread sessions and replicas sharing a node do not oversubscribe it. num_cpus 0 (nothing
+    reserved) caps nothing."""
+    if synth.num_cpus <= 0:
+        return data
+    cap = max(1, int(synth.num_cpus))
+    return {**data, "threads": min(int(data["threads"]), cap), "solo_threads": min(int(data["solo_threads"]), cap)}
