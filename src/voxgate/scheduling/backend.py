@@ -2,8 +2,8 @@
 
 `SynthesisService` admits requests, cuts and routes their text, and levels and resamples the audio; what
 runs an engine call is a `Backend`. `LocalBackend` is today's in-process thread pool; a remote engine or
-a cluster is another class with the same five methods. The core reads nothing else of a backend: not its
-threads, its queues or its counters' storage.
+a cluster is another class with the same methods (`Backend` below). The core reads nothing else of a
+backend: not its threads, its queues or its counters' storage.
 
 Contract of `generate(job)`: the work starts when it is called (so a caller can queue several segments
 ahead of the one it is reading), its chunks arrive in order by iterating, an engine failure is raised
