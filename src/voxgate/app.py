@@ -56,7 +56,7 @@ def local_fallback(voices: VoiceRegistry, enabled: Mapping[str, bool]) -> Callab
     voice: the best installed voice of its language, else the default voice (None when that is an upstream
     voice too, or the voice's upstream has no fallback)."""
     def choose(voice: VoiceInfo) -> VoiceInfo | None:
-        if not enabled.get(str(voice.engine_data.get("upstream")), False):
+        if not enabled.get(str(voice.upstream), False):
             return None
         if voice.language and voice.language != "und":
             try:

@@ -129,3 +129,12 @@ def test_the_import_reader_sees_every_form(tmp_path: Path) -> None:
                      "import voxgate.core.types\n", encoding="utf-8")
     found = _imports(probe)
     assert {"dialects", "dialects.openai", "engines", "core.types"} <= found and "__version__" not in found
+
+
+def test_only_engines_read_a_voice_s_engine_data() -> None:
+    """Typed voices: what the core, the backends or a dialect need of a voice is a field of VoiceInfo;
+    `engine_data` is the engine's own (core/types.py declares it)."""
+    readers = sorted(str(path.relative_to(SRC)) for path in SRC.rglob("*.py")
+                     if "engine_data" in path.read_text(encoding="utf-8")
+                     and path.relative_to(SRC).parts[0] != "engines" and path.name != "types.py")
+    assert readers == []
