@@ -26,6 +26,7 @@ from voxgate.dialects.base import Dialect, TcpDialect
 from voxgate.dialects.common import StreamScopeMiddleware, validation_error_handler
 from voxgate.dialects.cosyvoice import CosyVoice, CosyVoiceConfig
 from voxgate.dialects.flash import Flash, FlashConfig
+from voxgate.dialects.flash.protocol import ENGINES as FLASH_ENGINES
 from voxgate.dialects.gptsovits import GptSovits, GptSovitsConfig
 from voxgate.engines.base import VoiceInfo
 from voxgate.engines.registry import create_engine
@@ -55,7 +56,7 @@ def local_fallback(voices: VoiceRegistry, enabled: Mapping[str, bool]) -> Callab
     voice: the best installed voice of its language, else the default voice (None when that is an upstream
     voice too, or the voice's upstream has no fallback)."""
     def choose(voice: VoiceInfo) -> VoiceInfo | None:
-        if not enabled.get(str(voice.engine_data.get("upstream")), False):
+        if not enabled.get(str(voice.upstream), False):
             return None
         if voice.language and voice.language != "und":
             try:
@@ -174,7 +175,7 @@ def _none(settings: Settings) -> None:
 def openai_config(settings: Settings) -> openai.OpenAIConfig:
     return openai.OpenAIConfig(models=tuple(settings.openai_models),
                                kokoro_voices={k.lower(): v for k, v in settings.kokoro_voice_aliases.items()},
-                               flash_roles=dict(settings.flash_builtin_roles))
+                               flash_roles=dict(settings.flash_builtin_roles), peer_models=FLASH_ENGINES)
 
 
 def stackflow_config(settings: Settings) -> stackflow.StackFlowConfig:

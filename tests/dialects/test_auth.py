@@ -68,8 +68,9 @@ def test_the_key_opens_every_door_by_header_or_query(locked: Server) -> None:
 
 
 def test_open_doors_need_no_key(locked: Server) -> None:
-    for path in ("/health", "/ready"):
-        assert httpx.get(locked.url + path, timeout=10).status_code == 200
+    for path in ("/health", "/ready", "/", "/web/app.js", "/web/icon.svg"):  # native's probes, the page
+        assert httpx.get(locked.url + path, timeout=10).status_code == 200, path
+    assert httpx.get(f"{locked.url}/favicon.ico", timeout=10).status_code == 308
     assert httpx.get(f"{locked.url}/ready", timeout=10).json() == {"status": "ready"}  # nothing more without it
     full = httpx.get(f"{locked.url}/ready", headers={"Authorization": f"Bearer {KEY}"}, timeout=10).json()
     assert full["status"] == "ready" and isinstance(full["voices_loaded"], list)

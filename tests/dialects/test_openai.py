@@ -137,6 +137,20 @@ def test_sse_events_parse_and_concatenate_to_valid_audio(server: Server, fmt: st
     assert rms(samples) > 0.02
 
 
+def test_a_flash_engine_name_as_model_on_openais_own_route(server: Server) -> None:
+    """Flash-TTS's engine names are models OpenAI's route accepts too (app.py hands them over: no dialect
+    imports another); an SSE request is OpenAI's even with such a model (Flash-TTS has no SSE)."""
+    body = {"model": "Spark", "input": SENTENCE, "voice": "alloy", "response_format": "pcm", "stream_format": "sse"}
+    with httpx.stream("POST", f"{server.url}/v1/audio/speech", json=body, timeout=60) as response:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = _sse_events(response.read().decode())
+    audio = pcm16(b"".join(base64.b64decode(str(e["audio"])) for e in events[:-1]))
+    assert events[-1]["type"] == "speech.audio.done" and len(audio) / 24000 > 1.0 and rms(audio) > 0.02
+    refused = httpx.post(f"{server.url}/v1/audio/speech", timeout=30, json={**body, "model": "sparky"})
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "model_not_found"
+
+
 def test_models_and_voices_lists(server: Server) -> None:
     models = httpx.get(f"{server.url}/v1/models", timeout=10).json()
     assert models["object"] == "list"

@@ -231,7 +231,7 @@ def _tone(n: int = 2400, rate: int = 24000) -> Piece:
 
 def _job(post: object = None) -> SegmentJob:
     voice = VoiceInfo(id="up:v", name="v", engine="upstream", language="en-US", sample_rate=24000,
-                      engine_data={"upstream": "up", "voice": "v"})
+                      upstream="up", engine_data={"voice": "v"})
     return SegmentJob(voice, "Hello.", EngineParams(speed=1.5), deadline=0.0, post=post)  # type: ignore[arg-type]
 
 
@@ -359,7 +359,7 @@ async def test_router_sends_upstream_voices_upstream_and_fails_over_before_audio
         await anext(run)
     missing = _job()
     missing.voice = VoiceInfo(id="gone:v", name="v", engine="upstream", language="en", sample_rate=1,
-                              engine_data={"upstream": "gone", "voice": "v"})
+                              upstream="gone", engine_data={"voice": "v"})
     with pytest.raises(EngineFailure, match="'gone' is not configured"):
         await _drain(router.generate(missing))
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.testclient import TestClient
+from starlette.staticfiles import StaticFiles
 
 from voxgate.core.metrics import Metrics
 from voxgate.dialects import compose
@@ -81,6 +83,33 @@ def test_without_the_key_the_body_is_not_read_and_the_dialect_refuses_in_its_sha
     assert client.get("/page").status_code == 200  # a dialect's public route stays open
     unknown = client.get("/no/such/route")  # no dialect's route: the central check answers
     assert unknown.status_code == 401 and unknown.json()["error"]["code"] == "invalid_api_key"
+
+
+class Assets(_Echo):
+    """Also serves files under /files on its open router, mounted as the web dialect mounts its assets."""
+
+    name = "assets"
+
+    def __init__(self, ctx: Any, config: object = None) -> None:
+        super().__init__(ctx)
+        self.public.mount("/files", StaticFiles(directory=Path(__file__).parent))
+
+    def mount(self, app: FastAPI) -> None:
+        app.router.routes.extend(self.public.routes)
+        app.include_router(self.router)
+
+
+def test_the_central_key_check_knows_no_dialect_path() -> None:
+    """A dialect's open doors (routes and mounted files) are open because they are on its public router; the
+    central check opens only the app's own API docs, so a probe path no mounted dialect serves is refused."""
+    client = TestClient(_app(Assets, key=KEY))
+    assert client.get(f"/files/{Path(__file__).name}").status_code == 200
+    assert client.get("/page").status_code == 200
+    assert client.post("/shared", content=b"x").json() == {"refused_by": "assets"}
+    for path in ("/health", "/ready", "/", "/favicon.ico", "/web/app.js", "/static/x"):
+        refused = client.get(path)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key", path
+    assert client.get("/openapi.json").status_code == 200
 
 
 def test_flash_claims_its_shape_of_the_openai_speech_path() -> None:

@@ -26,7 +26,7 @@ class Upstreams:
 
     def __init__(self) -> None:
         self.listed = [VoiceInfo(id="gpu:cloned", name="cloned", engine="upstream", language="en",
-                                 sample_rate=24_000, engine_data={"upstream": "gpu", "voice": "cloned"})]
+                                 sample_rate=24_000, upstream="gpu", engine_data={"voice": "cloned"})]
 
     def voices(self) -> list[VoiceInfo]:
         return list(self.listed)
@@ -49,9 +49,10 @@ def test_registry_speaks_a_cloned_voice_through_its_upstream(tmp_path: Path) -> 
     registry.add_provider("upstream", upstreams)  # the first listing arrives
     voice = registry.resolve("mine")
     assert (voice.id, voice.engine, voice.sample_rate, voice.registered) == ("mine", "upstream", 24_000, True)
-    assert voice.engine_data["upstream"] == "gpu" and voice.engine_data["voice"] == "cloned"
+    assert voice.upstream == "gpu" and voice.engine_data["voice"] == "cloned"
     assert voice.reference is not None and voice.reference.shift is None  # the upstream's audio is not shifted
-    fallback = voice.engine_data["fallback_voice"]
+    fallback = voice.fallback
+    assert fallback is not None
     assert (fallback.id, fallback.engine, fallback.base_voice) == ("mine", "fake", "a")
     assert fallback.reference.shift == SHIFT
     assert registry.refresh_registered() and registry.resolve("mine").engine == "upstream"  # store re-read: same

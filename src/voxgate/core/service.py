@@ -235,7 +235,7 @@ class SynthesisStream:
             noise_w_scale=request.engine_options.get("noise_w_scale"),
             seed=request.seed,
         )
-        local = voice.engine_data.get("fallback_voice")  # a voice cloned on an upstream: its local matched voice
+        local = voice.fallback  # a voice cloned on an upstream: its local matched voice
         return Voicing(voice, params, post_processing(voice, request.pitch, tempo), request.volume,
                        fallback=self._new_voicing(local, request) if local else None)
 

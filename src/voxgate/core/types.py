@@ -83,6 +83,10 @@ class VoiceInfo:
     routed: bool = False  # a secondary engine's voice measured better than espeak-ng for its language
     reference: Reference | None = None  # set for voices made from reference audio
     engine_data: Mapping[str, Any] = field(default_factory=dict)  # private to the engine that made it
+    upstream: str | None = None  # the upstream server that speaks it (engines/remote); None: a local voice
+    # A voice cloned on an upstream (engines/remote/clone.py): its local matched voice, which speaks if the
+    # upstream fails before any audio
+    fallback: VoiceInfo | None = None
     session_key: str | None = None  # voices with the same key share loaded sessions (a matched voice and its base)
 
     @property

@@ -22,11 +22,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _LOG = logging.getLogger(__name__)
 
-# The API docs are open too: they describe the routes (nothing stored), and their Authorize button is how a
-# person gives the key to "Try it out".
-OPEN_PATHS = frozenset({"/", "/index.html", "/health", "/ready", "/favicon.ico",
-                        "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-OPEN_PREFIXES = ("/static/", "/web/", "/docs/")
+# The API docs are the app's own (webapp.py), not a dialect's: open, since they describe the routes (nothing
+# stored), and their Authorize button is how a person gives the key to "Try it out". A dialect's open doors
+# (the page and its assets, the probes) are on its `public` router, which `guarded` steps aside for.
+OPEN_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PREFIXES = ("/docs/",)
 MESSAGE = "Unauthorized: a valid API key is required (Authorization: Bearer <key>)"
 
 def _unowned(message: str) -> dict[str, object]:

@@ -2,8 +2,8 @@
 
 `SynthesisService` admits requests, cuts and routes their text, and levels and resamples the audio; what
 runs an engine call is a `Backend`. `LocalBackend` is today's in-process thread pool; a remote engine or
-a cluster is another class with the same five methods. The core reads nothing else of a backend: not its
-threads, its queues or its counters' storage.
+a cluster is another class with the same methods (`Backend` below). The core reads nothing else of a
+backend: not its threads, its queues or its counters' storage.
 
 Contract of `generate(job)`: the work starts when it is called (so a caller can queue several segments
 ahead of the one it is reading), its chunks arrive in order by iterating, an engine failure is raised
@@ -197,7 +197,7 @@ class LocalBackend:
         self.pool.close()
 
 
-UPSTREAM_ENGINE = "upstream"  # VoiceInfo.engine of upstream voices; engine_data["upstream"] names the upstream
+UPSTREAM_ENGINE = "upstream"  # VoiceInfo.engine of upstream voices; VoiceInfo.upstream names the upstream
 
 
 class Remote(Protocol):
@@ -284,7 +284,7 @@ class _Failover:
 
 class RouterBackend:
     """The local backend plus upstreams: a job goes to the upstream its voice names (engine `upstream`,
-    engine_data["upstream"]), any other to the local backend. With `fallback`, a job whose upstream fails
+    VoiceInfo.upstream), any other to the local backend. With `fallback`, a job whose upstream fails
     before any audio is spoken by the local voice `fallback(voice)` chooses (None: the failure stands).
 
     Admission, capacity, load and preloading are the local backend's: upstream jobs wait in their own
@@ -318,7 +318,7 @@ class RouterBackend:
         if job.voice.engine != UPSTREAM_ENGINE:
             self.owner[job] = self.local
             return self.local.generate(job)
-        name = str(job.voice.engine_data.get("upstream"))
+        name = str(job.voice.upstream)
         remote = self.remotes.get(name)
         if remote is None:
             return _Failed(f"upstream {name!r} is not configured")
@@ -338,14 +338,14 @@ class RouterBackend:
         may pass its bytes through: SynthesisService.passthrough). Local voices: never."""
         if voice.engine != UPSTREAM_ENGINE:
             return False
-        encodes = getattr(self.remotes.get(str(voice.engine_data.get("upstream"))), "encodes", None)
+        encodes = getattr(self.remotes.get(str(voice.upstream)), "encodes", None)
         return bool(encodes is not None and encodes(fmt, rate))
 
     def streams_text(self, voice: VoiceInfo) -> bool:
         """Whether `voice`'s upstream takes text as it arrives, in one session (SegmentJob.texts). Local: never."""
         if voice.engine != UPSTREAM_ENGINE:
             return False
-        streams = getattr(self.remotes.get(str(voice.engine_data.get("upstream"))), "streams_text", None)
+        streams = getattr(self.remotes.get(str(voice.upstream)), "streams_text", None)
         return bool(streams is not None and streams())
 
     async def preload(self, voice: VoiceInfo) -> None:

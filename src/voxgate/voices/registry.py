@@ -51,7 +51,7 @@ def upstream_info(stored: StoredVoice, remote: VoiceInfo, fallback: VoiceInfo | 
     `remote`; `fallback` (its local matched voice) is what speaks when the upstream fails."""
     return dataclasses.replace(remote, id=stored.id, name=stored.name, language=stored.language or remote.language,
                                reference=Reference(registered=True, transcript=stored.transcript),
-                               engine_data={**remote.engine_data, "fallback_voice": fallback})
+                               fallback=fallback)
 
 
 def _remote_id(meta: Mapping[str, object]) -> str:

@@ -40,7 +40,6 @@ from voxgate.errors import (
 
 _LOG = logging.getLogger(__name__)
 _CREATED = 1_700_000_000  # a fixed "created" stamp: models here have no creation date worth reporting
-FLASH_MODELS = ("spark", "orpheus", "mega")  # Flash-TTS engine names, which its clients send as `model`
 LISTED_MODELS = 8  # model names an error message shows before "…"
 
 ERRORS: dict[type[BaseException], ErrorSpec] = {
@@ -70,6 +69,9 @@ class OpenAIConfig:
     models: tuple[str, ...]  # model names /v1/audio/speech accepts and /v1/models lists (openai_models)
     kokoro_voices: Mapping[str, str]  # lower-case Kokoro-FastAPI name → voice id or spec (kokoro_voice_aliases)
     flash_roles: Mapping[str, str]  # Flash-TTS built-in role → voice id (flash_builtin_roles)
+    # Model names of peer servers whose clients send them here (Flash-TTS's engines, from the Flash dialect's
+    # table): accepted with every voice, not listed
+    peer_models: tuple[str, ...] = ()
 
 
 async def _parse(request: Request) -> SpeechRequest:
@@ -86,7 +88,7 @@ async def _parse(request: Request) -> SpeechRequest:
 def _known_model(config: OpenAIConfig, model: str) -> bool:
     """A model name of OpenAI or a peer server (any case), which every voice may be spoken with."""
     folded = model.strip().lower()
-    return folded in FLASH_MODELS or any(folded == m.lower() for m in config.models)
+    return any(folded == m.lower() for m in (*config.peer_models, *config.models))
 
 
 def _model_names(config: OpenAIConfig) -> str:

@@ -37,6 +37,8 @@ class Web(Dialect):
         super().__init__(ctx)
         self.public.add_api_route("/", self.page, methods=["GET"], include_in_schema=False)
         self.public.add_api_route("/favicon.ico", self.favicon, methods=["GET"], include_in_schema=False)
+        # On the open router, so the central key check steps aside for the assets as for the page (compose.py)
+        self.public.mount(ASSETS, _Assets(directory=STATIC), name="web")
 
     def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
         """The envelope of voxgate's own routes (serving files raises no domain error)."""
@@ -45,8 +47,7 @@ class Web(Dialect):
     def mount(self, app: FastAPI) -> None:
         # The page's routes go into the app's own route list (include_router would nest them), where a dialect
         # that also answers GET / finds the page and lets browsers keep it (CosyVoice's "Hello.").
-        app.router.routes.extend(self.public.routes)
-        app.mount(ASSETS, _Assets(directory=STATIC), name="web")
+        app.router.routes.extend(self.public.routes)  # the assets' mount with them
 
     async def page(self) -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=_NO_CACHE)

@@ -2,8 +2,8 @@
 
 `Upstreams` is what the composition root builds from the settings. It is
 - the voice provider the registry lists upstream voices from (`voices()`, `capabilities()`, `reload()`):
-  each upstream voice is a `VoiceInfo` with id `NAME:voice`, engine `upstream`, and
-  `engine_data = {"upstream": NAME, "voice": <the upstream's id>, "kind": KIND}`;
+  each upstream voice is a `VoiceInfo` with id `NAME:voice`, engine `upstream`, `upstream = NAME`, and
+  `engine_data = {"voice": <the upstream's id>, "kind": KIND}`;
 - the owner of one `RemoteBackend` per upstream (`backends`), which the router sends those voices' jobs to;
 - the timer that lists each upstream's voices again every `refresh_seconds` (every few seconds while it is
   down, so an upstream that comes up later is found soon); a failed listing keeps the voices it had;
@@ -130,7 +130,7 @@ class Upstreams:
 
     def capabilities(self, voice: VoiceInfo) -> Capabilities:
         """What the upstream behind `voice` does itself; the core does the rest (tempo beyond its range)."""
-        upstream = self.upstreams.get(str(voice.engine_data.get("upstream")))
+        upstream = self.upstreams.get(str(voice.upstream))
         kind = upstream.config.kind if upstream else ""
         speed = getattr(upstream.kind, "speed_range", None) if upstream else None
         return Capabilities(languages=tuple({v.language for v in upstream.voices}) if upstream else (),
@@ -256,7 +256,7 @@ class Upstreams:
         return VoiceInfo(id=f"{config.name}:{voice.id}", name=voice.name or voice.id, engine=ENGINE,
                          language=language or "und", sample_rate=int(rate), gender=voice.gender,
                          languages=() if language else ANY_LANGUAGE,
-                         engine_data={"upstream": config.name, "voice": voice.id, "kind": config.kind})
+                         upstream=config.name, engine_data={"voice": voice.id, "kind": config.kind})
 
     # -- state ------------------------------------------------------------------------------------------
 
