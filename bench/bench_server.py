@@ -450,7 +450,7 @@ def running_server(flags: Sequence[str], data_dir: Path, wait_bases: bool = True
     """Start `python -m voxgate serve` on a free loopback port; it is stopped when the block exits."""
     log = data_dir / "server.log"
     cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
-           "--data-dir", str(data_dir / "data"), "--wyoming-port", "0", *flags]
+           "--data-dir", str(data_dir / "data"), "--stackflow-port", "0", "--wyoming-port", "0", *flags]
     with log.open("w") as err:
         start = time.perf_counter()
         # Only the benchmarked voice is a candidate base for voice matching: a fresh data folder would otherwise
