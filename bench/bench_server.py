@@ -113,7 +113,7 @@ class Plan:
 FULL = Plan(warmups=2, raw_warm_long=True, raw_reps=9, raw_texts=8, reps=10, per_client=8, cap_s=120.0,
             rounds=60, blocks=8, block_per_client=2)
 QUICK = Plan(warmups=0, raw_warm_long=False, raw_reps=1, raw_texts=1, reps=1, per_client=1, cap_s=20.0,
-             rounds=2, blocks=2, block_per_client=1)
+             rounds=2, blocks=1, block_per_client=1)
 BLOCK_CLIENTS = 8
 BOOTSTRAP = 2000  # resamples for a median's 95% interval
 
