@@ -10,8 +10,12 @@ Raw Piper (joe; or with `--engine hibari` raw hibari heart, the default voice) i
 first; then the server starts in a subprocess with that voice as its default and every request names it,
 so the two never compete for the CPU and compare the same voice. The decisive first-audio figure is
 measured in alternation: a raw 2-thread first chunk of the first clause, then a request to the server on a
-bare socket (bench/_socket_client.py), round after round, so both come from the same minutes of a shared
-machine. The server is always stopped at the end, also on errors, Ctrl-C and SIGTERM.
+bare socket (bench/_socket_client.py), round after round (60), so both come from the same minutes of a shared
+machine; the verdict is the median of the per-round differences, with a 95% bootstrap interval. The decisive
+throughput figure is measured the same way in blocks: raw 2 × 1 thread, then the server at 8 clients on the
+same texts, 8 pairs with the order swapped every pair, the ratio taken within each pair (median, IQR, 95%
+interval). A verdict whose interval crosses the limit says so. The server is always stopped at the end, also on
+errors, Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +105,17 @@ class Plan:
     reps: int  # timed requests per server first-audio series
     per_client: int  # requests each client makes in one load run (a multiple of len(MEDIUM) keeps the mix even)
     cap_s: float  # wall-time cap of one load run, seconds
+    rounds: int  # paired first-audio rounds (raw, then server, or the other way round)
+    blocks: int  # paired throughput blocks: raw 2 × 1 thread, then the server at 8 clients (or the other way)
+    block_per_client: int  # requests each of the 8 clients makes in one server block
 
 
-FULL = Plan(warmups=2, raw_warm_long=True, raw_reps=9, raw_texts=8, reps=10, per_client=8, cap_s=120.0)
-QUICK = Plan(warmups=0, raw_warm_long=False, raw_reps=1, raw_texts=1, reps=1, per_client=1, cap_s=20.0)
+FULL = Plan(warmups=2, raw_warm_long=True, raw_reps=9, raw_texts=8, reps=10, per_client=8, cap_s=120.0,
+            rounds=60, blocks=8, block_per_client=2)
+QUICK = Plan(warmups=0, raw_warm_long=False, raw_reps=1, raw_texts=1, reps=1, per_client=1, cap_s=20.0,
+             rounds=2, blocks=1, block_per_client=1)
+BLOCK_CLIENTS = 8
+BOOTSTRAP = 2000  # resamples for a median's 95% interval
 
 
 @dataclass
@@ -188,6 +199,29 @@ class Paired:
     diff_ms: float  # median of (server − raw) round by round
     raw_all_ms: list[float] = field(default_factory=list)
     server_all_ms: list[float] = field(default_factory=list)
+    diff_q1_ms: float = 0.0  # interquartile range of the per-round differences
+    diff_q3_ms: float = 0.0
+    diff_low_ms: float = 0.0  # 95% bootstrap interval of their median
+    diff_high_ms: float = 0.0
+
+
+@dataclass
+class PairedThroughput:
+    """Throughput at 8 clients against raw 2 × 1-thread sessions, in alternating blocks (same minutes, same load).
+
+    Each pair is a raw block (two 1-thread sessions in two threads, speaking the medium texts) next to a server
+    block (8 clients, the same texts as many times), the order swapped every pair (R S, S R, R S, …) so a drift
+    of the machine's speed falls on both sides; the ratio is taken within each pair."""
+
+    blocks: int  # pairs
+    raw: list[float]  # audio s / s of each raw block
+    server: list[float]  # audio s / s of each server block
+    ratios: list[float]  # server / raw within each pair
+    ratio: float  # median ratio
+    q1: float  # interquartile range of the ratios
+    q3: float
+    low: float  # 95% bootstrap interval of the median ratio
+    high: float
 
 
 @dataclass
@@ -204,6 +238,7 @@ class ServerResult:
     rss_peak_mb: float = 0.0
     rss_after_mb: float = 0.0
     paired: Paired | None = None  # the decisive first-audio figure (None: not measured, targets use first_one)
+    throughput: PairedThroughput | None = None  # the decisive throughput figure (None: targets use load[8])
 
 
 @dataclass
@@ -217,6 +252,18 @@ class Target:
     unit: str
     passed: bool
     decisive: bool = True  # False: printed for comparison only
+    low: float | None = None  # 95% interval of the value, when it has one
+    high: float | None = None
+    at_least: bool = False  # the target is value ≥ limit (else value ≤ limit)
+
+    @property
+    def certain(self) -> bool | None:
+        """Whether the whole interval lies on the verdict's side of the limit (None: no interval)."""
+        if self.low is None or self.high is None:
+            return None
+        if self.at_least:
+            return self.low >= self.limit if self.passed else self.high < self.limit
+        return self.high <= self.limit if self.passed else self.low > self.limit
 
 
 @dataclass
@@ -353,6 +400,16 @@ def parallel(voices: Sequence[PiperVoice], texts: Sequence[str]) -> tuple[float,
     return audio, time.perf_counter() - start
 
 
+def median_interval(values: Sequence[float], stat: Any = np.median, seed: int = 13) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of `stat` of `values` (fixed seed: the same data give the same interval)."""
+    data = np.asarray(values, dtype=float)
+    if len(data) < 2:
+        return float(stat(data)), float(stat(data))
+    draws = np.random.default_rng(seed).choice(data, size=(BOOTSTRAP, len(data)), replace=True)
+    stats = np.asarray([stat(row) for row in draws])
+    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
+
+
 def median_ms(values_s: Sequence[float]) -> float:
     """Median of seconds, in milliseconds."""
     return float(np.median(values_s)) * 1000
@@ -393,6 +450,7 @@ def measure_raw(plan: Plan, clause: str) -> RawResult:
     progress("raw: 2 × 1 thread in parallel …")
     second = tuned_voice(1)
     warm(second, plan)
+    KEPT["1 thread"], KEPT["1 thread b"] = voices["1 thread"], second  # paired blocks beside the server
     audio, wall = parallel([voices["1 thread"], second], texts)
     candidates = {"stock": sessions["stock"].throughput, "2 threads": sessions["2 threads"].throughput,
                   "2 × 1 thread in parallel": audio / wall}
@@ -450,7 +508,7 @@ def running_server(flags: Sequence[str], data_dir: Path, wait_bases: bool = True
     """Start `python -m voxgate serve` on a free loopback port; it is stopped when the block exits."""
     log = data_dir / "server.log"
     cmd = [sys.executable, "-m", "voxgate", "serve", "--host", "127.0.0.1", "--port", "0",
-           "--data-dir", str(data_dir / "data"), "--wyoming-port", "0", *flags]
+           "--data-dir", str(data_dir / "data"), "--stackflow-port", "0", "--wyoming-port", "0", *flags]
     with log.open("w") as err:
         start = time.perf_counter()
         # Only the benchmarked voice is a candidate base for voice matching: a fresh data folder would otherwise
@@ -504,7 +562,7 @@ def paired_first_series(url: str, clause: str, plan: Plan) -> Paired:
         for _ in range(plan.warmups):
             server_ms()
         raws, servers = [], []
-        for n in range(2 * plan.reps):
+        for n in range(plan.rounds):
             if n % 2:
                 servers.append(server_ms())
                 raws.append(first_chunk_s(voice, clause) * 1000)
@@ -512,8 +570,39 @@ def paired_first_series(url: str, clause: str, plan: Plan) -> Paired:
                 raws.append(first_chunk_s(voice, clause) * 1000)
                 servers.append(server_ms())
     diffs = [b - a for a, b in zip(raws, servers, strict=True)]
+    low, high = median_interval(diffs)
     return Paired(len(raws), float(np.median(raws)), float(np.median(servers)), float(np.percentile(servers, 95)),
-                  float(np.median(diffs)), [round(x, 2) for x in raws], [round(x, 2) for x in servers])
+                  float(np.median(diffs)), [round(x, 2) for x in raws], [round(x, 2) for x in servers],
+                  float(np.percentile(diffs, 25)), float(np.percentile(diffs, 75)), low, high)
+
+
+async def paired_throughput(server: Server, plan: Plan) -> PairedThroughput:
+    """Raw 2 × 1 thread and the server at 8 clients in alternating blocks of the same texts; ratio per pair."""
+    voices = [KEPT.get("1 thread") or tuned_voice(1), KEPT.get("1 thread b") or tuned_voice(1)]
+    per_session = plan.block_per_client * BLOCK_CLIENTS // len(voices)  # both sides speak the same mix
+    texts = [MEDIUM[i % len(MEDIUM)] for i in range(per_session)]
+    block = replace(plan, per_client=plan.block_per_client)
+
+    async def raw_block() -> float:
+        audio, wall = await asyncio.to_thread(parallel, voices, texts)
+        return audio / wall
+
+    async def server_block() -> float:
+        return (await run_load(server, BLOCK_CLIENTS, block))[0].throughput
+
+    raws, servers = [], []
+    for n in range(plan.blocks):
+        if n % 2:  # R S, S R, R S, …: a steady drift of the machine's speed weighs on both sides alike
+            servers.append(await server_block())
+            raws.append(await raw_block())
+        else:
+            raws.append(await raw_block())
+            servers.append(await server_block())
+    ratios = [s / r for r, s in zip(raws, servers, strict=True)]
+    low, high = median_interval(ratios)
+    return PairedThroughput(len(ratios), [round(x, 2) for x in raws], [round(x, 2) for x in servers],
+                            [round(x, 4) for x in ratios], float(np.median(ratios)), float(np.percentile(ratios, 25)),
+                            float(np.percentile(ratios, 75)), low, high)
 
 
 async def fetch(client: httpx.AsyncClient, url: str, text: str, fmt: str = "pcm") -> Sample:
@@ -647,6 +736,8 @@ async def measure_server(server: Server, plan: Plan) -> ServerResult:
         result.load.append(load)
         if concurrency == 1:
             result.rtf_c1 = float(np.median([s.end / s.audio_s for s in samples]))
+    progress(f"server: throughput against raw, {plan.blocks} pairs of alternating blocks …")
+    result.throughput = await paired_throughput(server, plan)
     result.rss_peak_mb = server.rss.peak / 2**20
     result.rss_after_mb = server.rss.last / 2**20
     return result
@@ -679,9 +770,12 @@ def targets(raw: RawResult, srv: ServerResult, engine: str | None = None) -> lis
     if srv.paired is not None:
         paired = srv.paired
         found = [
-            Target(name, "raw 2-thread session, first chunk of the same first clause, alternated with the "
-                   "requests (bare-socket client)", paired.server_ms, paired.raw_ms + margin, "ms",
-                   paired.server_ms <= paired.raw_ms + margin),
+            Target(f"1. server first audio − raw, paired by round (median of {paired.n}) ≤ +{margin:g} ms",
+                   "raw 2-thread session, first chunk of the same first clause, alternated round by round with "
+                   "the requests (bare-socket client)", paired.diff_ms, margin, "ms",
+                   paired.diff_ms <= margin, low=paired.diff_low_ms, high=paired.diff_high_ms),
+            Target("1. (info) same, medians of each side", "the same rounds", paired.server_ms,
+                   paired.raw_ms + margin, "ms", paired.server_ms <= paired.raw_ms + margin, decisive=False),
             Target("1. (info) same, httpx client, against the raw phase's 2-thread session",
                    "raw 2-thread session measured before the server started", first, t2.first_clause_ms + margin,
                    "ms", first <= t2.first_clause_ms + margin, decisive=False),
@@ -697,14 +791,24 @@ def targets(raw: RawResult, srv: ServerResult, engine: str | None = None) -> lis
                             "raw stock session, first chunk of the one-sentence text (Piper does not cut at commas)",
                             first, stock.first_one_ms + margin, "ms", first <= stock.first_one_ms + margin,
                             decisive=False))
-    found += [
-        Target("2. first audio, ten sentences ≤ 1.2 × one sentence (medians)", "server, one-sentence median",
-               srv.first_ten.median_ms, 1.2 * first, "ms", srv.first_ten.median_ms <= 1.2 * first),
-        Target(f"3. throughput at 8 clients ≥ {share:.0%} of {basis_name.split(':')[0]}", basis_name,
-               loads[8].throughput, share * basis, "audio s/s", loads[8].throughput >= share * basis),
-        *(Target(f"4. p95 first audio at {n} clients ≤ {p95[n]:g} ms", "absolute", loads[n].first_p95_ms, p95[n],
-                 "ms", loads[n].first_p95_ms <= p95[n]) for n in (4, 8)),
-    ]
+    found.append(Target("2. first audio, ten sentences ≤ 1.2 × one sentence (medians)", "server, one-sentence median",
+                        srv.first_ten.median_ms, 1.2 * first, "ms", srv.first_ten.median_ms <= 1.2 * first))
+    single = Target(f"3. throughput at 8 clients ≥ {share:.0%} of {basis_name.split(':')[0]}", basis_name,
+                    loads[8].throughput, share * basis, "audio s/s", loads[8].throughput >= share * basis,
+                    at_least=True)
+    if srv.throughput is not None:
+        tp = srv.throughput
+        found.append(Target(f"3. throughput at 8 clients ≥ {share:.0%} of raw 2 × 1 thread, paired blocks "
+                            f"(median ratio of {tp.blocks})", "raw 2 × 1 thread in parallel, alternated block by "
+                            "block with the server, same texts", 100 * tp.ratio, 100 * share, "%",
+                            tp.ratio >= share, low=100 * tp.low, high=100 * tp.high, at_least=True))
+        single.name, single.decisive = "3. (info) same, one 8-client run against the raw phase", False
+    found.append(single)
+    for n in (4, 8):
+        values = loads[n].first_ms
+        low, high = median_interval(values, lambda v: np.percentile(v, 95)) if len(values) > 1 else (None, None)
+        found.append(Target(f"4. p95 first audio at {n} clients ≤ {p95[n]:g} ms", "absolute", loads[n].first_p95_ms,
+                            p95[n], "ms", loads[n].first_p95_ms <= p95[n], low=low, high=high))
     return found
 
 
@@ -746,7 +850,24 @@ def _paired_rows(paired: Paired | None) -> list[str]:
     return [f"| first audio byte, pcm, one sentence, bare socket, alternated with raw (median / p95) | "
             f"{paired.server_ms:.1f} / {paired.server_p95_ms:.1f} ms, n={paired.n} |",
             f"| raw 2-thread first chunk of the first clause, same rounds (median) | {paired.raw_ms:.1f} ms |",
-            f"| server − raw, paired by round (median) | {paired.diff_ms:+.1f} ms |"]
+            f"| server − raw, paired by round: median [95% interval], IQR | {paired.diff_ms:+.1f} ms "
+            f"[{paired.diff_low_ms:+.1f} … {paired.diff_high_ms:+.1f}], {paired.diff_q1_ms:+.1f} … "
+            f"{paired.diff_q3_ms:+.1f} |"]
+
+
+def throughput_table(tp: PairedThroughput | None) -> list[str]:
+    """Markdown rows of the alternating raw/server throughput blocks, and a blank line (none if not measured)."""
+    if tp is None:
+        return []
+    order = ["raw → server" if n % 2 == 0 else "server → raw" for n in range(tp.blocks)]
+    lines = [f"Throughput at {BLOCK_CLIENTS} clients against raw 2 × 1 thread, alternating blocks (audio s / s):", "",
+             "| pair | order | raw | server | server / raw |", "|---:|---|---:|---:|---:|"]
+    lines += [f"| {n + 1} | {order[n]} | {r:.1f} | {s:.1f} | {100 * q:.0f}% |"
+              for n, (r, s, q) in enumerate(zip(tp.raw, tp.server, tp.ratios, strict=True))]
+    lines.append(f"| median | | {np.median(tp.raw):.1f} | {np.median(tp.server):.1f} | {100 * tp.ratio:.0f}% "
+                 f"[95% interval {100 * tp.low:.0f} … {100 * tp.high:.0f}%, IQR {100 * tp.q1:.0f} … "
+                 f"{100 * tp.q3:.0f}%] |")
+    return [*lines, ""]
 
 
 def load_table(loads: list[LoadResult], raw_best: float) -> list[str]:
@@ -780,13 +901,25 @@ def segment_table(raw: RawResult, loads: list[LoadResult]) -> list[str]:
     return lines
 
 
+def verdict(t: Target) -> str:
+    """PASS/FAIL, and whether the value's 95% interval lies wholly on that side of the limit."""
+    word = "PASS" if t.passed else "FAIL"
+    if not t.decisive:
+        return f"({word.lower()})"
+    sure = t.certain
+    return word if sure is None else f"{word} ({'clear' if sure else 'interval crosses the limit'})"
+
+
 def target_table(found: list[Target]) -> list[str]:
-    """Markdown rows of the targets with PASS/FAIL."""
-    lines = ["Targets:", "", "| target | baseline | value | limit | result |", "|---|---|---:|---:|---|"]
+    """Markdown rows of the targets with PASS/FAIL and, where the value has one, its 95% interval."""
+    lines = ["Targets (95% interval: bootstrap over the rounds, pairs or requests):", "",
+             "| target | baseline | value [95% interval] | limit | result |", "|---|---|---:|---:|---|"]
     for t in found:
-        verdict = "PASS" if t.passed else "FAIL"
-        lines.append(f"| {t.name} | {t.baseline} | {t.value:.1f} {t.unit} | {t.limit:.1f} {t.unit} | "
-                     f"{verdict if t.decisive else '(' + verdict.lower() + ')'} |")
+        sign = "+" if t.unit == "ms" and t.name.startswith("1. server first audio −") else ""
+        value = f"{t.value:{sign}.1f} {t.unit}"
+        if t.low is not None and t.high is not None:
+            value += f" [{t.low:{sign}.1f} … {t.high:{sign}.1f}]"
+        lines.append(f"| {t.name} | {t.baseline} | {value} | {t.limit:{sign}.1f} {t.unit} | {verdict(t)} |")
     return lines
 
 
@@ -814,7 +947,9 @@ def report(result: BenchResult) -> str:
     head = header(result)
     body = [*raw_table(result.raw, result.first_clause), "", *server_table(result.server), "",
             *load_table(result.server.load, result.raw.best_throughput), "",
-            *segment_table(result.raw, result.server.load), "", *target_table(result.targets)]
+            *segment_table(result.raw, result.server.load), "",
+            *throughput_table(result.server.throughput),
+            *target_table(result.targets)]
     return "\n".join(head + body)
 
 

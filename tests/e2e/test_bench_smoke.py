@@ -96,5 +96,13 @@ def test_quick_benchmark_reports_every_figure(tmp_path: Path) -> None:
     _check_load(server["load"])
     assert server["rss_peak_mb"] >= server["rss_after_mb"] > 0
     assert len(data["targets"]) >= 4
+    assert server["paired"]["n"] >= 1 and len(server["paired"]["server_all_ms"]) == server["paired"]["n"]
+    throughput = server["throughput"]
+    assert throughput["blocks"] == len(throughput["ratios"]) >= 1
+    assert all(_positive(v) for v in throughput["raw"] + throughput["server"] + throughput["ratios"])
+    assert throughput["low"] <= throughput["ratio"] <= throughput["high"]
     for target in data["targets"]:
-        assert isinstance(target["passed"], bool) and _positive(target["limit"]) and _positive(target["value"])
+        assert isinstance(target["passed"], bool) and _positive(target["limit"])
+        assert isinstance(target["value"], float) and abs(target["value"]) < 1e6  # server − raw may be negative
+        if target["low"] is not None:
+            assert target["low"] <= target["high"]

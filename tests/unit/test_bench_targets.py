@@ -46,3 +46,19 @@ def test_piper_targets_are_unchanged() -> None:
     assert found["3. throughput at 8 clients ≥ 95% of raw best"] == (pytest.approx(199.5), True)
     assert found["4. p95 first audio at 4 clients ≤ 400 ms"] == (400.0, True)
     assert found["4. p95 first audio at 8 clients ≤ 800 ms"] == (800.0, False)
+
+
+def test_paired_figures_decide_with_their_interval() -> None:
+    raw, server = _figures(first_ms=30.0, p95_4=105.0, p95_8=108.0, throughput_8=150.0)  # one-off run: fails
+    server.paired = bench.Paired(60, raw_ms=20.0, server_ms=24.0, server_p95_ms=30.0, diff_ms=4.0,
+                                 diff_low_ms=3.2, diff_high_ms=4.6)
+    server.throughput = bench.PairedThroughput(8, [200.0] * 8, [190.0] * 8, [0.95] * 8, ratio=0.95, q1=0.9, q3=1.0,
+                                               low=0.88, high=1.02)
+    found = {t.name: t for t in bench.targets(raw, server, "hibari")}
+    first = found["1. server first audio − raw, paired by round (median of 60) ≤ +5 ms"]
+    assert (first.value, first.limit, first.passed, first.certain) == (4.0, 5.0, True, True)
+    share = found["3. throughput at 8 clients ≥ 90% of raw 2 × 1 thread, paired blocks (median ratio of 8)"]
+    assert (share.value, share.passed, share.certain) == (pytest.approx(95.0), True, False)  # 88% is below 90%
+    assert bench.verdict(share) == "PASS (interval crosses the limit)"
+    assert not found["3. (info) same, one 8-client run against the raw phase"].decisive
+    assert [t.passed for t in found.values() if t.decisive] == [True, True, True, True, True]

@@ -111,8 +111,9 @@ def _voice_for(ctx: Context, config: OpenAIConfig, speech: SpeechRequest) -> str
             raise ModelNotFound(f"The model '{speech.model}' does not exist; use one of {_model_names(config)} "
                                 f"(GET /v1/models lists them all) or an installed voice id.",
                                 param="model") from None
-    installed = {v.id for v in ctx.voices.list()}
-    if model_voice is not None and name not in installed and name.lower() in ctx.voices.aliases():
+    # The voice list (sorted, every voice) only when `model` named a voice: not on every request's path.
+    if (model_voice is not None and name.lower() in ctx.voices.aliases()
+            and name not in {v.id for v in ctx.voices.list()}):
         return model_voice.id
     if flash_role(config.flash_roles, name) is not None:
         return str(peer_voice(ctx, config.kokoro_voices, config.flash_roles, name))
