@@ -28,6 +28,11 @@ from voxgate.engines.patched import patched_model
 _LOG = logging.getLogger(__name__)
 RATE_PROBE = "The quick brown fox jumps over the lazy dog, and then it runs away."
 MIN_LENGTH_RATIO = 0.2  # shorter phoneme durations than this turn to mush; speed tops out there
+# Longest silence kept before a sentence's first phoneme (seconds). Piper draws the start token's duration
+# like any phoneme's: 0.04-0.08 s mostly, but 0.3-0.75 s in 4 of 40 draws of "This sentence is spoken at one
+# rate." on joe-medium, a pause before the first word (first audio later, a gap between sentences) that the
+# voice never makes with its noise off (0.04 s).
+MAX_LEAD = 0.1
 SPEED_RANGE = (0.25, 2.0)  # what length_scale does well; measured within 4% of 1/speed on joe-medium
 
 
@@ -296,15 +301,18 @@ class PiperLoadedVoice:
         aligner = WordAligner(text, self._reading) if self._aligned else None
         for chunk in self._voice.synthesize(text, config, include_alignments=aligner is not None):
             timings = None
+            audio = np.asarray(chunk.audio_float_array, np.float32)
             if aligner is not None and chunk.phoneme_alignments is not None:
                 samples = [a.num_samples for a in chunk.phoneme_alignments[1:-1]]  # between BOS and EOS
                 lead = int(chunk.phoneme_alignments[0].num_samples)
+                cut = min(max(lead - int(MAX_LEAD * self.sample_rate), 0), len(audio))  # the start token's excess
+                audio, lead = audio[cut:], lead - cut
                 spoken = [(lead + a, lead + b, w) for a, b, w in phoneme_words(chunk.phonemes, samples)]
                 found = aligner.take(spoken, self.sample_rate)
                 if found is None:  # not the words of the text as read alone: paired in order, estimated
                     found = aligner.estimate(spoken, self.sample_rate)
                 timings = tuple(found)
-            yield Piece(np.asarray(chunk.audio_float_array, np.float32), self.sample_rate, timings)
+            yield Piece(audio, self.sample_rate, timings)
 
     def close(self) -> None:
         """Drop the session; onnxruntime frees it when the last reference goes."""
