@@ -323,7 +323,7 @@ class KokoroEngine:
             model = assemble_model(self._cache_dir)
             options = session_options(threads)
             # Patched once per user, keyed by the model's checked SHA-256 (the joined file is new in every data
-            # folder): a later process never imports onnx nor re-serialises the 92 MB graph (~1.5 CPU-s).
+            # folder): a later process never imports onnx nor re-serialises the 92 MB graph (~1 CPU-s).
             content = _model_digest(model)
             source = patched_model(model, "durations", _with_durations, content) if content else _with_durations(model)
             session = onnxruntime.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
