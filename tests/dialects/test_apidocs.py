@@ -20,7 +20,8 @@ BODYLESS = {("POST", "/v1/audio/voices/reload"), ("POST", "/api/reload"), ("POST
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(tmp_path_factory.mktemp("docs"), "--api-key", KEY, "--engines", "piper")
+    srv = start_server(tmp_path_factory.mktemp("docs"), "--api-key", KEY, "--engines", "piper",
+                       "--no-warmup")  # documents only: nothing spoken, nothing timed
     yield srv
     stop_server(srv)
 

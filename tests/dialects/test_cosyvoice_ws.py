@@ -1,4 +1,7 @@
-"""CosyVoice WebSocket /tts against a live server, driven by a client written from the wire description."""
+"""CosyVoice WebSocket /tts against a live server, driven by a client written from the wire description.
+
+The session's shared server (default settings, as this module's own server had): nothing here changes its state,
+and the cancellation test compares the counter before and after, so one start fewer for the suite."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import io
 import json
 import time
 import wave
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import Server, decode, pcm16, rms, start_server, stop_server
+from tests.conftest import Server, decode, pcm16, rms
 
 VOICE = "en_US-joe-medium"
 PARAGRAPH = ("The old lighthouse stood at the edge of the cliff, and every evening its keeper climbed the "
@@ -25,13 +27,6 @@ PARAGRAPH = ("The old lighthouse stood at the edge of the cliff, and every eveni
 SHORT = "Hello there, my friend. This message is spoken in pieces."
 KEYS = ["id", "error", "is_end", "index", "data", "audio_format", "sample_rate"]
 FIRST_AUDIO_WAIT = 90.0  # seconds to wait for the first audio before `done` (generous for a loaded machine)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(tmp_path_factory.mktemp("cosyvoice-ws"), "--stackflow-port", "0")
-    yield srv
-    stop_server(srv)
 
 
 def ws_url(server: Server) -> str:

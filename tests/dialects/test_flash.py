@@ -400,7 +400,8 @@ def role_dir(tmp_path_factory: pytest.TempPathFactory, reference: bytes) -> Path
 
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory, role_dir: Path) -> Iterator[Server]:
-    srv = start_server(tmp_path_factory.mktemp("flash-roles"), "--role-dir", str(role_dir))
+    srv = start_server(tmp_path_factory.mktemp("flash-roles"), "--role-dir", str(role_dir),
+                       "--no-warmup")  # nothing timed; the default voice is never used
     yield srv
     stop_server(srv)
 
@@ -421,7 +422,7 @@ def test_role_dir_is_imported_once_and_survives_restarts(imported: Server, role_
     assert httpx.get(f"{imported.url}/v1/audio/voices/Female", timeout=10).status_code == 404
 
     stop_server(imported)  # the same data folder again: nothing is registered twice
-    again = start_server(imported.data_dir.parent, "--role-dir", str(role_dir))
+    again = start_server(imported.data_dir.parent, "--role-dir", str(role_dir), "--no-warmup")
     try:
         assert roles(again) == names
         assert httpx.get(f"{again.url}/v1/audio/voices/Alice", timeout=10).json()["created"] == alice["created"]

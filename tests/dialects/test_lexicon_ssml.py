@@ -110,7 +110,7 @@ def test_entries_change_the_audio_of_each_engine(keyed: Server) -> None:
 
 
 def test_entries_survive_a_restart(tmp_path: Path) -> None:
-    first = start_server(tmp_path)
+    first = start_server(tmp_path, "--no-warmup")  # nothing timed; only joe speaks, after the restart
     try:
         put = httpx.put(f"{first.url}/v1/lexicon", json={"entries": [{"word": "cat", "phonemes": ELEPHANTS}]},
                         timeout=30)
@@ -118,7 +118,7 @@ def test_entries_survive_a_restart(tmp_path: Path) -> None:
     finally:
         first.process.kill()  # kill -9: the entry was committed before the answer
         first.process.wait(timeout=10)
-    second = start_server(tmp_path)
+    second = start_server(tmp_path, "--no-warmup")
     try:
         assert httpx.get(f"{second.url}/v1/lexicon", timeout=10).json()["data"] == [
             {"word": "cat", "phonemes": ELEPHANTS}]

@@ -169,7 +169,7 @@ def test_concurrent_registrations_and_deletions(server: Server, reference: tuple
 @pytest.fixture(scope="module")
 def url_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """URLs allowed, private addresses not: the SSRF guard must hold."""
-    srv = start_server(Path(tmp_path_factory.mktemp("urls")), "--allow-reference-urls")
+    srv = start_server(Path(tmp_path_factory.mktemp("urls")), "--allow-reference-urls", "--no-warmup")  # speaks nothing
     yield srv
     stop_server(srv)
 
@@ -186,13 +186,13 @@ def test_urls_to_internal_addresses_are_refused(url_server: Server, reference: t
 
 
 def test_registered_voices_survive_a_restart(tmp_path: Path, reference: tuple[np.ndarray, int]) -> None:
-    first = start_server(tmp_path)
+    first = start_server(tmp_path, "--no-warmup")  # nothing timed; the default voice is never used
     try:
         assert add(first, "keeper", wav(*reference), transcript="kept").status_code == 201
         described = httpx.get(f"{first.url}/v1/audio/voices/keeper", timeout=10).json()
     finally:
         stop_server(first)
-    second = start_server(tmp_path)
+    second = start_server(tmp_path, "--no-warmup")
     try:
         assert httpx.get(f"{second.url}/v1/audio/voices/keeper", timeout=10).json() == described
         spoken = speak(second, "keeper")

@@ -261,7 +261,8 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
         for name, text in SERVER_INPUTS.items():
             _speak_wav(server, text, server.data_dir / name)
         # The CLI's data folder starts with the base-voice measurements the session's servers made, so
-        # `voxgate voices add` measures only the base voices no server measured (joe's ~7 CPU-s saved).
+        # `voxgate voices add` measures only the base voices no server or earlier command measured (joe by the
+        # servers, hibari:heart by tests/e2e/test_cli.py's `voices add`).
         seed_bases(cwd.parent / "readme-cli-data")
         env = {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}", "README_CAPTURES": str(captures),
                "VOXGATE_DATA_DIR": str(cwd.parent / "readme-cli-data"), "PYTHONUNBUFFERED": "1"}

