@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -152,7 +153,7 @@ def build_context(settings: Settings, backend: Backend | None = None, upstreams:
                              allow_private_urls=settings.allow_private_urls)
     encoder = SpeakerEncoder()
     bases = BaseVoices(voices, store, backend, encoder, settings.match_bases, busy=lambda: service.active > 0,
-                       calibrate=service.gain)
+                       calibrate=functools.partial(service.gain, background=True))
     cache = ReferenceCache(settings.data_dir / "cache" / "references", settings.reference_cache_entries,
                            settings.reference_cache_mb * 2**20)
     voicebank = VoiceBank(voices, store, service, policy, settings.match_strength, encoder, bases, cache)

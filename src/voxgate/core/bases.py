@@ -42,6 +42,9 @@ _LOG = logging.getLogger(__name__)
 DEFAULT_MATCH_BASES = ("*",)  # the server passes the `match_bases` setting (settings.DEFAULT_MATCH_BASES)
 MAX_PER_LANGUAGE = 32  # candidates per primary language: a 900-speaker model must not mean 900 syntheses
 IDLE_POLL = 0.2  # seconds between checks for an idle server while measuring in the background
+# A measurement that has waited this long for a pause lets go of the sessions it loaded (reloaded at the next
+# pause): a short pause in a busy hour otherwise left a base voice's model loaded until the next long one.
+RELEASE_AFTER_S = 10.0
 KEY_PREFIX = "candidate:"
 
 
@@ -186,6 +189,7 @@ class BaseVoices:
                     candidate = await self._measure(voice, background)
                 except (VoxgateError, RuntimeError, ValueError) as exc:
                     _LOG.warning("could not measure base voice %s: %s", voice.id, exc)
+                    await self._release(background)
                     continue
                 await asyncio.to_thread(self.store.set_value, self._key(voice), candidate.to_dict())
                 self._measured[voice.id] = candidate
@@ -194,6 +198,7 @@ class BaseVoices:
                 if self._calibrate is not None and background:
                     await self._until_idle()
                     await self._calibrate(voice)
+                await self._release(background)
                 _LOG.info("measured base voice %s for matching in %.1f s (%s)", voice.id,
                           time.monotonic() - started, "background" if background else "foreground")
             self.done.set()
@@ -220,11 +225,23 @@ class BaseVoices:
         profile = await asyncio.to_thread(analyse, samples, rate)
         return Candidate(voice.id, voice.language, embedding, profile)
 
+    async def _release(self, background: bool) -> None:
+        """After a voice's background measurement: unload the engine sessions loaded only for it (a request
+        that used one meanwhile made it its own), so an idle server is not left holding every base voice."""
+        release = getattr(self.backend, "release_background", None)
+        if background and release is not None:
+            await release()
+
     async def _until_idle(self) -> None:
-        """Return once no request is in flight and the workers are free (polled: requests come and go)."""
-        for _ in itertools.count():
+        """Return once no request is in flight and the workers are free (polled: requests come and go).
+        Waiting long, it unloads the sessions loaded only for the measurement (see _release)."""
+        released = False
+        for waited in itertools.count():
             if not self._is_busy():
                 return
+            if not released and waited * IDLE_POLL >= RELEASE_AFTER_S:
+                released = True
+                await self._release(True)
             await asyncio.sleep(IDLE_POLL)
 
     def _is_busy(self) -> bool:

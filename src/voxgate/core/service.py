@@ -814,14 +814,15 @@ class SynthesisService:
             raise InvalidInput(f"sample rate {request.sample_rate} Hz is outside 8000–192000",
                                param="sample_rate")
 
-    async def gain(self, voice: VoiceInfo) -> float:
+    async def gain(self, voice: VoiceInfo, background: bool = False) -> float:
         """The fixed gain that levels this voice, measured once on a calibration sentence. A reference
         voice spoken by an installed one is levelled as its base is (its shift moves the spectrum's
-        shape, not its loudness, by much), so a new reference costs no calibration on its first request."""
+        shape, not its loudness, by much), so a new reference costs no calibration on its first request.
+        `background`: measured as housekeeping (a base voice's), on a session that goes when that is done."""
         base = voice.base_voice
         if base and base != voice.id:
             try:
-                return await self.gain(self.voices.resolve(str(base)))
+                return await self.gain(self.voices.resolve(str(base)), background)
             except VoxgateError:
                 pass  # its base is gone: measured as itself
         if voice.id in self._gains:
@@ -832,7 +833,7 @@ class SynthesisService:
             async with lock:
                 gain = self._gains.get(voice.id)
                 if gain is None:
-                    gain = self._gains[voice.id] = await self._level(voice)
+                    gain = self._gains[voice.id] = await self._level(voice, background)
                     while len(self._gains) > GAIN_CACHE:
                         self._gains.popitem(last=False)
         finally:
@@ -840,7 +841,7 @@ class SynthesisService:
                 self._gain_locks.pop(voice.id, None)
         return gain
 
-    async def _level(self, voice: VoiceInfo) -> float:
+    async def _level(self, voice: VoiceInfo, background: bool = False) -> float:
         """A voice's gain from the voice store (measured by any node sharing it), else measured and kept there."""
         store, key = getattr(self.voices, "store", None), gain_key(voice)
         if store is not None:
@@ -852,7 +853,8 @@ class SynthesisService:
             if kept is not None:
                 _LOG.info("voice %s levelled with gain %.2f (from the voice store)", voice.id, kept)
                 return kept
-        job = SegmentJob(voice, CALIBRATION_TEXT, EngineParams(), time.monotonic(), post=post_processing(voice))
+        job = SegmentJob(voice, CALIBRATION_TEXT, EngineParams(), time.monotonic(), post=post_processing(voice),
+                         background=background)
         try:
             parts = [item.samples async for item in self.backend.generate(job)]
         except EngineFailure as exc:

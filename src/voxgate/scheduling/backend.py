@@ -187,6 +187,10 @@ class LocalBackend:
     async def preload(self, voice: VoiceInfo) -> None:
         await asyncio.to_thread(self.pool.preload, voice)
 
+    async def release_background(self) -> int:
+        """Unload the sessions only background work used (see WorkerPool.release_background)."""
+        return await asyncio.to_thread(self.pool.release_background)
+
     def health(self) -> BackendHealth:
         sessions = tuple(Session(**s) for s in self.pool.sessions())  # type: ignore[arg-type]
         return BackendHealth(ready=True, workers=self.pool.size, loaded_voices=frozenset(self.pool.loaded_voices()),
@@ -351,6 +355,10 @@ class RouterBackend:
     async def preload(self, voice: VoiceInfo) -> None:
         if voice.engine != UPSTREAM_ENGINE:
             await self.local.preload(voice)
+
+    async def release_background(self) -> int:
+        release = getattr(self.local, "release_background", None)
+        return int(await release()) if release is not None else 0
 
     def health(self) -> BackendHealth:
         local = self.local.health()

@@ -113,6 +113,9 @@ class WorkerPool:
         self._costs: dict[tuple[str, int], int] = {}  # bytes of RSS each session's load and first runs added
         self._uses: Counter[tuple[str, int]] = Counter()  # runs on each session so far (see _charge)
         self._pinned: set[str] = set()  # load keys kept loaded whatever the budget (default, preloaded)
+        # Sessions loaded by background work (measuring base voices) that no request has used since: the
+        # work unloads them when done (release_background), so an idle server does not keep them.
+        self._background_only: set[tuple[str, int]] = set()
         self._budget = memory_budget_mb * 1024 * 1024  # 0 = no limit
         self._loading: dict[tuple[str, int], threading.Lock] = {}  # so a session is loaded once
         self._solo_lock = threading.Lock()  # one job at a time on the solo session
@@ -190,22 +193,24 @@ class WorkerPool:
                      "in_use": self._users[(key, threads)], "pinned": key in self._pinned}
                     for key, threads in self._sessions]
 
-    def _loaded(self, voice: VoiceInfo, threads: int) -> tuple[tuple[str, int], LoadedVoice]:
+    def _loaded(self, voice: VoiceInfo, threads: int, background: bool = False) -> tuple[tuple[str, int], LoadedVoice]:
         """The session of `voice` with `threads` threads, loading it on first use (once, even if raced).
         The caller holds it until _release; past the memory budget, idle sessions are unloaded."""
         key = (voice.load_key, threads)
         with self._load_lock:
-            if (held := self._hold(key)) is not None:
+            if (held := self._hold(key, background)) is not None:
                 return held
             gate = self._loading.setdefault(key, threading.Lock())
         with gate:
             with self._load_lock:
-                if (held := self._hold(key)) is not None:
+                if (held := self._hold(key, background)) is not None:
                     return held  # another thread loaded it while we waited for the gate
             before = _rss()
             loaded = self._engines(voice.engine).load(voice, threads)
             with self._load_lock:
                 self._sessions[key] = loaded
+                if background:
+                    self._background_only.add(key)
                 self._costs[key] = max(0, _rss() - before)
                 self._users[key] += 1
                 self._loading.pop(key, None)
@@ -213,10 +218,13 @@ class WorkerPool:
         _unload(evicted)
         return key, loaded
 
-    def _hold(self, key: tuple[str, int]) -> tuple[tuple[str, int], LoadedVoice] | None:
-        """A loaded session, marked used now and held by one more job (lock held); None if not loaded."""
+    def _hold(self, key: tuple[str, int], background: bool = False) -> tuple[tuple[str, int], LoadedVoice] | None:
+        """A loaded session, marked used now and held by one more job (lock held); None if not loaded. A
+        request's job makes a session loaded by background work its own (release_background keeps it)."""
         if key not in self._sessions:
             return None
+        if not background:
+            self._background_only.discard(key)
         self._sessions.move_to_end(key)
         self._users[key] += 1
         return key, self._sessions[key]
@@ -248,12 +256,33 @@ class WorkerPool:
                 break
             if self._users[key] or key[0] in self._pinned:
                 continue  # a running job keeps its session; it goes when idle and still over budget
-            evicted.append((key, self._sessions.pop(key)))
-            total -= self._costs.pop(key, 0)
-            del self._users[key]  # idle: its count is zero
-            self._uses.pop(key, None)
+            total -= self._costs.get(key, 0)
+            evicted.append(self._drop(key))
             self.stats.evicted += 1
         return evicted
+
+    def _drop(self, key: tuple[str, int]) -> tuple[tuple[str, int], LoadedVoice]:
+        """Forget an idle session (lock held); the caller closes it with _unload outside the lock."""
+        loaded = self._sessions.pop(key)
+        self._costs.pop(key, None)
+        del self._users[key]  # idle: its count is zero
+        self._uses.pop(key, None)
+        self._background_only.discard(key)
+        return key, loaded
+
+    def release_background(self) -> int:
+        """Unload the sessions that only background work used (loaded for it, no request since), once idle;
+        pinned ones stay. Measuring a base voice loads its sessions for a minute's work, and without this
+        an idle server kept them for ever: +290 MB at minute 55 of a 60-minute soak. Returns how many."""
+        with self._load_lock:
+            dropped = [self._drop(key) for key in list(self._background_only)
+                       if key in self._sessions and not self._users[key] and key[0] not in self._pinned]
+        for (voice_key, threads), old in dropped:
+            _LOG.info("unloaded %s (%d threads): loaded only to measure it", voice_key, threads)
+            old.close()
+        if dropped:
+            _trim()
+        return len(dropped)
 
     def _is_idle(self) -> bool:
         with self._cond:
@@ -334,7 +363,7 @@ class WorkerPool:
                 alone = not others and not self._heap
             if not alone:
                 self._solo_lock.release()
-        return self._loaded(job.voice, self._solo_threads if alone else self._threads), alone
+        return self._loaded(job.voice, self._solo_threads if alone else self._threads, job.background), alone
 
     def _run(self, express: bool) -> None:
         while (job := self._take(express)) is not None:

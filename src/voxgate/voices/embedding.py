@@ -16,6 +16,7 @@ import numpy as np
 
 from voxgate.audio.resample import resample
 from voxgate.audio.voiceshift import hz_to_mel, mel_to_hz
+from voxgate.engines.ortsession import session_options
 
 SAMPLE_RATE = 16000  # Hertz the encoder was trained at
 N_FFT = 512
@@ -125,9 +126,9 @@ class SpeakerEncoder:
             if self._session is None:
                 import onnxruntime
 
-                options = onnxruntime.SessionOptions()
-                options.intra_op_num_threads = self._threads
-                options.inter_op_num_threads = 1
+                # No CPU arena: it would keep the largest run's memory (a 25 s base-voice measurement) for
+                # the server's life, for a model that runs at registrations and background measurements only.
+                options = session_options(self._threads, arena=False)
                 path = self._model_path or default_model_path()
                 self._session = onnxruntime.InferenceSession(
                     str(path), sess_options=options, providers=["CPUExecutionProvider"]
