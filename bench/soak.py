@@ -283,6 +283,28 @@ def _ready(url: str) -> dict[str, object]:
         return {"sessions": "?", "session_ids": [], "bases": "?"}
 
 
+def settle_bases(url: str, wanted: int, limit: float = 600.0) -> None:
+    """Wait, at most `limit` seconds, until /ready says `wanted` base voices are measured (or all there are). An
+    idle server measures them in the background; the first measurement loads the speaker encoder and Praat,
+    which stay (~100 MB in the 2026-12-04 soak, where clients left no pause for it until minute 45). That load
+    is part of the warm-up, not growth; a measurement that the clients' pauses allow later unloads what it
+    loaded for itself."""
+    if wanted <= 0:
+        return
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            bases = httpx.get(f"{url}/ready", timeout=10).json().get("match_bases", {})
+            if bases.get("measured", 0) >= min(wanted, bases.get("total", 0)):
+                print(f"soak: {bases.get('measured')}/{bases.get('total')} base voices measured before the clients "
+                      "start", flush=True)
+                return
+        except (httpx.HTTPError, ValueError, AttributeError):
+            pass
+        time.sleep(2)
+    print(f"soak: base voices still unmeasured after {limit:.0f} s; starting anyway", flush=True)
+
+
 def _rss_parts(pid: int) -> dict[str, float]:
     """The server's RSS in MB by kind of mapping, from /proc/PID/smaps (Linux; empty elsewhere): `file` (code and
     mapped model files), `brk` (the main malloc heap), `anon_big` (anonymous mappings of 8 MB or more: malloc's
@@ -336,6 +358,10 @@ def main() -> int:
     parser.add_argument("--wyoming-port", type=int, default=0, help="with --url: its Wyoming port (0: none)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--dialects", help=f"comma-separated subset of the mix, to isolate one: {','.join(CALLS)}")
+    parser.add_argument("--settle-bases", type=int, default=1, metavar="N",
+                        help="before the clients start, wait (at most 10 min) until the server has measured N base "
+                             "voices for voice matching, the first of which loads the speaker encoder and Praat for "
+                             "good (~100 MB); later ones load and unload their sessions (default 1; 0: do not wait)")
     parser.add_argument("--log", type=Path,
                         help="keep the started server's log (stderr) in this file (without it the log goes with the "
                              "run's temporary folder; its error lines are printed either way)")
@@ -367,6 +393,7 @@ def main() -> int:
                 and c.status == psutil.CONN_LISTEN and c.pid]
         server = psutil.Process(pids[0])
     try:
+        settle_bases(url, args.settle_bases)
         tally = Tally()
         started = time.monotonic()
         until = started + args.minutes * 60
