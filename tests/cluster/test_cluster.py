@@ -47,6 +47,9 @@ def test_ready_and_metrics_come_through_the_proxy(cluster: Cluster) -> None:
     assert metrics.status_code == 200 and "voxgate_" in metrics.text
     report = cluster.report()
     assert report["synthesizer"]["workers"] == 1 and report["synthesizer"]["pid"] > 0
+    # The nodes stay in the test's session, so the replica shares the test's scheduling autogroup (local.py):
+    # with nodes in sessions of their own, one replica of two did about half the other's work on one machine
+    assert os.getsid(report["synthesizer"]["pid"]) == os.getsid(0)
     # A 1-CPU replica runs 1-thread onnxruntime sessions only: its solo session too (2 threads by default)
     assert {s["threads"] for s in report["synthesizer"]["sessions"]} == {1}, report["synthesizer"]["sessions"]
 

@@ -166,8 +166,13 @@ class LocalCluster:
         log = self.folder / f"node{index}.log"
         self.folder.mkdir(parents=True, exist_ok=True)
         with log.open("w") as out:
+            # Its own process group (a Ctrl-C at the terminal does not reach it; stop_tree stops it), but the
+            # caller's session: with the kernel's autogroup scheduling (sched_autogroup_enabled) each session is
+            # one scheduling group and the CPUs are shared fairly between groups, not between processes. Nodes in
+            # sessions of their own put each replica in a group with different neighbours (the head's holds the
+            # Gateway, proxy and GCS), and on one machine one replica of two did about half the other's work.
             return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, env=self._environ(),
-                                    start_new_session=True)
+                                    process_group=0)
 
     def _wait(self, index: int) -> None:
         process, log = self._nodes[index], self.folder / f"node{index}.log"
