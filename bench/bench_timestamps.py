@@ -160,6 +160,52 @@ def whisper_words(whisper, audio: np.ndarray, rate: int) -> list[tuple[str, floa
     return [(w.word, float(w.start), float(w.end)) for s in segments for w in (s.words or ())]
 
 
+PREPEND, APPEND = "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、"  # faster-whisper's defaults
+
+
+def forced_words(whisper, audio: np.ndarray, rate: int, text: str) -> list[tuple[int, float]]:  # type: ignore[no-untyped-def]
+    """(offset in `text` of our word, Whisper's start) from faster-whisper's own word-timestamp step
+    (`add_word_timestamps`: cross-attention DTW, its punctuation merging and long-word hacks) run on the
+    words the clip says: `text` written out as voxgate reads it ("87" → eighty-seven), not Whisper's guess.
+    Each of our words takes the start of the first of Whisper's words that came from it."""
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+
+    from voxgate.text.normalize import normalize_mapped
+
+    said = normalize_mapped(text, "en-US")
+    resampler = Resampler(rate, 16000)
+    audio16 = np.concatenate([resampler.process(audio), resampler.flush()]).astype(np.float32)
+    tokenizer = Tokenizer(whisper.hf_tokenizer, whisper.model.is_multilingual, task="transcribe", language="en")
+    features = whisper.feature_extractor(audio16)
+    frames = min(features.shape[-1] - 1, whisper.feature_extractor.nb_max_frames)
+    encoded = whisper.encode(pad_or_trim(features[:, :frames]))
+    segment = {"seek": 0, "start": 0.0, "end": frames * whisper.feature_extractor.time_per_frame,
+               "tokens": tokenizer.encode(" " + said.text)}
+    whisper.add_word_timestamps([[segment]], tokenizer, encoded, frames, PREPEND, APPEND, 0.0)
+    spans = word_spans(text)
+    found: dict[int, float] = {}
+    pos = 0
+    for w in segment.get("words", []):
+        at = said.text.find(w["word"].strip(), pos)
+        if at < 0:
+            continue
+        pos = at + len(w["word"].strip())
+        source = int(said.starts[at])
+        for s, e in spans:
+            if s <= source < e:
+                found.setdefault(s, float(w["start"]))
+    return sorted(found.items())
+
+
+def forced_errors(case: Case, starts: list[tuple[int, float]],
+                  timings: list[Timing] | None = None) -> list[tuple[int, float]]:
+    """(index of our word, start error ours − Whisper's forced start)."""
+    timings = case.timings if timings is None else timings
+    index = {t.start_char: n for n, t in enumerate(timings)}
+    return [(index[s], timings[index[s]].start - start) for s, start in starts if s in index]
+
+
 def errors(case: Case, heard: list[tuple[str, float, float]],
            timings: list[Timing] | None = None) -> list[tuple[int, float]]:
     """(index of our word, start error ours − Whisper's) of each word both name, matched in order."""
@@ -376,7 +422,14 @@ def main() -> None:
                     add(f"kind_{kind[k]}", [e])
                     t = case.timings[k]
                     worst.append((abs(e), voice, case.speed, kind[k], case.text[t.start_char:t.end_char]))
+                forced = forced_words(whisper, case.audio, case.rate, case.text)
+                fsigned = forced_errors(case, forced)
+                add("forced", [e for _, e in fsigned])
+                add(f"forced_speed_{case.speed}", [e for _, e in fsigned])
+                for k, e in fsigned:
+                    add(f"forced_kind_{kind[k]}", [e])
                 marks = onsets(case.audio, case.rate)
+                add("onset_forced", onset_errors([s for _, s in forced], marks))
                 add("onset", onset_errors([t.start for t in case.timings], marks))
                 if case.before is not None and len(case.before) == len(case.timings):
                     add("whisper_before", [e for _, e in errors(case, heard, case.before)])
