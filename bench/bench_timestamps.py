@@ -359,6 +359,9 @@ def main() -> None:
     parser.add_argument("--no-overhead", action="store_true", help="skip the engines' overhead runs")
     parser.add_argument("--before-lead", type=int, default=None,
                         help="also time Kokoro and hibari with this decoder lead (frames), for a before/after")
+    parser.add_argument("--before-first-sound", action="store_true",
+                        help="also time Kokoro and hibari without starting each sentence's first word at the "
+                             "piece's first sound, for a before/after")
     args = parser.parse_args()
 
     from bench_engines import load_whisper
@@ -384,15 +387,20 @@ def main() -> None:
 
         for case in cases:
             await speak(service, case)
-            if args.before_lead is not None and case.voice.startswith(("kokoro", "hibari")):
-                now = kokoro_mod.LEAD_FRAMES
-                kokoro_mod.LEAD_FRAMES = hibari_mod.LEAD_FRAMES = args.before_lead
+            before = args.before_lead is not None or args.before_first_sound
+            if before and case.voice.startswith(("kokoro", "hibari")):
+                now, anchor = kokoro_mod.LEAD_FRAMES, kokoro_mod.start_at_first_sound
+                if args.before_lead is not None:
+                    kokoro_mod.LEAD_FRAMES = hibari_mod.LEAD_FRAMES = args.before_lead
+                if args.before_first_sound:
+                    kokoro_mod.start_at_first_sound = hibari_mod.start_at_first_sound = lambda t, a, r: t
                 try:
                     again = Case(case.voice, case.speed, case.text)
                     await speak(service, again)  # the same durations: the timings as they were
                     case.before = again.timings
                 finally:
                     kokoro_mod.LEAD_FRAMES = hibari_mod.LEAD_FRAMES = now
+                    kokoro_mod.start_at_first_sound = hibari_mod.start_at_first_sound = anchor
 
     try:
         asyncio.run(run_all())
@@ -431,8 +439,11 @@ def main() -> None:
                 marks = onsets(case.audio, case.rate)
                 add("onset_forced", onset_errors([s for _, s in forced], marks))
                 add("onset", onset_errors([t.start for t in case.timings], marks))
+                add(f"onset_speed_{case.speed}", onset_errors([t.start for t in case.timings], marks))
                 if case.before is not None and len(case.before) == len(case.timings):
                     add("whisper_before", [e for _, e in errors(case, heard, case.before)])
+                    add("forced_before", [e for _, e in forced_errors(case, forced, case.before)])
+                    add(f"before_speed_{case.speed}", [e for _, e in errors(case, heard, case.before)])
                     add("onset_before", onset_errors([t.start for t in case.before], marks))
                 add("onset_joined", onset_errors([t.start for t in joined(case.timings)], marks))
                 add("onset_whisper", onset_errors([s for _, s, _ in heard], marks))
