@@ -155,8 +155,12 @@ async def speak(service: SynthesisService, case: Case) -> None:
 def whisper_words(whisper, audio: np.ndarray, rate: int) -> list[tuple[str, float, float]]:  # type: ignore[no-untyped-def]
     resampler = Resampler(rate, 16000)
     audio16 = np.concatenate([resampler.process(audio), resampler.flush()]).astype(np.float32)
-    segments, _ = whisper.transcribe(audio16, language="en", beam_size=5, temperature=0.0, vad_filter=False,
-                                     condition_on_previous_text=False, word_timestamps=True)
+    # Silero VAD (shipped in faster-whisper's wheel) with 100 ms of padding: without it Whisper puts a clip's
+    # first word at 0.0 s whatever the silence before it (hibari's first words: 300 ms off); its default
+    # 400 ms pad keeps that silence.
+    segments, _ = whisper.transcribe(audio16, language="en", beam_size=5, temperature=0.0, vad_filter=True,
+                                     vad_parameters={"speech_pad_ms": 100}, condition_on_previous_text=False,
+                                     word_timestamps=True)
     return [(w.word, float(w.start), float(w.end)) for s in segments for w in (s.words or ())]
 
 
