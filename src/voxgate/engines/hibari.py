@@ -25,7 +25,7 @@ from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.ortsession import session_options
 from voxgate.engines.patched import patched_model
 from voxgate.engines.phonemes import split_blocks, to_misaki
-from voxgate.engines.wordtiming import LEAD_FRAMES, edges_from_durations, word_timings
+from voxgate.engines.wordtiming import LEAD_FRAMES, edges_from_durations, start_at_first_sound, word_timings
 
 PREFIX = "hibari:"
 VOICE = "heart"  # the one voice inside the wheel
@@ -108,6 +108,7 @@ class HibariLoadedVoice:
                 edges = edges_from_durations(durations, len(audio), self.sample_rate)[1:]  # the lead pad's end on
                 frame = len(audio) / max(int(np.sum(durations)), 1) / self.sample_rate
                 timings = word_timings(text[start:end], tokens, edges, lead=LEAD_FRAMES * frame)
+                timings = start_at_first_sound(timings, audio, self.sample_rate)
                 timings = tuple(replace(t, start_char=t.start_char + start, end_char=t.end_char + start)
                                 for t in timings)
             yield Piece(np.asarray(audio, np.float32), self.sample_rate, timings)

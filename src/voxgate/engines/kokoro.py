@@ -33,7 +33,7 @@ from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.ortsession import session_options
 from voxgate.engines.patched import patched_model
 from voxgate.engines.phonemes import split_blocks, to_misaki
-from voxgate.engines.wordtiming import LEAD_FRAMES, word_timings
+from voxgate.engines.wordtiming import LEAD_FRAMES, start_at_first_sound, word_timings
 from voxgate.engines.zh_numbers import normalize_numbers
 from voxgate.errors import VoiceNotFound
 from voxgate.safefs import atomic_file, write_atomic
@@ -211,6 +211,7 @@ class KokoroLoadedVoice:
                 edges = [t.start for t in spoken] + [spoken[-1].end]
                 timings = word_timings(sentence.strip(), [t.phoneme for t in spoken], edges,
                                        lead=LEAD_FRAMES * FRAME_SAMPLES / SAMPLE_RATE)
+                timings = start_at_first_sound(timings, np.asarray(audio, np.float32), SAMPLE_RATE)
                 timings = tuple(replace(t, start_char=t.start_char + start + lead, end_char=t.end_char + start + lead)
                                 for t in timings)
             yield Piece(np.concatenate([np.asarray(audio, np.float32), pause]), SAMPLE_RATE, timings)
