@@ -163,3 +163,21 @@ async def test_parts_ssml_and_dialect_segments_map_to_the_text_the_client_sent(s
         assert words(said, timings) == said.split()
         assert timings[0].end - timings[0].start == pytest.approx(0.1 / speed, abs=1e-3)
         _in_order(timings, total)
+
+
+def test_a_first_word_put_before_any_sound_keeps_a_length_from_the_first_sound() -> None:
+    from voxgate.engines.wordtiming import start_at_first_sound
+
+    rate = 24000
+    audio = np.zeros(rate, np.float32)
+    audio[int(0.05 * rate):] = 0.3 * np.sin(np.arange(rate - int(0.05 * rate)) * 0.2)  # sound from 50 ms
+    said = (Timing(0, 3, 0.0, 0.022), Timing(4, 9, 0.022, 0.3), Timing(10, 13, 0.3, 0.5))
+    out = start_at_first_sound(said, audio, rate)
+    assert out[0].start == pytest.approx(0.05, abs=0.006)
+    assert out[0].end - out[0].start == pytest.approx(0.022, abs=1e-9)  # its predicted length, not empty
+    assert out[1].start == out[0].end and out[1].end == 0.3 and out[2] == said[2]
+    assert all(a.end <= b.start for a, b in zip(out, out[1:]))
+    # the next word is short: the first ends by its middle, and neither is empty
+    tight = (Timing(0, 3, 0.0, 0.04), Timing(4, 9, 0.04, 0.07), Timing(10, 13, 0.07, 0.5))
+    out = start_at_first_sound(tight, audio, rate)
+    assert out[0].end == pytest.approx(0.055) and out[1].start == out[0].end and out[1].end == 0.07

@@ -117,12 +117,20 @@ def start_at_first_sound(timings: Timings, audio: np.ndarray, rate: int) -> Timi
     it ahead of the leading pad's predicted end by an amount that changes with speed (first words against the
     audio's first sound: Kokoro 249 ms late at speed 0.5, 40 ms early at 2.0; hibari 80 ms late and 45 ms
     early; both within 10 ms at 1.0). Nothing but the first word can sound there, so its first sound is its
-    start; a word the durations put before any sound starts (and ends, at the latest) there."""
+    start. Where the durations put the first word wholly before that sound (Kokoro at 2.0: "The" 0-22 ms, sound
+    at 50 ms), it keeps its predicted length from there, up to the middle of the next word, so no caption is
+    empty; later words start no earlier than the word before them ends."""
     sound = first_sound(audio, rate)
     if not timings or sound is None or sound >= timings[-1].end:
         return timings
-    out = [replace(t, start=max(t.start, sound), end=max(t.end, sound)) for t in timings]
-    out[0] = replace(out[0], start=sound)
+    first = timings[0]
+    end = max(first.end, sound + (first.end - first.start))
+    if len(timings) > 1:
+        end = min(end, max(first.end, (timings[1].start + timings[1].end) / 2))
+    out = [replace(first, start=sound, end=max(end, sound))]
+    for t in timings[1:]:
+        start = max(t.start, out[-1].end)
+        out.append(replace(t, start=start, end=max(t.end, start)))
     return tuple(out)
 
 
