@@ -161,7 +161,7 @@ async def _say(settings: Settings, text: str, voice: str | None, fmt: str, out: 
 
     ctx = build_context(settings.model_copy(update={"word_timings": True}) if captions else settings)
     try:
-        request = SynthesisRequest(text=text, voice=voice or settings.default_voice)
+        request = SynthesisRequest(text=text, voice=voice or settings.default_voice, timings=captions is not None)
         if captions is None:
             pcm = await ctx.service.synthesize(request)
         else:

@@ -4,6 +4,7 @@ inside the audio, on the stream's time axis after tempo stretch, resampling, joi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -43,7 +44,7 @@ async def spoken(service: SynthesisService, request: SynthesisRequest) -> tuple[
     timings: list[Timing] = []
     audio = []
     rate = 0
-    async for chunk in service.stream(request):
+    async for chunk in service.stream(replace(request, timings=True)):  # timings asked for
         assert chunk.timings is not None  # every chunk says which words start in it (maybe none)
         timings += chunk.timings
         audio.append(chunk.samples)

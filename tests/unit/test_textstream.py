@@ -21,15 +21,17 @@ from voxgate.errors import InputTooLong, InvalidInput, VoiceNotFound
 FAST = TextStreamPolicy(idle_flush=0.3, stall_flush=0.6)
 
 
-async def started(engine: FakeEngine, policy: TextStreamPolicy = FAST) -> tuple[SynthesisService, TextStream]:
+async def started(engine: FakeEngine, policy: TextStreamPolicy = FAST,
+                  timings: bool = False) -> tuple[SynthesisService, TextStream]:
     service = make_service(engine, workers=2)
     await service.warm_up()
-    return service, await open_text_stream(service, SynthesisRequest(text="", voice="a"), policy=policy)
+    return service, await open_text_stream(service, SynthesisRequest(text="", voice="a", timings=timings),
+                                           policy=policy)
 
 
 async def test_first_clause_is_spoken_before_the_text_ends() -> None:
     engine = FakeEngine()
-    service, stream = await started(engine)
+    service, stream = await started(engine, timings=True)  # its words' timings are checked too
     try:
         words = "Hello there my friend, this is a streamed answer. It keeps going for a while.".split()
         for word in words[:5]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -120,7 +122,7 @@ def service():  # type: ignore[no-untyped-def]
 async def _timed(service: SynthesisService, request: SynthesisRequest) -> tuple[list[Timing], float]:
     timings: list[Timing] = []
     seconds = 0.0
-    async for chunk in service.stream(request):
+    async for chunk in service.stream(replace(request, timings=True)):  # timings asked for
         assert chunk.timings is not None
         timings += chunk.timings
         seconds += chunk.duration

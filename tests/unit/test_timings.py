@@ -139,11 +139,11 @@ async def test_stream_chunks_carry_timings_on_the_stream_axis_through_resampling
     service = SynthesisService(VoiceRegistry({"fake": engine}, {}, "a"), LocalBackend(pool), Metrics(), Limits())
     try:
         text = "one two three. four five."
-        request = SynthesisRequest(text=text, voice="a", sample_rate=24000, speed=5.0)
+        request = SynthesisRequest(text=text, voice="a", sample_rate=24000, speed=5.0, timings=True)
         chunks = [c async for c in service.stream(request)]
         # "25" is read "twenty five" (two engine words): one timing with the offsets of "25"; "Dr." is one word
         said = "Dr. Smith paid $3.50 for  25 apples."
-        spoken = [c async for c in service.stream(SynthesisRequest(text=said, voice="a"))]
+        spoken = [c async for c in service.stream(SynthesisRequest(text=said, voice="a", timings=True))]
     finally:
         pool.close()
     assert all(c.timings is not None for c in chunks)
@@ -186,7 +186,7 @@ async def test_a_word_never_comes_before_the_audio_holding_its_start() -> None:
     service = SynthesisService(VoiceRegistry({"fake": engine}, {}, "a"), LocalBackend(pool), Metrics(), Limits())
     try:
         chunks = [c async for c in service.stream(SynthesisRequest(text="one two three", voice="a",
-                                                                   sample_rate=24000))]
+                                                                   sample_rate=24000, timings=True))]
     finally:
         pool.close()
     heard, words = 0.0, []
@@ -196,3 +196,58 @@ async def test_a_word_never_comes_before_the_audio_holding_its_start() -> None:
         words += c.timings or ()
     assert [t.start_char for t in words] == [0, 4, 8]
     assert [t.start for t in words] == pytest.approx([0.29, 0.59, 0.89], abs=1e-3)
+
+
+class _Untimed(FakeEngine):
+    """The fake engine's audio with no timings (an engine that cannot say): the core would estimate them."""
+
+    def load(self, voice, threads):  # type: ignore[no-untyped-def]
+        loaded = super().load(voice, threads)
+        timed = loaded.synthesize
+
+        def synthesize(text, params):  # type: ignore[no-untyped-def]
+            for piece in timed(text, params):
+                yield Piece(piece.samples, piece.rate)
+
+        loaded.synthesize = synthesize  # type: ignore[method-assign]
+        return loaded
+
+
+@pytest.mark.parametrize("engine_timed", [True, False])
+async def test_timing_work_is_done_only_for_a_request_that_reads_timings(
+        monkeypatch: pytest.MonkeyPatch, engine_timed: bool) -> None:
+    import voxgate.core.service as service_module
+
+    made: list[str] = []  # word timers constructed and estimates made, by the core
+    real_timer, real_estimate = service_module.WordTimer, service_module.estimate_words
+
+    def timer(text):  # type: ignore[no-untyped-def]
+        made.append("timer")
+        return real_timer(text)
+
+    def estimate(*args):  # type: ignore[no-untyped-def]
+        made.append("estimate")
+        return real_estimate(*args)
+
+    monkeypatch.setattr(service_module, "WordTimer", timer)
+    monkeypatch.setattr(service_module, "estimate_words", estimate)
+    engine = FakeEngine() if engine_timed else _Untimed()
+    pool = WorkerPool(lambda name: engine, workers=1, threads=1, solo_threads=0, express=0)
+    service = SynthesisService(VoiceRegistry({"fake": engine}, {}, "a"), LocalBackend(pool), Metrics(), Limits())
+    text = "Dr. Smith paid $3.50. Then 25 apples went home."
+    try:
+        plain = [c async for c in service.stream(SynthesisRequest(text=text, voice="a", sample_rate=24000))]
+        assert made == []  # no word timer, no estimate: nothing the client would not read
+        timed = [c async for c in service.stream(SynthesisRequest(text=text, voice="a", sample_rate=24000,
+                                                                  timings=True))]
+    finally:
+        pool.close()
+    assert "timer" in made and ("estimate" in made) is not engine_timed
+    assert all(c.timings is None for c in plain)
+    assert all(c.timings is not None for c in timed)
+    words = [text[t.start_char:t.end_char] for c in timed for t in c.timings or ()]
+    assert words == text.split()
+    assert all(t.estimated is not engine_timed for c in timed for t in c.timings or ())
+    # the audio is the same either way: asking for timings changes nothing else
+    assert [c.index for c in plain] == [c.index for c in timed]
+    assert np.array_equal(np.concatenate([c.samples for c in plain]), np.concatenate([c.samples for c in timed]))

@@ -182,11 +182,14 @@ class SynthesisStream:
         self._delivered = 0.0  # seconds of audio handed to the client
         self._heard = 0.0  # seconds of engine audio taken in: the time axis of chunk timings (resampling keeps it)
         self._unsent: list[Timing] = []  # word timings of pieces taken in since the last chunk
-        self._timer = WordTimer(request.text)  # engine timings → the words of the text the client sent
+        # engine timings → the words of the text the client sent; None when the client reads no timings
+        # (request.timings): then no timing work is done at all and chunks carry timings=None
+        self._timer = WordTimer(request.text) if request.timings else None
         self._mapped = mapped or {}  # open()'s normalised texts with their offset maps, by timer source key
         self._said: dict[int, str] = {}  # what each segment's engine was given, until its audio is taken in
-        for index, text, _v, owner in segments:
-            self._timer.segment(index, self._source(index, owner), text)
+        if self._timer is not None:
+            for index, text, _v, owner in segments:
+                self._timer.segment(index, self._source(index, owner), text)
         self._first_audio: float | None = None  # seconds from admission to first audio
         self._closed = False
         self._lease = _Lease(self._inflight)  # SynthesisService.open/TextStream.feed take the slot
@@ -209,6 +212,7 @@ class SynthesisStream:
             key, text = ("segment", index), request.segments[index]
         else:
             key, text = "text", request.text
+        assert self._timer is not None  # only asked for when timings are
         voice: VoiceInfo | None = self.voice
         if owner is not None and key not in self._timer.sources:  # resolved once per part
             try:
@@ -264,8 +268,9 @@ class SynthesisStream:
             post = _trimmed(voicing.post, tail, head) if tail or head else voicing.post
             # lexicon words and inline overrides applied (by open() already for the segments it planned)
             said = self._prepared.popleft() if self._prepared else self._service.prepare(text, voicing.voice)
-            self._timer.prepared(index, said, text)
-            self._said[index] = said
+            if self._timer is not None:
+                self._timer.prepared(index, said, text)
+                self._said[index] = said
             job = SegmentJob(voicing.voice, said, voicing.params, self._t0 + self._delivered + ahead,
                              urgent=self._first_audio is None, post=post, output=self.output)
             if voicing.fallback is not None:  # what speaks this segment if its upstream fails before any audio
@@ -302,7 +307,7 @@ class SynthesisStream:
                 if self._end_pause:  # an SSML break at the very end
                     tail = np.concatenate([tail, np.zeros(int(self._end_pause * self.sample_rate), np.float32)])
                 await self._finish(completed=True)
-                if not self._passed:
+                if not self._passed and self._timer is not None:
                     self._unsent += self._timer.finish()
                 if len(tail) or self._unsent:  # words never timed still get their (estimated) timing
                     return self._emit(tail, -1, "")
@@ -354,6 +359,8 @@ class SynthesisStream:
 
     def _take_timings(self, index: int, item: Chunk) -> None:
         """A piece's engine timings as word timings on the request's text and the stream's time axis."""
+        if self._timer is None:  # the client reads no timings
+            return
         start = self._heard
         self._heard += item.duration
         timings = item.timings
@@ -376,9 +383,11 @@ class SynthesisStream:
         # Word timings go out with the first chunk after their piece was taken in (a piece shorter than the
         # resampler's delay makes no chunk of its own), but never before the chunk holding a word's start:
         # the resampler holds the end of each piece back, so a word there waits for the next chunk.
-        ready = len(self._unsent) if index == -1 else next(
-            (n for n, t in enumerate(self._unsent) if t.start > self._delivered + 1e-6), len(self._unsent))
-        timings, self._unsent = tuple(self._unsent[:ready]), self._unsent[ready:]
+        timings: tuple[Timing, ...] | None = None  # none asked for (request.timings)
+        if self._timer is not None:
+            ready = len(self._unsent) if index == -1 else next(
+                (n for n, t in enumerate(self._unsent) if t.start > self._delivered + 1e-6), len(self._unsent))
+            timings, self._unsent = tuple(self._unsent[:ready]), self._unsent[ready:]
         # The caption text: inline overrides ([word](/ipa/), also from SSML <phoneme>) shown as their words.
         return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=strip_inline(text), timings=timings)
 

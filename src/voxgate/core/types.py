@@ -29,7 +29,13 @@ class Segmentation(StrEnum):
 
 @dataclass(frozen=True)
 class SynthesisRequest:
-    """One thing to say, in the terms every dialect converts into."""
+    """One thing to say, in the terms every dialect converts into.
+
+    `timings` says the client reads word timings (captions, SSE word events, captioned speech, read-along):
+    only then does the stream map engine timings onto the text sent (or estimate them for engines without),
+    and only then do its chunks carry them; otherwise PcmChunk.timings is None and no event-loop time is
+    spent on words nobody reads.
+    """
 
     text: str
     voice: str  # voice id, alias or name, resolved by the voice registry
@@ -48,6 +54,7 @@ class SynthesisRequest:
     # in it (PcmChunk.encoded) as well as PCM: the service then passes them through when nothing changes the
     # audio (SynthesisService.passthrough). None: PCM only.
     output: str | None = None
+    timings: bool = False  # the client reads word timings: chunks carry them (core/timemap.py); False: None
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ class SpeechBody(BaseModel):
         """The internal request (timings asked for when captions are)."""
         return SynthesisRequest(text=self.text, voice=self.voice or default_voice, language=self.language,
                                 speed=self.speed, pitch=self.pitch, volume=self.volume, sample_rate=self.sample_rate,
-                                normalize=self.normalize)
+                                normalize=self.normalize, timings=self.captions is not None)
 
 
 def _parsed(payload: dict[str, Any]) -> SpeechBody:

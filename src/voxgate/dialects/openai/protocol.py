@@ -76,7 +76,8 @@ class SpeechRequest(BaseModel):
         timed = self.timestamps and self.stream_format == "sse"  # word events need the PCM's timings
         return SynthesisRequest(text=self.input, voice=voice, speed=self.speed, pitch=semitones,
                                 sample_rate=PCM_RATE, normalize=self.normalize,
-                                output=None if timed else self.response_format)  # an upstream's bytes pass through
+                                output=None if timed else self.response_format,  # an upstream's bytes pass through
+                                timings=timed)
 
 
 # -- Kokoro-FastAPI's POST /dev/captioned_speech (its api/src/structures/schemas.py), in its field order --
@@ -167,4 +168,5 @@ class CaptionedSpeechRequest(BaseModel):
         options = self.normalization_options
         volume = 1.0 if self.volume_multiplier is None else self.volume_multiplier
         return SynthesisRequest(text=self.input, voice=voice, speed=speed, volume=volume, sample_rate=PCM_RATE,
-                                normalize=options.normalize if options is not None else True)
+                                normalize=options.normalize if options is not None else True,
+                                timings=self.return_timestamps)
