@@ -69,6 +69,7 @@ class BaseVoices:
         self._encoder_stamp: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one measuring pass at a time
+        self._released_once = False  # the voice being measured had its sessions unloaded by a long wait
         self.done = asyncio.Event()  # set when every wanted voice is measured (or failed)
         self.generation = 0  # bumped whenever a measurement is added
 
@@ -185,6 +186,7 @@ class BaseVoices:
                 if languages is not None and primary_language(voice.language) not in languages:
                     continue
                 started = time.monotonic()
+                self._released_once = False  # this voice's sessions not yet unloaded by a long wait
                 try:
                     candidate = await self._measure(voice, background)
                 except (VoxgateError, RuntimeError, ValueError) as exc:
@@ -234,13 +236,14 @@ class BaseVoices:
 
     async def _until_idle(self) -> None:
         """Return once no request is in flight and the workers are free (polled: requests come and go).
-        Waiting long, it unloads the sessions loaded only for the measurement (see _release)."""
-        released = False
+        The first long wait of a voice's measurement unloads the sessions loaded only for it (see _release); later
+        waits of the same voice keep them, so a busy server reloads a voice at most once for its 16 sentences
+        instead of once per sentence (~2 CPU-s per Kokoro load, on a worker just as requests come back)."""
         for waited in itertools.count():
             if not self._is_busy():
                 return
-            if not released and waited * IDLE_POLL >= RELEASE_AFTER_S:
-                released = True
+            if not self._released_once and waited * IDLE_POLL >= RELEASE_AFTER_S:
+                self._released_once = True
                 await self._release(True)
             await asyncio.sleep(IDLE_POLL)
 

@@ -1,0 +1,49 @@
+"""The background base measurement under a busy server: a long wait unloads what it loaded for itself once per
+voice, not once per sentence (each unload costs a reload of the voice on the next sentence)."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import numpy as np
+
+from voxgate.core import bases
+from voxgate.core.types import Piece
+from voxgate.scheduling.backend import Load
+
+
+class BusyBackend:
+    """Busy for a while before every sentence; counts its sentences and unloads."""
+
+    def __init__(self) -> None:
+        self.busy_polls, self.sentences, self.releases = 0, 0, []
+
+    def load(self) -> Load:
+        busy = self.busy_polls > 0
+        self.busy_polls -= busy
+        return Load(0, 1 if busy else 0, 0, 0, 0, 0, 0)
+
+    async def generate(self, job):
+        self.sentences += 1
+        self.busy_polls = 40  # the next sentence waits 40 polls: past RELEASE_AFTER_S
+        yield Piece(np.full(2400, 0.1, np.float32), 24000)
+
+    async def release_background(self) -> None:
+        self.releases.append(self.sentences)
+
+
+def test_a_long_busy_spell_unloads_a_voice_once_not_per_sentence(monkeypatch) -> None:
+    monkeypatch.setattr(bases, "IDLE_POLL", 0.001)
+    monkeypatch.setattr(bases, "RELEASE_AFTER_S", 0.01)  # 10 polls
+    backend = BusyBackend()
+    base = bases.BaseVoices.__new__(bases.BaseVoices)
+    base.backend, base._busy, base._released_once = backend, None, False
+    voice = SimpleNamespace(id="v", language="en-US", sample_rate=24000)
+    monkeypatch.setattr(bases, "SegmentJob", lambda voice, text, *a, **k: SimpleNamespace(rate=24000))
+    monkeypatch.setattr(bases, "analyse", lambda samples, rate: {})
+    base.encoder = SimpleNamespace(embed=lambda samples, rate: np.ones(4))
+    asyncio.run(base._measure(voice, True))
+    sentences = len(bases.split_text(bases.PROFILE_TEXT, bases.SENTENCE_POLICY))
+    assert backend.sentences == sentences > 2
+    assert backend.releases == [1]  # the first long wait of the voice, then never again for it
