@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -178,7 +179,7 @@ def test_a_first_word_put_before_any_sound_keeps_a_length_from_the_first_sound()
     assert out[0].start == pytest.approx(0.05, abs=0.006)
     assert out[0].end - out[0].start == pytest.approx(0.022, abs=1e-9)  # its predicted length, not empty
     assert out[1].start == out[0].end and out[1].end == 0.3 and out[2] == said[2]
-    assert all(a.end <= b.start for a, b in zip(out, out[1:]))
+    assert all(a.end <= b.start for a, b in itertools.pairwise(out))
     # the next word is short: the first ends by its middle, and neither is empty
     tight = (Timing(0, 3, 0.0, 0.04), Timing(4, 9, 0.04, 0.07), Timing(10, 13, 0.07, 0.5))
     out = start_at_first_sound(tight, audio, rate)
