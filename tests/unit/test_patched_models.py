@@ -61,3 +61,35 @@ def test_a_model_named_by_its_content_is_patched_once_in_any_folder(tmp_path: Pa
     other = tmp_path / "a" / "kokoro.onnx"
     other.write_bytes(b"joined, other")
     assert patched.patched_model(other, "durations", patch, "4567ef01") == b"joined, other+patched" and len(calls) == 2
+
+
+def test_a_cached_file_cut_short_is_patched_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOXGATE_MODEL_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "voice[1].onnx"  # glob characters in a model's name are names, not patterns
+    model.write_bytes(b"original")
+    calls: list[Path] = []
+
+    def patch(path: Path) -> bytes:
+        calls.append(path)
+        return path.read_bytes() + b"+patched"
+
+    patched.patched_model(model, "durations", patch)
+    (cached,) = (tmp_path / "cache" / "patched-models").glob("*.onnx")
+    cached.write_bytes(b"origi")  # a crash or a full disk left part of it
+    assert patched.patched_model(model, "durations", patch) == b"original+patched" and len(calls) == 2
+    again = patched.patched_model(model, "durations", patch)
+    assert Path(again).read_bytes() == b"original+patched" and len(calls) == 2
+
+
+def test_a_write_that_fails_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOXGATE_MODEL_CACHE", str(tmp_path / "cache"))
+    model = tmp_path / "voice.onnx"
+    model.write_bytes(b"m")
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(patched.os, "fsync", full_disk)
+    assert patched.patched_model(model, "x", lambda p: b"patched") == b"patched"
+    assert not list((tmp_path / "cache").glob("**/*.tmp"))
+    assert not list((tmp_path / "cache").glob("**/*.onnx"))

@@ -3,12 +3,14 @@
 Word timings need a model patched to also output its durations (engines/piper.py, engines/hibari.py). The
 patch itself takes tens of milliseconds, but it needs the `onnx` package, whose import alone costs about a
 second of CPU in every process. The patched bytes are kept in the user's cache folder under the model's
-name, size, modification time and the patch's name; a later load reads that file and never imports onnx.
+name, size, modification time (or its checked hash) and the patch's name, and the patched file's own size, so a
+file cut short is patched again; a later load reads that file and never imports onnx.
 A cache that cannot be written is skipped (the patch is then made in memory, as before).
 """
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import tempfile
@@ -35,16 +37,38 @@ def patched_model(model: Path, patch_name: str, patch: Callable[[Path], str | by
     except OSError:
         return patch(model)
     stamp = content if content else f"{stat.st_size}-{stat.st_mtime_ns}"
-    cached = cache_dir() / f"{model.stem}-{stamp}-{patch_name}.onnx"
-    if cached.is_file():
-        return str(cached)
+    folder, prefix = cache_dir(), f"{model.stem}-{stamp}-{patch_name}"
+    # The file's own size is in its name: a cached file cut short (a full disk, a crash before the data reached
+    # the disk) does not match it and is patched again, instead of failing every later load of the engine.
+    for cached in sorted(folder.glob(f"{glob.escape(prefix)}-*.onnx")):
+        try:
+            size = int(cached.stem.rsplit("-", 1)[1])
+            if cached.stat().st_size == size:
+                return str(cached)
+        except (ValueError, OSError):
+            pass
+        cached.unlink(missing_ok=True)
     made = patch(model)
     if isinstance(made, bytes):
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=cached.parent, suffix=".tmp", delete=False) as out:
-                out.write(made)
-            os.replace(out.name, cached)  # atomic: a concurrent reader sees the whole file or none
-        except OSError as exc:
-            _LOG.debug("patched model not cached (%s)", exc)
+        _store(made, folder / f"{prefix}-{len(made)}.onnx")
     return made
+
+
+def _store(data: bytes, cached: Path) -> None:
+    """Write `data` to `cached` whole or not at all: a temporary file in the same folder, synced, then renamed
+    (a concurrent reader sees the whole file or none; a failed write leaves no temporary file behind)."""
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cached.parent, suffix=".tmp", delete=False) as out:
+            temporary = Path(out.name)
+            try:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            except OSError:
+                out.close()
+                temporary.unlink(missing_ok=True)
+                raise
+        os.replace(temporary, cached)
+    except OSError as exc:
+        _LOG.debug("patched model not cached (%s)", exc)
