@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import Server, decode, rms, start_server, stop_server
 from voxgate.core.types import Piece
 from voxgate.engines.remote.alltalk import AllTalkUpstream, _file_path, language_code
+from voxgate.engines.remote.backend import upstream_fault
 from voxgate.engines.remote.base import NotSupported, UpstreamConfig, UpstreamError, UpstreamRequest
 from voxgate.engines.remote.cosyvoice import CosyVoiceUpstream
 from voxgate.engines.remote.flashtts import FlashTtsUpstream, speed_level
@@ -162,6 +163,26 @@ async def test_cosyvoice_down() -> None:
         with pytest.raises(UpstreamError) as caught:
             [p async for p in kind.synthesize(UpstreamRequest("Hello.", VOICE))]
         assert caught.value.status is None and "opening /tts" in caught.value.message
+
+
+async def test_cosyvoice_that_answers_another_rate_is_not_asked_to_pass_bytes_again() -> None:
+    """An upstream whose messages are not pcm at the asked rate refuses passthrough once (NotSupported before any
+    bytes, not an upstream fault: no breaker count, no 'down'), and is decoded from then on."""
+    async with client() as http:
+        kind = CosyVoiceUpstream(UpstreamConfig("cv22", "cosyvoice", "ws://127.0.0.1:9"), http)
+        asked: list[str] = []
+
+        async def session(request: UpstreamRequest, texts: object) -> AsyncIterator[dict[str, object]]:
+            asked.append(request.text)
+            yield {"audio_format": "pcm", "sample_rate": 22050, "data": "AAAA"}
+
+        kind._session = session  # type: ignore[method-assign]
+        assert kind.encodes("pcm", 24000)
+        with pytest.raises(NotSupported) as caught:
+            [b async for b in kind.encoded(UpstreamRequest("Hello.", VOICE), "pcm")]
+        assert "22050 Hz" in caught.value.message and not caught.value.sent
+        assert not upstream_fault(caught.value)
+        assert not kind.encodes("pcm", 24000) and asked == ["Hello."]
 
 
 # -- Flash-TTS ----------------------------------------------------------------------------------------------

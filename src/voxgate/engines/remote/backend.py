@@ -154,7 +154,10 @@ class Stats:
 
 
 def upstream_fault(exc: UpstreamError) -> bool:
-    """A failure of the upstream (counted by the breaker, retried) rather than of the request."""
+    """A failure of the upstream (counted by the breaker, retried) rather than of the request. A kind that
+    cannot do what was asked (NotSupported: a format it will not pass, a clone call it lacks) is not one."""
+    if isinstance(exc, NotSupported):
+        return False
     return exc.status is None or exc.status >= 500 or exc.status == 429
 
 

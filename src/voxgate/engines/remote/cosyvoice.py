@@ -44,6 +44,7 @@ class CosyVoiceUpstream:
         self.config = config
         self._http = http
         self._rate = int(config.options.get("sample_rate", NATIVE_RATE))
+        self._passes = True  # its messages were pcm at the asked rate (once not, it is decoded from then on)
         self._instruct = config.options.get("instruct_text") or None  # style instruction for every session
         self._idle: list[Any] = []  # open sockets between sessions, at most `concurrency`
 
@@ -68,7 +69,7 @@ class CosyVoiceUpstream:
         int16 mono, and raw joins, so the messages' bytes are the client's whatever the front's message
         boundaries. Not the other formats: each of the original's messages is a file of its own (a WAV header
         that always says 24 kHz, an mp3 with its own padding), so they pass only message for message."""
-        return fmt == "pcm" and rate == self._rate
+        return fmt == "pcm" and rate == self._rate and self._passes
 
     async def encoded(self, request: UpstreamRequest, fmt: str) -> AsyncIterator[bytes]:
         async with contextlib.aclosing(self._raw(request, None)) as data:
@@ -98,6 +99,7 @@ class CosyVoiceUpstream:
                 fmt = str(message.get("audio_format") or "pcm").lower()
                 rate = int(message.get("sample_rate") or self._rate)
                 if fmt != "pcm" or rate != self._rate:
+                    self._passes = False  # not asked to pass bytes again: each ask would cost a refused session
                     error = f"it sent {fmt} at {rate} Hz for pcm at {self._rate} Hz"
                     if not sent:
                         raise NotSupported(error, upstream=self.config.name)
