@@ -81,8 +81,17 @@ def start(side: Side, voice: str, flags: list[str], data: Path) -> subprocess.Po
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
     first: queue.Queue[str] = queue.Queue()
     threading.Thread(target=drain, args=(process, first), daemon=True).start()
-    side.url, side.pid = wait_ready(process, first, log), process.pid
-    bs.bases_measured(side.url)
+    try:
+        side.url, side.pid = wait_ready(process, first, log), process.pid
+        bs.bases_measured(side.url)
+    except BaseException:  # not handed to the caller yet: stopped here, by its PID
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        raise
     return process
 
 

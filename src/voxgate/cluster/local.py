@@ -171,8 +171,9 @@ class LocalCluster:
             # one scheduling group and the CPUs are shared fairly between groups, not between processes. Nodes in
             # sessions of their own put each replica in a group with different neighbours (the head's holds the
             # Gateway, proxy and GCS), and on one machine one replica of two did about half the other's work.
-            return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, text=True, env=self._environ(),
-                                    process_group=0)
+            # No stdin: a node of a background process group that read the terminal would be stopped (SIGTTIN).
+            return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                    env=self._environ(), process_group=0)
 
     def _wait(self, index: int) -> None:
         process, log = self._nodes[index], self.folder / f"node{index}.log"
