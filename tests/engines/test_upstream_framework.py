@@ -295,13 +295,15 @@ async def test_closing_the_run_closes_the_upstream_request() -> None:
 async def test_breaker_refuses_without_asking_then_probes() -> None:
     script = Script([[UpstreamError("down")], [UpstreamError("down")], [_tone()]])
     backend = _backend(script, retries=0, breaker_failures=2, breaker_cooldown=0.1)
+    now = [0.0]
+    backend.breaker.clock = lambda: now[0]  # a frozen clock: a loaded machine cannot half-open it early
     for _ in range(2):
         with pytest.raises(EngineFailure, match="down"):
             await _drain(backend.generate(_job()))
     with pytest.raises(EngineFailure, match="circuit breaker is open"):
         await _drain(backend.generate(_job()))
     assert len(script.seen) == 2 and backend.stats.refused == 1
-    await asyncio.sleep(0.12)
+    now[0] = 0.12
     assert len(await _drain(backend.generate(_job()))) == 1  # the probe succeeds: closed again
     assert backend.breaker.state == "closed"
 

@@ -94,8 +94,8 @@ class Breaker:
     """Closed → open after `failures` failures in a row → half-open after `cooldown` s (one probe) → closed
     when the probe succeeds, open again when it fails."""
 
-    def __init__(self, failures: int, cooldown: float) -> None:
-        self.failures, self.cooldown = failures, cooldown
+    def __init__(self, failures: int, cooldown: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures, self.cooldown, self.clock = failures, cooldown, clock
         self.state = "closed"
         self.consecutive = 0
         self.opened_at = 0.0
@@ -104,7 +104,7 @@ class Breaker:
 
     def retry_in(self) -> float:
         """Seconds until an open breaker lets a probe through."""
-        return max(0.0, self.opened_at + self.cooldown - time.monotonic()) if self.state == "open" else 0.0
+        return max(0.0, self.opened_at + self.cooldown - self.clock()) if self.state == "open" else 0.0
 
     def allow(self) -> bool:
         """Whether a request may go to the upstream now (in half-open state: the one probe)."""
@@ -123,7 +123,7 @@ class Breaker:
         """Count a failure; True when this one opened the breaker."""
         self.consecutive += 1
         if self.state == "half-open" or (self.state == "closed" and self.consecutive >= self.failures):
-            self.state, self.opened_at, self._probing = "open", time.monotonic(), False
+            self.state, self.opened_at, self._probing = "open", self.clock(), False
             self.opened += 1
             return True
         return False

@@ -71,17 +71,13 @@ class CosyVoiceUpstream:
         that always says 24 kHz, an mp3 with its own padding), so they pass only message for message."""
         return fmt == "pcm" and rate == self._rate and self._passes
 
-    async def encoded(self, request: UpstreamRequest, fmt: str) -> AsyncIterator[bytes]:
-        async with contextlib.aclosing(self._raw(request, None)) as data:
-            async for blob in data:
-                yield blob
+    def encoded(self, request: UpstreamRequest, fmt: str) -> AsyncIterator[bytes]:
+        return self._raw(request, None)
 
-    async def stream_encoded(self, request: UpstreamRequest, texts: AsyncIterable[str],
-                             fmt: str) -> AsyncIterator[bytes]:
+    def stream_encoded(self, request: UpstreamRequest, texts: AsyncIterable[str],
+                       fmt: str) -> AsyncIterator[bytes]:
         """stream_text's session, its messages' raw pcm bytes as they are (see encodes)."""
-        async with contextlib.aclosing(self._raw(request, texts)) as data:
-            async for blob in data:
-                yield blob
+        return self._raw(request, texts)
 
     async def _pieces(self, request: UpstreamRequest, texts: AsyncIterable[str] | None) -> AsyncIterator[Piece]:
         sent = False
