@@ -22,8 +22,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import psutil
 
@@ -49,8 +51,6 @@ def server_round(side: Side, clients: int, per_client: int) -> tuple[float, floa
     plan = dataclasses.replace(bs.QUICK, per_client=per_client, cap_s=1800.0)
 
     async def run() -> tuple[float, float]:
-        import httpx
-        import time
         async with httpx.AsyncClient(timeout=300.0, limits=httpx.Limits(max_connections=clients + 2)) as client:
             t0 = time.perf_counter()
             samples, _ = await bs._drive(client, side.url, clients, plan)

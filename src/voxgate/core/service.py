@@ -863,8 +863,8 @@ class SynthesisService:
             if kept is not None:
                 _LOG.info("voice %s levelled with gain %.2f (from the voice store)", voice.id, kept)
                 return kept
-        job = SegmentJob(voice, CALIBRATION_TEXT, EngineParams(timings=False), time.monotonic(), post=post_processing(voice),
-                         background=background)
+        job = SegmentJob(voice, CALIBRATION_TEXT, EngineParams(timings=False), time.monotonic(),
+                         post=post_processing(voice), background=background)
         try:
             parts = [item.samples async for item in self.backend.generate(job)]
         except EngineFailure as exc:
