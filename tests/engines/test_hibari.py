@@ -85,3 +85,12 @@ def test_hibari_is_the_default_voice_unless_it_is_turned_off() -> None:
     assert settings.alltalk_voice_aliases == {"female_01.wav": VOICE_ID, "male_01.wav": "en_US-joe-medium"}
     assert Settings(engines=["piper"]).default_voice == "en_US-joe-medium"  # no hibari, no voice named: joe
     assert Settings(engines=["piper"], default_voice="espeak:de").default_voice == "espeak:de"  # named: kept
+
+
+def test_timings_are_found_only_when_asked_for_and_the_audio_is_the_same(loaded) -> None:  # type: ignore[no-untyped-def]
+    timed = list(loaded.synthesize(TWO, EngineParams(seed=3)))
+    bare = list(loaded.synthesize(TWO, EngineParams(seed=3, timings=False)))
+    assert all(p.timings for p in timed)  # the default: word timings from the model's durations
+    assert [p.timings for p in bare] == [None, None]  # the caller reads none: none are computed
+    assert len(timed) == len(bare)
+    assert all(np.array_equal(a.samples, b.samples) for a, b in zip(timed, bare, strict=True))

@@ -270,3 +270,15 @@ async def test_parts_take_the_first_parts_rate_and_dialect_segments_keep_countin
     assert stream.sample_rate == 2 * RATE and {c.rate for c in chunks} == {2 * RATE}
     assert [t for t in dict.fromkeys(c.text for c in chunks) if t] == ["こんにちは。", "Hello.", "Goodbye."]
     assert sorted({c.index for c in chunks if c.index >= 0}) == [0, 1, 2]
+
+
+async def test_engines_are_asked_for_word_timings_only_when_the_client_reads_them(
+        pair: tuple[SynthesisService, FakeBackend]) -> None:
+    service, backend = pair
+    assert not backend.record.started[0].params.timings  # the calibration reads no words
+    for reads in (False, True):
+        request = SynthesisRequest(text="One sentence. And another.", voice="a", timings=reads)
+        before = len(backend.record.started)
+        assert [c async for c in service.stream(request)]
+        jobs = backend.record.started[before:]
+        assert jobs and all(job.params.timings is reads for job in jobs)

@@ -123,6 +123,7 @@ class SegmentBody(BaseModel):
     noise_scale: float | None = None
     noise_w_scale: float | None = None
     seed: int | None = None
+    timings: bool = True  # the stream reads word timings (EngineParams.timings)
     wait: float = 0.0  # seconds until the front's stream needs this audio (the deadline)
     urgent: bool = False
     background: bool = False
@@ -139,7 +140,7 @@ def _cluster_router(backend: Any, app: FastAPI) -> APIRouter:
         except VoxgateError as exc:
             return JSONResponse({"error": {"message": exc.message}}, 404)
         params = EngineParams(speed=body.speed, noise_scale=body.noise_scale, noise_w_scale=body.noise_w_scale,
-                              seed=body.seed)
+                              seed=body.seed, timings=body.timings)
         job = SegmentJob(voice, body.text, params, time.monotonic() + body.wait, urgent=body.urgent,
                          background=body.background)
         run = backend.generate(job)

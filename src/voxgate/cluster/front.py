@@ -42,8 +42,8 @@ class _Remote:
         job = self._job
         body = {"voice": job.voice.id, "text": job.text, "speed": job.params.speed,
                 "noise_scale": job.params.noise_scale, "noise_w_scale": job.params.noise_w_scale,
-                "seed": job.params.seed, "wait": job.deadline - time.monotonic(), "urgent": job.urgent,
-                "background": job.background}
+                "seed": job.params.seed, "timings": job.params.timings, "wait": job.deadline - time.monotonic(),
+                "urgent": job.urgent, "background": job.background}
         try:
             async with self._backend.client.stream("POST", "/cluster/segment", json=body) as response:
                 if response.status_code == 503:

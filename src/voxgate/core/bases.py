@@ -214,7 +214,8 @@ class BaseVoices:
         for sentence in split_text(PROFILE_TEXT, SENTENCE_POLICY):
             if background:
                 await self._until_idle()
-            job = SegmentJob(voice, sentence, EngineParams(noise_scale=None), math.inf, background=background)
+            job = SegmentJob(voice, sentence, EngineParams(noise_scale=None, timings=False), math.inf,
+                             background=background)
             try:
                 parts += [item.samples async for item in self.backend.generate(job)]
             except EngineFailure as exc:

@@ -238,6 +238,7 @@ class SynthesisStream:
             noise_scale=request.engine_options.get("noise_scale"),
             noise_w_scale=request.engine_options.get("noise_w_scale"),
             seed=request.seed,
+            timings=request.timings,  # engines find word timings only for a client that reads them
         )
         local = voice.fallback  # a voice cloned on an upstream: its local matched voice
         return Voicing(voice, params, post_processing(voice, request.pitch, tempo), request.volume,
@@ -862,8 +863,8 @@ class SynthesisService:
             if kept is not None:
                 _LOG.info("voice %s levelled with gain %.2f (from the voice store)", voice.id, kept)
                 return kept
-        job = SegmentJob(voice, CALIBRATION_TEXT, EngineParams(), time.monotonic(), post=post_processing(voice),
-                         background=background)
+        job = SegmentJob(voice, CALIBRATION_TEXT, EngineParams(timings=False), time.monotonic(),
+                         post=post_processing(voice), background=background)
         try:
             parts = [item.samples async for item in self.backend.generate(job)]
         except EngineFailure as exc:

@@ -27,6 +27,9 @@ class EngineParams:
     noise_scale: float | None = None
     noise_w_scale: float | None = None
     seed: int | None = None
+    # Whether the caller reads the pieces' word timings (SynthesisRequest.timings): False lets an engine skip
+    # the work of finding them (Piece.timings is then None); True: as the engine knows them.
+    timings: bool = True
 
 
 @dataclass(frozen=True)

@@ -266,7 +266,8 @@ class EspeakLoadedVoice:
                     audio = library().speak(self._name, sentence, wpm)
                     events = library().words()
                 if len(audio):
-                    timings = offset_timings(word_events(sentence, events, audio, self.sample_rate), chars=start)
+                    timings = offset_timings(word_events(sentence, events, audio, self.sample_rate), chars=start) \
+                        if params.timings else None
                     yield Piece(audio, self.sample_rate, timings)
 
     def close(self) -> None:

@@ -90,10 +90,11 @@ class HibariLoadedVoice:
         """One float32 array per sentence hibari finds in `text`; speed 0.5–2×."""
         speed = min(max(params.speed, SPEED_RANGE[0]), SPEED_RANGE[1])
         rng = np.random.default_rng(params.seed)
+        timed = params.timings and self._timed  # word timings only when the caller reads them
         with self._engine._g2p_lock:
             chunks = self._phonemize(text)
-            sentences = self._tts.split_sentences(text) if "[[" not in text else []
-        spans = _sentence_spans(text, sentences) if len(sentences) == len(chunks) else None
+            sentences = self._tts.split_sentences(text) if timed and "[[" not in text else []
+        spans = _sentence_spans(text, sentences) if timed and len(sentences) == len(chunks) else None
         for n, phonemes in enumerate(chunks):
             if not any(c.isalpha() for c in phonemes):
                 continue  # punctuation only: nothing to say
@@ -102,7 +103,7 @@ class HibariLoadedVoice:
             if not len(audio):
                 continue
             timings = None
-            if durations is not None and spans is not None:
+            if durations is not None and spans is not None:  # spans only when timings are asked for
                 start, end = spans[n]
                 tokens = [c for c in phonemes if c in self._tts.vocab]
                 edges = edges_from_durations(durations, len(audio), self.sample_rate)[1:]  # the lead pad's end on

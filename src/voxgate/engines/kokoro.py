@@ -207,7 +207,7 @@ class KokoroLoadedVoice:
                 continue  # nothing speakable (e.g. only symbols)
             audio, spoken = self._create(phonemes, speed)
             timings = None
-            if spoken:
+            if spoken and params.timings:  # word timings only when the caller reads them
                 edges = [t.start for t in spoken] + [spoken[-1].end]
                 timings = word_timings(sentence.strip(), [t.phoneme for t in spoken], edges,
                                        lead=LEAD_FRAMES * FRAME_SAMPLES / SAMPLE_RATE)

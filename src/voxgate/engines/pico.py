@@ -67,7 +67,7 @@ class PicoLoadedVoice:
             if len(audio):
                 # Pico cannot say when a word is spoken: shared out over the sound by length, marked estimated
                 timings = offset_timings(estimate_words(piece, audio, self.sample_rate), chars=start) \
-                    if start >= 0 else None
+                    if start >= 0 and params.timings else None
                 yield Piece(audio, self.sample_rate, timings)
 
     def close(self) -> None:

@@ -298,15 +298,18 @@ class PiperLoadedVoice:
             noise_w_scale=params.noise_w_scale,
             normalize_audio=False,  # levelled across the whole stream instead, so loudness stays even
         )
-        aligner = WordAligner(text, self._reading) if self._aligned else None
-        for chunk in self._voice.synthesize(text, config, include_alignments=aligner is not None):
+        # The alignments also cut the start token's excess silence, so they are read whether or not the words'
+        # timings are (params.timings): the audio is the same either way.
+        aligner = WordAligner(text, self._reading) if self._aligned and params.timings else None
+        for chunk in self._voice.synthesize(text, config, include_alignments=self._aligned):
             timings = None
             audio = np.asarray(chunk.audio_float_array, np.float32)
-            if aligner is not None and chunk.phoneme_alignments is not None:
-                samples = [a.num_samples for a in chunk.phoneme_alignments[1:-1]]  # between BOS and EOS
+            if self._aligned and chunk.phoneme_alignments is not None:
                 lead = int(chunk.phoneme_alignments[0].num_samples)
                 cut = min(max(lead - int(MAX_LEAD * self.sample_rate), 0), len(audio))  # the start token's excess
                 audio, lead = audio[cut:], lead - cut
+            if aligner is not None and chunk.phoneme_alignments is not None:
+                samples = [a.num_samples for a in chunk.phoneme_alignments[1:-1]]  # between BOS and EOS
                 spoken = [(lead + a, lead + b, w) for a, b, w in phoneme_words(chunk.phonemes, samples)]
                 found = aligner.take(spoken, self.sample_rate)
                 if found is None:  # not the words of the text as read alone: paired in order, estimated
