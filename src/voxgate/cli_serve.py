@@ -157,10 +157,9 @@ def serve(settings: Settings) -> int:
         from voxgate.cluster.run import serve_cluster
         return serve_cluster(settings)
     from voxgate.memtrace import start_from_env
-    from voxgate.scheduling.pool import fix_mmap_threshold, limit_malloc_arenas
+    from voxgate.scheduling.pool import limit_malloc_arenas
 
     limit_malloc_arenas()  # before any worker or onnxruntime thread allocates: see its docstring
-    fix_mmap_threshold()  # likewise: big freed blocks go back to the system (see its docstring)
     start_from_env()  # VOXGATE_TRACEMALLOC=<seconds>: a memory-growth debugging aid (see memtrace.py)
 
     doors = open_doors(settings)  # before uvicorn and the app are imported: a busy port is refused at once

@@ -36,10 +36,9 @@ class Synthesizer:
     def __init__(self, settings: dict[str, Any], slice_bytes: int = pieces.SLICE_BYTES) -> None:
         from voxgate.app import build_engines
         from voxgate.scheduling.backend import LocalBackend
-        from voxgate.scheduling.pool import WorkerPool, fix_mmap_threshold, limit_malloc_arenas
+        from voxgate.scheduling.pool import WorkerPool, limit_malloc_arenas
 
         limit_malloc_arenas()
-        fix_mmap_threshold()  # likewise: big freed blocks go back to the system (see its docstring)
         self.settings = s = Settings(**settings)
         self.slice_bytes = slice_bytes
         engines = build_engines(s)

@@ -475,33 +475,6 @@ def limit_malloc_arenas(arenas: int = ARENA_MAX) -> bool:
     return bool(mallopt(M_ARENA_MAX, arenas))
 
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-MMAP_THRESHOLD = 1 << 20  # bytes: blocks this big or bigger get mappings of their own, unmapped when freed
-
-
-def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
-    """Fix glibc's mmap threshold (call before the worker threads start); False where it does not apply.
-
-    glibc serves a block of 128 KiB or more with a mapping of its own, returned to the system on free, but each
-    time such a block is freed it raises that threshold to the block's size (up to 32 MiB), and the trim
-    threshold to twice that. Once a model's tensors were freed, every later block under 32 MiB came from the
-    heap instead, and the heap is given back only from its top: a session loaded during a burst (Kokoro, to
-    measure a base voice, loaded and unloaded in the pauses) grew the heap by its weights, ~130 MB, and the
-    freed space stayed mapped and was touched again by later runs (60-minute soak: malloc heaps 391 → 714 MB,
-    free inside them 60 → 350 MB, RSS +150 MB that never came back). A fixed threshold turns the adjustment
-    off, so big blocks always go back on free and the heap holds only small ones. MALLOC_MMAP_THRESHOLD_ in
-    the environment wins over this."""
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, musl)
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, threshold))
-
-
 def _unload(evicted: list[tuple[tuple[str, int], LoadedVoice]]) -> None:
     """Close sessions the budget evicted (outside the pool's lock) and give their memory back to the system,
     or reloads only add to the heap."""
