@@ -497,6 +497,10 @@ def main() -> int:
                   f"warm-up mark; the run's peak {peak:.0f} MB, {peak_pct:+.1f}%), "
                   f"sessions {settled['sessions']} {settled['session_ids']}; < 5% once idle "
                   f"{'met' if settled_growth < 5 else 'MISSED'} ({verdict})")
+            new = sorted(set(settled["session_ids"]) - set(rows[-1]["session_ids"]))  # type: ignore[arg-type]
+            if new:
+                print(f"  loaded during the settle, not under load: {new} (an idle server measures base voices in "
+                      "the background; run with --settle-bases N for all N to keep that out of the reading)")
         half = rows[len(rows) // 2]
         late = (rows[-1]["rss_mb"] - half["rss_mb"]) / half["rss_mb"] * 100 if rows else 0.0
         print(f"RSS over the second half: {half['rss_mb']:.0f} MB → {rows[-1]['rss_mb']:.0f} MB ({late:+.1f}%; "
