@@ -15,7 +15,9 @@ loaded (engine sessions, base voices measured for matching). --log keeps the ser
 error lines either way. --dialects runs a subset of the mix (one dialect, to isolate its memory). At the end: total
 requests and errors, RSS growth after warm-up (the first 10% of the run, at least its first sample: the time
 every engine and session the mix touches takes to load and its arenas to settle) and
-whether the targets hold: 0 errors, < 5% RSS growth after warm-up. Exit status 0 either way (it is a
+whether the targets hold: 0 errors, < 5% RSS growth after warm-up; then, after --settle seconds with no clients,
+the RSS once idle against the run's peak, so "grew and stayed" is told from "grew under a burst and came back" (the
+target applies there too). Exit status 0 either way (it is a
 measurement); the machine should be otherwise idle for the latency figures to mean anything.
 """
 
@@ -328,6 +330,24 @@ def _rss_parts(pid: int) -> dict[str, float]:
     return {k: v / 1024 for k, v in parts.items()}
 
 
+def settle_rss(server: psutil.Process, url: str, seconds: float) -> dict[str, object] | None:
+    """With the clients stopped, RSS every 5 s for `seconds`; the lowest reading of the second half (the pool
+    trims once idle, at most every 30 s; an idle server may start measuring a base voice, which loads its model
+    for a while), with what /ready says is loaded at the end. None if `seconds` is 0."""
+    if seconds <= 0:
+        return None
+    readings: list[tuple[float, float]] = []
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < seconds:
+        try:
+            readings.append((elapsed, server.memory_info().rss / 2**20))
+        except psutil.Error:
+            return None
+        time.sleep(min(5.0, max(0.0, seconds - elapsed)))
+    late = [mb for when, mb in readings if when >= seconds / 2] or [mb for _, mb in readings]
+    return {"seconds": seconds, "rss_mb": min(late), "readings_mb": [round(mb) for _, mb in readings], **_ready(url)}
+
+
 def _print_log_errors(log: Path, keep: bool) -> None:
     """The server log's error and traceback lines (the temporary log goes with the run's folder)."""
     lines = log.read_text(errors="replace").splitlines()
@@ -362,6 +382,11 @@ def main() -> int:
                         help="before the clients start, wait (at most 10 min) until the server has measured N base "
                              "voices for voice matching, the first of which loads the speaker encoder and Praat for "
                              "good (~100 MB); later ones load and unload their sessions (default 1; 0: do not wait)")
+    parser.add_argument("--settle", type=float, default=60.0, metavar="SECONDS",
+                        help="after the clients stop, leave the server idle this long and report its RSS then (the "
+                             "lowest reading of the last half, and the sessions loaded), so the report tells RSS "
+                             "that grew and stayed from RSS that grew under a burst and came back (default 60; "
+                             "0: none)")
     parser.add_argument("--log", type=Path,
                         help="keep the started server's log (stderr) in this file (without it the log goes with the "
                              "run's temporary folder; its error lines are printed either way)")
@@ -461,6 +486,21 @@ def main() -> int:
               f"{rows[-1]['rss_peak_mb'] if rows else 0:.0f} MB ({peak_growth:+.1f}%); targets: 0 errors "
               f"{'met' if not tally.errors else 'MISSED'}, < 5% RSS growth (both) "
               f"{'met' if max(growth, peak_growth) < 5 else 'MISSED'}")
+        settled = settle_rss(server, url, args.settle)
+        if settled is not None and rows:
+            peak = max(r["rss_peak_mb"] for r in rows)
+            settled_growth = (settled["rss_mb"] - warm["rss_mb"]) / warm["rss_mb"] * 100
+            verdict = ("grew and stayed" if settled_growth >= 5 else
+                       "grew under load and came back" if max(growth, peak_growth) >= 5 else "flat")
+            peak_pct = (peak - warm["rss_mb"]) / warm["rss_mb"] * 100
+            print(f"after {args.settle:g} s idle: RSS {settled['rss_mb']:.0f} MB ({settled_growth:+.1f}% from the "
+                  f"warm-up mark; the run's peak {peak:.0f} MB, {peak_pct:+.1f}%), "
+                  f"sessions {settled['sessions']} {settled['session_ids']}; < 5% once idle "
+                  f"{'met' if settled_growth < 5 else 'MISSED'} ({verdict})")
+            new = sorted(set(settled["session_ids"]) - set(rows[-1]["session_ids"]))  # type: ignore[arg-type]
+            if new:
+                print(f"  loaded during the settle, not under load: {new} (an idle server measures base voices in "
+                      "the background; run with --settle-bases N for all N to keep that out of the reading)")
         half = rows[len(rows) // 2]
         late = (rows[-1]["rss_mb"] - half["rss_mb"]) / half["rss_mb"] * 100 if rows else 0.0
         print(f"RSS over the second half: {half['rss_mb']:.0f} MB → {rows[-1]['rss_mb']:.0f} MB ({late:+.1f}%; "
@@ -473,7 +513,7 @@ def main() -> int:
             args.json.write_text(json.dumps({"clients": args.clients, "minutes": args.minutes, "rows": rows,
                                              "requests": tally.requests, "errors": tally.errors,
                                              "rss_growth_pct": growth, "rss_peak_growth_pct": peak_growth,
-                                             "rss_growth_second_half_pct": late},
+                                             "rss_growth_second_half_pct": late, "settled": settled},
                                             indent=1))
     finally:
         if process is not None:

@@ -144,7 +144,8 @@ def build_context(settings: Settings, backend: Backend | None = None, upstreams:
     if backend is None:
         backend = LocalBackend(WorkerPool(engines.__getitem__, settings.workers, settings.threads,
                                           settings.solo_threads, express=settings.express_workers,
-                                          memory_budget_mb=settings.memory_budget_mb))
+                                          memory_budget_mb=settings.memory_budget_mb,
+                                          idle_unload_s=settings.session_idle_unload_s))
     limits = Limits(max_input_chars=settings.max_input_chars, max_queue=settings.max_queue)
     metrics = Metrics()
     backend = with_upstreams(settings, voices, backend, metrics) if upstreams else backend

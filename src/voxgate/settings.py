@@ -175,6 +175,11 @@ class Settings(BaseSettings):
         2048, description="Unload the least recently used idle engine sessions past this much loaded-model memory "
         "(0 = no limit; the default and preloaded voices stay)."
     )
+    session_idle_unload_s: Annotated[float, Field(ge=0)] = Field(
+        600.0, description="Unload an engine session no request has used for this many seconds, when the server is "
+        "idle, so a burst across many voices does not keep their memory (0 = never; the default and preloaded "
+        "voices stay)."
+    )
     role_dir: Path | None = Field(
         None, description="Flash-TTS role folder (<name>/<*.wav> + reference_text.txt) imported as voices at start."
     )

@@ -36,9 +36,10 @@ class BusyBackend:
 def test_a_long_busy_spell_unloads_a_voice_once_not_per_sentence(monkeypatch) -> None:
     monkeypatch.setattr(bases, "IDLE_POLL", 0.001)
     monkeypatch.setattr(bases, "RELEASE_AFTER_S", 0.01)  # 10 polls
+    monkeypatch.setattr(bases, "QUIET_S", 0.005)  # 5 polls
     backend = BusyBackend()
     base = bases.BaseVoices.__new__(bases.BaseVoices)
-    base.backend, base._busy, base._released_once = backend, None, False
+    base.backend, base._busy, base._released_once, base._needs_quiet = backend, None, False, True
     voice = SimpleNamespace(id="v", language="en-US", sample_rate=24000)
     monkeypatch.setattr(bases, "SegmentJob", lambda voice, text, *a, **k: SimpleNamespace(rate=24000))
     monkeypatch.setattr(bases, "analyse", lambda samples, rate: {})
@@ -47,3 +48,39 @@ def test_a_long_busy_spell_unloads_a_voice_once_not_per_sentence(monkeypatch) ->
     sentences = len(bases.split_text(bases.PROFILE_TEXT, bases.SENTENCE_POLICY))
     assert backend.sentences == sentences > 2
     assert backend.releases == [1]  # the first long wait of the voice, then never again for it
+
+
+class GappyBackend(BusyBackend):
+    """A busy server: something in flight at every poll but each fourth (the gaps between two requests), for the
+    first 200 polls; idle after. Records at which poll each sentence started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls, self.started = 0, []
+
+    def load(self) -> Load:
+        self.polls += 1
+        busy = self.polls <= 200 and self.polls % 4
+        return Load(0, 1 if busy else 0, 0, 0, 0, 0, 0)
+
+    async def generate(self, job):
+        self.started.append(self.polls)
+        yield Piece(np.full(2400, 0.1, np.float32), 24000)
+
+
+def test_a_busy_servers_gaps_between_requests_never_load_a_voice_for_measuring(monkeypatch) -> None:
+    """Issue 12: in a 60-minute soak a Kokoro voice (+~200 MB) was loaded in such a gap and kept for the 25 minutes
+    its measurement took in them; the first sentence now waits for QUIET_S with nothing in flight."""
+    monkeypatch.setattr(bases, "IDLE_POLL", 0.001)
+    monkeypatch.setattr(bases, "RELEASE_AFTER_S", 10.0)  # not reached here
+    monkeypatch.setattr(bases, "QUIET_S", 0.01)  # 10 polls in a row
+    backend = GappyBackend()
+    base = bases.BaseVoices.__new__(bases.BaseVoices)
+    base.backend, base._busy, base._released_once, base._needs_quiet = backend, None, False, True
+    voice = SimpleNamespace(id="v", language="en-US", sample_rate=24000)
+    monkeypatch.setattr(bases, "SegmentJob", lambda voice, text, *a, **k: SimpleNamespace(rate=24000))
+    monkeypatch.setattr(bases, "analyse", lambda samples, rate: {})
+    base.encoder = SimpleNamespace(embed=lambda samples, rate: np.ones(4))
+    asyncio.run(base._measure(voice, True))
+    assert backend.started[0] >= 200  # in none of the busy spell's gaps (the first came at poll 4)
+    assert backend.started == sorted(backend.started) and len(backend.started) > 2  # the rest ran on, loaded

@@ -420,3 +420,77 @@ async def test_when_every_worker_is_busy_a_long_first_sentence_is_cut_at_a_phras
         await gate.aclose()
     finally:
         service.close()
+
+
+async def test_sessions_a_burst_loaded_are_unloaded_once_unused_for_the_idle_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: after a burst (or CPU starvation) loaded extra sessions, the pool goes back to what the steady
+    load uses: within the memory budget nothing else unloaded them, and a 60-minute soak kept +150 MB. The clock
+    is injected: no test time passes."""
+    import voxgate.scheduling.pool as pool_module
+
+    trims: list[int] = []
+    monkeypatch.setattr(pool_module, "_trim", lambda: trims.append(1))
+    now = [1000.0]
+    engine = FakeEngine()
+    pool = WorkerPool(lambda name: engine, workers=2, threads=1, solo_threads=0, idle_unload_s=600,
+                      clock=lambda: now[0])
+    try:
+        voices = {v.id: v for v in engine.voices()}
+
+        async def speak(*names: str) -> None:
+            await asyncio.gather(*(drain(pool.submit(Job(voices[n], "one two", EngineParams(), 0.0,
+                                                         asyncio.get_running_loop()))) for n in names))
+
+        pool.preload(voices["a"])  # the default voice: pinned, never unloaded for idleness
+        await speak("b", "ja")  # the burst
+        assert pool.loaded_voices() == {"a", "b", "ja"}
+        assert pool.unload_idle() == 0 and trims == []  # just used
+        now[0] += 300
+        await speak("b")  # the steady load keeps using b
+        now[0] += 301
+        assert pool.unload_idle() == 1 and pool.loaded_voices() == {"a", "b"}  # ja: 601 s unused
+        assert trims == [1]  # its memory given back at once
+        held = pool._loaded(voices["b"], 1)  # as if a job were running on b
+        now[0] += 10_000
+        assert pool.unload_idle() == 0 and pool.loaded_voices() == {"a", "b"}  # a running job keeps its session
+        pool._release(held)
+        assert pool.unload_idle() == 0  # b's job just ended: its idle time starts now
+        now[0] += 600
+        assert pool.unload_idle() == 1 and pool.loaded_voices() == {"a"}  # back to the pinned voice alone
+        await speak("ja")  # an unloaded voice loads again on demand
+        assert pool.loaded_voices() == {"a", "ja"}
+    finally:
+        pool.close()
+
+
+async def test_the_trim_thread_unloads_idle_sessions_when_the_pool_is_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    import voxgate.scheduling.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "TRIM_EVERY_S", 0.02)
+    monkeypatch.setattr(pool_module, "_trim", lambda: None)
+    now = [0.0]
+    engine = FakeEngine()
+    pool = WorkerPool(lambda name: engine, workers=1, threads=1, solo_threads=0, idle_unload_s=600,
+                      clock=lambda: now[0])
+    try:
+        b = next(v for v in engine.voices() if v.id == "b")
+        gate = pool.submit(Job(b, "WAIT busy", EngineParams(), 0.0, asyncio.get_running_loop()))
+        for _ in range(250):  # bounded: until the job is on the worker
+            if pool.stats.running:
+                break
+            await asyncio.sleep(0.02)
+        now[0] += 10_000
+        await asyncio.sleep(0.2)
+        assert pool.loaded_voices() == {"b"}  # in use: not unloaded
+        engine.log.gate.set()
+        await drain(gate)
+        now[0] += 10_000
+        for _ in range(250):  # bounded: the thread looks every TRIM_EVERY_S
+            if not pool.loaded_voices():
+                break
+            await asyncio.sleep(0.02)
+        assert pool.loaded_voices() == set()
+    finally:
+        engine.log.gate.set()
+        pool.close()

@@ -43,7 +43,8 @@ class Synthesizer:
         self.slice_bytes = slice_bytes
         engines = build_engines(s)
         self.backend = LocalBackend(WorkerPool(engines.__getitem__, s.workers, s.threads, s.solo_threads,
-                                               express=s.express_workers, memory_budget_mb=s.memory_budget_mb))
+                                               express=s.express_workers, memory_budget_mb=s.memory_budget_mb,
+                                               idle_unload_s=s.session_idle_unload_s))
 
     @serve.multiplexed(max_num_models_per_replica=VOICES_PER_REPLICA)
     async def _voice(self, key: str) -> str:

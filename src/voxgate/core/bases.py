@@ -45,6 +45,11 @@ IDLE_POLL = 0.2  # seconds between checks for an idle server while measuring in 
 # A measurement that has waited this long for a pause lets go of the sessions it loaded (reloaded at the next
 # pause): a short pause in a busy hour otherwise left a base voice's model loaded until the next long one.
 RELEASE_AFTER_S = 10.0
+# Loading a voice's model for measuring (at a voice's start, and again after that release) waits for this long a
+# spell with no request in flight, not just a gap between two requests: a busy server's gaps last milliseconds,
+# and a 60-minute soak of two clients had Kokoro (+~200 MB) reloaded at one and kept for the 25 minutes its
+# measurement took in such gaps. A busy server now never loads it; an idle one waits this long once per voice.
+QUIET_S = 10.0
 KEY_PREFIX = "candidate:"
 
 
@@ -70,6 +75,7 @@ class BaseVoices:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one measuring pass at a time
         self._released_once = False  # the voice being measured had its sessions unloaded by a long wait
+        self._needs_quiet = True  # the voice being measured has no sessions loaded (see _until_idle)
         self.done = asyncio.Event()  # set when every wanted voice is measured (or failed)
         self.generation = 0  # bumped whenever a measurement is added
 
@@ -187,6 +193,7 @@ class BaseVoices:
                     continue
                 started = time.monotonic()
                 self._released_once = False  # this voice's sessions not yet unloaded by a long wait
+                self._needs_quiet = True  # its sessions are not loaded: the first sentence waits for a quiet spell
                 try:
                     candidate = await self._measure(voice, background)
                 except (VoxgateError, RuntimeError, ValueError) as exc:
@@ -239,12 +246,21 @@ class BaseVoices:
         """Return once no request is in flight and the workers are free (polled: requests come and go).
         The first long wait of a voice's measurement unloads the sessions loaded only for it (see _release); later
         waits of the same voice keep them, so a busy server reloads a voice at most once for its 16 sentences
-        instead of once per sentence (~2 CPU-s per Kokoro load, on a worker just as requests come back)."""
+        instead of once per sentence (~2 CPU-s per Kokoro load, on a worker just as requests come back). While the
+        voice's sessions are not loaded (its first sentence, and after that release) it waits for QUIET_S with
+        nothing in flight, so a busy server's millisecond gaps never load a model for background work."""
+        quiet = 0  # polls in a row with nothing in flight
         for waited in itertools.count():
-            if not self._is_busy():
-                return
+            if self._is_busy():
+                quiet = 0
+            else:
+                quiet += 1
+                if not self._needs_quiet or quiet * IDLE_POLL >= QUIET_S:
+                    self._needs_quiet = False  # a sentence runs now: the voice's sessions are loaded
+                    return
             if not self._released_once and waited * IDLE_POLL >= RELEASE_AFTER_S:
                 self._released_once = True
+                self._needs_quiet = True  # reloading waits for a quiet spell (QUIET_S)
                 await self._release(True)
             await asyncio.sleep(IDLE_POLL)
 

@@ -45,6 +45,10 @@ _DONE = object()  # end-of-job marker on a job's queue
 # most every TRIM_EVERY_S, and under a load that never pauses only every TRIM_BUSY_S.
 TRIM_EVERY_S = 30.0
 TRIM_BUSY_S = 300.0
+# A session no job has used for this long is unloaded (the default and preloaded voices stay) when the pool is idle:
+# a burst across many voices, or a stretch of CPU starvation with requests queueing, loads sessions the steady
+# load does not need, and within the memory budget nothing else ever unloaded them. 0 turns it off.
+IDLE_UNLOAD_S = 600.0
 WARM_USES = 2  # a session's first runs whose RSS growth counts toward its cost (arena, lazy tables)
 
 
@@ -99,8 +103,12 @@ class WorkerPool:
         solo_threads: int = 2,
         express: int = 0,
         memory_budget_mb: int = 0,
+        idle_unload_s: float = IDLE_UNLOAD_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._engines = engines
+        self._idle_unload_s = idle_unload_s
+        self._clock = clock  # for the idle-unload ages (a test injects its own)
         self._threads = threads
         self._solo_threads = solo_threads
         self._cond = threading.Condition()
@@ -112,6 +120,7 @@ class WorkerPool:
         self._users: Counter[tuple[str, int]] = Counter()  # jobs on each session now (never evicted then)
         self._costs: dict[tuple[str, int], int] = {}  # bytes of RSS each session's load and first runs added
         self._uses: Counter[tuple[str, int]] = Counter()  # runs on each session so far (see _charge)
+        self._used: dict[tuple[str, int], float] = {}  # when each session last had a job (self._clock)
         self._pinned: set[str] = set()  # load keys kept loaded whatever the budget (default, preloaded)
         # Sessions loaded by background work (measuring base voices) that no request has used since: the
         # work unloads them when done (release_background), so an idle server does not keep them.
@@ -213,6 +222,7 @@ class WorkerPool:
                     self._background_only.add(key)
                 self._costs[key] = max(0, _rss() - before)
                 self._users[key] += 1
+                self._used[key] = self._clock()
                 self._loading.pop(key, None)
                 evicted = self._evict()
         _unload(evicted)
@@ -227,6 +237,7 @@ class WorkerPool:
             self._background_only.discard(key)
         self._sessions.move_to_end(key)
         self._users[key] += 1
+        self._used[key] = self._clock()
         return key, self._sessions[key]
 
     def _charge(self, key: tuple[str, int], grown: int) -> None:
@@ -242,6 +253,7 @@ class WorkerPool:
         grown its cost after it loaded) is unloaded now rather than at the next load."""
         with self._load_lock:
             self._users[held[0]] -= 1
+            self._used[held[0]] = self._clock()
             evicted = self._evict() if not self._users[held[0]] else []
         _unload(evicted)
 
@@ -267,6 +279,7 @@ class WorkerPool:
         self._costs.pop(key, None)
         del self._users[key]  # idle: its count is zero
         self._uses.pop(key, None)
+        self._used.pop(key, None)
         self._background_only.discard(key)
         return key, loaded
 
@@ -279,6 +292,24 @@ class WorkerPool:
                        if key in self._sessions and not self._users[key] and key[0] not in self._pinned]
         for (voice_key, threads), old in dropped:
             _LOG.info("unloaded %s (%d threads): loaded only to measure it", voice_key, threads)
+            old.close()
+        if dropped:
+            _trim()
+        return len(dropped)
+
+    def unload_idle(self) -> int:
+        """Unload the sessions no job has used for idle_unload_s (pinned ones stay; none with a job on it), then
+        give their memory back (_trim). The trim thread calls it only while the pool is idle, so closing a
+        session and trimming do not hold the malloc lock under running jobs. Returns how many."""
+        if not self._idle_unload_s:
+            return 0
+        with self._load_lock:
+            cutoff = self._clock() - self._idle_unload_s
+            dropped = [self._drop(key) for key in list(self._sessions)
+                       if not self._users[key] and key[0] not in self._pinned
+                       and self._used.get(key, cutoff) <= cutoff]
+        for (voice_key, threads), old in dropped:
+            _LOG.info("unloaded %s (%d threads): unused for %.0f s", voice_key, threads, self._idle_unload_s)
             old.close()
         if dropped:
             _trim()
@@ -297,6 +328,9 @@ class WorkerPool:
             wait = max(every - (clock() - last), 0.0)
             if self._closed.wait(wait):  # no trim sooner than `every` after the last
                 break
+            if self._is_idle() and self.unload_idle():  # sessions a burst loaded go once unused long enough
+                done, last = self._finished(), clock()  # (unload_idle trimmed)
+                continue
             if self._finished() == done:  # nothing ran since: nothing new was freed
                 self._idle.clear()
                 self._closed.wait(every)
