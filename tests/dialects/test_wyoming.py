@@ -462,12 +462,25 @@ def raw_exchange(port: int, data: bytes) -> tuple[list[dict[str, object]], bool]
     return parse(received), closed
 
 
+def data_block(data: bytes) -> bytes:
+    """A synthesize event whose data comes as a data block after the header."""
+    return b'{"type": "synthesize", "data_length": %d}\n' % len(data) + data
+
+
 @pytest.mark.parametrize(("data", "code"), [
     (b"\x00\xff garbage that is not JSON\n", "InvalidEvent"),
     (b'["a list", "not an event"]\n', "InvalidEvent"),
     (b"{" + b'"x": "' + b"a" * 200_000, "EventTooLarge"),  # a header with no end in sight
     (b'{"type": "synthesize", "data_length": 1000000000}\n', "EventTooLarge"),
     (b'{"type": "synthesize", "payload_length": 99999999999}\n', "EventTooLarge"),
+    # what json.loads accepts or dies on, refused by the dialects' one JSON guard (issue 12)
+    (b"[" * 30_000 + b"]" * 30_000 + b"\n", "InvalidEvent"),  # a 60 KB header: RecursionError before
+    (b'{"type": "synthesize", "data": {"text": "Hi.", "x": NaN}}\n', "InvalidEvent"),
+    (b'{"type": "synthesize", "data": {"text": "a\\ud800b"}}\n', "InvalidEvent"),  # a lone surrogate
+    (b'{"type": "synthesize", "data": {"text": "\xff\xfe"}}\n', "InvalidEvent"),  # invalid UTF-8
+    (data_block(b'{"text": "Hi.", "rate": -Infinity}'), "InvalidEvent"),
+    (data_block(b'{"text": "\\udc00 alone"}'), "InvalidEvent"),
+    (data_block(b'{"text": "Hi.", "x": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"), "InvalidEvent"),
 ])
 def test_garbage_and_oversized_events_get_an_error_and_a_closed_connection(wyo: Wyo, data: bytes,
                                                                           code: str) -> None:
@@ -484,6 +497,7 @@ def test_garbage_and_oversized_events_get_an_error_and_a_closed_connection(wyo: 
     assert [(e["type"], e["code"]) for e in events] == [("error", code)]
     assert events[0]["text"]
     check_speech(other, "Still here and still speaking.")
+    assert "Traceback" not in wyo.server.log.read_text(errors="replace")
 
 
 def test_describe_with_nc_style_plain_json_line(wyo: Wyo) -> None:

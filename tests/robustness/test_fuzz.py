@@ -1,4 +1,5 @@
-"""Issue 12: bounded, seeded fuzzing of every door (HTTP routes, the CosyVoice WebSocket, the StackFlow port).
+"""Issue 12: bounded, seeded fuzzing of every door (HTTP routes, the CosyVoice WebSocket, the StackFlow and
+Wyoming ports).
 
 The property: whatever arrives, no 5xx, no traceback in the server log, and the server healthy after each
 batch. Seeded (SEED) and bounded in count and time, so a failure reproduces and the suite stays under two
@@ -90,16 +91,22 @@ def raw_body(rng: random.Random) -> tuple[bytes, str]:
     return rng.choice(choices), kind
 
 
-@pytest.fixture(scope="module")
-def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, int]]:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, int, int]]:
+    """The server, its StackFlow port and its Wyoming port."""
+    port, wyoming = free_port(), free_port()
     tmp = tmp_path_factory.mktemp("fuzz")
     srv = start_server(tmp, "--stackflow-port", str(port), "--stackflow-audio-sink", "none",
+                       "--wyoming-port", str(wyoming),
                        "--memory-budget-mb", str(BUDGET_MB), "--alltalk-outputs-keep", "20",
                        "--no-warmup")  # nothing is timed against a start-up, and the RSS test compares cycles
-    yield srv, port
+    yield srv, port, wyoming
     stop_server(srv)
 
 
@@ -148,8 +155,8 @@ def settle(server: Server, seconds: float = 20.0) -> None:
 SKIP = {("GET", "/control"), ("POST", "/control")}  # exit is refused here, but restart rematches: fuzzed below
 
 
-def test_http_routes(target: tuple[Server, int]) -> None:
-    server, _ = target
+def test_http_routes(target: tuple[Server, int, int]) -> None:
+    server, *_ = target
     rng = random.Random(SEED)
     failures: list[str] = []
     statuses: dict[int, int] = {}
@@ -192,8 +199,8 @@ def test_http_routes(target: tuple[Server, int]) -> None:
     assert time.monotonic() - started < 100
 
 
-def test_websocket_frames(target: tuple[Server, int]) -> None:
-    server, _ = target
+def test_websocket_frames(target: tuple[Server, int, int]) -> None:
+    server, *_ = target
     rng = random.Random(SEED + 1)
     url = server.url.replace("http://", "ws://") + "/tts"
     start = {"req_params": {"prompt_id": VOICE, "audio_format": "pcm", "sample_rate": 16000}}
@@ -225,8 +232,8 @@ def test_websocket_frames(target: tuple[Server, int]) -> None:
     assert "Traceback" not in log_text(server)
 
 
-def test_stackflow_bytes(target: tuple[Server, int]) -> None:
-    server, port = target
+def test_stackflow_bytes(target: tuple[Server, int, int]) -> None:
+    server, port, _ = target
     rng = random.Random(SEED + 2)
     for _ in range(8):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -262,11 +269,116 @@ def test_stackflow_bytes(target: tuple[Server, int]) -> None:
     assert "Traceback" not in log_text(server)
 
 
-def test_fuzzed_languages_stay_within_the_memory_budget(target: tuple[Server, int]) -> None:
+WYOMING_TYPES = ["describe", "ping", "synthesize", "synthesize-start", "synthesize-chunk", "synthesize-stop",
+                 "audio-chunk", "audio-start", "info", "error", "transcribe", "x", ""]
+
+
+def wyoming_data(rng: random.Random) -> Any:
+    """A Wyoming event's data: mostly the fields a TTS client sends, sometimes anything."""
+    if rng.random() < 0.3:
+        return value(rng)
+    data: dict[str, Any] = {}
+    if rng.random() < 0.8:
+        data["text"] = rng.choice([*STRINGS[:45], value(rng)])
+    if rng.random() < 0.5:
+        data["voice"] = rng.choice([VOICE, None, value(rng), {
+            rng.choice(["name", "speaker", "language"]): rng.choice([VOICE, "en", "en_US", "xx", 3, None, [1]])
+            for _ in range(rng.randint(0, 3))}])
+    if rng.random() < 0.2:
+        data["text_format"] = rng.choice(["ssml", "text", 5, None])
+    if rng.random() < 0.2:
+        data[rng.choice(FIELDS)] = value(rng)
+    return data
+
+
+def wyoming_event(rng: random.Random) -> bytes:
+    """One event, or what looks like the start of one: lengths that lie, raw bytes, deep or non-finite JSON."""
+    kind = rng.random()
+    if kind < 0.1:
+        return bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 80))) + rng.choice([b"\n", b""])
+    if kind < 0.2:
+        return raw_body(rng)[0] + b"\n"  # deep nesting, NaN, invalid UTF-8, lone surrogates, truncated JSON
+    header: dict[str, Any] = {"type": rng.choice(WYOMING_TYPES)}
+    if rng.random() < 0.7:
+        header["data"] = wyoming_data(rng)
+    if rng.random() < 0.15:
+        header["version"] = rng.choice(["1.5.2", 1, None])
+    block = b""
+    if rng.random() < 0.25:  # a data block after the header; its length may lie or be no length at all
+        block = rng.choice([json.dumps(wyoming_data(rng)).encode(), raw_body(rng)[0]])
+        header["data_length"] = rng.choice([len(block)] * 3 + [
+            len(block) + rng.randint(1, 9), max(0, len(block) - 3), -1, "12", 1.5, True, None, 10**12])
+    if rng.random() < 0.15:
+        size = rng.randint(0, 300)
+        block += bytes(rng.getrandbits(8) for _ in range(size))
+        header["payload_length"] = rng.choice([size] * 3 + [size + 7, -5, "3", 2**40, False])
+    return json.dumps(header).encode() + b"\n" + block  # lone surrogates go as \ud800 escapes
+
+
+def wyoming_events(raw: bytes) -> list[dict[str, Any]]:
+    """The complete events in what the server wrote (a stream cut short by our leaving ends the list)."""
+    events, pos = [], 0
+    while (end := raw.find(b"\n", pos)) != -1:
+        header = json.loads(raw[pos:end])
+        size = header.get("data_length") or 0
+        pos = end + 1 + size + (header.get("payload_length") or 0)
+        if pos > len(raw):
+            break
+        data = {**header.get("data", {}), **(json.loads(raw[end + 1: end + 1 + size]) if size else {})}
+        events.append({"type": header["type"], "data": data})
+    return events
+
+
+def test_wyoming_events(target: tuple[Server, int, int]) -> None:
+    """Random and malformed Wyoming events: every answer is well-formed Wyoming, an error is an error event, the
+    server stays healthy and gives back every admission slot; a describe still works at the end."""
+    server, _, port = target
+    rng = random.Random(SEED + 3)
+    started = time.monotonic()
+    errors: dict[str, int] = {}
+    for _ in range(10):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            for _ in range(rng.randint(2, 8)):
+                try:
+                    sock.sendall(wyoming_event(rng))
+                except OSError:
+                    break  # the server closes a connection after a bad event: allowed
+            received = b""
+            deadline = time.monotonic() + 1.5  # then leave: the server cancels what is still speaking
+            sock.settimeout(0.5)
+            while time.monotonic() < deadline:
+                try:
+                    part = sock.recv(65536)
+                except (TimeoutError, OSError):
+                    break
+                if not part:
+                    break
+                received += part
+        for event in wyoming_events(received):
+            assert isinstance(event.get("type"), str), event
+            if event["type"] == "error":
+                code = (event.get("data") or {}).get("code")
+                assert isinstance(code, str) and code, event
+                errors[code] = errors.get(code, 0) + 1
+        healthy(server)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:  # still serving
+        sock.sendall(b'{"type": "describe"}\n')
+        buf = b""
+        while b"\n" not in buf and (part := sock.recv(65536)):
+            buf += part
+        assert json.loads(buf.split(b"\n", 1)[0])["type"] == "info"
+    settle(server)
+    print("wyoming error codes:", errors, f"in {time.monotonic() - started:.0f} s")
+    assert errors.get("InvalidEvent", 0) > 0  # the malformed events reached the parser
+    assert "Traceback" not in log_text(server)
+    assert time.monotonic() - started < 60
+
+
+def test_fuzzed_languages_stay_within_the_memory_budget(target: tuple[Server, int, int]) -> None:
     """RSS went 420 → 1,080 MB during fuzzing and stayed: every language loaded its engine's sessions,
     and evicted ONNX sessions did not give their memory back. With a budget, cycling every language again
     must not grow the process further."""
-    server, _ = target
+    server, *_ = target
     process = psutil.Process(server.process.pid)
     languages = ["ja", "de", "ja", "ru"]  # Kokoro is evicted and loaded again, twice a cycle
 

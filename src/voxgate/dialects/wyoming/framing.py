@@ -4,7 +4,9 @@ An event is one JSON header line (`type`, optional `data`, `data_length`, `paylo
 then `data_length` bytes of JSON merged into `data`, then `payload_length` bytes of payload. The `wyoming`
 package's reader trusts both lengths; here a header longer than MAX_HEADER, data longer than MAX_DATA or a
 payload longer than MAX_PAYLOAD is refused before it is read, so a client cannot make the server allocate
-what it likes. Writing uses the package's own writer.
+what it likes. Header and data go through the dialects' one JSON guard (common.parse_json): nesting past
+its depth, NaN/Infinity, lone surrogates and invalid UTF-8 are a BadEvent like any other junk. Writing
+uses the package's own writer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import json
 from typing import Any
 
 from wyoming.event import Event
+
+from voxgate.dialects.common import UnsafeJson, parse_json
 
 MAX_HEADER = 64 * 1024  # bytes of one header line (also the StreamReader's limit)
 MAX_DATA = 256 * 1024  # bytes of a data block: a synthesize text is at most max_input_chars characters
@@ -51,7 +55,9 @@ async def read_event(reader: asyncio.StreamReader) -> Event | None:
     if not line.endswith(b"\n"):
         return None  # the connection ended inside a header
     try:
-        header = json.loads(line)
+        header = parse_json(line)
+    except UnsafeJson as exc:  # well-formed but refused: too deep, NaN/Infinity, a lone surrogate
+        raise BadEvent(f"event header refused: {exc.msg}", "InvalidEvent") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BadEvent("event header is not a JSON object", "InvalidEvent") from None
     if not isinstance(header, dict) or not isinstance(header.get("type"), str) or not header["type"]:
@@ -64,7 +70,9 @@ async def read_event(reader: asyncio.StreamReader) -> Event | None:
     try:
         if data_length:
             try:
-                extra = json.loads(await reader.readexactly(data_length))
+                extra = parse_json(await reader.readexactly(data_length))
+            except UnsafeJson as exc:
+                raise BadEvent(f"event data refused: {exc.msg}", "InvalidEvent") from None
             except (UnicodeDecodeError, json.JSONDecodeError):
                 raise BadEvent("event data is not a JSON object", "InvalidEvent") from None
             if not isinstance(extra, dict):
