@@ -65,27 +65,33 @@ def start_server(tmp: Path, *flags: str) -> Server:
            *flags]  # 0: no TCP port unless asked
     with log.open("w") as err:
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if "listening on" not in line:
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if "listening on" not in line:
+            process.kill()
+            pytest.fail(f"server did not start: {line!r}\n{log.read_text()}")
+        url = line.split("listening on", 1)[1].strip()
+        output: list[str] = []
+        # Drain stdout for the server's whole life: an unread pipe fills up and blocks its logging.
+        threading.Thread(target=_drain, args=(process, output), daemon=True).start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    return Server(url, process, tmp / "data", log, output)
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                pytest.fail(f"server exited:\n{log.read_text()}")
+            time.sleep(0.1)
         process.kill()
-        pytest.fail(f"server did not start: {line!r}\n{log.read_text()}")
-    url = line.split("listening on", 1)[1].strip()
-    output: list[str] = []
-    # Drain stdout for the server's whole life: an unread pipe fills up and blocks its logging.
-    threading.Thread(target=_drain, args=(process, output), daemon=True).start()
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return Server(url, process, tmp / "data", log, output)
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            pytest.fail(f"server exited:\n{log.read_text()}")
-        time.sleep(0.1)
-    process.kill()
-    pytest.fail(f"server not ready after {STARTUP_TIMEOUT}s:\n{log.read_text()}")
+        pytest.fail(f"server not ready after {STARTUP_TIMEOUT}s:\n{log.read_text()}")
+    except BaseException:  # a failed wait, or pytest-timeout firing in it: the server must not outlive it
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        raise
 
 
 def _seed_bases(data: Path) -> None:
