@@ -47,8 +47,8 @@ def _words_sit_on_sound(samples: np.ndarray, rate: int, stamps: list[tuple[str, 
     assert rms(inside) > 0.02 and rms(inside) > 3 * rms(lead)
 
 
-def _post(server: Server, path: str, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(f"{server.url}{path}", json=body, timeout=60)
+def _post(server: Server, path: str, body: dict[str, Any], timeout: float = 60) -> httpx.Response:
+    return httpx.post(f"{server.url}{path}", json=body, timeout=timeout)
 
 
 def test_captioned_speech_whole_is_kokoros_object(timed: Server) -> None:
@@ -120,7 +120,7 @@ def test_captioned_speech_without_a_voice_and_with_hibari_and_kokoro(timed: Serv
     body: dict[str, Any] = {"model": "kokoro", "input": TEXT, "response_format": "wav", "stream": False}
     if voice is not None:
         body["voice"] = voice
-    whole = _post(timed, "/dev/captioned_speech", body)
+    whole = _post(timed, "/dev/captioned_speech", body, timeout=240)  # the first Kokoro call loads the model
     assert whole.status_code == 200, whole.text
     samples, rate = decode(base64.b64decode(whole.json()["audio"]))
     assert rate == 24000 and 1.5 < len(samples) / rate < 6.0
