@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.server
 import io
+import ipaddress
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +23,14 @@ import numpy as np
 import pytest
 
 from tests.postgres import postgres  # noqa: F401  (the session's PostgreSQL, for every test that asks for it)
+
+# Nothing a test runs may fetch from the network (the suite runs with none): the offline switches of the packages
+# the engines and benchmarks load (huggingface_hub: faster-whisper's models; transformers; Ray's usage report),
+# set here so every process the tests start inherits them — servers, CLI commands, Ray nodes.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+               "HF_HUB_DISABLE_TELEMETRY": "1", "RAY_USAGE_STATS_ENABLED": "0", "DO_NOT_TRACK": "1"}
+for _name, _value in OFFLINE_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 STARTUP_TIMEOUT = 90.0  # seconds: loading and warming the voice on a loaded 2-core CI machine
 CANDIDATE_PREFIX = "candidate:"  # core/bases.py KEY_PREFIX: the stored measurements of base voices
@@ -52,10 +62,54 @@ class Server:
         raise KeyError(name)
 
 
+class NetworkUsed(OSError):
+    """A test process tried to connect beyond this machine."""
+
+
+def _loopback(address: object) -> bool:
+    """True for an address on this machine: 127.0.0.0/8, ::1, `localhost`, a unix socket path."""
+    if isinstance(address, (str, bytes)):  # AF_UNIX path (PostgreSQL's socket, Ray's, ...)
+        return True
+    if not isinstance(address, tuple) or not address:
+        return False
+    host = address[0]
+    if isinstance(host, bytes):
+        host = host.decode()
+    if not isinstance(host, str):
+        return False
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: it would need a DNS lookup and a remote peer
+
+
+def _guarded(original):  # type: ignore[no-untyped-def]
+    def connect(self: socket.socket, address: object):  # type: ignore[no-untyped-def]
+        # a datagram socket's connect only sets its default peer (sends nothing): allowed, as Ray's
+        # "which address is mine" probe does; every stream connection must stay on this machine
+        if self.family != socket.AF_UNIX and self.type == socket.SOCK_STREAM and not _loopback(address):
+            raise NetworkUsed(f"tests talk only to this machine: connection to {address!r} refused")
+        return original(self, address)
+
+    return connect
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_network() -> Iterator[None]:
+    """Refuse every TCP connection from the test process that leaves this machine (the suite runs without a
+    network: a test that fetched would pass here and fail there). Loopback and unix sockets are allowed."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", _guarded(socket.socket.connect))
+        patch.setattr(socket.socket, "connect_ex", _guarded(socket.socket.connect_ex))
+        yield
+
+
 def start_server(tmp: Path, *flags: str) -> Server:
     """Start `python -m voxgate serve` on port 0 and wait until /ready says so."""
     log = tmp / "server.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **OFFLINE_ENV}  # nothing the server loads may fetch
     # Test servers measure one base voice in the background (not every Kokoro style, ~1 min of CPU each),
     # so the suite's timing tests keep the cores; tests about base voices pass --match-bases themselves.
     env.setdefault("VOXGATE_MATCH_BASES", '["en_US-joe-medium"]')

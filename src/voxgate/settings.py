@@ -44,10 +44,28 @@ _KOKORO_FEMALE = ("af_heart", "af_alloy", "af_aoede", "af_bella", "af_jessica", 
 _KOKORO_MALE = ("am_adam", "am_echo", "am_eric", "am_fenrir", "am_liam", "am_michael", "am_onyx", "am_puck",
                 "am_santa", "bm_daniel", "bm_fable", "bm_george", "bm_lewis")
 _KOKORO_JAPANESE = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+# Kokoro-82M v1.0's voices in its other languages. Mandarin speaks with voxgate's Mandarin Kokoro voices (the
+# Japanese styles reading Mandarin phonemes: engines/kokoro.py, female DEFAULT_CHINESE and the male style);
+# Spanish, French and Italian with SVOX Pico (one female voice per language); Hindi and Brazilian
+# Portuguese with espeak-ng (its female variant f3 for the female names).
+_KOKORO_MANDARIN_FEMALE = ("zf_xiaobei", "zf_xiaoni", "zf_xiaoxiao", "zf_xiaoyi")
+_KOKORO_MANDARIN_MALE = ("zm_yunjian", "zm_yunxi", "zm_yunxia", "zm_yunyang")
+_KOKORO_OTHER: dict[str, str] = {
+    **{name: "kokoro-zh:jf_nezumi" for name in _KOKORO_MANDARIN_FEMALE},
+    **{name: "kokoro-zh:jm_kumo" for name in _KOKORO_MANDARIN_MALE},
+    **{name: "pico:es-ES" for name in ("ef_dora", "em_alex", "em_santa")},
+    "ff_siwis": "pico:fr-FR",
+    **{name: "pico:it-IT" for name in ("if_sara", "im_nicola")},
+    **{name: "espeak:hi+f3" for name in ("hf_alpha", "hf_beta")},
+    **{name: "espeak:hi" for name in ("hm_omega", "hm_psi")},
+    "pf_dora": "espeak:pt-br+f3",
+    **{name: "espeak:pt-br" for name in ("pm_alex", "pm_santa")},
+}
 DEFAULT_KOKORO_VOICES: dict[str, str] = {
     **{name: FEMALE_VOICE for name in _KOKORO_FEMALE},
     **{name: MALE_VOICE for name in _KOKORO_MALE},
     **{name: f"kokoro:{name}" for name in _KOKORO_JAPANESE},
+    **_KOKORO_OTHER,
 }
 
 
@@ -110,8 +128,9 @@ class Settings(BaseSettings):
     )
     kokoro_voice_aliases: dict[str, str] = Field(
         default_factory=lambda: dict(DEFAULT_KOKORO_VOICES),
-        description="Kokoro-FastAPI voice names (af_heart, am_adam, jf_alpha, …) mapped to installed voice ids "
-        "for the OpenAI route, blends like af_bella(2)+af_sky included (JSON object).",
+        description="Kokoro-FastAPI voice names (af_heart, am_adam, jf_alpha, zf_xiaobei, ef_dora, …) mapped to "
+        "installed voice ids for the OpenAI route and /dev/captioned_speech, blends like af_bella(2)+af_sky "
+        "included (JSON object).",
     )
     reference_dirs: list[Path] | None = Field(
         None, description="Folders clients may name reference audio from by path (JSON list); default DATA_DIR."

@@ -4,6 +4,7 @@ assertions hold whichever voice is the default."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -169,3 +170,38 @@ def test_unknown_model_error_lists_accepted_names_truncated(server: Server) -> N
     message = error["message"]
     assert "'whisper-1'" in message and "tts-1" in message and "kokoro" in message and "…" in message
     assert DEFAULT_OPENAI_MODELS[-1] not in message and len(message) < 300
+
+
+# --- Kokoro-FastAPI's voices in its other languages (the default table) ------------------------------------------
+
+# One name per language of Kokoro-82M v1.0 beyond English and Japanese, the voice the default table maps it to,
+# and a sentence in that language.
+OTHER_LANGUAGES = [
+    ("zf_xiaobei", "kokoro-zh:jf_nezumi", "今天天气很好，我们去公园散步吧。"),
+    ("zm_yunxi", "kokoro-zh:jm_kumo", "北京是中国的首都。"),
+    ("ef_dora", "pico:es-ES", "Hoy hace buen tiempo en la ciudad."),
+    ("ff_siwis", "pico:fr-FR", "Il fait beau aujourd'hui dans la ville."),
+    ("im_nicola", "pico:it-IT", "Oggi il tempo è bello in città."),
+    ("hf_alpha", "espeak:hi+f3", "आज मौसम बहुत अच्छा है।"),
+    ("pm_alex", "espeak:pt-br", "Hoje o tempo está bom na cidade."),
+]
+
+
+@pytest.mark.parametrize(("name", "voice", "text"), OTHER_LANGUAGES, ids=[n for n, _, _ in OTHER_LANGUAGES])
+def test_kokoro_names_of_other_languages_speak_on_both_routes(server: Server, name: str, voice: str,
+                                                              text: str) -> None:
+    named = speech(server, model="kokoro", voice=name, input=text)
+    direct = speech(server, voice=voice, input=text)
+    assert named.status_code == 200 and direct.status_code == 200, (named.text, direct.text)
+    said, expected = pcm16(named.content), pcm16(direct.content)
+    assert len(said) / 24000 > 0.8 and rms(said) > 0.02
+    assert abs(len(said) - len(expected)) <= 0.02 * len(expected)  # the mapped voice spoke (each is deterministic)
+    captioned = httpx.post(f"{server.url}/dev/captioned_speech", timeout=120, json={
+        "model": "kokoro", "input": text, "voice": name, "response_format": "wav", "stream": False})
+    assert captioned.status_code == 200, captioned.text
+    body = captioned.json()
+    samples, rate = decode(base64.b64decode(body["audio"]))
+    # the captioned path trims and joins as the whole form does, which may differ a little from the plain route
+    assert rate == 24000 and abs(len(samples) - len(expected)) <= 0.1 * len(expected) and rms(samples) > 0.02
+    assert body["audio_format"] == "audio/wav" and body["timestamps"]
+    assert all(0 <= w["start_time"] <= w["end_time"] <= len(samples) / rate + 0.05 for w in body["timestamps"])

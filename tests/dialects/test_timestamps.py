@@ -47,8 +47,8 @@ def _words_sit_on_sound(samples: np.ndarray, rate: int, stamps: list[tuple[str, 
     assert rms(inside) > 0.02 and rms(inside) > 3 * rms(lead)
 
 
-def _post(server: Server, path: str, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(f"{server.url}{path}", json=body, timeout=60)
+def _post(server: Server, path: str, body: dict[str, Any], timeout: float = 60) -> httpx.Response:
+    return httpx.post(f"{server.url}{path}", json=body, timeout=timeout)
 
 
 def test_captioned_speech_whole_is_kokoros_object(timed: Server) -> None:
@@ -97,6 +97,50 @@ def test_captioned_speech_streams_json_lines_with_each_chunks_words(timed: Serve
     plain = httpx.post(f"{timed.url}/dev/captioned_speech", timeout=60,
                        json={"input": "Hi there.", "voice": JOE, "return_timestamps": False, "response_format": "pcm"})
     assert [line["timestamps"] for line in _lines(plain)] == [[]] * len(_lines(plain))
+
+
+def _timestamps_field_by_field(body: dict[str, Any], duration: float) -> list[tuple[str, float, float]]:
+    """Kokoro-FastAPI's timestamp objects: exactly {word, start_time, end_time}, a string and two numbers of
+    seconds rounded to the millisecond; TEXT's words once each, in order, inside the audio."""
+    stamps = []
+    for stamp in body["timestamps"]:
+        assert set(stamp) == {"word", "start_time", "end_time"}, stamp
+        assert isinstance(stamp["word"], str) and stamp["word"] == stamp["word"].strip() and stamp["word"]
+        for key in ("start_time", "end_time"):
+            assert isinstance(stamp[key], (int, float)) and not isinstance(stamp[key], bool), stamp
+            assert round(stamp[key], 3) == stamp[key], stamp
+        stamps.append((stamp["word"], stamp["start_time"], stamp["end_time"]))
+    _check_words(stamps, duration)
+    return stamps
+
+
+@pytest.mark.parametrize("voice", [None, "hibari:heart", "kokoro:jf_alpha"])
+def test_captioned_speech_without_a_voice_and_with_hibari_and_kokoro(timed: Server, voice: str | None) -> None:
+    # no voice: Kokoro-FastAPI's default af_heart, which the default table maps to hibari:heart
+    body: dict[str, Any] = {"model": "kokoro", "input": TEXT, "response_format": "wav", "stream": False}
+    if voice is not None:
+        body["voice"] = voice
+    whole = _post(timed, "/dev/captioned_speech", body, timeout=240)  # the first Kokoro call loads the model
+    assert whole.status_code == 200, whole.text
+    samples, rate = decode(base64.b64decode(whole.json()["audio"]))
+    assert rate == 24000 and 1.5 < len(samples) / rate < 6.0
+    stamps = _timestamps_field_by_field(whole.json(), len(samples) / rate)
+    _words_sit_on_sound(samples, rate, stamps)
+    if voice is None:  # the voice hibari:heart spoke
+        heart = _post(timed, "/dev/captioned_speech", {**body, "voice": "hibari:heart"}).json()
+        assert abs(len(decode(base64.b64decode(heart["audio"]))[0]) - len(samples)) <= 0.05 * len(samples)
+    # streamed: the same words over the lines, every line with audio, together the whole audio
+    with httpx.stream("POST", f"{timed.url}/dev/captioned_speech", timeout=60,
+                      json={**body, "stream": True, "response_format": "pcm"}) as response:
+        response.read()
+    assert response.status_code == 200
+    lines = _lines(response)
+    assert lines and all(set(line) == {"audio", "audio_format", "timestamps"} and line["audio"] for line in lines)
+    assert {line["audio_format"] for line in lines} == {"audio/pcm"}
+    streamed = pcm16(b"".join(base64.b64decode(line["audio"]) for line in lines))
+    assert abs(len(streamed) - len(samples)) <= 0.05 * len(samples)
+    merged = {"timestamps": [t for line in lines for t in line["timestamps"]]}
+    _timestamps_field_by_field(merged, len(streamed) / 24000)
 
 
 BAD = [

@@ -13,7 +13,7 @@ import numpy as np
 from voxgate.audio.encoders import open_encoder
 from voxgate.core.captions import Word
 from voxgate.core.types import PcmChunk, Timing
-from voxgate.dialects.openai.captioned import sse_with_words, with_words
+from voxgate.dialects.openai.captioned import _lines, sse_with_words, with_words
 from voxgate.dialects.openai.routes import _sse
 
 RATE = 24000
@@ -64,3 +64,34 @@ def test_sse_body_has_word_events_between_audio_and_a_done_event_last() -> None:
 def test_no_timings_at_all_still_streams_everything() -> None:
     parts = asyncio.run(_collect(_chunks(_chunk(0.5, None), _chunk(0.5, None))))
     assert sum(len(d) for d, _ in parts) == 2 * RATE and all(not timed for _, timed in parts)
+
+
+def _captioned_lines(chunks: AsyncIterator[PcmChunk], fmt: str) -> list[dict[str, object]]:
+    async def body() -> bytes:
+        parts = with_words(chunks, open_encoder(fmt, RATE), TEXT)
+        return b"".join([line async for line in _lines(parts, "audio/pcm", True)])
+
+    return [json.loads(line) for line in asyncio.run(body()).splitlines()]
+
+
+def test_words_arriving_after_the_last_audio_ride_on_the_last_audio_line() -> None:
+    # The last chunk carries the last words and no samples: the words still come on a line with audio (Kokoro-
+    # FastAPI sends no line with empty audio), and no sample is lost.
+    first = _chunk(1.0, (Timing(0, 5, 0.1, 0.4), Timing(6, 12, 0.5, 0.9)))
+    last = PcmChunk(np.zeros(0, np.float32), RATE, timings=(Timing(13, 18, 1.0, 1.3), Timing(19, 24, 1.4, 1.8)))
+    for fmt in ("pcm", "wav", "mp3"):
+        lines = _captioned_lines(_chunks(first, last), fmt)
+        assert lines and all(line["audio"] for line in lines), fmt
+        assert [t["word"] for line in lines for t in line["timestamps"]] == ["Hello", "world.", "Again", "here."]
+        assert [t["word"] for t in lines[-1]["timestamps"]][-2:] == ["Again", "here."], fmt
+    audio = b"".join(base64.b64decode(line["audio"]) for line in _captioned_lines(_chunks(first, last), "pcm"))
+    assert len(audio) == 2 * RATE  # every sample once, 16-bit
+
+
+def test_held_tail_keeps_every_sample_in_order() -> None:
+    chunks = [_chunk(0.3, None), PcmChunk(np.zeros(0, np.float32), RATE), _chunk(0.004, None), _chunk(0.5, None)]
+    parts = asyncio.run(_collect(_chunks(*chunks)))
+    expected = np.concatenate([c.samples for c in chunks])
+    got = np.frombuffer(b"".join(d for d, _ in parts), "<i2").astype(np.float32) / 32767
+    assert len(got) == len(expected) and np.abs(got - expected).max() < 1e-3
+    assert all(data for data, _ in parts)

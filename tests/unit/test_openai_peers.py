@@ -34,6 +34,13 @@ def test_names_and_blends(spec: str, expected: str) -> None:
     assert kokoro_voice(ctx(), spec) == expected
 
 
+def test_mandarin_names_blend_as_mandarin_kokoro_styles() -> None:
+    table = DEFAULT_KOKORO_VOICES
+    assert kokoro_voice(table, "zf_xiaobei+zm_yunxi(3)") == "kokoro-zh:jf_nezumi*1+jm_kumo*3"
+    assert kokoro_voice(table, "zf_xiaobei+zf_xiaoni") == "kokoro-zh:jf_nezumi"  # the same style twice
+    assert kokoro_voice(table, "zf_xiaobei(2)+jm_kumo") == "kokoro-zh:jf_nezumi"  # readings differ: heaviest
+
+
 @pytest.mark.parametrize("spec", ["alloy", "en_US-joe-medium", "kokoro:jf_alpha", "+af_bella", "af_bella+",
                                   "af_bella++af_sky", "af_bella(x)", "UklGRiQAAABXQVZFZm10+/=", ""])
 def test_anything_else_is_not_a_kokoro_name(spec: str) -> None:
@@ -55,6 +62,16 @@ def test_default_table_and_settings() -> None:
     assert DEFAULT_KOKORO_VOICES["am_adam"] == MALE_VOICE and DEFAULT_KOKORO_VOICES["bm_george"] == MALE_VOICE
     assert DEFAULT_KOKORO_VOICES["jf_alpha"] == "kokoro:jf_alpha"
     assert DEFAULT_KOKORO_VOICES["jm_kumo"] == "kokoro:jm_kumo"
+    # Kokoro v1.0's other languages: Mandarin on the Mandarin Kokoro voices, es/fr/it on Pico, hi/pt on espeak-ng
+    assert DEFAULT_KOKORO_VOICES["zf_xiaobei"] == "kokoro-zh:jf_nezumi"
+    assert DEFAULT_KOKORO_VOICES["zm_yunxi"] == "kokoro-zh:jm_kumo"
+    assert DEFAULT_KOKORO_VOICES["ef_dora"] == DEFAULT_KOKORO_VOICES["em_alex"] == "pico:es-ES"
+    assert DEFAULT_KOKORO_VOICES["ff_siwis"] == "pico:fr-FR" and DEFAULT_KOKORO_VOICES["im_nicola"] == "pico:it-IT"
+    assert DEFAULT_KOKORO_VOICES["hf_alpha"] == "espeak:hi+f3" and DEFAULT_KOKORO_VOICES["hm_psi"] == "espeak:hi"
+    assert DEFAULT_KOKORO_VOICES["pf_dora"] == "espeak:pt-br+f3" and DEFAULT_KOKORO_VOICES["pm_santa"] == "espeak:pt-br"
+    prefixes = {name[:2] for name in DEFAULT_KOKORO_VOICES}
+    assert prefixes == {"af", "am", "bf", "bm", "jf", "jm", "zf", "zm", "ef", "em", "ff", "hf", "hm", "if", "im",
+                        "pf", "pm"}  # every language of Kokoro-82M v1.0
     assert settings.flash_builtin_roles == {"female": FEMALE_VOICE, "male": MALE_VOICE}
     assert Settings(flash_builtin_roles={"male": "x"}).flash_builtin_roles == {"female": FEMALE_VOICE, "male": "x"}
     with pytest.raises(ValueError, match="female and male"):

@@ -10,8 +10,10 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -77,18 +79,37 @@ def word_event(word: Word) -> bytes:
     return b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
 
 
+TAIL_HOLD = 0.01  # seconds of each chunk's audio sent with the next chunk (see with_words)
+
+
 async def with_words(chunks: AsyncIterator[PcmChunk], encoder: Encoder,
                      text: str) -> AsyncIterator[tuple[bytes, list[Word]]]:
     """Encoded audio as it is made, each piece with the words whose timings arrived with the audio before it
-    (a codec may hold a chunk's bytes back; its words wait for the next bytes, or come last with none)."""
+    (a codec may hold a chunk's bytes back; its words wait for the next bytes).
+
+    The last TAIL_HOLD seconds of each chunk go to the encoder with the next one, and the very last ones after
+    the stream ends, so the stream's last bytes always carry audio: words that arrive at the end (a chunk with
+    timings and no samples, a codec whose flush writes nothing) ride on real audio, never on an empty piece
+    (Kokoro-FastAPI sends no `/dev/captioned_speech` line without audio). Nothing waits for that: the held
+    samples are already made, and the first audio leaves as soon as before."""
     track = WordTrack(text)
     pending: list[Word] = []
 
     async def tap() -> AsyncIterator[PcmChunk]:
+        held: PcmChunk | None = None  # samples kept back from the chunk before
         try:
             async for chunk in chunks:
                 pending.extend(track.add(chunk.timings))
-                yield chunk
+                if chunk.encoded is not None:  # an upstream's own bytes (no samples to hold back)
+                    yield chunk
+                    continue
+                samples = chunk.samples if held is None else np.concatenate([held.samples, chunk.samples])
+                keep = min(len(samples), int(TAIL_HOLD * chunk.rate))
+                held = replace(chunk, samples=samples[len(samples) - keep:], timings=None)
+                if len(samples) > keep:
+                    yield replace(chunk, samples=samples[:len(samples) - keep])
+            if held is not None and len(held.samples):
+                yield held
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
@@ -97,7 +118,7 @@ async def with_words(chunks: AsyncIterator[PcmChunk], encoder: Encoder,
     async for data in encode_stream(tap(), encoder):
         ready, pending[:] = list(pending), []
         yield data, ready
-    if pending:
+    if pending:  # only after an upstream's passed-through bytes, which carry no timings: not seen in practice
         yield b"", list(pending)
 
 
@@ -121,9 +142,19 @@ def _line(content: dict[str, Any]) -> bytes:
 
 async def _lines(parts: AsyncIterator[tuple[bytes, list[Word]]], audio_format: str,
                  timestamps: bool) -> AsyncIterator[bytes]:
+    """One line per piece of audio. As Kokoro-FastAPI does, words of a piece without audio wait for the next
+    line with audio; with_words ends every stream on audio, so none are left over (if some were, they would
+    come on a last line of their own rather than be lost)."""
+    waiting: list[Word] = []
     async for data, timed in parts:
+        waiting += timed
+        if not data:
+            continue
         yield _line({"audio": base64.b64encode(data).decode("ascii"), "audio_format": audio_format,
-                     "timestamps": stamps(timed) if timestamps else []})
+                     "timestamps": stamps(waiting) if timestamps else []})
+        waiting = []
+    if waiting:
+        yield _line({"audio": "", "audio_format": audio_format, "timestamps": stamps(waiting) if timestamps else []})
 
 
 def _voice(ctx: Context, table: Mapping[str, str], name: str) -> str:

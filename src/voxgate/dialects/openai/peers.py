@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from voxgate.core.context import Context
 from voxgate.errors import VoiceNotFound
 
-KOKORO_PREFIX = "kokoro:"
+KOKORO_PREFIXES = ("kokoro:", "kokoro-zh:")  # Kokoro styles reading Han as Japanese, as Mandarin: both blend
 # One term of a Kokoro-FastAPI blend: a name, then an optional weight in parentheses (`af_bella(2)`).
 _TERM = re.compile(r"([A-Za-z0-9_]+?)(?:\((\d+(?:\.\d*)?|\.\d+)\))?")
 MAX_TERMS = 16  # terms in one blend
@@ -39,9 +39,9 @@ def kokoro_voice(table: Mapping[str, str], spec: str) -> str | None:
     """The voice spec a Kokoro-FastAPI voice name or blend stands for; None if it names none of `table`
     (lower-case Kokoro-FastAPI name → voice id or spec).
 
-    Blends whose voices all map to Kokoro styles become a Kokoro blend with the same weights; otherwise
-    the voice with the largest total weight speaks (the engines cannot mix). Subtracted voices (`a-b`)
-    are dropped: no engine here can subtract a style.
+    Blends whose voices all map to Kokoro styles of one reading (`kokoro:` or `kokoro-zh:`) become a Kokoro
+    blend with the same weights; otherwise the voice with the largest total weight speaks (the engines cannot
+    mix). Subtracted voices (`a-b`) are dropped: no engine here can subtract a style.
     """
     terms = _terms(spec) if table else None
     if not terms or not any(name in table for name, _, _ in terms):
@@ -57,8 +57,9 @@ def kokoro_voice(table: Mapping[str, str], spec: str) -> str | None:
             weights[target] = weights.get(target, 0.0) + weight
     if not weights:
         raise VoiceNotFound(f"voice blend {spec!r} has no voice with a positive weight", param="voice")
-    if len(weights) > 1 and all(t.startswith(KOKORO_PREFIX) for t in weights):
-        return KOKORO_PREFIX + "+".join(f"{t.removeprefix(KOKORO_PREFIX)}*{w:g}" for t, w in weights.items())
+    for prefix in KOKORO_PREFIXES:
+        if len(weights) > 1 and all(t.startswith(prefix) for t in weights):
+            return prefix + "+".join(f"{t.removeprefix(prefix)}*{w:g}" for t, w in weights.items())
     return max(weights.items(), key=lambda item: item[1])[0]  # the first of equals wins (dicts keep order)
 
 
