@@ -223,7 +223,7 @@ DIALECTS: tuple[tuple[type[Dialect], Callable[[Settings], object]], ...] = (
     (Flash, _flash),
     (web.Web, _none),
     (CosyVoice, _cosyvoice),
-    (stackflow.StackFlow, stackflow_config),  # TCP only, on its own port
+    (stackflow.StackFlow, stackflow_config),  # TCP only, on its own port (a TcpDialect: the CLI binds it)
     (wyoming.Wyoming, wyoming_config),  # TCP only, on its own port
 )
 
@@ -233,9 +233,21 @@ def build_dialects(ctx: Context, settings: Settings) -> dict[str, Dialect]:
     return {cls.name: cls(ctx, config(settings)) for cls, config in DIALECTS}  # type: ignore[call-arg]
 
 
-def create_app(settings: Settings, stackflow_socket: socket.socket | None = None,
-               wyoming_socket: socket.socket | None = None, backend: Backend | None = None) -> FastAPI:
-    """The ASGI app with every dialect mounted; StackFlow and Wyoming listen on their sockets when bound.
+def tcp_dialects(settings: Settings) -> dict[str, tuple[type[TcpDialect], Any]]:
+    """Every TCP dialect in the table by name, with its typed config (whose `host` and `port` say where it
+    listens; port 0: off): what `serve` and `tcp-front` bind before anything loads."""
+    return {cls.name: (cls, config(settings)) for cls, config in DIALECTS if issubclass(cls, TcpDialect)}
+
+
+def tcp_port_settings() -> list[str]:
+    """The Settings field of every TCP dialect's port (cluster mode sets them to 0 on the Gateway)."""
+    return [cls.port_setting for cls, _ in DIALECTS if issubclass(cls, TcpDialect)]
+
+
+def create_app(settings: Settings, tcp_sockets: Mapping[str, socket.socket] | None = None,
+               backend: Backend | None = None) -> FastAPI:
+    """The ASGI app with every dialect mounted; each TCP dialect listens on its socket in `tcp_sockets` (by
+    dialect name; bound by the CLI before anything loaded) or else on its config's port, while the app runs.
     `backend` replaces the local worker pool (cluster mode: voxgate/cluster)."""
     ctx = build_context(settings, backend, upstreams=True)
     router = ctx.service.backend if isinstance(ctx.service.backend, RouterBackend) else None
@@ -268,10 +280,11 @@ def create_app(settings: Settings, stackflow_socket: socket.socket | None = None
     app = _new_app(ctx, "voxgate", lifespan=lifespan)
     app.state.ctx = ctx
     app.state.dialects = dialects = build_dialects(ctx, settings)
-    for name, sock in (("stackflow", stackflow_socket), ("wyoming", wyoming_socket)):
+    for name, sock in (tcp_sockets or {}).items():
         tcp = dialects[name]
-        if sock is not None and isinstance(tcp, TcpDialect):
-            tcp.sock = sock  # bound by the CLI before anything loaded
+        if not isinstance(tcp, TcpDialect):
+            raise ValueError(f"a socket for {name!r}, which is not a TCP dialect")
+        tcp.sock = sock  # bound by the CLI before anything loaded
     compose.mount(app, list(dialects.values()))
     _protect(app, ctx, list(dialects.values()))
     return app

@@ -7,7 +7,7 @@ import contextlib
 import errno
 import socket
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from voxgate.settings import Settings
@@ -77,52 +77,62 @@ class Doors:
 
     main: Door
     compat: list[Door]
-    stackflow: Door | None = None
-    wyoming: Door | None = None
+    tcp: dict[str, Door] = field(default_factory=dict)  # by dialect name: every TCP dialect whose port is open
 
     def all(self) -> list[Door]:
-        """Every door, the main one first."""
-        return [self.main, *self.compat, *(d for d in (self.stackflow, self.wyoming) if d is not None)]
+        """Every door, the main one first (then the compat ports, then the TCP dialects in table order)."""
+        return [self.main, *self.compat, *self.tcp.values()]
+
+
+def open_tcp_doors(settings: Settings, refuse_unauthenticated: bool = True) -> dict[str, Door]:
+    """A bound socket for every TCP dialect of `app.DIALECTS` whose port is not 0, by dialect name (imports the
+    app, not the voices). With an API key set, a dialect that cannot ask for it is refused unless its
+    `unauthenticated_setting` allows it (when `refuse_unauthenticated`)."""
+    from voxgate.app import tcp_dialects
+
+    wanted = {name: (cls, config) for name, (cls, config) in tcp_dialects(settings).items() if config.port}
+    for cls, config in wanted.values() if refuse_unauthenticated and settings.api_key else ():
+        allow = cls.unauthenticated_setting
+        if allow is not None and not getattr(settings, allow, False):
+            allow_flag = "--" + allow.replace("_", "-")
+            raise PortError(f"port {config.port} ({cls.title} TCP, {cls.flag()}) cannot ask for the API key: "
+                            f"{cls.title} has no authentication. Add {allow_flag} to open it anyway, "
+                            f"or {cls.flag()} 0 to keep it closed")
+    doors: dict[str, Door] = {}
+    try:
+        for name, (cls, config) in wanted.items():
+            sock = _open(config.host, config.port, f"{cls.title} TCP", cls.flag(),
+                         f"pick another with {cls.flag()} (0 turns {cls.title} off)")
+            doors[name] = Door(sock, cls.describe(config), cls.flag())
+    except PortError:
+        for door in doors.values():
+            door.sock.close()
+        raise
+    return doors
 
 
 def open_doors(settings: Settings) -> Doors:
-    """Bind the main port, every --compat-ports port, the StackFlow and Wyoming ports, before anything loads."""
-    if settings.wyoming_port and settings.api_key and not settings.wyoming_allow_unauthenticated:
-        raise PortError(f"port {settings.wyoming_port} (Wyoming TCP, --wyoming-port) cannot ask for the API key: "
-                        "Wyoming has no authentication. Add --wyoming-allow-unauthenticated to open it anyway, "
-                        "or --wyoming-port 0 to keep it closed")
+    """Bind the main port, every --compat-ports port and every TCP dialect's port, before anything loads (the main
+    port before even the app is imported)."""
     opened: list[socket.socket] = []
     try:
         main = Door(_open(settings.host, settings.port, "HTTP", "--port", "pick another with --port "
                           "(0 picks a free one)"), "HTTP and WebSocket: every API", "--port")
         opened.append(main.sock)
+        from voxgate.app import compat_ports  # the dialects' ports and classes: the app, not yet the voices
+
         compat = []
-        if settings.compat_ports:
-            from voxgate.app import compat_ports  # the dialects' ports; the app is imported only when asked
         for port, name in compat_ports(main.port).items() if settings.compat_ports else ():
             sock = _open(settings.host, port, f"{name} HTTP", "--compat-ports",
                          "stop what uses it, or start without --compat-ports")
             opened.append(sock)
             compat.append(Door(sock, f"HTTP: {name} alone, as on its original server", "--compat-ports"))
-        stackflow = None
-        if settings.stackflow_port:
-            sock = _open(settings.host, settings.stackflow_port, "StackFlow TCP", "--stackflow-port",
-                         "pick another with --stackflow-port (0 turns StackFlow off)")
-            opened.append(sock)
-            stackflow = Door(sock, "TCP: M5Stack StackFlow (llm-sys, melotts/tts units)", "--stackflow-port")
-        wyoming = None
-        if settings.wyoming_port:
-            sock = _open(settings.host, settings.wyoming_port, "Wyoming TCP", "--wyoming-port",
-                         "pick another with --wyoming-port (0 turns Wyoming off)")
-            opened.append(sock)
-            zeroconf = ", advertised over mDNS" if settings.wyoming_zeroconf else ""
-            wyoming = Door(sock, f"TCP: Wyoming (Home Assistant text-to-speech), no authentication{zeroconf}",
-                           "--wyoming-port")
+        tcp = open_tcp_doors(settings)
     except PortError:
         for sock in opened:
             sock.close()
         raise
-    return Doors(main, compat, stackflow, wyoming)
+    return Doors(main, compat, tcp)
 
 
 def summary(settings: Settings, app: Any, doors: list[Door]) -> list[str]:
@@ -162,14 +172,13 @@ def serve(settings: Settings) -> int:
     limit_malloc_arenas()  # before any worker or onnxruntime thread allocates: see its docstring
     start_from_env()  # VOXGATE_TRACEMALLOC=<seconds>: a memory-growth debugging aid (see memtrace.py)
 
-    doors = open_doors(settings)  # before uvicorn and the app are imported: a busy port is refused at once
+    doors = open_doors(settings)  # before uvicorn and the voices load: a busy port is refused at once
     import uvicorn
 
     from voxgate.app import compat_apps, create_app, redact_logs
 
     main, compat = doors.main, doors.compat
-    app = create_app(settings, doors.stackflow.sock if doors.stackflow else None,
-                     doors.wyoming.sock if doors.wyoming else None)
+    app = create_app(settings, {name: door.sock for name, door in doors.tcp.items()})
     extras = compat_apps(app.state.ctx, app.state.dialects, main.port) if compat else {}
     # The first line is what scripts (and the test fixtures) read; it comes once every port is bound.
     print(f"voxgate listening on http://{_url_host(settings.host)}:{main.port}", flush=True)

@@ -80,7 +80,7 @@ def test_tcp_dialects_listen_on_the_handed_sockets_only_while_the_server_runs(tm
         sock.bind(("127.0.0.1", 0))
         bound.append(sock)
     ports = [s.getsockname()[1] for s in bound]
-    app = create_app(_settings(tmp_path / "data"), stackflow_socket=bound[0], wyoming_socket=bound[1])
+    app = create_app(_settings(tmp_path / "data"), {"stackflow": bound[0], "wyoming": bound[1]})
     dialects = app.state.dialects
     assert isinstance(dialects["stackflow"], StackFlow) and isinstance(dialects["wyoming"], Wyoming)
     with TestClient(app):

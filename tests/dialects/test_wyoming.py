@@ -585,15 +585,16 @@ def test_the_allow_flag_opens_the_port_beside_an_api_key(tmp_path: Path) -> None
     port = free_port()
     doors = open_doors(Settings(**base, wyoming_port=port, wyoming_allow_unauthenticated=True))
     try:
-        assert doors.wyoming is not None and doors.wyoming.port == port
-        assert doors.wyoming.flag == "--wyoming-port" and "no authentication" in doors.wyoming.what
-        assert doors.all()[-1] is doors.wyoming
+        wyoming = doors.tcp["wyoming"]
+        assert wyoming.port == port
+        assert wyoming.flag == "--wyoming-port" and "no authentication" in wyoming.what
+        assert doors.all()[-1] is wyoming
     finally:
         for door in doors.all():
             door.sock.close()
     closed = open_doors(Settings(**base, wyoming_port=0))  # 0: off, whatever the key
     try:
-        assert closed.wyoming is None
+        assert "wyoming" not in closed.tcp
     finally:
         for door in closed.all():
             door.sock.close()

@@ -1,9 +1,12 @@
 """A dialect is its folder plus one line in app.DIALECTS: the table and the folders agree, and a new entry is all
-the composition root needs to serve a new dialect (routes, key check, request count, error shape)."""
+the composition root needs to serve a new dialect (routes, key check, request count, error shape), or, for a TCP
+dialect, all `serve` needs to bind its port before anything loads and the app to start and stop its server."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.testclient import TestClient
 
 from voxgate import app as composition
-from voxgate.dialects.base import Dialect
+from voxgate.cli_serve import PortError, open_doors
+from voxgate.dialects.base import Dialect, TcpDialect
+from voxgate.dialects.common import TcpListener
 from voxgate.errors import InvalidInput
 from voxgate.settings import Settings
 
@@ -73,3 +78,79 @@ def test_a_new_dialect_is_one_more_line_in_the_table(tmp_path: Path, monkeypatch
         assert counted == 2  # counted by the router: the two keyed requests
     finally:
         composition.close_context(app.state.ctx)  # its worker threads and store (no lifespan ran to close them)
+
+
+def test_every_tcp_dialect_names_its_port_setting_and_default() -> None:
+    tcp = [cls for cls, _ in composition.DIALECTS if issubclass(cls, TcpDialect)]
+    assert {cls.name for cls in tcp} == {"stackflow", "wyoming"}
+    for cls in tcp:  # the class's word and the Settings field (and so the flag) agree
+        assert Settings.model_fields[cls.port_setting].default == cls.default_port
+        assert cls.flag() == "--" + cls.port_setting.replace("_", "-")
+        assert cls.unauthenticated_setting is None or cls.unauthenticated_setting in Settings.model_fields
+    assert composition.tcp_port_settings() == ["stackflow_port", "wyoming_port"]
+
+
+@dataclass(frozen=True)
+class EchoConfig:
+    host: str
+    port: int  # 0: off
+
+
+class Echo(TcpDialect):
+    """A TCP dialect as a newcomer would write it: it says what its port is and how to listen on it."""
+
+    name = "echo"
+    title = "Echo"
+    port_setting = "echo_port"  # no such setting: its port comes from its config line alone
+    default_port = 7
+    door = "TCP: echo, every line back"
+    unauthenticated_setting = "echo_allow_unauthenticated"
+
+    async def listen(self) -> TcpListener:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                while line := await reader.readline():
+                    writer.write(line)
+                    await writer.drain()
+            finally:
+                writer.close()
+
+        listener = TcpListener(handle)
+        await listener.listen(self.config.host, self.config.port, self.sock)
+        return listener
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_new_tcp_dialect_is_one_more_line_in_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = _free_port()
+    line = (Echo, lambda settings: EchoConfig(host=settings.host, port=port))
+    monkeypatch.setattr(composition, "DIALECTS", (*composition.DIALECTS, line))
+    settings = Settings(data_dir=tmp_path / "data", engines=["piper"], warmup=False, host="127.0.0.1", port=0,
+                        stackflow_port=0, wyoming_port=0, match_bases=[])
+    with pytest.raises(PortError, match=r"^port \d+ \(Echo TCP, --echo-port\) cannot ask for the API key: Echo "
+                       r"has no authentication\. Add --echo-allow-unauthenticated"):
+        open_doors(settings.model_copy(update={"api_key": "k3y"}))
+    doors = open_doors(settings)  # bound by `serve` before anything loads, like StackFlow's and Wyoming's
+    try:
+        assert list(doors.tcp) == ["echo"] and doors.all()[-1] is doors.tcp["echo"]
+        door = doors.tcp["echo"]
+        assert (door.port, door.what, door.flag) == (port, Echo.door, "--echo-port")
+        app = composition.create_app(settings, {name: d.sock for name, d in doors.tcp.items()})
+        echo = app.state.dialects["echo"]
+        assert isinstance(echo, Echo) and echo.server is None
+        with TestClient(app):  # the lifespan starts it on the handed socket and stops it
+            assert echo.server is not None and echo.server.port == port
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                conn.sendall(b"hello\n")
+                assert conn.makefile("rb").readline() == b"hello\n"
+        assert echo.server is None
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        for opened in doors.all():
+            opened.sock.close()

@@ -99,8 +99,11 @@ class Gateway:
 
     def __init__(self, settings: dict[str, Any], synthesizer: DeploymentHandle, capacity: int,
                  limit: int | None = None) -> None:
+        from voxgate.app import tcp_port_settings
+
         # TCP dialects are served by `voxgate tcp-front`; compat ports are not opened in cluster mode.
-        self.settings = Settings(**{**settings, "stackflow_port": 0, "wyoming_port": 0, "compat_ports": False})
+        closed = dict.fromkeys(tcp_port_settings(), 0)
+        self.settings = Settings(**{**settings, **closed, "compat_ports": False})
         self.synthesizer = synthesizer
         self.capacity = capacity
         self.limit = limit  # segments the replicas take at once: later ones past it wait in deadline order

@@ -137,32 +137,25 @@ class HttpBackend:
 
 
 def run_front(settings: Settings, cluster_url: str) -> int:
-    """Serve StackFlow and Wyoming on their ports over the cluster at `cluster_url` until SIGINT/SIGTERM."""
-    from voxgate.app import StartupError, create_app
-    from voxgate.cli_serve import PortError, _open
+    """Serve every TCP dialect (StackFlow, Wyoming) on its port over the cluster at `cluster_url` until
+    SIGINT/SIGTERM."""
+    from voxgate.app import StartupError, create_app, tcp_dialects
+    from voxgate.cli_serve import open_tcp_doors
 
-    if not settings.stackflow_port and not settings.wyoming_port:
-        raise StartupError("tcp-front: both --stackflow-port and --wyoming-port are 0: nothing to serve")
+    tables = tcp_dialects(settings)
+    if not any(config.port for _, config in tables.values()):
+        flags = " and ".join(cls.flag() for cls, _ in tables.values())
+        raise StartupError(f"tcp-front: {'both ' if len(tables) == 2 else ''}{flags} are 0: nothing to serve")
     try:
         httpx.get(f"{cluster_url.rstrip('/')}/health", timeout=10).raise_for_status()
     except httpx.HTTPError as exc:
         raise StartupError(f"--cluster-url {cluster_url}: no voxgate there ({exc})") from None
-    sf = wy = None
-    try:
-        if settings.stackflow_port:
-            sf = _open(settings.host, settings.stackflow_port, "StackFlow TCP", "--stackflow-port",
-                       "pick another with --stackflow-port (0 turns StackFlow off)")
-        if settings.wyoming_port:
-            wy = _open(settings.host, settings.wyoming_port, "Wyoming TCP", "--wyoming-port",
-                       "pick another with --wyoming-port (0 turns Wyoming off)")
-    except PortError:
-        if sf is not None:
-            sf.close()
-        raise
+    doors = open_tcp_doors(settings, refuse_unauthenticated=False)  # the key is the cluster's to check
     key = settings.api_key.get_secret_value() if settings.api_key else None
     backend = HttpBackend(cluster_url, key, settings.workers)
     # Base voices are measured by the cluster's Gateway; the front only speaks.
-    app = create_app(settings.model_copy(update={"match_bases": []}), sf, wy, backend=backend)
+    app = create_app(settings.model_copy(update={"match_bases": []}),
+                     {name: door.sock for name, door in doors.items()}, backend=backend)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -171,9 +164,8 @@ def run_front(settings: Settings, cluster_url: str) -> int:
             loop.add_signal_handler(sig, stop.set)
         async with app.router.lifespan_context(app):
             print(f"voxgate tcp-front over {cluster_url}", flush=True)
-            for sock, what in ((sf, "StackFlow"), (wy, "Wyoming")):
-                if sock is not None:
-                    print(f"  port {sock.getsockname()[1]:<7} TCP: {what}", flush=True)
+            for name, door in doors.items():
+                print(f"  port {door.port:<7} TCP: {tables[name][0].title}", flush=True)
             await stop.wait()
         await backend.client.aclose()
 

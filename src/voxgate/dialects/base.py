@@ -124,7 +124,29 @@ class _Listening(Protocol):
 
 class TcpDialect(Dialect):
     """A dialect that speaks only on its own TCP port (StackFlow, Wyoming): no HTTP routes; its server starts
-    with voxgate (when it has a port, or a socket the CLI bound before loading) and stops with it."""
+    with voxgate (when it has a port, or a socket the CLI bound before loading) and stops with it.
+
+    The class says everything the CLI needs to bind its port before anything loads (`cli_serve.open_doors`
+    binds one for every TcpDialect in `app.DIALECTS`, from its config's `host` and `port`), so a new TCP
+    dialect is, like an HTTP one, its folder plus its line in `app.DIALECTS`."""
+
+    title: ClassVar[str]  # how people call it, in messages: "StackFlow" ("StackFlow TCP", "0 turns StackFlow off")
+    port_setting: ClassVar[str]  # the Settings field (and so the flag) of its port, e.g. "stackflow_port"; 0: off
+    default_port: ClassVar[int]  # that setting's default (a test checks they agree), e.g. 10001
+    door: ClassVar[str]  # what its port is, for the start-up summary
+    # None when it checks the API key itself; else the Settings field that opens its port beside --api-key
+    # anyway (without it, `serve` refuses to open the port when a key is set)
+    unauthenticated_setting: ClassVar[str | None] = None
+
+    @classmethod
+    def flag(cls) -> str:
+        """The CLI flag of its port: `--stackflow-port`."""
+        return "--" + cls.port_setting.replace("_", "-")
+
+    @classmethod
+    def describe(cls, config: Any) -> str:
+        """What its port is, for the start-up summary (`config`: its typed settings)."""
+        return cls.door
 
     def __init__(self, ctx: Context, config: Any) -> None:
         super().__init__(ctx)

@@ -299,6 +299,10 @@ class StackFlow(TcpDialect):
     """M5Stack StackFlow on its own TCP port (no HTTP routes): the server starts and stops with voxgate's."""
 
     name = "stackflow"
+    title = "StackFlow"
+    port_setting = "stackflow_port"
+    default_port = 10001
+    door = "TCP: M5Stack StackFlow (llm-sys, melotts/tts units)"
 
     config: StackFlowConfig
     server: StackFlowServer | None

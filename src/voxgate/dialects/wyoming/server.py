@@ -362,6 +362,15 @@ class Wyoming(TcpDialect):
     --api-key unless told to); the server starts and stops with voxgate's."""
 
     name = "wyoming"
+    title = "Wyoming"
+    port_setting = "wyoming_port"
+    default_port = 10200
+    door = "TCP: Wyoming (Home Assistant text-to-speech), no authentication"
+    unauthenticated_setting = "wyoming_allow_unauthenticated"
+
+    @classmethod
+    def describe(cls, config: WyomingConfig) -> str:
+        return cls.door + (", advertised over mDNS" if config.zeroconf else "")
 
     config: WyomingConfig
     server: WyomingServer | None
