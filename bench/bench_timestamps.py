@@ -144,7 +144,7 @@ def instrument() -> None:
 
 
 async def speak(service: SynthesisService, case: Case) -> None:
-    request = SynthesisRequest(text=case.text, voice=case.voice, speed=case.speed)
+    request = SynthesisRequest(text=case.text, voice=case.voice, speed=case.speed, timings=True)
     started = time.perf_counter()
     parts = []
     async for chunk in service.stream(request):
