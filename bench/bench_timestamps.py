@@ -53,6 +53,7 @@ from voxgate.core.metrics import Metrics  # noqa: E402
 from voxgate.core.service import Limits, SynthesisService, SynthesisStream  # noqa: E402
 from voxgate.core.types import SynthesisRequest, Timing, word_spans  # noqa: E402
 from voxgate.engines.base import EngineParams  # noqa: E402
+from voxgate.engines.wordtiming import onsets  # noqa: E402
 
 MEDIAN_TARGET, P95_TARGET, OVERHEAD_TARGET = 0.060, 0.150, 0.05
 NUMBERS = [
@@ -229,26 +230,6 @@ def errors(case: Case, heard: list[tuple[str, float, float]],
     return found
 
 
-def onsets(audio: np.ndarray, rate: int, gap: float = 0.08, floor_db: float = -35.0) -> list[float]:
-    """Seconds where sound starts after at least `gap` of silence (and the first sound of the clip): frames of
-    10 ms every 5 ms, silent below `floor_db` of the loudest frame."""
-    hop, win = int(rate * 0.005), int(rate * 0.010)
-    if len(audio) < win:
-        return []
-    frames = np.lib.stride_tricks.sliding_window_view(audio.astype(np.float64), win)[::hop]
-    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
-    loud = level > level.max() + floor_db
-    found, quiet = [], int(gap / 0.005)  # the clip's start counts as silence
-    for i, on in enumerate(loud):
-        if on:
-            if quiet * 0.005 >= gap:
-                found.append(i * 0.005)
-            quiet = 0
-        else:
-            quiet += 1
-    return found
-
-
 def onset_errors(starts: list[float], marks: list[float], reach: float = 0.3) -> list[float]:
     """Signed error (start − onset) of the word start nearest each onset, within `reach` seconds."""
     out = []
@@ -364,6 +345,7 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="only voices whose id contains this")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--no-overhead", action="store_true", help="skip the engines' overhead runs")
+    parser.add_argument("--no-forced", action="store_true", help="skip the forced Whisper reference")
     parser.add_argument("--before-lead", type=int, default=None,
                         help="also time Kokoro and hibari with this decoder lead (frames), for a before/after")
     parser.add_argument("--before-first-sound", action="store_true",
@@ -415,6 +397,7 @@ def main() -> None:
         mapping = MAPPING[0]
         rows = {}
         worst: list[tuple[float, str, float, str, str]] = []
+        outliers: list[tuple[str, float, str, str, float, float, str]] = []
         for voice in [*VOICES, MATCHED]:
             mine = [c for c in cases if c.voice == voice]
             if not mine:
@@ -437,7 +420,10 @@ def main() -> None:
                     add(f"kind_{kind[k]}", [e])
                     t = case.timings[k]
                     worst.append((abs(e), voice, case.speed, kind[k], case.text[t.start_char:t.end_char]))
-                forced = forced_words(whisper, case.audio, case.rate, case.text)
+                    if abs(e) > P95_TARGET:
+                        outliers.append((voice, case.speed, kind[k], case.text[t.start_char:t.end_char], e,
+                                         t.start, case.text))
+                forced = [] if args.no_forced else forced_words(whisper, case.audio, case.rate, case.text)
                 fsigned = forced_errors(case, forced)
                 add("forced", [e for _, e in fsigned])
                 add(f"forced_speed_{case.speed}", [e for _, e in fsigned])
@@ -469,6 +455,10 @@ def main() -> None:
         print("largest |errors| against Whisper:", flush=True)
         for e, voice, speed, kind, word in worst[:15]:
             print(f"    {1000 * e:6.0f} ms {voice:18} speed {speed} {kind:11} {word!r}", flush=True)
+        print(f"words with |error| > {1000 * P95_TARGET:.0f} ms against Whisper (ours − Whisper's):", flush=True)
+        for voice, speed, kind, word, e, start, text in outliers:
+            print(f"    {voice:18} speed {speed} {kind:12} {word!r:14} {1000 * e:+5.0f} ms at {start:.2f} s "
+                  f"in {text!r}", flush=True)
         print(f"core mapping: {mapping:.3f} s over {synth:.1f} s of synthesis = {mapping / synth:.2%}", flush=True)
         extra = overhead(engines, args.threads, args.runs) if not (args.only or args.no_overhead) else {}
         result = {"voices": rows, "core_mapping_share": mapping / synth, "engine_overhead": extra,
