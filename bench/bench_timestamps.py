@@ -53,7 +53,7 @@ from voxgate.core.metrics import Metrics  # noqa: E402
 from voxgate.core.service import Limits, SynthesisService, SynthesisStream  # noqa: E402
 from voxgate.core.types import SynthesisRequest, Timing, word_spans  # noqa: E402
 from voxgate.engines.base import EngineParams  # noqa: E402
-from voxgate.engines.wordtiming import onsets  # noqa: E402
+from voxgate.engines.wordtiming import onsets, snap_to_sound  # noqa: E402
 
 MEDIAN_TARGET, P95_TARGET, OVERHEAD_TARGET = 0.060, 0.150, 0.05
 NUMBERS = [
@@ -414,6 +414,9 @@ def main() -> None:
                 kind = kinds(case)
                 signed = errors(case, heard)
                 add("whisper", [e for _, e in signed])
+                snapped = list(snap_to_sound(tuple(case.timings), case.audio, case.rate))
+                add("whisper_snapped", [e for _, e in errors(case, heard, snapped)])
+                add("onset_snapped", onset_errors([t.start for t in snapped], onsets(case.audio, case.rate)))
                 add("whisper_joined", [e for _, e in errors(case, heard, joined(case.timings))])
                 add(f"speed_{case.speed}", [e for _, e in signed])
                 for k, e in signed:
