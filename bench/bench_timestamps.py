@@ -368,7 +368,7 @@ def main() -> None:
             continue
         cases += [Case(voice, 1.0, s) for s in sentences]
         if voice != MATCHED:
-            cases += [Case(voice, speed, s) for speed in (0.5, 2.0) for s in sentences[5:5 + n_other]]
+            cases += [Case(voice, speed, s) for speed in (0.5, 2.0) for s in (sentences[5:5 + n_other] or sentences[-n_other:])]
 
     async def run_all() -> None:
         import voxgate.engines.hibari as hibari_mod

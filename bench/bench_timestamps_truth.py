@@ -129,7 +129,7 @@ def main() -> None:
             continue
         plan += [(voice, 1.0, s) for s in sentences]
         if voice != MATCHED:
-            plan += [(voice, speed, s) for speed in (0.5, 2.0) for s in sentences[5:5 + n_other]]
+            plan += [(voice, speed, s) for speed in (0.5, 2.0) for s in (sentences[5:5 + n_other] or sentences[-n_other:])]
     results: dict[str, dict] = {}  # type: ignore[type-arg]
     worst: list[tuple[float, str, str, float, str, float, float]] = []
     loop = asyncio.new_event_loop()  # one loop for the service throughout
