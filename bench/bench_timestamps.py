@@ -363,12 +363,13 @@ def main() -> None:
     instrument()
     whisper = load_whisper(args.threads)
     cases: list[Case] = []
+    others = sentences[5:5 + n_other] or sentences[-n_other:]  # --quick has 5 sentences
     for voice in [*VOICES, MATCHED]:
         if args.only and args.only not in voice:
             continue
         cases += [Case(voice, 1.0, s) for s in sentences]
         if voice != MATCHED:
-            cases += [Case(voice, speed, s) for speed in (0.5, 2.0) for s in (sentences[5:5 + n_other] or sentences[-n_other:])]
+            cases += [Case(voice, speed, s) for speed in (0.5, 2.0) for s in others]
 
     async def run_all() -> None:
         import voxgate.engines.hibari as hibari_mod

@@ -124,12 +124,13 @@ def main() -> None:
     service, pool, _engines = build_service(args.threads)
     whisper = load_whisper(args.threads)
     plan: list[tuple[str, float, str]] = []
+    others = sentences[5:5 + n_other] or sentences[-n_other:]  # --quick has 5 sentences
     for voice in [*VOICES, MATCHED]:
         if args.only and args.only not in voice:
             continue
         plan += [(voice, 1.0, s) for s in sentences]
         if voice != MATCHED:
-            plan += [(voice, speed, s) for speed in (0.5, 2.0) for s in (sentences[5:5 + n_other] or sentences[-n_other:])]
+            plan += [(voice, speed, s) for speed in (0.5, 2.0) for s in others]
     results: dict[str, dict] = {}  # type: ignore[type-arg]
     worst: list[tuple[float, str, str, float, str, float, float]] = []
     loop = asyncio.new_event_loop()  # one loop for the service throughout
