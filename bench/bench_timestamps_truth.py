@@ -36,9 +36,19 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
 from bench_timestamps import (  # noqa: E402
-    MATCHED, NUMBERS, VOICES, Case, build_service, errors, forced_errors, forced_words, harvard, speak, stats,
-    whisper_words)
-
+    MATCHED,
+    NUMBERS,
+    VOICES,
+    Case,
+    build_service,
+    errors,
+    forced_errors,
+    forced_words,
+    harvard,
+    speak,
+    stats,
+    whisper_words,
+)
 from voxgate.core.types import Timing, word_spans  # noqa: E402
 from voxgate.engines.wordtiming import first_sound, snap_to_sound  # noqa: E402
 
