@@ -53,6 +53,7 @@ from voxgate.core.metrics import Metrics  # noqa: E402
 from voxgate.core.service import Limits, SynthesisService, SynthesisStream  # noqa: E402
 from voxgate.core.types import SynthesisRequest, Timing, word_spans  # noqa: E402
 from voxgate.engines.base import EngineParams  # noqa: E402
+from voxgate.engines.wordtiming import onsets, snap_to_sound  # noqa: E402
 
 MEDIAN_TARGET, P95_TARGET, OVERHEAD_TARGET = 0.060, 0.150, 0.05
 NUMBERS = [
@@ -144,7 +145,7 @@ def instrument() -> None:
 
 
 async def speak(service: SynthesisService, case: Case) -> None:
-    request = SynthesisRequest(text=case.text, voice=case.voice, speed=case.speed)
+    request = SynthesisRequest(text=case.text, voice=case.voice, speed=case.speed, timings=True)
     started = time.perf_counter()
     parts = []
     async for chunk in service.stream(request):
@@ -226,26 +227,6 @@ def errors(case: Case, heard: list[tuple[str, float, float]],
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
             found.append((block.a + k, timings[block.a + k].start - heard[block.b + k][1]))
-    return found
-
-
-def onsets(audio: np.ndarray, rate: int, gap: float = 0.08, floor_db: float = -35.0) -> list[float]:
-    """Seconds where sound starts after at least `gap` of silence (and the first sound of the clip): frames of
-    10 ms every 5 ms, silent below `floor_db` of the loudest frame."""
-    hop, win = int(rate * 0.005), int(rate * 0.010)
-    if len(audio) < win:
-        return []
-    frames = np.lib.stride_tricks.sliding_window_view(audio.astype(np.float64), win)[::hop]
-    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-12)
-    loud = level > level.max() + floor_db
-    found, quiet = [], int(gap / 0.005)  # the clip's start counts as silence
-    for i, on in enumerate(loud):
-        if on:
-            if quiet * 0.005 >= gap:
-                found.append(i * 0.005)
-            quiet = 0
-        else:
-            quiet += 1
     return found
 
 
@@ -364,6 +345,7 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="only voices whose id contains this")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--no-overhead", action="store_true", help="skip the engines' overhead runs")
+    parser.add_argument("--no-forced", action="store_true", help="skip the forced Whisper reference")
     parser.add_argument("--before-lead", type=int, default=None,
                         help="also time Kokoro and hibari with this decoder lead (frames), for a before/after")
     parser.add_argument("--before-first-sound", action="store_true",
@@ -381,12 +363,13 @@ def main() -> None:
     instrument()
     whisper = load_whisper(args.threads)
     cases: list[Case] = []
+    others = sentences[5:5 + n_other] or sentences[-n_other:]  # --quick has 5 sentences
     for voice in [*VOICES, MATCHED]:
         if args.only and args.only not in voice:
             continue
         cases += [Case(voice, 1.0, s) for s in sentences]
         if voice != MATCHED:
-            cases += [Case(voice, speed, s) for speed in (0.5, 2.0) for s in sentences[5:5 + n_other]]
+            cases += [Case(voice, speed, s) for speed in (0.5, 2.0) for s in others]
 
     async def run_all() -> None:
         import voxgate.engines.hibari as hibari_mod
@@ -415,6 +398,7 @@ def main() -> None:
         mapping = MAPPING[0]
         rows = {}
         worst: list[tuple[float, str, float, str, str]] = []
+        outliers: list[tuple[str, float, str, str, float, float, str]] = []
         for voice in [*VOICES, MATCHED]:
             mine = [c for c in cases if c.voice == voice]
             if not mine:
@@ -431,13 +415,19 @@ def main() -> None:
                 kind = kinds(case)
                 signed = errors(case, heard)
                 add("whisper", [e for _, e in signed])
+                snapped = list(snap_to_sound(tuple(case.timings), case.audio, case.rate))
+                add("whisper_snapped", [e for _, e in errors(case, heard, snapped)])
+                add("onset_snapped", onset_errors([t.start for t in snapped], onsets(case.audio, case.rate)))
                 add("whisper_joined", [e for _, e in errors(case, heard, joined(case.timings))])
                 add(f"speed_{case.speed}", [e for _, e in signed])
                 for k, e in signed:
                     add(f"kind_{kind[k]}", [e])
                     t = case.timings[k]
                     worst.append((abs(e), voice, case.speed, kind[k], case.text[t.start_char:t.end_char]))
-                forced = forced_words(whisper, case.audio, case.rate, case.text)
+                    if abs(e) > P95_TARGET:
+                        outliers.append((voice, case.speed, kind[k], case.text[t.start_char:t.end_char], e,
+                                         t.start, case.text))
+                forced = [] if args.no_forced else forced_words(whisper, case.audio, case.rate, case.text)
                 fsigned = forced_errors(case, forced)
                 add("forced", [e for _, e in fsigned])
                 add(f"forced_speed_{case.speed}", [e for _, e in fsigned])
@@ -469,6 +459,10 @@ def main() -> None:
         print("largest |errors| against Whisper:", flush=True)
         for e, voice, speed, kind, word in worst[:15]:
             print(f"    {1000 * e:6.0f} ms {voice:18} speed {speed} {kind:11} {word!r}", flush=True)
+        print(f"words with |error| > {1000 * P95_TARGET:.0f} ms against Whisper (ours − Whisper's):", flush=True)
+        for voice, speed, kind, word, e, start, text in outliers:
+            print(f"    {voice:18} speed {speed} {kind:12} {word!r:14} {1000 * e:+5.0f} ms at {start:.2f} s "
+                  f"in {text!r}", flush=True)
         print(f"core mapping: {mapping:.3f} s over {synth:.1f} s of synthesis = {mapping / synth:.2%}", flush=True)
         extra = overhead(engines, args.threads, args.runs) if not (args.only or args.no_overhead) else {}
         result = {"voices": rows, "core_mapping_share": mapping / synth, "engine_overhead": extra,

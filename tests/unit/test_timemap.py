@@ -184,3 +184,35 @@ def test_a_first_word_put_before_any_sound_keeps_a_length_from_the_first_sound()
     tight = (Timing(0, 3, 0.0, 0.04), Timing(4, 9, 0.04, 0.07), Timing(10, 13, 0.07, 0.5))
     out = start_at_first_sound(tight, audio, rate)
     assert out[0].end == pytest.approx(0.055) and out[1].start == out[0].end and out[1].end == 0.07
+
+
+def _tone(rate: int, spans: list[tuple[float, float]]) -> np.ndarray:
+    audio = np.zeros(rate, np.float32)
+    for a, b in spans:
+        n = int(b * rate) - int(a * rate)
+        audio[int(a * rate):int(b * rate)] = 0.3 * np.sin(np.arange(n) * 0.2)
+    return audio
+
+
+def test_onsets_are_sound_after_silence_and_the_first_is_the_first_sound() -> None:
+    from voxgate.engines.wordtiming import first_sound, onsets
+
+    rate = 22050
+    audio = _tone(rate, [(0.1, 0.3), (0.33, 0.4), (0.6, 0.8)])  # a 30 ms gap, then a 200 ms one
+    found = onsets(audio, rate)
+    assert len(found) == 2 and found[0] == first_sound(audio, rate)
+    assert found[0] == pytest.approx(0.1, abs=0.011) and found[1] == pytest.approx(0.6, abs=0.011)
+    assert len(onsets(audio, rate, gap=0.02)) == 3
+
+
+def test_a_word_that_starts_in_silence_starts_at_its_first_sound() -> None:
+    from voxgate.engines.wordtiming import snap_to_sound
+
+    rate = 24000
+    audio = _tone(rate, [(0.1, 0.3), (0.45, 0.7), (0.7, 0.9)])
+    said = (Timing(0, 3, 0.1, 0.3), Timing(4, 9, 0.32, 0.7), Timing(10, 13, 0.7, 0.9),
+            Timing(14, 16, 0.92, 0.95))  # the last starts in silence with no sound before its end
+    out = snap_to_sound(said, audio, rate)
+    assert out[1].start == pytest.approx(0.45, abs=0.011) and out[1].end == 0.7  # moved to its sound
+    assert out[0] == said[0] and out[2] == said[2] and out[3] == said[3]  # in sound already, or none to find
+    assert all(a.end <= b.start and b.start <= b.end for a, b in itertools.pairwise(out))

@@ -98,15 +98,58 @@ def word_timings(text: str, tokens: Sequence[str], edges: Sequence[float],
     return tuple(out)
 
 
-def first_sound(audio: np.ndarray, rate: int, floor_db: float = -35.0) -> float | None:
-    """Seconds where `audio` first sounds: the first 10 ms frame (5 ms steps) within `floor_db` of the loudest."""
+def _loud(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarray, int]:
+    """(for each 10 ms frame, 5 ms apart: whether it is within `floor_db` of the loudest, the hop in samples)."""
     hop, win = max(rate // 200, 1), max(rate // 100, 1)
     if len(audio) < win:
-        return None
+        return np.zeros(0, bool), hop
     frames = np.lib.stride_tricks.sliding_window_view(np.asarray(audio, np.float64), win)[::hop]
     level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-    loud = np.flatnonzero(level > level.max() + floor_db)
-    return float(loud[0] * hop / rate) if len(loud) else None
+    return level > level.max() + floor_db, hop
+
+
+def first_sound(audio: np.ndarray, rate: int, floor_db: float = -35.0) -> float | None:
+    """Seconds where `audio` first sounds: the first 10 ms frame (5 ms steps) within `floor_db` of the loudest."""
+    loud, hop = _loud(audio, rate, floor_db)
+    found = np.flatnonzero(loud)
+    return float(found[0] * hop / rate) if len(found) else None
+
+
+def onsets(audio: np.ndarray, rate: int, gap: float = 0.08, floor_db: float = -35.0) -> list[float]:
+    """Seconds where sound starts after at least `gap` seconds of silence (the start of `audio` counts as
+    silence, so the first is `first_sound`), with the frames of `first_sound`."""
+    loud, hop = _loud(audio, rate, floor_db)
+    need = max(round(gap * 200), 1)  # silent frames (5 ms each) before an onset
+    found, quiet = [], need
+    for i, on in enumerate(loud.tolist()):
+        if on:
+            if quiet >= need:
+                found.append(i * hop / rate)
+            quiet = 0
+        else:
+            quiet += 1
+    return found
+
+
+def snap_to_sound(timings: Timings, audio: np.ndarray, rate: int, floor_db: float = -45.0,
+                  silence: float = 0.03) -> Timings:
+    """`timings` (seconds of `audio`) with each word that starts in silence (at least `silence` seconds below
+    `floor_db` of the loudest 10 ms) starting at its first sound instead, when that comes before the word's
+    end. Starts only move later, inside their own word: order and coverage stay as they were."""
+    loud, hop = _loud(audio, rate, floor_db)
+    if not timings or not loud.any():
+        return timings
+    need = max(round(silence * rate / hop), 1)
+    out = []
+    for t in timings:
+        i = int(t.start * rate / hop)
+        last = int(t.end * rate / hop)
+        if 0 <= i and i + need <= len(loud) and last > i and not loud[i:i + need].any():
+            ahead = np.flatnonzero(loud[i:last])
+            if len(ahead):
+                t = replace(t, start=min(float((i + int(ahead[0])) * hop / rate), t.end))
+        out.append(t)
+    return tuple(out)
 
 
 def start_at_first_sound(timings: Timings, audio: np.ndarray, rate: int) -> Timings:
