@@ -239,3 +239,7 @@ class VoiceBank:
             if stored.meta.get("upstream_voice"):  # cloned on an upstream (engines/remote/clone.py)
                 body["upstream_voice"] = f"{stored.meta.get('upstream')}:{stored.meta['upstream_voice']}"
         return body
+
+
+# ReferenceAudio is re-exported: dialects (which may not import voices/) type the references they load with it.
+__all__ = ["ADHOC_PREFIX", "ReferenceAudio", "VoiceBank", "adhoc_id"]
