@@ -156,7 +156,7 @@ def build_context(settings: Settings, backend: Backend | None = None, upstreams:
     bases = BaseVoices(voices, store, backend, encoder, settings.match_bases, busy=lambda: service.active > 0,
                        calibrate=functools.partial(service.gain, background=True))
     cache = ReferenceCache(settings.data_dir / "cache" / "references", settings.reference_cache_entries,
-                           settings.reference_cache_mb * 2**20)
+                           settings.reference_cache_mb * 2**20, within=settings.data_dir)
     voicebank = VoiceBank(voices, store, service, policy, settings.match_strength, encoder, bases, cache)
     voicebank.cloner = upstream_cloner(settings, backend)
     return Context(service=service, voices=voices, metrics=service.metrics, voicebank=voicebank,

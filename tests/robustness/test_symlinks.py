@@ -160,3 +160,51 @@ def test_kokoro_model_assembly_replaces_planted_links(tmp_path: Path, outside: P
     assert not (cache / f"{kokoro.MODEL_NAME}.sha256").is_symlink()
     assert sorted(os.listdir(cache)) == [kokoro.MODEL_NAME, f"{kokoro.MODEL_NAME}.sha256"]
     untouched(outside)
+
+
+def test_reference_cache_replaces_planted_links_and_refuses_a_linked_folder(data: Path, outside: Path) -> None:
+    from voxgate.voices.refcache import ReferenceCache
+
+    cache = ReferenceCache(data / "cache" / "references", within=data)
+    sha = "ab" * 32
+    (cache.root / f"{sha}.wav").symlink_to(outside)  # planted after the start-up sweep, at both entry names
+    (cache.root / f"{sha}.json").symlink_to(outside)
+    cache.put(sha, tone(), RATE, {"match": "v1"})
+    assert not cache.audio_path(sha).is_symlink() and not (cache.root / f"{sha}.json").is_symlink()
+    assert cache.get(sha) == {"match": "v1"} and cache.audio(sha)[1] == RATE
+    (cache.root / f"{sha}.json").unlink()
+    (cache.root / f"{sha}.json").symlink_to(outside)
+    cache.update(sha, {"match": "v2"})
+    assert cache.get(sha) == {"match": "v2"}
+    untouched(outside)
+    linked = data / "linked"
+    (linked / "cache").mkdir(parents=True)
+    (linked / "cache" / "references").symlink_to(outside.parent, target_is_directory=True)
+    with pytest.raises(UnsafePath):  # refused before the start-up sweep could delete anything out there
+        ReferenceCache(linked / "cache" / "references", within=linked)
+    untouched(outside)
+
+
+def test_patched_model_cache_replaces_planted_links_and_skips_a_linked_folder(tmp_path: Path, outside: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from voxgate.engines import patched
+
+    base = tmp_path / "cache"
+    monkeypatch.setenv("VOXGATE_MODEL_CACHE", str(base))
+    model = tmp_path / "voice.onnx"
+    model.write_bytes(b"original")
+    stat = model.stat()
+    made = b"original+patched"
+    folder = base / "patched-models"
+    folder.mkdir(parents=True)
+    planted = folder / f"voice-{stat.st_size}-{stat.st_mtime_ns}-durations-{len(made)}.onnx"
+    planted.symlink_to(outside)  # the very name the patched model is stored under
+    assert patched.patched_model(model, "durations", lambda p: made) == made
+    assert not planted.is_symlink() and planted.read_bytes() == made
+    untouched(outside)
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    folder.symlink_to(outside.parent, target_is_directory=True)  # the folder itself linked out of the cache
+    assert patched.patched_model(model, "durations", lambda p: made) == made  # patched in memory, not stored
+    untouched(outside)

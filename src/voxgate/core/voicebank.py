@@ -49,7 +49,7 @@ class VoiceBank:
         self._encoder = encoder or SpeakerEncoder()
         self.bases = bases or BaseVoices(registry, store, service.backend, self._encoder,
                                          busy=lambda: service.active > 0, calibrate=service.gain)
-        self.cache = cache or ReferenceCache(store.root / "cache" / "references")
+        self.cache = cache or ReferenceCache(store.root / "cache" / "references", within=store.root)
         self._metrics = metrics or service.metrics
         self._adhoc_locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # sha → (lock, [users]): only while used
         # engines/remote/clone.py UpstreamCloner, set by the composition root when upstreams are configured
@@ -239,3 +239,7 @@ class VoiceBank:
             if stored.meta.get("upstream_voice"):  # cloned on an upstream (engines/remote/clone.py)
                 body["upstream_voice"] = f"{stored.meta.get('upstream')}:{stored.meta['upstream_voice']}"
         return body
+
+
+# ReferenceAudio is re-exported: dialects (which may not import voices/) type the references they load with it.
+__all__ = ["ADHOC_PREFIX", "ReferenceAudio", "VoiceBank", "adhoc_id"]

@@ -25,7 +25,16 @@ from voxgate.core.context import Context
 from voxgate.core.metrics import Metrics
 from voxgate.core.service import SynthesisService, SynthesisStream
 from voxgate.core.types import PcmChunk
-from voxgate.errors import Cancelled, InputTooLong, InvalidInput
+from voxgate.core.voicebank import ReferenceAudio
+from voxgate.errors import (
+    Cancelled,
+    EngineFailure,
+    InputTooLong,
+    InvalidInput,
+    Overloaded,
+    Unauthorized,
+    VoiceNotFound,
+)
 
 E = TypeVar("E")
 T = TypeVar("T")
@@ -139,6 +148,35 @@ class ErrorSpec:
     status: int
     type: str = ""
     code: str | None = None
+
+
+# The rows dialects share, once; each dialect's table is one of these plus its own rows ({**BASE, Mine: ...}).
+# A lookup goes by the exception's class hierarchy (`lookup`), so the order of rows never matters.
+
+# The {"error": {"message", "type", "param", "code"}} envelope under /v1 (OpenAI, Flash-TTS's /v1/audio/speech, native).
+ENVELOPE_ERRORS: dict[type[BaseException], ErrorSpec] = {
+    InvalidInput: ErrorSpec(400, "invalid_request_error", "invalid_value"),
+    VoiceNotFound: ErrorSpec(404, "invalid_request_error", "voice_not_found"),
+    Unauthorized: ErrorSpec(401, "invalid_request_error", "invalid_api_key"),
+    Overloaded: ErrorSpec(503, "server_error", "server_overloaded"),
+    EngineFailure: ErrorSpec(500, "server_error", "engine_failure"),
+}
+
+# /v1/audio/speech (OpenAI's, and Flash-TTS's on that shared path): an over-long input has its own code there
+# (native answers it as any invalid value).
+SPEECH_ENVELOPE_ERRORS: dict[type[BaseException], ErrorSpec] = {
+    **ENVELOPE_ERRORS,
+    InputTooLong: ErrorSpec(400, "invalid_request_error", "string_above_max_length"),
+}
+
+# Statuses and metric codes of the dialects whose bodies carry only a message (Flash-TTS, CosyVoice).
+STATUS_ERRORS: dict[type[BaseException], ErrorSpec] = {
+    Unauthorized: ErrorSpec(401, code="unauthorized"),
+    VoiceNotFound: ErrorSpec(404, code="voice_not_found"),
+    Overloaded: ErrorSpec(503, code="server_overloaded"),
+    Cancelled: ErrorSpec(499, code="cancelled"),  # the client is gone; nobody reads this answer
+    EngineFailure: ErrorSpec(500, code="engine_failure"),
+}
 
 
 def body_model(model: type[M], data: Any) -> M:
@@ -271,7 +309,7 @@ def looks_like_reference(value: str) -> bool:
             or (len(text) >= BASE64_SNIFF_CHARS and _BASE64_TEXT.fullmatch(text) is not None))
 
 
-async def load_reference(ctx: Context, value: str | bytes) -> Any:
+async def load_reference(ctx: Context, value: str | bytes) -> ReferenceAudio:
     """Reference audio from an upload, an http(s) URL, base64, or (a voxgate extension: Flash-TTS takes
     none) a file in the reference folders: a value with characters outside the base64 alphabet (`.` of a
     file name) is a path, any other is base64, as Flash-TTS reads it."""
@@ -283,7 +321,7 @@ async def load_reference(ctx: Context, value: str | bytes) -> Any:
     return await ctx.voicebank.load_reference(value)
 
 
-async def reference_voice(ctx: Context, reference: Any, transcript: str | None = None,
+async def reference_voice(ctx: Context, reference: ReferenceAudio, transcript: str | None = None,
                           language: str | None = None) -> str:
     """The voice of a reference used for this request only: served from the reference cache (measured
     once, kept across restarts, never listed); it becomes a voice only when registered."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
+
+from voxgate.safefs import write_atomic
 
 _LOG = logging.getLogger(__name__)
 
@@ -50,25 +51,15 @@ def patched_model(model: Path, patch_name: str, patch: Callable[[Path], str | by
         cached.unlink(missing_ok=True)
     made = patch(model)
     if isinstance(made, bytes):
-        _store(made, folder / f"{prefix}-{len(made)}.onnx")
+        _store(made, folder / f"{prefix}-{len(made)}.onnx", folder.parent)
     return made
 
 
-def _store(data: bytes, cached: Path) -> None:
-    """Write `data` to `cached` whole or not at all: a temporary file in the same folder, synced, then renamed
-    (a concurrent reader sees the whole file or none; a failed write leaves no temporary file behind)."""
+def _store(data: bytes, cached: Path, root: Path) -> None:
+    """Write `data` to `cached` whole or not at all (safefs: an O_EXCL temporary in the same folder, synced, then
+    renamed over the name, never written through a link planted there; a concurrent reader sees the whole file or
+    none; a failed write leaves no temporary file behind). The folder must resolve to inside `root`."""
     try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=cached.parent, suffix=".tmp", delete=False) as out:
-            temporary = Path(out.name)
-            try:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            except OSError:
-                out.close()
-                temporary.unlink(missing_ok=True)
-                raise
-        os.replace(temporary, cached)
-    except OSError as exc:
+        write_atomic(cached, data, root=root)
+    except OSError as exc:  # UnsafePath too: a patched-models folder linked out of the cache is not written
         _LOG.debug("patched model not cached (%s)", exc)

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from voxgate.voices.store import read_wav, wav_bytes, write_atomic
+from voxgate.safefs import check_inside, write_atomic
+from voxgate.voices.store import read_wav, wav_bytes
 
 _LOG = logging.getLogger(__name__)
 _ENTRY = re.compile(r"^[0-9a-f]{64}$")
@@ -30,12 +31,17 @@ _ENTRY = re.compile(r"^[0-9a-f]{64}$")
 class ReferenceCache:
     """Content-addressed, size- and count-bounded reference audio with its measurements (thread-safe)."""
 
-    def __init__(self, root: Path, max_entries: int = 64, max_bytes: int = 64 * 2**20) -> None:
+    def __init__(self, root: Path, max_entries: int = 64, max_bytes: int = 64 * 2**20,
+                 within: Path | None = None) -> None:
+        """`within` is the folder every write must stay in once links are resolved (the data folder; by
+        default `root` itself): a `root` linked out of it is refused here, and each write checks again."""
         self.root = root
+        self.within = within if within is not None else root
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._lock = threading.RLock()
         root.mkdir(parents=True, exist_ok=True)
+        check_inside(root, self.within)
         self.sweep()
 
     def _wav(self, sha: str) -> Path:
@@ -54,7 +60,7 @@ class ReferenceCache:
         with self._lock:
             for path in self.root.iterdir():
                 stem = path.name.split(".")[0]
-                whole = _ENTRY.match(stem) and self._wav(stem).is_file() and self._meta(stem).is_file()
+                whole = _ENTRY.match(stem) and _present(self._wav(stem)) and _present(self._meta(stem))
                 if path.name.startswith(".") or path.name.endswith(".tmp") or not whole:
                     path.unlink(missing_ok=True)
                     removed.append(path.name)
@@ -77,11 +83,11 @@ class ReferenceCache:
             return None
         with self._lock:
             path = self._meta(sha)
+            if not _present(path) or not _present(self._wav(sha)):
+                return None
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
-                return None
-            if not self._wav(sha).is_file():
                 return None
             _touch(path)
             return data if isinstance(data, dict) else None
@@ -95,16 +101,16 @@ class ReferenceCache:
         if not _ENTRY.match(sha):
             raise ValueError(f"not a sha256: {sha!r}")
         with self._lock:
-            if not self._wav(sha).is_file():
-                write_atomic(self._wav(sha), wav_bytes(samples, rate))
-            write_atomic(self._meta(sha), json.dumps(meta).encode())
+            if not _present(self._wav(sha)):  # a link planted at the name is replaced, never kept or read
+                write_atomic(self._wav(sha), wav_bytes(samples, rate), root=self.within)
+            write_atomic(self._meta(sha), json.dumps(meta).encode(), root=self.within)
             return self._evict(keep=sha)
 
     def update(self, sha: str, meta: dict[str, Any]) -> None:
         """Replace an entry's metadata (a new match)."""
         with self._lock:
-            if self._wav(sha).is_file():
-                write_atomic(self._meta(sha), json.dumps(meta).encode())
+            if _present(self._wav(sha)):
+                write_atomic(self._meta(sha), json.dumps(meta).encode(), root=self.within)
 
     def _evict(self, keep: str) -> list[str]:
         evicted = []
@@ -122,6 +128,11 @@ class ReferenceCache:
         if evicted:
             _LOG.info("reference cache: evicted %d least recently used reference(s)", len(evicted))
         return evicted
+
+
+def _present(path: Path) -> bool:
+    """A regular file at `path` itself (a symlink, even to a file, is not an entry's file)."""
+    return path.is_file() and not path.is_symlink()
 
 
 def _mtime(path: Path) -> float:

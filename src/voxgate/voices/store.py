@@ -70,6 +70,18 @@ class StoredVoice:
         data["features"], data["meta"] = dict(self.features), dict(self.meta)
         return data
 
+    def row(self) -> tuple[Any, ...]:
+        """The index row (both stores' column order; features and meta as JSON text)."""
+        return (self.id, self.name, self.language, self.transcript, self.audio_sha256, self.sample_rate,
+                self.duration, json.dumps(dict(self.features)), json.dumps(dict(self.meta)), self.created)
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> StoredVoice:
+        """A voice from an index row, as `row()` writes it."""
+        (vid, name, language, transcript, sha, rate, duration, features, meta, created) = row
+        return cls(vid, name, language, transcript, sha, rate, duration, json.loads(features), json.loads(meta),
+                   created)
+
 
 def canonical_pcm(samples: np.ndarray) -> bytes:
     """Reference audio as stored: int16 LE, scaled by 32768 so 16-bit sources round-trip exactly."""
@@ -178,7 +190,7 @@ class VoiceStore:
             if path.is_symlink() or not path.is_file():  # a link planted in its place is replaced, not followed
                 write_atomic(path, wav_bytes(samples, voice.sample_rate), root=self.root)
             with self._transaction() as db:
-                db.execute("INSERT OR REPLACE INTO voices VALUES (?,?,?,?,?,?,?,?,?,?)", _row(record))
+                db.execute("INSERT OR REPLACE INTO voices VALUES (?,?,?,?,?,?,?,?,?,?)", record.row())
             if existing is not None and existing.audio_sha256 != sha:
                 self._drop_file_if_unused(existing.audio_sha256)
         return record, existing is not None
@@ -192,13 +204,13 @@ class VoiceStore:
         """One voice by id."""
         with self._lock:
             row = self._db.execute("SELECT * FROM voices WHERE id=?", (voice_id,)).fetchone()
-        return _voice(row) if row else None
+        return StoredVoice.from_row(row) if row else None
 
     def list(self) -> list[StoredVoice]:
         """Every registered voice, by id."""
         with self._lock:
             rows = self._db.execute("SELECT * FROM voices ORDER BY id").fetchall()
-        return [_voice(row) for row in rows]
+        return [StoredVoice.from_row(row) for row in rows]
 
     def remove(self, voice_id: str) -> bool:
         """Delete a voice; its audio file goes when no other voice shares it."""

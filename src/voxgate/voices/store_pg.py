@@ -203,7 +203,7 @@ class PostgresStore:
         with self._connection() as conn, conn.transaction():
             row = conn.execute(f"SELECT {_COLUMNS} FROM voxgate_voices WHERE id=%s FOR UPDATE",
                                (record.id,)).fetchone()
-            existing = _voice(row) if row else None
+            existing = StoredVoice.from_row(row) if row else None
             if existing is not None and not replace:
                 return existing, True
             conn.execute("INSERT INTO voxgate_references (sha256, sample_rate, wav) VALUES (%s, %s, %s) "
@@ -214,11 +214,11 @@ class PostgresStore:
                            "features=EXCLUDED.features, meta=EXCLUDED.meta, created=EXCLUDED.created"
                            if replace else "DO NOTHING")
             written = conn.execute(f"INSERT INTO voxgate_voices ({_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-                                   f"ON CONFLICT (id) {on_conflict} RETURNING id", _row(record)).fetchone()
+                                   f"ON CONFLICT (id) {on_conflict} RETURNING id", record.row()).fetchone()
             if written is None:  # another node added this id since the SELECT: theirs is kept
                 self._drop_reference_if_unused(conn, sha)
                 row = conn.execute(f"SELECT {_COLUMNS} FROM voxgate_voices WHERE id=%s", (record.id,)).fetchone()
-                return _voice(row), True
+                return StoredVoice.from_row(row), True
             if existing is not None:
                 self._forget_gains(conn, record.id)
                 if existing.audio_sha256 != sha:
@@ -235,7 +235,7 @@ class PostgresStore:
             if row is None:
                 return
             seq = self._changed(conn, "updated", voice_id)
-        self._remember(voice_id, _voice(row), seq)
+        self._remember(voice_id, StoredVoice.from_row(row), seq)
 
     def _remember(self, voice_id: str, voice: StoredVoice | None, seq: int) -> None:
         """Put a voice as of change `seq` in the mirror, unless it holds a later state already."""
@@ -249,7 +249,7 @@ class PostgresStore:
         row = conn.execute(f"SELECT {_COLUMNS} FROM voxgate_voices WHERE id=%s", (voice_id,)).fetchone()
         with self._mirror_lock:
             self.voice_rows_read += 1
-        return _voice(row) if row else None
+        return StoredVoice.from_row(row) if row else None
 
     def get(self, voice_id: str) -> StoredVoice | None:
         """One voice by id (from memory while watching)."""
@@ -274,7 +274,7 @@ class PostgresStore:
             rows = conn.execute(f"SELECT {_COLUMNS} FROM voxgate_voices ORDER BY id COLLATE \"C\"").fetchall()
         with self._mirror_lock:
             self.voice_rows_read += len(rows)
-        return seq, [_voice(row) for row in rows]
+        return seq, [StoredVoice.from_row(row) for row in rows]
 
     def remove(self, voice_id: str) -> bool:
         """Delete a voice, and its audio when no other voice shares it, in one transaction."""
@@ -480,17 +480,6 @@ def _age(path: Path) -> float:
         return time.time() - path.stat().st_mtime
     except FileNotFoundError:
         return 0.0
-
-
-def _row(voice: StoredVoice) -> tuple[Any, ...]:
-    return (voice.id, voice.name, voice.language, voice.transcript, voice.audio_sha256, voice.sample_rate,
-            voice.duration, json.dumps(dict(voice.features)), json.dumps(dict(voice.meta)), voice.created)
-
-
-def _voice(row: tuple[Any, ...]) -> StoredVoice:
-    (vid, name, language, transcript, sha, rate, duration, features, meta, created) = row
-    return StoredVoice(vid, name, language, transcript, sha, rate, duration, json.loads(features),
-                       json.loads(meta), created)
 
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore"]

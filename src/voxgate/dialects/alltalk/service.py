@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -56,7 +55,7 @@ class AllTalk:
 
     # --- voices and models -------------------------------------------------------------------------------
 
-    def voice(self, name: str) -> Any:
+    def voice(self, name: str) -> VoiceInfo:
         """A voice by id, AllTalk alias (female_01.wav), or id with a .wav suffix."""
         key = name.strip()
         target = self.aliases.get(key.lower())
@@ -81,7 +80,7 @@ class AllTalk:
             names.append(alias)
         return names
 
-    def active(self) -> Any:
+    def active(self) -> VoiceInfo:
         """The active model: set by /api/reload, else the server's default voice."""
         if self.state.model is not None:
             try:

@@ -5,15 +5,11 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 
 from voxgate.core.context import Context
-from voxgate.dialects.common import ErrorSpec, failure
+from voxgate.dialects.common import STATUS_ERRORS, ErrorSpec, failure
 from voxgate.dialects.cosyvoice.protocol import NO_SUCH_SPEAKER
 from voxgate.errors import (
-    Cancelled,
-    EngineFailure,
     ForbiddenReference,
     InvalidInput,
-    Overloaded,
-    Unauthorized,
     VoiceNotFound,
 )
 
@@ -21,13 +17,9 @@ DIALECT = "cosyvoice"
 
 # The original answers every failure with 500 and the message as a JSON string; the status says more here.
 ERRORS: dict[type[BaseException], ErrorSpec] = {
+    **STATUS_ERRORS,
     InvalidInput: ErrorSpec(400, code="invalid_input"),
     ForbiddenReference: ErrorSpec(403, code="forbidden_path"),
-    Unauthorized: ErrorSpec(401, code="unauthorized"),
-    VoiceNotFound: ErrorSpec(404, code="voice_not_found"),
-    Overloaded: ErrorSpec(503, code="server_overloaded"),
-    Cancelled: ErrorSpec(499, code="cancelled"),
-    EngineFailure: ErrorSpec(500, code="engine_failure"),
 }
 
 

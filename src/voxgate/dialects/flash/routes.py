@@ -24,6 +24,8 @@ from voxgate.dialects.common import (
     FORM,
     MAX_REFERENCE_FORM_PART,
     MULTIPART,
+    SPEECH_ENVELOPE_ERRORS,
+    STATUS_ERRORS,
     ClosingStreamingResponse,
     ErrorSpec,
     body_model,
@@ -67,14 +69,9 @@ from voxgate.dialects.flash.voices import (
     roles,
 )
 from voxgate.errors import (
-    Cancelled,
-    EngineFailure,
     ForbiddenReference,
-    InputTooLong,
     InvalidInput,
     InvalidReference,
-    Overloaded,
-    Unauthorized,
     VoiceExists,
     VoiceNotFound,
     VoxgateError,
@@ -88,16 +85,12 @@ SPEECH_PATH = "/v1/audio/speech"  # OpenAI's path, which Flash-TTS serves too (i
 SPEECH_RATE = 24_000  # Hertz of that route's audio, as OpenAI's shape of it answers
 
 ERRORS: dict[type[BaseException], ErrorSpec] = {
+    **STATUS_ERRORS,
     UnknownRole: ErrorSpec(400, code="unknown_role"),
     InvalidReference: ErrorSpec(400, code="invalid_reference"),
     ForbiddenReference: ErrorSpec(403, code="forbidden_reference"),
     VoiceExists: ErrorSpec(409, code="voice_exists"),
     InvalidInput: ErrorSpec(400, code="invalid_value"),
-    VoiceNotFound: ErrorSpec(404, code="voice_not_found"),
-    Unauthorized: ErrorSpec(401, code="unauthorized"),
-    Overloaded: ErrorSpec(503, code="server_overloaded"),
-    EngineFailure: ErrorSpec(500, code="engine_failure"),
-    Cancelled: ErrorSpec(499, code="cancelled"),  # the client is gone; nobody reads this answer
 }
 
 
@@ -109,13 +102,8 @@ class UnknownModel(VoxgateError):
 
 # On /v1/audio/speech errors keep the envelope clients of that path read (OpenAI's), as before the path was shared.
 SPEECH_ERRORS: dict[type[BaseException], ErrorSpec] = {
-    InputTooLong: ErrorSpec(400, "invalid_request_error", "string_above_max_length"),
-    InvalidInput: ErrorSpec(400, "invalid_request_error", "invalid_value"),
-    VoiceNotFound: ErrorSpec(404, "invalid_request_error", "voice_not_found"),
+    **SPEECH_ENVELOPE_ERRORS,
     UnknownModel: ErrorSpec(404, "invalid_request_error", "model_not_found"),
-    Unauthorized: ErrorSpec(401, "invalid_request_error", "invalid_api_key"),
-    Overloaded: ErrorSpec(503, "server_error", "server_overloaded"),
-    EngineFailure: ErrorSpec(500, "server_error", "engine_failure"),
 }
 
 

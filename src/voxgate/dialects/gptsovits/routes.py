@@ -24,6 +24,7 @@ from voxgate.core.context import Context
 from voxgate.core.routing import spoken_languages
 from voxgate.core.service import SynthesisStream
 from voxgate.core.types import PcmChunk
+from voxgate.core.voicebank import ReferenceAudio
 from voxgate.dialects.base import Dialect
 from voxgate.dialects.common import (
     FORM,
@@ -154,7 +155,7 @@ class Voices:
         """Primary language subtags the installed voices speak."""
         return spoken_languages(self._ctx.voices)
 
-    async def _reference(self, ref: str) -> Any:
+    async def _reference(self, ref: str) -> ReferenceAudio:
         reference = await self._ctx.voicebank.load_reference(ref)
         low, high = REFERENCE_SECONDS
         if not low <= reference.duration <= high:

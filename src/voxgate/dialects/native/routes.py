@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 from voxgate.core.context import Context
 from voxgate.dialects.base import Dialect
 from voxgate.dialects.common import (
+    ENVELOPE_ERRORS,
     FORM,
     JSON,
     MAX_REFERENCE_FORM_PART,
@@ -28,12 +29,9 @@ from voxgate.dialects.common import (
 from voxgate.dialects.native.lexicon import EntryNotFound, attach_lexicon
 from voxgate.dialects.native.speech import attach_speech
 from voxgate.errors import (
-    EngineFailure,
     ForbiddenReference,
     InvalidInput,
     InvalidReference,
-    Overloaded,
-    Unauthorized,
     VoiceExists,
     VoiceNotFound,
 )
@@ -41,14 +39,10 @@ from voxgate.errors import (
 DIALECT = "native"
 
 ERRORS: dict[type[BaseException], ErrorSpec] = {
+    **ENVELOPE_ERRORS,
     InvalidReference: ErrorSpec(400, "invalid_request_error", "invalid_reference"),
     ForbiddenReference: ErrorSpec(403, "invalid_request_error", "forbidden_reference"),
     VoiceExists: ErrorSpec(409, "invalid_request_error", "voice_exists"),
-    InvalidInput: ErrorSpec(400, "invalid_request_error", "invalid_value"),
-    VoiceNotFound: ErrorSpec(404, "invalid_request_error", "voice_not_found"),
-    Unauthorized: ErrorSpec(401, "invalid_request_error", "invalid_api_key"),
-    Overloaded: ErrorSpec(503, "server_error", "server_overloaded"),
-    EngineFailure: ErrorSpec(500, "server_error", "engine_failure"),
     EntryNotFound: ErrorSpec(404, "invalid_request_error", "entry_not_found"),
 }
 

@@ -16,6 +16,7 @@ from voxgate.audio.encoders import open_encoder
 from voxgate.core.context import Context
 from voxgate.dialects.base import Dialect
 from voxgate.dialects.common import (
+    SPEECH_ENVELOPE_ERRORS,
     ClosingStreamingResponse,
     ErrorSpec,
     encode_stream,
@@ -29,11 +30,6 @@ from voxgate.dialects.openai.captioned import CAPTIONED_PATH, captioned_speech, 
 from voxgate.dialects.openai.peers import flash_role, peer_voice
 from voxgate.dialects.openai.protocol import PCM_RATE, CaptionedSpeechRequest, SpeechRequest
 from voxgate.errors import (
-    EngineFailure,
-    InputTooLong,
-    InvalidInput,
-    Overloaded,
-    Unauthorized,
     VoiceNotFound,
     VoxgateError,
 )
@@ -42,16 +38,6 @@ _LOG = logging.getLogger(__name__)
 _CREATED = 1_700_000_000  # a fixed "created" stamp: models here have no creation date worth reporting
 LISTED_MODELS = 8  # model names an error message shows before "…"
 
-ERRORS: dict[type[BaseException], ErrorSpec] = {
-    InputTooLong: ErrorSpec(400, "invalid_request_error", "string_above_max_length"),
-    InvalidInput: ErrorSpec(400, "invalid_request_error", "invalid_value"),
-    VoiceNotFound: ErrorSpec(404, "invalid_request_error", "voice_not_found"),
-    Unauthorized: ErrorSpec(401, "invalid_request_error", "invalid_api_key"),
-    Overloaded: ErrorSpec(503, "server_error", "server_overloaded"),
-    EngineFailure: ErrorSpec(500, "server_error", "engine_failure"),
-}
-
-
 _PARAMS = {"text": "input"}  # core field names → this dialect's names
 
 
@@ -59,7 +45,10 @@ class ModelNotFound(VoxgateError):
     """The `model` names neither an OpenAI TTS model nor an installed voice."""
 
 
-ERRORS[ModelNotFound] = ErrorSpec(404, "invalid_request_error", "model_not_found")
+ERRORS: dict[type[BaseException], ErrorSpec] = {
+    **SPEECH_ENVELOPE_ERRORS,
+    ModelNotFound: ErrorSpec(404, "invalid_request_error", "model_not_found"),
+}
 
 
 @dataclass(frozen=True)
