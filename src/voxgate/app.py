@@ -34,6 +34,7 @@ from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound, VoxgateError
 from voxgate.scheduling.backend import UPSTREAM_ENGINE, Backend, LocalBackend, RouterBackend
 from voxgate.scheduling.pool import WorkerPool
+from voxgate.safefs import UnsafePath
 from voxgate.settings import Settings
 from voxgate.text.lexicon import Lexicon
 from voxgate.voices.archive import export_voices, import_voices
@@ -155,8 +156,12 @@ def build_context(settings: Settings, backend: Backend | None = None, upstreams:
     encoder = SpeakerEncoder()
     bases = BaseVoices(voices, store, backend, encoder, settings.match_bases, busy=lambda: service.active > 0,
                        calibrate=functools.partial(service.gain, background=True))
-    cache = ReferenceCache(settings.data_dir / "cache" / "references", settings.reference_cache_entries,
-                           settings.reference_cache_mb * 2**20, within=settings.data_dir)
+    try:
+        cache = ReferenceCache(settings.data_dir / "cache" / "references", settings.reference_cache_entries,
+                               settings.reference_cache_mb * 2**20, within=settings.data_dir)
+    except UnsafePath as exc:  # its start-up sweep deletes stray files: never in a folder out of the data folder
+        raise StartupError(f"reference cache: {exc}; remove the link, or put the whole --data-dir on that disk") \
+            from None
     voicebank = VoiceBank(voices, store, service, policy, settings.match_strength, encoder, bases, cache)
     voicebank.cloner = upstream_cloner(settings, backend)
     return Context(service=service, voices=voices, metrics=service.metrics, voicebank=voicebank,

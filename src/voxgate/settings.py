@@ -196,8 +196,8 @@ class Settings(BaseSettings):
     )
     session_idle_unload_s: Annotated[float, Field(ge=0)] = Field(
         600.0, description="Unload an engine session no request has used for this many seconds, when the server is "
-        "idle, so a burst across many voices does not keep their memory (0 = never; the default and preloaded "
-        "voices stay)."
+        "idle, so a burst across many voices does not keep their memory (0 = never; the voices preloaded at "
+        "start stay: the default voice, unless --no-warmup)."
     )
     role_dir: Path | None = Field(
         None, description="Flash-TTS role folder (<name>/<*.wav> + reference_text.txt) imported as voices at start."

@@ -208,3 +208,21 @@ def test_patched_model_cache_replaces_planted_links_and_skips_a_linked_folder(tm
     folder.symlink_to(outside.parent, target_is_directory=True)  # the folder itself linked out of the cache
     assert patched.patched_model(model, "durations", lambda p: made) == made  # patched in memory, not stored
     untouched(outside)
+
+
+def test_a_linked_reference_cache_folder_is_one_clear_line_at_start(tmp_path: Path, outside: Path) -> None:
+    """The refusal above reaches the user of `voxgate voices` / `serve` as one line naming the folder and what to
+    do (exit 2), not a traceback; nothing out there is touched."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    (data / "cache").mkdir(parents=True)
+    (data / "cache" / "references").symlink_to(outside.parent, target_is_directory=True)
+    run = subprocess.run([sys.executable, "-m", "voxgate", "voices", "--data-dir", str(data), "list"],
+                         capture_output=True, text=True, timeout=120)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1, run.stderr
+    assert "reference cache" in lines[0] and "outside" in lines[0] and "--data-dir" in lines[0]
+    assert "Traceback" not in run.stderr
+    untouched(outside)

@@ -84,3 +84,30 @@ def test_a_busy_servers_gaps_between_requests_never_load_a_voice_for_measuring(m
     asyncio.run(base._measure(voice, True))
     assert backend.started[0] >= 200  # in none of the busy spell's gaps (the first came at poll 4)
     assert backend.started == sorted(backend.started) and len(backend.started) > 2  # the rest ran on, loaded
+
+
+class NeverQuietBackend(GappyBackend):
+    """A server that never pauses for QUIET_S: a gap every fourth poll, for ever."""
+
+    def load(self) -> Load:
+        self.polls += 1
+        return Load(0, 1 if self.polls % 4 else 0, 0, 0, 0, 0, 0)
+
+
+def test_a_server_that_never_pauses_still_gets_its_bases_measured(monkeypatch) -> None:
+    """The quiet spell is waited for QUIET_GIVE_UP_S at most; then a gap between requests will do, so the
+    measurement ends (and registered voices stop being provisional) on a server that is never idle."""
+    monkeypatch.setattr(bases, "IDLE_POLL", 0.001)
+    monkeypatch.setattr(bases, "RELEASE_AFTER_S", 10.0)  # not reached here
+    monkeypatch.setattr(bases, "QUIET_S", 0.01)  # 10 polls in a row: never seen
+    monkeypatch.setattr(bases, "QUIET_GIVE_UP_S", 0.3)  # 300 polls
+    backend = NeverQuietBackend()
+    base = bases.BaseVoices.__new__(bases.BaseVoices)
+    base.backend, base._busy, base._released_once, base._needs_quiet = backend, None, False, True
+    voice = SimpleNamespace(id="v", language="en-US", sample_rate=24000)
+    monkeypatch.setattr(bases, "SegmentJob", lambda voice, text, *a, **k: SimpleNamespace(rate=24000))
+    monkeypatch.setattr(bases, "analyse", lambda samples, rate: {})
+    base.encoder = SimpleNamespace(embed=lambda samples, rate: np.ones(4))
+    asyncio.run(base._measure(voice, True))
+    assert 300 <= backend.started[0] <= 310  # the first gap after the give-up, not one before it
+    assert len(backend.started) > 2 and backend.started == sorted(backend.started)

@@ -50,6 +50,9 @@ RELEASE_AFTER_S = 10.0
 # and a 60-minute soak of two clients had Kokoro (+~200 MB) reloaded at one and kept for the 25 minutes its
 # measurement took in such gaps. A busy server now never loads it; an idle one waits this long once per voice.
 QUIET_S = 10.0
+# ... but not for ever: a server that never pauses for QUIET_S would otherwise never finish measuring, and its
+# registered voices would stay provisional. After this long a wait, the next gap between requests will do.
+QUIET_GIVE_UP_S = 300.0
 KEY_PREFIX = "candidate:"
 
 
@@ -248,14 +251,19 @@ class BaseVoices:
         waits of the same voice keep them, so a busy server reloads a voice at most once for its 16 sentences
         instead of once per sentence (~2 CPU-s per Kokoro load, on a worker just as requests come back). While the
         voice's sessions are not loaded (its first sentence, and after that release) it waits for QUIET_S with
-        nothing in flight, so a busy server's millisecond gaps never load a model for background work."""
+        nothing in flight, so a busy server's millisecond gaps never load a model for background work, unless it
+        has found no such spell in QUIET_GIVE_UP_S (then a gap will do: the measurement must end some time)."""
         quiet = 0  # polls in a row with nothing in flight
         for waited in itertools.count():
             if self._is_busy():
                 quiet = 0
             else:
                 quiet += 1
-                if not self._needs_quiet or quiet * IDLE_POLL >= QUIET_S:
+                gave_up = self._needs_quiet and waited * IDLE_POLL >= QUIET_GIVE_UP_S
+                if gave_up:
+                    _LOG.info("base voice measurement: no quiet spell of %g s in %g s; loading in a gap", QUIET_S,
+                              QUIET_GIVE_UP_S)
+                if not self._needs_quiet or gave_up or quiet * IDLE_POLL >= QUIET_S:
                     self._needs_quiet = False  # a sentence runs now: the voice's sessions are loaded
                     return
             if not self._released_once and waited * IDLE_POLL >= RELEASE_AFTER_S:

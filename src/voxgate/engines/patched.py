@@ -55,6 +55,9 @@ def patched_model(model: Path, patch_name: str, patch: Callable[[Path], str | by
     return made
 
 
+_warned: list[bool] = []  # whether a failed store was said at WARNING in this process
+
+
 def _store(data: bytes, cached: Path, root: Path) -> None:
     """Write `data` to `cached` whole or not at all (safefs: an O_EXCL temporary in the same folder, synced, then
     renamed over the name, never written through a link planted there; a concurrent reader sees the whole file or
@@ -62,4 +65,7 @@ def _store(data: bytes, cached: Path, root: Path) -> None:
     try:
         write_atomic(cached, data, root=root)
     except OSError as exc:  # UnsafePath too: a patched-models folder linked out of the cache is not written
-        _LOG.debug("patched model not cached (%s)", exc)
+        # said once a process, loudly: every later start patches the model again (seconds of CPU a load)
+        log = _LOG.warning if not _warned else _LOG.debug
+        _warned.append(True)
+        log("patched model not cached, so patched again at every start (%s)", exc)
