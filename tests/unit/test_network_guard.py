@@ -59,7 +59,13 @@ def test_offline_switches_are_in_the_environment_of_started_servers(monkeypatch:
             self.stdout = io.StringIO("not a server\n")
 
         def kill(self) -> None:
-            pass
+            self.killed = True
+
+        def poll(self) -> int | None:  # start_server stops a server that did not start (killed: exited)
+            return -9 if getattr(self, "killed", False) else None
+
+        def wait(self, timeout: float | None = None) -> int:
+            return -9
 
     monkeypatch.setattr(subprocess, "Popen", NoServer)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # even a developer's own setting does not reach the server
