@@ -32,9 +32,9 @@ from voxgate.dialects.gptsovits import GptSovits, GptSovitsConfig
 from voxgate.engines.base import VoiceInfo
 from voxgate.engines.registry import create_engine
 from voxgate.errors import VoiceNotFound, VoxgateError
+from voxgate.safefs import UnsafePath
 from voxgate.scheduling.backend import UPSTREAM_ENGINE, Backend, LocalBackend, RouterBackend
 from voxgate.scheduling.pool import WorkerPool
-from voxgate.safefs import UnsafePath
 from voxgate.settings import Settings
 from voxgate.text.lexicon import Lexicon
 from voxgate.voices.archive import export_voices, import_voices
