@@ -33,11 +33,8 @@ class BusyBackend:
         self.releases.append(self.sentences)
 
 
-def test_a_long_busy_spell_unloads_a_voice_once_not_per_sentence(monkeypatch) -> None:
-    monkeypatch.setattr(bases, "IDLE_POLL", 0.001)
-    monkeypatch.setattr(bases, "RELEASE_AFTER_S", 0.01)  # 10 polls
-    monkeypatch.setattr(bases, "QUIET_S", 0.005)  # 5 polls
-    backend = BusyBackend()
+def _measure_in_background(backend, monkeypatch) -> None:
+    """Measure one base voice in the background over `backend` (no encoder, no analysis: only the waits)."""
     base = bases.BaseVoices.__new__(bases.BaseVoices)
     base.backend, base._busy, base._released_once, base._needs_quiet = backend, None, False, True
     voice = SimpleNamespace(id="v", language="en-US", sample_rate=24000)
@@ -45,6 +42,14 @@ def test_a_long_busy_spell_unloads_a_voice_once_not_per_sentence(monkeypatch) ->
     monkeypatch.setattr(bases, "analyse", lambda samples, rate: {})
     base.encoder = SimpleNamespace(embed=lambda samples, rate: np.ones(4))
     asyncio.run(base._measure(voice, True))
+
+
+def test_a_long_busy_spell_unloads_a_voice_once_not_per_sentence(monkeypatch) -> None:
+    monkeypatch.setattr(bases, "IDLE_POLL", 0.001)
+    monkeypatch.setattr(bases, "RELEASE_AFTER_S", 0.01)  # 10 polls
+    monkeypatch.setattr(bases, "QUIET_S", 0.005)  # 5 polls
+    backend = BusyBackend()
+    _measure_in_background(backend, monkeypatch)
     sentences = len(bases.split_text(bases.PROFILE_TEXT, bases.SENTENCE_POLICY))
     assert backend.sentences == sentences > 2
     assert backend.releases == [1]  # the first long wait of the voice, then never again for it
@@ -75,13 +80,7 @@ def test_a_busy_servers_gaps_between_requests_never_load_a_voice_for_measuring(m
     monkeypatch.setattr(bases, "RELEASE_AFTER_S", 10.0)  # not reached here
     monkeypatch.setattr(bases, "QUIET_S", 0.01)  # 10 polls in a row
     backend = GappyBackend()
-    base = bases.BaseVoices.__new__(bases.BaseVoices)
-    base.backend, base._busy, base._released_once, base._needs_quiet = backend, None, False, True
-    voice = SimpleNamespace(id="v", language="en-US", sample_rate=24000)
-    monkeypatch.setattr(bases, "SegmentJob", lambda voice, text, *a, **k: SimpleNamespace(rate=24000))
-    monkeypatch.setattr(bases, "analyse", lambda samples, rate: {})
-    base.encoder = SimpleNamespace(embed=lambda samples, rate: np.ones(4))
-    asyncio.run(base._measure(voice, True))
+    _measure_in_background(backend, monkeypatch)
     assert backend.started[0] >= 200  # in none of the busy spell's gaps (the first came at poll 4)
     assert backend.started == sorted(backend.started) and len(backend.started) > 2  # the rest ran on, loaded
 
@@ -102,12 +101,6 @@ def test_a_server_that_never_pauses_still_gets_its_bases_measured(monkeypatch) -
     monkeypatch.setattr(bases, "QUIET_S", 0.01)  # 10 polls in a row: never seen
     monkeypatch.setattr(bases, "QUIET_GIVE_UP_S", 0.3)  # 300 polls
     backend = NeverQuietBackend()
-    base = bases.BaseVoices.__new__(bases.BaseVoices)
-    base.backend, base._busy, base._released_once, base._needs_quiet = backend, None, False, True
-    voice = SimpleNamespace(id="v", language="en-US", sample_rate=24000)
-    monkeypatch.setattr(bases, "SegmentJob", lambda voice, text, *a, **k: SimpleNamespace(rate=24000))
-    monkeypatch.setattr(bases, "analyse", lambda samples, rate: {})
-    base.encoder = SimpleNamespace(embed=lambda samples, rate: np.ones(4))
-    asyncio.run(base._measure(voice, True))
+    _measure_in_background(backend, monkeypatch)
     assert 300 <= backend.started[0] <= 310  # the first gap after the give-up, not one before it
     assert len(backend.started) > 2 and backend.started == sorted(backend.started)
