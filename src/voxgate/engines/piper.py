@@ -22,7 +22,7 @@ import numpy as np
 
 from voxgate.core.types import Piece, Timing
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
-from voxgate.engines.ortsession import session_options
+from voxgate.engines.ortsession import ShrinkingSession, session_options
 from voxgate.engines.patched import patched_model
 
 _LOG = logging.getLogger(__name__)
@@ -234,10 +234,10 @@ class PiperLoadedVoice:
         from piper.voice import PiperVoice
 
         assert voice.model_path is not None
-        options = session_options(threads)
-        # The memory arena stays on: without it every run allocates afresh, measured on an idle machine
-        # at +7% latency and -10 to -15% throughput. Its memory is bounded by sharing sessions instead
-        # (two per voice, see scheduling.pool).
+        options = session_options(threads, shared=True)
+        # A memory arena stays on: without it every run allocates afresh, measured on an idle machine
+        # at +7% latency and -10 to -15% throughput. It is the process's shared, bounded one (engines/ortsession.py):
+        # a run that needs more than its kept region gives the rest back when it ends (ShrinkingSession).
         # No memory patterns: onnxruntime keeps one per input shape, and Piper's shapes vary with every text
         # and its drawn durations, so the cache only grew: 800 mixed runs on one 1-thread session settled 89 MB higher
         # with it (337 against 248 MB RSS) at the same time per run (1,213 against 1,219 ms, on a loaded
@@ -251,7 +251,7 @@ class PiperLoadedVoice:
         )
         self._aligned = alignments and len(session.get_outputs()) > 1
         self._readings: dict[str, list[str]] = {}  # word → its bare phoneme words said alone (bounded)
-        self._voice = PiperVoice(config=config, session=session)
+        self._voice = PiperVoice(config=config, session=ShrinkingSession(session))
         self._speaker_id: int | None = voice.engine_data.get("speaker_id")
         self.sample_rate = config.sample_rate
         self._fit_key = voice.load_key
