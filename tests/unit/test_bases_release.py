@@ -36,8 +36,8 @@ class BusyBackend:
 def _measure_in_background(backend, monkeypatch) -> None:
     """Measure one base voice in the background over `backend` (no encoder, no analysis: only the waits)."""
     base = bases.BaseVoices.__new__(bases.BaseVoices)
-    base.backend, base._busy, base._released_once, base._needs_quiet = backend, None, False, True
-    voice = SimpleNamespace(id="v", language="en-US", sample_rate=24000)
+    base.backend, base._busy, base._released_once, base._needs_quiet, base._held = backend, None, False, True, None
+    voice = SimpleNamespace(id="v", language="en-US", sample_rate=24000, load_key="v")
     monkeypatch.setattr(bases, "SegmentJob", lambda voice, text, *a, **k: SimpleNamespace(rate=24000))
     monkeypatch.setattr(bases, "analyse", lambda samples, rate: {})
     base.encoder = SimpleNamespace(embed=lambda samples, rate: np.ones(4))
@@ -104,3 +104,48 @@ def test_a_server_that_never_pauses_still_gets_its_bases_measured(monkeypatch) -
     _measure_in_background(backend, monkeypatch)
     assert 300 <= backend.started[0] <= 310  # the first gap after the give-up, not one before it
     assert len(backend.started) > 2 and backend.started == sorted(backend.started)
+
+
+
+class EvictingBackend(GappyBackend):
+    """Reports the voice loaded once a sentence ran. After the first sentence it jumps to poll 1,000, unloads the
+    voice there if `evict` (as the memory budget or idle unloading may), and is busy with gaps (each fourth poll)
+    to poll 1,200; idle after."""
+
+    def __init__(self, evict: bool) -> None:
+        super().__init__()
+        self.evict, self.loaded = evict, set()
+
+    def load(self) -> Load:
+        self.polls += 1
+        if len(self.started) == 1 and self.polls < 1000:
+            self.polls = 1000
+            if self.evict:
+                self.loaded.clear()
+        busy = (self.polls <= 200 or 1000 <= self.polls <= 1200) and self.polls % 4
+        return Load(0, 1 if busy else 0, 0, 0, 0, 0, 0)
+
+    def health(self) -> SimpleNamespace:
+        return SimpleNamespace(loaded_voices=frozenset(self.loaded))
+
+    async def generate(self, job):
+        self.loaded.add("v")
+        async for piece in super().generate(job):
+            yield piece
+
+
+def test_a_voice_unloaded_under_its_measurement_waits_for_a_quiet_spell_again(monkeypatch) -> None:
+    """The reviewer's case: the sessions loaded for the first sentence went (not by this class's own release),
+    so the next sentence would load the voice again: it waits for QUIET_S like the first, not for a gap. While the
+    voice stays loaded, the next sentence takes the first gap."""
+    monkeypatch.setattr(bases, "IDLE_POLL", 0.001)
+    monkeypatch.setattr(bases, "RELEASE_AFTER_S", 10.0)  # not reached here
+    monkeypatch.setattr(bases, "QUIET_S", 0.01)  # 10 polls in a row
+    evicted, kept = EvictingBackend(evict=True), EvictingBackend(evict=False)
+    _measure_in_background(evicted, monkeypatch)
+    _measure_in_background(kept, monkeypatch)
+    assert evicted.started[0] >= 200 and kept.started[0] >= 200  # the first sentence waited for a quiet spell
+    assert evicted.started[1] > 1200  # so did the one after the unload (gaps at polls 1,000, 1,004, ...)
+    assert kept.started[1] == 1000  # a loaded voice takes the first gap
+    for backend in (evicted, kept):
+        assert len(backend.started) > 2 and backend.started == sorted(backend.started)

@@ -79,6 +79,7 @@ class BaseVoices:
         self._lock = asyncio.Lock()  # one measuring pass at a time
         self._released_once = False  # the voice being measured had its sessions unloaded by a long wait
         self._needs_quiet = True  # the voice being measured has no sessions loaded (see _until_idle)
+        self._held: str | None = None  # its load key while the backend reported it loaded after a sentence
         self.done = asyncio.Event()  # set when every wanted voice is measured (or failed)
         self.generation = 0  # bumped whenever a measurement is added
 
@@ -197,6 +198,7 @@ class BaseVoices:
                 started = time.monotonic()
                 self._released_once = False  # this voice's sessions not yet unloaded by a long wait
                 self._needs_quiet = True  # its sessions are not loaded: the first sentence waits for a quiet spell
+                self._held = None
                 try:
                     candidate = await self._measure(voice, background)
                 except (VoxgateError, RuntimeError, ValueError) as exc:
@@ -230,6 +232,8 @@ class BaseVoices:
                 parts += [item.samples async for item in self.backend.generate(job)]
             except EngineFailure as exc:
                 raise RuntimeError(str(exc)) from exc.__cause__
+            if background:
+                self._held = voice.load_key if voice.load_key in self._loaded_voices() else None
             rate = job.rate or rate
         if not parts:
             raise ValueError("no audio")
@@ -252,10 +256,16 @@ class BaseVoices:
         instead of once per sentence (~2 CPU-s per Kokoro load, on a worker just as requests come back). While the
         voice's sessions are not loaded (its first sentence, and after that release) it waits for QUIET_S with
         nothing in flight, so a busy server's millisecond gaps never load a model for background work, unless it
-        has found no such spell in QUIET_GIVE_UP_S (then a gap will do: the measurement must end some time)."""
+        has found no such spell in QUIET_GIVE_UP_S (then a gap will do: the measurement must end some time). The
+        sessions also count as not loaded once the backend stops reporting the voice loaded after a sentence (the
+        memory budget or idle unloading took them), so their reload waits for the quiet spell too."""
         quiet = 0  # polls in a row with nothing in flight
         for waited in itertools.count():
-            if self._is_busy():
+            busy = self._is_busy()
+            if self._held is not None and self._held not in self._loaded_voices():
+                self._held = None  # unloaded under us (the memory budget, idle unloading): reloading waits too
+                self._needs_quiet = True
+            if busy:
                 quiet = 0
             else:
                 quiet += 1
@@ -271,6 +281,12 @@ class BaseVoices:
                 self._needs_quiet = True  # reloading waits for a quiet spell (QUIET_S)
                 await self._release(True)
             await asyncio.sleep(IDLE_POLL)
+
+    def _loaded_voices(self) -> frozenset[str]:
+        """Load keys of the voices the backend has loaded (none known for a backend that does not say: a
+        cluster's front reports none, and then only the unloads this class makes are seen)."""
+        health = getattr(self.backend, "health", None)
+        return health().loaded_voices if health is not None else frozenset()
 
     def _is_busy(self) -> bool:
         stats = self.backend.load()
