@@ -16,9 +16,11 @@ never gives back the first region of a power-of-two arena on a shrink, and gives
 whose chunks is in use (bfc_arena.cc, Shrink): ordinary runs stay inside the kept region, so they pay nothing, and
 what a long run (400 characters said slowly) adds is unmapped when it ends instead of staying for ever. Memory is
 then bounded by the kept region plus the runs in flight, not by the largest run ever seen. Measured with
-bench/piper_arena.py (see docs/engines.md): the per-session arena a session kept grew with every longer run; the
-bounded one held, at the same CPU time per run. A shrink on every run of a per-session arena (first region 1 MB)
-cost 5–11% per run: every run re-mapped and re-touched the regions beyond it.
+bench/piper_arena.py (docs/engines.md; 2 sessions, 60 mixed runs after 8, long slow sentences included): RSS
+1,347 → 1,737 MB with per-session arenas, 439 → 444 MB bounded, at 1.03× and 0.98× the median CPU time per run
+in two runs (1.07× and 1.05× the mean: a run longer than the kept region maps its extra regions afresh; 256 MB
+kept: 1.03× the mean for 115 MB more). A shrink on every run of a per-session
+arena (first region 1 MB) cost 1.13× the median: every run re-mapped and re-touched the regions beyond it.
 
 VOXGATE_ORT_ARENA=off turns every arena off, =on turns every one on (hibari's too; Piper's stays the shared one),
 =grow gives Piper's sessions each their own arena that keeps what it grows to (the code before), for measuring.
