@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -494,3 +496,29 @@ async def test_the_trim_thread_unloads_idle_sessions_when_the_pool_is_idle(monke
     finally:
         engine.log.gate.set()
         pool.close()
+
+
+async def test_what_a_worker_posts_before_the_loop_takes_it_rides_one_wake_up() -> None:
+    """Issue 13: a piece and its job's end posted back to back cost one call_soon_threadsafe, not two."""
+    import voxgate.scheduling.pool as pool_module
+
+    loop = asyncio.get_running_loop()
+    job = Job(FakeEngine().voices()[0], "Hi.", EngineParams(), 0.0, loop)
+    wakes: list[object] = []
+    original = loop.call_soon_threadsafe
+
+    def counted(callback: Any, *args: Any) -> Any:
+        wakes.append(callback)
+        return original(callback, *args)
+
+    loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+    try:
+        thread = threading.Thread(target=lambda: (job._post("piece"), job._post(pool_module._DONE)))
+        thread.start()
+        thread.join()
+        assert await job.queue.get() == "piece" and is_done(await job.queue.get())
+        job._post("later")  # taken: the next post wakes the loop again
+        assert await job.queue.get() == "later"
+    finally:
+        del loop.call_soon_threadsafe
+    assert len(wakes) == 2

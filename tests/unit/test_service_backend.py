@@ -4,6 +4,7 @@ threads and no engine behind the seam (scheduling/backend.py)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 from collections.abc import AsyncIterator
 
@@ -93,6 +94,23 @@ async def test_a_busy_backend_cuts_a_long_first_segment_at_a_word(pair: tuple[Sy
     assert service.metrics.busy_cuts._value.get() == 1
     later = spoken(backend)[-3:]
     assert len(later[0]) <= 48 and later[0] + " " + later[1] == text.split(" Then")[0]
+
+
+async def test_a_busy_backend_leaves_a_first_segment_whole_when_its_engine_makes_it_cheaply(
+        pair: tuple[SynthesisService, FakeBackend], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13: hibari makes a sentence in ~30 ms; cutting it saved little first audio and cost an engine call."""
+    service, backend = pair
+    text = "This first sentence is long enough to be cut when every worker is busy. Then more."
+    cheap = dataclasses.replace(FakeEngine().capabilities(), compute_per_second=0.008)
+    monkeypatch.setattr(FakeEngine, "capabilities", lambda self: cheap)
+    backend.busy = True
+    [c async for c in service.stream(SynthesisRequest(text=text, voice="a"))]
+    assert service.metrics.busy_cuts._value.get() == 0
+    assert spoken(backend)[-2:] == [text.split(" Then")[0], "Then more."]
+    slow = dataclasses.replace(cheap, compute_per_second=0.08)  # Piper's order: a 70-character sentence costs ~0.3 s
+    monkeypatch.setattr(FakeEngine, "capabilities", lambda self: slow)
+    [c async for c in service.stream(SynthesisRequest(text=text, voice="a"))]
+    assert service.metrics.busy_cuts._value.get() == 1
 
 
 async def test_closing_early_aborts_running_and_never_starts_queued_work(

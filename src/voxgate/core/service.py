@@ -50,6 +50,10 @@ CALIBRATION_TEXT = "The quick brown fox jumps over the lazy dog. How are you doi
 SECONDS_PER_CHAR = 0.065  # typical speech rate, to estimate deadlines of segments not yet spoken
 BUSY_FIRST_MAX = 48  # chars: when every worker is busy, a longer first segment is cut at a word...
 BUSY_FIRST_CUT = 30  # ...near here, so a newcomer's first audio costs half as much
+# ...unless its engine makes it in less than this on one thread (Capabilities.compute_per_second): halving such a
+# segment saves under 25 ms of first audio, while the extra engine call and the trimmed seam cost CPU on every busy
+# request (hibari, issue 13: a 64-character sentence takes ~30 ms; Piper joe's ~300 ms is still cut).
+BUSY_FIRST_CHEAP_S = 0.05
 MID_SENTENCE_GAP = 0.04  # seconds of an engine's trailing silence kept where a sentence was cut
 # /ready answers 503 once every admission slot has been held without a break for this long: a server
 # that could not admit anyone for half a minute should be taken out of a load balancer's rotation.
@@ -578,7 +582,8 @@ class SynthesisService:
         if (output is None and script is None and _policy(request.segmentation) is DEFAULT_POLICY
                 and request.segments is None and segments and self._busy()):
             _, first, first_voice, owner = segments[0]
-            halves = cut_at_word(first, BUSY_FIRST_CUT) if len(first) > BUSY_FIRST_MAX else None
+            long = len(first) > BUSY_FIRST_MAX and not self._cheap(first, first_voice, request.speed)
+            halves = cut_at_word(first, BUSY_FIRST_CUT) if long else None
             if halves is not None:
                 segments = [(0, halves[0], first_voice, owner), (1, halves[1], first_voice, owner),
                             *((i + 1, t, v, o) for i, t, v, o in segments[1:])]
@@ -700,6 +705,11 @@ class SynthesisService:
             segments += planned
         assert first is not None
         return first, segments, starts
+
+    def _cheap(self, text: str, voice: VoiceInfo, speed: float) -> bool:
+        """Whether `voice`'s engine says it makes `text` in under BUSY_FIRST_CHEAP_S of CPU (then it is not cut)."""
+        cost = self.voices.capabilities(voice).compute_per_second
+        return cost is not None and len(text) * SECONDS_PER_CHAR / speed * cost < BUSY_FIRST_CHEAP_S
 
     def _busy(self) -> bool:
         """Every worker has a job (so a first segment will run on a 1-thread session, after a wait)."""

@@ -43,6 +43,9 @@ class Capabilities:
     speed_range: tuple[float, float] = (0.1, 10.0)  # rates synthesize() honours; the core stretches beyond
     match_base: bool = True  # its voices may be the base a registered voice is shifted from (not robotic ones)
     phonemes: bool = False  # reads `[[ipa]]` blocks in its text as phonemes (engines/phonemes.py)
+    # CPU seconds a 1-thread session spends per second of audio, when it is known and steady (None: unknown);
+    # the service leaves a busy server's first segment whole when the engine makes it cheaply anyway.
+    compute_per_second: float | None = None
 
 
 class LoadedVoice(Protocol):

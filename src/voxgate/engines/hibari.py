@@ -32,6 +32,9 @@ VOICE = "heart"  # the one voice inside the wheel
 VOICE_ID = PREFIX + VOICE
 SAMPLE_RATE = 24000  # Hertz
 SPEED_RANGE = (0.5, 2.0)  # what the model's speed input is trained for
+# CPU seconds per audio second of one 1-thread session: 6.6–7.5 ms measured here (bench/cpu_per_audio.py raw,
+# the Harvard and medium texts); rounded up.
+COMPUTE_PER_SECOND = 0.008
 DURATION_TENSOR = "/Cast_32_output_0"  # predicted frames per phoneme id (pads included), as int64
 
 
@@ -175,7 +178,8 @@ class HibariEngine:
         # a running process.
         if self._capabilities is None:
             self._capabilities = Capabilities(languages=("en-US",) if self.voices() else (), streaming="sentence",
-                                              speed_range=SPEED_RANGE, phonemes=True)
+                                              speed_range=SPEED_RANGE, phonemes=True,
+                                              compute_per_second=COMPUTE_PER_SECOND)
         return self._capabilities
 
     def voices(self) -> list[VoiceInfo]:
