@@ -4,39 +4,108 @@ A dialect owns its state, its routes, its error table and how it renders an erro
 shut-down. It is built from the shared services (`Context`) and its own typed slice of the settings (a
 dataclass in its folder; the composition root fills it), so it never reads the settings object.
 
-Its HTTP routes go on `self.router` (the API key is required when one is set, and each request is counted)
-or on `self.public` (doors that stay open: probes, the page). Both use a route class that renders any
-`VoxgateError` a handler raises in the dialect's own shape, so a handler only raises:
+Its handlers are module-level functions declared on a module-level `Routes` table, so a reader goes from a
+path to its handler in one file; the class names the table, and each object puts its routes on `self.router`
+(the API key is required when one is set, and each request is counted) or, with `public=True`, on
+`self.public` (doors that stay open: probes, the page). Both use a route class that renders any
+`VoxgateError` a handler raises in the dialect's own shape, and that hands the handler its dialect object
+through one dependency (`this_dialect`), so a handler only reads its dialect and raises:
+
+    routes = Routes()
 
     class Hello(Dialect):
         name = "hello"
+        routes = routes
 
         def __init__(self, ctx: Context, config: HelloConfig) -> None:
             super().__init__(ctx)
-            self.router.add_api_route("/hello", self.hello, methods=["POST"])
+            self.config = config
 
         def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
             return JSONResponse({"error": str(exc)}, status_code=400)
 
-A WebSocket or TCP dialect checks the key with `authorized()` / `key_matches()` itself, in its own shape.
+    HelloDep = Annotated[Hello, Depends(this_dialect)]
+
+    @routes.post("/hello")
+    async def hello(dialect: HelloDep) -> dict[str, str]:
+        return {"hello": dialect.config.greeting}
+
+A WebSocket (`@routes.websocket`, always open) or TCP dialect checks the key with `authorized()` /
+`key_matches()` itself, in its own shape.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, APIWebSocketRoute
 from starlette.requests import HTTPConnection
+from starlette.routing import Match
+from starlette.types import Scope
 
 from voxgate.core.context import Context
 from voxgate.dialects.auth import MESSAGE, key_matches, presented_key
 from voxgate.errors import Unauthorized, VoxgateError
 
 Handler = Callable[[Request], Awaitable[Response]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DIALECT = "voxgate.dialect"  # the scope key under which a matched route leaves its dialect object
+
+
+@dataclass(frozen=True)
+class Door:
+    """One declared route: a path, its handler, and where it goes."""
+
+    path: str
+    endpoint: Callable[..., Any]
+    methods: tuple[str, ...] | None  # None: a WebSocket
+    public: bool  # on the open router (no key check, not counted); a WebSocket always is
+    options: Mapping[str, Any]  # the rest of add_api_route's keywords (tags, status_code, openapi_extra, …)
+
+
+class Routes:
+    """A dialect's routes, declared at module level beside their handlers (`@routes.post("/tts")`); each object
+    of the dialect puts them on its own routers when it is built (`Dialect.routes`)."""
+
+    def __init__(self) -> None:
+        self.doors: list[Door] = []
+
+    def route(self, path: str, methods: list[str], *, public: bool = False, **options: Any) -> Callable[[F], F]:
+        def declare(handler: F) -> F:
+            self.doors.append(Door(path, handler, tuple(methods), public, options))
+            return handler
+        return declare
+
+    def get(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["GET"], **options)
+
+    def post(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["POST"], **options)
+
+    def put(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["PUT"], **options)
+
+    def delete(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["DELETE"], **options)
+
+    def websocket(self, path: str) -> Callable[[F], F]:
+        """A WebSocket route: open (its handler checks the key itself, in the session's shape)."""
+        def declare(handler: F) -> F:
+            self.doors.append(Door(path, handler, None, True, {}))
+            return handler
+        return declare
+
+
+def this_dialect(connection: HTTPConnection) -> Any:
+    """The dialect object whose route matched this request or WebSocket: the dependency through which a
+    module-level handler gets its dialect (`dialect: Annotated[OpenAI, Depends(this_dialect)]`)."""
+    return connection.scope[_DIALECT]
 
 
 class Dialect:
@@ -46,12 +115,19 @@ class Dialect:
     original: ClassVar[str | None] = None  # the original server's name, e.g. "GPT-SoVITS"
     port: ClassVar[int | None] = None  # the original server's port, served alone with --compat-ports
     companions: ClassVar[tuple[str, ...]] = ()  # dialects the original also served on its own port
+    routes: ClassVar[Routes | None] = None  # its module's route table, put on this object's routers
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         route_class = _route_class(self)
         self.router = APIRouter(route_class=route_class, dependencies=[Depends(self._guard)])
         self.public = APIRouter(route_class=route_class)
+        for door in self.routes.doors if self.routes is not None else ():
+            if door.methods is None:
+                self.public.routes.append(_websocket_route(self)(door.path, door.endpoint))
+            else:
+                on = self.public if door.public else self.router
+                on.add_api_route(door.path, door.endpoint, methods=list(door.methods), **door.options)
 
     # -- what a subclass provides ------------------------------------------------------------------
 
@@ -99,9 +175,16 @@ class _Refused(Exception):
 
 
 def _route_class(dialect: Dialect) -> type[APIRoute]:
-    """An APIRoute whose handler answers the key check's refusal and every VoxgateError in `dialect`'s shape."""
+    """An APIRoute whose handler answers the key check's refusal and every VoxgateError in `dialect`'s shape,
+    and that leaves `dialect` in the scope it matches (for `this_dialect`)."""
 
     class DialectRoute(APIRoute):
+        def matches(self, scope: Scope) -> tuple[Match, Scope]:
+            match, child = super().matches(scope)
+            if match is not Match.NONE:
+                child[_DIALECT] = dialect
+            return match, child
+
         def get_route_handler(self) -> Callable[[Request], Any]:
             handler = super().get_route_handler()
 
@@ -116,6 +199,19 @@ def _route_class(dialect: Dialect) -> type[APIRoute]:
             return run
 
     return DialectRoute
+
+
+def _websocket_route(dialect: Dialect) -> type[APIWebSocketRoute]:
+    """An APIWebSocketRoute that leaves `dialect` in the scope it matches (for `this_dialect`)."""
+
+    class DialectWebSocketRoute(APIWebSocketRoute):
+        def matches(self, scope: Scope) -> tuple[Match, Scope]:
+            match, child = super().matches(scope)
+            if match is not Match.NONE:
+                child[_DIALECT] = dialect
+            return match, child
+
+    return DialectWebSocketRoute
 
 
 class _Listening(Protocol):
@@ -171,4 +267,4 @@ class TcpDialect(Dialect):
             self.server = None
 
 
-__all__ = ["Dialect", "TcpDialect"]
+__all__ = ["Dialect", "Routes", "TcpDialect", "this_dialect"]
