@@ -94,6 +94,10 @@ class Routes:
     def delete(self, path: str, **options: Any) -> Callable[[F], F]:
         return self.route(path, ["DELETE"], **options)
 
+    def include(self, other: Routes) -> None:
+        """Add `other`'s routes after these (a dialect whose handlers live in several modules)."""
+        self.doors.extend(other.doors)
+
     def websocket(self, path: str) -> Callable[[F], F]:
         """A WebSocket route: open (its handler checks the key itself, in the session's shape)."""
         def declare(handler: F) -> F:
