@@ -43,10 +43,8 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
-from fastapi.routing import APIRoute, APIWebSocketRoute
+from fastapi.routing import APIRoute
 from starlette.requests import HTTPConnection
-from starlette.routing import Match
-from starlette.types import Scope
 
 from voxgate.core.context import Context
 from voxgate.dialects.auth import MESSAGE, key_matches, presented_key
@@ -55,7 +53,7 @@ from voxgate.errors import Unauthorized, VoxgateError
 Handler = Callable[[Request], Awaitable[Response]]
 F = TypeVar("F", bound=Callable[..., Any])
 
-_DIALECT = "voxgate.dialect"  # the scope key under which a matched route leaves its dialect object
+_DIALECT = "voxgate.dialect"  # the scope key under which a dialect's route leaves its dialect object
 
 
 @dataclass(frozen=True)
@@ -106,9 +104,10 @@ class Routes:
         return declare
 
 
-def this_dialect(connection: HTTPConnection) -> Any:
-    """The dialect object whose route matched this request or WebSocket: the dependency through which a
-    module-level handler gets its dialect (`dialect: Annotated[OpenAI, Depends(this_dialect)]`)."""
+async def this_dialect(connection: HTTPConnection) -> Any:
+    """The dialect object whose route this request or WebSocket reached: the dependency through which a
+    module-level handler gets its dialect (`dialect: Annotated[OpenAI, Depends(this_dialect)]`). Async, so it
+    runs on the loop (a plain function would cost a thread hop per request)."""
     return connection.scope[_DIALECT]
 
 
@@ -127,8 +126,8 @@ class Dialect:
         self.router = APIRouter(route_class=route_class, dependencies=[Depends(self._guard)])
         self.public = APIRouter(route_class=route_class)
         for door in self.routes.doors if self.routes is not None else ():
-            if door.methods is None:
-                self.public.routes.append(_websocket_route(self)(door.path, door.endpoint))
+            if door.methods is None:  # a WebSocket route has no route class: a dependency hands it the dialect
+                self.public.add_api_websocket_route(door.path, door.endpoint, dependencies=[Depends(self._enter)])
             else:
                 on = self.public if door.public else self.router
                 on.add_api_route(door.path, door.endpoint, methods=list(door.methods), **door.options)
@@ -168,6 +167,10 @@ class Dialect:
         response.headers["WWW-Authenticate"] = 'Bearer realm="voxgate"'
         return response
 
+    async def _enter(self, connection: HTTPConnection) -> None:
+        # A route's own dependencies are solved before its handler's parameters, so this_dialect finds it.
+        connection.scope[_DIALECT] = self
+
     async def _guard(self, request: Request) -> None:
         if not self.authorized(request):
             raise _Refused()
@@ -179,20 +182,15 @@ class _Refused(Exception):
 
 
 def _route_class(dialect: Dialect) -> type[APIRoute]:
-    """An APIRoute whose handler answers the key check's refusal and every VoxgateError in `dialect`'s shape,
-    and that leaves `dialect` in the scope it matches (for `this_dialect`)."""
+    """An APIRoute whose handler hands the request `dialect` (for `this_dialect`), and answers the key check's
+    refusal and every VoxgateError in `dialect`'s shape."""
 
     class DialectRoute(APIRoute):
-        def matches(self, scope: Scope) -> tuple[Match, Scope]:
-            match, child = super().matches(scope)
-            if match is not Match.NONE:
-                child[_DIALECT] = dialect
-            return match, child
-
         def get_route_handler(self) -> Callable[[Request], Any]:
             handler = super().get_route_handler()
 
             async def run(request: Request) -> Response:
+                request.scope[_DIALECT] = dialect
                 try:
                     return await handler(request)
                 except _Refused:
@@ -203,19 +201,6 @@ def _route_class(dialect: Dialect) -> type[APIRoute]:
             return run
 
     return DialectRoute
-
-
-def _websocket_route(dialect: Dialect) -> type[APIWebSocketRoute]:
-    """An APIWebSocketRoute that leaves `dialect` in the scope it matches (for `this_dialect`)."""
-
-    class DialectWebSocketRoute(APIWebSocketRoute):
-        def matches(self, scope: Scope) -> tuple[Match, Scope]:
-            match, child = super().matches(scope)
-            if match is not Match.NONE:
-                child[_DIALECT] = dialect
-            return match, child
-
-    return DialectWebSocketRoute
 
 
 class _Listening(Protocol):
