@@ -112,7 +112,7 @@ async def this_dialect(connection: HTTPConnection) -> Any:
 
 
 class Dialect:
-    """A wire protocol over the core. Subclasses set `name`, add routes and implement `render_error`."""
+    """A wire protocol over the core. Subclasses set `name` and `routes` and implement `render_error`."""
 
     name: ClassVar[str]  # the metrics label and the key in app.DIALECTS, e.g. "openai"
     original: ClassVar[str | None] = None  # the original server's name, e.g. "GPT-SoVITS"
