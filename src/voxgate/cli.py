@@ -18,17 +18,18 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from voxgate import __version__, cli_lexicon, cli_voices
-from voxgate.settings import Settings
+from voxgate.settings import TCP_DIALECT, Settings
 
 # The settings `say` and `voices` take as flags (every other setting still comes from its VOXGATE_* variable).
 LOCAL_SETTINGS = ("data_dir", "store", "voices_dir", "engines", "default_voice", "openai_voice_aliases",
                   "log_level")
 VOICES_SETTINGS = (*LOCAL_SETTINGS, "match_strength")
 LEXICON_SETTINGS = ("data_dir", "store", "log_level")
-# `tcp-front` (cluster mode's TCP dialects, docs/cluster.md): the settings of the TCP dialects and the voices.
-FRONT_SETTINGS = (*LOCAL_SETTINGS, "host", "api_key", "workers", "max_queue", "warmup", "stackflow_port",
-                  "stackflow_max_tasks", "stackflow_audio_sink", "wyoming_port", "wyoming_zeroconf",
-                  "wyoming_allow_unauthenticated")
+# `tcp-front` (cluster mode's TCP dialects, docs/cluster.md): the voices', and every setting a TCP dialect reads
+# (marked in Settings, so this names no dialect and imports none: start-up stays cheap).
+TCP_SETTINGS = tuple(name for name, field in Settings.model_fields.items()
+                     if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get(TCP_DIALECT))
+FRONT_SETTINGS = (*LOCAL_SETTINGS, "host", "api_key", "workers", "max_queue", "warmup", *TCP_SETTINGS)
 JSON_EXAMPLE = '{"alloy": "en_US-joe-medium"}'
 
 

@@ -29,6 +29,10 @@ KNOWN_ENGINES = ("piper", "hibari", "kokoro", "pico", "espeak")
 # The installed voices that stand for other servers' female and male voices (Flash-TTS's built-in roles,
 # Kokoro-FastAPI's af_/bf_ and am_/bm_ voices).
 FEMALE_VOICE = DEFAULT_VOICE
+# Marks a setting a TCP dialect reads (its port and the rest): `voxgate tcp-front` offers exactly these as flags,
+# so the CLI names no dialect and imports none.
+TCP_DIALECT = "tcp_dialect"
+_TCP: dict[str, Any] = {TCP_DIALECT: True}
 DEFAULT_FLASH_ROLES: dict[str, str] = {"female": FEMALE_VOICE, "male": MALE_VOICE}
 # Model names of the servers an OpenAI-speech client may have been written for: OpenAI, Kokoro-FastAPI
 # (kokoro), openedai-speech (tts-1 = piper, tts-1-hd = xtts), speaches, Flash-TTS (spark, orpheus, mega),
@@ -215,26 +219,31 @@ class Settings(BaseSettings):
         "cloned on; the local matched voice stays as the fallback (docs/upstreams.md)."
     )
     stackflow_port: Annotated[int, Field(ge=0, le=65535)] = Field(
-        10001, description="TCP port of the M5Stack StackFlow protocol (llm-sys, melotts/tts units); 0 turns it off."
+        10001, json_schema_extra=_TCP,
+        description="TCP port of the M5Stack StackFlow protocol (llm-sys, melotts/tts units); 0 turns it off."
     )
     stackflow_max_tasks: Annotated[int, Field(ge=1, le=1000)] = Field(
-        4, description="StackFlow TTS tasks set up at once, over every client (past it: -21 task full)."
+        4, json_schema_extra=_TCP,
+        description="StackFlow TTS tasks set up at once, over every client (past it: -21 task full)."
     )
     stackflow_audio_sink: str = Field(
-        "auto", pattern="^(auto|device|file|none)$",
+        "auto", pattern="^(auto|device|file|none)$", json_schema_extra=_TCP,
         description="Where StackFlow sys.* formats play: auto (sound card if any), device, file "
         "(WAVs in DATA_DIR/outputs/stackflow), none.",
     )
     wyoming_port: Annotated[int, Field(ge=0, le=65535)] = Field(
-        10200, description="TCP port of the Wyoming protocol (Home Assistant text-to-speech); 0 turns it off. "
+        10200, json_schema_extra=_TCP,
+        description="TCP port of the Wyoming protocol (Home Assistant text-to-speech); 0 turns it off. "
         "Wyoming has no authentication: with --api-key it opens only with --wyoming-allow-unauthenticated."
     )
     wyoming_zeroconf: bool = Field(
-        False, description="Advertise the Wyoming port over mDNS (_wyoming._tcp.local.) so Home Assistant "
+        False, json_schema_extra=_TCP,
+        description="Advertise the Wyoming port over mDNS (_wyoming._tcp.local.) so Home Assistant "
         "discovers it (needs host networking in a container)."
     )
     wyoming_allow_unauthenticated: bool = Field(
-        False, description="Open the Wyoming port although --api-key is set (Wyoming cannot carry a key)."
+        False, json_schema_extra=_TCP,
+        description="Open the Wyoming port although --api-key is set (Wyoming cannot carry a key)."
     )
     upstreams: list[str | dict[str, Any]] = Field(
         default_factory=list, json_schema_extra={"flag": "--upstream"},

@@ -9,16 +9,16 @@ import importlib
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.testclient import TestClient
 
 from voxgate import app as composition
 from voxgate.cli_serve import PortError, open_doors
-from voxgate.dialects.base import Dialect, TcpDialect
+from voxgate.dialects.base import Dialect, Routes, TcpDialect, this_dialect
 from voxgate.dialects.common import TcpListener
 from voxgate.errors import InvalidInput
 from voxgate.settings import Settings
@@ -42,23 +42,32 @@ class HelloConfig:
     greeting: str
 
 
+hello_routes = Routes()  # a dialect module's `routes`
+
+
 class Hello(Dialect):
-    """A dialect as a newcomer would write it: a route that only raises or returns."""
+    """A dialect as a newcomer would write it: its route table, and a module-level route that only raises or
+    returns."""
 
     name = "hello"
+    routes = hello_routes
 
     def __init__(self, ctx: Any, config: HelloConfig) -> None:
         super().__init__(ctx)
         self.config = config
-        self.router.add_api_route("/hello", self.hello, methods=["GET"])
-
-    async def hello(self, fail: bool = False) -> dict[str, str]:
-        if fail:
-            raise InvalidInput("asked to fail", param="fail")
-        return {"hello": self.config.greeting}
 
     def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
         return JSONResponse({"oops": str(exc)}, status_code=418)
+
+
+HelloDep = Annotated[Hello, Depends(this_dialect)]
+
+
+@hello_routes.get("/hello")
+async def hello(dialect: HelloDep, fail: bool = False) -> dict[str, str]:
+    if fail:
+        raise InvalidInput("asked to fail", param="fail")
+    return {"hello": dialect.config.greeting}
 
 
 def test_a_new_dialect_is_one_more_line_in_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,6 +97,18 @@ def test_every_tcp_dialect_names_its_port_setting_and_default() -> None:
         assert cls.flag() == "--" + cls.port_setting.replace("_", "-")
         assert cls.unauthenticated_setting is None or cls.unauthenticated_setting in Settings.model_fields
     assert composition.tcp_port_settings() == ["stackflow_port", "wyoming_port"]
+
+
+def test_tcp_front_offers_every_tcp_dialects_settings_without_naming_one() -> None:
+    """`voxgate tcp-front`'s flags are the settings marked as a TCP dialect's (cli.py imports no dialect)."""
+    from voxgate.cli import FRONT_SETTINGS, TCP_SETTINGS
+
+    tcp = [cls for cls, _ in composition.DIALECTS if issubclass(cls, TcpDialect)]
+    for cls in tcp:
+        assert cls.port_setting in TCP_SETTINGS and cls.port_setting in FRONT_SETTINGS
+        assert cls.unauthenticated_setting is None or cls.unauthenticated_setting in TCP_SETTINGS
+    assert all(any(name.startswith(f"{cls.name}_") for cls in tcp) for name in TCP_SETTINGS)
+    assert {"stackflow_max_tasks", "stackflow_audio_sink", "wyoming_zeroconf"} <= set(TCP_SETTINGS)
 
 
 @dataclass(frozen=True)

@@ -4,28 +4,42 @@ A dialect owns its state, its routes, its error table and how it renders an erro
 shut-down. It is built from the shared services (`Context`) and its own typed slice of the settings (a
 dataclass in its folder; the composition root fills it), so it never reads the settings object.
 
-Its HTTP routes go on `self.router` (the API key is required when one is set, and each request is counted)
-or on `self.public` (doors that stay open: probes, the page). Both use a route class that renders any
-`VoxgateError` a handler raises in the dialect's own shape, so a handler only raises:
+Its handlers are module-level functions declared on a module-level `Routes` table, so a reader goes from a
+path to its handler in one file; the class names the table, and each object puts its routes on `self.router`
+(the API key is required when one is set, and each request is counted) or, with `public=True`, on
+`self.public` (doors that stay open: probes, the page). Both use a route class that renders any
+`VoxgateError` a handler raises in the dialect's own shape, and that hands the handler its dialect object
+through one dependency (`this_dialect`), so a handler only reads its dialect and raises:
+
+    routes = Routes()
 
     class Hello(Dialect):
         name = "hello"
+        routes = routes
 
         def __init__(self, ctx: Context, config: HelloConfig) -> None:
             super().__init__(ctx)
-            self.router.add_api_route("/hello", self.hello, methods=["POST"])
+            self.config = config
 
         def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
             return JSONResponse({"error": str(exc)}, status_code=400)
 
-A WebSocket or TCP dialect checks the key with `authorized()` / `key_matches()` itself, in its own shape.
+    HelloDep = Annotated[Hello, Depends(this_dialect)]
+
+    @routes.post("/hello")
+    async def hello(dialect: HelloDep) -> dict[str, str]:
+        return {"hello": dialect.config.greeting}
+
+A WebSocket (`@routes.websocket`, always open) or TCP dialect checks the key with `authorized()` /
+`key_matches()` itself, in its own shape.
 """
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
@@ -37,21 +51,86 @@ from voxgate.dialects.auth import MESSAGE, key_matches, presented_key
 from voxgate.errors import Unauthorized, VoxgateError
 
 Handler = Callable[[Request], Awaitable[Response]]
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DIALECT = "voxgate.dialect"  # the scope key under which a dialect's route leaves its dialect object
+
+
+@dataclass(frozen=True)
+class Door:
+    """One declared route: a path, its handler, and where it goes."""
+
+    path: str
+    endpoint: Callable[..., Any]
+    methods: tuple[str, ...] | None  # None: a WebSocket
+    public: bool  # on the open router (no key check, not counted); a WebSocket always is
+    options: Mapping[str, Any]  # the rest of add_api_route's keywords (tags, status_code, openapi_extra, …)
+
+
+class Routes:
+    """A dialect's routes, declared at module level beside their handlers (`@routes.post("/tts")`); each object
+    of the dialect puts them on its own routers when it is built (`Dialect.routes`)."""
+
+    def __init__(self) -> None:
+        self.doors: list[Door] = []
+
+    def route(self, path: str, methods: list[str], *, public: bool = False, **options: Any) -> Callable[[F], F]:
+        def declare(handler: F) -> F:
+            self.doors.append(Door(path, handler, tuple(methods), public, options))
+            return handler
+        return declare
+
+    def get(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["GET"], **options)
+
+    def post(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["POST"], **options)
+
+    def put(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["PUT"], **options)
+
+    def delete(self, path: str, **options: Any) -> Callable[[F], F]:
+        return self.route(path, ["DELETE"], **options)
+
+    def include(self, other: Routes) -> None:
+        """Add `other`'s routes after these (a dialect whose handlers live in several modules)."""
+        self.doors.extend(other.doors)
+
+    def websocket(self, path: str) -> Callable[[F], F]:
+        """A WebSocket route: open (its handler checks the key itself, in the session's shape)."""
+        def declare(handler: F) -> F:
+            self.doors.append(Door(path, handler, None, True, {}))
+            return handler
+        return declare
+
+
+async def this_dialect(connection: HTTPConnection) -> Any:
+    """The dialect object whose route this request or WebSocket reached: the dependency through which a
+    module-level handler gets its dialect (`dialect: Annotated[OpenAI, Depends(this_dialect)]`). Async, so it
+    runs on the loop (a plain function would cost a thread hop per request)."""
+    return connection.scope[_DIALECT]
 
 
 class Dialect:
-    """A wire protocol over the core. Subclasses set `name`, add routes and implement `render_error`."""
+    """A wire protocol over the core. Subclasses set `name` and `routes` and implement `render_error`."""
 
     name: ClassVar[str]  # the metrics label and the key in app.DIALECTS, e.g. "openai"
     original: ClassVar[str | None] = None  # the original server's name, e.g. "GPT-SoVITS"
     port: ClassVar[int | None] = None  # the original server's port, served alone with --compat-ports
     companions: ClassVar[tuple[str, ...]] = ()  # dialects the original also served on its own port
+    routes: ClassVar[Routes | None] = None  # its module's route table, put on this object's routers
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         route_class = _route_class(self)
         self.router = APIRouter(route_class=route_class, dependencies=[Depends(self._guard)])
         self.public = APIRouter(route_class=route_class)
+        for door in self.routes.doors if self.routes is not None else ():
+            if door.methods is None:  # a WebSocket route has no route class: a dependency hands it the dialect
+                self.public.add_api_websocket_route(door.path, door.endpoint, dependencies=[Depends(self._enter)])
+            else:
+                on = self.public if door.public else self.router
+                on.add_api_route(door.path, door.endpoint, methods=list(door.methods), **door.options)
 
     # -- what a subclass provides ------------------------------------------------------------------
 
@@ -88,6 +167,10 @@ class Dialect:
         response.headers["WWW-Authenticate"] = 'Bearer realm="voxgate"'
         return response
 
+    async def _enter(self, connection: HTTPConnection) -> None:
+        # A route's own dependencies are solved before its handler's parameters, so this_dialect finds it.
+        connection.scope[_DIALECT] = self
+
     async def _guard(self, request: Request) -> None:
         if not self.authorized(request):
             raise _Refused()
@@ -99,13 +182,15 @@ class _Refused(Exception):
 
 
 def _route_class(dialect: Dialect) -> type[APIRoute]:
-    """An APIRoute whose handler answers the key check's refusal and every VoxgateError in `dialect`'s shape."""
+    """An APIRoute whose handler hands the request `dialect` (for `this_dialect`), and answers the key check's
+    refusal and every VoxgateError in `dialect`'s shape."""
 
     class DialectRoute(APIRoute):
         def get_route_handler(self) -> Callable[[Request], Any]:
             handler = super().get_route_handler()
 
             async def run(request: Request) -> Response:
+                request.scope[_DIALECT] = dialect
                 try:
                     return await handler(request)
                 except _Refused:
@@ -171,4 +256,4 @@ class TcpDialect(Dialect):
             self.server = None
 
 
-__all__ = ["Dialect", "TcpDialect"]
+__all__ = ["Dialect", "Routes", "TcpDialect", "this_dialect"]

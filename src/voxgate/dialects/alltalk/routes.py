@@ -8,9 +8,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
@@ -28,7 +28,7 @@ from voxgate.dialects.alltalk.protocol import (
     parse_form,
 )
 from voxgate.dialects.alltalk.service import STREAM_RATE, VOICEMAP_KEY, AllTalk, DialectState
-from voxgate.dialects.base import Dialect
+from voxgate.dialects.base import Dialect, Routes, this_dialect
 from voxgate.dialects.common import (
     FORM,
     MULTIPART,
@@ -178,6 +178,9 @@ SHAPES = {("POST", "/api/tts-generate"): "generate", ("GET", "/api/tts-generate-
           ("POST", "/api/previewvoice/"): "error"}
 
 
+routes = Routes()
+
+
 class AllTalkDialect(Dialect):
     """AllTalk v2 on the core: one state and one output folder per server, shared by every app it is on."""
 
@@ -185,37 +188,12 @@ class AllTalkDialect(Dialect):
     original = "AllTalk"
     port = 7851
     companions = ("openai",)  # AllTalk serves an OpenAI-compatible /v1/audio/speech on its port
+    routes = routes
 
     def __init__(self, ctx: Context, config: AllTalkConfig) -> None:
         super().__init__(ctx)
         store = OutputStore(config.outputs_dir, keep=config.outputs_keep, max_age=config.outputs_max_age)
         self.at = AllTalk(ctx, DialectState(), store, config.voice_aliases, config.max_characters)
-        add = self.router.add_api_route
-        # v1's alias of /api/ready, open like every probe; on the main port the native /ready answers
-        # (dialects/compose.py asks the dialects in table order).
-        self.public.add_api_route("/ready", self.ready, methods=["GET"], tags=["alltalk"])
-        add("/api/ready", self.ready, methods=["GET"], tags=["alltalk"])
-        add("/api/currentsettings", self.current_settings, methods=["GET"], tags=["alltalk"])
-        add("/api/voices", self.voices, methods=["GET"], tags=["alltalk"])
-        add("/api/rvcvoices", rvc_voices, methods=["GET"], tags=["alltalk"])
-        add("/api/reload_config", self.reload_config, methods=["GET"], tags=["alltalk"])
-        add("/api/reload", self.reload, methods=["POST"], tags=["alltalk"])
-        add("/api/enginereload", self.engine_reload, methods=["POST"], tags=["alltalk"])
-        add("/api/deepspeed", self.deepspeed, methods=["POST"], tags=["alltalk"])
-        add("/api/lowvramsetting", self.low_vram, methods=["POST"], tags=["alltalk"])
-        add("/api/stop-generation", self.stop_generation, methods=["PUT"], tags=["alltalk"])
-        add("/api/openai-voicemap", self.openai_voicemap, methods=["PUT"], tags=["alltalk"],
-            openapi_extra=request_body(VoiceMap))
-        add("/api/tts-generate", self.tts_generate, methods=["POST"], tags=["alltalk"],
-            openapi_extra=request_body(FormTypes, FORM, MULTIPART))
-        add("/api/tts-generate-streaming", self.tts_stream, methods=["GET"], tags=["alltalk"])
-        add("/api/tts-generate-streaming", self.tts_stream_post, methods=["POST"], tags=["alltalk"],
-            openapi_extra=request_body(fields_schema(("text", "voice", "language", "output_file"),
-                                                     title="StreamingFile"), FORM, MULTIPART))
-        add("/api/previewvoice/", self.preview_voice, methods=["POST"], tags=["alltalk"],
-            openapi_extra=request_body(fields_schema(("voice",), title="PreviewVoice"), FORM, MULTIPART))
-        add("/audio/{filename}", self.audio, methods=["GET"], tags=["alltalk"])
-        add("/audiocache/{filename}", self.audio_cache, methods=["GET"], tags=["alltalk"])
 
     def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
         """One of AllTalk's error bodies, chosen by the route (the key check: {"status": "error", ...})."""
@@ -230,164 +208,206 @@ class AllTalkDialect(Dialect):
         await asyncio.to_thread(self.at.load_voicemap)
         await asyncio.to_thread(self.at.store.prune)
 
-    # -- settings, voices and models -----------------------------------------------------------------------
 
-    async def ready(self) -> PlainTextResponse:
-        return PlainTextResponse("Ready" if self.ctx.service.ready else "Unloaded")
+AllTalkDep = Annotated[AllTalkDialect, Depends(this_dialect)]
 
-    async def current_settings(self) -> dict[str, Any]:
-        return _settings(self.at)
 
-    async def voices(self) -> dict[str, Any]:
-        return {"status": "success", "voices": self.at.voice_names()}
+# -- settings, voices and models -----------------------------------------------------------------------
 
-    async def reload_config(self) -> PlainTextResponse:
-        await asyncio.to_thread(self.ctx.voices.refresh)
-        await asyncio.to_thread(self.at.load_voicemap)
-        self.at.active()  # drops an active model whose files are gone
-        return PlainTextResponse("Config file reloaded successfully")
+# v1's alias of /api/ready, open like every probe; on the main port the native /ready answers
+# (dialects/compose.py asks the dialects in table order).
+@routes.get("/ready", public=True, tags=["alltalk"])
+@routes.get("/api/ready", tags=["alltalk"])
+async def ready(dialect: AllTalkDep) -> PlainTextResponse:
+    return PlainTextResponse("Ready" if dialect.ctx.service.ready else "Unloaded")
 
-    async def reload(self, tts_method: str | None = None) -> JSONResponse:
-        ctx, state = self.ctx, self.at.state
-        if state.changing.locked():
-            return JSONResponse({"status": "model-is currently changing"})
-        async with state.changing:
-            voice = self.at.models().get(tts_method or "")
-            if voice is None:
-                ctx.metrics.errors.labels(DIALECT, "invalid_model").inc()
-                return JSONResponse({"status": "error", "message": "Invalid TTS method specified"})
-            try:  # load it and prove it speaks; running streams keep their own voices
-                await ctx.service.synthesize(SynthesisRequest(text="Ready.", voice=voice.id))
-            except VoxgateError as exc:  # AllTalk answers a failed change with a status, not an error
-                _LOG.warning("AllTalk model change to %s failed: %s", voice.id, exc)
-                return JSONResponse({"status": "model-failure"})
-            state.model = voice.id
-        return JSONResponse({"status": "model-success"})
 
-    async def engine_reload(self, engine: str | None = None) -> JSONResponse:
-        if engine not in {v.engine for v in self.ctx.voices.installed()}:
-            return JSONResponse({"status": "error", "message": "Invalid TTS engine specified"})
-        return JSONResponse({"status": "engine-success"})  # every engine is always loaded: nothing to restart
+@routes.get("/api/currentsettings", tags=["alltalk"])
+async def current_settings(dialect: AllTalkDep) -> dict[str, Any]:
+    return _settings(dialect.at)
 
-    async def deepspeed(self, new_deepspeed_value: bool) -> JSONResponse:
-        return JSONResponse({"status": "error", "message": f"The currently loaded TTS engine "
-                             f"'{self.at.active().engine}' does not support DeepSpeed or DeepSpeed is not "
-                             "available on this system."})
 
-    async def low_vram(self, new_low_vram_value: bool) -> JSONResponse:
-        return JSONResponse({"status": "error", "message": f"The currently loaded TTS engine "
-                             f"'{self.at.active().engine}' does not support lowvram."})
+@routes.get("/api/voices", tags=["alltalk"])
+async def voices(dialect: AllTalkDep) -> dict[str, Any]:
+    return {"status": "success", "voices": dialect.at.voice_names()}
 
-    async def stop_generation(self) -> dict[str, str]:
-        self.at.state.stop_epoch += 1
-        stopped = self.ctx.service.stop_all()
-        _LOG.info("AllTalk stop-generation: %d streams stopped", stopped)
-        return STOPPED_MESSAGE
 
-    async def openai_voicemap(self, request: Request) -> JSONResponse:
-        raw = await request.body()
-        try:
-            payload = parse_json(raw) if raw else None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RequestValidationError([{"type": "json_invalid", "loc": ("body", getattr(exc, "pos", 0)),
-                                           "msg": "JSON decode error", "input": {}}]) from None
-        mapping = body_model(VoiceMap, payload)
-        try:
-            targets = {name: self.at.voice(getattr(mapping, name)).id for name in OPENAI_VOICES}
-        except VoiceNotFound as exc:  # a bad value in the body: 400, not the voice-lookup 404
-            raise InvalidInput(exc.message, param=exc.param) from None
-        for name, target in targets.items():
-            self.ctx.voices.set_alias(name, target)
-        await asyncio.to_thread(self.ctx.voicebank.store.set_value, VOICEMAP_KEY, targets)
-        return JSONResponse({"message": "OpenAI voice mappings updated successfully"})
+@routes.get("/api/rvcvoices", tags=["alltalk"])
+async def rvc_voices() -> dict[str, Any]:
+    return {"status": "success", "rvcvoices": ["Disabled"]}
 
-    # -- generation ------------------------------------------------------------------------------------------
 
-    async def tts_generate(self, request: Request) -> Response:
-        at = self.at
-        fields, is_json = await _form(request)
-        _require(fields, ("text_input",), is_json)
-        try:
-            params = parse_form(fields, _defaults(at), at.max_characters)
-        except ParamError as exc:
-            self.ctx.metrics.errors.labels(DIALECT, "invalid_param").inc()
-            return JSONResponse({"error": exc.message}, status_code=400)
-        narrated = params.narrator_enabled != "false"
-        plan = at.plan(params)
-        if params.streaming:
-            if not plan:
-                raise InvalidInput("nothing to speak: every part is silent or empty", param="text_input")
-            body, close = await at.stream(params, plan)
-            return ClosingStreamingResponse(body, close, media_type="audio/wav")
-        rate = COMBINED_RATE if narrated else None
-        samples, rate = await unless_disconnected(request, at.render(params, plan, rate))
-        base = params.output_file_name
-        if narrated:
-            name = OutputStore.timestamped(base, "_combined.wav") if params.output_file_timestamp \
-                else f"{base}_combined.wav"
-        else:
-            name = OutputStore.timestamped(base, ".wav") if params.output_file_timestamp else f"{base}.wav"
-        path = await at.save(samples, rate, name)
-        return JSONResponse({"status": "generate-success", **_urls(path)})
+@routes.get("/api/reload_config", tags=["alltalk"])
+async def reload_config(dialect: AllTalkDep) -> PlainTextResponse:
+    await asyncio.to_thread(dialect.ctx.voices.refresh)
+    await asyncio.to_thread(dialect.at.load_voicemap)
+    dialect.at.active()  # drops an active model whose files are gone
+    return PlainTextResponse("Config file reloaded successfully")
 
-    async def tts_stream(self, text: str, voice: str, language: str, output_file: str) -> Response:
-        params = _streaming_params(text, voice, language)
-        body, close = await self.at.stream(params, [(self.at.voice(voice).id, text)])
+
+@routes.post("/api/reload", tags=["alltalk"])
+async def reload(dialect: AllTalkDep, tts_method: str | None = None) -> JSONResponse:
+    ctx, state = dialect.ctx, dialect.at.state
+    if state.changing.locked():
+        return JSONResponse({"status": "model-is currently changing"})
+    async with state.changing:
+        voice = dialect.at.models().get(tts_method or "")
+        if voice is None:
+            ctx.metrics.errors.labels(DIALECT, "invalid_model").inc()
+            return JSONResponse({"status": "error", "message": "Invalid TTS method specified"})
+        try:  # load it and prove it speaks; running streams keep their own voices
+            await ctx.service.synthesize(SynthesisRequest(text="Ready.", voice=voice.id))
+        except VoxgateError as exc:  # AllTalk answers a failed change with a status, not an error
+            _LOG.warning("AllTalk model change to %s failed: %s", voice.id, exc)
+            return JSONResponse({"status": "model-failure"})
+        state.model = voice.id
+    return JSONResponse({"status": "model-success"})
+
+
+@routes.post("/api/enginereload", tags=["alltalk"])
+async def engine_reload(dialect: AllTalkDep, engine: str | None = None) -> JSONResponse:
+    if engine not in {v.engine for v in dialect.ctx.voices.installed()}:
+        return JSONResponse({"status": "error", "message": "Invalid TTS engine specified"})
+    return JSONResponse({"status": "engine-success"})  # every engine is always loaded: nothing to restart
+
+
+@routes.post("/api/deepspeed", tags=["alltalk"])
+async def deepspeed(dialect: AllTalkDep, new_deepspeed_value: bool) -> JSONResponse:
+    return JSONResponse({"status": "error", "message": f"The currently loaded TTS engine "
+                         f"'{dialect.at.active().engine}' does not support DeepSpeed or DeepSpeed is not "
+                         "available on this system."})
+
+
+@routes.post("/api/lowvramsetting", tags=["alltalk"])
+async def low_vram(dialect: AllTalkDep, new_low_vram_value: bool) -> JSONResponse:
+    return JSONResponse({"status": "error", "message": f"The currently loaded TTS engine "
+                         f"'{dialect.at.active().engine}' does not support lowvram."})
+
+
+@routes.put("/api/stop-generation", tags=["alltalk"])
+async def stop_generation(dialect: AllTalkDep) -> dict[str, str]:
+    dialect.at.state.stop_epoch += 1
+    stopped = dialect.ctx.service.stop_all()
+    _LOG.info("AllTalk stop-generation: %d streams stopped", stopped)
+    return STOPPED_MESSAGE
+
+
+@routes.put("/api/openai-voicemap", tags=["alltalk"], openapi_extra=request_body(VoiceMap))
+async def openai_voicemap(dialect: AllTalkDep, request: Request) -> JSONResponse:
+    raw = await request.body()
+    try:
+        payload = parse_json(raw) if raw else None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", getattr(exc, "pos", 0)),
+                                       "msg": "JSON decode error", "input": {}}]) from None
+    mapping = body_model(VoiceMap, payload)
+    try:
+        targets = {name: dialect.at.voice(getattr(mapping, name)).id for name in OPENAI_VOICES}
+    except VoiceNotFound as exc:  # a bad value in the body: 400, not the voice-lookup 404
+        raise InvalidInput(exc.message, param=exc.param) from None
+    for name, target in targets.items():
+        dialect.ctx.voices.set_alias(name, target)
+    await asyncio.to_thread(dialect.ctx.voicebank.store.set_value, VOICEMAP_KEY, targets)
+    return JSONResponse({"message": "OpenAI voice mappings updated successfully"})
+
+
+# -- generation ------------------------------------------------------------------------------------------
+
+@routes.post("/api/tts-generate", tags=["alltalk"], openapi_extra=request_body(FormTypes, FORM, MULTIPART))
+async def tts_generate(dialect: AllTalkDep, request: Request) -> Response:
+    at = dialect.at
+    fields, is_json = await _form(request)
+    _require(fields, ("text_input",), is_json)
+    try:
+        params = parse_form(fields, _defaults(at), at.max_characters)
+    except ParamError as exc:
+        dialect.ctx.metrics.errors.labels(DIALECT, "invalid_param").inc()
+        return JSONResponse({"error": exc.message}, status_code=400)
+    narrated = params.narrator_enabled != "false"
+    plan = at.plan(params)
+    if params.streaming:
+        if not plan:
+            raise InvalidInput("nothing to speak: every part is silent or empty", param="text_input")
+        body, close = await at.stream(params, plan)
         return ClosingStreamingResponse(body, close, media_type="audio/wav")
+    rate = COMBINED_RATE if narrated else None
+    samples, rate = await unless_disconnected(request, at.render(params, plan, rate))
+    base = params.output_file_name
+    if narrated:
+        name = OutputStore.timestamped(base, "_combined.wav") if params.output_file_timestamp \
+            else f"{base}_combined.wav"
+    else:
+        name = OutputStore.timestamped(base, ".wav") if params.output_file_timestamp else f"{base}.wav"
+    path = await at.save(samples, rate, name)
+    return JSONResponse({"status": "generate-success", **_urls(path)})
 
-    async def tts_stream_post(self, request: Request) -> Response:
-        at = self.at
-        fields, is_json = await _form(request)
-        _require(fields, ("text", "voice", "language", "output_file"), is_json)
-        output_file = fields["output_file"]
-        params = _streaming_params(fields["text"], fields["voice"], fields["language"], param="voice")
-        try:
-            name = at.store.path_for(f"{output_file}.wav").name
-        except ValueError:
-            raise InvalidInput("output_file must be a plain file name (letters, digits, _ . -), "
-                               "without folders", param="output_file") from None
-        plan = [(at.voice(params.character_voice_gen).id, params.text_input)]
-        samples, rate = await unless_disconnected(request, at.render(params, plan, STREAM_RATE))
-        await at.save(samples, rate, name)
-        return JSONResponse({"output_file_path": output_file})
 
-    async def preview_voice(self, request: Request) -> Response:
-        at = self.at
-        fields, is_json = await _form(request)
-        _require(fields, ("voice",), is_json)
-        voice = fields["voice"]
-        name = voice.replace(" ", "_").removesuffix(".wav")
-        spoken = "".join(c if c.isascii() and c.isalnum() else " " for c in name)
-        # a voice name with characters no AllTalk voice file has is refused by the model (param "voice")
-        params = _streaming_params(f"Hello, this is a preview of voice {spoken}.", voice, "en", param="voice")
-        plan = [(at.voice(voice).id, params.text_input)]
-        samples, rate = await unless_disconnected(request, at.render(params, plan, None))
-        path = await at.save(samples, rate, f"{PREVIEW_NAME}.wav")
-        return JSONResponse({"status": "generate-success", "output_file_path": str(path),
-                             "output_file_url": f"/audio/{path.name}"})
+@routes.get("/api/tts-generate-streaming", tags=["alltalk"])
+async def tts_stream(dialect: AllTalkDep, text: str, voice: str, language: str, output_file: str) -> Response:
+    params = _streaming_params(text, voice, language)
+    body, close = await dialect.at.stream(params, [(dialect.at.voice(voice).id, text)])
+    return ClosingStreamingResponse(body, close, media_type="audio/wav")
 
-    # -- files -----------------------------------------------------------------------------------------------
 
-    async def audio(self, filename: str) -> Response:
-        path = await asyncio.to_thread(self.at.store.find, filename)
-        if path is None:
-            return JSONResponse(NOT_FOUND, status_code=404)
-        return FileResponse(path, media_type="audio/wav")
+@routes.post("/api/tts-generate-streaming", tags=["alltalk"],
+             openapi_extra=request_body(fields_schema(("text", "voice", "language", "output_file"),
+                                                      title="StreamingFile"), FORM, MULTIPART))
+async def tts_stream_post(dialect: AllTalkDep, request: Request) -> Response:
+    at = dialect.at
+    fields, is_json = await _form(request)
+    _require(fields, ("text", "voice", "language", "output_file"), is_json)
+    output_file = fields["output_file"]
+    params = _streaming_params(fields["text"], fields["voice"], fields["language"], param="voice")
+    try:
+        name = at.store.path_for(f"{output_file}.wav").name
+    except ValueError:
+        raise InvalidInput("output_file must be a plain file name (letters, digits, _ . -), "
+                           "without folders", param="output_file") from None
+    plan = [(at.voice(params.character_voice_gen).id, params.text_input)]
+    samples, rate = await unless_disconnected(request, at.render(params, plan, STREAM_RATE))
+    await at.save(samples, rate, name)
+    return JSONResponse({"output_file_path": output_file})
 
-    async def audio_cache(self, filename: str) -> Response:
-        path = await asyncio.to_thread(self.at.store.find, filename)
-        if path is None:
-            return JSONResponse(NOT_FOUND, status_code=404)
-        stat = path.stat()
-        return FileResponse(path, media_type="audio/wav", filename=path.name, headers={
-            "Cache-Control": "public, max-age=604800", "ETag": f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'})
+
+@routes.post("/api/previewvoice/", tags=["alltalk"],
+             openapi_extra=request_body(fields_schema(("voice",), title="PreviewVoice"), FORM, MULTIPART))
+async def preview_voice(dialect: AllTalkDep, request: Request) -> Response:
+    at = dialect.at
+    fields, is_json = await _form(request)
+    _require(fields, ("voice",), is_json)
+    voice = fields["voice"]
+    name = voice.replace(" ", "_").removesuffix(".wav")
+    spoken = "".join(c if c.isascii() and c.isalnum() else " " for c in name)
+    # a voice name with characters no AllTalk voice file has is refused by the model (param "voice")
+    params = _streaming_params(f"Hello, this is a preview of voice {spoken}.", voice, "en", param="voice")
+    plan = [(at.voice(voice).id, params.text_input)]
+    samples, rate = await unless_disconnected(request, at.render(params, plan, None))
+    path = await at.save(samples, rate, f"{PREVIEW_NAME}.wav")
+    return JSONResponse({"status": "generate-success", "output_file_path": str(path),
+                         "output_file_url": f"/audio/{path.name}"})
+
+
+# -- files -----------------------------------------------------------------------------------------------
+
+@routes.get("/audio/{filename}", tags=["alltalk"])
+async def audio(dialect: AllTalkDep, filename: str) -> Response:
+    path = await asyncio.to_thread(dialect.at.store.find, filename)
+    if path is None:
+        return JSONResponse(NOT_FOUND, status_code=404)
+    return FileResponse(path, media_type="audio/wav")
+
+
+@routes.get("/audiocache/{filename}", tags=["alltalk"])
+async def audio_cache(dialect: AllTalkDep, filename: str) -> Response:
+    path = await asyncio.to_thread(dialect.at.store.find, filename)
+    if path is None:
+        return JSONResponse(NOT_FOUND, status_code=404)
+    stat = path.stat()
+    return FileResponse(path, media_type="audio/wav", filename=path.name, headers={
+        "Cache-Control": "public, max-age=604800", "ETag": f'"{stat.st_mtime_ns:x}-{stat.st_size:x}"'})
 
 
 NOT_FOUND = {"detail": "File not found"}
-
-
-async def rvc_voices() -> dict[str, Any]:
-    return {"status": "success", "rvcvoices": ["Disabled"]}
 
 
 def _streaming_params(text: str, voice: str, language: str, param: str | None = None) -> GenerateParams:

@@ -10,17 +10,17 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Request, WebSocket
+from fastapi import Depends, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 
 from voxgate.audio.encoders import encode_all
 from voxgate.audio.pcm import wav_header
 from voxgate.core.context import Context
 from voxgate.dialects.auth import MESSAGE
-from voxgate.dialects.base import Dialect
+from voxgate.dialects.base import Dialect, Routes, this_dialect
 from voxgate.dialects.common import failure, parse_json, unless_disconnected
 from voxgate.dialects.cosyvoice.cache import CacheFiles
 from voxgate.dialects.cosyvoice.errors import DIALECT, ERRORS, error_response, speaker
@@ -82,27 +82,20 @@ class CosyVoiceConfig:
     import_voices: Callable[..., list[Any]] | None = None  # (store, src) -> [(voice, existed)]
 
 
+routes = Routes()
+
+
 class CosyVoice(Dialect):
     """The CosyVoice streaming server on the core: HTTP voice management and /tts, WebSocket /tts."""
 
     name = "cosyvoice"
     original = "CosyVoice"
     port = 12244
+    routes = routes
 
     def __init__(self, ctx: Context, config: CosyVoiceConfig) -> None:
         super().__init__(ctx)
         self.cache = CacheFiles(ctx, config.cache_dir, config.export_voices, config.import_voices)
-        add = self.router.add_api_route
-        self.public.add_api_route("/", hello, methods=["GET"], include_in_schema=False)
-        add("/alive", alive, methods=["GET"], tags=["cosyvoice"])
-        add("/speakers", self.speakers, methods=["GET"], tags=["cosyvoice"])
-        add("/remove", self.remove, methods=["POST"], tags=["cosyvoice"], response_model=None)
-        add("/cache/save", self.cache_save, methods=["POST"], tags=["cosyvoice"], response_model=None)
-        add("/cache/load", self.cache_load, methods=["POST"], tags=["cosyvoice"], response_model=None)
-        add("/clone", self.clone, methods=["POST"], tags=["cosyvoice"], response_model=None)
-        add("/tts", self.tts, methods=["POST"], tags=["cosyvoice"], response_model=None)
-        # The WebSocket checks the key itself: a refusal is a message in the session's shape, then a close.
-        self.public.add_api_websocket_route("/tts", self.tts_stream)
 
     def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
         """The original's error body: the message as a bare JSON string (the key check: its PermissionError)."""
@@ -125,73 +118,93 @@ class CosyVoice(Dialect):
                 and "text_lang" not in payload and "ref_audio_path" not in payload
         return True
 
-    async def speakers(self) -> list[str]:
-        return [voice.id for voice in self.ctx.voices.list()]
 
-    async def remove(self, body: RemoveInput) -> dict[str, Any]:
-        ctx = self.ctx
-        wanted = list(body.prompt_ids or [])
-        if body.prompt_id is not None:
-            wanted.append(body.prompt_id)
-        stored = await asyncio.to_thread(ctx.voicebank.store.list)
-        if not wanted:  # [] = all: every voice this dialect registered, not other dialects' or installed ones
-            wanted = [v.id for v in stored if v.meta.get("origin") == DIALECT]
-        registered = {v.id for v in stored}
-        removed = []
-        for voice_id in dict.fromkeys(wanted):
-            if voice_id in registered and await ctx.voicebank.remove(voice_id):
-                removed.append(voice_id)
-        if body.prompt_ids is None:
-            return {"status": "ok", "removed_speakers": removed}  # the seed doc's answer, plus the list
-        return {"removed_speakers": removed}
+CosyVoiceDep = Annotated[CosyVoice, Depends(this_dialect)]
 
-    async def cache_save(self, body: SaveCacheInput) -> dict[str, Any]:
-        return {"cache_path": await self.cache.save(body.cache_dir, body.filename, body.prompt_ids)}
 
-    async def cache_load(self, body: LoadCacheInput) -> dict[str, Any]:
-        return {"loaded_speakers": await self.cache.load(body.cache_path, body.prompt_ids)}
+@routes.get("/", public=True, include_in_schema=False)
+async def hello() -> Response:
+    return JSONResponse("Hello.")
 
-    async def clone(self, body: CloneInput) -> dict[str, Any]:
-        ctx = self.ctx
-        prompt_id = body.voice_id()
-        if prompt_id in {voice.id for voice in ctx.voices.list()}:
-            return {"existed": True, "prompt_id": prompt_id}
-        raw = None
-        if body.audio_format.strip().lower() == "pcm":
-            raw = await asyncio.to_thread(_raw_pcm, body.prompt_audio, body.sample_rate,
-                                          ctx.voicebank.policy.limits.max_bytes)
-        reference = await ctx.voicebank.load_reference(raw if raw is not None else body.prompt_audio)
-        voice, existed = await ctx.voicebank.register(
-            prompt_id, reference, transcript=body.prompt_text.strip() or None,
-            meta={**ORIGIN, "loudness": body.loudness})
-        return {"existed": existed, "prompt_id": voice.id}
 
-    async def tts(self, body: TtsInput, request: Request) -> Response:
-        voice = speaker(self.ctx, body.prompt_id)
-        body.check()
-        data = await synthesize_file(self.ctx, body, voice, body.text, request)
-        encoded = await asyncio.to_thread(base64.b64encode, data)
-        return JSONResponse({"audio": encoded.decode("ascii")})
+@routes.get("/alive", tags=["cosyvoice"])
+async def alive() -> dict[str, str]:
+    return {"status": "alive"}
 
-    async def tts_stream(self, websocket: WebSocket) -> None:
-        if not self.authorized(websocket):
-            found = failure(self.ctx.metrics, DIALECT, Unauthorized(MESSAGE), ERRORS)
-            await websocket.accept()  # say why in the session's error message, then close (policy violation)
-            await websocket.send_text(json.dumps(refusal(found.message)))
-            await websocket.close(1008, "unauthorized")
-            return
-        await websocket.accept()
-        await Link(websocket, self.ctx).run()
+
+@routes.get("/speakers", tags=["cosyvoice"])
+async def speakers(dialect: CosyVoiceDep) -> list[str]:
+    return [voice.id for voice in dialect.ctx.voices.list()]
+
+
+@routes.post("/remove", tags=["cosyvoice"], response_model=None)
+async def remove(body: RemoveInput, dialect: CosyVoiceDep) -> dict[str, Any]:
+    ctx = dialect.ctx
+    wanted = list(body.prompt_ids or [])
+    if body.prompt_id is not None:
+        wanted.append(body.prompt_id)
+    stored = await asyncio.to_thread(ctx.voicebank.store.list)
+    if not wanted:  # [] = all: every voice this dialect registered, not other dialects' or installed ones
+        wanted = [v.id for v in stored if v.meta.get("origin") == DIALECT]
+    registered = {v.id for v in stored}
+    removed = []
+    for voice_id in dict.fromkeys(wanted):
+        if voice_id in registered and await ctx.voicebank.remove(voice_id):
+            removed.append(voice_id)
+    if body.prompt_ids is None:
+        return {"status": "ok", "removed_speakers": removed}  # the seed doc's answer, plus the list
+    return {"removed_speakers": removed}
+
+
+@routes.post("/cache/save", tags=["cosyvoice"], response_model=None)
+async def cache_save(body: SaveCacheInput, dialect: CosyVoiceDep) -> dict[str, Any]:
+    return {"cache_path": await dialect.cache.save(body.cache_dir, body.filename, body.prompt_ids)}
+
+
+@routes.post("/cache/load", tags=["cosyvoice"], response_model=None)
+async def cache_load(body: LoadCacheInput, dialect: CosyVoiceDep) -> dict[str, Any]:
+    return {"loaded_speakers": await dialect.cache.load(body.cache_path, body.prompt_ids)}
+
+
+@routes.post("/clone", tags=["cosyvoice"], response_model=None)
+async def clone(body: CloneInput, dialect: CosyVoiceDep) -> dict[str, Any]:
+    ctx = dialect.ctx
+    prompt_id = body.voice_id()
+    if prompt_id in {voice.id for voice in ctx.voices.list()}:
+        return {"existed": True, "prompt_id": prompt_id}
+    raw = None
+    if body.audio_format.strip().lower() == "pcm":
+        raw = await asyncio.to_thread(_raw_pcm, body.prompt_audio, body.sample_rate,
+                                      ctx.voicebank.policy.limits.max_bytes)
+    reference = await ctx.voicebank.load_reference(raw if raw is not None else body.prompt_audio)
+    voice, existed = await ctx.voicebank.register(
+        prompt_id, reference, transcript=body.prompt_text.strip() or None,
+        meta={**ORIGIN, "loudness": body.loudness})
+    return {"existed": existed, "prompt_id": voice.id}
+
+
+@routes.post("/tts", tags=["cosyvoice"], response_model=None)
+async def tts(body: TtsInput, request: Request, dialect: CosyVoiceDep) -> Response:
+    voice = speaker(dialect.ctx, body.prompt_id)
+    body.check()
+    data = await synthesize_file(dialect.ctx, body, voice, body.text, request)
+    encoded = await asyncio.to_thread(base64.b64encode, data)
+    return JSONResponse({"audio": encoded.decode("ascii")})
+
+
+# The WebSocket checks the key itself: a refusal is a message in the session's shape, then a close.
+@routes.websocket("/tts")
+async def tts_stream(websocket: WebSocket, dialect: CosyVoiceDep) -> None:
+    if not dialect.authorized(websocket):
+        found = failure(dialect.ctx.metrics, DIALECT, Unauthorized(MESSAGE), ERRORS)
+        await websocket.accept()  # say why in the session's error message, then close (policy violation)
+        await websocket.send_text(json.dumps(refusal(found.message)))
+        await websocket.close(1008, "unauthorized")
+        return
+    await websocket.accept()
+    await Link(websocket, dialect.ctx).run()
 
 
 def refusal(message: str) -> dict[str, Any]:
     """The key check's answer, as the original reports a PermissionError."""
     return {"error": True, "message": f"PermissionError: {message}"}
-
-
-async def hello() -> Response:
-    return JSONResponse("Hello.")
-
-
-async def alive() -> dict[str, str]:
-    return {"status": "alive"}

@@ -7,10 +7,10 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -19,7 +19,7 @@ from voxgate.audio.encoders import encode_all, open_encoder
 from voxgate.core.context import Context
 from voxgate.core.parts import Part
 from voxgate.core.types import SynthesisRequest
-from voxgate.dialects.base import Dialect
+from voxgate.dialects.base import Dialect, Routes, this_dialect
 from voxgate.dialects.common import (
     FORM,
     MAX_REFERENCE_FORM_PART,
@@ -224,6 +224,9 @@ class FlashConfig:
     models: tuple[str, ...] = ()  # model names /v1/audio/speech accepts besides Flash-TTS's engines (openai_models)
 
 
+routes = Routes()
+
+
 class Flash(Dialect):
     """Flash-TTS (`flashtts serve`) on the core: roles are voices of the shared registry."""
 
@@ -231,27 +234,13 @@ class Flash(Dialect):
     original = "Flash-TTS"
     port = 8000
     companions = ("native", "openai")  # Flash-TTS serves OpenAI's speech API on its port too
+    routes = routes
 
     def __init__(self, ctx: Context, config: FlashConfig) -> None:
         super().__init__(ctx)
         self.config = config
         self.speaker = Speaker(ctx, config.sample_rate)
         self.speech_speaker = Speaker(ctx, SPEECH_RATE)
-        add = self.router.add_api_route
-        add("/server_info", self.server_info, methods=["GET"], tags=["flash"])
-        add("/audio_roles", self.audio_roles, methods=["GET"], tags=["flash"])
-        add("/v1/audio_roles", self.audio_roles, methods=["GET"], tags=["flash"])
-        add("/add_speaker", self.add_speaker, methods=["POST"], tags=["flash"], openapi_extra=request_body(
-            fields_schema(("name",), ("reference_text", "audio"), "AddSpeaker"), MULTIPART, FORM,
-            files=("audio_file", "latent_file")))
-        add("/delete_speaker", self.delete_speaker, methods=["POST"], tags=["flash"],
-            openapi_extra=request_body(fields_schema(("name",), title="DeleteSpeaker"), MULTIPART, FORM))
-        add("/clone_voice", self.clone_voice, methods=["POST"], tags=["flash"], openapi_extra=request_body(
-            CloneRequest, MULTIPART, FORM, files=("reference_audio_file", "latent_file")))
-        add("/speak", self.speak, methods=["POST"], tags=["flash"])
-        add("/multi_speak", self.multi_speak, methods=["POST"], tags=["flash"])
-        # One operation per path and method in the API docs: this path's is OpenAI's (docs/flash.md has this shape).
-        add(SPEECH_PATH, self.openai_speech, methods=["POST"], tags=["flash"], include_in_schema=False)
 
     def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
         """{"detail": message} (a route may put a prefix before it), {"error": "Unauthorized"} for the key;
@@ -285,112 +274,138 @@ class Flash(Dialect):
         if self.config.role_dir is not None:
             await import_role_dir(self.ctx, self.config.role_dir)
 
-    # -- roles ---------------------------------------------------------------------------------------------
 
-    async def server_info(self) -> dict[str, Any]:
-        return {"success": True, "info": {"model": MODEL_NAME, "roles": roles(self.ctx),
-                                          "sample_rate": self.speaker.rate}}
+FlashDep = Annotated[Flash, Depends(this_dialect)]
 
-    async def audio_roles(self) -> dict[str, Any]:
-        return {"success": True, "roles": roles(self.ctx)}
 
-    async def add_speaker(self, request: Request) -> Response:
-        ctx = self.ctx
-        fields, files = await _form(request, ctx.voicebank.policy.limits.max_bytes)
-        name = fields.get("name")
-        if not name:
-            raise missing_field("name")
-        if role_id(name).startswith(TEMPORARY_PREFIX):
-            raise InvalidInput(f"role names starting with {TEMPORARY_PREFIX!r} are reserved", param="name")
-        if builtin_role(ctx, name) is not None:
-            raise InvalidInput(f'Failed to add the voice character "{name}": it is a built-in role; map it '
-                               f"to an installed voice with the setting flash_builtin_roles", param="name")
-        reference = await load_reference(ctx, _reference_value(files, "audio_file", fields.get("audio")))
-        if "latent_file" in files:
-            _LOG.debug("latent_file is MegaTTS-only; ignored")
-        voice, existed = await ctx.voicebank.register(
-            name, reference, transcript=fields.get("reference_text") or None,
-            meta={"origin": ORIGIN}, replace=True)
-        if existed:
-            _LOG.warning("role %s already existed and was replaced", voice.id)
-        return JSONResponse({"success": True, "role": voice.id})
+# -- roles ---------------------------------------------------------------------------------------------
 
-    async def delete_speaker(self, request: Request) -> Response:
-        ctx = self.ctx
-        request.state.error_prefix = 'Failed to remove the voice character "": '
-        fields, _ = await _form(request, ctx.voicebank.policy.limits.max_bytes)
-        name = fields.get("name") or ""
-        request.state.error_prefix = f'Failed to remove the voice character "{name}": '
-        if not name:
-            raise missing_field("name")
-        if builtin_role(ctx, name) is not None:
-            raise InvalidInput("it is a built-in role (Spark-TTS's fixed voice) and cannot be removed; "
-                               "the setting flash_builtin_roles maps it to a voice", param="name")
-        voice_id = role_id(name)
-        if voice_id.startswith(TEMPORARY_PREFIX) or not await ctx.voicebank.remove(voice_id):
-            raise VoiceNotFound(f"it is not a saved role; existing roles: {role_list(ctx)}", param="name")
-        return JSONResponse({"success": True, "role": voice_id})
+@routes.get("/server_info", tags=["flash"])
+async def server_info(dialect: FlashDep) -> dict[str, Any]:
+    return {"success": True, "info": {"model": MODEL_NAME, "roles": roles(dialect.ctx),
+                                      "sample_rate": dialect.speaker.rate}}
 
-    # -- speech --------------------------------------------------------------------------------------------
 
-    async def clone_voice(self, request: Request) -> Response:
-        ctx, speaker = self.ctx, self.speaker
-        fields, files = await _form(request, ctx.voicebank.policy.limits.max_bytes)
-        body = body_model(CloneRequest, fields)
-        if "latent_file" in files:
-            _LOG.debug("latent_file is MegaTTS-only; ignored")
-        value = _reference_value(files, "reference_audio_file", body.reference_audio)
-        reference = await load_reference(ctx, value)
-        voice = await reference_voice(ctx, reference, body.reference_text)
-        req = synthesis_request(body.text, voice, speaker.rate, body.pitch, body.speed)
-        return await speaker.respond(request, [req], body.response_format, body.stream)
+@routes.get("/v1/audio_roles", tags=["flash"])
+@routes.get("/audio_roles", tags=["flash"])
+async def audio_roles(dialect: FlashDep) -> dict[str, Any]:
+    return {"success": True, "roles": roles(dialect.ctx)}
 
-    async def speak(self, body: SpeakRequest, request: Request) -> Response:
-        voice = resolve_role(self.ctx, body.name, self.config.builtin_roles)
-        req = synthesis_request(body.text, voice, self.speaker.rate, body.pitch, body.speed)
-        return await self.speaker.respond(request, [req], body.response_format, body.stream)
 
-    async def openai_speech(self, request: Request) -> Response:
-        """Flash-TTS's /v1/audio/speech: a role or reference audio as `voice`, pitch as a ratio, `stream`."""
-        payload = await json_object(request, invalid="The request body is not valid JSON.",
-                                    not_object="The request body must be a JSON object.")
-        try:
-            body = SpeechRequest.model_validate(payload)
-        except ValidationError as exc:
-            raise envelope_invalid(exc) from None
-        accepted = (*ENGINES, *(m.lower() for m in self.config.models))
-        if body.model.strip().lower() not in accepted:
-            names = ", ".join((*ENGINES, *self.config.models)[:8])
-            raise UnknownModel(f"The model '{body.model}' does not exist; use one of {names}, …", param="model")
-        voice = await self._speech_voice(body.voice)
-        req = SynthesisRequest(text=body.input, voice=voice, speed=body.speed, pitch=semitones_of_ratio(body.pitch),
-                               sample_rate=SPEECH_RATE, normalize=body.normalize)
-        return await self.speech_speaker.respond(request, [req], body.response_format, body.stream)
+@routes.post("/add_speaker", tags=["flash"], openapi_extra=request_body(
+    fields_schema(("name",), ("reference_text", "audio"), "AddSpeaker"), MULTIPART, FORM,
+    files=("audio_file", "latent_file")))
+async def add_speaker(dialect: FlashDep, request: Request) -> Response:
+    ctx = dialect.ctx
+    fields, files = await _form(request, ctx.voicebank.policy.limits.max_bytes)
+    name = fields.get("name")
+    if not name:
+        raise missing_field("name")
+    if role_id(name).startswith(TEMPORARY_PREFIX):
+        raise InvalidInput(f"role names starting with {TEMPORARY_PREFIX!r} are reserved", param="name")
+    if builtin_role(ctx, name) is not None:
+        raise InvalidInput(f'Failed to add the voice character "{name}": it is a built-in role; map it '
+                           f"to an installed voice with the setting flash_builtin_roles", param="name")
+    reference = await load_reference(ctx, _reference_value(files, "audio_file", fields.get("audio")))
+    if "latent_file" in files:
+        _LOG.debug("latent_file is MegaTTS-only; ignored")
+    voice, existed = await ctx.voicebank.register(
+        name, reference, transcript=fields.get("reference_text") or None,
+        meta={"origin": ORIGIN}, replace=True)
+    if existed:
+        _LOG.warning("role %s already existed and was replaced", voice.id)
+    return JSONResponse({"success": True, "role": voice.id})
 
-    async def _speech_voice(self, name: str) -> str:
-        """The voice of a /v1/audio/speech `voice`: a built-in role, a role, or reference audio."""
-        ctx = self.ctx
-        try:
-            role = builtin_role(ctx, name)
-            if role is not None:
-                return builtin_voice(ctx, role, self.config.builtin_roles)
-            for candidate in (name, role_id(name)):
-                if (found := ctx.voices.resolve_or_none(candidate)) is not None:
-                    return found.id
-            if not looks_like_reference(name):
-                return ctx.voices.resolve(name).id  # raises VoiceNotFound, naming the voices
-            return await reference_voice(ctx, await load_reference(ctx, name))
-        except InvalidInput as exc:  # a reference that cannot be used
-            exc.param = exc.param or "voice"
-            raise
-        except VoiceNotFound as exc:
-            exc.param = "voice"
-            raise
 
-    async def multi_speak(self, body: MultiSpeakRequest, request: Request) -> Response:
-        lines = script.parse(body.text)
-        requests = _resolve_lines(self.ctx, lines, self.speaker.rate, self.config.builtin_roles)
-        return await self.speaker.respond(request, requests, body.response_format, body.stream)
+@routes.post("/delete_speaker", tags=["flash"],
+             openapi_extra=request_body(fields_schema(("name",), title="DeleteSpeaker"), MULTIPART, FORM))
+async def delete_speaker(dialect: FlashDep, request: Request) -> Response:
+    ctx = dialect.ctx
+    request.state.error_prefix = 'Failed to remove the voice character "": '
+    fields, _ = await _form(request, ctx.voicebank.policy.limits.max_bytes)
+    name = fields.get("name") or ""
+    request.state.error_prefix = f'Failed to remove the voice character "{name}": '
+    if not name:
+        raise missing_field("name")
+    if builtin_role(ctx, name) is not None:
+        raise InvalidInput("it is a built-in role (Spark-TTS's fixed voice) and cannot be removed; "
+                           "the setting flash_builtin_roles maps it to a voice", param="name")
+    voice_id = role_id(name)
+    if voice_id.startswith(TEMPORARY_PREFIX) or not await ctx.voicebank.remove(voice_id):
+        raise VoiceNotFound(f"it is not a saved role; existing roles: {role_list(ctx)}", param="name")
+    return JSONResponse({"success": True, "role": voice_id})
+
+
+# -- speech --------------------------------------------------------------------------------------------
+
+@routes.post("/clone_voice", tags=["flash"], openapi_extra=request_body(
+    CloneRequest, MULTIPART, FORM, files=("reference_audio_file", "latent_file")))
+async def clone_voice(dialect: FlashDep, request: Request) -> Response:
+    ctx, speaker = dialect.ctx, dialect.speaker
+    fields, files = await _form(request, ctx.voicebank.policy.limits.max_bytes)
+    body = body_model(CloneRequest, fields)
+    if "latent_file" in files:
+        _LOG.debug("latent_file is MegaTTS-only; ignored")
+    value = _reference_value(files, "reference_audio_file", body.reference_audio)
+    reference = await load_reference(ctx, value)
+    voice = await reference_voice(ctx, reference, body.reference_text)
+    req = synthesis_request(body.text, voice, speaker.rate, body.pitch, body.speed)
+    return await speaker.respond(request, [req], body.response_format, body.stream)
+
+
+@routes.post("/speak", tags=["flash"])
+async def speak(dialect: FlashDep, body: SpeakRequest, request: Request) -> Response:
+    voice = resolve_role(dialect.ctx, body.name, dialect.config.builtin_roles)
+    req = synthesis_request(body.text, voice, dialect.speaker.rate, body.pitch, body.speed)
+    return await dialect.speaker.respond(request, [req], body.response_format, body.stream)
+
+
+@routes.post("/multi_speak", tags=["flash"])
+async def multi_speak(dialect: FlashDep, body: MultiSpeakRequest, request: Request) -> Response:
+    lines = script.parse(body.text)
+    requests = _resolve_lines(dialect.ctx, lines, dialect.speaker.rate, dialect.config.builtin_roles)
+    return await dialect.speaker.respond(request, requests, body.response_format, body.stream)
+
+
+# One operation per path and method in the API docs: this path's is OpenAI's (docs/flash.md has this shape).
+@routes.post(SPEECH_PATH, tags=["flash"], include_in_schema=False)
+async def openai_speech(dialect: FlashDep, request: Request) -> Response:
+    """Flash-TTS's /v1/audio/speech: a role or reference audio as `voice`, pitch as a ratio, `stream`."""
+    payload = await json_object(request, invalid="The request body is not valid JSON.",
+                                not_object="The request body must be a JSON object.")
+    try:
+        body = SpeechRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise envelope_invalid(exc) from None
+    accepted = (*ENGINES, *(m.lower() for m in dialect.config.models))
+    if body.model.strip().lower() not in accepted:
+        names = ", ".join((*ENGINES, *dialect.config.models)[:8])
+        raise UnknownModel(f"The model '{body.model}' does not exist; use one of {names}, …", param="model")
+    voice = await _speech_voice(dialect, body.voice)
+    req = SynthesisRequest(text=body.input, voice=voice, speed=body.speed, pitch=semitones_of_ratio(body.pitch),
+                           sample_rate=SPEECH_RATE, normalize=body.normalize)
+    return await dialect.speech_speaker.respond(request, [req], body.response_format, body.stream)
+
+
+async def _speech_voice(dialect: Flash, name: str) -> str:
+    """The voice of a /v1/audio/speech `voice`: a built-in role, a role, or reference audio."""
+    ctx = dialect.ctx
+    try:
+        role = builtin_role(ctx, name)
+        if role is not None:
+            return builtin_voice(ctx, role, dialect.config.builtin_roles)
+        for candidate in (name, role_id(name)):
+            if (found := ctx.voices.resolve_or_none(candidate)) is not None:
+                return found.id
+        if not looks_like_reference(name):
+            return ctx.voices.resolve(name).id  # raises VoiceNotFound, naming the voices
+        return await reference_voice(ctx, await load_reference(ctx, name))
+    except InvalidInput as exc:  # a reference that cannot be used
+        exc.param = exc.param or "voice"
+        raise
+    except VoiceNotFound as exc:
+        exc.param = "voice"
+        raise
 
 
 def _resolve_lines(ctx: Context, lines: list[script.Line], rate: int,

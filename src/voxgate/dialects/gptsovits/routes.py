@@ -9,10 +9,10 @@ import os
 import signal
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
@@ -25,7 +25,7 @@ from voxgate.core.routing import spoken_languages
 from voxgate.core.service import SynthesisStream
 from voxgate.core.types import PcmChunk
 from voxgate.core.voicebank import ReferenceAudio
-from voxgate.dialects.base import Dialect
+from voxgate.dialects.base import Dialect, Routes, this_dialect
 from voxgate.dialects.common import (
     FORM,
     JSON,
@@ -313,28 +313,22 @@ class GptSovitsConfig:
     allow_exit: bool = False  # /control?command=exit may stop the server (setting allow_remote_control)
 
 
+routes = Routes()
+
+
 class GptSovits(Dialect):
     """GPT-SoVITS api_v2 on the core: one state per server, shared by every app it is mounted on."""
 
     name = "gptsovits"
     original = "GPT-SoVITS"
     port = 9880
+    routes = routes
 
     def __init__(self, ctx: Context, config: GptSovitsConfig) -> None:
         super().__init__(ctx)
         self.config = config
         self.state = DialectState()
         self.voices = Voices(ctx, self.state)
-        add = self.router.add_api_route
-        add("/tts", self.tts_get, methods=["GET"], tags=["gptsovits"], openapi_extra=query_parameters(TtsParams))
-        add("/tts", self.tts_post, methods=["POST"], tags=["gptsovits"],
-            openapi_extra=request_body(TtsParams, JSON, FORM))
-        add("/control", self.control_get, methods=["GET"], tags=["gptsovits"])
-        add("/control", self.control_post, methods=["POST"], tags=["gptsovits"],
-            openapi_extra=request_body(fields_schema(("command",), title="Control"), required=False))
-        add("/set_gpt_weights", self.set_gpt_weights, methods=["GET"], tags=["gptsovits"])
-        add("/set_sovits_weights", self.set_sovits_weights, methods=["GET"], tags=["gptsovits"])
-        add("/set_refer_audio", self.set_refer_audio, methods=["GET"], tags=["gptsovits"])
 
     def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
         """The original's bodies: {"message": m} for a parameter, else {"message": "<what> failed", "Exception": m}."""
@@ -351,98 +345,119 @@ class GptSovits(Dialect):
             return True  # forms and broken JSON: GPT-SoVITS accepts forms and explains the rest
         return not isinstance(payload, dict) or claims(payload)
 
-    # -- /tts ------------------------------------------------------------------------------------------------
 
-    async def tts_get(self, request: Request) -> Response:
-        fields: dict[str, Any] = dict(request.query_params)
-        for name in ("text_lang", "prompt_lang"):  # the original lower-cases these on GET only
-            if isinstance(fields.get(name), str):
-                fields[name] = fields[name].lower()
-        aux = request.query_params.getlist("aux_ref_audio_paths")
-        fields["aux_ref_audio_paths"] = aux or None
-        return await self.tts(_parse(fields, "query"), request)
+GptSovitsDep = Annotated[GptSovits, Depends(this_dialect)]
 
-    async def tts_post(self, request: Request) -> Response:
-        return await self.tts(_parse(await _body_fields(request), "body"), request)
 
-    async def tts(self, params: TtsParams, request: Request) -> Response:
-        state, voices = self.state, self.voices
-        mode = params.check(voices.spoken(), state.default is not None)
-        if params.aux_ref_audio_paths:
-            _LOG.debug("aux_ref_audio_paths are accepted but not fused")
-        voice = (await voices.resolve(params.ref_audio_path, params.prompt_text, params.prompt_lang)
-                 if params.ref_audio_path else state.default)
-        assert voice is not None  # check() refused a request with neither
-        cut = plan(params.text or "", params.language, params.text_split_method, mode)
-        silence = params.silence  # everything that can fail is computed before the stream opens
-        stream = await self.ctx.service.open(params.to_request(voice, cut.segments))
-        if mode == 0:
-            audio = await unless_disconnected(request, _whole(stream, cut, silence))
-            data = await asyncio.to_thread(_whole_file, audio, params.media_type)
-            return Response(data, media_type=f"audio/{params.media_type}")
-        chunks = await first_then_rest(stream)
-        units = _by_fragment(chunks, cut, mode, silence)
-        return ClosingStreamingResponse(_stream_body(units, params.media_type), stream.aclose,
-                                        media_type=f"audio/{params.media_type}")
+# -- /tts ----------------------------------------------------------------------------------------------------
 
-    # -- /control --------------------------------------------------------------------------------------------
+@routes.get("/tts", tags=["gptsovits"], openapi_extra=query_parameters(TtsParams))
+async def tts_get(request: Request, dialect: GptSovitsDep) -> Response:
+    fields: dict[str, Any] = dict(request.query_params)
+    for name in ("text_lang", "prompt_lang"):  # the original lower-cases these on GET only
+        if isinstance(fields.get(name), str):
+            fields[name] = fields[name].lower()
+    aux = request.query_params.getlist("aux_ref_audio_paths")
+    fields["aux_ref_audio_paths"] = aux or None
+    return await _tts(dialect, _parse(fields, "query"), request)
 
-    async def control_get(self, request: Request, command: str | None = None) -> Response:
-        return await self.control(command, request)
 
-    async def control_post(self, request: Request) -> Response:
-        try:
-            body = parse_json(await request.body() or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            body = {}
-        command = body.get("command") if isinstance(body, dict) else None
-        return await self.control(command if command is not None else request.query_params.get("command"), request)
+@routes.post("/tts", tags=["gptsovits"], openapi_extra=request_body(TtsParams, JSON, FORM))
+async def tts_post(request: Request, dialect: GptSovitsDep) -> Response:
+    return await _tts(dialect, _parse(await _body_fields(request), "body"), request)
 
-    async def control(self, command: Any, request: Request) -> Response:
-        ctx, state = self.ctx, self.state
-        if command is None or command == "":
-            return JSONResponse({"message": "command is required"}, status_code=400)
-        if command == "exit" and not self.config.allow_exit:
-            return JSONResponse({"message": "exit is disabled: start the server with --allow-remote-control"},
-                                status_code=403)
-        if command == "exit" and cross_site(request):
-            return JSONResponse({"message": "exit refused: a cross-site request may not stop the server"},
-                                status_code=403)
-        if command == "restart":
-            await asyncio.to_thread(ctx.voices.refresh)
-            await ctx.voicebank.rematch()  # may synthesize, so may find the server busy ("restart failed")
-            state.reference = None  # a restarted original has no reference loaded
-            if state.model is not None:
-                try:
-                    state.model = ctx.voices.resolve(state.model).id
-                except VoiceNotFound:
-                    state.model = None
-            _LOG.info("gptsovits restart: voices and settings reloaded")
-        elif command == "exit":
-            _LOG.info("gptsovits exit: shutting down")
-            # SIGTERM after the response: uvicorn then drains running streams, as on Ctrl-C.
-            return JSONResponse(None, background=BackgroundTask(os.kill, os.getpid(), signal.SIGTERM))
-        return JSONResponse(None)
 
-    # -- /set_*_weights, /set_refer_audio ----------------------------------------------------------------------
+async def _tts(dialect: GptSovits, params: TtsParams, request: Request) -> Response:
+    state, voices = dialect.state, dialect.voices
+    mode = params.check(voices.spoken(), state.default is not None)
+    if params.aux_ref_audio_paths:
+        _LOG.debug("aux_ref_audio_paths are accepted but not fused")
+    voice = (await voices.resolve(params.ref_audio_path, params.prompt_text, params.prompt_lang)
+             if params.ref_audio_path else state.default)
+    assert voice is not None  # check() refused a request with neither
+    cut = plan(params.text or "", params.language, params.text_split_method, mode)
+    silence = params.silence  # everything that can fail is computed before the stream opens
+    stream = await dialect.ctx.service.open(params.to_request(voice, cut.segments))
+    if mode == 0:
+        audio = await unless_disconnected(request, _whole(stream, cut, silence))
+        data = await asyncio.to_thread(_whole_file, audio, params.media_type)
+        return Response(data, media_type=f"audio/{params.media_type}")
+    chunks = await first_then_rest(stream)
+    units = _by_fragment(chunks, cut, mode, silence)
+    return ClosingStreamingResponse(_stream_body(units, params.media_type), stream.aclose,
+                                    media_type=f"audio/{params.media_type}")
 
-    async def set_gpt_weights(self, weights_path: str | None = None) -> Response:
-        return await self.set_weights(weights_path, "gpt")
 
-    async def set_sovits_weights(self, weights_path: str | None = None) -> Response:
-        return await self.set_weights(weights_path, "sovits")
+# -- /control ------------------------------------------------------------------------------------------------
 
-    async def set_weights(self, weights_path: str | None, kind: str) -> Response:
-        if not weights_path:
-            return JSONResponse({"message": f"{kind} weight path is required"}, status_code=400)
-        self.state.model = await self.voices.model(weights_path)
-        return JSONResponse({"message": "success"})
+@routes.get("/control", tags=["gptsovits"])
+async def control_get(request: Request, dialect: GptSovitsDep, command: str | None = None) -> Response:
+    return await _control(dialect, command, request)
 
-    async def set_refer_audio(self, refer_audio_path: str | None = None) -> Response:
-        if not refer_audio_path:
-            raise InvalidInput("refer_audio_path is required", param="refer_audio_path")
-        self.state.reference = await self.voices.register(refer_audio_path)
-        return JSONResponse({"message": "success"})
+
+@routes.post("/control", tags=["gptsovits"],
+             openapi_extra=request_body(fields_schema(("command",), title="Control"), required=False))
+async def control_post(request: Request, dialect: GptSovitsDep) -> Response:
+    try:
+        body = parse_json(await request.body() or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = {}
+    command = body.get("command") if isinstance(body, dict) else None
+    return await _control(dialect, command if command is not None else request.query_params.get("command"), request)
+
+
+async def _control(dialect: GptSovits, command: Any, request: Request) -> Response:
+    ctx, state = dialect.ctx, dialect.state
+    if command is None or command == "":
+        return JSONResponse({"message": "command is required"}, status_code=400)
+    if command == "exit" and not dialect.config.allow_exit:
+        return JSONResponse({"message": "exit is disabled: start the server with --allow-remote-control"},
+                            status_code=403)
+    if command == "exit" and cross_site(request):
+        return JSONResponse({"message": "exit refused: a cross-site request may not stop the server"},
+                            status_code=403)
+    if command == "restart":
+        await asyncio.to_thread(ctx.voices.refresh)
+        await ctx.voicebank.rematch()  # may synthesize, so may find the server busy ("restart failed")
+        state.reference = None  # a restarted original has no reference loaded
+        if state.model is not None:
+            try:
+                state.model = ctx.voices.resolve(state.model).id
+            except VoiceNotFound:
+                state.model = None
+        _LOG.info("gptsovits restart: voices and settings reloaded")
+    elif command == "exit":
+        _LOG.info("gptsovits exit: shutting down")
+        # SIGTERM after the response: uvicorn then drains running streams, as on Ctrl-C.
+        return JSONResponse(None, background=BackgroundTask(os.kill, os.getpid(), signal.SIGTERM))
+    return JSONResponse(None)
+
+
+# -- /set_*_weights, /set_refer_audio --------------------------------------------------------------------------
+
+@routes.get("/set_gpt_weights", tags=["gptsovits"])
+async def set_gpt_weights(dialect: GptSovitsDep, weights_path: str | None = None) -> Response:
+    return await _set_weights(dialect, weights_path, "gpt")
+
+
+@routes.get("/set_sovits_weights", tags=["gptsovits"])
+async def set_sovits_weights(dialect: GptSovitsDep, weights_path: str | None = None) -> Response:
+    return await _set_weights(dialect, weights_path, "sovits")
+
+
+async def _set_weights(dialect: GptSovits, weights_path: str | None, kind: str) -> Response:
+    if not weights_path:
+        return JSONResponse({"message": f"{kind} weight path is required"}, status_code=400)
+    dialect.state.model = await dialect.voices.model(weights_path)
+    return JSONResponse({"message": "success"})
+
+
+@routes.get("/set_refer_audio", tags=["gptsovits"])
+async def set_refer_audio(dialect: GptSovitsDep, refer_audio_path: str | None = None) -> Response:
+    if not refer_audio_path:
+        raise InvalidInput("refer_audio_path is required", param="refer_audio_path")
+    dialect.state.reference = await dialect.voices.register(refer_audio_path)
+    return JSONResponse({"message": "success"})
 
 
 async def _whole(stream: SynthesisStream, cut: Plan, silence: int) -> Unit:

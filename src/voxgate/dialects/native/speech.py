@@ -6,16 +6,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from voxgate.audio.encoders import encode_all, get_format, output_rate
 from voxgate.core import captions
-from voxgate.core.context import Context
 from voxgate.core.types import SynthesisRequest
+from voxgate.dialects.base import Dialect, Routes, this_dialect
 from voxgate.dialects.common import JSON, json_object, request_body, unless_disconnected
 from voxgate.errors import InvalidInput
 
@@ -84,36 +84,39 @@ def word_json(word: captions.Word) -> dict[str, Any]:
     return {**shown, "estimated": True} if word.estimated else shown
 
 
-def attach_speech(router: APIRouter, ctx: Context) -> None:
-    """Mount POST /v1/speech on the native dialect's keyed router (key check, counting, native errors)."""
-
-    @router.post("/v1/speech", tags=["native"], openapi_extra=request_body(SpeechBody, JSON))
-    async def speech(request: Request) -> Response:
-        body = _parsed(await json_object(request, invalid="the request body is not valid JSON",
-                                         not_object="the request body must be a JSON object"))
-        try:
-            spec = get_format(body.format)
-        except InvalidInput as exc:
-            exc.param = "format"
-            raise
-        wanted = body.to_request(ctx.voices.default_voice)
-        pcm, timed = await unless_disconnected(request, captions.synthesize(ctx.service, wanted))
-        data = await asyncio.to_thread(encode_all, pcm.samples, pcm.rate, spec.name)
-        if body.captions is None:
-            return Response(data, media_type=spec.content_type,
-                            headers={"Content-Disposition": f"attachment; filename=speech.{spec.extension}"})
-        return JSONResponse({
-            "object": "speech.captioned",
-            "audio": base64.b64encode(data).decode("ascii"),
-            "format": spec.name,
-            "content_type": spec.content_type,
-            "sample_rate": output_rate(spec, pcm.rate),
-            "duration": round(pcm.duration, 3),
-            "captions": captions.caption_file(body.text, timed, body.captions),
-            "captions_format": body.captions,
-            "captions_content_type": captions.CONTENT_TYPES[body.captions],
-            "words": [word_json(w) for w in timed],
-        })
+# On the native dialect's keyed router (key check, counting, native errors): native/routes.py includes it.
+routes = Routes()
+NativeDep = Annotated[Dialect, Depends(this_dialect)]  # the native dialect (its module imports this one)
 
 
-__all__ = ["SpeechBody", "attach_speech"]
+@routes.post("/v1/speech", tags=["native"], openapi_extra=request_body(SpeechBody, JSON))
+async def speech(request: Request, dialect: NativeDep) -> Response:
+    ctx = dialect.ctx
+    body = _parsed(await json_object(request, invalid="the request body is not valid JSON",
+                                     not_object="the request body must be a JSON object"))
+    try:
+        spec = get_format(body.format)
+    except InvalidInput as exc:
+        exc.param = "format"
+        raise
+    wanted = body.to_request(ctx.voices.default_voice)
+    pcm, timed = await unless_disconnected(request, captions.synthesize(ctx.service, wanted))
+    data = await asyncio.to_thread(encode_all, pcm.samples, pcm.rate, spec.name)
+    if body.captions is None:
+        return Response(data, media_type=spec.content_type,
+                        headers={"Content-Disposition": f"attachment; filename=speech.{spec.extension}"})
+    return JSONResponse({
+        "object": "speech.captioned",
+        "audio": base64.b64encode(data).decode("ascii"),
+        "format": spec.name,
+        "content_type": spec.content_type,
+        "sample_rate": output_rate(spec, pcm.rate),
+        "duration": round(pcm.duration, 3),
+        "captions": captions.caption_file(body.text, timed, body.captions),
+        "captions_format": body.captions,
+        "captions_content_type": captions.CONTENT_TYPES[body.captions],
+        "words": [word_json(w) for w in timed],
+    })
+
+
+__all__ = ["SpeechBody", "routes"]

@@ -1,4 +1,4 @@
-"""The OpenAI dialect: its handlers and its error table (OpenAI's {"error": {...}} envelope)."""
+"""The OpenAI dialect: its error table (OpenAI's {"error": {...}} envelope) and its handlers, one per route."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import json
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from voxgate.audio.encoders import open_encoder
 from voxgate.core.context import Context
-from voxgate.dialects.base import Dialect
+from voxgate.dialects.base import Dialect, Routes, this_dialect
 from voxgate.dialects.common import (
     SPEECH_ENVELOPE_ERRORS,
     ClosingStreamingResponse,
@@ -127,21 +128,18 @@ async def _sse_body(audio: AsyncIterator[bytes], chars: int) -> AsyncIterator[by
     yield b"data: " + json.dumps({"type": "speech.audio.done", "usage": usage}).encode() + b"\n\n"
 
 
+routes = Routes()
+
+
 class OpenAI(Dialect):
     """OpenAI's speech API (and the names its peer servers' clients send): POST /v1/audio/speech, /v1/models."""
 
     name = "openai"
+    routes = routes
 
     def __init__(self, ctx: Context, config: OpenAIConfig) -> None:
         super().__init__(ctx)
         self.config = config
-        add = self.router.add_api_route
-        add("/v1/audio/speech", self.speech, methods=["POST"], tags=["openai"],
-            openapi_extra=request_body(SpeechRequest))
-        add("/v1/models", self.models, methods=["GET"], tags=["openai"])
-        add("/v1/models/{model_id}", self.model, methods=["GET"], tags=["openai"])
-        add(CAPTIONED_PATH, self.captioned, methods=["POST"], tags=["openai"],
-            openapi_extra=request_body(CaptionedSpeechRequest))
 
     def render_error(self, exc: BaseException, request: Request | None = None) -> Response:
         """Any error in OpenAI's envelope, with the status its class maps to (Kokoro-FastAPI's shape on its
@@ -150,45 +148,59 @@ class OpenAI(Dialect):
             return kokoro_error(self.ctx, self.name, exc)
         return envelope_response(self.ctx.metrics, self.name, exc, ERRORS, _PARAMS)
 
-    async def speech(self, request: Request) -> Response:
-        ctx = self.ctx
-        body = await _parse(request)
-        if body.instructions:
-            _LOG.debug("instructions are not honoured by Piper voices; ignored")
-        voice = _voice_for(ctx, self.config, body)
-        timed = body.timestamps and body.stream_format == "sse"  # word events only fit the SSE stream
-        stream = await ctx.service.open(body.to_request(voice))
-        chunks = await first_then_rest(stream)
 
-        async def close() -> None:
-            await stream.aclose()
+OpenAIDep = Annotated[OpenAI, Depends(this_dialect)]
 
-        encoder = open_encoder(body.response_format, PCM_RATE, streaming=True)
-        if body.stream_format == "sse":
-            if timed:
-                words = sse_with_words(with_words(chunks, encoder, body.input), _sse, len(body.input))
-                return ClosingStreamingResponse(words, close, media_type="text/event-stream",
-                                                headers={"Cache-Control": "no-cache"})
-            audio = encode_stream(chunks, encoder, wrap=_sse)
-            return ClosingStreamingResponse(_sse_body(audio, len(body.input)), close,
-                                            media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        return ClosingStreamingResponse(encode_stream(chunks, encoder), close, media_type=encoder.content_type)
 
-    async def captioned(self, request: Request) -> Response:
-        """Kokoro-FastAPI's POST /dev/captioned_speech (dialects/openai/captioned.py)."""
-        return await captioned_speech(self.ctx, self.config.kokoro_voices, request)
+@routes.post("/v1/audio/speech", tags=["openai"], openapi_extra=request_body(SpeechRequest))
+async def speech(request: Request, dialect: OpenAIDep) -> Response:
+    ctx = dialect.ctx
+    body = await _parse(request)
+    if body.instructions:
+        _LOG.debug("instructions are not honoured by Piper voices; ignored")
+    voice = _voice_for(ctx, dialect.config, body)
+    timed = body.timestamps and body.stream_format == "sse"  # word events only fit the SSE stream
+    stream = await ctx.service.open(body.to_request(voice))
+    chunks = await first_then_rest(stream)
 
-    async def models(self) -> dict[str, object]:
-        data = [{"id": m, "object": "model", "created": _CREATED, "owned_by": "voxgate"}
-                for m in self.config.models]
-        data += [{"id": v.id, "object": "model", "created": _CREATED, "owned_by": v.engine}
-                 for v in self.ctx.voices.list()]
-        return {"object": "list", "data": data}
+    async def close() -> None:
+        await stream.aclose()
 
-    async def model(self, model_id: str) -> Response:
-        listed = (await self.models())["data"]
-        assert isinstance(listed, list)
-        for entry in listed:
-            if entry["id"] == model_id:
-                return JSONResponse(entry)
-        raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+    encoder = open_encoder(body.response_format, PCM_RATE, streaming=True)
+    if body.stream_format == "sse":
+        if timed:
+            words = sse_with_words(with_words(chunks, encoder, body.input), _sse, len(body.input))
+            return ClosingStreamingResponse(words, close, media_type="text/event-stream",
+                                            headers={"Cache-Control": "no-cache"})
+        audio = encode_stream(chunks, encoder, wrap=_sse)
+        return ClosingStreamingResponse(_sse_body(audio, len(body.input)), close,
+                                        media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return ClosingStreamingResponse(encode_stream(chunks, encoder), close, media_type=encoder.content_type)
+
+
+@routes.get("/v1/models", tags=["openai"])
+async def models(dialect: OpenAIDep) -> dict[str, object]:
+    return {"object": "list", "data": _listed(dialect)}
+
+
+@routes.get("/v1/models/{model_id}", tags=["openai"])
+async def model(model_id: str, dialect: OpenAIDep) -> Response:
+    for entry in _listed(dialect):
+        if entry["id"] == model_id:
+            return JSONResponse(entry)
+    raise ModelNotFound(f"The model '{model_id}' does not exist", param="model")
+
+
+@routes.post(CAPTIONED_PATH, tags=["openai"], openapi_extra=request_body(CaptionedSpeechRequest))
+async def captioned(request: Request, dialect: OpenAIDep) -> Response:
+    """Kokoro-FastAPI's POST /dev/captioned_speech (dialects/openai/captioned.py)."""
+    return await captioned_speech(dialect.ctx, dialect.config.kokoro_voices, request)
+
+
+def _listed(dialect: OpenAI) -> list[dict[str, object]]:
+    """The configured model names, then every voice, as /v1/models lists them."""
+    data: list[dict[str, object]] = [{"id": m, "object": "model", "created": _CREATED, "owned_by": "voxgate"}
+                                     for m in dialect.config.models]
+    data += [{"id": v.id, "object": "model", "created": _CREATED, "owned_by": v.engine}
+             for v in dialect.ctx.voices.list()]
+    return data

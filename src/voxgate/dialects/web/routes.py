@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from voxgate.core.context import Context
-from voxgate.dialects.base import Dialect
+from voxgate.dialects.base import Dialect, Routes
 from voxgate.dialects.common import envelope_response
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -27,16 +27,18 @@ class _Assets(StaticFiles):
         return response
 
 
+routes = Routes()
+
+
 class Web(Dialect):
     """`/` (the page), `/favicon.ico` and the static assets, all open: the page asks for the key itself and
     reaches the server only through the other dialects' HTTP APIs."""
 
     name = "web"
+    routes = routes
 
     def __init__(self, ctx: Context, config: object = None) -> None:
         super().__init__(ctx)
-        self.public.add_api_route("/", self.page, methods=["GET"], include_in_schema=False)
-        self.public.add_api_route("/favicon.ico", self.favicon, methods=["GET"], include_in_schema=False)
         # On the open router, so the central key check steps aside for the assets as for the page (compose.py)
         self.public.mount(ASSETS, _Assets(directory=STATIC), name="web")
 
@@ -49,8 +51,12 @@ class Web(Dialect):
         # that also answers GET / finds the page and lets browsers keep it (CosyVoice's "Hello.").
         app.router.routes.extend(self.public.routes)  # the assets' mount with them
 
-    async def page(self) -> FileResponse:
-        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=_NO_CACHE)
 
-    async def favicon(self) -> RedirectResponse:
-        return RedirectResponse(f"{ASSETS}/icon.svg", status_code=308)
+@routes.get("/", public=True, include_in_schema=False)
+async def page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8", headers=_NO_CACHE)
+
+
+@routes.get("/favicon.ico", public=True, include_in_schema=False)
+async def favicon() -> RedirectResponse:
+    return RedirectResponse(f"{ASSETS}/icon.svg", status_code=308)
