@@ -33,6 +33,10 @@ for _name, _value in OFFLINE_ENV.items():
     os.environ.setdefault(_name, _value)
 
 STARTUP_TIMEOUT = 90.0  # seconds: loading and warming the voice on a loaded 2-core CI machine
+# For a server whose test waits for its base-voice measurement right after start (wait_for_bases), with nothing
+# else in flight: measure at once, not after the default 10 s quiet spell (which keeps a busy server from loading
+# a model for background work; tests/unit/test_bases_release.py covers that wait).
+MEASURE_NOW = ("--match-bases-quiet", "0")
 CANDIDATE_PREFIX = "candidate:"  # core/bases.py KEY_PREFIX: the stored measurements of base voices
 # Base-voice measurements taken from a server whose background measurement finished (wait_for_bases), keyed as
 # the store keys them (voice, model file, embedding model, profile text). A server started on a new data folder
@@ -221,7 +225,7 @@ def stop_server(server: Server) -> None:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One shared server with default settings, its base voice measured (so references match at once)."""
-    srv = start_server(tmp_path_factory.mktemp("server"))
+    srv = start_server(tmp_path_factory.mktemp("server"), *MEASURE_NOW)
     try:
         wait_for_bases(srv)
         yield srv
@@ -233,7 +237,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 def timed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server whose Piper voices report word timings (--word-timings), joe as its default voice: shared by the
     timestamp tests and the browser tests (which add and delete voices of their own), one start for both."""
-    srv = start_server(tmp_path_factory.mktemp("timed"), "--default-voice", "en_US-joe-medium", "--word-timings")
+    srv = start_server(tmp_path_factory.mktemp("timed"), "--default-voice", "en_US-joe-medium", "--word-timings",
+                       *MEASURE_NOW)
     try:
         # The first server of the suite (the browser tests): its measurement of the base voice seeds every later
         # server's data folder, so none of them measures it again in the background.

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
 
 RATE = 22050  # Hertz of the bundled voice
 
 
-def piper_speech(*texts: str) -> list[np.ndarray]:
-    """One float32 array per text, spoken by the bundled Piper voice (unnormalised)."""
-    from voxgate.engines.base import EngineParams
+@functools.cache
+def _voice() -> Any:
+    """The bundled Piper voice, loaded once for the test process (~0.5 CPU-s a load; a dozen modules speak)."""
     from voxgate.engines.piper import PiperEngine
 
     engine = PiperEngine()
-    voice = engine.load(engine.voices()[0], threads=1)
-    try:
-        return [np.concatenate([p.samples for p in voice.synthesize(text, EngineParams())]) for text in texts]
-    finally:
-        voice.close()
+    return engine.load(engine.voices()[0], threads=1)
+
+
+def piper_speech(*texts: str) -> list[np.ndarray]:
+    """One float32 array per text, spoken by the bundled Piper voice (unnormalised; a new take each call)."""
+    from voxgate.engines.base import EngineParams
+
+    voice = _voice()
+    return [np.concatenate([p.samples for p in voice.synthesize(text, EngineParams())]) for text in texts]
 
 
 def other_speaker(text: str, f0_ratio: float, formant_ratio: float) -> np.ndarray:

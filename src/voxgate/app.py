@@ -155,7 +155,7 @@ def build_context(settings: Settings, backend: Backend | None = None, upstreams:
                              allow_private_urls=settings.allow_private_urls)
     encoder = SpeakerEncoder()
     bases = BaseVoices(voices, store, backend, encoder, settings.match_bases, busy=lambda: service.active > 0,
-                       calibrate=functools.partial(service.gain, background=True))
+                       calibrate=functools.partial(service.gain, background=True), quiet_s=settings.match_bases_quiet)
     try:
         cache = ReferenceCache(settings.data_dir / "cache" / "references", settings.reference_cache_entries,
                                settings.reference_cache_mb * 2**20, within=settings.data_dir)

@@ -151,6 +151,10 @@ class Settings(BaseSettings):
         description="Installed voices a reference voice may be spoken by (voice ids or fnmatch patterns, JSON list "
         "in the env var), measured in this order in the background after start.",
     )
+    match_bases_quiet: Annotated[float, Field(ge=0.0)] = Field(
+        10.0, description="Seconds with no request in flight before the background measurement loads a base "
+        "voice's model (a busy server's short gaps never load one for it).",
+    )
     reference_cache_entries: Annotated[int, Field(ge=1)] = Field(
         64, description="References used per request (not registered) kept in DATA_DIR/cache/references."
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Server, decode, rms, start_server, stop_server, wait_for_bases
+from tests.conftest import MEASURE_NOW, Server, decode, rms, start_server, stop_server, wait_for_bases
 from tests.speech import RATE, other_speaker
 from voxgate.audio.encoders import encode_all
 
@@ -66,7 +66,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(home: Path) -> Iterator[Server]:
-    srv = start_server(home, *BASES, "--reference-cache-entries", "8")
+    srv = start_server(home, *BASES, "--reference-cache-entries", "8", *MEASURE_NOW)  # the fixture waits for them
     try:
         refs = srv.data_dir / "refs"
         refs.mkdir(exist_ok=True)

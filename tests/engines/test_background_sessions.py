@@ -47,9 +47,11 @@ async def _run(pool: WorkerPool, voice: object, text: str, background: bool) -> 
 
 
 async def test_measuring_base_voices_in_the_background_leaves_only_the_warm_up_sessions(tmp_path: Path) -> None:
+    # match_bases_quiet=0: nothing else runs here, so no 10 s quiet spell before each voice's measurement
     ctx = build_context(Settings(data_dir=tmp_path / "data", warmup=False, default_voice="hibari:heart",
-                                 match_bases=[JOE], solo_threads=2))
+                                 match_bases=[JOE], solo_threads=2, match_bases_quiet=0.0))
     try:
+        assert ctx.voicebank.bases.quiet_s == 0.0  # the setting reaches the background measurement
         await ctx.service.warm_up()  # the default voice's sessions, pinned: they stay
         pool = _pool(ctx)
         before = _sessions(pool)

@@ -89,9 +89,16 @@ def test_kill_minus_nine_during_registration_import_and_export(tmp_path: Path, s
         for round_ in range(2):
             stop = threading.Event()
             threads = writers(server, speech, stop, acked, round_)
+            voices, saves = len(acked["voices"]), len(acked["saves"])
             for thread in threads:
                 thread.start()
-            time.sleep(rng.uniform(2.0, 5.0))
+            # Both writers are under way (each has had a write acknowledged this round; they keep writing):
+            # then a random moment among their next writes.
+            deadline = time.monotonic() + 120
+            while len(acked["voices"]) == voices or len(acked["saves"]) == saves:
+                assert time.monotonic() < deadline and all(t.is_alive() for t in threads), acked
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.2, 1.5))
             os.kill(server.process.pid, signal.SIGKILL)  # mid-write, by its own PID
             server.process.wait(timeout=10)
             stop.set()

@@ -15,7 +15,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import Server, pcm16, rms, start_server, stop_server
+from tests.conftest import MEASURE_NOW, Server, pcm16, rms, start_server, stop_server
 from tests.postgres import PASSWORD, Postgres
 
 pytestmark = pytest.mark.postgres
@@ -67,7 +67,7 @@ def test_two_nodes_share_voices_removals_and_gains(postgres: Postgres, tmp_path:
     url = postgres.new_database()
     servers: list[Server] = []
     try:
-        servers.append(a := start_server(_folder(tmp_path / "a"), "--store", url, *FLAGS))
+        servers.append(a := start_server(_folder(tmp_path / "a"), "--store", url, *FLAGS, *MEASURE_NOW))
         bases_measured(a)  # its base-voice measurement is in the store: the second node reads it, not measures
         servers.append(b := start_server(_folder(tmp_path / "b"), "--store", url, *FLAGS))
         assert a.data_dir != b.data_dir

@@ -33,9 +33,10 @@ class BusyBackend:
         self.releases.append(self.sentences)
 
 
-def _measure_in_background(backend, monkeypatch) -> None:
+def _measure_in_background(backend, monkeypatch, quiet_s: float | None = None) -> None:
     """Measure one base voice in the background over `backend` (no encoder, no analysis: only the waits)."""
     base = bases.BaseVoices.__new__(bases.BaseVoices)
+    base.quiet_s = quiet_s  # the setting match_bases_quiet (None: QUIET_S)
     base.backend, base._busy, base._released_once, base._needs_quiet, base._held = backend, None, False, True, None
     voice = SimpleNamespace(id="v", language="en-US", sample_rate=24000, load_key="v")
     monkeypatch.setattr(bases, "SegmentJob", lambda voice, text, *a, **k: SimpleNamespace(rate=24000))
@@ -83,6 +84,18 @@ def test_a_busy_servers_gaps_between_requests_never_load_a_voice_for_measuring(m
     _measure_in_background(backend, monkeypatch)
     assert backend.started[0] >= 200  # in none of the busy spell's gaps (the first came at poll 4)
     assert backend.started == sorted(backend.started) and len(backend.started) > 2  # the rest ran on, loaded
+
+
+def test_the_quiet_spell_is_the_match_bases_quiet_setting(monkeypatch) -> None:
+    """--match-bases-quiet replaces QUIET_S: the same busy spell, the first sentence once 10 idle polls are seen."""
+    monkeypatch.setattr(bases, "IDLE_POLL", 0.001)
+    monkeypatch.setattr(bases, "RELEASE_AFTER_S", 10.0)  # not reached here
+    monkeypatch.setattr(bases, "QUIET_S", 1000.0)  # the default, never reached: the setting decides
+    monkeypatch.setattr(bases, "QUIET_GIVE_UP_S", 0.5)  # without the setting: 500 polls, then any gap
+    backend = GappyBackend()
+    _measure_in_background(backend, monkeypatch, quiet_s=0.01)  # 10 polls in a row
+    assert 200 <= backend.started[0] <= 212  # after the busy spell, as soon as 10 idle polls were seen
+    assert backend.started == sorted(backend.started) and len(backend.started) > 2
 
 
 class NeverQuietBackend(GappyBackend):

@@ -48,7 +48,8 @@ RELEASE_AFTER_S = 10.0
 # Loading a voice's model for measuring (at a voice's start, and again after that release) waits for this long a
 # spell with no request in flight, not just a gap between two requests: a busy server's gaps last milliseconds,
 # and a 60-minute soak of two clients had Kokoro (+~200 MB) reloaded at one and kept for the 25 minutes its
-# measurement took in such gaps. A busy server now never loads it; an idle one waits this long once per voice.
+# measurement took in such gaps. A busy server now never loads it; an idle one waits this long once per voice
+# (the default of the setting match_bases_quiet).
 QUIET_S = 10.0
 # ... but not for ever: a server that never pauses for QUIET_S would otherwise never finish measuring, and its
 # registered voices would stay provisional. After this long a wait, the next gap between requests will do.
@@ -63,9 +64,12 @@ def _text_stamp() -> str:
 class BaseVoices:
     """The candidate base voices, their measurements, and the background task that makes them."""
 
+    quiet_s: float | None = None  # setting match_bases_quiet (None: QUIET_S)
+
     def __init__(self, registry: VoiceRegistry, store: VoiceStore, backend: Backend, encoder: SpeakerEncoder,
                  patterns: Sequence[str] = DEFAULT_MATCH_BASES, busy: Callable[[], bool] | None = None,
-                 calibrate: Callable[[VoiceInfo], Awaitable[float]] | None = None) -> None:
+                 calibrate: Callable[[VoiceInfo], Awaitable[float]] | None = None,
+                 quiet_s: float | None = None) -> None:
         self.registry = registry
         self.store = store
         self.backend = backend
@@ -73,6 +77,7 @@ class BaseVoices:
         self.patterns = tuple(patterns)
         self._busy = busy  # True while requests are in flight (background work waits)
         self._calibrate = calibrate  # levels a base voice (a reference voice is levelled as its base)
+        self.quiet_s = quiet_s  # the quiet spell before loading a voice for measuring (None: QUIET_S)
         self._measured: dict[str, Candidate] = {}  # voice id → measurement, for voices still wanted
         self._encoder_stamp: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -260,6 +265,7 @@ class BaseVoices:
         sessions also count as not loaded once the backend stops reporting the voice loaded after a sentence (the
         memory budget or idle unloading took them), so their reload waits for the quiet spell too."""
         quiet = 0  # polls in a row with nothing in flight
+        quiet_s = QUIET_S if self.quiet_s is None else self.quiet_s
         for waited in itertools.count():
             busy = self._is_busy()
             if self._held is not None and self._held not in self._loaded_voices():
@@ -271,9 +277,9 @@ class BaseVoices:
                 quiet += 1
                 gave_up = self._needs_quiet and waited * IDLE_POLL >= QUIET_GIVE_UP_S
                 if gave_up:
-                    _LOG.info("base voice measurement: no quiet spell of %g s in %g s; loading in a gap", QUIET_S,
+                    _LOG.info("base voice measurement: no quiet spell of %g s in %g s; loading in a gap", quiet_s,
                               QUIET_GIVE_UP_S)
-                if not self._needs_quiet or gave_up or quiet * IDLE_POLL >= QUIET_S:
+                if not self._needs_quiet or gave_up or quiet * IDLE_POLL >= quiet_s:
                     self._needs_quiet = False  # a sentence runs now: the voice's sessions are loaded
                     return
             if not self._released_once and waited * IDLE_POLL >= RELEASE_AFTER_S:
