@@ -522,3 +522,31 @@ async def test_what_a_worker_posts_before_the_loop_takes_it_rides_one_wake_up() 
     finally:
         del loop.call_soon_threadsafe
     assert len(wakes) == 2
+
+
+async def test_pieces_of_several_jobs_posted_before_the_loop_takes_them_ride_one_wake_up() -> None:
+    """Issue 13: the mailbox is the loop's, not each job's: two workers' pieces for two jobs, posted before the
+    loop gets round to them, cost one call_soon_threadsafe, and each job still gets its own items in order."""
+    import voxgate.scheduling.pool as pool_module
+
+    loop = asyncio.get_running_loop()
+    voice = FakeEngine().voices()[0]
+    first, second = (Job(voice, text, EngineParams(), 0.0, loop) for text in ("Hi.", "Ho."))
+    wakes: list[object] = []
+    original = loop.call_soon_threadsafe
+
+    def counted(callback: Any, *args: Any) -> Any:
+        wakes.append(callback)
+        return original(callback, *args)
+
+    loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+    try:
+        thread = threading.Thread(target=lambda: (first._post("a1"), second._post("b1"), first._post("a2"),
+                                                  second._post(pool_module._DONE)))
+        thread.start()
+        thread.join()
+        assert [await first.queue.get(), await first.queue.get()] == ["a1", "a2"]
+        assert await second.queue.get() == "b1" and is_done(await second.queue.get())
+    finally:
+        del loop.call_soon_threadsafe
+    assert len(wakes) == 1

@@ -28,6 +28,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,36 +68,76 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     rate: int = 0  # Hertz of the pieces, set by the worker
     background: bool = False  # housekeeping (measuring voices): never the solo session, never counted as load
-    # Items posted from the worker and not yet moved onto `queue` by the loop, and whether the loop has been
-    # woken for them: what is posted before the loop gets round to it rides on the same wake-up (see _post).
-    _mail: list[object] = field(default_factory=list, repr=False)
-    _mail_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _waking: bool = False
+    # Where the worker posts for the loop: one mailbox per event loop, shared by every job of that loop (see _post).
+    _box: _Mailbox = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._box = _mailbox(self.loop)
 
     def cancel(self) -> None:
         """Mark the job cancelled: a worker stops it after its current piece (see WorkerPool.cancel)."""
         self.cancelled.set()
 
     def _post(self, item: object) -> None:
-        """Hand `item` to the loop. One wake-up of the loop (a write to its self-pipe, a GIL hand-off to the loop
-        thread and back) carries everything posted until the loop takes it: a sentence's piece and the job's end,
-        posted a few microseconds apart, cost one wake-up instead of two."""
-        with self._mail_lock:
-            self._mail.append(item)
-            if self._waking:
-                return
-            self._waking = True
-        try:
-            self.loop.call_soon_threadsafe(self._deliver)
-        except RuntimeError:  # the event loop is closed: nobody is listening any more
+        """Hand `item` to the loop (see _Mailbox: pieces of several jobs share a wake-up)."""
+        if not self._box.post(self, item):  # the event loop is closed: nobody is listening any more
             self.cancelled.set()
 
+
+class _Mailbox:
+    """What workers post for one event loop. One wake-up of the loop (a write to its self-pipe, a GIL hand-off
+    to the loop thread and back) carries everything posted until the loop takes it: a sentence's piece and its
+    job's end, posted a few microseconds apart, and the pieces other workers finish meanwhile for other jobs
+    (under load the loop is slow to take them: that is when they pile up) cost one wake-up, not one each."""
+
+    __slots__ = ("_items", "_lock", "_loop", "_waking")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)  # not a strong one: the loops' table would keep every loop alive
+        self._items: list[tuple[Job, object]] = []  # posted, in order, not yet moved onto their jobs' queues
+        self._lock = threading.Lock()
+        self._waking = False  # the loop has been woken for what is in _items
+
+    def post(self, job: Job, item: object) -> bool:
+        """Queue `item` for `job` on the loop; False if the loop is closed."""
+        with self._lock:
+            self._items.append((job, item))
+            if self._waking:
+                return True
+            self._waking = True
+        try:
+            loop = self._loop()
+            if loop is None:
+                raise RuntimeError("the event loop is gone")
+            loop.call_soon_threadsafe(self._deliver)
+        except RuntimeError:
+            with self._lock:
+                self._items.clear()
+                self._waking = False
+            return False
+        return True
+
     def _deliver(self) -> None:
-        """On the loop: move the posted items onto the queue, in order."""
-        with self._mail_lock:
-            items, self._mail, self._waking = self._mail, [], False
-        for item in items:
-            self.queue.put_nowait(item)
+        """On the loop: move the posted items onto their jobs' queues, in order."""
+        with self._lock:
+            items, self._items, self._waking = self._items, [], False
+        for job, item in items:
+            job.queue.put_nowait(item)
+
+
+_BOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Mailbox] = weakref.WeakKeyDictionary()
+_BOXES_LOCK = threading.Lock()
+
+
+def _mailbox(loop: asyncio.AbstractEventLoop) -> _Mailbox:
+    """The mailbox of `loop` (one per loop, made on first use)."""
+    box = _BOXES.get(loop)
+    if box is None:
+        with _BOXES_LOCK:
+            box = _BOXES.get(loop)
+            if box is None:
+                box = _BOXES[loop] = _Mailbox(loop)
+    return box
 
 
 @dataclass
