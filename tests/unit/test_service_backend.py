@@ -300,3 +300,51 @@ async def test_engines_are_asked_for_word_timings_only_when_the_client_reads_the
         assert [c async for c in service.stream(request)]
         jobs = backend.record.started[before:]
         assert jobs and all(job.params.timings is reads for job in jobs)
+
+
+@pytest.mark.parametrize("fmt", ["pcm", "wav", None])
+async def test_a_stream_levelled_on_its_workers_sends_what_one_levelled_on_the_loop_does(fmt: str | None) -> None:
+    """Issue 13: the pool's workers level each piece (and make a raw PCM client's int16 bytes) as they make it;
+    samples and encoded bytes are those of levelling on the event loop, limiter engaged or not, resampled
+    or not, with a tempo change's post-processing before it."""
+    from voxgate.audio.encoders import open_encoder
+    from voxgate.audio.pcm import int16_bytes
+    from voxgate.dialects.common import encode_stream
+
+    engine = FakeEngine()
+
+    async def run(on_workers: bool) -> list[tuple[list[bytes], list[bytes | None], bytes]]:
+        backend = LocalBackend(WorkerPool(lambda name: engine, workers=2, threads=1, solo_threads=0))
+        if not on_workers:
+            backend.posts_per_piece = lambda voice: False  # type: ignore[method-assign]
+        service = SynthesisService(VoiceRegistry({"fake": engine}, {}, "a"), backend, Metrics())
+        await service.warm_up()
+        out = []
+        try:
+            for rate, volume, speed in ((RATE, 6.0, 1.0), (RATE, 1.0, 1.3), (24_000, 6.0, 1.0)):
+                request = SynthesisRequest(text=TEN, voice="a", sample_rate=rate, volume=volume, speed=speed,
+                                           output=fmt)
+                chunks = [c async for c in service.stream(request)]
+
+                async def replay(chunks: list = chunks) -> AsyncIterator:  # type: ignore[type-arg]
+                    for chunk in chunks:
+                        yield chunk
+                encoded = b"".join([data async for data in encode_stream(replay(), open_encoder(fmt or "pcm", rate))])
+                out.append(([c.samples.tobytes() for c in chunks], [c.pcm16 for c in chunks], encoded))
+        finally:
+            service.close()
+        return out
+
+    loop_levelled, worker_levelled = await run(False), await run(True)
+    for (samples, pcm16, encoded), (samples_w, _, encoded_w) in zip(loop_levelled, worker_levelled, strict=True):
+        assert samples_w == samples and encoded_w == encoded
+        assert pcm16 == [None] * len(pcm16)
+    at_engine_rate = worker_levelled[0][1] + worker_levelled[1][1]
+    if fmt is None:  # no raw PCM client: no int16 bytes are made
+        assert set(at_engine_rate) == {None}
+    else:  # made for every piece at the engine's rate, never for resampled ones
+        made = [(s, p) for s, p in zip(worker_levelled[0][0] + worker_levelled[1][0], at_engine_rate, strict=True)
+                if p is not None]
+        assert len(made) >= 40 and all(p == int16_bytes(np.frombuffer(s, np.float32)) for s, p in made)
+        assert set(worker_levelled[2][1]) == {None}
+    assert max(np.abs(np.frombuffer(b"".join(worker_levelled[0][0]), np.float32))) > 0.9  # the limiter's knee

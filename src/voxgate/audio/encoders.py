@@ -100,6 +100,11 @@ FORMATS: Mapping[str, FormatSpec] = MappingProxyType(
 )
 
 
+# Formats whose encoder writes each chunk's samples as int16 at the stream's own rate (raw pcm, wav): a stream
+# for such a client has its worker threads make those bytes with the samples (Encoder.encode_pcm16).
+PCM16_FORMATS = frozenset({"pcm", "wav"})
+
+
 def get_format(fmt: str) -> FormatSpec:
     """Look a format up by name, raising InvalidInput that lists the supported ones."""
     spec = FORMATS.get(fmt.strip().lower())
@@ -122,6 +127,8 @@ class Encoder(ABC):
     # Seconds of input that encode() turns into bytes in well under a millisecond (no codec, no
     # resampler), so a streaming caller may run it on the event loop instead of handing it to a thread.
     inline_seconds: float = 0.0
+    # Writes each chunk's samples as int16 at its input rate: encode_pcm16 uses the bytes it is given.
+    takes_pcm16: bool = False
 
     def __init__(self, spec: FormatSpec, in_rate: int, out_rate: int) -> None:
         self.format = spec.name
@@ -147,6 +154,11 @@ class Encoder(ABC):
         if self._resampler is not None:
             x = self._resampler.process(x)
         return self._encode(x)
+
+    def encode_pcm16(self, samples: np.ndarray, pcm16: bytes) -> bytes:
+        """encode(samples), given `pcm16`, the samples' int16_bytes made elsewhere (a worker thread): an encoder
+        that writes exactly those bytes (raw pcm, wav) uses them instead of converting again; any other encodes."""
+        return self.encode(samples)
 
     def passthrough(self, data: bytes) -> bytes:
         """Bytes already in this format at this rate (an upstream's own audio), handed on untouched. A format
@@ -197,6 +209,7 @@ class _RawEncoder(Encoder):
     """Raw int16 LE, optionally preceded by a streaming WAV header (pcm, streaming wav)."""
 
     inline_seconds = 20.0  # ~25 µs per second of audio: 20 s cost less than one thread hand-off under load
+    takes_pcm16 = True
 
     def __init__(self, spec: FormatSpec, rate: int, header: bytes) -> None:
         super().__init__(spec, rate, rate)
@@ -204,6 +217,13 @@ class _RawEncoder(Encoder):
 
     def _encode(self, x: np.ndarray) -> bytes:
         data, self._header = self._header + int16_bytes(x), b""
+        return data
+
+    def encode_pcm16(self, samples: np.ndarray, pcm16: bytes) -> bytes:
+        if self._finished or self._passing:  # the checks and errors of encode()
+            return self.encode(samples)
+        self._encoded = True
+        data, self._header = self._header + pcm16, b""
         return data
 
     def _finish(self) -> bytes:
@@ -214,12 +234,21 @@ class _RawEncoder(Encoder):
 class _WavFileEncoder(Encoder):
     """Buffers the whole response and returns one WAV file with true sizes from finish()."""
 
+    takes_pcm16 = True
+
     def __init__(self, spec: FormatSpec, rate: int) -> None:
         super().__init__(spec, rate, rate)
         self._chunks: list[bytes] = []  # joined once at the end: linear, never quadratic
 
     def _encode(self, x: np.ndarray) -> bytes:
         self._chunks.append(int16_bytes(x))
+        return b""
+
+    def encode_pcm16(self, samples: np.ndarray, pcm16: bytes) -> bytes:
+        if self._finished or self._passing:  # the checks and errors of encode()
+            return self.encode(samples)
+        self._encoded = True
+        self._chunks.append(pcm16)
         return b""
 
     def _finish(self) -> bytes:

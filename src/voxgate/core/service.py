@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from voxgate.audio.encoders import get_format
-from voxgate.audio.pcm import Leveller, calibrate_gain
+from voxgate.audio.encoders import PCM16_FORMATS, get_format
+from voxgate.audio.pcm import Leveller, calibrate_gain, int16_bytes
 from voxgate.audio.resample import Resampler
 from voxgate.audio.voiceshift import Shift, apply_shift
 from voxgate.core.metrics import Metrics
@@ -182,6 +182,7 @@ class SynthesisStream:
         self._prepared: deque[str] = deque(said)
         self._inflight: deque[tuple[int, str, SegmentJob, AsyncIterator[Chunk], Voicing]] = deque()
         self._resampler: Resampler | None = None  # built from the rate the engine really emits
+        self._levelled: set[SegmentJob] = set()  # jobs whose worker levels their pieces itself (_finishing)
         self._t0 = time.monotonic()
         self._delivered = 0.0  # seconds of audio handed to the client
         self._heard = 0.0  # seconds of engine audio taken in: the time axis of chunk timings (resampling keeps it)
@@ -271,13 +272,16 @@ class SynthesisStream:
             index, text, voicing = self._pending.popleft()
             tail, head = index in self._joined, index - 1 in self._joined
             post = _trimmed(voicing.post, tail, head) if tail or head else voicing.post
+            finishing = self._finishing(voicing, post)
             # lexicon words and inline overrides applied (by open() already for the segments it planned)
             said = self._prepared.popleft() if self._prepared else self._service.prepare(text, voicing.voice)
             if self._timer is not None:
                 self._timer.prepared(index, said, text)
                 self._said[index] = said
             job = SegmentJob(voicing.voice, said, voicing.params, self._t0 + self._delivered + ahead,
-                             urgent=self._first_audio is None, post=post, output=self.output)
+                             urgent=self._first_audio is None, post=finishing or post, output=self.output)
+            if finishing is not None:
+                self._levelled.add(job)
             if voicing.fallback is not None:  # what speaks this segment if its upstream fails before any audio
                 spare = voicing.fallback
                 job.fallback = (spare.voice, spare.params, _trimmed(spare.post, tail, head) if tail or head
@@ -287,11 +291,38 @@ class SynthesisStream:
             self._inflight.append((index, text, job, run, voicing))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
 
+    def _finishing(self, voicing: Voicing, post: Callable[[Piece], Piece] | None) -> Callable[[Piece], Piece] | None:
+        """`post`, then what the loop would do to each piece alone, on the worker that made it as it is made
+        (issue 13: the event loop then only forwards it): levelling, and for a client of raw PCM at the
+        engine's rate its int16 bytes. None (the loop levels, as always) unless the voice's gain is known
+        already, its backend runs `post` per piece in this process, nothing is passed through, no word is timed
+        (an estimate reads the piece as the engine made it) and no fallback voice may speak instead. Resampling
+        stays on the loop: its filter's state runs across the stream's segments, which workers make at once."""
+        if self._timer is not None or self.output is not None or voicing.fallback is not None:
+            return None
+        per_piece = getattr(self._service.backend, "posts_per_piece", None)
+        if per_piece is None or not per_piece(voicing.voice):
+            return None
+        leveller = voicing.leveller
+        if leveller is None:
+            gain = self._service.known_gain(voicing.voice)
+            if gain is None:  # measured when its first audio arrives (SynthesisService.gain)
+                return None
+            leveller = voicing.leveller = Leveller(gain * voicing.volume)
+        rate = self.sample_rate if self.request.output in PCM16_FORMATS else 0  # 0: no piece has it
+
+        def run(piece: Piece) -> Piece:
+            piece = post(piece) if post else piece
+            samples = leveller.process(piece.samples)
+            return Piece(samples, piece.rate, piece.timings, pcm16=int16_bytes(samples) if piece.rate == rate else None)
+        return run
+
     async def _level(self, voicing: Voicing, job: SegmentJob, audio: np.ndarray) -> np.ndarray:
-        """Level a piece with its voice's gain and bring it to the stream's rate."""
-        if voicing.leveller is None:
-            voicing.leveller = Leveller(await self._service.gain(job.voice) * voicing.volume)
-        audio = voicing.leveller.process(audio)
+        """Level a piece with its voice's gain (unless its worker did: _finishing) and bring it to the stream's rate."""
+        if job not in self._levelled:
+            if voicing.leveller is None:
+                voicing.leveller = Leveller(await self._service.gain(job.voice) * voicing.volume)
+            audio = voicing.leveller.process(audio)
         tail = None  # what the previous resampler still held, when the engine's rate changes
         if self._resampler is None or self._resampler.in_rate != job.rate:
             tail = self._resampler.flush() if self._resampler is not None else None
@@ -338,6 +369,7 @@ class SynthesisStream:
             if item is None:
                 self._inflight.popleft()
                 self._said.pop(index, None)
+                self._levelled.discard(job)
                 continue
             if item.encoded is not None:  # the upstream's own bytes in the client's format
                 self._passed = True
@@ -354,7 +386,8 @@ class SynthesisStream:
                 await self._finish(completed=False)
                 raise
             if len(audio):
-                return self._emit(audio, index, text)
+                # the worker's int16 bytes go with the samples they were made from (not a resampler's output)
+                return self._emit(audio, index, text).with_pcm16(item.pcm16 if audio is item.samples else None)
         raise StopAsyncIteration
 
     def _recover(self, job: SegmentJob, error: EngineFailure) -> bool:
@@ -414,6 +447,7 @@ class SynthesisStream:
         for entry in self._inflight:
             self._service.backend.abort(entry[2])
         self._inflight.clear()
+        self._levelled.clear()
         self._pending.clear()
         self._prepared.clear()
 
@@ -833,6 +867,19 @@ class SynthesisService:
         if request.sample_rate is not None and not 8000 <= request.sample_rate <= 192_000:
             raise InvalidInput(f"sample rate {request.sample_rate} Hz is outside 8000–192000",
                                param="sample_rate")
+
+    def known_gain(self, voice: VoiceInfo) -> float | None:
+        """The gain gain() would return for `voice` without measuring or reading anything; None if not known yet."""
+        base = voice.base_voice
+        if base and base != voice.id:
+            try:
+                return self.known_gain(self.voices.resolve(str(base)))
+            except VoxgateError:
+                pass  # its base is gone: as itself
+        gain = self._gains.get(voice.id)
+        if gain is not None:
+            self._gains.move_to_end(voice.id)
+        return gain
 
     async def gain(self, voice: VoiceInfo, background: bool = False) -> float:
         """The fixed gain that levels this voice, measured once on a calibration sentence. A reference

@@ -171,6 +171,9 @@ class Piece:
     # An upstream's own bytes in the format its job asked for (SegmentJob.output), passed to the client as
     # they are; `samples` is then empty.
     encoded: bytes | None = None
+    # `samples` as little-endian int16 bytes, made where the piece was made (off the event loop) for a client
+    # of raw PCM (SynthesisStream); None: not made.
+    pcm16: bytes | None = None
 
     @property
     def duration(self) -> float:
@@ -288,6 +291,15 @@ class PcmChunk:
     # Audio already in the client's format (an upstream's own bytes, SynthesisRequest.output): the encoder
     # passes it on untouched (Encoder.passthrough); `samples` is then empty.
     encoded: bytes | None = None
+    # `samples` as little-endian int16 bytes (int16_bytes), when the worker that made them made these too; an
+    # int16 encoder then sends them (Encoder.encode_pcm16). Not an __init__ argument, so dataclasses.replace
+    # never carries it over to other samples: SynthesisStream sets it with with_pcm16.
+    pcm16: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def with_pcm16(self, data: bytes | None) -> PcmChunk:
+        """This chunk with `data`, its samples' int16 bytes (made elsewhere), attached."""
+        object.__setattr__(self, "pcm16", data)
+        return self
 
     @property
     def duration(self) -> float:

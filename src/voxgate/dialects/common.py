@@ -357,7 +357,8 @@ async def encode_stream(
     chunks: AsyncIterator[PcmChunk], encoder: Encoder, wrap: Callable[[bytes], bytes] | None = None
 ) -> AsyncIterator[bytes]:
     """Encode PCM chunks as they come; a codec runs off the event loop, raw PCM on it (a thread hand-off
-    would cost more than the conversion, and it sits between the first samples and the first byte).
+    would cost more than the conversion, and it sits between the first samples and the first byte), unless
+    the worker that made a chunk made its int16 bytes too (PcmChunk.pcm16): then they are sent as they are.
     A codec gets the first chunk in two calls, FIRST_PIECE seconds and the rest: mp3 takes ~7 ms per second
     of audio, so the first bytes need not wait for the whole first sentence to be encoded."""
     running: asyncio.Future[bytes] | None = None  # the codec call in its thread, if one is under way
@@ -379,6 +380,11 @@ async def encode_stream(
                     yield wrap(data) if wrap else data
                 continue
             samples = chunk.samples
+            if chunk.pcm16 is not None and encoder.takes_pcm16:  # its int16 bytes came with it: nothing to convert
+                data = encoder.encode_pcm16(samples, chunk.pcm16)
+                if data:
+                    yield wrap(data) if wrap else data
+                continue
             if head and len(samples) > 2 * head:
                 data = await encode(samples[:head])
                 if data:

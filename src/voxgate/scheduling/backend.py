@@ -184,6 +184,11 @@ class LocalBackend:
         if work is not None:
             self.pool.cancel(work)
 
+    def posts_per_piece(self, voice: VoiceInfo) -> bool:
+        """Whether a job's `post` runs on each piece as it is made, in this process, off the event loop (a stream
+        may then put its own per-piece work there: SynthesisStream._finishing). The pool's workers: always."""
+        return True
+
     async def preload(self, voice: VoiceInfo) -> None:
         await asyncio.to_thread(self.pool.preload, voice)
 
@@ -344,6 +349,13 @@ class RouterBackend:
             return False
         encodes = getattr(self.remotes.get(str(voice.upstream)), "encodes", None)
         return bool(encodes is not None and encodes(fmt, rate))
+
+    def posts_per_piece(self, voice: VoiceInfo) -> bool:
+        """The local backend's answer for local voices; upstreams run `post` on a whole segment, or elsewhere."""
+        if voice.engine == UPSTREAM_ENGINE:
+            return False
+        per_piece = getattr(self.local, "posts_per_piece", None)
+        return bool(per_piece is not None and per_piece(voice))
 
     def streams_text(self, voice: VoiceInfo) -> bool:
         """Whether `voice`'s upstream takes text as it arrives, in one session (SegmentJob.texts). Local: never."""
