@@ -14,10 +14,12 @@ runs faster-whisper's own word-timestamp step on the words the clip says (the te
 - start error: |voxgate's start − Whisper's start| per matched word (median and 95th percentile, ms);
 - coverage: every word of the input text timed exactly once, in order, with non-overlapping times;
 - overhead: synthesis time with timings over without, per engine, measured on the loaded voices
-  (alternating runs; Piper: the model patched or not; Kokoro and hibari: the duration output or not), plus
-  the core's mapping (the WordTimer calls), as a share of synthesis time.
+  (alternating runs; Piper: the model patched or not; Kokoro and hibari: the duration output or not), as
+  wall time and as the process's CPU time, plus the core's mapping (the WordTimer calls), as a share of
+  synthesis time.
 
-    .venv/bin/python bench/bench_timestamps.py [--quick] [--no-overhead] [--before-lead 3] [--json out.json]
+    .venv/bin/python bench/bench_timestamps.py [--quick] [--no-overhead | --overhead-only] [--runs 3]
+        [--before-lead 3] [--json out.json]
 
 Besides Whisper, every clip's word starts are compared with the audio's energy onsets (sound after at least
 80 ms of silence: the word starts the audio itself shows), Whisper's own starts too; both start conventions
@@ -337,8 +339,10 @@ def common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-forced", action="store_true", help="skip the forced Whisper reference")
 
 
-def overhead(engines: dict, threads: int, runs: int) -> dict[str, float]:  # type: ignore[type-arg]
-    """Synthesis time with timings over without, per engine (alternating, median of `runs` each)."""
+def overhead(engines: dict, threads: int, runs: int) -> dict[str, dict[str, float]]:  # type: ignore[type-arg]
+    """Synthesis time with timings over without, per engine (alternating, median of `runs` each): wall
+    time, and the process's CPU time (every thread's, onnxruntime's included), which other load on the
+    machine disturbs less."""
     from voxgate.engines.hibari import HibariEngine, HibariLoadedVoice
     from voxgate.engines.kokoro import KokoroEngine
     from voxgate.engines.piper import PiperEngine
@@ -373,15 +377,22 @@ def overhead(engines: dict, threads: int, runs: int) -> dict[str, float]:  # typ
             plain._timed = False
             plain._tts.sess = _unpatched_hibari(voice.model_path, threads)
         times: dict[str, list[float]] = {"plain": [], "timed": []}
+        cpu: dict[str, list[float]] = {"plain": [], "timed": []}
         for _ in range(runs):
             for label, loaded in (("plain", plain), ("timed", timed)):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 for _piece in loaded.synthesize(text, EngineParams(seed=1)):
                     pass
                 times[label].append(time.perf_counter() - t)
-        out[name] = statistics.median(times["timed"]) / statistics.median(times["plain"]) - 1.0
-        print(f"overhead {name:8} plain {statistics.median(times['plain']):.3f}s "
-              f"timed {statistics.median(times['timed']):.3f}s → {out[name]:+.1%}", flush=True)
+                cpu[label].append(time.process_time() - c)
+        out[name] = {
+            "wall": statistics.median(times["timed"]) / statistics.median(times["plain"]) - 1.0,
+            "cpu": statistics.median(cpu["timed"]) / statistics.median(cpu["plain"]) - 1.0,
+        }
+        print(f"overhead {name:8} wall: plain {statistics.median(times['plain']):.3f}s "
+              f"timed {statistics.median(times['timed']):.3f}s → {out[name]['wall']:+.1%}; "
+              f"CPU: plain {statistics.median(cpu['plain']):.3f}s timed {statistics.median(cpu['timed']):.3f}s "
+              f"→ {out[name]['cpu']:+.1%}", flush=True)
     return out
 
 
@@ -410,6 +421,7 @@ def main() -> None:
     common_args(parser)
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per engine for the overhead")
     parser.add_argument("--no-overhead", action="store_true", help="skip the engines' overhead runs")
+    parser.add_argument("--overhead-only", action="store_true", help="only the engines' overhead runs")
     parser.add_argument("--before-lead", type=int, default=None,
                         help="also time Kokoro and hibari with this decoder lead (frames), for a before/after")
     parser.add_argument("--before-first-sound", action="store_true",
@@ -420,6 +432,14 @@ def main() -> None:
     from bench_engines import load_whisper
 
     service, pool, engines = build_service(args.threads)
+    if args.overhead_only:
+        try:
+            extra = overhead(engines, args.threads, args.runs)
+            if args.json:
+                Path(args.json).write_text(json.dumps({"engine_overhead": extra}, indent=2))
+        finally:
+            pool.close()
+        return
     instrument()
     whisper = load_whisper(args.threads)
     cases = [Case(voice, speed, text) for voice, speed, text in plan(args.quick, args.only)]
