@@ -339,7 +339,8 @@ def common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-forced", action="store_true", help="skip the forced Whisper reference")
 
 
-def overhead(engines: dict, threads: int, runs: int) -> dict[str, dict[str, float]]:  # type: ignore[type-arg]
+def overhead(engines: dict, threads: int, runs: int,  # type: ignore[type-arg]
+             only: str | None = None) -> dict[str, dict[str, float]]:
     """Synthesis time with timings over without, per engine (alternating, median of `runs` each): wall
     time, and the process's CPU time (every thread's, onnxruntime's included), which other load on the
     machine disturbs less."""
@@ -355,6 +356,8 @@ def overhead(engines: dict, threads: int, runs: int) -> dict[str, dict[str, floa
         "hibari": (None, engines["hibari"], "hibari:heart"),
     }
     for name, (plain_engine, timed_engine, vid) in pairs.items():
+        if only and only not in vid:
+            continue
         if name == "piper":
             voice = next(v for v in timed_engine.voices() if v.id == vid)
             plain, timed = plain_engine.load(voice, threads), timed_engine.load(voice, threads)
@@ -421,7 +424,8 @@ def main() -> None:
     common_args(parser)
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per engine for the overhead")
     parser.add_argument("--no-overhead", action="store_true", help="skip the engines' overhead runs")
-    parser.add_argument("--overhead-only", action="store_true", help="only the engines' overhead runs")
+    parser.add_argument("--overhead-only", action="store_true",
+                        help="only the engines' overhead runs (with --only: the engines of those voices)")
     parser.add_argument("--before-lead", type=int, default=None,
                         help="also time Kokoro and hibari with this decoder lead (frames), for a before/after")
     parser.add_argument("--before-first-sound", action="store_true",
@@ -434,7 +438,7 @@ def main() -> None:
     service, pool, engines = build_service(args.threads)
     if args.overhead_only:
         try:
-            extra = overhead(engines, args.threads, args.runs)
+            extra = overhead(engines, args.threads, args.runs, args.only)
             if args.json:
                 Path(args.json).write_text(json.dumps({"engine_overhead": extra}, indent=2))
         finally:
