@@ -381,8 +381,9 @@ def overhead(engines: dict, threads: int, runs: int,  # type: ignore[type-arg]
             plain._tts.sess = _unpatched_hibari(voice.model_path, threads)
         times: dict[str, list[float]] = {"plain": [], "timed": []}
         cpu: dict[str, list[float]] = {"plain": [], "timed": []}
-        for _ in range(runs):
-            for label, loaded in (("plain", plain), ("timed", timed)):
+        for r in range(runs):
+            pair = (("plain", plain), ("timed", timed))
+            for label, loaded in pair if r % 2 == 0 else pair[::-1]:  # each side first in turn: no order effect
                 t, c = time.perf_counter(), time.process_time()
                 for _piece in loaded.synthesize(text, EngineParams(seed=1)):
                     pass
