@@ -14,10 +14,12 @@ runs faster-whisper's own word-timestamp step on the words the clip says (the te
 - start error: |voxgate's start − Whisper's start| per matched word (median and 95th percentile, ms);
 - coverage: every word of the input text timed exactly once, in order, with non-overlapping times;
 - overhead: synthesis time with timings over without, per engine, measured on the loaded voices
-  (alternating runs; Piper: the model patched or not; Kokoro and hibari: the duration output or not), plus
-  the core's mapping (the WordTimer calls), as a share of synthesis time.
+  (alternating runs; Piper: the model patched or not; Kokoro and hibari: the duration output or not), as
+  wall time and as the process's CPU time, plus the core's mapping (the WordTimer calls), as a share of
+  synthesis time.
 
-    .venv/bin/python bench/bench_timestamps.py [--quick] [--no-overhead] [--before-lead 3] [--json out.json]
+    .venv/bin/python bench/bench_timestamps.py [--quick] [--no-overhead | --overhead-only] [--runs 3]
+        [--before-lead 3] [--json out.json]
 
 Besides Whisper, every clip's word starts are compared with the audio's energy onsets (sound after at least
 80 ms of silence: the word starts the audio itself shows), Whisper's own starts too; both start conventions
@@ -51,7 +53,7 @@ from voxgate.audio.voiceshift import BAND_HZ, Shift  # noqa: E402
 from voxgate.core import timemap  # noqa: E402
 from voxgate.core.metrics import Metrics  # noqa: E402
 from voxgate.core.service import Limits, SynthesisService, SynthesisStream  # noqa: E402
-from voxgate.core.types import SynthesisRequest, Timing, word_spans  # noqa: E402
+from voxgate.core.types import SynthesisRequest, Timing, Timings, word_spans  # noqa: E402
 from voxgate.engines.base import EngineParams  # noqa: E402
 from voxgate.engines.wordtiming import onsets, snap_to_sound  # noqa: E402
 
@@ -269,8 +271,79 @@ def stats(values: list[float]) -> dict[str, float | int | None]:
             "signed": round(1000 * float(np.median(values)), 1)}
 
 
-def overhead(engines: dict, threads: int, runs: int) -> dict[str, float]:  # type: ignore[type-arg]
-    """Synthesis time with timings over without, per engine (alternating, median of `runs` each)."""
+class Tally:
+    """Signed errors (seconds) per measure, in the order the measures first came."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[float]] = {}
+
+    def add(self, key: str, values: list[float]) -> None:
+        self.values.setdefault(key, []).extend(values)
+
+    def rows(self) -> dict[str, dict[str, float | int | None]]:
+        return {key: stats(values) for key, values in self.values.items()}
+
+    def print(self, width: int) -> None:
+        for key, values in self.values.items():
+            st = stats(values)
+            print(f"    {key:{width}} n {st['n']:4} median {st['median']} ms p95 {st['p95']} ms "
+                  f"signed {st['signed']} ms", flush=True)
+
+
+@dataclass
+class Scored:
+    """One clip against Whisper: the words it heard, (our word, ours − Whisper's start) of the words both
+    name, our timings with starts in silence moved to the sound, and the forced reference's (offset, start)
+    with (our word, ours − its start)."""
+
+    heard: list[tuple[str, float, float]]
+    signed: list[tuple[int, float]]
+    snapped: Timings
+    forced: list[tuple[int, float]]
+    forced_signed: list[tuple[int, float]]
+
+
+def score(whisper, case: Case, forced: bool = True) -> Scored:  # type: ignore[no-untyped-def]
+    """Whisper's word starts for `case`'s audio and our errors against them (the one scoring both benches use)."""
+    assert case.audio is not None
+    heard = whisper_words(whisper, case.audio, case.rate)
+    starts = forced_words(whisper, case.audio, case.rate, case.text) if forced else []
+    return Scored(heard, errors(case, heard), snap_to_sound(tuple(case.timings), case.audio, case.rate),
+                  starts, forced_errors(case, starts))
+
+
+def plan(quick: bool, only: str | None) -> list[tuple[str, float, str]]:
+    """(voice, speed, sentence) of a run: the 20 sentences at 1.0 per voice, 5 of them at 0.5 and at 2.0
+    (not the matched voice); `quick`: 5 sentences, 1 at each other speed."""
+    sentences = harvard()[:10] + NUMBERS
+    n_other = 5
+    if quick:
+        sentences, n_other = harvard()[:2] + NUMBERS[:3], 1
+    others = sentences[5:5 + n_other] or sentences[-n_other:]  # --quick has 5 sentences
+    out: list[tuple[str, float, str]] = []
+    for voice in [*VOICES, MATCHED]:
+        if only and only not in voice:
+            continue
+        out += [(voice, 1.0, s) for s in sentences]
+        if voice != MATCHED:
+            out += [(voice, speed, s) for speed in (0.5, 2.0) for s in others]
+    return out
+
+
+def common_args(parser: argparse.ArgumentParser) -> None:
+    """The options both benches take."""
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="5 sentences per engine, 1 per other speed")
+    parser.add_argument("--only", default=None, help="only voices whose id contains this")
+    parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument("--no-forced", action="store_true", help="skip the forced Whisper reference")
+
+
+def overhead(engines: dict, threads: int, runs: int,  # type: ignore[type-arg]
+             only: str | None = None) -> dict[str, dict[str, float]]:
+    """Synthesis time with timings over without, per engine (alternating, median of `runs` each): wall
+    time, and the process's CPU time (every thread's, onnxruntime's included), which other load on the
+    machine disturbs less."""
     from voxgate.engines.hibari import HibariEngine, HibariLoadedVoice
     from voxgate.engines.kokoro import KokoroEngine
     from voxgate.engines.piper import PiperEngine
@@ -283,6 +356,8 @@ def overhead(engines: dict, threads: int, runs: int) -> dict[str, float]:  # typ
         "hibari": (None, engines["hibari"], "hibari:heart"),
     }
     for name, (plain_engine, timed_engine, vid) in pairs.items():
+        if only and only not in vid:
+            continue
         if name == "piper":
             voice = next(v for v in timed_engine.voices() if v.id == vid)
             plain, timed = plain_engine.load(voice, threads), timed_engine.load(voice, threads)
@@ -305,15 +380,23 @@ def overhead(engines: dict, threads: int, runs: int) -> dict[str, float]:  # typ
             plain._timed = False
             plain._tts.sess = _unpatched_hibari(voice.model_path, threads)
         times: dict[str, list[float]] = {"plain": [], "timed": []}
-        for _ in range(runs):
-            for label, loaded in (("plain", plain), ("timed", timed)):
-                t = time.perf_counter()
+        cpu: dict[str, list[float]] = {"plain": [], "timed": []}
+        for r in range(runs):
+            pair = (("plain", plain), ("timed", timed))
+            for label, loaded in pair if r % 2 == 0 else pair[::-1]:  # each side first in turn: no order effect
+                t, c = time.perf_counter(), time.process_time()
                 for _piece in loaded.synthesize(text, EngineParams(seed=1)):
                     pass
                 times[label].append(time.perf_counter() - t)
-        out[name] = statistics.median(times["timed"]) / statistics.median(times["plain"]) - 1.0
-        print(f"overhead {name:8} plain {statistics.median(times['plain']):.3f}s "
-              f"timed {statistics.median(times['timed']):.3f}s → {out[name]:+.1%}", flush=True)
+                cpu[label].append(time.process_time() - c)
+        out[name] = {
+            "wall": statistics.median(times["timed"]) / statistics.median(times["plain"]) - 1.0,
+            "cpu": statistics.median(cpu["timed"]) / statistics.median(cpu["plain"]) - 1.0,
+        }
+        print(f"overhead {name:8} wall: plain {statistics.median(times['plain']):.3f}s "
+              f"timed {statistics.median(times['timed']):.3f}s → {out[name]['wall']:+.1%}; "
+              f"CPU: plain {statistics.median(cpu['plain']):.3f}s timed {statistics.median(cpu['timed']):.3f}s "
+              f"→ {out[name]['cpu']:+.1%}", flush=True)
     return out
 
 
@@ -339,13 +422,11 @@ def _unpatched_hibari(path, threads: int):  # type: ignore[no-untyped-def]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="5 sentences per engine, 1 per other speed")
+    common_args(parser)
     parser.add_argument("--runs", type=int, default=3, help="alternating runs per engine for the overhead")
-    parser.add_argument("--only", default=None, help="only voices whose id contains this")
-    parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--no-overhead", action="store_true", help="skip the engines' overhead runs")
-    parser.add_argument("--no-forced", action="store_true", help="skip the forced Whisper reference")
+    parser.add_argument("--overhead-only", action="store_true",
+                        help="only the engines' overhead runs (with --only: the engines of those voices)")
     parser.add_argument("--before-lead", type=int, default=None,
                         help="also time Kokoro and hibari with this decoder lead (frames), for a before/after")
     parser.add_argument("--before-first-sound", action="store_true",
@@ -355,21 +436,18 @@ def main() -> None:
 
     from bench_engines import load_whisper
 
-    sentences = harvard()[:10] + NUMBERS
-    n_other = 5
-    if args.quick:
-        sentences, n_other = harvard()[:2] + NUMBERS[:3], 1
     service, pool, engines = build_service(args.threads)
+    if args.overhead_only:
+        try:
+            extra = overhead(engines, args.threads, args.runs, args.only)
+            if args.json:
+                Path(args.json).write_text(json.dumps({"engine_overhead": extra}, indent=2))
+        finally:
+            pool.close()
+        return
     instrument()
     whisper = load_whisper(args.threads)
-    cases: list[Case] = []
-    others = sentences[5:5 + n_other] or sentences[-n_other:]  # --quick has 5 sentences
-    for voice in [*VOICES, MATCHED]:
-        if args.only and args.only not in voice:
-            continue
-        cases += [Case(voice, 1.0, s) for s in sentences]
-        if voice != MATCHED:
-            cases += [Case(voice, speed, s) for speed in (0.5, 2.0) for s in others]
+    cases = [Case(voice, speed, text) for voice, speed, text in plan(args.quick, args.only)]
 
     async def run_all() -> None:
         import voxgate.engines.hibari as hibari_mod
@@ -403,19 +481,15 @@ def main() -> None:
             mine = [c for c in cases if c.voice == voice]
             if not mine:
                 continue
-            acc: dict[str, list[float]] = {}  # measure → signed errors (s)
-
-            def add(key: str, values: list[float], acc: dict[str, list[float]] = acc) -> None:
-                acc.setdefault(key, []).extend(values)
-
+            tally = Tally()
+            add = tally.add
             words = estimated = 0
             for case in mine:
                 assert case.audio is not None
-                heard = whisper_words(whisper, case.audio, case.rate)
+                scored = score(whisper, case, forced=not args.no_forced)
+                heard, signed, snapped = scored.heard, scored.signed, list(scored.snapped)
                 kind = kinds(case)
-                signed = errors(case, heard)
                 add("whisper", [e for _, e in signed])
-                snapped = list(snap_to_sound(tuple(case.timings), case.audio, case.rate))
                 add("whisper_snapped", [e for _, e in errors(case, heard, snapped)])
                 add("onset_snapped", onset_errors([t.start for t in snapped], onsets(case.audio, case.rate)))
                 add("whisper_joined", [e for _, e in errors(case, heard, joined(case.timings))])
@@ -427,8 +501,7 @@ def main() -> None:
                     if abs(e) > P95_TARGET:
                         outliers.append((voice, case.speed, kind[k], case.text[t.start_char:t.end_char], e,
                                          t.start, case.text))
-                forced = [] if args.no_forced else forced_words(whisper, case.audio, case.rate, case.text)
-                fsigned = forced_errors(case, forced)
+                forced, fsigned = scored.forced, scored.forced_signed
                 add("forced", [e for _, e in fsigned])
                 add(f"forced_speed_{case.speed}", [e for _, e in fsigned])
                 for k, e in fsigned:
@@ -448,13 +521,10 @@ def main() -> None:
                 estimated += sum(t.estimated for t in case.timings)
             cover = sum(covered(c.text, c.timings) for c in mine) / len(mine)
             row = {"clips": len(mine), "words": words, "coverage": cover, "estimated_words": estimated,
-                   **{key: stats(values) for key, values in acc.items()}}
+                   **tally.rows()}
             rows[voice] = row
             print(f"{voice}: clips {len(mine)} words {words} coverage {cover:.0%} estimated {estimated}", flush=True)
-            for key, values in acc.items():
-                st = stats(values)
-                print(f"    {key:16} n {st['n']:4} median {st['median']} ms p95 {st['p95']} ms "
-                      f"signed {st['signed']} ms", flush=True)
+            tally.print(16)
         worst.sort(reverse=True)
         print("largest |errors| against Whisper:", flush=True)
         for e, voice, speed, kind, word in worst[:15]:

@@ -35,22 +35,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from bench_timestamps import (  # noqa: E402
-    MATCHED,
-    NUMBERS,
-    VOICES,
-    Case,
-    build_service,
-    errors,
-    forced_errors,
-    forced_words,
-    harvard,
-    speak,
-    stats,
-    whisper_words,
-)
+from bench_timestamps import Case, Tally, build_service, common_args, plan, score, speak  # noqa: E402
 from voxgate.core.types import Timing, word_spans  # noqa: E402
-from voxgate.engines.wordtiming import first_sound, snap_to_sound  # noqa: E402
+from voxgate.engines.wordtiming import first_sound  # noqa: E402
 
 SIZES = (1, 2, 3)
 GAPS = (0.25, 0.35, 0.2)
@@ -118,55 +105,36 @@ async def joined_case(service, voice: str, speed: float, text: str,  # type: ign
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="5 sentences per engine, 1 per other speed")
-    parser.add_argument("--only", default=None, help="only voices whose id contains this")
-    parser.add_argument("--no-forced", action="store_true", help="skip the forced Whisper reference")
-    parser.add_argument("--json", default=None, help="write the results here")
+    common_args(parser)
     args = parser.parse_args()
 
     from bench_engines import load_whisper
 
-    sentences = harvard()[:10] + NUMBERS
-    n_other = 5
-    if args.quick:
-        sentences, n_other = harvard()[:2] + NUMBERS[:3], 1
     service, pool, _engines = build_service(args.threads)
     whisper = load_whisper(args.threads)
-    plan: list[tuple[str, float, str]] = []
-    others = sentences[5:5 + n_other] or sentences[-n_other:]  # --quick has 5 sentences
-    for voice in [*VOICES, MATCHED]:
-        if args.only and args.only not in voice:
-            continue
-        plan += [(voice, 1.0, s) for s in sentences]
-        if voice != MATCHED:
-            plan += [(voice, speed, s) for speed in (0.5, 2.0) for s in others]
+    clips = plan(args.quick, args.only)
     results: dict[str, dict] = {}  # type: ignore[type-arg]
     worst: list[tuple[float, str, str, float, str, float, float]] = []
     loop = asyncio.new_event_loop()  # one loop for the service throughout
     try:
-        for voice in dict.fromkeys(v for v, _, _ in plan):
+        for voice in dict.fromkeys(v for v, _, _ in clips):
             made: list[tuple] = []  # type: ignore[type-arg]
 
             async def run_all(voice: str = voice, made: list = made) -> None:  # type: ignore[type-arg]
-                for v, speed, text in plan:
+                for v, speed, text in clips:
                     if v == voice:
                         plain = voice.startswith(("kokoro", "hibari"))
                         made.append((voice, speed, await joined_case(service, voice, speed, text, plain)))
 
             loop.run_until_complete(run_all())
-            acc: dict[str, list[float]] = {}
-
-            def add(key: str, values: list[float], acc: dict[str, list[float]] = acc) -> None:
-                acc.setdefault(key, []).extend(values)
-
+            tally = Tally()
+            add = tally.add
             for _, speed, (case, truth, firsts, plain_timings) in made:
                 text = case.text
-                assert case.audio is not None
                 true_at = dict(zip(firsts, truth, strict=True))
-                heard = whisper_words(whisper, case.audio, case.rate)
-                versus = dict(errors(case, heard))  # word → ours − Whisper's
-                snapped = snap_to_sound(tuple(case.timings), case.audio, case.rate)
+                scored = score(whisper, case, forced=not args.no_forced)
+                versus = dict(scored.signed)  # word → ours − Whisper's
+                snapped = scored.snapped
                 for k, t in true_at.items():
                     add("ours_snapped", [snapped[k].start - t])
                 for k, t in true_at.items():
@@ -185,18 +153,13 @@ def main() -> None:
                         add("ours_durations", [plain_timings[k].start - t])
                         add(f"ours_durations_speed_{speed}", [plain_timings[k].start - t])
                 add("ours_vs_whisper_inside", [e for k, e in versus.items() if k not in true_at])
-                if not args.no_forced:
-                    forced = dict(forced_errors(case, forced_words(whisper, case.audio, case.rate, case.text)))
-                    for k, t in true_at.items():
-                        if k in forced:
-                            add("forced", [case.timings[k].start - forced[k] - t])
-            row = {key: stats(values) for key, values in acc.items()}
-            results[voice] = row
+                forced = dict(scored.forced_signed)
+                for k, t in true_at.items():
+                    if k in forced:
+                        add("forced", [case.timings[k].start - forced[k] - t])
+            results[voice] = tally.rows()
             print(f"{voice}:", flush=True)
-            for key, values in acc.items():
-                st = stats(values)
-                print(f"    {key:28} n {st['n']:4} median {st['median']} ms p95 {st['p95']} ms "
-                      f"signed {st['signed']} ms", flush=True)
+            tally.print(28)
         worst.sort(reverse=True, key=lambda w: w[0])
         print("our largest |errors| against the truth (word, speed, ours, Whisper's):", flush=True)
         for _, voice, word, speed, _text, ours, whisp in worst[:12]:

@@ -62,15 +62,19 @@ class Side:
     load_cpu: list[float] = field(default_factory=list)  # per round: CPU seconds per audio second under load
 
 
-def _env(src: Path, voice: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "VOXGATE_MATCH_BASES": json.dumps([voice])}
-    env["PYTHONPATH"] = os.pathsep.join([str(src / "src"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+def _env(src: Path, voice: str, extra: dict[str, str] | None = None,
+         path: tuple[Path, ...] = ()) -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "VOXGATE_MATCH_BASES": json.dumps([voice]), **(extra or {})}
+    parts = [str(src / "src"), env.get("PYTHONPATH", ""), *map(str, path)]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in parts if p)
     return env
 
 
-def start(side: Side, voice: str, flags: list[str], data: Path) -> subprocess.Popen[str]:
-    """Start `side`'s server on a free loopback port; the caller stops it."""
-    env = _env(side.src, voice)
+def start(side: Side, voice: str, flags: list[str], data: Path, extra: dict[str, str] | None = None,
+          path: tuple[Path, ...] = ()) -> subprocess.Popen[str]:
+    """Start `side`'s server on a free loopback port (`extra` environment, `path` after its src on PYTHONPATH);
+    the caller stops it."""
+    env = _env(side.src, voice, extra, path)
     side.module = subprocess.run([sys.executable, "-c", "import voxgate; print(voxgate.__file__)"], env=env,
                                  capture_output=True, text=True, timeout=60, check=True).stdout.strip()
     if not side.module.startswith(str(side.src / "src")):

@@ -358,6 +358,44 @@ async def test_a_sessions_first_runs_count_toward_its_cost(monkeypatch: pytest.M
         pool.close()
 
 
+async def test_first_runs_on_the_shared_arena_stay_counted_when_their_session_goes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Piper's sessions share one onnxruntime arena that outlives each of them: what their first runs grow is
+    the process's, so unloading the session that happened to grow it must not take it off the budget's total."""
+    import voxgate.scheduling.pool as pool_module
+
+    rss = iter(range(0, 10**12, 100 * 2**20))  # each reading 100 MB above the last
+    monkeypatch.setattr(pool_module, "_rss", lambda: next(rss))
+    monkeypatch.setattr(pool_module, "WARM_USES", 1)
+    engine = FakeEngine()
+    original = engine.load
+
+    def load(voice: Any, threads: int) -> Any:
+        loaded = original(voice, threads)
+        loaded.shares_arena = voice.id == "b"  # "b" runs on the shared arena, "c" has memory of its own
+        return loaded
+
+    monkeypatch.setattr(engine, "load", load)
+    pool = WorkerPool(lambda name: engine, workers=1, threads=1, solo_threads=0, memory_budget_mb=450)
+    try:
+        voices = {v.id: v for v in engine.voices()}
+        voices["c"] = type(voices["b"])(id="c", name="c", engine="fake", language="en-US", sample_rate=RATE)
+
+        async def speak(name: str) -> None:
+            await drain(pool.submit(Job(voices[name], "one two", EngineParams(), 0.0, asyncio.get_running_loop())))
+
+        await speak("b")  # load 100 MB (the session's) + first run 100 MB (the shared arena's)
+        assert [s["mb"] for s in pool.sessions()] == [100.0] and pool._shared_cost == 100 * 2**20
+        await speak("c")  # load 100 + first run 100, both its own: 400 MB counted, within 450
+        assert pool.loaded_voices() == {"b", "c"}
+        await speak("ja")  # +100 MB load, +100 run: over budget, "b" (least recently used) goes...
+        assert "b" not in pool.loaded_voices()
+        # ...and the arena's 100 MB stays counted: c 200 + ja 200 + shared 100 = 500 > 450, so "c" goes too
+        assert pool.loaded_voices() == {"ja"} and pool._shared_cost == 100 * 2**20
+    finally:
+        pool.close()
+
+
 async def test_malloc_trim_waits_for_an_idle_pool(monkeypatch: pytest.MonkeyPatch) -> None:
     """A trim holds the malloc arenas while it runs, stalling every thread that allocates (first audio's p95 rose
     with a trim every 30 s): it runs once jobs ran and none runs or waits, and under a load that never pauses
@@ -550,3 +588,15 @@ async def test_pieces_of_several_jobs_posted_before_the_loop_takes_them_ride_one
     finally:
         del loop.call_soon_threadsafe
     assert len(wakes) == 1
+
+
+def test_a_post_after_the_loop_closed_under_a_pending_wake_up_cancels_the_job() -> None:
+    """A wake-up asked for just before the loop closed never runs: later posts must still tell the worker that
+    nobody listens (it stops after its current piece), as a post's own call_soon_threadsafe would have."""
+    loop = asyncio.new_event_loop()
+    job = Job(FakeEngine().voices()[0], "Hi.", EngineParams(), 0.0, loop)
+    job._post("piece")  # asks for a wake-up...
+    loop.close()  # ...that the closed loop will never run
+    assert not job.cancelled.is_set()
+    job._post("next piece")
+    assert job.cancelled.is_set()

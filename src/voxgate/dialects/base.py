@@ -108,7 +108,10 @@ async def this_dialect(connection: HTTPConnection) -> Any:
     """The dialect object whose route this request or WebSocket reached: the dependency through which a
     module-level handler gets its dialect (`dialect: Annotated[OpenAI, Depends(this_dialect)]`). Async, so it
     runs on the loop (a plain function would cost a thread hop per request)."""
-    return connection.scope[_DIALECT]
+    dialect = connection.scope.get(_DIALECT)
+    if dialect is None:
+        raise RuntimeError(f"{connection.url.path}: this_dialect used on a route no Dialect declared")
+    return dialect
 
 
 class Dialect:

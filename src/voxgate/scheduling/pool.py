@@ -103,6 +103,10 @@ class _Mailbox:
         with self._lock:
             self._items.append((job, item))
             if self._waking:
+                loop = self._loop()
+                if loop is None or loop.is_closed():  # the wake-up already asked for will never run
+                    self._items.clear()
+                    return False
                 return True
             self._waking = True
         try:
@@ -180,6 +184,10 @@ class WorkerPool:
         self._sessions: OrderedDict[tuple[str, int], LoadedVoice] = OrderedDict()
         self._users: Counter[tuple[str, int]] = Counter()  # jobs on each session now (never evicted then)
         self._costs: dict[tuple[str, int], int] = {}  # bytes of RSS each session's load and first runs added
+        # Bytes the first runs of sessions sharing the process's onnxruntime arena (Piper's, engines/ortsession.py)
+        # grew it by: that arena outlives any one session, so this is counted in the total for good, never
+        # given back when such a session is unloaded.
+        self._shared_cost = 0
         self._uses: Counter[tuple[str, int]] = Counter()  # runs on each session so far (see _charge)
         self._used: dict[tuple[str, int], float] = {}  # when each session last had a job (self._clock)
         self._pinned: set[str] = set()  # load keys kept loaded whatever the budget (default, preloaded)
@@ -307,7 +315,10 @@ class WorkerPool:
         with self._load_lock:
             self._uses[key] += 1
             if key in self._costs and grown > 0:
-                self._costs[key] += grown
+                if getattr(self._sessions.get(key), "shares_arena", False):
+                    self._shared_cost += grown  # the process's arena, not this session's: it stays when it goes
+                else:
+                    self._costs[key] += grown
 
     def _release(self, held: tuple[tuple[str, int], LoadedVoice]) -> None:
         """One job less on the session; a session left idle while over the budget (its first runs may have
@@ -322,7 +333,7 @@ class WorkerPool:
         """Unload idle, unpinned sessions, least recently used first, until within budget (lock held)."""
         if not self._budget:
             return []
-        total = sum(self._costs.get(key, 0) for key in self._sessions)
+        total = self._shared_cost + sum(self._costs.get(key, 0) for key in self._sessions)
         evicted = []
         for key in list(self._sessions):
             if total <= self._budget:
