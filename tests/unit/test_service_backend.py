@@ -323,7 +323,7 @@ async def test_a_stream_levelled_on_its_workers_sends_what_one_levelled_on_the_l
         try:
             for rate, volume, speed in ((RATE, 6.0, 1.0), (RATE, 1.0, 1.3), (24_000, 6.0, 1.0)):
                 request = SynthesisRequest(text=TEN, voice="a", sample_rate=rate, volume=volume, speed=speed,
-                                           output=fmt)
+                                           output=fmt, int16_chunks=fmt is not None)
                 chunks = [c async for c in service.stream(request)]
 
                 async def replay(chunks: list = chunks) -> AsyncIterator:  # type: ignore[type-arg]
@@ -340,7 +340,7 @@ async def test_a_stream_levelled_on_its_workers_sends_what_one_levelled_on_the_l
         assert samples_w == samples and encoded_w == encoded
         assert pcm16 == [None] * len(pcm16)
     at_engine_rate = worker_levelled[0][1] + worker_levelled[1][1]
-    if fmt is None:  # no raw PCM client: no int16 bytes are made
+    if fmt is None:  # not asked for (SynthesisRequest.int16_chunks): no int16 bytes are made
         assert set(at_engine_rate) == {None}
     else:  # made for every piece at the engine's rate, never for resampled ones
         made = [(s, p) for s, p in zip(worker_levelled[0][0] + worker_levelled[1][0], at_engine_rate, strict=True)

@@ -100,8 +100,8 @@ FORMATS: Mapping[str, FormatSpec] = MappingProxyType(
 )
 
 
-# Formats whose encoder writes each chunk's samples as int16 at the stream's own rate (raw pcm, wav): a stream
-# for such a client has its worker threads make those bytes with the samples (Encoder.encode_pcm16).
+# Formats whose encoder writes each chunk's samples as int16 at its input rate (raw pcm, wav): a dialect streaming
+# one asks for those bytes to be made with the samples (SynthesisRequest.int16_chunks, Encoder.encode_pcm16).
 PCM16_FORMATS = frozenset({"pcm", "wav"})
 
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from voxgate.audio.encoders import PCM16_FORMATS, get_format
+from voxgate.audio.encoders import get_format
 from voxgate.audio.pcm import Leveller, calibrate_gain, int16_bytes
 from voxgate.audio.resample import Resampler
 from voxgate.audio.voiceshift import Shift, apply_shift
@@ -293,11 +293,12 @@ class SynthesisStream:
 
     def _finishing(self, voicing: Voicing, post: Callable[[Piece], Piece] | None) -> Callable[[Piece], Piece] | None:
         """`post`, then what the loop would do to each piece alone, on the worker that made it as it is made
-        (issue 13: the event loop then only forwards it): levelling, and for a client of raw PCM at the
-        engine's rate its int16 bytes. None (the loop levels, as always) unless the voice's gain is known
-        already, its backend runs `post` per piece in this process, nothing is passed through, no word is timed
-        (an estimate reads the piece as the engine made it) and no fallback voice may speak instead. Resampling
-        stays on the loop: its filter's state runs across the stream's segments, which workers make at once."""
+        (issue 13: the event loop then only forwards it): levelling, and when the dialect sends int16 as it
+        comes (request.int16_chunks) and the piece is at the stream's rate, its int16 bytes. None (the loop
+        levels, as always) unless the voice's gain is known already, its backend runs `post` per piece in this
+        process, nothing is passed through, no word is timed (an estimate reads the piece as the engine made it)
+        and no fallback voice may speak instead. Resampling stays on the loop: its filter's state runs across
+        the stream's segments, which workers make at once."""
         if self._timer is not None or self.output is not None or voicing.fallback is not None:
             return None
         per_piece = getattr(self._service.backend, "posts_per_piece", None)
@@ -309,7 +310,7 @@ class SynthesisStream:
             if gain is None:  # measured when its first audio arrives (SynthesisService.gain)
                 return None
             leveller = voicing.leveller = Leveller(gain * voicing.volume)
-        rate = self.sample_rate if self.request.output in PCM16_FORMATS else 0  # 0: no piece has it
+        rate = self.sample_rate if self.request.int16_chunks else 0  # 0: no piece has it
 
         def run(piece: Piece) -> Piece:
             piece = post(piece) if post else piece

@@ -55,6 +55,9 @@ class SynthesisRequest:
     # audio (SynthesisService.passthrough). None: PCM only.
     output: str | None = None
     timings: bool = False  # the client reads word timings: chunks carry them (core/timemap.py); False: None
+    # The dialect sends each chunk's samples on as int16 bytes as they are (a raw pcm or wav response): the
+    # workers then make those bytes with the samples, off the event loop (PcmChunk.pcm16). False: none are made.
+    int16_chunks: bool = False
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ class AllTalk:
         """
         # output "pcm": an upstream voice's own int16 bytes pass through (SynthesisService.passthrough); the
         # alltalk kind's come from AllTalk's streaming route behind the same header as this one's
-        request = replace(self._script(params, plan, STREAM_RATE), output="pcm")
+        request = replace(self._script(params, plan, STREAM_RATE), output="pcm", int16_chunks=True)
         opened: list[SynthesisStream] = [await self.ctx.service.open(request)]
         chunks = await first_then_rest(opened[0])
 
@@ -167,7 +167,8 @@ class AllTalk:
             yield wav_header(STREAM_RATE, unknown="zero")
             try:
                 async for chunk in chunks:
-                    yield chunk.encoded if chunk.encoded is not None else int16_bytes(chunk.samples)
+                    yield (chunk.encoded if chunk.encoded is not None else chunk.pcm16 if chunk.pcm16 is not None
+                           else int16_bytes(chunk.samples))
             except VoxgateError as exc:  # after the header an error can only end the stream
                 _LOG.warning("AllTalk stream ended early: %s", exc)
             finally:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from voxgate.audio.encoders import PCM16_FORMATS
 from voxgate.core.types import SynthesisRequest
 
 _LOG = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class SpeechRequest(BaseModel):
         return SynthesisRequest(text=self.input, voice=voice, speed=self.speed, pitch=semitones,
                                 sample_rate=PCM_RATE, normalize=self.normalize,
                                 output=None if timed else self.response_format,  # an upstream's bytes pass through
-                                timings=timed)
+                                timings=timed, int16_chunks=self.response_format in PCM16_FORMATS)
 
 
 # -- Kokoro-FastAPI's POST /dev/captioned_speech (its api/src/structures/schemas.py), in its field order --
