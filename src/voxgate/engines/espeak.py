@@ -203,6 +203,20 @@ def _has_dictionary(identifier: str, language: str) -> bool:
     return (data / f"{name}_dict").is_file()
 
 
+def _sound_end(audio: np.ndarray, rate: int) -> float:
+    """Seconds where the last sample louder than QUIET of the loudest ends (the length if none is): looked for
+    from the end a block at a time, as the sound mostly ends near it."""
+    top = max(float(audio.max(initial=0.0)), -float(audio.min(initial=0.0)), 1e-6)  # = max(|audio|)
+    edge = QUIET * top
+    end = len(audio)
+    while end > 0:
+        block = np.abs(audio[max(end - 4096, 0):end]) > edge
+        if block.any():
+            return float((end - len(block) + int(np.flatnonzero(block)[-1]) + 1) / rate)
+        end -= len(block)
+    return len(audio) / rate
+
+
 def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarray, rate: int) -> Timings:
     """Timings of the words of `text` from espeak-ng's word events: each event lasts until the next one
     starts (the last until the sound ends) and is shared by the words of the text it covers by their
@@ -211,34 +225,39 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
     words = word_spans(text)
     if not events or not words:
         return estimate_words(text, audio, rate)
-    x = np.abs(audio)
-    loud = np.flatnonzero(x > QUIET * max(float(x.max(initial=0.0)), 1e-6))
-    sound_end = float((loud[-1] + 1) / rate) if len(loud) else len(audio) / rate
+    sound_end = _sound_end(audio, rate)
     events = sorted(events, key=lambda e: e[2])
     groups: list[list[int]] = []  # words sharing one span of time
     spans: list[tuple[float, float]] = []
+    taken: set[int] = set()  # words in a group
     for n, (at, length, t0) in enumerate(events):
         t1 = events[n + 1][2] if n + 1 < len(events) else max(sound_end, t0)
-        hit = [k for k, (s, e) in enumerate(words) if s < at + max(length, 1) and e > at]
-        hit = [k for k in hit if not any(k in g for g in groups)]
+        reach = at + max(length, 1)
+        hit = [k for k, (s, e) in enumerate(words) if s < reach and e > at and k not in taken]
         if hit:
             groups.append(hit)
+            taken.update(hit)
             spans.append((t0, max(t1, t0)))
         elif spans:
             spans[-1] = (spans[-1][0], max(t1, spans[-1][1]))
     if not groups:
         return estimate_words(text, audio, rate)
-    timed = {k for g in groups for k in g}
     for k in range(len(words)):  # a word without an event joins the group before it
-        if k not in timed:
-            before = [g for g in groups if g[-1] < k]
-            (before[-1] if before else groups[0]).append(k)
+        if k not in taken:
+            before = next((g for g in reversed(groups) if g[-1] < k), groups[0])
+            before.append(k)
     out = []
     for group, (t0, t1) in zip(groups, spans, strict=True):
         group.sort()
-        sizes = np.array([words[k][1] - words[k][0] for k in group], float)
-        edges = t0 + (t1 - t0) * np.concatenate([[0.0], np.cumsum(sizes) / sizes.sum()])
-        out += [Timing(*words[k], float(edges[n]), float(edges[n + 1])) for n, k in enumerate(group)]
+        # Shared by length: the same float operations, in the same order, as numpy's cumsum over the sizes
+        # (whole numbers, so every partial sum is exact) and the division and scaling of each edge.
+        total = float(sum(words[k][1] - words[k][0] for k in group))
+        done, start = 0.0, t0 + (t1 - t0) * 0.0
+        for k in group:
+            done += words[k][1] - words[k][0]
+            end = t0 + (t1 - t0) * (done / total)
+            out.append(Timing(*words[k], start, end))
+            start = end
     out.sort(key=lambda t: t.start_char)
     return tuple(out)
 
