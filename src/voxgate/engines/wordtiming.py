@@ -14,6 +14,7 @@ import unicodedata
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -28,12 +29,14 @@ LEAD_FRAMES = 2
 _KANA = range(0x3040, 0x3100)
 
 
+@lru_cache(maxsize=4096)  # a phoneme inventory: the same few tokens every time
 def _sounded(token: str) -> bool:
     """A phoneme token that is a sound: a letter, not a space, a mark (a pause), a stress or length sign."""
     return any(unicodedata.category(c).startswith("L") and (unicodedata.category(c) != "Lm" or c == "ᵊ")
                for c in token)
 
 
+@lru_cache(maxsize=4096)
 def _separates(token: str) -> bool:
     """A space or punctuation token: between two words (a stress or length mark, a tone sign is not)."""
     return token.isspace() or all(unicodedata.category(c).startswith(("P", "Z")) for c in token)
@@ -80,14 +83,16 @@ def word_timings(text: str, tokens: Sequence[str], edges: Sequence[float],
         bounds = [*gaps, count]
     else:
         w = np.array([weight(text[s:e]) for s, e in words], float)
-        ideal = np.concatenate([[0.0], np.cumsum(w) / w.sum()]) * count
+        ideal = (np.concatenate([[0.0], np.cumsum(w) / w.sum()]) * count).tolist()
         reach = SNAP * count / len(words)
         bounds = [0]
         for p in ideal[1:-1]:
-            near = min(gaps, key=lambda g: abs(g - p))
+            near = _nearest(gaps, p)
             b = near if abs(near - p) <= reach else round(p)
             bounds.append(min(max(b, bounds[-1]), count))
         bounds.append(count)
+    if isinstance(edges, np.ndarray):
+        edges = edges.tolist()  # the same floats, read faster one at a time
     out = []
     for n, (s, e) in enumerate(words):
         a, b = bounds[n], bounds[n + 1]
@@ -97,6 +102,16 @@ def word_timings(text: str, tokens: Sequence[str], edges: Sequence[float],
             at = float(edges[sounds[min(a, count - 1)]])
             out.append(Timing(s, e, at, at))
     return tuple(out)
+
+
+def _nearest(gaps: list[int], p: float) -> int:
+    """The gap nearest `p` in increasing `gaps`, the earlier of two as near: min(gaps, key=|g - p|), by bisection."""
+    k = bisect_left(gaps, p)
+    if k == 0:
+        return gaps[0]
+    if k == len(gaps):
+        return gaps[-1]
+    return gaps[k - 1] if abs(gaps[k - 1] - p) <= abs(gaps[k] - p) else gaps[k]
 
 
 def _loud(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarray, int]:
