@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxgate.core.types import QUIET, Piece, Timing, Timings, estimate_words, offset_timings, word_spans
+from voxgate.core.types import QUIET, Piece, Timing, Timings, estimate_words, word_spans
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.wordtiming import snap_to_sound
 
@@ -217,14 +217,16 @@ def _sound_end(audio: np.ndarray, rate: int) -> float:
     return len(audio) / rate
 
 
-def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarray, rate: int) -> Timings:
+def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarray, rate: int,
+                base: int = 0) -> Timings:
     """Timings of the words of `text` from espeak-ng's word events: each event lasts until the next one
     starts (the last until the sound ends) and is shared by the words of the text it covers by their
     length (a Chinese word of two characters); a word no event starts in ("the" run into "from the")
-    shares the time of the word before it. Without any event, an estimate by length."""
-    words = word_spans(text)
+    shares the time of the word before it. Without any event, an estimate by length. Character offsets are
+    moved by `base` (where `text` sits in a longer one)."""
+    words = word_spans(text, base)
     if not events or not words:
-        return estimate_words(text, audio, rate)
+        return estimate_words(text, audio, rate, spans=words)
     sound_end = _sound_end(audio, rate)
     events = sorted(events, key=lambda e: e[2])
     groups: list[list[int]] = []  # words sharing one span of time
@@ -232,6 +234,7 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
     taken: set[int] = set()  # words in a group
     for n, (at, length, t0) in enumerate(events):
         t1 = events[n + 1][2] if n + 1 < len(events) else max(sound_end, t0)
+        at += base
         reach = at + max(length, 1)
         hit = [k for k, (s, e) in enumerate(words) if s < reach and e > at and k not in taken]
         if hit:
@@ -241,7 +244,7 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
         elif spans:
             spans[-1] = (spans[-1][0], max(t1, spans[-1][1]))
     if not groups:
-        return estimate_words(text, audio, rate)
+        return estimate_words(text, audio, rate, spans=words)
     for k in range(len(words)):  # a word without an event joins the group before it
         if k not in taken:
             before = next((g for g in reversed(groups) if g[-1] < k), groups[0])
@@ -289,9 +292,8 @@ class EspeakLoadedVoice:
                     # A word's event comes where its phonemes begin, and espeak-ng renders a stop's closure as
                     # silence ("Call" sounds 85 ms after its event at speed 0.5, 40 ms at 1.0): such a start
                     # moves to the word's first sound.
-                    timings = offset_timings(snap_to_sound(word_events(sentence, events, audio, self.sample_rate),
-                                                           audio, self.sample_rate), chars=start) \
-                        if params.timings else None
+                    timings = snap_to_sound(word_events(sentence, events, audio, self.sample_rate, base=start),
+                                            audio, self.sample_rate) if params.timings else None
                     yield Piece(audio, self.sample_rate, timings)
 
     def close(self) -> None:

@@ -159,21 +159,18 @@ def snap_to_sound(timings: Timings, audio: np.ndarray, rate: int, floor_db: floa
     `floor_db` of the loudest 10 ms) starting at its first sound instead, when that comes before the word's
     end. Starts only move later, inside their own word: order and coverage stay as they were."""
     loud, hop = _loud(audio, rate, floor_db)
-    if not timings or not loud.any():
+    at = np.flatnonzero(loud).tolist()  # the loud frames, looked up by bisection rather than sliced per word
+    if not timings or not at:
         return timings
     need = max(round(silence * rate / hop), 1)
-    # Counted and looked up in Python rather than sliced per word: loud frames before each frame, and where
-    # they are.
-    before = np.concatenate([[0], np.cumsum(loud)]).tolist()
-    at = np.flatnonzero(loud).tolist()
     out = []
     for t in timings:
         i = int(t.start * rate / hop)
         last = int(t.end * rate / hop)
-        if 0 <= i and i + need <= len(loud) and last > i and before[i + need] == before[i]:
-            first = bisect_left(at, i)  # the first loud frame from i on
-            if first < len(at) and at[first] < last:
-                t = replace(t, start=min(float(at[first] * hop / rate), t.end))
+        first = bisect_left(at, i)  # the first loud frame from frame i on, if any
+        ahead = at[first] if first < len(at) else len(loud)
+        if 0 <= i and i + need <= len(loud) and last > i and ahead >= i + need and ahead < last:
+            t = replace(t, start=min(float(ahead * hop / rate), t.end))
         out.append(t)
     return tuple(out)
 
