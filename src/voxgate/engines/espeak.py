@@ -14,6 +14,7 @@ import ctypes
 import logging
 import re
 import threading
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -232,11 +233,13 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
     groups: list[list[int]] = []  # words sharing one span of time
     spans: list[tuple[float, float]] = []
     taken: set[int] = set()  # words in a group
+    starts, ends = [s for s, _ in words], [e for _, e in words]  # both increasing: words do not overlap
     for n, (at, length, t0) in enumerate(events):
         t1 = events[n + 1][2] if n + 1 < len(events) else max(sound_end, t0)
         at += base
         reach = at + max(length, 1)
-        hit = [k for k, (s, e) in enumerate(words) if s < reach and e > at and k not in taken]
+        # the words the event's characters overlap (end after `at`, start before `reach`), not yet in a group
+        hit = [k for k in range(bisect_right(ends, at), bisect_left(starts, reach)) if k not in taken]
         if hit:
             groups.append(hit)
             taken.update(hit)
