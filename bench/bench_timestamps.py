@@ -412,10 +412,14 @@ def _unpatched_kokoro(engine, threads: int):  # type: ignore[no-untyped-def]
 
 
 def _unpatched_hibari(path, threads: int):  # type: ignore[no-untyped-def]
+    """The heart model without the durations output, in a session made as HibariLoadedVoice makes its own (no CPU
+    arena): with onnxruntime's default options (an arena) the plain side differed in more than the timings, and
+    malloc against an arena moved the CPU ratio by several percent either way from one process to another."""
     import onnxruntime
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = threads
+    from voxgate.engines.ortsession import session_options
+
+    options = session_options(threads, threads, arena=False)
     options.log_severity_level = 3
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 

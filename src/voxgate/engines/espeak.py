@@ -14,12 +14,13 @@ import ctypes
 import logging
 import re
 import threading
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from voxgate.core.types import QUIET, Piece, Timing, Timings, estimate_words, offset_timings, word_spans
+from voxgate.core.types import QUIET, Piece, Timing, Timings, estimate_words, word_spans
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.wordtiming import snap_to_sound
 
@@ -203,42 +204,66 @@ def _has_dictionary(identifier: str, language: str) -> bool:
     return (data / f"{name}_dict").is_file()
 
 
-def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarray, rate: int) -> Timings:
+def _sound_end(audio: np.ndarray, rate: int) -> float:
+    """Seconds where the last sample louder than QUIET of the loudest ends (the length if none is): looked for
+    from the end a block at a time, as the sound mostly ends near it."""
+    top = max(float(audio.max(initial=0.0)), -float(audio.min(initial=0.0)), 1e-6)  # = max(|audio|)
+    edge = QUIET * top
+    end = len(audio)
+    while end > 0:
+        block = np.abs(audio[max(end - 4096, 0):end]) > edge
+        if block.any():
+            return float((end - len(block) + int(np.flatnonzero(block)[-1]) + 1) / rate)
+        end -= len(block)
+    return len(audio) / rate
+
+
+def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarray, rate: int,
+                base: int = 0) -> Timings:
     """Timings of the words of `text` from espeak-ng's word events: each event lasts until the next one
     starts (the last until the sound ends) and is shared by the words of the text it covers by their
     length (a Chinese word of two characters); a word no event starts in ("the" run into "from the")
-    shares the time of the word before it. Without any event, an estimate by length."""
-    words = word_spans(text)
+    shares the time of the word before it. Without any event, an estimate by length. Character offsets are
+    moved by `base` (where `text` sits in a longer one)."""
+    words = word_spans(text, base)
     if not events or not words:
-        return estimate_words(text, audio, rate)
-    x = np.abs(audio)
-    loud = np.flatnonzero(x > QUIET * max(float(x.max(initial=0.0)), 1e-6))
-    sound_end = float((loud[-1] + 1) / rate) if len(loud) else len(audio) / rate
+        return estimate_words(text, audio, rate, spans=words)
+    sound_end = _sound_end(audio, rate)
     events = sorted(events, key=lambda e: e[2])
     groups: list[list[int]] = []  # words sharing one span of time
     spans: list[tuple[float, float]] = []
+    taken: set[int] = set()  # words in a group
+    starts, ends = [s for s, _ in words], [e for _, e in words]  # both increasing: words do not overlap
     for n, (at, length, t0) in enumerate(events):
         t1 = events[n + 1][2] if n + 1 < len(events) else max(sound_end, t0)
-        hit = [k for k, (s, e) in enumerate(words) if s < at + max(length, 1) and e > at]
-        hit = [k for k in hit if not any(k in g for g in groups)]
+        at += base
+        reach = at + max(length, 1)
+        # the words the event's characters overlap (end after `at`, start before `reach`), not yet in a group
+        hit = [k for k in range(bisect_right(ends, at), bisect_left(starts, reach)) if k not in taken]
         if hit:
             groups.append(hit)
+            taken.update(hit)
             spans.append((t0, max(t1, t0)))
         elif spans:
             spans[-1] = (spans[-1][0], max(t1, spans[-1][1]))
     if not groups:
-        return estimate_words(text, audio, rate)
-    timed = {k for g in groups for k in g}
+        return estimate_words(text, audio, rate, spans=words)
     for k in range(len(words)):  # a word without an event joins the group before it
-        if k not in timed:
-            before = [g for g in groups if g[-1] < k]
-            (before[-1] if before else groups[0]).append(k)
+        if k not in taken:
+            before = next((g for g in reversed(groups) if g[-1] < k), groups[0])
+            before.append(k)
     out = []
     for group, (t0, t1) in zip(groups, spans, strict=True):
         group.sort()
-        sizes = np.array([words[k][1] - words[k][0] for k in group], float)
-        edges = t0 + (t1 - t0) * np.concatenate([[0.0], np.cumsum(sizes) / sizes.sum()])
-        out += [Timing(*words[k], float(edges[n]), float(edges[n + 1])) for n, k in enumerate(group)]
+        # Shared by length: the same float operations, in the same order, as numpy's cumsum over the sizes
+        # (whole numbers, so every partial sum is exact) and the division and scaling of each edge.
+        total = float(sum(words[k][1] - words[k][0] for k in group))
+        done, start = 0.0, t0 + (t1 - t0) * 0.0
+        for k in group:
+            done += words[k][1] - words[k][0]
+            end = t0 + (t1 - t0) * (done / total)
+            out.append(Timing(*words[k], start, end))
+            start = end
     out.sort(key=lambda t: t.start_char)
     return tuple(out)
 
@@ -270,9 +295,8 @@ class EspeakLoadedVoice:
                     # A word's event comes where its phonemes begin, and espeak-ng renders a stop's closure as
                     # silence ("Call" sounds 85 ms after its event at speed 0.5, 40 ms at 1.0): such a start
                     # moves to the word's first sound.
-                    timings = offset_timings(snap_to_sound(word_events(sentence, events, audio, self.sample_rate),
-                                                           audio, self.sample_rate), chars=start) \
-                        if params.timings else None
+                    timings = snap_to_sound(word_events(sentence, events, audio, self.sample_rate, base=start),
+                                            audio, self.sample_rate) if params.timings else None
                     yield Piece(audio, self.sample_rate, timings)
 
     def close(self) -> None:
