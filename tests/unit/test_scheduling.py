@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -305,6 +307,16 @@ async def test_mixed_script_text_is_spoken_by_a_voice_per_language_at_one_rate()
         service.close()
 
 
+def budget_voices(engine: FakeEngine, pool: WorkerPool) -> tuple[dict[str, Any], Callable[[str], Awaitable[None]]]:
+    """The fake engine's voices plus a third English one, "c", and a function speaking one job on a voice."""
+    voices = {v.id: v for v in engine.voices()}
+    voices["c"] = type(voices["b"])(id="c", name="c", engine="fake", language="en-US", sample_rate=RATE)
+
+    async def speak(name: str) -> None:
+        await drain(pool.submit(Job(voices[name], "one two", EngineParams(), 0.0, asyncio.get_running_loop())))
+    return voices, speak
+
+
 async def test_memory_budget_unloads_idle_sessions_least_recently_used_first(monkeypatch: pytest.MonkeyPatch) -> None:
     import voxgate.scheduling.pool as pool_module
 
@@ -314,11 +326,7 @@ async def test_memory_budget_unloads_idle_sessions_least_recently_used_first(mon
     engine = FakeEngine()
     pool = WorkerPool(lambda name: engine, workers=1, threads=1, solo_threads=0, memory_budget_mb=250)
     try:
-        voices = {v.id: v for v in engine.voices()}
-        voices["c"] = type(voices["b"])(id="c", name="c", engine="fake", language="en-US", sample_rate=RATE)
-
-        async def speak(name: str) -> None:
-            await drain(pool.submit(Job(voices[name], "one two", EngineParams(), 0.0, asyncio.get_running_loop())))
+        voices, speak = budget_voices(engine, pool)
 
         pool.preload(voices["a"])  # pinned: stays whatever the budget
         await speak("b")
@@ -378,12 +386,7 @@ async def test_first_runs_on_the_shared_arena_stay_counted_when_their_session_go
     monkeypatch.setattr(engine, "load", load)
     pool = WorkerPool(lambda name: engine, workers=1, threads=1, solo_threads=0, memory_budget_mb=450)
     try:
-        voices = {v.id: v for v in engine.voices()}
-        voices["c"] = type(voices["b"])(id="c", name="c", engine="fake", language="en-US", sample_rate=RATE)
-
-        async def speak(name: str) -> None:
-            await drain(pool.submit(Job(voices[name], "one two", EngineParams(), 0.0, asyncio.get_running_loop())))
-
+        _, speak = budget_voices(engine, pool)
         await speak("b")  # load 100 MB (the session's) + first run 100 MB (the shared arena's)
         assert [s["mb"] for s in pool.sessions()] == [100.0] and pool._shared_cost == 100 * 2**20
         await speak("c")  # load 100 + first run 100, both its own: 400 MB counted, within 450
@@ -536,12 +539,9 @@ async def test_the_trim_thread_unloads_idle_sessions_when_the_pool_is_idle(monke
         pool.close()
 
 
-async def test_what_a_worker_posts_before_the_loop_takes_it_rides_one_wake_up() -> None:
-    """Issue 13: a piece and its job's end posted back to back cost one call_soon_threadsafe, not two."""
-    import voxgate.scheduling.pool as pool_module
-
-    loop = asyncio.get_running_loop()
-    job = Job(FakeEngine().voices()[0], "Hi.", EngineParams(), 0.0, loop)
+@contextlib.contextmanager
+def counting_wakes(loop: asyncio.AbstractEventLoop) -> Iterator[list[object]]:
+    """The callbacks handed to `loop.call_soon_threadsafe` (each one wake-up of the loop) while inside."""
     wakes: list[object] = []
     original = loop.call_soon_threadsafe
 
@@ -551,14 +551,24 @@ async def test_what_a_worker_posts_before_the_loop_takes_it_rides_one_wake_up() 
 
     loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
     try:
+        yield wakes
+    finally:
+        del loop.call_soon_threadsafe
+
+
+async def test_what_a_worker_posts_before_the_loop_takes_it_rides_one_wake_up() -> None:
+    """Issue 13: a piece and its job's end posted back to back cost one call_soon_threadsafe, not two."""
+    import voxgate.scheduling.pool as pool_module
+
+    loop = asyncio.get_running_loop()
+    job = Job(FakeEngine().voices()[0], "Hi.", EngineParams(), 0.0, loop)
+    with counting_wakes(loop) as wakes:
         thread = threading.Thread(target=lambda: (job._post("piece"), job._post(pool_module._DONE)))
         thread.start()
         thread.join()
         assert await job.queue.get() == "piece" and is_done(await job.queue.get())
         job._post("later")  # taken: the next post wakes the loop again
         assert await job.queue.get() == "later"
-    finally:
-        del loop.call_soon_threadsafe
     assert len(wakes) == 2
 
 
@@ -570,23 +580,13 @@ async def test_pieces_of_several_jobs_posted_before_the_loop_takes_them_ride_one
     loop = asyncio.get_running_loop()
     voice = FakeEngine().voices()[0]
     first, second = (Job(voice, text, EngineParams(), 0.0, loop) for text in ("Hi.", "Ho."))
-    wakes: list[object] = []
-    original = loop.call_soon_threadsafe
-
-    def counted(callback: Any, *args: Any) -> Any:
-        wakes.append(callback)
-        return original(callback, *args)
-
-    loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
-    try:
+    with counting_wakes(loop) as wakes:
         thread = threading.Thread(target=lambda: (first._post("a1"), second._post("b1"), first._post("a2"),
                                                   second._post(pool_module._DONE)))
         thread.start()
         thread.join()
         assert [await first.queue.get(), await first.queue.get()] == ["a1", "a2"]
         assert await second.queue.get() == "b1" and is_done(await second.queue.get())
-    finally:
-        del loop.call_soon_threadsafe
     assert len(wakes) == 1
 
 
