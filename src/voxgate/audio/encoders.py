@@ -157,8 +157,16 @@ class Encoder(ABC):
 
     def encode_pcm16(self, samples: np.ndarray, pcm16: bytes) -> bytes:
         """encode(samples), given `pcm16`, the samples' int16_bytes made elsewhere (a worker thread): an encoder
-        that writes exactly those bytes (raw pcm, wav) uses them instead of converting again; any other encodes."""
-        return self.encode(samples)
+        that writes exactly those bytes (raw pcm, wav: takes_pcm16) uses them instead of converting again; any
+        other, or one that would refuse the samples (finished, passing bytes through), encodes."""
+        if not self.takes_pcm16 or self._finished or self._passing or self._resampler is not None:
+            return self.encode(samples)
+        self._encoded = True
+        return self._write_pcm16(pcm16)
+
+    def _write_pcm16(self, pcm16: bytes) -> bytes:
+        """Take int16 bytes at the output rate (encoders that set takes_pcm16); return the bytes ready so far."""
+        raise NotImplementedError
 
     def passthrough(self, data: bytes) -> bytes:
         """Bytes already in this format at this rate (an upstream's own audio), handed on untouched. A format
@@ -216,13 +224,9 @@ class _RawEncoder(Encoder):
         self._header = header  # sent with the first chunk so a zero-sample response is still a file
 
     def _encode(self, x: np.ndarray) -> bytes:
-        data, self._header = self._header + int16_bytes(x), b""
-        return data
+        return self._write_pcm16(int16_bytes(x))
 
-    def encode_pcm16(self, samples: np.ndarray, pcm16: bytes) -> bytes:
-        if self._finished or self._passing:  # the checks and errors of encode()
-            return self.encode(samples)
-        self._encoded = True
+    def _write_pcm16(self, pcm16: bytes) -> bytes:
         data, self._header = self._header + pcm16, b""
         return data
 
@@ -241,13 +245,9 @@ class _WavFileEncoder(Encoder):
         self._chunks: list[bytes] = []  # joined once at the end: linear, never quadratic
 
     def _encode(self, x: np.ndarray) -> bytes:
-        self._chunks.append(int16_bytes(x))
-        return b""
+        return self._write_pcm16(int16_bytes(x))
 
-    def encode_pcm16(self, samples: np.ndarray, pcm16: bytes) -> bytes:
-        if self._finished or self._passing:  # the checks and errors of encode()
-            return self.encode(samples)
-        self._encoded = True
+    def _write_pcm16(self, pcm16: bytes) -> bytes:
         self._chunks.append(pcm16)
         return b""
 

@@ -143,6 +143,27 @@ def word_spans(text: str, base: int = 0) -> list[tuple[int, int]]:
             if any(c.isalnum() for c in m.group())]
 
 
+def voiced_span(samples: np.ndarray, rate: int, block: int = 4096) -> tuple[float, float]:
+    """(start, end) in seconds of the part of `samples` louder than QUIET of the loudest sample; (0, length)
+    when none is. Looked for a block at a time from each end, where the sound mostly starts and ends."""
+    x = np.asarray(samples, np.float32).reshape(-1)
+    top = max(float(x.max(initial=0.0)), -float(x.min(initial=0.0)), 1e-6)  # = max(|x|), at least 1e-6
+    edge = QUIET * top
+    for first in range(0, len(x), block):
+        loud = np.flatnonzero(np.abs(x[first:first + block]) > edge)
+        if len(loud):
+            first += int(loud[0])
+            break
+    else:
+        return 0.0, len(x) / rate
+    end = len(x)
+    while True:  # a loud sample exists, at `first` or later
+        loud = np.flatnonzero(np.abs(x[max(end - block, 0):end]) > edge)
+        if len(loud):
+            return first / rate, (max(end - block, 0) + int(loud[-1]) + 1) / rate
+        end = max(end - block, 0)
+
+
 def estimate_words(text: str, samples: np.ndarray, rate: int,
                    spans: Sequence[tuple[int, int]] | None = None,
                    weight: Callable[[str], float] | None = None) -> Timings:
@@ -152,9 +173,7 @@ def estimate_words(text: str, samples: np.ndarray, rate: int,
     words = list(spans) if spans is not None else word_spans(text)
     if not words:
         return ()
-    x = np.abs(np.asarray(samples, np.float32))
-    loud = np.flatnonzero(x > QUIET * max(float(x.max(initial=0.0)), 1e-6))
-    t0, t1 = (loud[0] / rate, (loud[-1] + 1) / rate) if len(loud) else (0.0, len(x) / rate)
+    t0, t1 = voiced_span(samples, rate)
     sizes = np.maximum(np.array([weight(text[s:e]) if weight else e - s for s, e in words], float), 1e-3)
     edges = t0 + (t1 - t0) * np.concatenate([[0.0], np.cumsum(sizes) / sizes.sum()])
     return tuple(Timing(s, e, float(edges[n]), float(edges[n + 1]), True) for n, (s, e) in enumerate(words))

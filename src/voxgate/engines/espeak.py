@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxgate.core.types import QUIET, Piece, Timing, Timings, estimate_words, word_spans
+from voxgate.core.types import Piece, Timing, Timings, estimate_words, voiced_span, word_spans
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.wordtiming import snap_to_sound
 
@@ -204,20 +204,6 @@ def _has_dictionary(identifier: str, language: str) -> bool:
     return (data / f"{name}_dict").is_file()
 
 
-def _sound_end(audio: np.ndarray, rate: int) -> float:
-    """Seconds where the last sample louder than QUIET of the loudest ends (the length if none is): looked for
-    from the end a block at a time, as the sound mostly ends near it."""
-    top = max(float(audio.max(initial=0.0)), -float(audio.min(initial=0.0)), 1e-6)  # = max(|audio|)
-    edge = QUIET * top
-    end = len(audio)
-    while end > 0:
-        block = np.abs(audio[max(end - 4096, 0):end]) > edge
-        if block.any():
-            return float((end - len(block) + int(np.flatnonzero(block)[-1]) + 1) / rate)
-        end -= len(block)
-    return len(audio) / rate
-
-
 def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarray, rate: int,
                 base: int = 0) -> Timings:
     """Timings of the words of `text` from espeak-ng's word events: each event lasts until the next one
@@ -228,7 +214,7 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
     words = word_spans(text, base)
     if not events or not words:
         return estimate_words(text, audio, rate, spans=words)
-    sound_end = _sound_end(audio, rate)
+    sound_end = voiced_span(audio, rate)[1]
     events = sorted(events, key=lambda e: e[2])
     groups: list[list[int]] = []  # words sharing one span of time
     spans: list[tuple[float, float]] = []
@@ -258,7 +244,7 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
         # Shared by length: the same float operations, in the same order, as numpy's cumsum over the sizes
         # (whole numbers, so every partial sum is exact) and the division and scaling of each edge.
         total = float(sum(words[k][1] - words[k][0] for k in group))
-        done, start = 0.0, t0 + (t1 - t0) * 0.0
+        done, start = 0.0, t0
         for k in group:
             done += words[k][1] - words[k][0]
             end = t0 + (t1 - t0) * (done / total)
