@@ -90,7 +90,8 @@ class ShrinkingSession:
 
         self.session = session
         self._options = None
-        if uses_shared_arena(session):
+        self.shared = uses_shared_arena(session)  # allocates from the process's shared arena
+        if self.shared:
             self._options = onnxruntime.RunOptions()
             self._options.add_run_config_entry(SHRINK_KEY, "cpu:0")
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from voxgate.core.types import Piece, Timing
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
-from voxgate.engines.ortsession import ShrinkingSession, session_options, uses_shared_arena
+from voxgate.engines.ortsession import ShrinkingSession, session_options
 from voxgate.engines.patched import patched_model
 
 _LOG = logging.getLogger(__name__)
@@ -251,10 +251,11 @@ class PiperLoadedVoice:
         )
         self._aligned = alignments and len(session.get_outputs()) > 1
         self._readings: dict[str, list[str]] = {}  # word → its bare phoneme words said alone (bounded)
-        self._voice = PiperVoice(config=config, session=ShrinkingSession(session))
+        shrinking = ShrinkingSession(session)
+        self._voice = PiperVoice(config=config, session=shrinking)
         # Whether its runs allocate from the process's shared arena (the pool then counts what they grow as the
         # process's, not this session's: unloading the session does not give it back).
-        self.shares_arena = uses_shared_arena(session)
+        self.shares_arena = shrinking.shared
         self._speaker_id: int | None = voice.engine_data.get("speaker_id")
         self.sample_rate = config.sample_rate
         self._fit_key = voice.load_key
