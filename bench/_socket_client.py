@@ -9,6 +9,8 @@ client (curl, a browser's player) sees it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -105,3 +107,94 @@ class Connection:
             self._buf += data
         out, self._buf = self._buf[:at], self._buf[at + len(mark):]
         return out
+
+
+@dataclass
+class Streamed:
+    """One response read by AsyncConnection: status, seconds from sending to the first body byte (None if
+    empty) and to the end, body bytes received, the worst lateness of a body chunk for a real-time player
+    started at the first byte (at `bytes_per_second`), and the body's first bytes when the status is not 200."""
+
+    status: int
+    first_s: float | None
+    end_s: float
+    received: int
+    worst_late_s: float
+    error: bytes = b""
+
+
+class AsyncConnection:
+    """One kept-alive HTTP/1.1 connection on asyncio streams, for load runs with many clients in one process.
+
+    httpx's per-request and per-chunk work (connection pool, h11, response wrappers) took ~5% of a 2-core
+    machine at 8 clients (bench_server's `client CPU` column): CPU the server's workers then did not get,
+    while the raw engine it is compared with has no client at all. This reads the same chunked responses
+    with a few stream calls and keeps only a byte count, not the body.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int) -> None:
+        self.reader, self.writer, self.host, self.port = reader, writer, host, port
+
+    @classmethod
+    async def open(cls, url: str) -> AsyncConnection:
+        """Connect to `url` (http://host:port)."""
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        reader, writer = await asyncio.open_connection(host, port, limit=READ * 4)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(reader, writer, host, port)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+    def prepare(self, path: str, payload: dict[str, object]) -> bytes:
+        """The bytes of a POST of `payload` as JSON."""
+        body = json.dumps(payload).encode()
+        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n")
+        return head.encode() + body
+
+    async def request(self, raw: bytes, bytes_per_second: float) -> Streamed:
+        """Send a prepared request and read its response to the end (chunked or with a Content-Length)."""
+        start = time.perf_counter()
+        self.writer.write(raw)
+        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        lines = head.split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        first: float | None = None
+        received, worst = 0, 0.0
+        error = b""
+
+        def got(data: bytes) -> None:
+            nonlocal first, received, worst, error
+            now = time.perf_counter() - start
+            if first is None:
+                first = now
+            worst = max(worst, now - (first + received / bytes_per_second))
+            received += len(data)
+            if status != 200 and len(error) < 300:
+                error += data[:300]
+
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            while size := int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                while size:  # a large chunk is taken as it arrives, as a player would
+                    data = await self.reader.read(min(size, READ))
+                    if not data:
+                        raise ConnectionError("the server closed the connection")
+                    got(data)
+                    size -= len(data)
+                await self.reader.readexactly(2)
+            await self.reader.readuntil(b"\r\n")  # no trailers are sent
+        else:
+            left = int(headers.get("content-length", "0"))
+            while left:
+                data = await self.reader.read(min(left, READ))
+                if not data:
+                    raise ConnectionError("the server closed the connection")
+                got(data)
+                left -= len(data)
+        return Streamed(status, first, time.perf_counter() - start, received, worst, error)

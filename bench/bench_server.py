@@ -50,7 +50,7 @@ from piper.config import PiperConfig
 from piper.voice import PiperVoice, SynthesisConfig
 
 from _server import drain, stop, wait_ready
-from _socket_client import Connection
+from _socket_client import AsyncConnection, Connection
 from voxgate.settings import Settings
 from voxgate.text import normalize, split_text
 
@@ -62,6 +62,7 @@ SYN = SynthesisConfig(normalize_audio=False)  # as the server calls Piper
 _T0 = time.perf_counter()
 VOICES = {"piper": "en_US-joe-medium", "hibari": "hibari:heart"}  # --engine → the voice the server speaks
 ENGINE = {"name": "piper"}  # set from --engine before anything is measured
+LOAD_CLIENT = {"lean": True}  # load runs' clients: lean AsyncConnections, or httpx (--httpx-load)
 KEPT: dict[str, Any] = {}  # raw sessions measured again in the server phase
 REQUEST_TIMEOUT_S = 60.0
 
@@ -111,7 +112,7 @@ class Plan:
 
 
 FULL = Plan(warmups=2, raw_warm_long=True, raw_reps=9, raw_texts=8, reps=10, per_client=8, cap_s=120.0,
-            rounds=60, blocks=8, block_per_client=2)
+            rounds=60, blocks=8, block_per_client=6)
 QUICK = Plan(warmups=0, raw_warm_long=False, raw_reps=1, raw_texts=1, reps=1, per_client=1, cap_s=20.0,
              rounds=2, blocks=1, block_per_client=1)
 BLOCK_CLIENTS = 8
@@ -222,6 +223,7 @@ class PairedThroughput:
     q3: float
     low: float  # 95% bootstrap interval of the median ratio
     high: float
+    client_cores: list[float] = field(default_factory=list)  # this process's CPU / wall in each server block
 
 
 @dataclass
@@ -587,8 +589,12 @@ async def paired_throughput(server: Server, plan: Plan) -> PairedThroughput:
         audio, wall = await asyncio.to_thread(parallel, voices, texts)
         return audio / wall
 
+    clients: list[float] = []
+
     async def server_block() -> float:
-        return (await run_load(server, BLOCK_CLIENTS, block))[0].throughput
+        load = (await run_load(server, BLOCK_CLIENTS, block))[0]
+        clients.append(round(load.client_cpu_s / load.wall_s, 3))
+        return load.throughput
 
     raws, servers = [], []
     for n in range(plan.blocks):
@@ -602,7 +608,7 @@ async def paired_throughput(server: Server, plan: Plan) -> PairedThroughput:
     low, high = median_interval(ratios)
     return PairedThroughput(len(ratios), [round(x, 2) for x in raws], [round(x, 2) for x in servers],
                             [round(x, 4) for x in ratios], float(np.median(ratios)), float(np.percentile(ratios, 25)),
-                            float(np.percentile(ratios, 75)), low, high)
+                            float(np.percentile(ratios, 75)), low, high, clients)
 
 
 async def fetch(client: httpx.AsyncClient, url: str, text: str, fmt: str = "pcm") -> Sample:
@@ -681,10 +687,31 @@ async def _client(client: httpx.AsyncClient, url: str, index: int, count: int, o
         out.append(sample)
 
 
-async def _drive(client: httpx.AsyncClient, url: str, concurrency: int, plan: Plan) -> tuple[list[Sample], bool]:
-    """Run the clients until they finish or plan.cap_s passes; (samples, whether the cap hit)."""
+async def _lean_client(url: str, index: int, count: int, out: list[Sample]) -> None:
+    """The same requests as _client on one kept-alive AsyncConnection (the bench's own CPU kept small)."""
+    connection = await AsyncConnection.open(url)
+    try:
+        for j in range(count):
+            text = (index + j) % len(MEDIUM)
+            body = {"model": "tts-1", "voice": VOICES[ENGINE["name"]], "input": MEDIUM[text], "response_format": "pcm"}
+            answer = await connection.request(connection.prepare("/v1/audio/speech", body), PCM_BYTES_PER_SECOND)
+            if answer.status != 200:
+                raise RuntimeError(f"HTTP {answer.status}: {answer.error.decode('utf-8', 'replace')}")
+            if answer.first_s is None:
+                raise RuntimeError(f"empty pcm response for {MEDIUM[text][:40]!r}")
+            out.append(Sample(answer.first_s, answer.end_s, answer.received / PCM_BYTES_PER_SECOND,
+                              answer.worst_late_s, text))
+    finally:
+        await connection.close()
+
+
+async def _drive(client: httpx.AsyncClient | None, url: str, concurrency: int,
+                 plan: Plan) -> tuple[list[Sample], bool]:
+    """Run the clients until they finish or plan.cap_s passes; (samples, whether the cap hit). With no httpx
+    `client`, each client is a lean AsyncConnection of its own."""
     samples: list[Sample] = []
-    tasks = [asyncio.create_task(_client(client, url, i, plan.per_client, samples)) for i in range(concurrency)]
+    tasks = [asyncio.create_task(_client(client, url, i, plan.per_client, samples) if client is not None
+                                 else _lean_client(url, i, plan.per_client, samples)) for i in range(concurrency)]
     done, pending = await asyncio.wait(tasks, timeout=plan.cap_s)
     for task in pending:
         task.cancel()
@@ -703,7 +730,7 @@ async def run_load(server: Server, concurrency: int, plan: Plan) -> tuple[LoadRe
     async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S, limits=limits) as client:
         hist0 = await histogram(client, server.url, "voxgate_first_audio_seconds")
         cpu0, mine0, start = server.cpu_s(), sum(me.cpu_times()[:2]), time.perf_counter()
-        samples, capped = await _drive(client, server.url, concurrency, plan)
+        samples, capped = await _drive(None if LOAD_CLIENT["lean"] else client, server.url, concurrency, plan)
         wall = time.perf_counter() - start
         cpu, mine = server.cpu_s() - cpu0, sum(me.cpu_times()[:2]) - mine0
         hist = await histogram(client, server.url, "voxgate_first_audio_seconds")
@@ -861,12 +888,13 @@ def throughput_table(tp: PairedThroughput | None) -> list[str]:
         return []
     order = ["raw → server" if n % 2 == 0 else "server → raw" for n in range(tp.blocks)]
     lines = [f"Throughput at {BLOCK_CLIENTS} clients against raw 2 × 1 thread, alternating blocks (audio s / s):", "",
-             "| pair | order | raw | server | server / raw |", "|---:|---|---:|---:|---:|"]
-    lines += [f"| {n + 1} | {order[n]} | {r:.1f} | {s:.1f} | {100 * q:.0f}% |"
-              for n, (r, s, q) in enumerate(zip(tp.raw, tp.server, tp.ratios, strict=True))]
+             "| pair | order | raw | server | server / raw | clients' CPU |", "|---:|---|---:|---:|---:|---:|"]
+    clients = tp.client_cores or [float("nan")] * tp.blocks
+    lines += [f"| {n + 1} | {order[n]} | {r:.1f} | {s:.1f} | {100 * q:.0f}% | {c:.2f} cores |"
+              for n, (r, s, q, c) in enumerate(zip(tp.raw, tp.server, tp.ratios, clients, strict=True))]
     lines.append(f"| median | | {np.median(tp.raw):.1f} | {np.median(tp.server):.1f} | {100 * tp.ratio:.0f}% "
                  f"[95% interval {100 * tp.low:.0f} … {100 * tp.high:.0f}%, IQR {100 * tp.q1:.0f} … "
-                 f"{100 * tp.q3:.0f}%] |")
+                 f"{100 * tp.q3:.0f}%] | {np.median(clients):.2f} cores |")
     return [*lines, ""]
 
 
@@ -967,6 +995,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     parser.add_argument("--engine", choices=sorted(VOICES), default="piper",
                         help="raw baseline and server voice: piper (joe, as the peers run) or hibari (heart)")
     parser.add_argument("--quick", action="store_true", help="tiny request counts (smoke test)")
+    parser.add_argument("--httpx-load", action="store_true",
+                        help="load runs' clients use httpx (as before 2026-12-05) instead of lean asyncio connections")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON results")
     parser.epilog = "Any other flag is passed to `voxgate serve` as it is (e.g. --max-queue 64)."
     return parser.parse_known_args(argv)
@@ -983,6 +1013,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> BenchResult:
     """Raw baseline first, then the server, which is always stopped before this returns."""
     plan = QUICK if args.quick else FULL
     ENGINE["name"] = args.engine
+    LOAD_CLIENT["lean"] = not args.httpx_load
     clause = split_text(normalize(ONE))[0]
     load_start = os.getloadavg()[0]
     meter = CpuMeter()
@@ -999,7 +1030,8 @@ def run(args: argparse.Namespace, extra: list[str]) -> BenchResult:
     background["server"] = meter.stop()
     config = {"engine": args.engine, "voice": VOICES[args.engine], "workers": args.workers,
               "threads": args.threads, "solo_threads": args.solo_threads,
-              "server_flags": flags, "quick": args.quick, "plan": asdict(plan)}
+              "server_flags": flags, "quick": args.quick, "plan": asdict(plan),
+              "load_client": "lean" if LOAD_CLIENT["lean"] else "httpx"}
     command = shlex.join(["python", "bench/bench_server.py", *sys.argv[1:]])
     return BenchResult(command, config, machine(), clause, raw, srv, targets(raw, srv), source, background,
                        {"start": load_start, "end": os.getloadavg()[0]})
