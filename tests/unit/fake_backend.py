@@ -92,9 +92,11 @@ class FakeBackend:
         self.record.preloaded.append(voice.id)
 
     def health(self) -> BackendHealth:
-        return BackendHealth(ready=not self.closed, workers=self.workers,
-                             loaded_voices=frozenset(self.record.preloaded), sessions=(), memory_mb=0.0,
-                             memory_budget_mb=0, load=self.load())
+        return BackendHealth(ready=not self.closed, workers=self.workers, loaded_voices=self.loaded_voices(),
+                             sessions=(), memory_mb=0.0, memory_budget_mb=0, load=self.load())
+
+    def loaded_voices(self) -> frozenset[str]:
+        return frozenset(self.record.preloaded)
 
     def close(self) -> None:
         self.closed = True

@@ -138,8 +138,8 @@ class EvictingBackend(GappyBackend):
         busy = (self.polls <= 200 or 1000 <= self.polls <= 1200) and self.polls % 4
         return Load(0, 1 if busy else 0, 0, 0, 0, 0, 0)
 
-    def health(self) -> SimpleNamespace:
-        return SimpleNamespace(loaded_voices=frozenset(self.loaded))
+    def loaded_voices(self) -> frozenset[str]:
+        return frozenset(self.loaded)
 
     async def generate(self, job):
         self.loaded.add("v")

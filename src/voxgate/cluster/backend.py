@@ -218,10 +218,12 @@ class RayBackend:
     def health(self) -> BackendHealth:
         report = self.report() or {}
         sessions = tuple(Session(**s) for s in report.get("sessions", ()))
-        return BackendHealth(ready=True, workers=self._capacity,
-                             loaded_voices=frozenset(report.get("loaded_voices", ())), sessions=sessions,
+        return BackendHealth(ready=True, workers=self._capacity, loaded_voices=self.loaded_voices(), sessions=sessions,
                              memory_mb=round(sum(s.mb for s in sessions), 1),
                              memory_budget_mb=int(report.get("memory_budget_mb", 0)), load=self.load())
+
+    def loaded_voices(self) -> frozenset[str]:
+        return frozenset((self.report() or {}).get("loaded_voices", ()))
 
     def _watch(self) -> None:
         """Ask a replica for a fresh report when the last is older than REPORT_EVERY_S (one ask at a time)."""

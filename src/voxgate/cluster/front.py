@@ -128,8 +128,12 @@ class HttpBackend:
         """Nothing to do here: the cluster's replicas load voices (the warm-up's calibration reaches them)."""
 
     def health(self) -> BackendHealth:
-        return BackendHealth(ready=True, workers=self._capacity, loaded_voices=frozenset(), sessions=(),
+        return BackendHealth(ready=True, workers=self._capacity, loaded_voices=self.loaded_voices(), sessions=(),
                              memory_mb=0.0, memory_budget_mb=0, load=self.load())
+
+    def loaded_voices(self) -> frozenset[str]:
+        """None known: the cluster's replicas load voices and this front does not ask them."""
+        return frozenset()
 
     def close(self) -> None:
         for call in list(self.calls.values()):

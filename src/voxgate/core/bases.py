@@ -290,9 +290,10 @@ class BaseVoices:
 
     def _loaded_voices(self) -> frozenset[str]:
         """Load keys of the voices the backend has loaded (none known for a backend that does not say: a
-        cluster's front reports none, and then only the unloads this class makes are seen)."""
-        health = getattr(self.backend, "health", None)
-        return health().loaded_voices if health is not None else frozenset()
+        cluster's front reports none, and then only the unloads this class makes are seen). Polled every
+        IDLE_POLL while a voice is measured, so it asks for that set alone, not the backend's whole health."""
+        loaded = getattr(self.backend, "loaded_voices", None)
+        return loaded() if loaded is not None else frozenset()
 
     def _is_busy(self) -> bool:
         stats = self.backend.load()

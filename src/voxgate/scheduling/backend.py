@@ -121,6 +121,10 @@ class Backend(Protocol):
         """Its state now."""
         ...
 
+    def loaded_voices(self) -> frozenset[str]:
+        """Load keys of the voices ready to run without a load (health()'s, without the rest of it)."""
+        ...
+
     def close(self) -> None:
         """Stop: queued jobs are dropped, running ones stop after their current piece."""
         ...
@@ -198,9 +202,12 @@ class LocalBackend:
 
     def health(self) -> BackendHealth:
         sessions = tuple(Session(**s) for s in self.pool.sessions())  # type: ignore[arg-type]
-        return BackendHealth(ready=True, workers=self.pool.size, loaded_voices=frozenset(self.pool.loaded_voices()),
+        return BackendHealth(ready=True, workers=self.pool.size, loaded_voices=self.loaded_voices(),
                              sessions=sessions, memory_mb=round(sum(s.mb for s in sessions), 1),
                              memory_budget_mb=self.pool.memory_budget_mb, load=self.load())
+
+    def loaded_voices(self) -> frozenset[str]:
+        return frozenset(self.pool.loaded_voices())
 
     def close(self) -> None:
         self.pool.close()
@@ -377,6 +384,9 @@ class RouterBackend:
         upstreams = dict(self._describe()) if self._describe is not None else {}
         return BackendHealth(local.ready, local.workers, local.loaded_voices, local.sessions, local.memory_mb,
                              local.memory_budget_mb, local.load, upstreams)
+
+    def loaded_voices(self) -> frozenset[str]:
+        return self.local.loaded_voices()
 
     async def start(self) -> None:
         """Start the upstreams' lifecycle (their first voice listing, their refresh timer)."""
