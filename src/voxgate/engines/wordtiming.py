@@ -15,6 +15,7 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
+from math import gcd
 
 import numpy as np
 
@@ -28,6 +29,8 @@ SNAP = 0.45  # a boundary moves to a phoneme word gap within this share of an av
 LEAD_FRAMES = 2
 _KANA = range(0x3040, 0x3100)
 _BLOCK = 8192  # samples squared at a time for the loudness of frames (64 KB of float64)
+# Each row's dot product with itself (numpy 2's vecdot; einsum, a little slower, before it)
+_rowdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("ij,ij->i", a, b))
 
 
 @lru_cache(maxsize=4096)  # a phoneme inventory: the same few tokens every time
@@ -140,6 +143,31 @@ def _loud(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarray, in
     return level > level.max() + floor_db, hop
 
 
+def _loud_pcm16(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarray, int]:
+    """`_loud` for audio that is 16-bit PCM over 32768 (espeak-ng's), bit for bit, at a fraction of the cost.
+
+    Such a sample's square is a whole multiple of 2**-30 below 1, so a frame's sum of squares is a whole multiple
+    of 2**-30 below `win`: every partial sum fits float64's 53 bits and is exact, in any order. So a frame's sum is
+    the sum of its pieces' sums: squares are summed once over pieces of gcd(hop, win) samples (one dot product
+    a row, no squared copy of the clip), and each frame adds up its win / gcd pieces (two at 22.05 kHz). Rates
+    whose frames would take many pieces (44.1 kHz: hop 220, win 441) use `_loud`."""
+    hop, win = max(rate // 200, 1), max(rate // 100, 1)
+    piece = gcd(hop, win)
+    step, per = hop // piece, win // piece  # pieces a hop, pieces a frame
+    if len(audio) < win or per > 4:
+        return _loud(audio, rate, floor_db)
+    count = (len(audio) - win) // hop + 1
+    pieces = ((count - 1) * hop + win) // piece
+    rows = np.asarray(audio[:pieces * piece], np.float64).reshape(pieces, piece)
+    part = _rowdot(rows, rows)  # each piece's sum of squares, exact
+    span = (count - 1) * step + 1
+    sums = part[:span:step].copy()
+    for k in range(1, per):
+        sums += part[k:k + span:step]
+    level = 10 * np.log10(sums / win + 1e-12)
+    return level > level.max() + floor_db, hop
+
+
 def first_sound(audio: np.ndarray, rate: int, floor_db: float = -35.0) -> float | None:
     """Seconds where `audio` first sounds: the first 10 ms frame (5 ms steps) within `floor_db` of the loudest."""
     loud, hop = _loud(audio, rate, floor_db)
@@ -164,11 +192,12 @@ def onsets(audio: np.ndarray, rate: int, gap: float = 0.08, floor_db: float = -3
 
 
 def snap_to_sound(timings: Timings, audio: np.ndarray, rate: int, floor_db: float = -45.0,
-                  silence: float = 0.03) -> Timings:
+                  silence: float = 0.03, pcm16: bool = False) -> Timings:
     """`timings` (seconds of `audio`) with each word that starts in silence (at least `silence` seconds below
     `floor_db` of the loudest 10 ms) starting at its first sound instead, when that comes before the word's
-    end. Starts only move later, inside their own word: order and coverage stay as they were."""
-    loud, hop = _loud(audio, rate, floor_db)
+    end. Starts only move later, inside their own word: order and coverage stay as they were. `pcm16`: the
+    samples are 16-bit PCM over 32768, which lets the loudness be found faster (the same frames)."""
+    loud, hop = (_loud_pcm16 if pcm16 else _loud)(audio, rate, floor_db)
     at = np.flatnonzero(loud).tolist()  # the loud frames, looked up by bisection rather than sliced per word
     if not timings or not at:
         return timings
