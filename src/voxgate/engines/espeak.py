@@ -240,6 +240,9 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
             before.append(k)
     out = []
     for group, (t0, t1) in zip(groups, spans, strict=True):
+        if len(group) == 1:  # most words: the whole span (below, done / total is 1.0 and x * 1.0 is x)
+            out.append(Timing(*words[group[0]], t0, t0 + (t1 - t0)))
+            continue
         group.sort()
         # Shared by length: the same float operations, in the same order, as numpy's cumsum over the sizes
         # (whole numbers, so every partial sum is exact) and the division and scaling of each edge.
