@@ -161,9 +161,9 @@ def _loud_pcm16(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarr
     rows = np.asarray(audio[:pieces * piece], np.float64).reshape(pieces, piece)
     part = _rowdot(rows, rows)  # each piece's sum of squares, exact
     span = (count - 1) * step + 1
-    sums = part[:span:step].copy()
+    sums = part[:span:step]
     for k in range(1, per):
-        sums += part[k:k + span:step]
+        sums = sums + part[k:k + span:step]
     level = 10 * np.log10(sums / win + 1e-12)
     return level > level.max() + floor_db, hop
 
@@ -197,19 +197,22 @@ def snap_to_sound(timings: Timings, audio: np.ndarray, rate: int, floor_db: floa
     `floor_db` of the loudest 10 ms) starting at its first sound instead, when that comes before the word's
     end. Starts only move later, inside their own word: order and coverage stay as they were. `pcm16`: the
     samples are 16-bit PCM over 32768, which lets the loudness be found faster (the same frames)."""
-    loud, hop = (_loud_pcm16 if pcm16 else _loud)(audio, rate, floor_db)
-    at = np.flatnonzero(loud).tolist()  # the loud frames, looked up by bisection rather than sliced per word
-    if not timings or not at:
+    if not timings:
         return timings
-    need = max(round(silence * rate / hop), 1)
+    loud, hop = (_loud_pcm16 if pcm16 else _loud)(audio, rate, floor_db)
+    flags = loud.tobytes()  # a byte a frame, 1 where loud: bytes.find gives the first loud frame from any on
+    if 1 not in flags:
+        return timings
+    need, count = max(round(silence * rate / hop), 1), len(flags)
     out = []
     for t in timings:
         i = int(t.start * rate / hop)
         last = int(t.end * rate / hop)
-        first = bisect_left(at, i)  # the first loud frame from frame i on, if any
-        ahead = at[first] if first < len(at) else len(loud)
-        if 0 <= i and i + need <= len(loud) and last > i and ahead >= i + need and ahead < last:
-            t = replace(t, start=min(float(ahead * hop / rate), t.end))
+        if 0 <= i and i + need <= count and last > i:
+            ahead = flags.find(1, i)  # the first loud frame from frame i on, if any
+            ahead = count if ahead < 0 else ahead
+            if ahead >= i + need and ahead < last:
+                t = replace(t, start=min(float(ahead * hop / rate), t.end))
         out.append(t)
     return tuple(out)
 
