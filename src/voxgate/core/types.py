@@ -145,7 +145,8 @@ def word_spans(text: str, base: int = 0) -> list[tuple[int, int]]:
 
 def _quiet_edge(x: np.ndarray) -> float:
     """QUIET of the loudest sample of float32 `x` (at least 1e-6): quieter is silence."""
-    top = max(float(x.max(initial=0.0)), -float(x.min(initial=0.0)), 1e-6)  # = max(|x|), at least 1e-6
+    # = max(|x|), at least 1e-6 (the ufuncs that x.max and x.min call, without their Python wrapper)
+    top = max(float(np.maximum.reduce(x, initial=0.0)), -float(np.minimum.reduce(x, initial=0.0)), 1e-6)
     return QUIET * top
 
 
@@ -153,9 +154,10 @@ def _last_loud(x: np.ndarray, edge: float, block: int) -> int | None:
     """The index of the last sample of `x` louder than `edge`, looked for a block at a time from the end."""
     end = len(x)
     while end > 0:
-        loud = np.flatnonzero(np.abs(x[max(end - block, 0):end]) > edge)
-        if len(loud):
-            return max(end - block, 0) + int(loud[-1])
+        loud = np.abs(x[max(end - block, 0):end][::-1]) > edge  # backwards: the first True is the last loud
+        back = int(loud.argmax())
+        if loud[back]:
+            return end - 1 - back
         end = max(end - block, 0)
     return None
 
