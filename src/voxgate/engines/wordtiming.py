@@ -29,8 +29,6 @@ SNAP = 0.45  # a boundary moves to a phoneme word gap within this share of an av
 LEAD_FRAMES = 2
 _KANA = range(0x3040, 0x3100)
 _BLOCK = 8192  # samples squared at a time for the loudness of frames (64 KB of float64)
-# Each row's dot product with itself (numpy 2's vecdot; einsum, a little slower, before it)
-_rowdot = getattr(np, "vecdot", None) or (lambda a, b: np.einsum("ij,ij->i", a, b))
 
 
 @lru_cache(maxsize=4096)  # a phoneme inventory: the same few tokens every time
@@ -148,9 +146,10 @@ def _loud_pcm16(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarr
 
     Such a sample's square is a whole multiple of 2**-30 below 1, so a frame's sum of squares is a whole multiple
     of 2**-30 below `win`: every partial sum fits float64's 53 bits and is exact, in any order. So a frame's sum is
-    the sum of its pieces' sums: squares are summed once over pieces of gcd(hop, win) samples (one dot product
-    a row, no squared copy of the clip), and each frame adds up its win / gcd pieces (two at 22.05 kHz). Rates
-    whose frames would take many pieces (44.1 kHz: hop 220, win 441) use `_loud`."""
+    the sum of its pieces' sums: squares are summed once over pieces of gcd(hop, win) samples, and each frame adds
+    up its win / gcd pieces (two at 22.05 kHz). einsum squares and sums the float32 rows in float64 through its
+    own small buffers: a float64 copy of the clip (376 KB for 2 s) was a fresh mmap, ~36 page faults a sentence
+    in the synthesis loop. Rates whose frames would take many pieces (44.1 kHz: hop 220, win 441) use `_loud`."""
     hop, win = max(rate // 200, 1), max(rate // 100, 1)
     piece = gcd(hop, win)
     step, per = hop // piece, win // piece  # pieces a hop, pieces a frame
@@ -158,8 +157,8 @@ def _loud_pcm16(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarr
         return _loud(audio, rate, floor_db)
     count = (len(audio) - win) // hop + 1
     pieces = ((count - 1) * hop + win) // piece
-    rows = np.asarray(audio[:pieces * piece], np.float64).reshape(pieces, piece)
-    part = _rowdot(rows, rows)  # each piece's sum of squares, exact
+    rows = np.asarray(audio)[:pieces * piece].reshape(pieces, piece)
+    part = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)  # each piece's sum of squares, exact
     span = (count - 1) * step + 1
     sums = part[:span:step]
     for k in range(1, per):
