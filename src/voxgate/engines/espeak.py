@@ -116,7 +116,7 @@ class _Library:
 
     def _collect(self, wav: ctypes._Pointer[ctypes.c_short], count: int,
                  events: ctypes._Pointer[_EspeakEvent]) -> int:
-        if wav and count > 0:  # exactly the 16-bit samples over 32768 (word timings rely on it: pcm16)
+        if wav and count > 0:
             self._pieces.append(np.ctypeslib.as_array(wav, shape=(count,)).astype(np.float32) / 32768.0)
         i = 0
         while events and events[i].type != _EVENT_LIST_END and i < 4096:
@@ -284,9 +284,8 @@ class EspeakLoadedVoice:
                     # A word's event comes where its phonemes begin, and espeak-ng renders a stop's closure as
                     # silence ("Call" sounds 85 ms after its event at speed 0.5, 40 ms at 1.0): such a start
                     # moves to the word's first sound.
-                    # (espeak-ng's samples are 16-bit PCM over 32768: pcm16 finds the same loudness faster)
                     timings = snap_to_sound(word_events(sentence, events, audio, self.sample_rate, base=start),
-                                            audio, self.sample_rate, pcm16=True) if params.timings else None
+                                            audio, self.sample_rate) if params.timings else None
                     yield Piece(audio, self.sample_rate, timings)
 
     def close(self) -> None:
