@@ -15,7 +15,7 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
-from math import gcd
+from math import gcd, isfinite
 
 import numpy as np
 
@@ -145,7 +145,10 @@ def _loud(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarray, in
     for k in range(1, per):
         sums = sums + part[k:k + span:step]
     level = 10 * np.log10(sums / win + 1e-12)
-    level -= level.max() + floor_db  # above 0: loud
+    top = float(level.max())
+    if not isfinite(top):  # inf or nan: samples beyond float32's squares
+        return _loud_exact(audio, rate, floor_db)
+    level -= top + floor_db  # above 0: loud
     if (np.abs(level) <= _BAND_DB).any():
         return _loud_exact(audio, rate, floor_db)
     return level > 0, hop
