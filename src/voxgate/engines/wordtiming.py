@@ -6,6 +6,11 @@ character), and each boundary is then moved to the nearest real word gap of the 
 punctuation token) when one is close, so a word starts where its first phoneme starts. When the text has
 as many words as the phonemes do, they pair one to one. The times are the model's; only which phonemes
 belong to which word is inferred, so the timings are not marked estimated.
+
+The audio itself is read through the loudness of 10 ms frames (`_loud`): where a piece first sounds (Kokoro,
+hibari) and where a word that starts in silence starts sounding (espeak-ng, `snap_to_sound`). It runs once per
+sentence in the synthesis loop, where espeak-ng takes ~2 ms a sentence, so it is computed in float32 and only
+frames near the threshold go back to exact float64 sums (issue 16: timings cost at most 5%).
 """
 
 from __future__ import annotations
