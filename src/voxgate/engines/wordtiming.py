@@ -34,7 +34,7 @@ SNAP = 0.45  # a boundary moves to a phoneme word gap within this share of an av
 LEAD_FRAMES = 2
 _KANA = range(0x3040, 0x3100)
 _BLOCK = 8192  # samples squared at a time for the loudness of frames (64 KB of float64)
-_BAND_DB = 1e-3  # a frame's level this near the loudness threshold is decided on exact sums (errors are < 1e-4)
+_BAND = 2.3e-4  # a frame's power this near the loudness edge (1e-3 dB) is decided on exact sums (errors < 2e-5)
 
 
 @lru_cache(maxsize=4096)  # a phoneme inventory: the same few tokens every time
@@ -125,14 +125,16 @@ def _nearest(gaps: list[int], p: float) -> int:
 def _loud(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarray, int]:
     """(for each 10 ms frame, 5 ms apart: whether it is within `floor_db` of the loudest, the hop in samples).
 
-    The same frames, bit for bit, as `_loud_exact` (float64 sums of squares), for about a third of its CPU: the
-    squares are summed in float32 (no float64 copy or cast of the clip), once over pieces of gcd(hop, win)
-    samples (a frame is two pieces at 22.05 and 24 kHz). A sum of n squares in float32 is within (n + 1) * 2**-24
-    of the exact one, relatively (each product and each addition rounds by at most 2**-24; all terms are
-    positive): 7e-6 for a 110-sample piece, so a frame's level is off by at most 3e-5 dB, and the loudest level
-    by as much. A frame more than _BAND_DB from the threshold is therefore on the same side of it as with exact
-    sums. When any frame is nearer, or the rate makes a frame many pieces (44.1 kHz: hop 220, win 441) or pieces
-    long (win over 1000 samples), `_loud_exact` decides."""
+    The same frames, bit for bit, as `_loud_exact` (float64 sums of squares, levels in dB), for about a third of
+    its CPU in the synthesis loop. A frame is loud when its mean square is above the loudest's times
+    10**(floor_db / 10), which is what comparing dB levels says. Here the squares are summed in float32 (no
+    float64 copy or cast of the clip), once over pieces of gcd(hop, win) samples (a frame is two pieces at 22.05
+    and 24 kHz), and compared as powers (no log10). A float32 sum of n squares is within (n + 1) * 2**-24 of the
+    exact one, relatively (each product and addition rounds by at most 2**-24; every term is positive): 7e-6
+    for a 110-sample piece, so each mean square and the edge are within 2e-5 of their exact values, and the dB
+    levels of `_loud_exact` are within 1e-13 dB of exact. A frame more than _BAND from the edge is therefore on
+    the same side of it as in `_loud_exact`. When any frame is nearer (one clip in a few hundred), or the rate
+    makes a frame many pieces (44.1 kHz: hop 220, win 441) or long ones (win over 1000), `_loud_exact` decides."""
     hop, win = max(rate // 200, 1), max(rate // 100, 1)
     piece = gcd(hop, win)
     step, per = hop // piece, win // piece  # pieces a hop, pieces a frame
@@ -144,19 +146,20 @@ def _loud(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarray, in
     count = (len(audio) - win) // hop + 1
     pieces = ((count - 1) * hop + win) // piece
     rows = audio[:pieces * piece].reshape(pieces, piece)
-    part = np.einsum("ij,ij->i", rows, rows).astype(np.float64)  # each piece's sum of squares, in float32
+    part = np.einsum("ij,ij->i", rows, rows)  # each piece's sum of squares, in float32
     span = (count - 1) * step + 1
     sums = part[:span:step]
     for k in range(1, per):
         sums = sums + part[k:k + span:step]
-    level = 10 * np.log10(sums / win + 1e-12)
-    top = float(level.max())
+    mean = sums / win + 1e-12  # each frame's mean square, as _loud_exact's levels have it (float32)
+    top = float(mean.max())
     if not isfinite(top):  # inf or nan: samples beyond float32's squares
         return _loud_exact(audio, rate, floor_db)
-    level -= top + floor_db  # above 0: loud
-    if (np.abs(level) <= _BAND_DB).any():
+    edge = top * 10 ** (floor_db / 10)
+    loud = mean > edge * (1 + _BAND)
+    if np.count_nonzero(mean > edge * (1 - _BAND)) != np.count_nonzero(loud):  # a frame near the edge
         return _loud_exact(audio, rate, floor_db)
-    return level > 0, hop
+    return loud, hop
 
 
 def _loud_exact(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarray, int]:
