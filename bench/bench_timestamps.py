@@ -14,7 +14,8 @@ runs faster-whisper's own word-timestamp step on the words the clip says (the te
 - start error: |voxgate's start − Whisper's start| per matched word (median and 95th percentile, ms);
 - coverage: every word of the input text timed exactly once, in order, with non-overlapping times;
 - overhead: synthesis time with timings over without, per engine, measured on the loaded voices
-  (alternating runs; Piper: the model patched or not; Kokoro and hibari: the duration output or not), as
+  (alternating runs; Piper: the model patched or not; Kokoro and hibari: the duration output or not;
+  espeak-ng: the same voice asked for timings or not), as
   wall time and as the process's CPU time, plus the core's mapping (the WordTimer calls), as a share of
   synthesis time.
 
@@ -354,6 +355,7 @@ def overhead(engines: dict, threads: int, runs: int,  # type: ignore[type-arg]
         "piper": (PiperEngine(alignments=False), engines["piper"], "en_US-joe-medium"),
         "kokoro": (None, engines["kokoro"], "kokoro:jf_alpha"),
         "hibari": (None, engines["hibari"], "hibari:heart"),
+        "espeak": (None, engines["espeak"], "espeak:en-us"),
     }
     for name, (plain_engine, timed_engine, vid) in pairs.items():
         if only and only not in vid:
@@ -372,6 +374,10 @@ def overhead(engines: dict, threads: int, runs: int,  # type: ignore[type-arg]
             plain._kokoro.__dict__.update(timed._kokoro.__dict__)
             plain._kokoro.has_timings = False
             plain._kokoro.sess = _unpatched_kokoro(timed_engine, threads)
+        elif name == "espeak":
+            # The plain side is production with timings off: the same voice, asked for no timings (espeak-ng
+            # has no model output to leave out). A sentence takes ~2 ms, so each run says the text 5 times.
+            timed = plain = timed_engine.load(timed_engine.voice_for(vid), threads)
         else:
             assert isinstance(timed_engine, HibariEngine)
             voice = timed_engine.voices()[0]
@@ -381,12 +387,16 @@ def overhead(engines: dict, threads: int, runs: int,  # type: ignore[type-arg]
             plain._tts.sess = _unpatched_hibari(voice.model_path, threads)
         times: dict[str, list[float]] = {"plain": [], "timed": []}
         cpu: dict[str, list[float]] = {"plain": [], "timed": []}
+        repeat = 5 if name == "espeak" else 1
+        # the other plain sides are models without the timing output, asked as production asks them
+        params = {"plain": EngineParams(seed=1, timings=name != "espeak"), "timed": EngineParams(seed=1)}
         for r in range(runs):
             pair = (("plain", plain), ("timed", timed))
             for label, loaded in pair if r % 2 == 0 else pair[::-1]:  # each side first in turn: no order effect
                 t, c = time.perf_counter(), time.process_time()
-                for _piece in loaded.synthesize(text, EngineParams(seed=1)):
-                    pass
+                for _ in range(repeat):
+                    for _piece in loaded.synthesize(text, params[label]):
+                        pass
                 times[label].append(time.perf_counter() - t)
                 cpu[label].append(time.process_time() - c)
         out[name] = {

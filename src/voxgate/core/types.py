@@ -132,6 +132,7 @@ Timings = tuple[Timing, ...]
 _CJK = (r"\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\uac00-\ud7af"
         r"\U00020000-\U0002ffff")
 _UNIT = re.compile(rf"[{_CJK}][^\s{_CJK}\w]*|(?:(?![{_CJK}])\S)+")
+_ALNUM = re.compile(r"[^\W_]")  # re's \w is str.isalnum() or "_" (CPython's _sre): this is str.isalnum()
 QUIET = 0.02  # of the loudest sample: quieter is silence around speech, for estimated timings
 
 
@@ -139,16 +140,33 @@ def word_spans(text: str, base: int = 0) -> list[tuple[int, int]]:
     """The [start, end) spans of the words of `text`, moved by `base`: runs of non-space characters with a
     letter or digit in them ("25", "$3.50", "Dr.", "don't,"); every Chinese or Japanese ideograph or kana
     is a word of its own, with the punctuation that follows it."""
-    return [(m.start() + base, m.end() + base) for m in _UNIT.finditer(text)
-            if any(c.isalnum() for c in m.group())]
+    return [(m.start() + base, m.end() + base) for m in _UNIT.finditer(text) if _ALNUM.search(m.group())]
+
+
+def _quiet_edge(x: np.ndarray) -> float:
+    """QUIET of the loudest sample of float32 `x` (at least 1e-6): quieter is silence."""
+    # = max(|x|), at least 1e-6 (the ufuncs that x.max and x.min call, without their Python wrapper)
+    top = max(float(np.maximum.reduce(x, initial=0.0)), -float(np.minimum.reduce(x, initial=0.0)), 1e-6)
+    return QUIET * top
+
+
+def _last_loud(x: np.ndarray, edge: float, block: int) -> int | None:
+    """The index of the last sample of `x` louder than `edge`, looked for a block at a time from the end."""
+    end = len(x)
+    while end > 0:
+        loud = np.abs(x[max(end - block, 0):end][::-1]) > edge  # backwards: the first True is the last loud
+        back = int(loud.argmax())
+        if loud[back]:
+            return end - 1 - back
+        end = max(end - block, 0)
+    return None
 
 
 def voiced_span(samples: np.ndarray, rate: int, block: int = 4096) -> tuple[float, float]:
     """(start, end) in seconds of the part of `samples` louder than QUIET of the loudest sample; (0, length)
     when none is. Looked for a block at a time from each end, where the sound mostly starts and ends."""
     x = np.asarray(samples, np.float32).reshape(-1)
-    top = max(float(x.max(initial=0.0)), -float(x.min(initial=0.0)), 1e-6)  # = max(|x|), at least 1e-6
-    edge = QUIET * top
+    edge = _quiet_edge(x)
     for first in range(0, len(x), block):
         loud = np.flatnonzero(np.abs(x[first:first + block]) > edge)
         if len(loud):
@@ -156,12 +174,17 @@ def voiced_span(samples: np.ndarray, rate: int, block: int = 4096) -> tuple[floa
             break
     else:
         return 0.0, len(x) / rate
-    end = len(x)
-    while True:  # a loud sample exists, at `first` or later
-        loud = np.flatnonzero(np.abs(x[max(end - block, 0):end]) > edge)
-        if len(loud):
-            return first / rate, (max(end - block, 0) + int(loud[-1]) + 1) / rate
-        end = max(end - block, 0)
+    last = _last_loud(x, edge, block)  # a loud sample exists, at `first` or later
+    assert last is not None
+    return first / rate, (last + 1) / rate
+
+
+def voiced_end(samples: np.ndarray, rate: int, block: int = 1024) -> float:
+    """voiced_span(samples, rate)[1] without looking for the start: where the sound ends (espeak-ng's last
+    word lasts until then). A sentence's clip ends in a few hundred samples of silence, so a small block."""
+    x = np.asarray(samples, np.float32).reshape(-1)
+    last = _last_loud(x, _quiet_edge(x), block)
+    return (last + 1) / rate if last is not None else len(x) / rate
 
 
 def estimate_words(text: str, samples: np.ndarray, rate: int,

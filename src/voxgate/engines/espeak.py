@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxgate.core.types import Piece, Timing, Timings, estimate_words, voiced_span, word_spans
+from voxgate.core.types import Piece, Timing, Timings, estimate_words, voiced_end, word_spans
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.wordtiming import snap_to_sound
 
@@ -214,7 +214,7 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
     words = word_spans(text, base)
     if not events or not words:
         return estimate_words(text, audio, rate, spans=words)
-    sound_end = voiced_span(audio, rate)[1]
+    sound_end = voiced_end(audio, rate)
     events = sorted(events, key=lambda e: e[2])
     groups: list[list[int]] = []  # words sharing one span of time
     spans: list[tuple[float, float]] = []
@@ -240,6 +240,9 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
             before.append(k)
     out = []
     for group, (t0, t1) in zip(groups, spans, strict=True):
+        if len(group) == 1:  # most words: the whole span (below, done / total is 1.0 and x * 1.0 is x)
+            out.append(Timing(*words[group[0]], t0, t0 + (t1 - t0)))
+            continue
         group.sort()
         # Shared by length: the same float operations, in the same order, as numpy's cumsum over the sizes
         # (whole numbers, so every partial sum is exact) and the division and scaling of each edge.
