@@ -20,6 +20,14 @@ from urllib.parse import urlsplit
 READ = 65536  # bytes per recv
 
 
+def post_bytes(host: str, port: int, path: str, payload: dict[str, object]) -> bytes:
+    """An HTTP/1.1 POST of `payload` as JSON, as bytes."""
+    body = json.dumps(payload).encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
 @dataclass
 class Answer:
     """One response: status, seconds from the request's first byte written to the first body byte (None if
@@ -53,10 +61,7 @@ class Connection:
 
     def prepare(self, path: str, payload: dict[str, object]) -> bytes:
         """The bytes of a POST of `payload` as JSON (built once, sent as often as wanted)."""
-        body = json.dumps(payload).encode()
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n")
-        return head.encode() + body
+        return post_bytes(self.host, self.port, path, payload)
 
     def request(self, raw: bytes) -> Answer:
         """Send a prepared request and read the whole response (chunked or with a Content-Length)."""
@@ -152,10 +157,7 @@ class AsyncConnection:
 
     def prepare(self, path: str, payload: dict[str, object]) -> bytes:
         """The bytes of a POST of `payload` as JSON."""
-        body = json.dumps(payload).encode()
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n")
-        return head.encode() + body
+        return post_bytes(self.host, self.port, path, payload)
 
     async def request(self, raw: bytes, bytes_per_second: float) -> Streamed:
         """Send a prepared request and read its response to the end (chunked or with a Content-Length)."""
