@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from voxgate.core.routing import LanguageNotSpoken, best_voice, route, speaks
@@ -9,7 +11,7 @@ from voxgate.engines.espeak import EspeakEngine
 from voxgate.engines.kokoro import DEFAULT_CHINESE, KokoroEngine
 from voxgate.engines.piper import PiperEngine
 from voxgate.errors import VoiceNotFound
-from voxgate.text.language import Mode, UnknownLanguage, detect_spans, normalize_language, parse_language
+from voxgate.text.language import Mode, UnknownLanguage, detect_spans, normalize_language, parse_language, script_of
 from voxgate.voices.registry import VoiceRegistry
 
 
@@ -52,6 +54,18 @@ def test_spans_split_where_the_script_changes() -> None:
     assert detect_spans("Bonjour", latin="fr") == [("Bonjour", "fr")]
     text = "Mixed 中文 and English, 日本語もある。"
     assert "".join(span for span, _ in detect_spans(text)) == text  # nothing lost or reordered
+
+
+def test_text_of_latin_letters_and_neutral_characters_is_one_span_as_the_scan_finds_it() -> None:
+    """Such text skips the per-character scan; what it gets is what every character's script_of says."""
+    rng = random.Random(13)
+    alphabet = "aZ09 ,.!?'\n-“”—…€×÷éÀŸḀỹ@[`{¿ɐ\u1dff"  # Latin ranges, neutral characters and their edges
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        letters = any(script_of(c) == "latin" for c in text)
+        assert detect_spans(text, latin="fr") == ([(text, "fr" if letters else None)] if text else [])
+    assert detect_spans("Our library opens at nine.") == [("Our library opens at nine.", "en")]
+    assert detect_spans("") == []
 
 
 @pytest.fixture(scope="module")

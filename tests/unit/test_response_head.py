@@ -73,3 +73,43 @@ async def test_empty_body_and_a_failing_first_piece() -> None:
 
     with pytest.raises(RuntimeError, match="engine gone"):  # after the start, as Starlette would: not a status
         await _serve(broken())
+
+
+async def test_a_client_that_leaves_stops_the_body_and_the_response_ends_cleanly() -> None:
+    """The disconnect watch (ASGI 2.3): the body is stopped where it waits, its cleanup runs to its end (Starlette's
+    anyio group cancelled every await of the cleanup again: encode_stream's wait for a codec thread then skipped
+    closing the encoder), the response returns without an error, and the stream is closed once."""
+    leave = asyncio.Event()
+    cleaned = asyncio.Event()
+    sent: list[dict[str, Any]] = []
+    closed = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"first"
+            yield b"second"
+            await asyncio.Event().wait()  # the next piece never comes
+            yield b"never"
+        finally:
+            await asyncio.sleep(0)  # cleanup that awaits still runs to its end
+            cleaned.set()
+
+    async def receive() -> dict[str, Any]:
+        await leave.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message.get("body") == b"second":
+            leave.set()
+
+    async def close() -> None:
+        nonlocal closed
+        closed += 1
+
+    response = ClosingStreamingResponse(body(), close, media_type="audio/pcm")
+    async with asyncio.timeout(5):
+        await response(SCOPE, receive, send)
+    assert [m.get("body") for m in sent] == [None, b"first", b"second"]
+    assert cleaned.is_set()
+    assert closed == 1

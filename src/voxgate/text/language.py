@@ -133,12 +133,25 @@ def script_of(char: str) -> str | None:
     return None
 
 
+def _char_class(ranges: list[tuple[int, int]]) -> re.Pattern[str]:
+    return re.compile("[" + "".join(f"\\U{start:08x}-\\U{end:08x}" for start, end in ranges) + "]")
+
+
+# Characters of a script other than Latin, and Latin letters (the ranges of _SCRIPTS, as script_of reads them).
+_OTHER_SCRIPT = _char_class([(start, end) for start, end, name in _SCRIPTS if name != "latin"])
+_LATIN = _char_class([(start, end) for start, end, name in _SCRIPTS if name == "latin"])
+
+
 def detect_spans(text: str, han: str = "zh", latin: str = "en") -> list[tuple[str, str | None]]:
     """Cut `text` into (span, language) where the script changes; None when it has no script at all.
 
     Kana in a sentence makes its Han characters Japanese (Japanese writing mixes the two); otherwise
     Han is `han`. Latin letters are `latin`. Neutral characters join the span before them (or the first one).
     """
+    if _OTHER_SCRIPT.search(text) is None:
+        # Only Latin letters and neutral characters: one span, the answer of the scan below without a Python
+        # step per character (every request is routed, most texts are like this: issue 13, the loop's CPU).
+        return [(text, latin if _LATIN.search(text) else None)] if text else []
     classes = [script_of(c) for c in text]
     japanese = _sentences_with_kana(text, classes)
     names = {"kana": "ja", "latin": latin}

@@ -35,8 +35,10 @@ _RUN = re.compile(f"[{re.escape(_SENTENCE_MARKS + _CLAUSE_MARKS)}]+")
 _CLOSE = re.compile(f"[{re.escape(_CLOSERS)}]+")
 _RUN_CHARS = frozenset(_SENTENCE_MARKS + _CLAUSE_MARKS)
 _SPECIAL = re.compile(f"[{re.escape(_SENTENCE_MARKS + _CLAUSE_MARKS)}\n]")
-_WS = re.compile(r"\s+")
-_LINE_BREAKS = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+# A whitespace run holding a line break (the whole run: the greedy \s* on both sides take the rest of it), and a
+# run of other whitespace: squeeze() in two regex passes, without a Python call per run.
+_BREAK_RUN = re.compile(r"\s*[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]\s*")
+_BLANK_RUN = re.compile(r"[^\S\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]+")
 
 # Words that precede a name or noun, so their "." never ends a sentence.
 _TITLES = frozenset(
@@ -75,10 +77,9 @@ DEFAULT_POLICY = SegmentPolicy()
 SENTENCE_POLICY = SegmentPolicy(first_clause=False, growth=False, grow_to_chars=0)  # one sentence each
 
 
-def _squeeze(match: re.Match[str]) -> str:
-    """Collapse one whitespace run to a line break if it holds one, else to a space."""
-    run = match.group()
-    return "\n" if any(ch in _LINE_BREAKS for ch in run) else " "
+def squeeze(text: str) -> str:
+    """Every whitespace run of `text` collapsed to a line break if it holds one, else to a space."""
+    return _BLANK_RUN.sub(" ", _BREAK_RUN.sub("\n", text))
 
 
 def _is_wide(ch: str) -> bool:
@@ -154,7 +155,7 @@ class Segmenter:
         elif self._ws_pending:
             text = " " + text
             self._ws_pending = False
-        text = _WS.sub(_squeeze, text)
+        text = squeeze(text)
         if text.endswith(" "):
             # Hold a trailing space back: if a line break follows, the run must become "\n".
             text = text[:-1]
