@@ -16,6 +16,7 @@ from voxgate.text import (
     normalize,
     split_text,
 )
+from voxgate.text.segment import squeeze
 
 PARAGRAPH = (
     "The sun rose slowly over the quiet hills, painting the sky in gold. "
@@ -436,6 +437,27 @@ def test_many_tiny_sentences() -> None:
     assert "".join(segments) == "a." * 100_000
     segments = split_text("A. b. " * 30_000)
     assert all(len(s) <= 400 for s in segments)
+
+
+@pytest.mark.timeout(10)
+def test_long_whitespace_runs() -> None:
+    # The segmenter squeezes whitespace with regexes: one that rescans a blank run from each of its positions is
+    # quadratic (40,000 spaces took 6 s on the event loop); these are 1.2 million characters of runs.
+    assert split_text("a" + " \t" * 200_000 + "b.") == ["a b."]
+    assert split_text("a" + " \n" * 200_000 + "b.") == ["a", "b."]
+    assert split_text("a" + "\u3000" * 400_000 + "b.") == ["a b."]
+
+
+def test_squeeze_matches_a_run_by_run_rule() -> None:
+    # Each whitespace run becomes a line break if it holds one (of str.splitlines' breaks), else a space.
+    breaks = frozenset("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+    rule = re.compile(r"\s+")
+    alphabet = list(" \t\n\r\v\f\x1c\x1d\x1e\x1f\x85\xa0\u2028\u2029\u3000ab.")
+    draw = random.Random(7)
+    for _ in range(20_000):
+        text = "".join(draw.choice(alphabet) for _ in range(draw.randint(0, 24)))
+        expected = rule.sub(lambda m: "\n" if breaks & set(m.group()) else " ", text)
+        assert squeeze(text) == expected, repr(text)
 
 
 @pytest.mark.timeout(10)
