@@ -63,6 +63,7 @@ _T0 = time.perf_counter()
 VOICES = {"piper": "en_US-joe-medium", "hibari": "hibari:heart"}  # --engine → the voice the server speaks
 ENGINE = {"name": "piper"}  # set from --engine before anything is measured
 LOAD_CLIENT = {"lean": True}  # load runs' clients: lean AsyncConnections, or httpx (--httpx-load)
+RAW_VOCODER = {"voxgate": False}  # raw hibari's vocoder noise: hibari's own draw, or voxgate's (--raw-vocoder)
 KEPT: dict[str, Any] = {}  # raw sessions measured again in the server phase
 REQUEST_TIMEOUT_S = 60.0
 
@@ -351,9 +352,17 @@ class RawHibari:
         self.config = SimpleNamespace(sample_rate=self.tts.sample_rate)
 
     def synthesize(self, text: str, _config: object = None) -> Iterator[_Chunk]:
-        """One chunk per sentence, as hibari's own stream() makes them."""
-        for audio in self.tts.stream(text):
-            yield _Chunk(audio)
+        """One chunk per sentence, as hibari's own stream() makes them (with --raw-vocoder voxgate, its vocoder's
+        noise drawn as voxgate's engine draws it: engines/hibari.py NormalDraws)."""
+        if not RAW_VOCODER["voxgate"]:
+            for audio in self.tts.stream(text):
+                yield _Chunk(audio)
+            return
+        from voxgate.engines.hibari import NormalDraws
+
+        rng = NormalDraws(np.random.default_rng())
+        for phonemes in self.tts.phonemize(text):
+            yield _Chunk(self.tts.from_ids(self.tts.ids(phonemes), 1.0, rng))
 
 
 def progress(message: str) -> None:
@@ -959,7 +968,9 @@ def header(result: BenchResult) -> list[str]:
              f"Server flags: `{shlex.join(cfg['server_flags'])}`{' (quick counts)' if cfg['quick'] else ''}. "
              f"Source: {src['commit']}{dirty}.",
              f"Machine: {machine['cpus']} CPUs ({machine['cpu']}), Python {machine['python']}, onnxruntime "
-             f"{machine['onnxruntime']}, voice {cfg['voice']}. Background load (other processes / steal): "
+             f"{machine['onnxruntime']}, voice {cfg['voice']}"
+             f"{', raw hibari vocoder noise ' + cfg.get('raw_vocoder', 'stock') if cfg['engine'] == 'hibari' else ''}"
+             f", load clients {cfg.get('load_client', 'httpx')}. Background load (other processes / steal): "
              f"raw phase {bg['raw'].other_cores:.2f} / {bg['raw'].steal_cores:.2f} cores, server phase "
              f"{bg['server'].other_cores:.2f} / {bg['server'].steal_cores:.2f} cores. Load average (1 min) at "
              f"start / end: {result.load_average.get('start', 0.0):.1f} / {result.load_average.get('end', 0.0):.1f}."]
@@ -995,6 +1006,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     parser.add_argument("--engine", choices=sorted(VOICES), default="piper",
                         help="raw baseline and server voice: piper (joe, as the peers run) or hibari (heart)")
     parser.add_argument("--quick", action="store_true", help="tiny request counts (smoke test)")
+    parser.add_argument("--raw-vocoder", choices=("stock", "voxgate"), default="stock",
+                        help="raw hibari's vocoder noise: hibari's own numpy draw (the issue's baseline) or voxgate's "
+                             "cheaper Box-Muller draw, so the ratio shows the server's own cost alone")
     parser.add_argument("--httpx-load", action="store_true",
                         help="load runs' clients use httpx (as before 2026-12-05) instead of lean asyncio connections")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON results")
@@ -1014,6 +1028,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> BenchResult:
     plan = QUICK if args.quick else FULL
     ENGINE["name"] = args.engine
     LOAD_CLIENT["lean"] = not args.httpx_load
+    RAW_VOCODER["voxgate"] = args.raw_vocoder == "voxgate"
     clause = split_text(normalize(ONE))[0]
     load_start = os.getloadavg()[0]
     meter = CpuMeter()
@@ -1031,7 +1046,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> BenchResult:
     config = {"engine": args.engine, "voice": VOICES[args.engine], "workers": args.workers,
               "threads": args.threads, "solo_threads": args.solo_threads,
               "server_flags": flags, "quick": args.quick, "plan": asdict(plan),
-              "load_client": "lean" if LOAD_CLIENT["lean"] else "httpx"}
+              "load_client": "lean" if LOAD_CLIENT["lean"] else "httpx", "raw_vocoder": args.raw_vocoder}
     command = shlex.join(["python", "bench/bench_server.py", *sys.argv[1:]])
     return BenchResult(command, config, machine(), clause, raw, srv, targets(raw, srv), source, background,
                        {"start": load_start, "end": os.getloadavg()[0]})
