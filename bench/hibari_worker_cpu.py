@@ -12,7 +12,9 @@ audio (time.thread_time: other threads and other load do not count), the variant
 - worker: HibariLoadedVoice.synthesize on those segments (the server's session: durations output, no CPU arena,
   the shared G2P), then levelling and int16 bytes as SynthesisStream._finishing does on the worker;
 - worker without levelling/int16: the engine call alone;
-- worker session, audio outputs only: the server's session run for the six audio outputs (no durations fetched).
+- worker session, audio outputs only: the server's session run for the six audio outputs (no durations fetched);
+- worker with hibari's own noise draw: the engine call with its vocoder's noise drawn by numpy's float32
+  ziggurat, as stock hibari does, instead of voxgate's Box-Muller (engines/hibari.py NormalDraws).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from hibari import Hibari, dsp
 
 from bench_server import MEDIUM
 from voxgate.audio.pcm import Leveller, int16_bytes
+from voxgate.engines import hibari as hibari_engine
 from voxgate.engines.base import EngineParams
 from voxgate.engines.hibari import HibariEngine, bundled_model
 from voxgate.text import normalize, split_text
@@ -68,10 +71,18 @@ def main() -> int:
                 n += len(dsp.synth(*(o[0] for o in served._tts.sess.run(audio_outputs, feeds)), rng))
         return n
 
+    def stock_draw() -> int:
+        draws = hibari_engine.NormalDraws
+        hibari_engine.NormalDraws = lambda rng: rng  # type: ignore[assignment,misc]
+        try:
+            return worker(False)
+        finally:
+            hibari_engine.NormalDraws = draws  # type: ignore[misc]
+
     variants: dict[str, Callable[[], int]] = {
         "raw (Hibari.stream, whole texts)": raw_texts, "raw on the server's segments": raw_segments,
         "worker (synthesize + levelling + int16)": worker, "worker without levelling/int16": lambda: worker(False),
-        "worker session, audio outputs only": audio_only}
+        "worker session, audio outputs only": audio_only, "worker with hibari's own noise draw": stock_draw}
     for run in variants.values():
         run()  # warm
     got: dict[str, list[float]] = {name: [] for name in variants}
