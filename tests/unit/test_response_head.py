@@ -113,3 +113,87 @@ async def test_a_client_that_leaves_stops_the_body_and_the_response_ends_cleanly
     assert [m.get("body") for m in sent] == [None, b"first", b"second"]
     assert cleaned.is_set()
     assert closed == 1
+
+
+def _parts(body: AsyncIterator[bytes], receive: Any) -> tuple[ClosingStreamingResponse, list[Any], list[int]]:
+    """A response over `body` whose sends and closes are recorded."""
+    sent: list[Any] = []
+    closed = [0]
+
+    async def close() -> None:
+        closed[0] += 1
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message.get("body"))
+        await asyncio.sleep(0)
+
+    response = ClosingStreamingResponse(body, close, media_type="audio/pcm")
+    response.send = send  # type: ignore[attr-defined]
+    return response, sent, closed
+
+
+async def _never() -> dict[str, Any]:
+    await asyncio.Event().wait()
+    return {}
+
+
+async def test_a_body_error_mid_stream_is_raised_after_one_close() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"a"
+        yield b"b"
+        raise RuntimeError("mid-body")
+
+    response, sent, closed = _parts(body(), _never)
+    with pytest.raises(RuntimeError, match="mid-body"):
+        async with asyncio.timeout(5):
+            await response(SCOPE, _never, response.send)  # type: ignore[attr-defined]
+    assert sent == [None, b"a", b"b"] and closed == [1]
+    await asyncio.sleep(0)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_a_request_cancelled_twice_still_waits_for_the_body_to_end() -> None:
+    """Server shutdown cancels the request's task, maybe more than once: the body is stopped, its cleanup runs to
+    its end before the stream is closed (once), the cancel is raised, and no task is left behind (an anyio task
+    group waits for its children the same way)."""
+    order: list[str] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"a"
+            await asyncio.Event().wait()
+            yield b"never"
+        finally:
+            await asyncio.sleep(0.05)
+            order.append("body cleaned up")
+
+    response, sent, closed = _parts(body(), _never)
+    task = asyncio.ensure_future(response(SCOPE, _never, response.send))  # type: ignore[attr-defined]
+    await asyncio.sleep(0.02)
+    task.cancel()
+    await asyncio.sleep(0.01)
+    task.cancel()  # again, while the body's cleanup still runs
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await task
+    order.append("request ended")
+    assert order == ["body cleaned up", "request ended"] and closed == [1] and sent == [None, b"a"]
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_a_body_that_fails_while_the_request_is_cancelled_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            yield b"a"
+            await asyncio.Event().wait()
+        finally:
+            raise RuntimeError("cleanup failed")
+
+    response, _, closed = _parts(body(), _never)
+    task = asyncio.ensure_future(response(SCOPE, _never, response.send))  # type: ignore[attr-defined]
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert closed == [1]
+    assert any("cleanup failed" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")

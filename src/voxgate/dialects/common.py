@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import re
 import socket
@@ -43,6 +44,8 @@ M = TypeVar("M", bound=BaseModel)
 # Starlette's cap on one form part: the base64 of a reference at the voice bank's 25 MB limit fits; the
 # reference limits themselves apply after parsing.
 MAX_REFERENCE_FORM_PART = 40 * 1024 * 1024
+
+_LOG = logging.getLogger(__name__)
 
 
 # The one JSON guard every hand-parsed body, WebSocket frame and StackFlow message goes through.
@@ -456,12 +459,30 @@ class ClosingStreamingResponse(StreamingResponse):
                         message.cancel()
                 if not message.cancelled() and message.done() and message.result()["type"] == "http.disconnect":
                     break  # the client is gone (or the response is complete): stop the body
-        finally:
-            if not streaming.done():
-                streaming.cancel()
-            await asyncio.wait((streaming,))
+        except BaseException:  # cancelled (server shutdown), or receive() failed: the body stops, this goes on
+            await self._stopped(streaming, leaving=True)
+            raise
+        await self._stopped(streaming, leaving=False)
         if not streaming.cancelled():
             streaming.result()  # the body's error, if it failed
+
+    @staticmethod
+    async def _stopped(streaming: asyncio.Future[None], leaving: bool) -> None:
+        """Cancel the body's task unless it has ended, and wait until it has, through further cancels of this task
+        (as an anyio task group waits for its children); they are raised after. When this task is `leaving` with
+        an exception of its own, a body error nobody will read is logged instead of lost."""
+        if not streaming.done():
+            streaming.cancel()
+        cancelled = False
+        while not streaming.done():
+            try:
+                await asyncio.wait((streaming,))
+            except asyncio.CancelledError:
+                cancelled = True
+        if leaving and not streaming.cancelled() and (error := streaming.exception()) is not None:
+            _LOG.error("a response body failed while its request was ending: %r", error, exc_info=error)
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _send_head(self, scope: Scope, send: Send) -> Send:
         """Send the status, the headers and the first piece of the body in this task, as Starlette would but
