@@ -251,3 +251,31 @@ async def test_timing_work_is_done_only_for_a_request_that_reads_timings(
     # the audio is the same either way: asking for timings changes nothing else
     assert [c.index for c in plain] == [c.index for c in timed]
     assert np.array_equal(np.concatenate([c.samples for c in plain]), np.concatenate([c.samples for c in timed]))
+
+
+def test_fast_loudness_marks_the_same_frames_as_the_exact_sums() -> None:
+    # wordtiming._loud sums squares in float32 and compares powers; _loud_exact (float64 sums, dB levels) is the
+    # rule it must agree with frame for frame, also for frames built to sit within 1e-9..1e-2 of the loudness edge
+    # (where _loud hands the clip to _loud_exact) and for clips with inf, nan or overflowing squares.
+    from voxgate.engines.wordtiming import _loud, _loud_exact
+
+    draw = np.random.default_rng(5)
+    for n in range(600):
+        rate = (8000, 11025, 16000, 22050, 24000, 48000)[n % 6]
+        floor = (-35.0, -45.0)[n % 2]
+        hop, win = rate // 200, rate // 100
+        length = int(draw.integers(win * 3, rate))
+        x = (draw.standard_normal(length) * np.repeat(np.exp(draw.uniform(-5, 0, length // hop + 1)), hop)[:length])
+        x = x.astype(np.float32)
+        if n % 3 == 0:  # move one frame next to the edge
+            count = (length - win) // hop + 1
+            power = np.array([np.mean(x[i * hop:i * hop + win].astype(np.float64) ** 2) for i in range(count)])
+            j = int(draw.integers(0, count))
+            if j != int(power.argmax()) and power[j] > 0:
+                target = power.max() * 10 ** (floor / 10) * (1 + draw.choice([-1, 1]) * 10 ** draw.uniform(-9, -2))
+                x[j * hop:j * hop + win] = (x[j * hop:j * hop + win] * np.sqrt(target / power[j])).astype(np.float32)
+        assert np.array_equal(_loud(x, rate, floor)[0], _loud_exact(x, rate, floor)[0]), (n, rate)
+    for odd in (np.inf, np.nan, 3e19):
+        x = np.sin(np.arange(2400, dtype=np.float32) / 9).astype(np.float32)
+        x[1000] = odd
+        assert np.array_equal(_loud(x, 24000, -35.0)[0], _loud_exact(x, 24000, -35.0)[0])
