@@ -17,6 +17,7 @@ import threading
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from math import inf
+from operator import attrgetter, itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -220,7 +221,7 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
         return estimate_words(text, audio, rate, spans=words)
     if sound_end is None:
         sound_end = voiced_end(audio, rate)
-    events = sorted(events, key=lambda e: e[2])
+    events = sorted(events, key=itemgetter(2))  # itemgetter and attrgetter: no Python call per item
     groups: list[list[int]] = []  # words sharing one span of time
     spans: list[tuple[float, float]] = []
     taken: set[int] = set()  # words in a group
@@ -239,8 +240,8 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
             spans[-1] = (spans[-1][0], max(t1, spans[-1][1]))
     if not groups:
         return estimate_words(text, audio, rate, spans=words)
-    for k in range(len(words)):  # a word without an event joins the group before it
-        if k not in taken:
+    for k in range(len(words)) if len(taken) < len(words) else ():  # a word without an event joins the group
+        if k not in taken:  # before it
             before = next((g for g in reversed(groups) if g[-1] < k), groups[0])
             before.append(k)
     out = []
@@ -258,7 +259,7 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
             end = t0 + (t1 - t0) * (done / total)
             out.append(Timing(*words[k], start, end))
             start = end
-    out.sort(key=lambda t: t.start_char)
+    out.sort(key=attrgetter("start_char"))
     return tuple(out)
 
 
