@@ -226,16 +226,18 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
     spans: list[tuple[float, float]] = []
     taken: set[int] = set()  # words in a group
     starts, ends = [s for s, _ in words], [e for _, e in words]  # both increasing: words do not overlap
-    for n, (at, length, t0) in enumerate(events):
-        t1 = events[n + 1][2] if n + 1 < len(events) else max(sound_end, t0)
+    last = len(events) - 1
+    for n, (at, length, t0) in enumerate(events):  # (conditionals rather than max(): fewer calls a word)
+        t1 = events[n + 1][2] if n < last else (sound_end if sound_end > t0 else t0)
         at += base
-        reach = at + max(length, 1)
+        reach = at + (length if length > 1 else 1)
         # the words the event's characters overlap (end after `at`, start before `reach`), not yet in a group
-        hit = [k for k in range(bisect_right(ends, at), bisect_left(starts, reach)) if k not in taken]
+        lo, hi = bisect_right(ends, at), bisect_left(starts, reach)
+        hit = [lo] if hi == lo + 1 and lo not in taken else [k for k in range(lo, hi) if k not in taken]
         if hit:
             groups.append(hit)
             taken.update(hit)
-            spans.append((t0, max(t1, t0)))
+            spans.append((t0, t1 if t1 > t0 else t0))
         elif spans:
             spans[-1] = (spans[-1][0], max(t1, spans[-1][1]))
     if not groups:
