@@ -43,6 +43,7 @@ _EE_OK = 0
 _EVENT_WORD, _EVENT_LIST_END = 1, 0
 _SNAP_DB = -45.0  # a word that starts in frames this far below the loudest starts at its first sound
 _END_DB = -32.0  # the sound ends after the last frame this far below the loudest (2% of the loudest sample)
+_SNAP_POWER, _END_POWER = 10 ** (_SNAP_DB / 10), 10 ** (_END_DB / 10)  # as ratios of frame powers
 
 
 class _EspeakEvent(ctypes.Structure):
@@ -281,8 +282,12 @@ def _timings(sentence: str, events: list[tuple[int, int, float]], audio: np.ndar
     top = float(sums.max()) if len(sums) else 0.0
     if not 0.0 < top < inf:  # silent, shorter than a frame, or beyond float32's squares
         return snap_to_sound(word_events(sentence, events, audio, rate, base), audio, rate)
-    flags = (sums > top * 10 ** (_SNAP_DB / 10)).tobytes()
-    last = len(sums) - 1 - int((sums[::-1] > top * 10 ** (_END_DB / 10)).argmax())  # the loudest is above
+    flags = (sums > top * _SNAP_POWER).tobytes()
+    # The last frame within _END_DB is at or before the last within _SNAP_DB, a few frames back: stepped to in
+    # Python rather than with another comparison over the clip's frames (the loudest frame stops it).
+    last, edge = flags.rfind(1), top * _END_POWER
+    while not sums[last] > edge:
+        last -= 1
     end = (last + 1) * hop / rate
     return snap_to_sound(word_events(sentence, events, audio, rate, base, end), audio, rate, _SNAP_DB,
                          frames=(flags, hop))
