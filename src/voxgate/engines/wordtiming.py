@@ -246,16 +246,14 @@ def snap_to_sound(timings: Timings, audio: np.ndarray, rate: int, floor_db: floa
     if 1 not in flags:
         return timings
     need, count = max(round(silence * rate / hop), 1), len(flags)
-    out = []
-    for t in timings:
+    out = list(timings)
+    for n, t in enumerate(timings):
         i = int(t.start * rate / hop)
-        last = int(t.end * rate / hop)
-        if 0 <= i and i + need <= count and last > i:
+        if 0 <= i and i + need <= count and not flags[i]:  # (a word that starts in a loud frame stays)
             ahead = flags.find(1, i)  # the first loud frame from frame i on, if any
             ahead = count if ahead < 0 else ahead
-            if ahead >= i + need and ahead < last:
-                t = replace(t, start=min(float(ahead * hop / rate), t.end))
-        out.append(t)
+            if i + need <= ahead < int(t.end * rate / hop):
+                out[n] = replace(t, start=min(float(ahead * hop / rate), t.end))
     return tuple(out)
 
 
