@@ -10,7 +10,8 @@ belong to which word is inferred, so the timings are not marked estimated.
 The audio itself is read through the loudness of 10 ms frames (`_loud`): where a piece first sounds (Kokoro,
 hibari) and where a word that starts in silence starts sounding (espeak-ng, `snap_to_sound`). It runs once per
 sentence in the synthesis loop, where espeak-ng takes ~2 ms a sentence, so it is computed in float32 and only
-frames near the threshold go back to exact float64 sums (issue 16: timings cost at most 5%).
+frames near the threshold go back to exact float64 sums (issue 16: timings cost at most 5%); espeak-ng takes
+the float32 frame sums (`frame_sums`) as they are, for both its loud frames and the end of its sound.
 """
 
 from __future__ import annotations
