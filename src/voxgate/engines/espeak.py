@@ -297,8 +297,8 @@ def _timings(sentence: str, events: list[tuple[int, int, float]], audio: np.ndar
     (`snap_to_sound`, frames within _SNAP_DB of the loudest). The last word lasts until the middle of the last
     frame within _END_DB of the loudest, where `voiced_end` (the last sample above 2% of the loudest sample)
     read the clip twice more: 1.5% of synthesis (issue 16: timings at most 5%). Against it, over 432 sentences
-    of four voices at three speeds: median +0.5 ms, p95 4.6 ms apart (s11c; -32 dB was the closest of -25 to
-    -45 dB, the end of the frame or its start +5 ms further off). The float32 sums decide the frames
+    of four voices at three speeds: median +0.5 ms, p95 4.6 ms apart (s11c; of -20 to -45 dB and a frame's
+    middle, three quarters or end, -32 dB and the middle came closest). The float32 sums decide the frames
     even within 1e-3 dB of a threshold (`_loud` goes back to float64 there), which moves a start by a frame
     (5 ms) in a clip in a few hundred at most."""
     sums, hop, _ = frame_sums(audio, rate)
