@@ -112,6 +112,21 @@ def test_espeak_word_events_time_words_and_share_run_together_ones() -> None:
     assert words(zh, out) == ["很", "好"] and out[1].start == pytest.approx(0.5)
 
 
+
+def test_espeak_timings_end_where_the_sound_ends_and_start_words_at_their_sound() -> None:
+    from voxgate.engines.espeak import _timings
+
+    rate = 22050
+    audio = _tone(rate, [(0.1, 0.3), (0.45, 0.8)])  # a stop's closure: silence from 0.3 to 0.45
+    text = "say bat"
+    out = _timings(text, [(0, 3, 0.1), (4, 3, 0.31)], audio, rate, 0)
+    assert words(text, out) == ["say", "bat"]
+    assert out[0].start == 0.1 and out[0].end == 0.31
+    assert out[1].start == pytest.approx(0.45, abs=0.011)  # moved from the silent closure to the sound
+    assert out[1].end == pytest.approx(0.8, abs=0.006)  # the sound's end, not the clip's (1.0)
+    silent = _timings(text, [(0, 3, 0.1), (4, 3, 0.31)], np.zeros(rate, np.float32), rate, 0)
+    assert [(t.start, t.end) for t in silent] == [(0.1, 0.31), (0.31, 1.0)]  # no sound: the clip's end
+
 @pytest.fixture(scope="module")
 def service():  # type: ignore[no-untyped-def]
     engine = FakeEngine()

@@ -131,7 +131,8 @@ Timings = tuple[Timing, ...]
 # One character of a script written without spaces: each is a word of its own (with the punctuation after it).
 _CJK = (r"\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\uac00-\ud7af"
         r"\U00020000-\U0002ffff")
-_UNIT = re.compile(rf"[{_CJK}][^\s{_CJK}\w]*|(?:(?![{_CJK}])\S)+")
+# (?:(?![C])\S)+ as one class, [^\sC]+: the same characters, without a lookahead per character
+_UNIT = re.compile(rf"[{_CJK}][^\s{_CJK}\w]*|[^\s{_CJK}]+")
 _ALNUM = re.compile(r"[^\W_]")  # re's \w is str.isalnum() or "_" (CPython's _sre): this is str.isalnum()
 QUIET = 0.02  # of the loudest sample: quieter is silence around speech, for estimated timings
 

@@ -10,7 +10,8 @@ belong to which word is inferred, so the timings are not marked estimated.
 The audio itself is read through the loudness of 10 ms frames (`_loud`): where a piece first sounds (Kokoro,
 hibari) and where a word that starts in silence starts sounding (espeak-ng, `snap_to_sound`). It runs once per
 sentence in the synthesis loop, where espeak-ng takes ~2 ms a sentence, so it is computed in float32 and only
-frames near the threshold go back to exact float64 sums (issue 16: timings cost at most 5%).
+frames near the threshold go back to exact float64 sums (issue 16: timings cost at most 5%); espeak-ng takes
+the float32 frame sums (`frame_sums`) as they are, for both its loud frames and the end of its sound.
 """
 
 from __future__ import annotations
@@ -136,21 +137,13 @@ def _loud(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarray, in
     the same side of it as in `_loud_exact`. When any frame is nearer (one clip in a few hundred), or the rate
     makes a frame many pieces (44.1 kHz: hop 220, win 441) or long ones (win over 1000), `_loud_exact` decides."""
     hop, win = max(rate // 200, 1), max(rate // 100, 1)
-    piece = gcd(hop, win)
-    step, per = hop // piece, win // piece  # pieces a hop, pieces a frame
+    per = win // gcd(hop, win)  # pieces a frame
     audio = np.asarray(audio)
     if len(audio) < win:
         return np.zeros(0, bool), hop
     if per > 4 or win > 1000 or audio.dtype != np.float32:
         return _loud_exact(audio, rate, floor_db)
-    count = (len(audio) - win) // hop + 1
-    pieces = ((count - 1) * hop + win) // piece
-    rows = audio[:pieces * piece].reshape(pieces, piece)
-    part = np.einsum("ij,ij->i", rows, rows)  # each piece's sum of squares, in float32
-    span = (count - 1) * step + 1
-    sums = part[:span:step]
-    for k in range(1, per):
-        sums = sums + part[k:k + span:step]
+    sums = frame_sums(audio, rate)[0]  # float32, here
     mean = sums / win + 1e-12  # each frame's mean square, as _loud_exact's levels have it (float32)
     top = float(mean.max())
     if not isfinite(top):  # inf or nan: samples beyond float32's squares
@@ -167,14 +160,20 @@ def _loud_exact(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarr
     hop, win = max(rate // 200, 1), max(rate // 100, 1)
     if len(audio) < win:
         return np.zeros(0, bool), hop
+    sums = _sums_exact(np.asarray(audio), hop, win)
+    level = 10 * np.log10(sums / win + 1e-12)
+    return level > level.max() + floor_db, hop
+
+
+def _sums_exact(audio: np.ndarray, hop: int, win: int) -> np.ndarray:
+    """Each frame's sum of squares in float64 (a float32 sample's square is exact there), `len(audio) >= win`."""
+    count = (len(audio) - win) // hop + 1
     # Each frame's sum of squares (in float64, where a float32 sample's square is exact), a block of frames at a
     # time: each sample is squared once per block rather than once for each of the two frames it is in, and a
     # block's squares (64 KB) stay in cache and come from the heap, where the whole clip's (370 KB for 2 s at
     # 22 kHz) were a fresh mmap with page faults every call. The same sums, bit for bit, as the mean of each
     # frame's squares (numpy's pairwise sum over the same values in each row); as_strided makes the frames that
     # sliding_window_view(squares, win)[::hop] gives, without its checks' cost.
-    audio = np.asarray(audio)
-    count = (len(audio) - win) // hop + 1
     sums = np.empty(count)
     per = max(_BLOCK // hop, 1)  # frames per block
     for f in range(0, count, per):
@@ -183,8 +182,30 @@ def _loud_exact(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarr
         step = squares.strides[0]
         frames = np.lib.stride_tricks.as_strided(squares, (g - f, win), (hop * step, step), writeable=False)
         np.add.reduce(frames, axis=1, out=sums[f:g])
-    level = 10 * np.log10(sums / win + 1e-12)
-    return level > level.max() + floor_db, hop
+    return sums
+
+
+def frame_sums(audio: np.ndarray, rate: int) -> tuple[np.ndarray, int, int]:
+    """(each 10 ms frame's sum of squares, 5 ms apart; the hop and the frame in samples), in one pass over
+    the clip: float32 over pieces of gcd(hop, win) samples (see `_loud`) where a frame is a few pieces, else
+    float64 (`_sums_exact`). For espeak-ng's synthesis loop, where each numpy call a sentence shows (issue 16)."""
+    hop, win = max(rate // 200, 1), max(rate // 100, 1)
+    piece = gcd(hop, win)
+    step, per = hop // piece, win // piece  # pieces a hop, pieces a frame
+    audio = np.asarray(audio)
+    if len(audio) < win:
+        return np.zeros(0, np.float32), hop, win
+    if per > 4 or win > 1000 or audio.dtype != np.float32:
+        return _sums_exact(audio, hop, win), hop, win
+    count = (len(audio) - win) // hop + 1
+    pieces = ((count - 1) * hop + win) // piece
+    rows = audio[:pieces * piece].reshape(pieces, piece)
+    part = np.einsum("ij,ij->i", rows, rows)  # each piece's sum of squares, in float32
+    span = (count - 1) * step + 1
+    sums = part[:span:step]
+    for k in range(1, per):
+        sums = sums + part[k:k + span:step]
+    return sums, hop, win
 
 
 def first_sound(audio: np.ndarray, rate: int, floor_db: float = -35.0) -> float | None:
@@ -211,27 +232,29 @@ def onsets(audio: np.ndarray, rate: int, gap: float = 0.08, floor_db: float = -3
 
 
 def snap_to_sound(timings: Timings, audio: np.ndarray, rate: int, floor_db: float = -45.0,
-                  silence: float = 0.03) -> Timings:
+                  silence: float = 0.03, frames: tuple[bytes, int] | None = None) -> Timings:
     """`timings` (seconds of `audio`) with each word that starts in silence (at least `silence` seconds below
     `floor_db` of the loudest 10 ms) starting at its first sound instead, when that comes before the word's
-    end. Starts only move later, inside their own word: order and coverage stay as they were."""
+    end. Starts only move later, inside their own word: order and coverage stay as they were. `frames`:
+    the loud frames and hop already found (`sound_frames`), so the clip is read once."""
     if not timings:
         return timings
-    loud, hop = _loud(audio, rate, floor_db)
-    flags = loud.tobytes()  # a byte a frame, 1 where loud: bytes.find gives the first loud frame from any on
+    if frames is None:
+        loud, hop = _loud(audio, rate, floor_db)
+        flags = loud.tobytes()  # a byte a frame, 1 where loud: bytes.find gives the first loud frame from any on
+    else:
+        flags, hop = frames
     if 1 not in flags:
         return timings
     need, count = max(round(silence * rate / hop), 1), len(flags)
-    out = []
-    for t in timings:
+    out = list(timings)
+    for n, t in enumerate(timings):
         i = int(t.start * rate / hop)
-        last = int(t.end * rate / hop)
-        if 0 <= i and i + need <= count and last > i:
+        if 0 <= i and i + need <= count and not flags[i]:  # (a word that starts in a loud frame stays)
             ahead = flags.find(1, i)  # the first loud frame from frame i on, if any
             ahead = count if ahead < 0 else ahead
-            if ahead >= i + need and ahead < last:
-                t = replace(t, start=min(float(ahead * hop / rate), t.end))
-        out.append(t)
+            if i + need <= ahead < int(t.end * rate / hop):
+                out[n] = replace(t, start=min(float(ahead * hop / rate), t.end))
     return tuple(out)
 
 
