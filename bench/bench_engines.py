@@ -139,15 +139,15 @@ def errors(reference: str, hypothesis: str, language: str) -> tuple[int, int]:
     return edit_distance(ref, hyp), len(ref)
 
 
-PROMPTS = {"zh": "以下是普通话的句子。"}  # nudges Whisper to simplified characters (folded anyway)
-
 
 def transcribe(whisper, audio: np.ndarray, rate: int, language: str) -> str:  # type: ignore[no-untyped-def]
     resampler = Resampler(rate, 16000)
     audio16 = np.concatenate([resampler.process(audio), resampler.flush()]).astype(np.float32)
     segments, _ = whisper.transcribe(audio16, language=language, beam_size=5, temperature=0.0,
-                                     vad_filter=False, condition_on_previous_text=False,
-                                     initial_prompt=PROMPTS.get(language))
+                                     vad_filter=False, condition_on_previous_text=False)
+    # No initial prompt: "以下是普通话的句子。" (to nudge Whisper to simplified characters, which _chinese folds to
+    # anyway) made Whisper base return nothing at all for 这家餐厅的饺子非常好吃。 (Kokoro jf_nezumi, 2026-12-05),
+    # which it transcribes word for word without the prompt: 13.9% CER with it, 9.8% without, same audio.
     return " ".join(s.text.strip() for s in segments)
 
 
