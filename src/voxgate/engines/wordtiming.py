@@ -136,14 +136,11 @@ def _loud(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarray, in
     levels of `_loud_exact` are within 1e-13 dB of exact. A frame more than _BAND from the edge is therefore on
     the same side of it as in `_loud_exact`. When any frame is nearer (one clip in a few hundred), or the rate
     makes a frame many pieces (44.1 kHz: hop 220, win 441) or long ones (win over 1000), `_loud_exact` decides."""
-    hop, win = max(rate // 200, 1), max(rate // 100, 1)
-    per = win // gcd(hop, win)  # pieces a frame
-    audio = np.asarray(audio)
-    if len(audio) < win:
+    sums, hop, win = frame_sums(audio, rate)
+    if sums.dtype != np.float32:  # frame_sums summed in float64 already (that rate or dtype): exact levels
+        return _exact_levels(sums, win, floor_db), hop
+    if not len(sums):  # shorter than a frame
         return np.zeros(0, bool), hop
-    if per > 4 or win > 1000 or audio.dtype != np.float32:
-        return _loud_exact(audio, rate, floor_db)
-    sums = frame_sums(audio, rate)[0]  # float32, here
     mean = sums / win + 1e-12  # each frame's mean square, as _loud_exact's levels have it (float32)
     top = float(mean.max())
     if not isfinite(top):  # inf or nan: samples beyond float32's squares
@@ -160,9 +157,13 @@ def _loud_exact(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarr
     hop, win = max(rate // 200, 1), max(rate // 100, 1)
     if len(audio) < win:
         return np.zeros(0, bool), hop
-    sums = _sums_exact(np.asarray(audio), hop, win)
+    return _exact_levels(_sums_exact(np.asarray(audio), hop, win), win, floor_db), hop
+
+
+def _exact_levels(sums: np.ndarray, win: int, floor_db: float) -> np.ndarray:
+    """Which frames of float64 sums of squares are within `floor_db` of the loudest, compared as dB levels."""
     level = 10 * np.log10(sums / win + 1e-12)
-    return level > level.max() + floor_db, hop
+    return level > level.max() + floor_db
 
 
 def _sums_exact(audio: np.ndarray, hop: int, win: int) -> np.ndarray:
@@ -236,7 +237,7 @@ def snap_to_sound(timings: Timings, audio: np.ndarray, rate: int, floor_db: floa
     """`timings` (seconds of `audio`) with each word that starts in silence (at least `silence` seconds below
     `floor_db` of the loudest 10 ms) starting at its first sound instead, when that comes before the word's
     end. Starts only move later, inside their own word: order and coverage stay as they were. `frames`:
-    the loud frames and hop already found (`sound_frames`), so the clip is read once."""
+    the loud frames (a byte each) and hop already found (espeak's `_timings`), so the clip is read once."""
     if not timings:
         return timings
     if frames is None:
