@@ -218,12 +218,12 @@ class RayBackend:
     def health(self) -> BackendHealth:
         report = self.report() or {}
         sessions = tuple(Session(**s) for s in report.get("sessions", ()))
-        return BackendHealth(ready=True, workers=self._capacity, loaded_voices=self.loaded_voices(), sessions=sessions,
-                             memory_mb=round(sum(s.mb for s in sessions), 1),
+        return BackendHealth(ready=True, workers=self._capacity, loaded_voices=_loaded_voices(report),
+                             sessions=sessions, memory_mb=round(sum(s.mb for s in sessions), 1),
                              memory_budget_mb=int(report.get("memory_budget_mb", 0)), load=self.load())
 
     def loaded_voices(self) -> frozenset[str]:
-        return frozenset((self.report() or {}).get("loaded_voices", ()))
+        return _loaded_voices(self.report() or {})
 
     def _watch(self) -> None:
         """Ask a replica for a fresh report when the last is older than REPORT_EVERY_S (one ask at a time)."""
@@ -248,3 +248,8 @@ class RayBackend:
         self._held.clear()
         if self._reporter is not None:
             self._reporter.cancel()
+
+
+def _loaded_voices(report: dict[str, Any]) -> frozenset[str]:
+    """The load keys a replica's report says are loaded."""
+    return frozenset(report.get("loaded_voices", ()))
