@@ -561,8 +561,7 @@ def paired_first_series(url: str, clause: str, plan: Plan) -> Paired:
     voice = KEPT.get("2 threads") or tuned_voice(2)
     warm(voice, plan)
     with Connection(url) as connection:
-        request = connection.prepare("/v1/audio/speech", {"model": "tts-1", "voice": VOICES[ENGINE["name"]],
-                                                          "input": ONE, "response_format": "pcm"})
+        request = connection.prepare("/v1/audio/speech", speech_body(ONE))
 
         def server_ms() -> float:
             answer = connection.request(request)
@@ -620,9 +619,14 @@ async def paired_throughput(server: Server, plan: Plan) -> PairedThroughput:
                             float(np.percentile(ratios, 75)), low, high, clients)
 
 
+def speech_body(text: str, fmt: str = "pcm") -> dict[str, object]:
+    """The OpenAI speech request every series makes: the benchmarked voice saying `text` in `fmt`."""
+    return {"model": "tts-1", "voice": VOICES[ENGINE["name"]], "input": text, "response_format": fmt}
+
+
 async def fetch(client: httpx.AsyncClient, url: str, text: str, fmt: str = "pcm") -> Sample:
     """POST one speech request and time its body as it streams in."""
-    body = {"model": "tts-1", "voice": VOICES[ENGINE["name"]], "input": text, "response_format": fmt}
+    body = speech_body(text, fmt)
     start = time.perf_counter()
     first: float | None = None
     received = 0  # bytes
@@ -702,8 +706,8 @@ async def _lean_client(url: str, index: int, count: int, out: list[Sample]) -> N
     try:
         for j in range(count):
             text = (index + j) % len(MEDIUM)
-            body = {"model": "tts-1", "voice": VOICES[ENGINE["name"]], "input": MEDIUM[text], "response_format": "pcm"}
-            answer = await connection.request(connection.prepare("/v1/audio/speech", body), PCM_BYTES_PER_SECOND)
+            answer = await connection.request(connection.prepare("/v1/audio/speech", speech_body(MEDIUM[text])),
+                                              PCM_BYTES_PER_SECOND)
             if answer.status != 200:
                 raise RuntimeError(f"HTTP {answer.status}: {answer.error.decode('utf-8', 'replace')}")
             if answer.first_s is None:
