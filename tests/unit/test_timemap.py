@@ -112,6 +112,45 @@ def test_espeak_word_events_time_words_and_share_run_together_ones() -> None:
     assert words(zh, out) == ["很", "好"] and out[1].start == pytest.approx(0.5)
 
 
+def test_espeak_in_order_path_gives_the_general_grouping_exactly() -> None:
+    """`_in_order` (events in the words' order, one word each, words without an event joining the one before)
+    must give `_grouped`'s timings float for float; random words and events, most of them in order."""
+    from voxgate.engines.espeak import _grouped, _in_order
+
+    rng = np.random.default_rng(16)
+    audio = np.zeros(10, np.float32)
+    taken = 0
+    for _ in range(3000):
+        count = int(rng.integers(1, 12))
+        lengths = rng.integers(1, 9, count)
+        gaps = rng.integers(1, 3, count)
+        starts = np.cumsum(gaps + np.concatenate(([0], lengths[:-1])))
+        words_ = [(int(s), int(s + n)) for s, n in zip(starts, lengths, strict=True)]
+        base = int(rng.integers(0, 3))
+        chosen = sorted(rng.choice(count, int(rng.integers(1, count + 1)), replace=False))
+        events = []
+        for k in chosen:
+            s, e = words_[k]
+            at = s - base + int(rng.integers(-1, 2)) if rng.random() < 0.2 else s - base  # some off a word's start
+            length = e - s + (int(rng.integers(-2, 8)) if rng.random() < 0.2 else 0)  # some over the next word
+            events.append((at, length, 0.0))
+        if rng.random() < 0.1 and len(events) > 1:
+            events.reverse()  # out of the words' order
+        times = np.sort(rng.uniform(0.0, 2.0, len(events)))
+        if rng.random() < 0.2:
+            times[rng.integers(0, len(times))] = times[0]  # two events at one time, then sorted by it
+        events = [(at, length, float(t)) for (at, length, _), t in zip(events, times, strict=True)]
+        events.sort(key=lambda event: event[2])  # as word_events sorts them
+        sound_end = float(rng.uniform(0.0, 2.5))
+        fast = _in_order(words_, events, base, sound_end)
+        if fast is not None:
+            taken += 1
+            assert fast == _grouped(words_, events, base, sound_end, "", audio, 1000), (words_, events, base)
+    assert taken > 1500  # most cases go the fast way
+    # a word without an event ("the" in "on the smooth") no longer leaves the fast way
+    assert _in_order([(0, 2), (3, 6), (7, 13)], [(0, 2, 0.0), (7, 6, 0.4)], 0, 1.0) is not None
+
+
 
 def test_espeak_timings_end_where_the_sound_ends_and_start_words_at_their_sound() -> None:
     from voxgate.engines.espeak import _timings

@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from math import inf
 from operator import attrgetter, itemgetter
 from pathlib import Path
@@ -223,10 +223,14 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
     if sound_end is None:
         sound_end = voiced_end(audio, rate)
     events = sorted(events, key=itemgetter(2))  # itemgetter and attrgetter: no Python call per item
-    if len(events) == len(words):
-        one_each = _one_each(words, events, base, sound_end)
-        if one_each is not None:
-            return one_each
+    in_order = _in_order(words, events, base, sound_end)
+    return in_order if in_order is not None else _grouped(words, events, base, sound_end, text, audio, rate)
+
+
+def _grouped(words: list[tuple[int, int]], events: list[tuple[int, int, float]], base: int, sound_end: float,
+             text: str, audio: np.ndarray, rate: int) -> Timings:
+    """`word_events` for any events (sorted by time): each takes the words its characters overlap that no
+    event before it took."""
     groups: list[list[int]] = []  # words sharing one span of time
     spans: list[tuple[float, float]] = []
     taken: set[int] = set()  # words in a group
@@ -251,40 +255,64 @@ def word_events(text: str, events: list[tuple[int, int, float]], audio: np.ndarr
         if k not in taken:  # before it
             before = next((g for g in reversed(groups) if g[-1] < k), groups[0])
             before.append(k)
-    out = []
+    out: list[Timing] = []
     for group, (t0, t1) in zip(groups, spans, strict=True):
-        if len(group) == 1:  # most words: the whole span (below, done / total is 1.0 and x * 1.0 is x)
-            out.append(Timing(*words[group[0]], t0, t0 + (t1 - t0)))
-            continue
         group.sort()
-        # Shared by length: the same float operations, in the same order, as numpy's cumsum over the sizes
-        # (whole numbers, so every partial sum is exact) and the division and scaling of each edge.
-        total = float(sum(words[k][1] - words[k][0] for k in group))
-        done, start = 0.0, t0
-        for k in group:
-            done += words[k][1] - words[k][0]
-            end = t0 + (t1 - t0) * (done / total)
-            out.append(Timing(*words[k], start, end))
-            start = end
+        _share(words, group, t0, t1, out)
     out.sort(key=attrgetter("start_char"))
     return tuple(out)
 
 
-def _one_each(words: list[tuple[int, int]], events: list[tuple[int, int, float]], base: int,
+def _share(words: list[tuple[int, int]], group: Sequence[int], t0: float, t1: float, out: list[Timing]) -> None:
+    """Append the timings of the words numbered in `group` (increasing) sharing t0..t1 by their length."""
+    if len(group) == 1:  # most words: the whole span (below, done / total is 1.0 and x * 1.0 is x)
+        out.append(Timing(*words[group[0]], t0, t0 + (t1 - t0)))
+        return
+    # Shared by length: the same float operations, in the same order, as numpy's cumsum over the sizes
+    # (whole numbers, so every partial sum is exact) and the division and scaling of each edge.
+    total = float(sum(words[k][1] - words[k][0] for k in group))
+    done, start = 0.0, t0
+    for k in group:
+        done += words[k][1] - words[k][0]
+        end = t0 + (t1 - t0) * (done / total)
+        out.append(Timing(*words[k], start, end))
+        start = end
+
+
+def _in_order(words: list[tuple[int, int]], events: list[tuple[int, int, float]], base: int,
               sound_end: float) -> Timings | None:
-    """`word_events` when event n overlaps word n and no other (most sentences): the same timings, without
-    the grouping's sets, lists and sort (issue 16: espeak-ng's timings at most 5% of its synthesis); None
-    when any event does not."""
-    out = []
-    last = len(events) - 1
-    for n, (at, length, t0) in enumerate(events):
-        s, e = words[n]
+    """`_grouped`'s timings when each event overlaps one word no other event overlaps, in the words' order
+    (all of espeak-ng's sentences but a few): a word without an event ("the" run into "on the") joins the
+    event before it (the first one, before any), so each event's words are consecutive and no sets, lists
+    of groups or sort are needed (issue 16: espeak-ng's timings at most 5% of its synthesis). None when an
+    event does not, for `_grouped`."""
+    count = len(words)
+    out: list[Timing] = []
+    first, k = 0, 0
+    before: float | None = None  # the event before: its words are first..k-1, from `before` seconds
+    for at, length, t0 in events:
         at += base
         reach = at + (length if length > 1 else 1)
-        if not (at < e and s < reach and (n == 0 or words[n - 1][1] <= at) and (n == last or words[n + 1][0] >= reach)):
+        while k < count and words[k][1] <= at:  # words that end before the event's first character
+            k += 1
+        # the event overlaps word k and not the one after it (nor one before: those end before `at`)
+        if k == count or words[k][0] >= reach or (k + 1 < count and words[k + 1][0] < reach):
             return None
-        t1 = events[n + 1][2] if n < last else sound_end
-        out.append(Timing(s, e, t0, t0 + ((t1 if t1 > t0 else t0) - t0)))
+        if before is not None:  # the event before ends where this one starts (they are sorted by time)
+            if k - first == 1:  # most events: one word, the whole span (as in `_share`)
+                out.append(Timing(*words[first], before, before + (t0 - before)))
+            else:
+                _share(words, range(first, k), before, t0, out)
+            first = k  # (words before the first event's join it: `first` stays 0 for it)
+        before = t0
+        k += 1
+    if before is None:
+        return None
+    end = sound_end if sound_end > before else before  # the last event lasts until the sound ends
+    if count - first == 1:
+        out.append(Timing(*words[first], before, before + (end - before)))
+    else:
+        _share(words, range(first, count), before, end, out)
     return tuple(out)
 
 
