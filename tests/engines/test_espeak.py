@@ -59,7 +59,7 @@ def test_chinese_korean_cantonese_japanese_speak(engine: EspeakEngine, voice: st
     assert 0.5 < len(audio) / rate < 8.0
     assert rms(audio) > 0.03 and np.abs(audio).max() <= 1.0
     if text.count("。") == 2:
-        assert len(pieces) == 2  # one piece per sentence
+        assert len(pieces) == 1  # one call for both sentences: espeak-ng pauses between them itself
 
 
 def test_speed_and_variants_change_the_audio(engine: EspeakEngine) -> None:
@@ -103,3 +103,56 @@ def test_every_listed_voice_speaks_even_where_its_language_is_no_voice_name(engi
     assert silent == []
     pieces, _ = speak(engine, "espeak:en-gb+f3", "Good morning.")
     assert rms(np.concatenate(pieces)) > 0.02
+
+
+def _silences(audio: np.ndarray, rate: int, least: float = 0.08) -> list[float]:
+    """Lengths in seconds of the runs of 10 ms frames 40 dB below the loudest, of at least `least`, with sound on
+    both sides."""
+    hop = rate // 100
+    frames = audio[:len(audio) // hop * hop].reshape(-1, hop)
+    level = np.sqrt((frames.astype(np.float64) ** 2).mean(axis=1))
+    loud = np.flatnonzero(level > level.max() * 0.01)
+    gaps = np.diff(loud) - 1
+    return [float(g * hop / rate) for g in gaps if g * hop / rate >= least]
+
+
+@pytest.mark.parametrize("speed", [1.0, 0.5])
+def test_sentences_pause_as_in_one_espeak_call(engine: EspeakEngine, speed: float) -> None:
+    """Sentences are said with espeak-ng's own pause between them (0.3 s at 175 words a minute) and after the
+    last: called a sentence at a time they ran together (a call's last pause is dropped)."""
+    from voxgate.engines.espeak import DEFAULT_WPM, ESPEAK_LOCK, library
+
+    text = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background! Is it easy?"
+    pieces, rate = speak(engine, "espeak:en-us", text, speed)
+    ours = np.concatenate(pieces)
+    voice = engine.voice_for("espeak:en-us")
+    assert voice is not None
+    with ESPEAK_LOCK:  # espeak-ng itself, the text in one call
+        whole = library().speak(str(voice.engine_data["espeak_identifier"]), text, round(DEFAULT_WPM * speed))
+    expected = _silences(whole, rate)
+    assert len(expected) == 2 and min(expected) > 0.25 * (1 / speed)  # (the reference itself: two long pauses)
+    got = _silences(ours, rate)
+    assert len(got) == 2 and np.allclose(got, expected, atol=0.03), (got, expected)
+    # and the last sentence ends with its pause too (zeros), as every call's does now
+    loud = np.flatnonzero(np.abs(ours) > 0.01 * np.abs(ours).max())
+    assert (len(ours) - loud[-1]) / rate > 0.25 * (1 / speed)
+    assert not np.any(ours[-int(0.2 * rate):])
+
+
+def test_numbers_and_abbreviations_stay_inside_one_call() -> None:
+    """"3.50", "e.g." and "Mr." are not sentence ends (espeak-ng reads them in one call); line breaks end a
+    call, Chinese full stops need no space, and a call holds at most MAX_CALL_CHARS unless one sentence is longer."""
+    from voxgate.engines.espeak import MAX_CALL_CHARS, calls
+
+    text = "Mr. Smith paid 3.50 dollars, e.g. for tea. Then he left!"
+    assert list(calls(text)) == [(0, text)]
+    assert list(calls("Line one\nLine two.\n\n  Three. Four")) == [(0, "Line one"), (9, "Line two."), (22, "Three. Four")]
+    assert list(calls("你好。世界")) == [(0, "你好。世界")]
+    assert list(calls("  \n ")) == []
+    many = "Short one. " * 100
+    said = list(calls(many))
+    assert len(said) > 1 and all(len(part) <= MAX_CALL_CHARS for _, part in said)
+    assert "".join(f"{part} " for _, part in said) == many  # whole sentences, in order, none lost
+    assert all(many[at:at + len(part)] == part for at, part in said)
+    long = "word " * 120 + "end."
+    assert list(calls(long + " Next.")) == [(0, long), (len(long) + 1, "Next.")]

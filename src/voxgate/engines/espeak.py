@@ -32,7 +32,14 @@ PREFIX = "espeak:"
 DEFAULT_WPM = 175  # espeak-ng's natural rate, words per minute
 WPM_RANGE = (80, 450)  # what espeak-ng accepts
 SPEED_RANGE = (WPM_RANGE[0] / DEFAULT_WPM, WPM_RANGE[1] / DEFAULT_WPM)
-_SENTENCE = re.compile(r"(?<=[.!?。！？；;])\s*|\n+")
+# Where a sentence may end: at . ! ? ; before a space (not inside "3.50" or "e.g."), at a Chinese or Japanese
+# full stop with or without one, and at a line break.
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])\s*|\n+")
+MAX_CALL_CHARS = 400  # whole sentences up to this many characters are said in one call (a longer one alone)
+# Said after each call's text so that espeak-ng ends it with its own pause for the last mark (.?! 0.3 s, ; 0.23 s
+# at 175 words a minute, longer when slower), as between the sentences of one call: a text's last clause has
+# none. Silence only (zeros), with no word event.
+_CLOSE = " ."
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
@@ -344,6 +351,27 @@ def _timings(sentence: str, events: list[tuple[int, int, float]], audio: np.ndar
                          frames=(flags, hop))
 
 
+def calls(text: str) -> Iterator[tuple[int, str]]:
+    """(offset, text) of each espeak-ng call `text` is said in: whole sentences, as many as fit in MAX_CALL_CHARS
+    (a longer sentence alone), never across a line break. Within a call espeak-ng reads abbreviations and
+    numbers itself and pauses between sentences by its own rules; a call per sentence said "Mr." and "3." of
+    "3.50" as sentences of their own and ran the sentences together (a call's last pause is dropped: `_CLOSE`)."""
+    start: int | None = None  # where the call being gathered starts
+    end = pos = 0  # where its last sentence ends; where the next sentence starts
+    for cut in (*_SENTENCE.finditer(text), None):
+        stop = cut.start() if cut is not None else len(text)
+        if text[pos:stop].strip():  # a sentence
+            if start is not None and stop - start > MAX_CALL_CHARS:
+                yield start, text[start:end]
+                start = None
+            start = pos if start is None else start
+            end = stop
+        if start is not None and (cut is None or "\n" in cut.group()):  # the text's end or a line break
+            yield start, text[start:end]
+            start = None
+        pos = cut.end() if cut is not None else pos
+
+
 class EspeakLoadedVoice:
     """An espeak-ng voice name; synthesis takes the global lock a sentence at a time."""
 
@@ -357,19 +385,15 @@ class EspeakLoadedVoice:
         self._name = str(name or voice.engine_data.get("espeak_voice", voice.id.removeprefix(PREFIX)))
 
     def synthesize(self, text: str, params: EngineParams) -> Iterator[Piece]:
-        """One array per sentence; the rate is set in words per minute from `params.speed`."""
+        """One array per call (`calls`); the rate is set in words per minute from `params.speed`."""
         wpm = round(min(max(DEFAULT_WPM * params.speed, WPM_RANGE[0]), WPM_RANGE[1]))
-        pos = 0
-        for sentence in _SENTENCE.split(text):
-            start = text.find(sentence, pos) if sentence else pos
-            pos = start + len(sentence)
-            if sentence.strip():
-                with ESPEAK_LOCK:
-                    audio = library().speak(self._name, sentence, wpm)
-                    events = library().words()
-                if len(audio):
-                    timings = _timings(sentence, events, audio, self.sample_rate, start) if params.timings else None
-                    yield Piece(audio, self.sample_rate, timings)
+        for start, said in calls(text):
+            with ESPEAK_LOCK:
+                audio = library().speak(self._name, said + _CLOSE, wpm)
+                events = library().words()
+            if len(audio):
+                timings = _timings(said, events, audio, self.sample_rate, start) if params.timings else None
+                yield Piece(audio, self.sample_rate, timings)
 
     def close(self) -> None:
         """Nothing to free: the library stays loaded for the process."""
