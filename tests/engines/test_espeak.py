@@ -137,6 +137,10 @@ def test_sentences_pause_as_in_one_espeak_call(engine: EspeakEngine, speed: floa
     loud = np.flatnonzero(np.abs(ours) > 0.01 * np.abs(ours).max())
     assert (len(ours) - loud[-1]) / rate > 0.25 * (1 / speed)
     assert not np.any(ours[-int(0.2 * rate):])
+    # a line without a closing mark ends as a sentence (espeak-ng alone would run the lines together)
+    lines = np.concatenate(speak(engine, "espeak:en-us", "Shopping list\nApples and pears", speed)[0])
+    gaps = _silences(lines, rate)
+    assert len(gaps) == 1 and abs(gaps[0] - expected[0]) < 0.03, (gaps, expected)
 
 
 def test_numbers_and_abbreviations_stay_inside_one_call() -> None:

@@ -118,15 +118,21 @@ def sound_starts(audio: np.ndarray, rate: int, gap: float = 0.15) -> list[float]
     return starts
 
 
-def longest_pause_end(audio: np.ndarray, rate: int) -> float:
-    """Where sound comes back after the clip's longest silence between sounds (same frames and −35 dB as
-    `sound_starts`): the first sound of the word after a full stop, however long the engine made the pause."""
+def longest_pause(audio: np.ndarray, rate: int) -> tuple[float, float]:
+    """(start, end) of the clip's longest silence between sounds (same frames and −35 dB as `sound_starts`; the
+    start is the middle of the last loud frame before it): a full stop's pause, however long the engine made it."""
     hop, win = rate // 200, rate // 100
     frames = np.lib.stride_tricks.sliding_window_view(audio.astype(np.float64), win)[::hop]
     level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
     loud = np.flatnonzero(level > level.max() - 35)
-    gaps = np.diff(loud)
-    return float(loud[int(np.argmax(gaps)) + 1] * hop / rate)
+    at = int(np.argmax(np.diff(loud)))
+    return float((loud[at] * hop + win / 2) / rate), float(loud[at + 1] * hop / rate)
+
+
+def longest_pause_end(audio: np.ndarray, rate: int) -> float:
+    """Where sound comes back after the clip's longest silence between sounds: the first sound of the word
+    after a full stop."""
+    return longest_pause(audio, rate)[1]
 
 
 @pytest.mark.parametrize("voice", [JOE, "kokoro:jf_alpha", "hibari:heart"])
@@ -166,3 +172,23 @@ async def test_espeak_words_start_at_their_first_sound_not_at_a_silent_closure(s
     first, after = sound_starts(audio, rate)[0], longest_pause_end(audio, rate)
     for word, sound in ((timings[0], first), (timings[words.index("Take")], after)):
         assert abs(word.start - sound) <= 0.03, (text[word.start_char:word.end_char], word.start, sound)
+
+
+@pytest.mark.parametrize("speed", [0.5, 1.0, 2.0])
+def test_espeak_words_before_a_pause_end_at_their_last_sound(speed: float) -> None:
+    # Both sentences are one espeak-ng call, whose word events run on through the pause between them (and
+    # through a comma's): the word before a pause ends where its sound does, not where the next word starts.
+    from voxgate.engines.base import EngineParams
+
+    engine = EspeakEngine()
+    voice = engine.voice_for("espeak:en-us")
+    assert voice is not None
+    text = "Call me at ten. Take the cake."
+    pieces = list(engine.load(voice, threads=1).synthesize(text, EngineParams(speed=speed)))
+    assert len(pieces) == 1 and pieces[0].timings is not None
+    audio, rate, timings = pieces[0].samples, pieces[0].rate, list(pieces[0].timings)
+    words = check(text, timings, audio, rate)
+    silent_from, after = longest_pause(audio, rate)
+    ten = timings[words.index("Take") - 1]
+    assert abs(ten.end - silent_from) <= 0.03 < after - ten.end, (ten.end, silent_from, after)
+    assert abs(timings[words.index("Take")].start - after) <= 0.03

@@ -38,8 +38,11 @@ _SENTENCE = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])\s*|\n+")
 MAX_CALL_CHARS = 400  # whole sentences up to this many characters are said in one call (a longer one alone)
 # Said after each call's text so that espeak-ng ends it with its own pause for the last mark (.?! 0.3 s, ; 0.23 s
 # at 175 words a minute, longer when slower), as between the sentences of one call: a text's last clause has
-# none. Silence only (zeros), with no word event.
-_CLOSE = " ."
+# none. Silence only (zeros), with no word event. A call without a closing mark (a line without one) is ended
+# as a sentence (". ."): its sound is the same, as espeak-ng reads a text's end as a full stop.
+_CLOSE, _CLOSE_UNMARKED = " .", ". ."
+_MARKS = frozenset(".!?;:,…。！？；：，、")
+_CLOSERS = "\"')]}»›”’」』）】〉》"
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
@@ -389,7 +392,8 @@ class EspeakLoadedVoice:
         wpm = round(min(max(DEFAULT_WPM * params.speed, WPM_RANGE[0]), WPM_RANGE[1]))
         for start, said in calls(text):
             with ESPEAK_LOCK:
-                audio = library().speak(self._name, said + _CLOSE, wpm)
+                close = _CLOSE if said.rstrip().rstrip(_CLOSERS)[-1:] in _MARKS else _CLOSE_UNMARKED
+                audio = library().speak(self._name, said + close, wpm)
                 events = library().words()
             if len(audio):
                 timings = _timings(said, events, audio, self.sample_rate, start) if params.timings else None

@@ -238,9 +238,11 @@ def onsets(audio: np.ndarray, rate: int, gap: float = 0.08, floor_db: float = -3
 def snap_to_sound(timings: Timings, audio: np.ndarray, rate: int, floor_db: float = -45.0,
                   silence: float = 0.03, frames: tuple[bytes, int] | None = None) -> Timings:
     """`timings` (seconds of `audio`) with each word that starts in silence (at least `silence` seconds below
-    `floor_db` of the loudest 10 ms) starting at its first sound instead, when that comes before the word's
-    end. Starts only move later, inside their own word: order and coverage stay as they were. `frames`:
-    the loud frames (a byte each) and hop already found (espeak's `_timings`), so the clip is read once."""
+    `floor_db` of the loudest 10 ms) starting at its first sound instead, and each that ends in such silence (a
+    pause around its end, before the next word sounds) ending at its last sound (the middle of its last loud
+    frame, as espeak's `_timings` ends the last word), when those stay inside the word. Starts only move later and ends
+    earlier, inside their own word: order and coverage stay as they were. `frames`: the loud frames (a byte
+    each) and hop already found (espeak's `_timings`), so the clip is read once."""
     if not timings:
         return timings
     if frames is None:
@@ -250,16 +252,25 @@ def snap_to_sound(timings: Timings, audio: np.ndarray, rate: int, floor_db: floa
         flags, hop = frames
     if 1 not in flags:
         return timings
-    need, count = max(round(silence * rate / hop), 1), len(flags)
+    need, count, win = max(round(silence * rate / hop), 1), len(flags), max(rate // 100, 1)  # (frame_sums' win)
     out = list(timings)
     for n, t in enumerate(timings):
-        i = int(t.start * rate / hop)
+        start, end = t.start, t.end
+        i = int(start * rate / hop)
         if 0 <= i and i + need <= count and not flags[i]:  # (a word that starts in a loud frame stays)
             ahead = flags.find(1, i)  # the first loud frame from frame i on, if any
             ahead = count if ahead < 0 else ahead
-            if i + need <= ahead < int(t.end * rate / hop):
-                # (a Timing made directly: dataclasses.replace looks up the fields each call, ~5x the cost)
-                out[n] = Timing(t.start_char, t.end_char, min(float(ahead * hop / rate), t.end), t.end, t.estimated)
+            if i + need <= ahead < int(end * rate / hop):
+                start = min(float(ahead * hop / rate), end)
+        k = min(int((end * rate - win) / hop), count - 1)  # the last frame that ends before the word's end
+        if k > 0 and not flags[k]:
+            back = flags.rfind(1, 0, k)  # the silence around the end: from after the last loud frame before it
+            ahead = flags.find(1, k)  # to the first loud one after it (or the clip's end)
+            if 0 <= back and (count if ahead < 0 else ahead) - back > need and (back + 1) * hop / rate > start:
+                end = float((back + 1) * hop / rate)
+        if start != t.start or end != t.end:
+            # (a Timing made directly: dataclasses.replace looks up the fields each call, ~5x the cost)
+            out[n] = Timing(t.start_char, t.end_char, start, end, t.estimated)
     return tuple(out)
 
 
