@@ -150,7 +150,8 @@ def test_numbers_and_abbreviations_stay_inside_one_call() -> None:
 
     text = "Mr. Smith paid 3.50 dollars, e.g. for tea. Then he left!"
     assert list(calls(text)) == [(0, text)]
-    assert list(calls("Line one\nLine two.\n\n  Three. Four")) == [(0, "Line one"), (9, "Line two."), (22, "Three. Four")]
+    assert list(calls("Line one\nLine two.\r\n\n  Three. Four")) == [
+        (0, "Line one"), (9, "Line two."), (23, "Three. Four")]
     assert list(calls("你好。世界")) == [(0, "你好。世界")]
     assert list(calls("  \n ")) == []
     many = "Short one. " * 100

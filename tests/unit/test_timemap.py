@@ -131,7 +131,8 @@ def test_espeak_in_order_path_gives_the_general_grouping_exactly() -> None:
         events = []
         for k in chosen:
             s, e = words_[k]
-            at = s - base + int(rng.integers(-1, 2)) if rng.random() < 0.2 else s - base  # some off a word's start
+            at = s - base + int(rng.integers(-12, 2)) if rng.random() < 0.2 else s - base  # some off a word's start,
+            # some back over a word before it
             length = e - s + (int(rng.integers(-2, 8)) if rng.random() < 0.2 else 0)  # some over the next word
             events.append((at, length, 0.0))
         if rng.random() < 0.1 and len(events) > 1:
@@ -149,6 +150,11 @@ def test_espeak_in_order_path_gives_the_general_grouping_exactly() -> None:
     assert taken > 1500  # most cases go the fast way
     # a word without an event ("the" in "on the smooth") no longer leaves the fast way
     assert _in_order([(0, 2), (3, 6), (7, 13)], [(0, 2, 0.0), (7, 6, 0.4)], 0, 1.0) is not None
+    # but an event that reaches back over a word no event took does: the grouping gives it that word
+    words_, events = [(0, 2), (3, 5), (6, 8)], [(3, 2, 0.0), (0, 8, 0.5)]
+    assert _in_order(words_, events, 0, 1.0) is None
+    assert [(t.start, t.end) for t in _grouped(words_, events, 0, 1.0, "", audio, 1000)] == [
+        (0.5, 0.75), (0.0, 0.5), (0.75, 1.0)]
 
 
 

@@ -34,12 +34,13 @@ WPM_RANGE = (80, 450)  # what espeak-ng accepts
 SPEED_RANGE = (WPM_RANGE[0] / DEFAULT_WPM, WPM_RANGE[1] / DEFAULT_WPM)
 # Where a sentence may end: at . ! ? ; before a space (not inside "3.50" or "e.g."), at a Chinese or Japanese
 # full stop with or without one, and at a line break.
-_SENTENCE = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])\s*|\n+")
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])\s*|[\r\n]+")
 MAX_CALL_CHARS = 400  # whole sentences up to this many characters are said in one call (a longer one alone)
 # Said after each call's text so that espeak-ng ends it with its own pause for the last mark (.?! 0.3 s, ; 0.23 s
 # at 175 words a minute, longer when slower), as between the sentences of one call: a text's last clause has
 # none. Silence only (zeros), with no word event. A call without a closing mark (a line without one) is ended
-# as a sentence (". ."): its sound is the same, as espeak-ng reads a text's end as a full stop.
+# as a sentence (". ."): its sound is the same, as espeak-ng reads a text's end as a full stop. Where espeak-ng
+# reads the last "." as an abbreviation's or an initial's ("Plan B.", "Mr."), it makes no pause, as inside a call.
 _CLOSE, _CLOSE_UNMARKED = " .", ". ."
 _MARKS = frozenset(".!?;:,…。！？；：，、")
 _CLOSERS = "\"')]}»›”’」』）】〉》"
@@ -300,12 +301,19 @@ def _in_order(words: list[tuple[int, int]], events: list[tuple[int, int, float]]
     out: list[Timing] = []
     first, k = 0, 0
     before: float | None = None  # the event before: its words are first..k-1, from `before` seconds
+    floor = -inf  # where the last word passed over without an event ends: an event reaching back over it takes it
     for at, length, t0 in events:
         at += base
         reach = at + (length if length > 1 else 1)
+        if at < floor:
+            return None
+        passed = k
         while k < count and words[k][1] <= at:  # words that end before the event's first character
             k += 1
-        # the event overlaps word k and not the one after it (nor one before: those end before `at`)
+        if k > passed:
+            floor = words[k - 1][1]
+        # the event overlaps word k and not the one after it (nor one before: those end before `at`, or an
+        # event took them)
         if k == count or words[k][0] >= reach or (k + 1 < count and words[k + 1][0] < reach):
             return None
         if before is not None:  # the event before ends where this one starts (they are sorted by time)
@@ -369,7 +377,7 @@ def calls(text: str) -> Iterator[tuple[int, str]]:
                 start = None
             start = pos if start is None else start
             end = stop
-        if start is not None and (cut is None or "\n" in cut.group()):  # the text's end or a line break
+        if start is not None and (cut is None or "\n" in cut.group() or "\r" in cut.group()):  # end or line break
             yield start, text[start:end]
             start = None
         pos = cut.end() if cut is not None else pos

@@ -239,10 +239,11 @@ def snap_to_sound(timings: Timings, audio: np.ndarray, rate: int, floor_db: floa
                   silence: float = 0.03, frames: tuple[bytes, int] | None = None) -> Timings:
     """`timings` (seconds of `audio`) with each word that starts in silence (at least `silence` seconds below
     `floor_db` of the loudest 10 ms) starting at its first sound instead, and each that ends in such silence (a
-    pause around its end, before the next word sounds) ending at its last sound (the middle of its last loud
-    frame, as espeak's `_timings` ends the last word), when those stay inside the word. Starts only move later and ends
-    earlier, inside their own word: order and coverage stay as they were. `frames`: the loud frames (a byte
-    each) and hop already found (espeak's `_timings`), so the clip is read once."""
+    pause around its end, before the next word sounds) ending at its last sound (about the middle of its last
+    loud frame, as espeak's `_timings` ends the last word), when that sound comes after the word's start frame.
+    Starts only move later and ends earlier, inside their own word: every word is kept once, in order, without
+    overlap (moved ends leave gaps). `frames`: the loud frames (a byte each) and hop already found (espeak's
+    `_timings`), so the clip is read once."""
     if not timings:
         return timings
     if frames is None:
@@ -266,7 +267,7 @@ def snap_to_sound(timings: Timings, audio: np.ndarray, rate: int, floor_db: floa
         if k > 0 and not flags[k]:
             back = flags.rfind(1, 0, k)  # the silence around the end: from after the last loud frame before it
             ahead = flags.find(1, k)  # to the first loud one after it (or the clip's end)
-            if 0 <= back and (count if ahead < 0 else ahead) - back > need and (back + 1) * hop / rate > start:
+            if int(start * rate / hop) < back and (count if ahead < 0 else ahead) - back > need:
                 end = float((back + 1) * hop / rate)
         if start != t.start or end != t.end:
             # (a Timing made directly: dataclasses.replace looks up the fields each call, ~5x the cost)
