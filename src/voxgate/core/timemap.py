@@ -34,6 +34,12 @@ def align(a: str, b: str, start: int = 0) -> np.ndarray:
     Copied text (white space squeezed, stripped, cut) is matched in one linear pass; where `a` was
     rewritten (a lexicon entry), the rest is matched with difflib inside a window of `b`.
     """
+    i, j = 0, start
+    if a and not a[0].isspace():  # the loop below passes white space in `b` before a's first character
+        while j < len(b) and b[j].isspace():
+            j += 1
+    if b.startswith(a, j):  # copied as it is (most segments): what the loop below finds, in one comparison
+        return np.arange(j, j + len(a), dtype=np.int64)
     out = np.full(len(a), -1, np.int64)
     i, j = 0, start
     while i < len(a) and j < len(b):
@@ -230,9 +236,8 @@ class WordTimer:
         out: list[Timing] = []
         while self._next < len(self.units):
             k = self._next
-            later = [j for j in self._held if j > k]
             if k in self._held:
-                if not (final or k in self._complete or later):
+                if not (final or k in self._complete or any(j > k for j in self._held)):
                     break
                 a, b, estimated = self._held.pop(k)
                 self._complete.discard(k)
@@ -240,7 +245,7 @@ class WordTimer:
                 b = max(b, a)
                 out.append(Timing(*self.units[k], a, b, estimated))
                 self._last_end, self._next = b, k + 1
-            elif later:
+            elif later := [j for j in self._held if j > k]:
                 upto = min(later)
                 out += self._estimate(upto, self._last_end, max(self._held[upto][0], self._last_end))
             else:
