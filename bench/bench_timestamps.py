@@ -410,6 +410,42 @@ def overhead(engines: dict, threads: int, runs: int,  # type: ignore[type-arg]
     return out
 
 
+def service_overhead(service, runs: int, only: str | None = None) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """What a client pays for timings: the process's CPU for one request of four sentences through the core
+    (segmentation, scheduling, levelling, the WordTimer's mapping back to the request's words, the engine's own
+    timings) asked with timings and without, alternating, median of `runs` each."""
+    text = " ".join(harvard()[:4])
+    out = {}
+    for voice in ("en_US-joe-medium", "kokoro:jf_alpha", "hibari:heart", "espeak:en-us"):
+        if only and only not in voice:
+            continue
+        repeat = 5 if voice.startswith("espeak") else 1  # ~11 ms a request: five a run
+
+        async def once(timed: bool, voice: str = voice) -> None:
+            request = SynthesisRequest(text=text, voice=voice, timings=timed, seed=1)
+            async for _chunk in service.stream(request):
+                pass
+
+        async def measure(voice: str = voice, repeat: int = repeat) -> dict[bool, list[float]]:
+            for timed in (False, True, False, True):  # warm: the voice loaded and its gain measured
+                await once(timed)
+            cpu: dict[bool, list[float]] = {False: [], True: []}
+            for r in range(runs):
+                for timed in (False, True) if r % 2 == 0 else (True, False):
+                    c = time.process_time()
+                    for _ in range(repeat):
+                        await once(timed)
+                    cpu[timed].append((time.process_time() - c) / repeat)
+            return cpu
+
+        cpu = asyncio.run(measure())
+        plain, timed = statistics.median(cpu[False]), statistics.median(cpu[True])
+        out[voice] = timed / plain - 1.0
+        print(f"service  {voice:18} CPU a request: plain {plain * 1000:.2f} ms timed {timed * 1000:.2f} ms "
+              f"→ {out[voice]:+.1%}", flush=True)
+    return out
+
+
 def _unpatched_kokoro(engine, threads: int):  # type: ignore[no-untyped-def]
     import onnxruntime
 
@@ -454,8 +490,10 @@ def main() -> None:
     if args.overhead_only:
         try:
             extra = overhead(engines, args.threads, args.runs, args.only)
+            served = service_overhead(service, args.runs, args.only)
             if args.json:
-                Path(args.json).write_text(json.dumps({"engine_overhead": extra}, indent=2))
+                Path(args.json).write_text(json.dumps({"engine_overhead": extra, "service_overhead": served},
+                                                      indent=2))
         finally:
             pool.close()
         return
