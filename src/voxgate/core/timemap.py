@@ -201,9 +201,13 @@ class WordTimer:
                 lo, hi = max(t.start_char, 0), min(t.end_char, size)
                 if lo >= hi:
                     continue
-                first = min((x for x in starts[lo:hi] if x >= 0), default=-1)
-                if first >= 0:
-                    self._hold(first, max(x for x in ends[lo:hi] if x >= 0), t.start, t.end, t.estimated)
+                first = min(starts[lo:hi])
+                if first >= 0:  # every character has a place in the request's text (most words)
+                    self._hold(first, max(ends[lo:hi]), t.start, t.end, t.estimated)
+                else:  # without the characters that have none (-1: inserted, or found nowhere)
+                    first = min((x for x in starts[lo:hi] if x >= 0), default=-1)
+                    if first >= 0:
+                        self._hold(first, max(x for x in ends[lo:hi] if x >= 0), t.start, t.end, t.estimated)
                 reached = max(reached, max(covers[lo:hi]))
         for k in self._held:
             if src.last.get(self.units[k][0], -1) <= reached:
