@@ -17,7 +17,8 @@ runs faster-whisper's own word-timestamp step on the words the clip says (the te
   (alternating runs; Piper: the model patched or not; Kokoro and hibari: the duration output or not;
   espeak-ng: the same voice asked for timings or not), as
   wall time and as the process's CPU time, plus the core's mapping (the WordTimer calls), as a share of
-  synthesis time.
+  synthesis time; and what a client pays: the CPU of a four-sentence request through the core with
+  timings over without (`service_overhead`).
 
     .venv/bin/python bench/bench_timestamps.py [--quick] [--no-overhead | --overhead-only] [--runs 3]
         [--before-lead 3] [--json out.json]

@@ -34,7 +34,7 @@ def align(a: str, b: str, start: int = 0) -> np.ndarray:
     Copied text (white space squeezed, stripped, cut) is matched in one linear pass; where `a` was
     rewritten (a lexicon entry), the rest is matched with difflib inside a window of `b`.
     """
-    i, j = 0, start
+    j = start
     if a and not a[0].isspace():  # the loop below passes white space in `b` before a's first character
         while j < len(b) and b[j].isspace():
             j += 1

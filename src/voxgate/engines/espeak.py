@@ -336,7 +336,8 @@ def _in_order(words: list[tuple[int, int]], events: list[tuple[int, int, float]]
 
 def _timings(sentence: str, events: list[tuple[int, int, float]], audio: np.ndarray, rate: int,
              base: int) -> Timings:
-    """The word timings of one sentence's clip, from one read of its loudness (10 ms frames, 5 ms apart).
+    """The word timings of one call's clip (`calls`: a sentence or several), from one read of its loudness
+    (10 ms frames, 5 ms apart).
 
     A word's event comes where its phonemes begin, and espeak-ng renders a stop's closure as silence ("Call"
     sounds 85 ms after its event at speed 0.5, 40 ms at 1.0): such a start moves to the word's first sound
@@ -384,7 +385,7 @@ def calls(text: str) -> Iterator[tuple[int, str]]:
 
 
 class EspeakLoadedVoice:
-    """An espeak-ng voice name; synthesis takes the global lock a sentence at a time."""
+    """An espeak-ng voice name; synthesis takes the global lock a call at a time."""
 
     def __init__(self, voice: VoiceInfo) -> None:
         with ESPEAK_LOCK:
@@ -399,8 +400,8 @@ class EspeakLoadedVoice:
         """One array per call (`calls`); the rate is set in words per minute from `params.speed`."""
         wpm = round(min(max(DEFAULT_WPM * params.speed, WPM_RANGE[0]), WPM_RANGE[1]))
         for start, said in calls(text):
+            close = _CLOSE if said.rstrip().rstrip(_CLOSERS)[-1:] in _MARKS else _CLOSE_UNMARKED
             with ESPEAK_LOCK:
-                close = _CLOSE if said.rstrip().rstrip(_CLOSERS)[-1:] in _MARKS else _CLOSE_UNMARKED
                 audio = library().speak(self._name, said + close, wpm)
                 events = library().words()
             if len(audio):
