@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from voxgate.core.types import Timing, Timings, word_spans
+from voxgate.core.types import Timing, Timings, shared_edges, word_spans
 from voxgate.text.normalize import Normalized, normalize_mapped
 
 FALLBACK_WINDOW = 64  # characters past a segment's length searched when its text is not found as it is
@@ -222,15 +222,11 @@ class WordTimer:
         first = max(first, self._next)
         if first >= last:
             return
-        if last - first == 1:  # one word (most timings): the whole span, as the sharing below gives it
+        if last - first == 1:  # one word (most timings): the whole span, as shared_edges gives it
             spans = [(t0 + (t1 - t0) * 0.0, t0 + (t1 - t0) * 1.0)]
-        else:  # shared by length: sizes are whole numbers, so the running sums are exact (as numpy's cumsum)
+        else:
             sizes = [self.units[k][1] - self.units[k][0] for k in range(first, last)]
-            total, done, edges = float(sum(sizes)), 0.0, [t0 + (t1 - t0) * 0.0]
-            for size in sizes:
-                done += size
-                edges.append(t0 + (t1 - t0) * (done / total))
-            spans = list(itertools.pairwise(edges))
+            spans = list(itertools.pairwise(shared_edges(sizes, t0, t1)))
         held = self._held
         for k, (a, b) in zip(range(first, last), spans, strict=True):
             old = held.get(k)
@@ -263,9 +259,8 @@ class WordTimer:
         ks = list(range(self._next, upto))
         if not ks:
             return []
-        sizes = np.array([self.units[k][1] - self.units[k][0] for k in ks], float)
-        edges = t0 + (max(t1, t0) - t0) * np.concatenate([[0.0], np.cumsum(sizes) / sizes.sum()])
-        out = [Timing(*self.units[k], float(edges[n]), float(edges[n + 1]), True) for n, k in enumerate(ks)]
+        edges = shared_edges([self.units[k][1] - self.units[k][0] for k in ks], t0, max(t1, t0))
+        out = [Timing(*self.units[k], edges[n], edges[n + 1], True) for n, k in enumerate(ks)]
         self._last_end, self._next = max(t1, t0), upto
         return out
 

@@ -200,6 +200,19 @@ def voiced_end(samples: np.ndarray, rate: int, block: int = 1024) -> float:
     return (last + 1) / rate if last is not None else len(x) / rate
 
 
+def shared_edges(sizes: Sequence[int], t0: float, t1: float) -> list[float]:
+    """The edges of t0–t1 shared out by the whole-number `sizes` (a word's characters), `len(sizes) + 1` of
+    them from t0: the same float operations, in the same order, as numpy's
+    `t0 + (t1 - t0) * concatenate([[0.0], cumsum(sizes) / sum(sizes)])`, whose running sums of whole numbers are
+    exact, without the arrays (a few words at a time, for every piece)."""
+    total, done = float(sum(sizes)), 0.0
+    edges = [t0 + (t1 - t0) * 0.0]
+    for size in sizes:
+        done += size
+        edges.append(t0 + (t1 - t0) * (done / total))
+    return edges
+
+
 def estimate_words(text: str, samples: np.ndarray, rate: int,
                    spans: Sequence[tuple[int, int]] | None = None,
                    weight: Callable[[str], float] | None = None) -> Timings:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxgate.core.types import Piece, Timing, Timings, estimate_words, voiced_end, word_spans
+from voxgate.core.types import Piece, Timing, Timings, estimate_words, shared_edges, voiced_end, word_spans
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.wordtiming import frame_sums, snap_to_sound
 
@@ -276,18 +276,11 @@ def _grouped(words: list[tuple[int, int]], events: list[tuple[int, int, float]],
 
 def _share(words: list[tuple[int, int]], group: Sequence[int], t0: float, t1: float, out: list[Timing]) -> None:
     """Append the timings of the words numbered in `group` (increasing) sharing t0..t1 by their length."""
-    if len(group) == 1:  # most words: the whole span (below, done / total is 1.0 and x * 1.0 is x)
+    if len(group) == 1:  # most words: the whole span (shared_edges gives t0 and t0 + (t1 - t0) * 1.0)
         out.append(Timing(*words[group[0]], t0, t0 + (t1 - t0)))
         return
-    # Shared by length: the same float operations, in the same order, as numpy's cumsum over the sizes
-    # (whole numbers, so every partial sum is exact) and the division and scaling of each edge.
-    total = float(sum(words[k][1] - words[k][0] for k in group))
-    done, start = 0.0, t0
-    for k in group:
-        done += words[k][1] - words[k][0]
-        end = t0 + (t1 - t0) * (done / total)
-        out.append(Timing(*words[k], start, end))
-        start = end
+    edges = shared_edges([words[k][1] - words[k][0] for k in group], t0, t1)
+    out.extend(Timing(*words[k], edges[n], edges[n + 1]) for n, k in enumerate(group))
 
 
 def _in_order(words: list[tuple[int, int]], events: list[tuple[int, int, float]], base: int,

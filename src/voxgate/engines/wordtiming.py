@@ -123,6 +123,11 @@ def _nearest(gaps: list[int], p: float) -> int:
     return gaps[k - 1] if abs(gaps[k - 1] - p) <= abs(gaps[k] - p) else gaps[k]
 
 
+def _frame(rate: int) -> tuple[int, int]:
+    """(hop, frame length) in samples of the 10 ms frames 5 ms apart that loudness is read in."""
+    return max(rate // 200, 1), max(rate // 100, 1)
+
+
 def _loud(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarray, int]:
     """(for each 10 ms frame, 5 ms apart: whether it is within `floor_db` of the loudest, the hop in samples).
 
@@ -155,7 +160,7 @@ def _loud(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarray, in
 
 def _loud_exact(audio: np.ndarray, rate: int, floor_db: float) -> tuple[np.ndarray, int]:
     """`_loud` from float64 sums of squares: the reference it is decided by near its threshold."""
-    hop, win = max(rate // 200, 1), max(rate // 100, 1)
+    hop, win = _frame(rate)
     if len(audio) < win:
         return np.zeros(0, bool), hop
     return _exact_levels(_sums_exact(np.asarray(audio), hop, win), win, floor_db), hop
@@ -193,7 +198,7 @@ def frame_sums(audio: np.ndarray, rate: int) -> tuple[np.ndarray, int, int]:
     float64 (`_sums_exact`). For espeak-ng's synthesis loop, where each numpy call a sentence shows (issue 16):
     np.vecdot rather than einsum (19 against 28 µs a sentence there; numpy warns of squares beyond float32,
     which espeak's int16 / 32768 cannot have; `_loud` silences that for any engine's audio)."""
-    hop, win = max(rate // 200, 1), max(rate // 100, 1)
+    hop, win = _frame(rate)
     piece = gcd(hop, win)
     step, per = hop // piece, win // piece  # pieces a hop, pieces a frame
     audio = np.asarray(audio)
@@ -253,7 +258,7 @@ def snap_to_sound(timings: Timings, audio: np.ndarray, rate: int, floor_db: floa
         flags, hop = frames
     if 1 not in flags:
         return timings
-    need, count, win = max(round(silence * rate / hop), 1), len(flags), max(rate // 100, 1)  # (frame_sums' win)
+    need, count, win = max(round(silence * rate / hop), 1), len(flags), _frame(rate)[1]
     out = list(timings)
     for n, t in enumerate(timings):
         start, end = t.start, t.end
