@@ -60,10 +60,10 @@ def test_a_timer_maps_segments_through_normalisation_and_a_lexicon_rewrite() -> 
     timer.prepared(0, "Doctor Lee has twenty-five cats.")
     timer.prepared(1, "Color them!")  # the engine got a lexicon's spelling
     first = timer.take(0, (Timing(0, 6, 0.0, 0.3), Timing(7, 10, 0.3, 0.5), Timing(11, 14, 0.5, 0.7),
-                           Timing(15, 21, 0.7, 0.9), Timing(22, 26, 0.9, 1.0), Timing(27, 32, 1.0, 1.3)), 0, 1.3)
+                           Timing(15, 21, 0.7, 0.9), Timing(22, 26, 0.9, 1.0), Timing(27, 32, 1.0, 1.3)))
     assert words(text, first) == ["Dr.", "Lee", "has", "25", "cats."]
     assert (first[3].start, first[3].end) == (0.7, 1.0)  # twenty + five: one timing for "25"
-    second = timer.take(1, (Timing(0, 5, 1.5, 1.8),), 1.3, 2.2)  # "them!" not timed by the engine
+    second = timer.take(1, (Timing(0, 5, 0.2, 0.5),), 1.3)  # a piece 1.3 s in; "them!" not timed
     assert words(text, second) == ["Colour"]
     rest = timer.finish()
     assert words(text, rest) == ["them!"] and rest[0].estimated and rest[0].start == 1.8
@@ -74,10 +74,76 @@ def test_a_word_the_engine_skipped_is_estimated_between_its_neighbours() -> None
     timer = WordTimer(text)
     timer.segment(0, timer.source("t", text, "en", True), text)
     timer.prepared(0, text)
-    out = timer.take(0, (Timing(0, 3, 0.0, 0.2), Timing(8, 13, 0.6, 0.9)), 0.0, 1.0)
+    out = timer.take(0, (Timing(0, 3, 0.0, 0.2), Timing(8, 13, 0.6, 0.9)))
     assert words(text, out) == ["one", "two", "three"]
     assert out[1].estimated and (out[1].start, out[1].end) == (0.2, 0.6)
     assert not out[0].estimated and not out[2].estimated
+
+
+class _MappedTimer(WordTimer):
+    by_offset = False  # every source read through the per-character maps
+
+
+def test_text_left_as_it_is_read_by_offset_gives_the_maps_timings_exactly() -> None:
+    """WordTimer's short cut for text normalisation leaves alone (source offset, segment shift) must give the
+    timings the per-character maps give, float for float: random texts split into segments, some rewritten
+    by a lexicon, with engine timings that skip, merge, split, overrun or cut words, over several pieces."""
+    rng = np.random.default_rng(1616)
+    vocab = ["the", "quick,", "brown", "fox.", "Jumps!", "don't", "(over)", "a", "lazy", "dog?", "—", "x",
+             "今日", "は、", "晴れ。", "colour", "\n", "  "]
+    plain = 0
+    for _case in range(300):
+        picked = [vocab[i] for i in rng.integers(0, len(vocab), int(rng.integers(1, 30)))]
+        text = " ".join(picked).strip() or "ok"
+        timers = [WordTimer(text), _MappedTimer(text)]
+        language = "ja" if rng.random() < 0.2 else "en"
+        sources = [t.source("text", text, language, bool(rng.random() < 0.5)) for t in timers]
+        plain += sources[0].offset >= 0
+        assert sources[1].offset == -1
+        norm = sources[0].norm.text
+        cuts = sorted({0, len(norm), *(int(c) for c in rng.integers(0, len(norm) + 1, int(rng.integers(0, 4))))})
+        segments = [norm[a:b].strip() for a, b in itertools.pairwise(cuts)]
+        segments = [seg for seg in segments if seg] or [norm.strip() or "ok"]
+        pieces: list[list[tuple[int, Timing | None, float]]] = []
+        clock = 0.0
+        for n, seg in enumerate(segments):
+            said = seg.replace("colour", "color") if rng.random() < 0.3 else seg  # a lexicon's spelling
+            for timer, src in zip(timers, sources, strict=True):
+                timer.segment(n, src, seg)
+                timer.prepared(n, said)
+            spans = word_spans(said)
+            events: list[Timing] = []
+            k = 0
+            while k < len(spans):
+                a, b = spans[k]
+                roll = rng.random()
+                if roll < 0.1:  # skipped
+                    k += 1
+                    continue
+                if roll < 0.2 and k + 1 < len(spans):  # two words said as one
+                    b, k = spans[k + 1][1], k + 1
+                elif roll < 0.3 and b - a > 1:  # one word said as two
+                    half = (a + b) // 2
+                    events.append(Timing(a, half, clock, clock + 0.05))
+                    a, clock = half, clock + 0.05
+                elif roll < 0.35:  # off the word's edges
+                    a, b = a - int(rng.integers(0, 3)), b + int(rng.integers(0, 3))
+                step = float(rng.uniform(0.01, 0.3))
+                events.append(Timing(a, b, clock, clock + step, bool(rng.random() < 0.1)))
+                clock += step
+                k += 1
+            cut = int(rng.integers(0, len(events) + 1))
+            pieces.append([(n, None, 0.0)] if not events else [])
+            pieces[-1] += [(n, tuple(events[:cut]), 0.0), (n, tuple(events[cut:]), float(rng.uniform(0, 0.01)))]
+        got = [[], []]
+        for piece in itertools.chain.from_iterable(pieces):
+            for out, timer in zip(got, timers, strict=True):
+                out += timer.take(piece[0], piece[1], piece[2])
+        for out, timer in zip(got, timers, strict=True):
+            out += timer.finish()
+        assert got[0] == got[1], text
+        assert [(t.start_char, t.end_char) for t in got[0]] == timers[0].units  # every word once, in order
+    assert plain > 100  # the short cut was taken
 
 
 def test_estimates_spread_words_over_the_voiced_part_by_length() -> None:

@@ -32,7 +32,6 @@ from voxgate.core.types import (
     SynthesisRequest,
     Timing,
     estimate_words,
-    offset_timings,
     stretched,
     trimmed,
 )
@@ -406,7 +405,7 @@ class SynthesisStream:
         if timings is None:  # an engine that cannot say: its text's words over its voiced audio, estimated
             said = self._said.get(index)
             timings = estimate_words(said, item.samples, item.rate) if said else None
-        self._unsent += self._timer.take(index, offset_timings(timings, start), start, self._heard)
+        self._unsent += self._timer.take(index, timings, start)
 
     async def _more_input(self) -> bool:
         """True when more segments may still come (text streams wait for them here)."""

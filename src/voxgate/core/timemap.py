@@ -19,6 +19,7 @@ import itertools
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -71,6 +72,9 @@ class _Source:
     base: np.ndarray  # int64: for each character of the source's text, its offset in the request's text
     cursor: int = 0  # characters of the normalised text matched to segments so far
     last: dict[int, int] = field(default_factory=dict)  # word start in the request → its last normalised letter
+    # Where the source's text starts in the request's text when normalisation left it as it is (most text):
+    # normalised character i is then request character offset + i, and the maps above are not needed. -1: not so.
+    offset: int = -1
 
 
 @dataclass
@@ -80,6 +84,10 @@ class _Segment:
     starts: np.ndarray | None = None  # per character of the engine's text: request-text span start, or -1
     ends: np.ndarray | None = None
     norm_index: np.ndarray | None = None  # per character of the engine's text: its normalised character, or -1
+    # The engine's text copied from the source's normalised text as it is, from this normalised character, in a
+    # source normalisation left as it is (_Source.offset): then character c is request character
+    # source.offset + shift + c, and the three maps above are not made. -1: not so.
+    shift: int = -1
 
 
 @dataclass
@@ -97,6 +105,9 @@ class WordTimer:
     _complete: set[int] = field(default_factory=set)  # held words whose every character has been heard
     _starts: list[int] = field(default_factory=list)  # of `units`, for bisecting
     _ends: list[int] = field(default_factory=list)
+    # Text normalisation left as it is is read by offset (_Source.offset), not through the per-character maps
+    # (issue 16: ~60% of the timer's cost on such text); False reads all text through the maps (a test compares)
+    by_offset: ClassVar[bool] = True
 
     @property
     def sources(self) -> dict[object, _Source]:
@@ -112,10 +123,11 @@ class WordTimer:
             return found
         at = self.text.find(text, self._search) if text else -1
         spans = word_spans(text)
+        units = self.units
         if at >= 0:
             base = np.arange(at, at + len(text), dtype=np.int64)
             self._search = at + len(text)
-            self.units += [(s + at, e + at) for s, e in spans]
+            units += [(s + at, e + at) for s, e in spans]
         else:  # not there as it is (SSML: entities, say-as, sub): matched character by character to the
             # document's text with its markup blanked out; the words are the document's, what was not
             # matched (a say-as reading) has no place, and its words are estimated between their neighbours
@@ -124,12 +136,18 @@ class WordTimer:
             known = np.flatnonzero(base >= 0)
             if len(known):
                 lo, hi = int(base[known[0]]), int(base[known[-1]]) + 1
-                self.units += word_spans(view[lo:hi], lo)
+                units += word_spans(view[lo:hi], lo)
                 self._search = hi
-        self.units = sorted(set(self.units))
-        self._starts, self._ends = [u[0] for u in self.units], [u[1] for u in self.units]
+        if any(a >= b for a, b in itertools.pairwise(units)):  # a source placed before another's words
+            units = self.units = sorted(set(units))
+        self._starts, self._ends = [u[0] for u in units], [u[1] for u in units]
         if norm is None or norm.source_length != len(text):
             norm = normalize_mapped(text, language, spoken=spoken)
+        if self.by_offset and at >= 0 and norm.text == text:
+            # Left as it is (a step that changes nothing maps each character to itself: normalize's _chain): no
+            # word is read from several (refine), and each word's last letter is its own (take finds it)
+            made = self._sources[key] = _Source(norm, base, offset=at)
+            return made
         made = self._sources[key] = _Source(refine(norm, text, spans), base)
         norm = made.norm
         if len(norm.text) and len(base) and self.units:  # the last normalised letter said for each word
@@ -160,6 +178,15 @@ class WordTimer:
             self.text += (" " if self.text else "") + text
             seg = self._segments[index] = _Segment(self.source(("fed", index), text, None, False), text)
         src = seg.source
+        if src.offset >= 0 and said == seg.text and said:  # copied as it is from an unchanged source (most
+            # segments): placed by where it starts, as align's first comparison would find it
+            norm_text, j = src.norm.text, src.cursor
+            if not said[0].isspace():
+                while j < len(norm_text) and norm_text[j].isspace():
+                    j += 1
+            if norm_text.startswith(said, j):
+                seg.shift, src.cursor = j, j + len(said)
+                return
         to_norm = align(seg.text, src.norm.text, src.cursor)
         if said != seg.text:
             inner = align(said, seg.text)
@@ -184,17 +211,34 @@ class WordTimer:
         else:
             seg.starts = seg.ends = np.full(len(said), -1, np.int64)
 
-    def take(self, index: int, timings: Timings | None, start: float, end: float) -> list[Timing]:
+    def take(self, index: int, timings: Timings | None, offset: float = 0.0) -> list[Timing]:
         """The word timings that are final once segment `index`'s piece is heard, from its engine timings
-        (characters of the engine's text, seconds of the stream from `start`). A word said over several
-        pieces ("twenty | five" cut between two segments) waits for its last one; a word no timing reached
-        is estimated between the words around it."""
+        (characters of the engine's text, seconds of the piece, which starts `offset` seconds into the
+        stream). A word said over several pieces ("twenty | five" cut between two segments) waits for its
+        last one; a word no timing reached is estimated between the words around it."""
         seg = self._segments.get(index)
-        if seg is None or seg.starts is None or seg.ends is None or seg.norm_index is None:
+        if seg is None:
             return []
         src = seg.source
         reached = -1  # the furthest normalised character the piece's timings cover
-        if timings:
+        if seg.shift >= 0:  # character c is request character at + c, normalised character shift + c
+            if timings:  # (comparisons, not max/min calls: this runs for every word of every piece)
+                at, size, hold, top = src.offset + seg.shift, len(seg.text), self._hold, 0
+                for t in timings:
+                    lo, hi = t.start_char, t.end_char
+                    if lo < 0:
+                        lo = 0
+                    if hi > size:
+                        hi = size
+                    if lo < hi:
+                        hold(at + lo, at + hi, t.start + offset, t.end + offset, t.estimated)
+                        if hi > top:
+                            top = hi
+                if top:
+                    reached = seg.shift + top - 1
+        elif seg.starts is None or seg.ends is None or seg.norm_index is None:
+            return []
+        elif timings:
             # Python lists, read a few characters a word: a numpy slice, mask and reduction per word cost ~4x
             starts, ends, covers = seg.starts.tolist(), seg.ends.tolist(), seg.norm_index.tolist()
             size = len(starts)
@@ -204,30 +248,51 @@ class WordTimer:
                     continue
                 first = min(starts[lo:hi])
                 if first >= 0:  # every character has a place in the request's text (most words)
-                    self._hold(first, max(ends[lo:hi]), t.start, t.end, t.estimated)
+                    self._hold(first, max(ends[lo:hi]), t.start + offset, t.end + offset, t.estimated)
                 else:  # without the characters that have none (-1: inserted, or found nowhere)
                     first = min((x for x in starts[lo:hi] if x >= 0), default=-1)
                     if first >= 0:
-                        self._hold(first, max(x for x in ends[lo:hi] if x >= 0), t.start, t.end, t.estimated)
+                        self._hold(first, max(x for x in ends[lo:hi] if x >= 0), t.start + offset, t.end + offset,
+                                   t.estimated)
                 reached = max(reached, max(covers[lo:hi]))
-        for k in self._held:
-            if src.last.get(self.units[k][0], -1) <= reached:
-                self._complete.add(k)
+        units, complete = self.units, self._complete
+        if src.offset >= 0:  # a word is complete when its last letter was reached (by offset, in its own text)
+            at, text = src.offset, src.norm.text
+            for k in self._held:
+                if k in complete:
+                    continue
+                s, e = units[k][0] - at, units[k][1] - 1 - at  # its first and last character in the source's text
+                if s < 0 or s >= len(text) or e <= reached:  # not the source's (as below), or reached whole
+                    complete.add(k)
+                    continue
+                while e >= s and not text[e].isalnum():
+                    e -= 1
+                if e <= reached or e < s:  # (no letter: nothing to wait for)
+                    complete.add(k)
+        else:
+            last = src.last
+            for k in self._held:
+                if last.get(units[k][0], -1) <= reached:
+                    complete.add(k)
         return self._release()
 
     def _hold(self, lo: int, hi: int, t0: float, t1: float, estimated: bool) -> None:
         """Engine timing t0–t1 of request text [lo, hi): shared out by the words it reaches, kept until final."""
         first = bisect_right(self._ends, lo)  # the first word ending after lo
+        if first < self._next:  # (max and min as comparisons, with the same results, here and below)
+            first = self._next
         last = bisect_left(self._starts, hi)  # past the last word starting before hi
-        first = max(first, self._next)
         if first >= last:
             return
-        if last - first == 1:  # one word (most timings): the whole span, as shared_edges gives it
-            spans = [(t0 + (t1 - t0) * 0.0, t0 + (t1 - t0) * 1.0)]
-        else:
-            sizes = [self.units[k][1] - self.units[k][0] for k in range(first, last)]
-            spans = list(itertools.pairwise(shared_edges(sizes, t0, t1)))
         held = self._held
+        if last - first == 1:  # one word (most timings): the whole span, as shared_edges gives it
+            a, b = t0 + (t1 - t0) * 0.0, t0 + (t1 - t0) * 1.0
+            old = held.get(first)
+            held[first] = (a, b, estimated) if old is None else \
+                (a if a < old[0] else old[0], b if b > old[1] else old[1], old[2] and estimated)
+            return
+        sizes = [self.units[k][1] - self.units[k][0] for k in range(first, last)]
+        spans = itertools.pairwise(shared_edges(sizes, t0, t1))
         for k, (a, b) in zip(range(first, last), spans, strict=True):
             old = held.get(k)
             held[k] = (a, b, estimated) if old is None else (min(old[0], a), max(old[1], b), old[2] and estimated)
@@ -235,16 +300,22 @@ class WordTimer:
     def _release(self, final: bool = False) -> list[Timing]:
         """Timings of the words, in order, whose timing is final: complete, or a later word was reached."""
         out: list[Timing] = []
-        while self._next < len(self.units):
+        units, held, complete = self.units, self._held, self._complete
+        while self._next < len(units):
             k = self._next
-            if k in self._held:
-                if not (final or k in self._complete or any(j > k for j in self._held)):
+            found = held.get(k)
+            if found is not None:
+                if not (final or k in complete or any(j > k for j in held)):
                     break
-                a, b, estimated = self._held.pop(k)
-                self._complete.discard(k)
-                a = max(a, self._last_end)
-                b = max(b, a)
-                out.append(Timing(*self.units[k], a, b, estimated))
+                del held[k]
+                complete.discard(k)
+                a, b, estimated = found
+                if self._last_end > a:
+                    a = self._last_end
+                if a > b:
+                    b = a
+                start_char, end_char = units[k]
+                out.append(Timing(start_char, end_char, a, b, estimated))
                 self._last_end, self._next = b, k + 1
             elif later := [j for j in self._held if j > k]:
                 upto = min(later)
