@@ -301,8 +301,8 @@ class WordTimer:
         """Timings of the words, in order, whose timing is final: complete, or a later word was reached."""
         out: list[Timing] = []
         units, held, complete = self.units, self._held, self._complete
-        while self._next < len(units):
-            k = self._next
+        count, k, last_end = len(units), self._next, self._last_end  # (locals: this runs for every word)
+        while k < count:
             found = held.get(k)
             if found is not None:
                 if not (final or k in complete or any(j > k for j in held)):
@@ -310,18 +310,21 @@ class WordTimer:
                 del held[k]
                 complete.discard(k)
                 a, b, estimated = found
-                if self._last_end > a:
-                    a = self._last_end
+                if last_end > a:
+                    a = last_end
                 if a > b:
                     b = a
                 start_char, end_char = units[k]
                 out.append(Timing(start_char, end_char, a, b, estimated))
-                self._last_end, self._next = b, k + 1
-            elif later := [j for j in self._held if j > k]:
+                last_end, k = b, k + 1
+            elif later := [j for j in held if j > k]:
                 upto = min(later)
-                out += self._estimate(upto, self._last_end, max(self._held[upto][0], self._last_end))
+                self._next, self._last_end = k, last_end
+                out += self._estimate(upto, last_end, max(held[upto][0], last_end))
+                k, last_end = self._next, self._last_end
             else:
                 break
+        self._next, self._last_end = k, last_end
         return out
 
     def _estimate(self, upto: int, t0: float, t1: float) -> list[Timing]:
