@@ -6,18 +6,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
+import itertools
 from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
 
 from tests.unit.fake_backend import WORD_SECONDS, FakeBackend
-from tests.unit.fake_engine import RATE, FakeEngine
+from tests.unit.fake_engine import RATE, FakeEngine, FakeLoaded
 from voxgate.core.metrics import Metrics
 from voxgate.core.parts import Part
 from voxgate.core.service import CALIBRATION_TEXT, Limits, SynthesisService
 from voxgate.core.textstream import open_text_stream
-from voxgate.core.types import Segmentation, SynthesisRequest
+from voxgate.core.types import Piece, Segmentation, SynthesisRequest
 from voxgate.engines.base import EngineParams
 from voxgate.errors import EngineFailure, InvalidInput, Overloaded, VoiceNotFound
 from voxgate.scheduling.backend import LocalBackend, SegmentJob
@@ -300,6 +301,54 @@ async def test_engines_are_asked_for_word_timings_only_when_the_client_reads_the
         assert [c async for c in service.stream(request)]
         jobs = backend.record.started[before:]
         assert jobs and all(job.params.timings is reads for job in jobs)
+
+
+async def test_words_estimated_on_the_workers_are_those_estimated_on_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timed stream's pieces are levelled on the workers too (issue 16: as an untimed one's), and the words of an
+    engine that cannot time them are estimated there, from the piece as the engine made it: the same samples and
+    word timings as levelling and estimating on the event loop."""
+    import threading
+
+    from voxgate.core import service as service_module
+
+    engine = FakeEngine()
+    timed = FakeLoaded.synthesize
+
+    def untimed(self, text, params):  # type: ignore[no-untyped-def]
+        return (Piece(piece.samples, piece.rate) for piece in timed(self, text, params))  # an engine that cannot say
+    monkeypatch.setattr(FakeLoaded, "synthesize", untimed)
+    on_loop: list[bool] = []  # for each estimate: made on the event loop's thread
+    estimate = service_module.estimate_words
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        return estimate(*args, **kwargs)
+    monkeypatch.setattr(service_module, "estimate_words", spy)
+
+    async def run(on_workers: bool) -> tuple[list[tuple[list[bytes], list[tuple]]], list[bool]]:  # type: ignore[type-arg]
+        backend = LocalBackend(WorkerPool(lambda name: engine, workers=2, threads=1, solo_threads=0))
+        if not on_workers:
+            backend.posts_per_piece = lambda voice: False  # type: ignore[method-assign]
+        service = SynthesisService(VoiceRegistry({"fake": engine}, {}, "a"), backend, Metrics())
+        await service.warm_up()
+        on_loop.clear()
+        out = []
+        try:
+            for volume in (6.0, 1.0):  # the limiter engaged, and not
+                request = SynthesisRequest(text=TEN, voice="a", volume=volume, timings=True)
+                chunks = [c async for c in service.stream(request)]
+                out.append(([c.samples.tobytes() for c in chunks], [t for c in chunks for t in c.timings or ()]))
+        finally:
+            service.close()
+        return out, list(on_loop)
+
+    (loop_out, loop_where), (worker_out, worker_where) = await run(False), await run(True)
+    assert worker_out == loop_out
+    assert loop_where and all(loop_where)  # estimated on the loop
+    assert worker_where and not any(worker_where)  # estimated on the workers, as they made each piece
+    words = loop_out[0][1]
+    assert [TEN[t.start_char:t.end_char] for t in words] == TEN.split() and all(t.estimated for t in words)
+    assert all(a.end <= b.start for a, b in itertools.pairwise(words))
 
 
 @pytest.mark.parametrize("fmt", ["pcm", "wav", None])

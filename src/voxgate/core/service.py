@@ -271,9 +271,9 @@ class SynthesisStream:
             index, text, voicing = self._pending.popleft()
             tail, head = index in self._joined, index - 1 in self._joined
             post = _trimmed(voicing.post, tail, head) if tail or head else voicing.post
-            finishing = self._finishing(voicing, post)
             # lexicon words and inline overrides applied (by open() already for the segments it planned)
             said = self._prepared.popleft() if self._prepared else self._service.prepare(text, voicing.voice)
+            finishing = self._finishing(voicing, post, said)
             if self._timer is not None:
                 self._timer.prepared(index, said, text)
                 self._said[index] = said
@@ -290,15 +290,17 @@ class SynthesisStream:
             self._inflight.append((index, text, job, run, voicing))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
 
-    def _finishing(self, voicing: Voicing, post: Callable[[Piece], Piece] | None) -> Callable[[Piece], Piece] | None:
+    def _finishing(self, voicing: Voicing, post: Callable[[Piece], Piece] | None,
+                   said: str) -> Callable[[Piece], Piece] | None:
         """`post`, then what the loop would do to each piece alone, on the worker that made it as it is made
-        (issue 13: the event loop then only forwards it): levelling, and when the dialect sends int16 as it
-        comes (request.int16_chunks) and the piece is at the stream's rate, its int16 bytes. None (the loop
-        levels, as always) unless the voice's gain is known already, its backend runs `post` per piece in this
-        process, nothing is passed through, no word is timed (an estimate reads the piece as the engine made it)
-        and no fallback voice may speak instead. Resampling stays on the loop: its filter's state runs across
-        the stream's segments, which workers make at once."""
-        if self._timer is not None or self.output is not None or voicing.fallback is not None:
+        (issue 13: the event loop then only forwards it): when words are timed and the engine could not time
+        them, their estimate over `said` (the engine's text), from the piece as the engine made it (as
+        `_take_timings` does); levelling; and when the dialect sends int16 as it comes (request.int16_chunks)
+        and the piece is at the stream's rate, its int16 bytes. None (the loop levels, as always) unless the
+        voice's gain is known already, its backend runs `post` per piece in this process, nothing is passed
+        through and no fallback voice may speak instead. Resampling stays on the loop: its filter's state runs
+        across the stream's segments, which workers make at once."""
+        if self.output is not None or voicing.fallback is not None:
             return None
         per_piece = getattr(self._service.backend, "posts_per_piece", None)
         if per_piece is None or not per_piece(voicing.voice):
@@ -310,11 +312,15 @@ class SynthesisStream:
                 return None
             leveller = voicing.leveller = Leveller(gain * voicing.volume)
         rate = self.sample_rate if self.request.int16_chunks else 0  # 0: no piece has it
+        estimate = said if self._timer is not None else ""  # the words to estimate when the engine cannot time them
 
         def run(piece: Piece) -> Piece:
             piece = post(piece) if post else piece
+            timings = piece.timings
+            if timings is None and estimate:
+                timings = estimate_words(estimate, piece.samples, piece.rate)
             samples = leveller.process(piece.samples)
-            return Piece(samples, piece.rate, piece.timings, pcm16=int16_bytes(samples) if piece.rate == rate else None)
+            return Piece(samples, piece.rate, timings, pcm16=int16_bytes(samples) if piece.rate == rate else None)
         return run
 
     async def _level(self, voicing: Voicing, job: SegmentJob, audio: np.ndarray) -> np.ndarray:
