@@ -187,6 +187,7 @@ class WordTimer:
             if norm_text.startswith(said, j):
                 seg.shift, src.cursor = j, j + len(said)
                 return
+        seg.shift = -1  # through the maps below (a segment prepared again: a text stream's routed spans share one)
         to_norm = align(seg.text, src.norm.text, src.cursor)
         if said != seg.text:
             inner = align(said, seg.text)
