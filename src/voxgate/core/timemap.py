@@ -2,7 +2,8 @@
 
 An engine times spans of the text it was given: a segment after normalisation ("25" → twenty five),
 regex and word lexicon entries, SSML stripping, routing and segmentation. A `WordTimer` keeps, for each
-segment of a stream, a per-character map from that text back to the request's own text, and turns the
+segment of a stream, a per-character map from that text back to the request's own text (or, for text
+normalisation left as it is, just where the segment starts in it), and turns the
 engine's timings into exactly one `Timing` per word of the request: in order, not overlapping, each word
 once. A word is a run of non-space characters with a letter or digit in it ("25", "$3.50", "Dr.",
 "don't,"); in Chinese and Japanese every ideograph or kana is a word of its own (punctuation goes with the
