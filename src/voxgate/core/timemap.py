@@ -30,17 +30,24 @@ from voxgate.text.normalize import Normalized, normalize_mapped
 FALLBACK_WINDOW = 64  # characters past a segment's length searched when its text is not found as it is
 
 
+def copied_at(a: str, b: str, start: int = 0) -> int:
+    """Where `a` sits in `b` copied as it is (most segments), from `start` past white space in `b` before a's
+    first character (as `align` reads it), or -1."""
+    j = start
+    if a and not a[0].isspace():
+        while j < len(b) and b[j].isspace():
+            j += 1
+    return j if b.startswith(a, j) else -1
+
+
 def align(a: str, b: str, start: int = 0) -> np.ndarray:
     """For each character of `a`, the index of the same character in `b` at or after `start`, or -1.
 
     Copied text (white space squeezed, stripped, cut) is matched in one linear pass; where `a` was
     rewritten (a lexicon entry), the rest is matched with difflib inside a window of `b`.
     """
-    j = start
-    if a and not a[0].isspace():  # the loop below passes white space in `b` before a's first character
-        while j < len(b) and b[j].isspace():
-            j += 1
-    if b.startswith(a, j):  # copied as it is (most segments): what the loop below finds, in one comparison
+    j = copied_at(a, b, start)  # what the loop below finds for copied text (it passes white space in `b`)
+    if j >= 0:
         return np.arange(j, j + len(a), dtype=np.int64)
     out = np.full(len(a), -1, np.int64)
     i, j = 0, start
@@ -180,12 +187,9 @@ class WordTimer:
             seg = self._segments[index] = _Segment(self.source(("fed", index), text, None, False), text)
         src = seg.source
         if src.offset >= 0 and said == seg.text and said:  # copied as it is from an unchanged source (most
-            # segments): placed by where it starts, as align's first comparison would find it
-            norm_text, j = src.norm.text, src.cursor
-            if not said[0].isspace():
-                while j < len(norm_text) and norm_text[j].isspace():
-                    j += 1
-            if norm_text.startswith(said, j):
+            # segments): placed by where it starts, as align would find it
+            j = copied_at(said, src.norm.text, src.cursor)
+            if j >= 0:
                 seg.shift, src.cursor = j, j + len(said)
                 return
         seg.shift = -1  # through the maps below (a segment prepared again: a text stream's routed spans share one)
