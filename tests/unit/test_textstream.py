@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from dataclasses import replace
 from types import SimpleNamespace
@@ -51,6 +52,27 @@ async def test_first_clause_is_spoken_before_the_text_ends() -> None:
         assert [" ".join(spoken)[t.start_char:t.end_char] for t in timed] == words
         assert [c.index for c in rest] == sorted(c.index for c in rest)  # in order
         assert service.active == 0
+    finally:
+        service.close()
+
+
+async def test_a_text_stream_segment_in_two_scripts_times_the_words_of_each_voice() -> None:
+    # a segment routed into an English and a Japanese span: one index, two engine calls, each call's words timed
+    engine = FakeEngine()
+    service, stream = await started(engine, timings=True)
+    try:
+        stream.feed("Hello 日本です. Bye now.")
+        stream.finish()
+        chunks = [c async for c in stream]
+        texts = [t for i, t in enumerate(c.text for c in chunks) if t and (i == 0 or t != chunks[i - 1].text)]
+        assert texts == ["Hello", "日本です.", "Bye now."]
+        timed = [t for c in chunks for t in c.timings or ()]
+        joined = " ".join(texts)  # a text stream's words: its calls' texts joined by a space
+        assert [joined[t.start_char:t.end_char] for t in timed] == ["Hello", "日", "本", "で", "す.", "Bye", "now."]
+        assert not any(t.estimated for t in timed)
+        # the fake engine says "日本です." as one 0.1 s word, shared by its characters' lengths ("す." is two)
+        assert [t.end - t.start for t in timed] == pytest.approx([0.1, 0.02, 0.02, 0.02, 0.04, 0.1, 0.1], abs=1e-3)
+        assert all(a.end <= b.start + 1e-9 for a, b in itertools.pairwise(timed))
     finally:
         service.close()
 

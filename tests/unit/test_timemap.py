@@ -308,6 +308,22 @@ async def test_parts_ssml_and_dialect_segments_map_to_the_text_the_client_sent(s
         _in_order(timings, total)
 
 
+async def test_a_dialect_segment_routed_into_several_voices_times_each_span(service: SynthesisService) -> None:
+    # Japanese inside an English segment (GPT-SoVITS cuts the text itself): one segment index, three engine calls
+    # in two voices. Each call's words keep their own timings: none is estimated or squeezed to zero length.
+    said = "Hello 日本です world. Bye now."
+    request = SynthesisRequest(text=said, voice="a", segments=("Hello 日本です world.", "Bye now."))
+    chunks = [c async for c in service.stream(replace(request, timings=True))]
+    assert [c.index for c in chunks if c.text] == [0, 0, 0, 1, 1]  # the dialect's segment numbers stay
+    timings = [t for c in chunks for t in c.timings or ()]
+    assert words(said, timings) == ["Hello", "日", "本", "で", "す", "world.", "Bye", "now."]
+    assert not any(t.estimated for t in timings)
+    # the fake engine says each of its words in 0.1 s: "日本です" is one word to it, shared by its four characters
+    lengths = [t.end - t.start for t in timings]
+    assert lengths == pytest.approx([0.1, 0.025, 0.025, 0.025, 0.025, 0.1, 0.1, 0.1], abs=1e-3)
+    _in_order(timings, sum(c.duration for c in chunks))
+
+
 def test_a_first_word_put_before_any_sound_keeps_a_length_from_the_first_sound() -> None:
     from voxgate.engines.wordtiming import start_at_first_sound
 

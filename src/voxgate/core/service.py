@@ -190,10 +190,14 @@ class SynthesisStream:
         # (request.timings): then no timing work is done at all and chunks carry timings=None
         self._timer = WordTimer(request.text) if request.timings else None
         self._mapped = mapped or {}  # open()'s normalised texts with their offset maps, by timer source key
-        self._said: dict[int, str] = {}  # what each segment's engine was given, until its audio is taken in
+        # The timer knows each engine call by its place in the stream (`_fill` counts them, `_queued`), not by
+        # its segment index: the spans a dialect's segment or a text stream's is routed into (scripts mixed,
+        # each in its own voice) share one index. For each call in flight: that key and what its engine was given.
+        self._queued = 0
+        self._timed: dict[SegmentJob, tuple[int, str]] = {}
         if self._timer is not None:
-            for index, text, _v, owner in segments:
-                self._timer.segment(index, self._source(index, owner), text)
+            for key, (index, text, _v, owner) in enumerate(segments):
+                self._timer.segment(key, self._source(index, owner), text)
         self._first_audio: float | None = None  # seconds from admission to first audio
         self._closed = False
         self._lease = _Lease(self._inflight)  # SynthesisService.open/TextStream.feed take the slot
@@ -274,9 +278,9 @@ class SynthesisStream:
             # lexicon words and inline overrides applied (by open() already for the segments it planned)
             said = self._prepared.popleft() if self._prepared else self._service.prepare(text, voicing.voice)
             finishing = self._finishing(voicing, post, said)
+            key, self._queued = self._queued, self._queued + 1
             if self._timer is not None:
-                self._timer.prepared(index, said, text)
-                self._said[index] = said
+                self._timer.prepared(key, said, text)
             job = SegmentJob(voicing.voice, said, voicing.params, self._t0 + self._delivered + ahead,
                              urgent=self._first_audio is None, post=finishing or post, output=self.output)
             if finishing is not None:
@@ -287,6 +291,8 @@ class SynthesisStream:
                                 else spare.post)
             run = self._service.backend.generate(job)  # queued now: the backend works ahead of the reader
             self._service.metrics.segments.labels(voicing.voice.engine).inc()
+            if self._timer is not None:
+                self._timed[job] = (key, said)
             self._inflight.append((index, text, job, run, voicing))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
 
@@ -374,7 +380,7 @@ class SynthesisStream:
                 continue  # stopped (cancel or stop_all) while waiting: the stream ends cleanly
             if item is None:
                 self._inflight.popleft()
-                self._said.pop(index, None)
+                self._timed.pop(job, None)
                 self._levelled.discard(job)
                 continue
             if item.encoded is not None:  # the upstream's own bytes in the client's format
@@ -385,7 +391,7 @@ class SynthesisStream:
                     self._held_encoded = (item.encoded, index, text)
                     return self._emit(tail, -1, "")
                 return self._emit_encoded(item.encoded, index, text)
-            self._take_timings(index, item)
+            self._take_timings(job, item)
             try:
                 audio = await self._level(voicing, job, item.samples)
             except BaseException:
@@ -401,17 +407,20 @@ class SynthesisStream:
         before any audio speaks its text segment by segment instead); False: the failure stands."""
         return False
 
-    def _take_timings(self, index: int, item: Chunk) -> None:
+    def _take_timings(self, job: SegmentJob, item: Chunk) -> None:
         """A piece's engine timings as word timings on the request's text and the stream's time axis."""
         if self._timer is None:  # the client reads no timings
             return
         start = self._heard
         self._heard += item.duration
+        timed = self._timed.get(job)
+        if timed is None:  # not a call the timer knows (a text stream's forwarded session)
+            return
+        key, said = timed
         timings = item.timings
         if timings is None:  # an engine that cannot say: its text's words over its voiced audio, estimated
-            said = self._said.get(index)
             timings = estimate_words(said, item.samples, item.rate) if said else None
-        self._unsent += self._timer.take(index, timings, start)
+        self._unsent += self._timer.take(key, timings, start)
 
     async def _more_input(self) -> bool:
         """True when more segments may still come (text streams wait for them here)."""

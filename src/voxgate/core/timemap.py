@@ -168,23 +168,24 @@ class WordTimer:
                 made.last[self._starts[unit]] = i
         return made
 
-    def segment(self, index: int, source: _Source, text: str) -> None:
-        """Segment `index` says `text`, the next stretch of `source`'s normalised text."""
-        self._segments[index] = _Segment(source, text)
+    def segment(self, key: int, source: _Source, text: str) -> None:
+        """Engine call `key` says `text`, the next stretch of `source`'s normalised text. A key is a call's
+        place in the stream, not its segment index: a segment routed into several voices (scripts mixed) is
+        one index and several calls."""
+        self._segments[key] = _Segment(source, text)
 
-    def prepared(self, index: int, said: str, text: str | None = None) -> None:
-        """The engine is given `said` for segment `index` (its text with lexicon words applied): matched
-        to the source's normalised text now, in stream order. A segment not known ahead (a text stream's,
-        whose input comes later) is `text`, already normalised: its words are those of the segments' texts
-        joined by a space."""
-        seg = self._segments.get(index)
+    def prepared(self, key: int, said: str, text: str | None = None) -> None:
+        """The engine is given `said` for call `key` (its text with lexicon words applied): matched to the
+        source's normalised text now, in stream order. A call not known ahead (a text stream's, whose input
+        comes later) is `text`, already normalised: its words are those of the calls' texts joined by a space."""
+        seg = self._segments.get(key)
         if seg is None:
             if text is None:
                 return
             if not self._sources:  # the first of a text stream's segments: its text is all there is
                 self.text = ""
             self.text += (" " if self.text else "") + text
-            seg = self._segments[index] = _Segment(self.source(("fed", index), text, None, False), text)
+            seg = self._segments[key] = _Segment(self.source(("fed", key), text, None, False), text)
         src = seg.source
         if src.offset >= 0 and said == seg.text and said:  # copied as it is from an unchanged source (most
             # segments): placed by where it starts, as align would find it
@@ -192,7 +193,7 @@ class WordTimer:
             if j >= 0:
                 seg.shift, src.cursor = j, j + len(said)
                 return
-        seg.shift = -1  # through the maps below (a segment prepared again: a text stream's routed spans share one)
+        seg.shift = -1  # through the maps below
         to_norm = align(seg.text, src.norm.text, src.cursor)
         if said != seg.text:
             inner = align(said, seg.text)
@@ -217,12 +218,12 @@ class WordTimer:
         else:
             seg.starts = seg.ends = np.full(len(said), -1, np.int64)
 
-    def take(self, index: int, timings: Timings | None, offset: float = 0.0) -> list[Timing]:
-        """The word timings that are final once segment `index`'s piece is heard, from its engine timings
+    def take(self, key: int, timings: Timings | None, offset: float = 0.0) -> list[Timing]:
+        """The word timings that are final once call `key`'s piece is heard, from its engine timings
         (characters of the engine's text, seconds of the piece, which starts `offset` seconds into the
         stream). A word said over several pieces ("twenty | five" cut between two segments) waits for its
         last one; a word no timing reached is estimated between the words around it."""
-        seg = self._segments.get(index)
+        seg = self._segments.get(key)
         if seg is None:
             return []
         src = seg.source
