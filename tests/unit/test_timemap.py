@@ -84,10 +84,21 @@ class _MappedTimer(WordTimer):
     by_offset = False  # every source read through the per-character maps
 
 
-def test_text_left_as_it_is_read_by_offset_gives_the_maps_timings_exactly() -> None:
+def test_text_left_as_it_is_read_by_offset_gives_the_maps_timings_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
     """WordTimer's short cut for text normalisation leaves alone (source offset, segment shift) must give the
     timings the per-character maps give, float for float: random texts split into segments, some rewritten
-    by a lexicon, with engine timings that skip, merge, split, overrun or cut words, over several pieces."""
+    by a lexicon, with engine timings that skip, merge, split, overrun or cut words, over several pieces. Its
+    quicker way still for a piece whose timings are exactly its words (`_whole_words`) is taken as well."""
+    whole = 0
+    real = WordTimer._whole_words
+
+    def counted(self, *args):  # type: ignore[no-untyped-def]
+        nonlocal whole
+        words = real(self, *args)
+        whole += words is not None
+        return words
+
+    monkeypatch.setattr(WordTimer, "_whole_words", counted)
     rng = np.random.default_rng(1616)
     vocab = ["the", "quick,", "brown", "fox.", "Jumps!", "don't", "(over)", "a", "lazy", "dog?", "—", "x",
              "今日", "は、", "晴れ。", "colour", "\n", "  "]
@@ -144,11 +155,48 @@ def test_text_left_as_it_is_read_by_offset_gives_the_maps_timings_exactly() -> N
         assert got[0] == got[1], text
         assert [(t.start_char, t.end_char) for t in got[0]] == timers[0].units  # every word once, in order
     assert plain > 100  # the short cut was taken
+    assert whole > 50  # and the whole-words one (82 pieces of these 300 texts)
+
+
+def test_whole_words_give_what_holding_and_releasing_them_gives() -> None:
+    """`_whole_words` against the maps on the cases the random texts rarely make: a word's end as `_hold` puts
+    it (0.2 + (0.9 - 0.2) is not 0.9), a timing reaching back before its segment onto a word never timed
+    (`_hold` clips it to the segment: it times nothing), and one past the segment's end."""
+    text = "one two three four five"
+    got = []
+    for timer in (WordTimer(text), _MappedTimer(text)):
+        src = timer.source("text", text, "en", True)
+        for n, seg in enumerate(("one two", "three four", "five")):
+            timer.segment(n, src, seg)
+            timer.prepared(n, seg)
+        out = timer.take(0, (Timing(0, 3, 0.2, 0.9),))  # "two" is not timed
+        out += timer.take(1, (Timing(-4, -1, 1.0, 1.1), Timing(0, 5, 1.1, 1.3), Timing(6, 10, 1.3, 1.4)), 0.05)
+        out += timer.take(2, (Timing(0, 6, 2.0, 2.2),))  # past "five"'s end
+        got.append(out + timer.finish())
+    assert got[0] == got[1]
+    assert [text[t.start_char:t.end_char] for t in got[0]] == text.split()
+    assert got[0][0].end == 0.2 + (0.9 - 0.2) != 0.9
+    assert got[0][1].estimated and not got[0][2].estimated  # "two": between its neighbours
+    # a word cut between two segments: a timing past the first's end is clipped there, and the word waits
+    text = "one two three"
+    got = []
+    for timer in (WordTimer(text), _MappedTimer(text)):
+        src = timer.source("text", text, "en", True)
+        for n, seg in enumerate(("one tw", "o three")):
+            timer.segment(n, src, seg)
+            timer.prepared(n, seg)
+        out = timer.take(0, (Timing(0, 3, 0.0, 0.3), Timing(4, 7, 0.3, 0.5)))
+        assert len(out) == 1  # "two" waits for the rest of it
+        out += timer.take(1, (Timing(0, 1, 0.5, 0.6), Timing(2, 7, 0.6, 0.9)))
+        got.append(out + timer.finish())
+    assert got[0] == got[1]
+    assert [(t.start, t.end) for t in got[0]] == [(0.0, 0.3), (0.3, 0.6), (0.6, 0.9)]
 
 
 def test_a_segment_prepared_again_is_read_through_the_maps_as_the_maps_read_it() -> None:
-    """A text stream's routed spans share one segment index, so `prepared` may come twice for it: the second,
-    which the offset short cut does not fit, must not leave the first's offset behind (the review's case)."""
+    """`prepared` twice for one key (the service keys each engine call by its place in the stream, so only a
+    caller of its own does this): the second, which the offset short cut does not fit, must not leave the
+    first's offset behind (a review's case, from when a text stream's routed spans shared one key)."""
     japanese = "今日は良い天気ですね、散歩に行きましょう"
     got = []
     for timer in (WordTimer(""), _MappedTimer("")):
@@ -157,7 +205,7 @@ def test_a_segment_prepared_again_is_read_through_the_maps_as_the_maps_read_it()
         out = timer.take(0, (Timing(0, 5, 0.0, 0.3), Timing(6, 11, 0.3, 0.6)))
         out += timer.take(0, tuple(Timing(c, c + 1, 0.1 * c, 0.1 * c + 0.1) for c in range(len(japanese))), 1.0)
         got.append(out + timer.finish())
-    assert got[0] == got[1] and len(got[0]) == 3  # (the second span's words are not the timer's yet: issue 16's note)
+    assert got[0] == got[1] and len(got[0]) == 3  # (the text a key is fed with is the first `prepared`'s)
 
 
 def test_estimates_spread_words_over_the_voiced_part_by_length() -> None:
