@@ -35,6 +35,41 @@ def test_words_are_runs_with_a_letter_or_digit_and_cjk_characters_one_each() -> 
     assert [mixed[s:e] for s, e in word_spans(mixed)] == ["我", "爱", "Python", "3。"]
 
 
+def _reference_words(text: str) -> list[tuple[int, int]]:
+    """word_spans as its docstring says it, a character at a time."""
+    from voxgate.core.types import _ANY_CJK
+
+    def cjk(c: str) -> bool:
+        return _ANY_CJK.match(c) is not None
+
+    out, i = [], 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        j = i + 1
+        if cjk(text[i]):  # one character, with the punctuation after it
+            while j < len(text) and not (text[j].isspace() or cjk(text[j]) or text[j].isalnum() or text[j] == "_"):
+                j += 1
+        else:
+            while j < len(text) and not (text[j].isspace() or cjk(text[j])):
+                j += 1
+        if any(c.isalnum() for c in text[i:j]):
+            out.append((i, j))
+        i = j
+    return out
+
+
+def test_word_spans_are_the_words_their_definition_gives_on_random_text() -> None:
+    rng = np.random.default_rng(16)
+    alphabet = list("ab Z9_-.,'\"()$%—½²éß\u00a0\t\n\u0301") + list("今日は、。ー・゛ｱ가")
+    for n in range(4000):
+        chars = alphabet if n % 2 else alphabet[:-8]  # half without Chinese, Japanese or Korean (the quick way)
+        text = "".join(rng.choice(chars, int(rng.integers(0, 24))))
+        for base in (0, 5):
+            assert word_spans(text, base) == [(a + base, b + base) for a, b in _reference_words(text)], repr(text)
+
+
 def test_align_skips_squeezed_space_and_falls_back_to_a_diff_for_rewrites() -> None:
     assert align("a b", "a  \n b").tolist() == [0, 1, 5]
     out = align("the colour red", "the color red", 0)  # a lexicon entry changed a word

@@ -146,6 +146,10 @@ _CJK = (r"\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff6
 # (?:(?![C])\S)+ as one class, [^\sC]+: the same characters, without a lookahead per character
 _UNIT = re.compile(rf"[{_CJK}][^\s{_CJK}\w]*|[^\s{_CJK}]+")
 _ALNUM = re.compile(r"[^\W_]")  # re's \w is str.isalnum() or "_" (CPython's _sre): this is str.isalnum()
+_ANY_CJK = re.compile(f"[{_CJK}]")
+# Without those scripts a word is a run of non-space characters with a letter or digit in it, found in one match:
+# the characters before its first letter or digit (neither a letter, a digit nor space), that one, the rest of the run
+_WORD = re.compile(r"(?:[^\w\s]|_)*[^\W_]\S*")
 QUIET = 0.02  # of the loudest sample: quieter is silence around speech, for estimated timings
 
 
@@ -153,6 +157,10 @@ def word_spans(text: str, base: int = 0) -> list[tuple[int, int]]:
     """The [start, end) spans of the words of `text`, moved by `base`: runs of non-space characters with a
     letter or digit in them ("25", "$3.50", "Dr.", "don't,"); every Chinese or Japanese ideograph or kana
     is a word of its own, with the punctuation that follows it."""
+    if _ANY_CJK.search(text) is None:  # (most text: each word one match, with no second look for a letter)
+        if base:
+            return [(m.start() + base, m.end() + base) for m in _WORD.finditer(text)]
+        return [m.span() for m in _WORD.finditer(text)]
     return [(m.start() + base, m.end() + base) for m in _UNIT.finditer(text) if _ALNUM.search(m.group())]
 
 
