@@ -438,9 +438,12 @@ class SynthesisStream:
         # the resampler holds the end of each piece back, so a word there waits for the next chunk.
         timings: tuple[Timing, ...] | None = None  # none asked for (request.timings)
         if self._timer is not None:
-            ready = len(self._unsent) if index == -1 else next(
-                (n for n, t in enumerate(self._unsent) if t.start > self._delivered + 1e-6), len(self._unsent))
-            timings, self._unsent = tuple(self._unsent[:ready]), self._unsent[ready:]
+            unsent = self._unsent
+            if index == -1 or not unsent or unsent[-1].start <= self._delivered + 1e-6:  # all of them (most chunks)
+                timings, self._unsent = tuple(unsent), []
+            else:  # (starts only grow: the words before the first that starts later)
+                ready = next(n for n, t in enumerate(unsent) if t.start > self._delivered + 1e-6)
+                timings, self._unsent = tuple(unsent[:ready]), unsent[ready:]
         # The caption text: inline overrides ([word](/ipa/), also from SSML <phoneme>) shown as their words.
         return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=strip_inline(text), timings=timings)
 
