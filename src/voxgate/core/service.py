@@ -273,12 +273,12 @@ class SynthesisStream:
         ahead = sum(len(entry[1]) for entry in self._inflight) * SECONDS_PER_CHAR / self.request.speed
         while self._pending and len(self._inflight) < depth:
             index, text, voicing = self._pending.popleft()
+            key, self._queued = self._queued, self._queued + 1  # (the timer's key for this call: see __init__)
             tail, head = index in self._joined, index - 1 in self._joined
             post = _trimmed(voicing.post, tail, head) if tail or head else voicing.post
             # lexicon words and inline overrides applied (by open() already for the segments it planned)
             said = self._prepared.popleft() if self._prepared else self._service.prepare(text, voicing.voice)
             finishing = self._finishing(voicing, post, said)
-            key, self._queued = self._queued, self._queued + 1
             if self._timer is not None:
                 self._timer.prepared(key, said, text)
             job = SegmentJob(voicing.voice, said, voicing.params, self._t0 + self._delivered + ahead,
@@ -442,7 +442,7 @@ class SynthesisStream:
             if index == -1 or not unsent or unsent[-1].start <= self._delivered + 1e-6:  # all of them (most chunks)
                 timings, self._unsent = tuple(unsent), []
             else:  # (starts only grow: the words before the first that starts later)
-                ready = next(n for n, t in enumerate(unsent) if t.start > self._delivered + 1e-6)
+                ready = next((n for n, t in enumerate(unsent) if t.start > self._delivered + 1e-6), len(unsent))
                 timings, self._unsent = tuple(unsent[:ready]), unsent[ready:]
         # The caption text: inline overrides ([word](/ipa/), also from SSML <phoneme>) shown as their words.
         return PcmChunk(samples=audio, rate=self.sample_rate, index=index, text=strip_inline(text), timings=timings)
