@@ -311,7 +311,7 @@ class WordTimer:
                 return None
             a = t.start + offset  # a word's whole span, as `_hold` shares it to one word: t0 + (t1 - t0) * 1.0
             b = a + ((t.end + offset) - a)
-            if last_end > a:  # then as `_release` gives it: after the word before, never negative
+            if last_end > a:  # then as `_release` gives it: from where the word before ends, never ending first
                 a = last_end
             if a > b:
                 b = a
