@@ -48,7 +48,8 @@ _CLOSERS = "\"')]}»›”’」』）】〉》"
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 # Milliseconds of audio per callback (0 = espeak-ng's 60 ms). Each callback is a ctypes call into Python and a
 # numpy copy: at 60 ms a sentence took ~42 of them, ~8% of its synthesis; at 1000 ms it takes ~5 (longer buys
-# nothing: espeak-ng also calls back at clause ends), the same samples and word events.
+# nothing: espeak-ng also calls back at clause ends), the same samples and word events. 1000 is also what
+# pyttsx3 initialises espeak-ng with; espeak-ng issue #752 reports clicks at 3000 that 1000 does not have.
 _BUFFER_MS = 1000
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
