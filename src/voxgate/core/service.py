@@ -192,9 +192,10 @@ class SynthesisStream:
         self._mapped = mapped or {}  # open()'s normalised texts with their offset maps, by timer source key
         # The timer knows each engine call by its place in the stream (`_fill` counts them, `_queued`), not by
         # its segment index: the spans a dialect's segment or a text stream's is routed into (scripts mixed,
-        # each in its own voice) share one index. For each call in flight: that key and what its engine was given.
+        # each in its own voice) share one index. For each call in flight: that key (its job's text is what its
+        # engine was given).
         self._queued = 0
-        self._timed: dict[SegmentJob, tuple[int, str]] = {}
+        self._timed: dict[SegmentJob, int] = {}
         if self._timer is not None:
             for key, (index, text, _v, owner) in enumerate(segments):
                 self._timer.segment(key, self._source(index, owner), text)
@@ -292,7 +293,7 @@ class SynthesisStream:
             run = self._service.backend.generate(job)  # queued now: the backend works ahead of the reader
             self._service.metrics.segments.labels(voicing.voice.engine).inc()
             if self._timer is not None:
-                self._timed[job] = (key, said)
+                self._timed[job] = key
             self._inflight.append((index, text, job, run, voicing))
             ahead += len(text) * SECONDS_PER_CHAR / self.request.speed
 
@@ -413,13 +414,12 @@ class SynthesisStream:
             return
         start = self._heard
         self._heard += item.duration
-        timed = self._timed.get(job)
-        if timed is None:  # not a call the timer knows (a text stream's forwarded session)
+        key = self._timed.get(job)
+        if key is None:  # not a call the timer knows (a text stream's forwarded session)
             return
-        key, said = timed
         timings = item.timings
         if timings is None:  # an engine that cannot say: its text's words over its voiced audio, estimated
-            timings = estimate_words(said, item.samples, item.rate) if said else None
+            timings = estimate_words(job.text, item.samples, item.rate) if job.text else None
         self._unsent += self._timer.take(key, timings, start)
 
     async def _more_input(self) -> bool:
