@@ -97,6 +97,24 @@ async def test_hibari_espeak_and_a_matched_voice(service: SynthesisService) -> N
         assert check(text, timings, audio, rate)[2] == "25"
 
 
+@pytest.mark.parametrize("speed", [2.6, 4.0])
+async def test_espeak_beyond_its_own_rate_is_timed_through_the_core_s_stretch(service: SynthesisService,
+                                                                             speed: float) -> None:
+    # From 450 wpm (speed 2.57) espeak-ng speeds up with sonic and its word events no longer follow the words:
+    # at 4.0 "three", "four" and "five" were empty and after the audio's end, and caption cues overlapped.
+    text = "Speed test one two. Three. Four. Five."
+    timings, audio, rate = await spoken(service, SynthesisRequest(text=text, voice="espeak:en-us", speed=speed))
+    check(text, timings, audio, rate)
+    assert all(t.end - t.start > 0.03 for t in timings), timings  # every word lasts
+    starts = [t.start for t in timings]
+    assert starts == sorted(set(starts))
+    assert timings[-1].end == pytest.approx(len(audio) / rate, abs=0.08)  # the last word ends with the sound
+    plain, plain_audio, _ = await spoken(service, SynthesisRequest(text=text, voice="espeak:en-us", speed=2.0))
+    # the same words, stretched: each start about the same share of the clip as at speed 2.0
+    shares = [t.start / (len(audio) / rate) for t in timings]
+    assert shares == pytest.approx([t.start / (len(plain_audio) / rate) for t in plain], abs=0.08)
+
+
 async def test_pico_timings_are_estimates(service: SynthesisService) -> None:
     text = "Good morning, everyone."
     timings, audio, rate = await spoken(service, SynthesisRequest(text=text, voice="pico:en-US"))
