@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import srt
 import webvtt
 
-from voxgate.core.captions import CuePolicy, WordTrack, caption_file, cues, to_srt, to_vtt, width, words
-from voxgate.core.types import Timing
+from voxgate.core.captions import CuePolicy, WordTrack, caption_file, cues, to_srt, to_vtt, width, words, wrap
+from voxgate.core.types import Timing, word_spans
+from voxgate.text.ssml import shown
 
 TEXT = "I paid 25 dollars, then left. Was it worth it? <Yes> & no."
 
@@ -91,6 +92,37 @@ def test_cjk_cues_keep_the_text_unspaced_and_count_wide_characters() -> None:
     assert width("今天") == 4
 
 
+def test_cjk_lines_are_not_broken_inside_a_latin_word_or_a_number() -> None:
+    text = "我觉得这本书真的很好看Internationalization这个词很长很长。"
+    timings = [Timing(i, i + 1, 0.1 * i, 0.1 * i + 0.1) for i, c in enumerate(text) if c != "。"]
+    (cue,) = cues(text, words(text, timings))
+    # the word whole, on one line (was "…好看Interna\ntionalization…")
+    assert cue.text.split("\n") == ["我觉得这本书真的很好看", "Internationalization这个词很长很长。"]
+    assert wrap("一二三四五六七八九十1234567890123456一二三四五六七八九十", 42) == [
+        "一二三四五六七八九十", "1234567890123456一二三四五六七八九十"]  # the number kept whole (was split 8 + 8)
+    assert [len(line) for line in wrap("一二三四五六七八九十" * 2 + "一二三", 42) or []] == [11, 12]  # any two CJK
+    # characters may part, as before
+
+
+def test_ssml_captions_show_the_words_not_the_markup() -> None:
+    # Timings of an SSML request point into the document: words and cues show its text, not its tags, and an
+    # entity as its character (once escaped for WebVTT, not twice), inside the word it is in.
+    doc = ('<speak><p>Hello <break time="1s"/> world &amp; friends.</p><p>Call AT&amp;T, x&lt;y '
+           '<say-as interpret-as="characters">ABC</say-as> now.</p></speak>')
+    spans = word_spans(shown(doc))
+    timings = [Timing(a, b, 0.4 * n, 0.4 * n + 0.3) for n, (a, b) in enumerate(spans)]
+    timed = words(doc, timings)
+    assert [w.text for w in timed] == ["Hello", "world", "friends.", "Call", "AT&T,", "x<y", "ABC", "now."]
+    assert doc[timed[4].start_char:timed[4].end_char] == "AT&amp;T,"  # offsets stay the document's
+    vtt = list(webvtt.from_buffer(io.StringIO(caption_file(doc, timed, "vtt"))))
+    assert [html.unescape(c.text) for c in vtt] == ["Hello world & friends.", "Call AT&T, x<y ABC now."]
+    assert vtt[1].text == "Call AT&amp;T, x&lt;y ABC now."
+    parsed = list(srt.parse(caption_file(doc, timed, "srt")))
+    assert [c.content for c in parsed] == ["Hello world & friends.", "Call AT&T, x<y ABC now."]
+    # text that is not SSML shows as written, markup-like or not
+    assert [w.text for w in words("a <b> c", _timings("a <b> c"))] == ["a", "<b>", "c"]
+
+
 def test_vtt_parses_back_with_escaped_text_and_ordered_times() -> None:
     timed = words(TEXT, _timings(TEXT))
     vtt = caption_file(TEXT, timed, "vtt")
@@ -106,11 +138,11 @@ def test_vtt_parses_back_with_escaped_text_and_ordered_times() -> None:
 
 
 def test_srt_parses_back_in_order() -> None:
-    text = "Alpha beta. Gamma --> delta."
+    text = "Alpha beta. Gamma --> delta --->."
     parsed = list(srt.parse(caption_file(text, words(text, _timings(text, 0.5)), "srt")))
-    assert [(s.index, s.content) for s in parsed] == [(1, "Alpha beta."), (2, "Gamma -> delta.")]
+    assert [(s.index, s.content) for s in parsed] == [(1, "Alpha beta."), (2, "Gamma -> delta ->.")]
     assert [s.start.total_seconds() for s in parsed] == [0.0, 1.0]
-    assert [s.end.total_seconds() for s in parsed] == [1.0, 2.5]  # "-->" is a timed word too
+    assert [s.end.total_seconds() for s in parsed] == [1.0, 3.0]  # "-->" and "--->." are timed words too
 
 
 def test_no_words_is_a_valid_file_with_no_cues_and_long_times_format() -> None:

@@ -380,6 +380,11 @@ async def test_parts_ssml_and_dialect_segments_map_to_the_text_the_client_sent(s
     assert [t.estimated for t in timings] == [False, False, True, False, False]
     assert (timings[2].start, timings[2].end) == pytest.approx((timings[1].end, timings[3].start))
     _in_order(timings, total)
+    # an entity inside a word keeps it one word (it was blanked to spaces: "AT" and "T." timed apart)
+    doc = "<speak>Call AT&amp;T. Now.</speak>"
+    timings, total = await _timed(service, SynthesisRequest(text=doc, voice="a"))
+    assert words(doc, timings) == ["Call", "AT&amp;T.", "Now."]
+    _in_order(timings, total)
     # a dialect's own segments, several sentences joined, at two speeds
     for speed in (0.5, 2.0):
         said = "First one. Second, two. Third is 3."

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from voxgate.core.types import Pcm, SynthesisRequest, Timing
+from voxgate.text.ssml import PAD, is_ssml, shown
 
 if TYPE_CHECKING:
     from voxgate.core.service import SynthesisService
@@ -67,6 +68,7 @@ class WordTrack:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        self._shown = readable(text)  # (an SSML document's words without its markup, at the same offsets)
         self.words: list[Word] = []
         self._last_start = 0.0
 
@@ -76,7 +78,7 @@ class WordTrack:
         new: list[Word] = []
         for timing in timings or ():
             begin, finish = max(timing.start_char, 0), min(timing.end_char, len(self.text))
-            span = self.text[begin:finish]
+            span = self._shown[begin:finish]
             stripped = span.strip()
             if not stripped:
                 continue
@@ -85,9 +87,15 @@ class WordTrack:
             end = max(float(timing.end), start)
             self._last_start = start
             estimated = bool(getattr(timing, "estimated", False))
-            new.append(Word(stripped, begin, begin + len(stripped), start, end, estimated))
+            new.append(Word(stripped.replace(PAD, ""), begin, begin + len(stripped), start, end, estimated))
         self.words += new
         return new
+
+
+def readable(text: str) -> str:
+    """`text` as a reader sees it, at its own offsets: an SSML document without its markup (`ssml.shown`: tags
+    blanked, entities their characters followed by PAD, which is never shown); plain text as it is."""
+    return shown(text) if is_ssml(text) else text
 
 
 def words(text: str, timings: Iterable[Timing] | None) -> list[Word]:
@@ -115,7 +123,8 @@ def _trailing(text: str, timed: Sequence[Word]) -> list[int]:
 
 def wrap(text: str, max_chars: int, max_lines: int = 2) -> list[str] | None:
     """`text` as at most `max_lines` lines of at most `max_chars` columns, as even as can be, broken at spaces
-    (text without spaces, as CJK, between any two characters but before punctuation); None if it cannot be."""
+    (text without spaces, as CJK, between any two characters but before punctuation and inside a Latin word or
+    number written into it); None if it cannot be."""
     if width(text) <= max_chars:
         return [text]
     if max_lines <= 1:
@@ -123,7 +132,8 @@ def wrap(text: str, max_chars: int, max_lines: int = 2) -> list[str] | None:
     spaced = " " in text
     best: tuple[bool, int, list[str]] | None = None  # (not after a punctuation mark, widest line, lines)
     for at in range(1, len(text)):
-        if (text[at] != " ") if spaced else not (text[at].isalnum() and text[at - 1] != " "):
+        if (text[at] != " ") if spaced else not (text[at].isalnum() and text[at - 1] != " ") or (
+                text[at - 1].isalnum() and width(text[at - 1]) == 1 and width(text[at]) == 1):
             continue
         head, tail = text[:at].rstrip(), text[at:].lstrip()
         if not head or not tail or width(head) > max_chars:
@@ -138,20 +148,22 @@ def wrap(text: str, max_chars: int, max_lines: int = 2) -> list[str] | None:
 
 
 def cue_text(text: str, start_char: int, end_char: int) -> str:
-    """What a cue shows: the client's text from its first word to its last, white space collapsed (so CJK
-    stays unspaced and the punctuation between words stays)."""
-    return " ".join(text[start_char:end_char].split())
+    """What a cue shows: the client's text (`readable`) from its first word to its last, white space collapsed
+    (so CJK stays unspaced and the punctuation between words stays)."""
+    return " ".join(text[start_char:end_char].replace(PAD, "").split())
 
 
 def cues(text: str, timed: Sequence[Word], policy: CuePolicy = CuePolicy()) -> list[Cue]:
     """Words grouped into cues: a sentence's end closes a cue; a cue that would grow past the policy's
-    length or duration, or across a long pause, is closed first, at its last clause mark when it has one."""
+    length or duration, or across a long pause, is closed first, at its last clause mark when it has one.
+    An SSML document's cues show its words, not its markup (`readable`)."""
+    text = readable(text)
     ends = _trailing(text, timed)
     groups: list[list[int]] = []  # indexes into `timed`
     current: list[int] = []
 
     def said(i: int) -> str:
-        return text[timed[i].start_char:ends[i]].rstrip(_CLOSERS)
+        return text[timed[i].start_char:ends[i]].replace(PAD, "").rstrip(_CLOSERS)
 
     def fits(group: list[int]) -> bool:
         shown = cue_text(text, timed[group[0]].start_char, ends[group[-1]])
@@ -219,7 +231,10 @@ def to_srt(cue_list: Sequence[Cue]) -> str:
     lines: list[str] = []
     for n, (cue, (start, end)) in enumerate(zip(cue_list, _spans(cue_list), strict=True), 1):
         timing = f"{_stamp(start / 1000, ',')} --> {_stamp(end / 1000, ',')}"
-        lines += [str(n), timing, cue.text.replace("-->", "->"), ""]
+        body = cue.text
+        while "-->" in body:  # ("--->" once shortened is "-->" again)
+            body = body.replace("-->", "->")
+        lines += [str(n), timing, body, ""]
     return "\n".join(lines)
 
 

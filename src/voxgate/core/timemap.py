@@ -26,6 +26,7 @@ import numpy as np
 
 from voxgate.core.types import Timing, Timings, shared_edges, word_spans
 from voxgate.text.normalize import Normalized, normalize_mapped
+from voxgate.text.ssml import shown
 
 FALLBACK_WINDOW = 64  # characters past a segment's length searched when its text is not found as it is
 
@@ -138,9 +139,10 @@ class WordTimer:
             self._search = at + len(text)
             units += [(s + at, e + at) for s, e in spans] if at else spans
         else:  # not there as it is (SSML: entities, say-as, sub): matched character by character to the
-            # document's text with its markup blanked out; the words are the document's, what was not
-            # matched (a say-as reading) has no place, and its words are estimated between their neighbours
-            view = _visible(self.text)
+            # document's text as it reads (`shown`: tags blanked, an entity its character, so "AT&amp;T" is one
+            # word); the words are the document's, what was not matched (a say-as reading) has no place, and
+            # its words are estimated between their neighbours
+            view = shown(self.text)
             base = align(text, view, self._search)
             known = np.flatnonzero(base >= 0)
             if len(known):
@@ -461,10 +463,3 @@ def refine(norm: Normalized, source: str, units: list[tuple[int, int]] | None = 
         n = m
     return Normalized(norm.text, starts, ends, norm.source_length) if changed else norm
 
-
-_MARKUP = re.compile(r"<[^>]*>|&#?\w+;")
-
-
-def _visible(text: str) -> str:
-    """`text` with its markup (tags, entities) blanked to spaces, so offsets stay those of `text`."""
-    return _MARKUP.sub(lambda m: " " * len(m.group()), text)
