@@ -92,6 +92,15 @@ def test_cjk_cues_keep_the_text_unspaced_and_count_wide_characters() -> None:
     assert width("今天") == 4
 
 
+def test_an_opening_quote_starts_the_next_sentence_s_cue() -> None:
+    text = "持って行ってください。「ありがとう」と彼は言った。"
+    spans = word_spans(text)
+    assert [text[a:b] for a, b in spans][9:12] == ["い。", "「あ", "り"]  # (the quote was "い。「")
+    timings = [Timing(a, b, 0.2 * n, 0.2 * n + 0.2) for n, (a, b) in enumerate(spans)]
+    shown = [c.text for c in cues(text, words(text, timings))]
+    assert shown == ["持って行ってください。", "「ありがとう」と彼は言った。"]
+
+
 def test_cjk_lines_are_not_broken_inside_a_latin_word_or_a_number() -> None:
     text = "我觉得这本书真的很好看Internationalization这个词很长很长。"
     timings = [Timing(i, i + 1, 0.1 * i, 0.1 * i + 0.1) for i, c in enumerate(text) if c != "。"]

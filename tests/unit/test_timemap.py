@@ -37,10 +37,15 @@ def test_words_are_runs_with_a_letter_or_digit_and_cjk_characters_one_each() -> 
 
 def _reference_words(text: str) -> list[tuple[int, int]]:
     """word_spans as its docstring says it, a character at a time."""
-    from voxgate.core.types import _ANY_CJK
+    from voxgate.core.types import _ANY_CJK, _OPEN
 
     def cjk(c: str) -> bool:
         return _ANY_CJK.match(c) is not None
+
+    def opens(i: int) -> bool:  # opening marks from i on, then such a character
+        while i < len(text) and text[i] in _OPEN:
+            i += 1
+        return i < len(text) and cjk(text[i])
 
     out, i = [], 0
     while i < len(text):
@@ -48,11 +53,14 @@ def _reference_words(text: str) -> list[tuple[int, int]]:
             i += 1
             continue
         j = i + 1
-        if cjk(text[i]):  # one character, with the punctuation after it
-            while j < len(text) and not (text[j].isspace() or cjk(text[j]) or text[j].isalnum() or text[j] == "_"):
+        if cjk(text[i]) or opens(i):  # one character (and the opening marks before it), with the punctuation
+            while not cjk(text[j - 1]):  # after it up to an opening mark
+                j += 1
+            while j < len(text) and not (text[j].isspace() or cjk(text[j]) or text[j].isalnum() or text[j] == "_"
+                                         or text[j] in _OPEN):
                 j += 1
         else:
-            while j < len(text) and not (text[j].isspace() or cjk(text[j])):
+            while j < len(text) and not (text[j].isspace() or cjk(text[j]) or opens(j)):
                 j += 1
         if any(c.isalnum() for c in text[i:j]):
             out.append((i, j))
@@ -62,9 +70,9 @@ def _reference_words(text: str) -> list[tuple[int, int]]:
 
 def test_word_spans_are_the_words_their_definition_gives_on_random_text() -> None:
     rng = np.random.default_rng(16)
-    alphabet = list("ab Z9_-.,'\"()$%—½²éß\u00a0\t\n\u0301") + list("今日は、。ー・゛ｱ가")
+    alphabet = list("ab Z9_-.,'\"()$%—½²éß\u00a0\t\n\u0301") + list("今日は、。ー・゛ｱ가「」『")
     for n in range(4000):
-        chars = alphabet if n % 2 else alphabet[:-8]  # half without Chinese, Japanese or Korean (the quick way)
+        chars = alphabet if n % 2 else alphabet[:-11]  # half without Chinese, Japanese or Korean (the quick way)
         text = "".join(rng.choice(chars, int(rng.integers(0, 24))))
         for base in (0, 5):
             assert word_spans(text, base) == [(a + base, b + base) for a, b in _reference_words(text)], repr(text)

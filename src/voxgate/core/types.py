@@ -143,8 +143,12 @@ Timings = tuple[Timing, ...]
 # One character of a script written without spaces: each is a word of its own (with the punctuation after it).
 _CJK = (r"\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\uac00-\ud7af"
         r"\U00020000-\U0002ffff")
-# (?:(?![C])\S)+ as one class, [^\sC]+: the same characters, without a lookahead per character
-_UNIT = re.compile(rf"[{_CJK}][^\s{_CJK}\w]*|[^\s{_CJK}]+")
+# Opening brackets and quotes (not the ASCII quotes, which also close): before such a character they are its.
+_OPEN = "([{“‘«（［｛「『【〔〈《〖〘〚"
+# A character of those scripts, with the opening marks before it and the punctuation after it (up to the next
+# opening mark); else a run of other non-space characters, up to opening marks that lead into such a character.
+_UNIT = re.compile(rf"[{_OPEN}]*[{_CJK}][^\s{_CJK}\w{_OPEN}]*"
+                   rf"|(?:[^\s{_CJK}{_OPEN}]|[{_OPEN}](?![{_OPEN}]*[{_CJK}]))+")
 _ALNUM = re.compile(r"[^\W_]")  # re's \w is str.isalnum() or "_" (CPython's _sre): this is str.isalnum()
 _ANY_CJK = re.compile(f"[{_CJK}]")
 # Without those scripts a word is a run of non-space characters with a letter or digit in it, found in one match:
@@ -156,7 +160,8 @@ QUIET = 0.02  # of the loudest sample: quieter is silence around speech, for est
 def word_spans(text: str, base: int = 0) -> list[tuple[int, int]]:
     """The [start, end) spans of the words of `text`, moved by `base`: runs of non-space characters with a
     letter or digit in them ("25", "$3.50", "Dr.", "don't,"); every Chinese or Japanese ideograph or kana
-    is a word of its own, with the punctuation that follows it."""
+    is a word of its own, with the punctuation that follows it, and the opening brackets or quotes before it
+    ("。「あ": "。" ends the word before, "「あ" is one), which a run of other characters stops short of."""
     if _ANY_CJK.search(text) is None:  # (most text: each word one match, with no second look for a letter)
         if base:
             return [(m.start() + base, m.end() + base) for m in _WORD.finditer(text)]
