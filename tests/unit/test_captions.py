@@ -92,6 +92,15 @@ def test_cjk_cues_keep_the_text_unspaced_and_count_wide_characters() -> None:
     assert width("今天") == 4
 
 
+def test_an_abbreviation_s_full_stop_ends_no_cue() -> None:
+    # the segmenter's rule: a title before a name, a single capital, a numbering word before a number, or any
+    # "." before a lower-case word ("Dr." was a 0.3 s cue of its own)
+    text = "We saw 25 dogs. Dr. Who came in with J. Smith, e.g. the vet, to room No. 5 today. Then left."
+    shown = [c.text for c in cues(text, words(text, _timings(text, 0.2)), CuePolicy(max_chars=80, max_lines=1))]
+    assert shown == ["We saw 25 dogs.", "Dr. Who came in with J. Smith, e.g. the vet, to room No. 5 today.",
+                     "Then left."]
+
+
 def test_an_opening_quote_starts_the_next_sentence_s_cue() -> None:
     text = "持って行ってください。「ありがとう」と彼は言った。"
     spans = word_spans(text)

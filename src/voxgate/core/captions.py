@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from voxgate.core.types import Pcm, SynthesisRequest, Timing
+from voxgate.text.segment import abbreviation
 from voxgate.text.ssml import PAD, is_ssml, shown
 
 if TYPE_CHECKING:
@@ -147,6 +148,15 @@ def wrap(text: str, max_chars: int, max_lines: int = 2) -> list[str] | None:
     return best[2] if best is not None else None
 
 
+def _abbreviated(word: str, after: str) -> bool:
+    """True when `word`'s final "." is an abbreviation's by the segmenter's rule ("Dr.", "J.", "No. 5"), or a
+    lower-case word follows: then it ends no sentence, and no cue (`after`: the text right after the word)."""
+    if not word.endswith(".") or word.endswith(".."):
+        return False
+    following = after.lstrip()
+    return following[:1].islower() or abbreviation(word[:-1].lstrip(_OPENERS), following)
+
+
 def cue_text(text: str, start_char: int, end_char: int) -> str:
     """What a cue shows: the client's text (`readable`) from its first word to its last, white space collapsed
     (so CJK stays unspaced and the punctuation between words stays)."""
@@ -154,8 +164,9 @@ def cue_text(text: str, start_char: int, end_char: int) -> str:
 
 
 def cues(text: str, timed: Sequence[Word], policy: CuePolicy = CuePolicy()) -> list[Cue]:
-    """Words grouped into cues: a sentence's end closes a cue; a cue that would grow past the policy's
-    length or duration, or across a long pause, is closed first, at its last clause mark when it has one.
+    """Words grouped into cues: a sentence's end (not an abbreviation's ".") closes a cue; a cue that would grow
+    past the policy's length or duration, or across a long pause, is closed first, at its last clause mark when
+    it has one.
     An SSML document's cues show its words, not its markup (`readable`)."""
     text = readable(text)
     ends = _trailing(text, timed)
@@ -182,7 +193,7 @@ def cues(text: str, timed: Sequence[Word], policy: CuePolicy = CuePolicy()) -> l
                     groups.append(current)
                     current = []
         current.append(i)
-        if said(i).endswith(SENTENCE_ENDS):
+        if said(i).endswith(SENTENCE_ENDS) and not _abbreviated(said(i), text[ends[i]:ends[i] + 3]):
             groups.append(current)
             current = []
     if current:

@@ -51,6 +51,16 @@ _TITLES = frozenset(
 _NUMBERED = frozenset("no nos nr vol vols p pp ch chap fig figs art sec op ca approx".split())
 _WORD_LOOKBACK = 12  # characters; longer "words" cannot be one of the abbreviations above
 
+
+def abbreviation(word: str, following: str = "") -> bool:
+    """True when the "." right after `word` (what precedes it, opening marks stripped) marks an abbreviation,
+    not a sentence's end: a title before a name ("Dr.", "e.g."), a single capital ("J."), or a numbering word
+    when `following` (what comes after the space) starts with a digit ("No. 5"). The segmenter's rule; the
+    captions close cues by it too."""
+    low = word.lower()
+    return (low in _TITLES or (len(word) == 1 and word.isupper() and word != "I")
+            or (following[:1].isdigit() and low in _NUMBERED))
+
 _NONE, _CLAUSE, _SENTENCE = 0, 1, 2  # what a run of marks turned out to be
 
 
@@ -282,7 +292,7 @@ class Segmenter:
             # Whitespace follows for sure; only a sentence end still needs to see the next word.
             return (kind, end) if kind == _CLAUSE else None
         word = self._word_before(pos) if run_end - pos == 1 and last == "." else ""
-        if word and (word.lower() in _TITLES or (len(word) == 1 and word.isupper() and word != "I")):
+        if word and abbreviation(word):
             return _NONE, end
         if end >= n:
             return kind, end
@@ -294,7 +304,7 @@ class Segmenter:
         if kind == _CLAUSE:
             return kind, end
         c2 = buf[end + 1]  # exists: the buffer never ends in a space
-        if c2.islower() or (c2.isdigit() and word.lower() in _NUMBERED):
+        if c2.islower() or abbreviation(word, c2):  # (a title returned above: here, a numbering word)
             return _NONE, end
         return kind, end
 
