@@ -46,6 +46,17 @@ def test_words_follow_the_audio_they_came_with() -> None:
     assert sum(len(data) for data, _ in parts[:owner + 1]) >= 2 * int(1.5 * RATE)  # after the audio before it
 
 
+def test_samples_held_back_go_before_an_upstream_s_passed_through_bytes() -> None:
+    # A local voice's piece, then an upstream's own bytes: the piece's held-back tail was sent after them.
+    local = _chunk(1.0, (Timing(0, 5, 0.1, 0.4),))
+    upstream = PcmChunk(np.zeros(0, np.float32), RATE, encoded=b"\x7f\x01" * 600)
+    parts = asyncio.run(_collect(_chunks(local, upstream)))
+    audio = b"".join(data for data, _ in parts)
+    assert len(audio) == 2 * int(1.0 * RATE) + 1200
+    assert audio.endswith(b"\x7f\x01" * 600)  # every local sample first, in order
+    assert np.abs(np.frombuffer(audio[:2 * RATE], np.int16) - local.samples * 32767).max() <= 1
+
+
 def test_sse_body_has_word_events_between_audio_and_a_done_event_last() -> None:
     async def body() -> list[dict[str, object]]:
         parts = with_words(_chunks(_chunk(1.0, (Timing(0, 5, 0.1, 0.4),)), _chunk(0.5, None)),

@@ -100,7 +100,10 @@ async def with_words(chunks: AsyncIterator[PcmChunk], encoder: Encoder,
         try:
             async for chunk in chunks:
                 pending.extend(track.add(chunk.timings))
-                if chunk.encoded is not None:  # an upstream's own bytes (no samples to hold back)
+                if chunk.encoded is not None:  # an upstream's own bytes (no samples to hold back), after the
+                    if held is not None and len(held.samples):  # samples held back from before them (a local
+                        yield held  # voice's), which are said first
+                    held = None
                     yield chunk
                     continue
                 samples = chunk.samples if held is None else np.concatenate([held.samples, chunk.samples])
