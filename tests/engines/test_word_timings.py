@@ -115,6 +115,25 @@ async def test_espeak_beyond_its_own_rate_is_timed_through_the_core_s_stretch(se
     assert shares == pytest.approx([t.start / (len(plain_audio) / rate) for t in plain], abs=0.08)
 
 
+@pytest.mark.parametrize("voice", [JOE, "hibari:heart", "kokoro:jf_alpha"])
+async def test_an_inline_override_is_one_word_timed_from_its_phonemes(service: SynthesisService, voice: str) -> None:
+    # The override's IPA reaches the engine as a [[block]]: Piper reads the block's phoneme words as its own and
+    # hibari places its sentence with the block in it, so the clause is timed from the model's durations (on both
+    # it was all estimated), and the override is one word of the client's text.
+    text = "Please run [kubectl](/kjuːb kənˈtɹoʊl/) now, then stop."
+    timings, audio, rate = await spoken(service, SynthesisRequest(text=text, voice=voice))
+    said = [text[t.start_char:t.end_char] for t in timings]
+    assert said == ["Please", "run", "[kubectl](/kjuːb kənˈtɹoʊl/)", "now,", "then", "stop."]
+    assert not any(t.estimated for t in timings), timings
+    end = 0.0
+    for t in timings:
+        assert end - 1e-6 <= t.start < t.end <= len(audio) / rate + 1e-3
+        end = t.end
+    override = timings[2]
+    assert override.end - override.start > 0.35  # two phoneme words' worth, not squeezed
+    assert rms(audio[int(override.start * rate):int(override.end * rate)]) > 0.02
+
+
 async def test_pico_timings_are_estimates(service: SynthesisService) -> None:
     text = "Good morning, everyone."
     timings, audio, rate = await spoken(service, SynthesisRequest(text=text, voice="pico:en-US"))

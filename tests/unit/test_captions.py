@@ -11,7 +11,7 @@ import webvtt
 
 from voxgate.core.captions import CuePolicy, WordTrack, caption_file, cues, to_srt, to_vtt, width, words, wrap
 from voxgate.core.types import Timing, word_spans
-from voxgate.text.ssml import shown
+from voxgate.text.shown import shown
 
 TEXT = "I paid 25 dollars, then left. Was it worth it? <Yes> & no."
 
@@ -137,6 +137,11 @@ def test_ssml_captions_show_the_words_not_the_markup() -> None:
     assert vtt[1].text == "Call AT&amp;T, x&lt;y ABC now."
     parsed = list(srt.parse(caption_file(doc, timed, "srt")))
     assert [c.content for c in parsed] == ["Hello world & friends.", "Call AT&T, x<y ABC now."]
+    # an inline override shows as its word
+    said = "Please run [kubectl](/kjuːb kənˈtɹoʊl/) now."
+    timed = words(said, [Timing(a, b, 0.4 * n, 0.4 * n + 0.3) for n, (a, b) in enumerate(word_spans(shown(said)))])
+    assert [w.text for w in timed] == ["Please", "run", "kubectl", "now."]
+    assert [c.text for c in cues(said, timed)] == ["Please run kubectl now."]
     # text that is not SSML shows as written, markup-like or not
     assert [w.text for w in words("a <b> c", _timings("a <b> c"))] == ["a", "<b>", "c"]
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from voxgate.core.types import Pcm, SynthesisRequest, Timing
 from voxgate.text.segment import abbreviation
-from voxgate.text.ssml import PAD, is_ssml, shown
+from voxgate.text.shown import PAD, shown
 
 if TYPE_CHECKING:
     from voxgate.core.service import SynthesisService
@@ -69,7 +69,7 @@ class WordTrack:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._shown = readable(text)  # (an SSML document's words without its markup, at the same offsets)
+        self._shown = shown(text)  # (an SSML document's or inline override's words, at the same offsets)
         self.words: list[Word] = []
         self._last_start = 0.0
 
@@ -91,12 +91,6 @@ class WordTrack:
             new.append(Word(stripped.replace(PAD, ""), begin, begin + len(stripped), start, end, estimated))
         self.words += new
         return new
-
-
-def readable(text: str) -> str:
-    """`text` as a reader sees it, at its own offsets: an SSML document without its markup (`ssml.shown`: tags
-    blanked, entities their characters followed by PAD, which is never shown); plain text as it is."""
-    return shown(text) if is_ssml(text) else text
 
 
 def words(text: str, timings: Iterable[Timing] | None) -> list[Word]:
@@ -158,7 +152,7 @@ def _abbreviated(word: str, after: str) -> bool:
 
 
 def cue_text(text: str, start_char: int, end_char: int) -> str:
-    """What a cue shows: the client's text (`readable`) from its first word to its last, white space collapsed
+    """What a cue shows: the client's text (`shown`) from its first word to its last, white space collapsed
     (so CJK stays unspaced and the punctuation between words stays)."""
     return " ".join(text[start_char:end_char].replace(PAD, "").split())
 
@@ -167,8 +161,8 @@ def cues(text: str, timed: Sequence[Word], policy: CuePolicy = CuePolicy()) -> l
     """Words grouped into cues: a sentence's end (not an abbreviation's ".") closes a cue; a cue that would grow
     past the policy's length or duration, or across a long pause, is closed first, at its last clause mark when
     it has one.
-    An SSML document's cues show its words, not its markup (`readable`)."""
-    text = readable(text)
+    An SSML document's cues show its words, not its markup (`shown`), an inline override its word."""
+    text = shown(text)
     ends = _trailing(text, timed)
     groups: list[list[int]] = []  # indexes into `timed`
     current: list[int] = []
@@ -177,9 +171,9 @@ def cues(text: str, timed: Sequence[Word], policy: CuePolicy = CuePolicy()) -> l
         return text[timed[i].start_char:ends[i]].replace(PAD, "").rstrip(_CLOSERS)
 
     def fits(group: list[int]) -> bool:
-        shown = cue_text(text, timed[group[0]].start_char, ends[group[-1]])
+        caption = cue_text(text, timed[group[0]].start_char, ends[group[-1]])
         return (timed[group[-1]].end - timed[group[0]].start <= policy.max_seconds
-                and wrap(shown, policy.max_chars, policy.max_lines) is not None)
+                and wrap(caption, policy.max_chars, policy.max_lines) is not None)
 
     for i, word in enumerate(timed):
         if current:
@@ -200,8 +194,8 @@ def cues(text: str, timed: Sequence[Word], policy: CuePolicy = CuePolicy()) -> l
         groups.append(current)
     made = []
     for g in groups:
-        shown = cue_text(text, timed[g[0]].start_char, ends[g[-1]])
-        lines = wrap(shown, policy.max_chars, policy.max_lines) or [shown]  # one word too long stays whole
+        caption = cue_text(text, timed[g[0]].start_char, ends[g[-1]])
+        lines = wrap(caption, policy.max_chars, policy.max_lines) or [caption]  # one word too long stays whole
         made.append(Cue(timed[g[0]].start, max(timed[g[-1]].end, timed[g[0]].start), "\n".join(lines),
                         tuple(timed[j] for j in g)))
     return made

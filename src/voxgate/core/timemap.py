@@ -26,7 +26,7 @@ import numpy as np
 
 from voxgate.core.types import Timing, Timings, shared_edges, word_spans
 from voxgate.text.normalize import Normalized, normalize_mapped
-from voxgate.text.ssml import shown
+from voxgate.text.shown import shown
 
 FALLBACK_WINDOW = 64  # characters past a segment's length searched when its text is not found as it is
 
@@ -131,7 +131,7 @@ class WordTimer:
         if found is not None:
             return found
         at = self.text.find(text, self._search) if text else -1
-        spans = word_spans(text)
+        spans = word_spans(shown(text, ssml=False)) if "](/" in text else word_spans(text)  # ([word](/ipa/): one)
         units = self.units
         known_units = len(units)
         if at >= 0:
@@ -142,7 +142,7 @@ class WordTimer:
             # document's text as it reads (`shown`: tags blanked, an entity its character, so "AT&amp;T" is one
             # word); the words are the document's, what was not matched (a say-as reading) has no place, and
             # its words are estimated between their neighbours
-            view = shown(self.text)
+            view = shown(self.text, ssml=True)
             base = align(text, view, self._search)
             known = np.flatnonzero(base >= 0)
             if len(known):

@@ -24,7 +24,7 @@ from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.ortsession import session_options
 from voxgate.engines.patched import patched_model
-from voxgate.engines.phonemes import split_blocks, to_misaki
+from voxgate.engines.phonemes import BLOCK, to_misaki
 from voxgate.engines.wordtiming import LEAD_FRAMES, edges_from_durations, start_at_first_sound, word_timings
 
 PREFIX = "hibari:"
@@ -125,9 +125,7 @@ class HibariLoadedVoice:
         rng = NormalDraws(np.random.default_rng(params.seed))
         timed = params.timings and self._timed  # word timings only when the caller reads them
         with self._engine._g2p_lock:
-            chunks = self._phonemize(text)
-            sentences = self._tts.split_sentences(text) if timed and "[[" not in text else []
-        spans = _sentence_spans(text, sentences) if timed and len(sentences) == len(chunks) else None
+            chunks, spans = self._phonemize(text, timed)
         for n, phonemes in enumerate(chunks):
             if not any(c.isalpha() for c in phonemes):
                 continue  # punctuation only: nothing to say
@@ -159,19 +157,46 @@ class HibariLoadedVoice:
         lh, th, ln, lr, phi, f0 = (o[0] for o in out[:6])
         return dsp.synth(lh, th, ln, lr, phi, f0, rng), np.asarray(out[6]).ravel()
 
-    def _phonemize(self, text: str) -> list[str]:
-        """hibari's phoneme strings, one per sentence, with `[[ipa]]` blocks joined into their sentence."""
+    def _phonemize(self, text: str, timed: bool) -> tuple[list[str], list[tuple[int, int]] | None]:
+        """hibari's phoneme strings, one per sentence, with `[[ipa]]` blocks joined into their sentence; with
+        `timed`, also where each sentence is in `text` (None when a sentence cannot be placed): a block's
+        place is its own `[[…]]`, whose words are the block's phoneme words."""
         if "[[" not in text:
-            return list(self._tts.phonemize(text))
+            chunks = list(self._tts.phonemize(text))
+            sentences = self._tts.split_sentences(text) if timed else []
+            return chunks, _sentence_spans(text, sentences) if timed and len(sentences) == len(chunks) else None
         chunks: list[str] = []
+        spans: list[tuple[int, int]] | None = [] if timed else None
         glue = False  # the last chunk may go on: a block or text without a sentence end came last
-        for piece, ipa in split_blocks(text):
-            found = [to_misaki(piece)] if ipa else list(self._tts.phonemize(piece))
-            if found and chunks and glue:
-                chunks[-1] = f"{chunks[-1]} {found.pop(0)}"
-            chunks += found
-            glue = ipa or not piece.rstrip().endswith((".", "!", "?"))
-        return [c for c in chunks if c]
+        pos = 0
+        for match in (*BLOCK.finditer(text), None):
+            pieces = [(pos, text[pos:match.start() if match else len(text)], False)]
+            if match is not None:
+                pieces.append((match.start(), match.group(), True))
+                pos = match.end()
+            for start, piece, ipa in pieces:
+                if not piece:
+                    continue
+                found = [to_misaki(piece[2:-2].strip())] if ipa else list(self._tts.phonemize(piece))
+                where: list[tuple[int, int]] | None = [(start, start + len(piece))] if ipa else None
+                if spans is not None and not ipa:
+                    sentences = self._tts.split_sentences(piece)
+                    located = _sentence_spans(piece, sentences) if len(sentences) == len(found) else None
+                    where = [(a + start, b + start) for a, b in located] if located is not None else None
+                if spans is not None and where is None:
+                    spans = None  # a sentence not found: the words are estimated
+                if found and chunks and glue:
+                    chunks[-1] = f"{chunks[-1]} {found.pop(0)}"
+                    if spans is not None and where:
+                        spans[-1] = (spans[-1][0], where.pop(0)[1])
+                chunks += found
+                if spans is not None and where is not None:
+                    spans += where
+                glue = ipa or not piece.rstrip().endswith((".", "!", "?"))
+        keep = [n for n, c in enumerate(chunks) if c]
+        if spans is not None and len(spans) != len(chunks):
+            spans = None
+        return [chunks[n] for n in keep], [spans[n] for n in keep] if spans is not None else None
 
     def close(self) -> None:
         """Drop the session; onnxruntime frees it with the last reference."""

@@ -53,6 +53,7 @@ READINGS_KEPT = 4096  # words whose reading a loaded voice remembers
 MIN_MATCH = 0.5  # similarity below which a text word and the phonemes at hand are not taken as the same word
 _VOWELS = re.compile("[aeiouyæɐɑɒɔəɘɚɛɜɝɞɤɨɪɯɵøœɶʉʊʌʏ]+")
 MERGED = 3  # most text words espeak-ng says as one phoneme word ("from the" → fɹʌmðə)
+_TEXT_WORD = re.compile(r"\[\[([^\[\]]*)\]\]|\S+")  # a phoneme block (its IPA), or a word of the text
 
 
 def _sounded(phoneme: str) -> bool:
@@ -97,7 +98,10 @@ class WordAligner:
     """
 
     def __init__(self, text: str, reading: Callable[[str], list[str]]) -> None:
-        self._words = deque((m.start(), m.end(), reading(m.group())) for m in re.finditer(r"\S+", text))
+        # A `[[ipa]]` block (a lexicon entry, an inline override, SSML <phoneme>) is one text word, read as the
+        # phoneme words it spells, as Piper says them; any other run of non-space characters as `reading` says.
+        self._words = deque((m.start(), m.end(), [w for _, _, w in phoneme_words(list(m.group(1)))]
+                             if m.group(1) is not None else reading(m.group())) for m in _TEXT_WORD.finditer(text))
 
     def take(self, spoken: Sequence[tuple[int, int, str]], rate: int) -> list[Timing] | None:
         """Timings of the text words said by one sentence's phoneme words (sample spans, bare phonemes); None

@@ -12,7 +12,6 @@ well-formed is an InvalidInput naming the line and column.
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from dataclasses import dataclass, replace
@@ -64,25 +63,6 @@ def is_ssml(text: str) -> bool:
         return "<speak" in head[:4096]
     head = head[:7]
     return head.startswith("<speak") and (len(head) == 6 or head[6] in "> \t\n\r/")
-
-
-_MARKUP = re.compile(r"<[^>]*>|&#?\w+;")
-PAD = "\x00"  # fills an entity's place after its character in `shown`: not in any XML document's text
-
-
-def shown(document: str) -> str:
-    """What an SSML document shows a reader, at the document's own offsets (word timings point into the
-    document): its tags blanked to spaces, each entity its character followed by PAD to the entity's length
-    ("AT&amp;T" → "AT&" + 4 × PAD + "T", one word, shown as "AT&T" once PAD is dropped). An entity for a space,
-    or one that is not known, is blanked as a tag is."""
-    def one(match: re.Match[str]) -> str:
-        found = match.group()
-        if found[0] == "&":
-            char = html.unescape(found)
-            if len(char) == 1 and char != found and not char.isspace():
-                return char + PAD * (len(found) - 1)
-        return " " * len(found)
-    return _MARKUP.sub(one, document)
 
 
 def starts_ssml(text: str) -> bool | None:
