@@ -57,8 +57,11 @@ def test_hibari_joins_blocks_into_their_sentence() -> None:
     voice = next(v for v in engine.voices() if v.id == VOICE_ID)
     loaded = engine.load(voice, threads=1)
     try:
-        chunks = loaded._phonemize("I like [[vˈɑksɡeɪt]] a lot. Next one.")
+        text = "I like [[vˈɑksɡeɪt]] a lot. Next one."
+        chunks, spans = loaded._phonemize(text, True)
         assert len(chunks) == 2 and "vˈɑksɡAt" in chunks[0], chunks
+        assert spans is not None and [text[a:b] for a, b in spans] == ["I like [[vˈɑksɡeɪt]] a lot.", "Next one."]
+        assert loaded._phonemize(text, False) == (chunks, None)  # placed only for timings
         plain, block, spelled = (seconds(loaded, t) for t in
                                  ("Hi cat.", f"Hi [[{ELEPHANTS_IPA}]].", "Hi elephant elephant elephant."))
         assert block > plain + 0.6 and abs(block - spelled) < 0.3 * spelled, (plain, block, spelled)
