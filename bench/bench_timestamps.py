@@ -9,7 +9,10 @@ VoiceInfo a registration makes) speaks the 20 too. Every clip is transcribed by 
 temperature 0, no conditioning on earlier text, Silero VAD with a 100 ms pad so leading silence is not
 counted into the first word), and each word both name is compared. A second Whisper reference ("forced")
 runs faster-whisper's own word-timestamp step on the words the clip says (the text as voxgate reads it, so
-"87" is eighty-seven), which takes recognition out of the comparison:
+"87" is eighty-seven), which takes recognition out of the comparison. A third reference, of another kind,
+is PocketSphinx's forced alignment ("sphinx": CMU Sphinx's HMM decoder with the US English acoustic model
+and dictionary in the pocketsphinx wheel, Viterbi over each word's phones in 10 ms frames) of the same
+words; bench_timestamps_truth measures each reference's own error against known starts:
 
 - start error: |voxgate's start − Whisper's start| per matched word (median and 95th percentile, ms);
 - coverage: every word of the input text timed exactly once, in order, with non-overlapping times;
@@ -195,24 +198,97 @@ def forced_words(whisper, audio: np.ndarray, rate: int, text: str) -> list[tuple
     segment = {"seek": 0, "start": 0.0, "end": frames * whisper.feature_extractor.time_per_frame,
                "tokens": tokenizer.encode(" " + said.text)}
     whisper.add_word_timestamps([[segment]], tokenizer, encoded, frames, PREPEND, APPEND, 0.0)
-    spans = word_spans(text)
-    found: dict[int, float] = {}
+    placed: list[tuple[int, float]] = []  # (offset in said.text, start)
     pos = 0
     for w in segment.get("words", []):
         at = said.text.find(w["word"].strip(), pos)
         if at < 0:
             continue
         pos = at + len(w["word"].strip())
+        placed.append((at, float(w["start"])))
+    return on_our_words(text, said, placed)
+
+
+def on_our_words(text: str, said, placed: list[tuple[int, float]]) -> list[tuple[int, float]]:  # type: ignore[no-untyped-def]
+    """(offset in `text` of our word, start) from a reference's (offset in `said.text`, start) of the words it
+    aligned on `said` (`text` as voxgate reads it, `normalize_mapped`): each of our words takes the start of
+    the first of them that came from it ("87": "eighty", not "seven")."""
+    spans = word_spans(text)
+    found: dict[int, float] = {}
+    for at, start in placed:
         source = int(said.starts[at])
         for s, e in spans:
             if s <= source < e:
-                found.setdefault(s, float(w["start"]))
+                found.setdefault(s, start)
+                break
     return sorted(found.items())
+
+
+@dataclass
+class Sphinx:
+    """PocketSphinx (CMU Sphinx's HMM decoder, the pocketsphinx wheel with its US English acoustic model and
+    CMU dictionary inside: offline) in forced-alignment mode: a second independent aligner, of a different
+    kind from Whisper's attention DTW. It places each word by Viterbi over the word's phones (10 ms frames),
+    with optional silence between words; against bench_timestamps_truth's known starts it is ~20 ms early
+    (docs/timestamps.md), where Whisper base is 275–850 ms."""
+
+    decoder: object
+    words: frozenset[str]  # the dictionary's words: a clip with another cannot be aligned
+    missing: list[str] = field(default_factory=list)  # words of clips left out, for the report
+
+
+def load_sphinx() -> Sphinx:
+    import pocketsphinx
+
+    decoder = pocketsphinx.Decoder(lm=None, samprate=16000, loglevel="FATAL")  # the wheel's en-us model
+    path = Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict"
+    words = frozenset(re.sub(r"\(\d+\)$", "", line.split(" ", 1)[0]) for line in path.read_text().splitlines())
+    return Sphinx(decoder, words)
+
+
+def sphinx_tokens(said_text: str) -> list[tuple[int, str]]:
+    """(offset, dictionary spelling) of each word PocketSphinx is given to align: letters and apostrophes,
+    lower case (the text as voxgate reads it has its digits and symbols written out)."""
+    out = []
+    for m in re.finditer(r"[A-Za-z']+", said_text):
+        word = m.group().lower().strip("'")
+        if word:
+            out.append((m.start() + len(m.group()) - len(m.group().lstrip("'")), word))
+    return out
+
+
+def sphinx_words(sphinx: Sphinx, audio: np.ndarray, rate: int, text: str) -> list[tuple[int, float]]:
+    """(offset in `text` of our word, PocketSphinx's start) from a forced alignment of the words the clip says
+    (`text` as voxgate reads it, as `forced_words`). [] when a word is not in its dictionary (noted in
+    `sphinx.missing`) or the alignment does not come back word for word."""
+    from voxgate.text.normalize import normalize_mapped
+
+    said = normalize_mapped(text, "en-US")
+    tokens = sphinx_tokens(said.text)
+    unknown = [w for _, w in tokens if w not in sphinx.words]
+    if unknown or not tokens:
+        sphinx.missing += unknown or [text]
+        return []
+    resampler = Resampler(rate, 16000)
+    audio16 = np.concatenate([resampler.process(audio), resampler.flush()])
+    decoder = sphinx.decoder
+    decoder.set_align_text(" ".join(w for _, w in tokens))  # type: ignore[attr-defined]
+    decoder.start_utt()  # type: ignore[attr-defined]
+    decoder.process_raw((np.clip(audio16, -1.0, 1.0) * 32767).astype(np.int16).tobytes(),  # type: ignore[attr-defined]
+                        full_utt=True)
+    decoder.end_utt()  # type: ignore[attr-defined]
+    segments = decoder.seg()  # type: ignore[attr-defined]  # (None: the search found no alignment)
+    aligned = [(re.sub(r"\(\d+\)$", "", seg.word), seg.start_frame / 100.0)  # 10 ms frames; "the(2)": a variant
+               for seg in segments or () if not seg.word.startswith(("<", "["))]
+    if [w for w, _ in aligned] != [w for _, w in tokens]:
+        sphinx.missing.append(text)
+        return []
+    return on_our_words(text, said, [(at, start) for (at, _), (_, start) in zip(tokens, aligned, strict=True)])
 
 
 def forced_errors(case: Case, starts: list[tuple[int, float]],
                   timings: list[Timing] | None = None) -> list[tuple[int, float]]:
-    """(index of our word, start error ours − Whisper's forced start)."""
+    """(index of our word, start error ours − the reference's start) for a forced reference's (offset, start)."""
     timings = case.timings if timings is None else timings
     index = {t.start_char: n for n, t in enumerate(timings)}
     return [(index[s], timings[index[s]].start - start) for s, start in starts if s in index]
@@ -303,15 +379,20 @@ class Scored:
     snapped: Timings
     forced: list[tuple[int, float]]
     forced_signed: list[tuple[int, float]]
+    aligned: list[tuple[int, float]] = field(default_factory=list)  # PocketSphinx's (offset, start)
+    aligned_signed: list[tuple[int, float]] = field(default_factory=list)  # (our word, ours − its start)
 
 
-def score(whisper, case: Case, forced: bool = True) -> Scored:  # type: ignore[no-untyped-def]
-    """Whisper's word starts for `case`'s audio and our errors against them (the one scoring both benches use)."""
+def score(whisper, case: Case, forced: bool = True,  # type: ignore[no-untyped-def]
+          sphinx: Sphinx | None = None) -> Scored:
+    """Whisper's word starts for `case`'s audio and our errors against them, and with `sphinx` PocketSphinx's
+    forced alignment's (the one scoring both benches use)."""
     assert case.audio is not None
     heard = whisper_words(whisper, case.audio, case.rate)
     starts = forced_words(whisper, case.audio, case.rate, case.text) if forced else []
+    aligned = sphinx_words(sphinx, case.audio, case.rate, case.text) if sphinx is not None else []
     return Scored(heard, errors(case, heard), snap_to_sound(tuple(case.timings), case.audio, case.rate),
-                  starts, forced_errors(case, starts))
+                  starts, forced_errors(case, starts), aligned, forced_errors(case, aligned))
 
 
 def plan(quick: bool, only: str | None) -> list[tuple[str, float, str]]:
@@ -339,6 +420,7 @@ def common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", default=None, help="only voices whose id contains this")
     parser.add_argument("--json", default=None, help="write the results here")
     parser.add_argument("--no-forced", action="store_true", help="skip the forced Whisper reference")
+    parser.add_argument("--no-sphinx", action="store_true", help="skip the PocketSphinx forced-alignment reference")
 
 
 def overhead(engines: dict, threads: int, runs: int,  # type: ignore[type-arg]
@@ -505,6 +587,7 @@ def main() -> None:
         return
     instrument()
     whisper = load_whisper(args.threads)
+    sphinx = None if args.no_sphinx else load_sphinx()
     cases = [Case(voice, speed, text) for voice, speed, text in plan(args.quick, args.only)]
 
     async def run_all() -> None:
@@ -544,7 +627,7 @@ def main() -> None:
             words = estimated = 0
             for case in mine:
                 assert case.audio is not None
-                scored = score(whisper, case, forced=not args.no_forced)
+                scored = score(whisper, case, forced=not args.no_forced, sphinx=sphinx)
                 heard, signed, snapped = scored.heard, scored.signed, list(scored.snapped)
                 kind = kinds(case)
                 add("whisper", [e for _, e in signed])
@@ -564,13 +647,19 @@ def main() -> None:
                 add(f"forced_speed_{case.speed}", [e for _, e in fsigned])
                 for k, e in fsigned:
                     add(f"forced_kind_{kind[k]}", [e])
+                add("sphinx", [e for _, e in scored.aligned_signed])
+                add(f"sphinx_speed_{case.speed}", [e for _, e in scored.aligned_signed])
+                for k, e in scored.aligned_signed:
+                    add(f"sphinx_kind_{kind[k]}", [e])
                 marks = onsets(case.audio, case.rate)
                 add("onset_forced", onset_errors([s for _, s in forced], marks))
+                add("onset_sphinx", onset_errors([s for _, s in scored.aligned], marks))
                 add("onset", onset_errors([t.start for t in case.timings], marks))
                 add(f"onset_speed_{case.speed}", onset_errors([t.start for t in case.timings], marks))
                 if case.before is not None and len(case.before) == len(case.timings):
                     add("whisper_before", [e for _, e in errors(case, heard, case.before)])
                     add("forced_before", [e for _, e in forced_errors(case, forced, case.before)])
+                    add("sphinx_before", [e for _, e in forced_errors(case, scored.aligned, case.before)])
                     add(f"before_speed_{case.speed}", [e for _, e in errors(case, heard, case.before)])
                     add("onset_before", onset_errors([t.start for t in case.before], marks))
                 add("onset_joined", onset_errors([t.start for t in joined(case.timings)], marks))
@@ -583,6 +672,12 @@ def main() -> None:
             rows[voice] = row
             print(f"{voice}: clips {len(mine)} words {words} coverage {cover:.0%} estimated {estimated}", flush=True)
             tally.print(16)
+            for ref in ("whisper", "forced", "sphinx"):
+                st = row.get(ref)
+                if st and st["n"]:
+                    met = st["median"] <= 1000 * MEDIAN_TARGET and st["p95"] <= 1000 * P95_TARGET
+                    print(f"    against {ref}: median {st['median']} / p95 {st['p95']} ms over {st['n']} words: "
+                          f"target {'met' if met else 'missed'}", flush=True)
         worst.sort(reverse=True)
         print("largest |errors| against Whisper:", flush=True)
         for e, voice, speed, kind, word in worst[:15]:
@@ -591,6 +686,9 @@ def main() -> None:
         for voice, speed, kind, word, e, start, text in outliers:
             print(f"    {voice:18} speed {speed} {kind:12} {word!r:14} {1000 * e:+5.0f} ms at {start:.2f} s "
                   f"in {text!r}", flush=True)
+        if sphinx is not None and sphinx.missing:
+            print(f"left out of the PocketSphinx reference (words not in its dictionary, or clips it could not "
+                  f"align): {sphinx.missing}", flush=True)
         print(f"core mapping: {mapping:.3f} s over {synth:.1f} s of synthesis = {mapping / synth:.2%}", flush=True)
         extra = overhead(engines, args.threads, args.runs) if not (args.only or args.no_overhead) else {}
         result = {"voices": rows, "core_mapping_share": mapping / synth, "engine_overhead": extra,

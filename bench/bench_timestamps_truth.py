@@ -11,12 +11,15 @@ chunk's loudest), placed at the chunk's offset in the joined clip. Measured on t
   joined clip, start − truth;
 - forced: faster-whisper's word-timestamp step on the words the clip says (bench_timestamps' "forced"),
   start − truth;
+- sphinx: PocketSphinx's forced alignment of the words the clip says (bench_timestamps' second independent
+  aligner, an HMM one), start − truth;
 - ours: voxgate's start of the word (the chunk's own timings, moved by the chunk's offset) − truth;
 - ours_durations (Kokoro, hibari): the same with the first word not moved to the piece's first sound
   (`start_at_first_sound` off): what the durations alone give, the mechanism every later word's start uses.
 
 On the joined clip's other words (inside a chunk: connected speech, truth unknown) it reports how far
-Whisper and we disagree, for comparison with the disagreement on the words whose truth is known.
+Whisper and we disagree (PocketSphinx and we too), for comparison with the disagreement on the words whose
+truth is known.
 
     .venv/bin/python bench/bench_timestamps_truth.py [--quick] [--only piper] [--json out.json]
 """
@@ -35,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from bench_timestamps import Case, Tally, build_service, common_args, plan, score, speak  # noqa: E402
+from bench_timestamps import Case, Tally, build_service, common_args, load_sphinx, plan, score, speak  # noqa: E402
 from voxgate.core.types import Timing, word_spans  # noqa: E402
 from voxgate.engines.wordtiming import first_sound  # noqa: E402
 
@@ -112,6 +115,7 @@ def main() -> None:
 
     service, pool, _engines = build_service(args.threads)
     whisper = load_whisper(args.threads)
+    sphinx = None if args.no_sphinx else load_sphinx()
     clips = plan(args.quick, args.only)
     results: dict[str, dict] = {}  # type: ignore[type-arg]
     worst: list[tuple[float, str, str, float, str, float, float]] = []
@@ -132,7 +136,7 @@ def main() -> None:
             for _, speed, (case, truth, firsts, plain_timings) in made:
                 text = case.text
                 true_at = dict(zip(firsts, truth, strict=True))
-                scored = score(whisper, case, forced=not args.no_forced)
+                scored = score(whisper, case, forced=not args.no_forced, sphinx=sphinx)
                 versus = dict(scored.signed)  # word → ours − Whisper's
                 snapped = scored.snapped
                 for k, t in true_at.items():
@@ -157,6 +161,13 @@ def main() -> None:
                 for k, t in true_at.items():
                     if k in forced:
                         add("forced", [case.timings[k].start - forced[k] - t])
+                aligned = dict(scored.aligned_signed)  # word → ours − PocketSphinx's
+                for k, t in true_at.items():
+                    if k in aligned:
+                        add("sphinx", [case.timings[k].start - aligned[k] - t])
+                        add(f"sphinx_speed_{speed}", [case.timings[k].start - aligned[k] - t])
+                        add("ours_vs_sphinx_known", [aligned[k]])
+                add("ours_vs_sphinx_inside", [e for k, e in aligned.items() if k not in true_at])
             results[voice] = tally.rows()
             print(f"{voice}:", flush=True)
             tally.print(28)
