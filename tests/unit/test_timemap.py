@@ -388,6 +388,15 @@ async def test_parts_ssml_and_dialect_segments_map_to_the_text_the_client_sent(s
     assert [t.estimated for t in timings] == [False, False, True, False, False]
     assert (timings[2].start, timings[2].end) == pytest.approx((timings[1].end, timings[3].start))
     _in_order(timings, total)
+    # a sub alias longer than its word: the alias's words are all said in the word's time (it had "World" only,
+    # and "Wide Web" were in no word's time)
+    doc = '<speak>Visit the <sub alias="World Wide Web">WWW</sub> today.</speak>'
+    timings, total = await _timed(service, SynthesisRequest(text=doc, voice="a"))
+    assert words(doc, timings) == ["Visit", "the", "WWW", "today."]
+    assert not timings[2].estimated
+    assert timings[3].start - timings[2].end < 0.05  # no stretch of speech in no word's time
+    assert timings[2].end - timings[2].start > 2.5 * (timings[1].end - timings[1].start)
+    _in_order(timings, total)
     # an entity inside a word keeps it one word (it was blanked to spaces: "AT" and "T." timed apart)
     doc = "<speak>Call AT&amp;T. Now.</speak>"
     timings, total = await _timed(service, SynthesisRequest(text=doc, voice="a"))

@@ -41,6 +41,24 @@ def copied_at(a: str, b: str, start: int = 0) -> int:
     return j if b.startswith(a, j) else -1
 
 
+def _said_on(base: np.ndarray, text: str, starts: list[int]) -> np.ndarray:
+    """`base` (each character of the spoken `text`: its place in the document, -1 for none) with the letters
+    said between a word's last placed letter and the next word's first placed one given to the first word: a
+    `<sub alias>` longer than its word ("World Wide Web" for "WWW": "WWW" is placed on "World" alone, and
+    "Wide Web" would be said in no word's time). Not when a word lies between the two (a `<say-as>` reading
+    matches nothing of its word, whose time is then estimated between its neighbours)."""
+    placed = [i for i in np.flatnonzero(base >= 0).tolist() if not text[i].isspace()]
+    out = base
+    for a, b in itertools.pairwise(placed):
+        if b - a > 1 and bisect_right(starts, int(base[b])) - bisect_right(starts, int(base[a])) <= 1:
+            if out is base:
+                out = base.copy()
+            for i in range(a + 1, b):
+                if not text[i].isspace():
+                    out[i] = base[a]
+    return out
+
+
 def align(a: str, b: str, start: int = 0) -> np.ndarray:
     """For each character of `a`, the index of the same character in `b` at or after `start`, or -1.
 
@@ -141,14 +159,17 @@ class WordTimer:
         else:  # not there as it is (SSML: entities, say-as, sub): matched character by character to the
             # document's text as it reads (`shown`: tags blanked, an entity its character, so "AT&amp;T" is one
             # word); the words are the document's, what was not matched (a say-as reading) has no place, and
-            # its words are estimated between their neighbours
+            # its words are estimated between their neighbours; what was said past a word's matched part (a sub
+            # alias) is that word's (`_said_on`)
             view = shown(self.text, ssml=True)
             base = align(text, view, self._search)
             known = np.flatnonzero(base >= 0)
             if len(known):
                 lo, hi = int(base[known[0]]), int(base[known[-1]]) + 1
-                units += word_spans(view[lo:hi], lo)
+                found = word_spans(view[lo:hi], lo)
+                units += found
                 self._search = hi
+                base = _said_on(base, text, [s for s, _ in found])
         # A source is looked for after where the last one was placed, so its words (in order) follow theirs; the
         # one place they could be out of order is where they meet (checked there, not over every word again)
         if 0 < known_units < len(units) and units[known_units - 1] >= units[known_units]:
