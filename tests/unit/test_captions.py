@@ -118,6 +118,10 @@ def test_cjk_lines_are_not_broken_inside_a_latin_word_or_a_number() -> None:
     assert cue.text.split("\n") == ["我觉得这本书真的很好看", "Internationalization这个词很长很长。"]
     assert wrap("一二三四五六七八九十1234567890123456一二三四五六七八九十", 42) == [
         "一二三四五六七八九十", "1234567890123456一二三四五六七八九十"]  # the number kept whole (was split 8 + 8)
+    # a Latin word longer than a line is never cut (was "aaa…a\naaa…a": text without a space read as CJK)
+    assert wrap("a" * 43, 42) is None
+    (long_word,) = cues("a" * 43 + ".", words("a" * 43 + ".", [Timing(0, 44, 0.0, 1.0)]))
+    assert long_word.text == "a" * 43 + "."  # one line, whole
     assert [len(line) for line in wrap("一二三四五六七八九十" * 2 + "一二三", 42) or []] == [11, 12]  # any two CJK
     # characters may part, as before
 

@@ -159,9 +159,10 @@ QUIET = 0.02  # of the loudest sample: quieter is silence around speech, for est
 
 def word_spans(text: str, base: int = 0) -> list[tuple[int, int]]:
     """The [start, end) spans of the words of `text`, moved by `base`: runs of non-space characters with a
-    letter or digit in them ("25", "$3.50", "Dr.", "don't,"); every Chinese or Japanese ideograph or kana
-    is a word of its own, with the punctuation that follows it, and the opening brackets or quotes before it
-    ("。「あ": "。" ends the word before, "「あ" is one), which a run of other characters stops short of."""
+    letter or digit in them ("25", "$3.50", "Dr.", "don't,"); every Chinese or Japanese ideograph or kana (and
+    Korean Hangul syllable) is a word of its own, with the punctuation that follows it, and the opening brackets
+    or quotes before it ("。「あ": "。" ends the word before, "「あ" is one), which a run of other characters
+    stops short of."""
     if _ANY_CJK.search(text) is None:  # (most text: each word one match, with no second look for a letter)
         if base:
             return [(m.start() + base, m.end() + base) for m in _WORD.finditer(text)]
