@@ -11,7 +11,7 @@ import webvtt
 
 from voxgate.core.captions import CuePolicy, WordTrack, caption_file, cues, to_srt, to_vtt, width, words, wrap
 from voxgate.core.types import Timing, word_spans
-from voxgate.text.shown import shown
+from voxgate.text.shown import PAD, shown
 
 TEXT = "I paid 25 dollars, then left. Was it worth it? <Yes> & no."
 
@@ -101,6 +101,15 @@ def test_an_abbreviation_s_full_stop_ends_no_cue() -> None:
                      "Then left."]
 
 
+def test_the_abbreviation_rule_reads_past_spaces_and_stops_at_a_line_break() -> None:
+    for text, expect in [("See No.   5 now. Then go.", ["See No. 5 now.", "Then go."]),
+                         ("The price went up.   and then it fell.", ["The price went up. and then it fell."]),
+                         ("It ended.\nand then it began.", ["It ended.", "and then it began."]),
+                         ("Ask Dr.\nWho came.", ["Ask Dr. Who came."])]:  # a title before a break stays
+        timed = words(text, _timings(text, 0.2))
+        assert [c.text for c in cues(text, timed, CuePolicy(max_chars=80, max_lines=1))] == expect, text
+
+
 def test_an_opening_quote_starts_the_next_sentence_s_cue() -> None:
     text = "持って行ってください。「ありがとう」と彼は言った。"
     spans = word_spans(text)
@@ -118,6 +127,9 @@ def test_cjk_lines_are_not_broken_inside_a_latin_word_or_a_number() -> None:
     assert cue.text.split("\n") == ["我觉得这本书真的很好看", "Internationalization这个词很长很长。"]
     assert wrap("一二三四五六七八九十1234567890123456一二三四五六七八九十", 42) == [
         "一二三四五六七八九十", "1234567890123456一二三四五六七八九十"]  # the number kept whole (was split 8 + 8)
+    assert wrap("円周率は3.14159265です", 14) == ["円周率は", "3.14159265です"]  # not after its "." (was "3." |)
+    assert wrap("値は1,000,000円です", 14) == ["値は1,000,000", "円です"]
+    assert wrap("答えはdon'tです本当", 12) == ["答えはdon't", "です本当"]  # (was "答えはdon'" | "tです本当" at 10)
     # a Latin word longer than a line is never cut (was "aaa…a\naaa…a": text without a space read as CJK)
     assert wrap("a" * 43, 42) is None
     (long_word,) = cues("a" * 43 + ".", words("a" * 43 + ".", [Timing(0, 44, 0.0, 1.0)]))
@@ -141,6 +153,15 @@ def test_ssml_captions_show_the_words_not_the_markup() -> None:
     assert vtt[1].text == "Call AT&amp;T, x&lt;y ABC now."
     parsed = list(srt.parse(caption_file(doc, timed, "srt")))
     assert [c.content for c in parsed] == ["Hello world & friends.", "Call AT&T, x<y ABC now."]
+    # a full stop right after a closing tag stays its word's, and ends the sentence's cue
+    doc = '<speak>Visit the <sub alias="World Wide Web">WWW</sub>. Then <emphasis>go</emphasis>! Home.</speak>'
+    spans = word_spans(shown(doc))
+    timed = words(doc, [Timing(a, b, 0.4 * n, 0.4 * n + 0.3) for n, (a, b) in enumerate(spans)])
+    assert [w.text for w in timed] == ["Visit", "the", "WWW.", "Then", "go!", "Home."]
+    assert [c.text for c in cues(doc, timed)] == ["Visit the WWW.", "Then go!", "Home."]
+    # character references as XML reads them (not HTML's 128–159 remapping); unknown entities blanked
+    assert shown("<speak>&#x80;&#233;t&#xe9; &bogus; x</speak>")[7:] == "\x80" + PAD * 5 + "é" + PAD * 5 + "t" + \
+        "é" + PAD * 5 + " " * 8 + " x" + " " * 8
     # an inline override shows as its word
     said = "Please run [kubectl](/kjuːb kənˈtɹoʊl/) now."
     timed = words(said, [Timing(a, b, 0.4 * n, 0.4 * n + 0.3) for n, (a, b) in enumerate(word_spans(shown(said)))])

@@ -78,6 +78,14 @@ def test_word_spans_are_the_words_their_definition_gives_on_random_text() -> Non
             assert word_spans(text, base) == [(a + base, b + base) for a, b in _reference_words(text)], repr(text)
 
 
+@pytest.mark.timeout(20)
+def test_word_spans_read_long_runs_of_opening_marks_in_one_pass() -> None:
+    # Each opening mark looked ahead over the whole run after it: 100,000 of them took 51 s (quadratic).
+    text = "日" + "(" * 100_000 + "a 「日"
+    assert word_spans(text) == [(0, 1), (1, 100_002), (100_003, 100_005)]
+    assert word_spans("a" + "(" * 50_000 + "x日") == [(0, 50_002), (50_002, 50_003)]
+
+
 def test_align_skips_squeezed_space_and_falls_back_to_a_diff_for_rewrites() -> None:
     assert align("a b", "a  \n b").tolist() == [0, 1, 5]
     out = align("the colour red", "the color red", 0)  # a lexicon entry changed a word
@@ -396,6 +404,14 @@ async def test_parts_ssml_and_dialect_segments_map_to_the_text_the_client_sent(s
     assert not timings[2].estimated
     assert timings[3].start - timings[2].end < 0.05  # no stretch of speech in no word's time
     assert timings[2].end - timings[2].start > 2.5 * (timings[1].end - timings[1].start)
+    _in_order(timings, total)
+    # an alias whose first words come before its word's own letters ("the UN" for "UN"): they are the word's,
+    # not the word before's
+    doc = '<speak>He works at <sub alias="the UN">UN</sub> now.</speak>'
+    timings, total = await _timed(service, SynthesisRequest(text=doc, voice="a"))
+    assert words(doc, timings) == ["He", "works", "at", "UN", "now."]
+    assert timings[2].end - timings[2].start == pytest.approx(timings[1].end - timings[1].start)  # "at" alone
+    assert timings[3].end - timings[3].start > 1.5 * (timings[2].end - timings[2].start)  # "the UN"
     _in_order(timings, total)
     # an entity inside a word keeps it one word (it was blanked to spaces: "AT" and "T." timed apart)
     doc = "<speak>Call AT&amp;T. Now.</speak>"

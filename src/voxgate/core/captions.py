@@ -128,7 +128,7 @@ def wrap(text: str, max_chars: int, max_lines: int = 2) -> list[str] | None:
     best: tuple[bool, int, list[str]] | None = None  # (not after a punctuation mark, widest line, lines)
     for at in range(1, len(text)):
         if (text[at] != " ") if spaced else not (text[at].isalnum() and text[at - 1] != " ") or (
-                text[at - 1].isalnum() and width(text[at - 1]) == 1 and width(text[at]) == 1):
+                width(text[at - 1]) == 1 and width(text[at]) == 1):  # (inside "3.14", "1,000", "don't")
             continue
         head, tail = text[:at].rstrip(), text[at:].lstrip()
         if not head or not tail or width(head) > max_chars:
@@ -142,13 +142,22 @@ def wrap(text: str, max_chars: int, max_lines: int = 2) -> list[str] | None:
     return best[2] if best is not None else None
 
 
-def _abbreviated(word: str, after: str) -> bool:
-    """True when `word`'s final "." is an abbreviation's by the segmenter's rule ("Dr.", "J.", "No. 5"), or a
-    lower-case word follows: then it ends no sentence, and no cue (`after`: the text right after the word)."""
+def _abbreviated(word: str, text: str, end: int) -> bool:
+    """True when `word`'s final "." (the word ends at `end` in `text`) is an abbreviation's by the segmenter's
+    rule: a title or a single capital ("Dr.", "J."), or, on the same line, a numbering word before a number
+    ("No. 5") or any word before a lower-case one. Then it ends no sentence, and no cue."""
     if not word.endswith(".") or word.endswith(".."):
         return False
-    following = after.lstrip()
-    return following[:1].islower() or abbreviation(word[:-1].lstrip(_OPENERS), following)
+    bare = word[:-1].lstrip(_OPENERS)
+    if abbreviation(bare):
+        return True
+    at = end
+    while at < len(text) and (text[at].isspace() or text[at] == PAD):
+        if text[at] in "\n\r":  # a line break ends the sentence (the segmenter's rule)
+            return False
+        at += 1
+    following = text[at:at + 1]
+    return following.islower() or abbreviation(bare, following)
 
 
 def cue_text(text: str, start_char: int, end_char: int) -> str:
@@ -187,7 +196,7 @@ def cues(text: str, timed: Sequence[Word], policy: CuePolicy = CuePolicy()) -> l
                     groups.append(current)
                     current = []
         current.append(i)
-        if said(i).endswith(SENTENCE_ENDS) and not _abbreviated(said(i), text[ends[i]:ends[i] + 3]):
+        if said(i).endswith(SENTENCE_ENDS) and not _abbreviated(said(i), text, ends[i]):
             groups.append(current)
             current = []
     if current:

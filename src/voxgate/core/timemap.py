@@ -41,21 +41,24 @@ def copied_at(a: str, b: str, start: int = 0) -> int:
     return j if b.startswith(a, j) else -1
 
 
-def _said_on(base: np.ndarray, text: str, starts: list[int]) -> np.ndarray:
-    """`base` (each character of the spoken `text`: its place in the document, -1 for none) with the letters
-    said between a word's last placed letter and the next word's first placed one given to the first word: a
-    `<sub alias>` longer than its word ("World Wide Web" for "WWW": "WWW" is placed on "World" alone, and
-    "Wide Web" would be said in no word's time). Not when a word lies between the two (a `<say-as>` reading
-    matches nothing of its word, whose time is then estimated between its neighbours)."""
+def _said_on(base: np.ndarray, text: str, starts: list[int], document: str) -> np.ndarray:
+    """`base` (each character of the spoken `text`: its place in the `document`, -1 for none) with the letters
+    said between a word's last placed letter and the next word's first placed one given to one of the two
+    words: a `<sub alias>` longer than its word ("World Wide Web" for "WWW": "WWW" is placed on "World" alone,
+    and "Wide Web" would be said in no word's time). To the second when a `<sub` tag opens between them (the
+    alias's first words come before its word's placed letters: "the UN" for "UN"), else to the first. Not when
+    a word lies between the two (a `<say-as>` reading matches nothing of its word, whose time is then
+    estimated between its neighbours)."""
     placed = [i for i in np.flatnonzero(base >= 0).tolist() if not text[i].isspace()]
     out = base
     for a, b in itertools.pairwise(placed):
         if b - a > 1 and bisect_right(starts, int(base[b])) - bisect_right(starts, int(base[a])) <= 1:
             if out is base:
                 out = base.copy()
+            owner = base[b] if "<sub" in document[int(base[a]) + 1:int(base[b])] else base[a]
             for i in range(a + 1, b):
                 if not text[i].isspace():
-                    out[i] = base[a]
+                    out[i] = owner
     return out
 
 
@@ -169,7 +172,7 @@ class WordTimer:
                 found = word_spans(view[lo:hi], lo)
                 units += found
                 self._search = hi
-                base = _said_on(base, text, [s for s, _ in found])
+                base = _said_on(base, text, [s for s, _ in found], self.text)
         # A source is looked for after where the last one was placed, so its words (in order) follow theirs; the
         # one place they could be out of order is where they meet (checked there, not over every word again)
         if 0 < known_units < len(units) and units[known_units - 1] >= units[known_units]:

@@ -148,7 +148,7 @@ _OPEN = "([{“‘«（［｛「『【〔〈《〖〘〚"
 # A character of those scripts, with the opening marks before it and the punctuation after it (up to the next
 # opening mark); else a run of other non-space characters, up to opening marks that lead into such a character.
 _UNIT = re.compile(rf"[{_OPEN}]*[{_CJK}][^\s{_CJK}\w{_OPEN}]*"
-                   rf"|(?:[^\s{_CJK}{_OPEN}]|[{_OPEN}](?![{_OPEN}]*[{_CJK}]))+")
+                   rf"|(?:[^\s{_CJK}{_OPEN}]|[{_OPEN}]++(?![{_CJK}]))+")  # (possessive: one look past a run)
 _ALNUM = re.compile(r"[^\W_]")  # re's \w is str.isalnum() or "_" (CPython's _sre): this is str.isalnum()
 _ANY_CJK = re.compile(f"[{_CJK}]")
 # Without those scripts a word is a run of non-space characters with a letter or digit in it, found in one match:

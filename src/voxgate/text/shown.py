@@ -9,7 +9,6 @@ words of captions and timestamps; their offsets are the client's.
 
 from __future__ import annotations
 
-import html
 import re
 
 from voxgate.text.lexicon import INLINE
@@ -29,19 +28,36 @@ def shown(text: str, ssml: bool | None = None) -> str:
 
     Other text is as it is."""
     if is_ssml(text) if ssml is None else ssml:
-        text = _MARKUP.sub(_entity_or_blank, text)
+        text = _MARKUP.sub(_entity_or_blank, text)  # (the match's string is the text before: the next character)
     if "](/" in text:
         text = INLINE.sub(lambda m: m.group(1) + PAD * (len(m.group()) - len(m.group(1))), text)
     return text
 
 
 def _entity_or_blank(match: re.Match[str]) -> str:
+    """An entity as its character, padded; a tag as spaces, or as PAD when punctuation follows it right away
+    ("WWW</sub>." keeps its full stop: "WWW" and PAD and "."), so the word keeps what ends its sentence."""
     found = match.group()
     if found[0] == "&":
-        char = html.unescape(found)
-        if len(char) == 1 and char != found and not char.isspace():
+        char = _XML_ENTITIES.get(found[1:-1]) if found[1] != "#" else _reference(found[2:-1])
+        if char is not None and not char.isspace():
             return char + PAD * (len(found) - 1)
-    return " " * len(found)
+        return " " * len(found)
+    after = match.string[match.end():match.end() + 1]
+    return (PAD if after and not after.isspace() and not after.isalnum() else " ") * len(found)
+
+
+_XML_ENTITIES = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}  # XML's own five, nothing more
+
+
+def _reference(number: str) -> str | None:
+    """The character of a character reference's number ("x1F600" or "233"), as XML reads it (not HTML's
+    windows-1252 remapping of 128–159); None when it names none."""
+    try:
+        code = int(number[1:], 16) if number[:1] in ("x", "X") else int(number)
+    except ValueError:
+        return None
+    return chr(code) if 0 < code < 0x110000 and not 0xD800 <= code < 0xE000 else None
 
 
 __all__ = ["PAD", "shown"]
