@@ -340,6 +340,21 @@ def test_read_along_lights_each_word_while_it_is_heard(driver: WebDriver, web: S
     assert js_errors(driver) == []
 
 
+def test_read_along_shows_an_ssml_document_s_words_not_its_markup(driver: WebDriver, web: Server) -> None:
+    doc = '<speak>Visit the <sub alias="World Wide Web">WWW</sub>. Then <emphasis>call</emphasis> AT&amp;T.</speak>'
+    open_page(driver, web)
+    type_into(driver.find_element(By.ID, "text"), doc)
+    driver.find_element(By.CSS_SELECTOR, "#format option[value=pcm]").click()
+    driver.find_element(By.ID, "speak-button").click()
+    wait_for(driver, "document.getElementById('speak-status').textContent.includes('Finished')",
+             "the SSML read-along playback to finish")
+    words = driver.execute_script("return [...document.querySelectorAll('#read-along .word')]"
+                                  ".map((w) => w.textContent);")
+    assert words == ["Visit", "the", "WWW.", "Then", "call", "AT&T."]  # offsets into the document, shown as read
+    assert driver.find_element(By.ID, "read-along").text == "Visit the WWW. Then call AT&T."
+    assert js_errors(driver) == []
+
+
 def test_add_voice_from_file_and_microphone_then_delete(driver: WebDriver, web: Server, tmp_path: Path) -> None:
     reference = reference_wav(web, tmp_path / "reference.wav")
     open_page(driver, web)

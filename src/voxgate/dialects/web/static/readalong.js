@@ -39,6 +39,47 @@ export async function pumpEvents(response, playback, received, onWord) {
   }
 }
 
+const ENTITIES = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'" };
+
+/**
+ * The code points of `text` as a reader sees them, one entry each (offsets stay the server's; an entry may be
+ * empty): an SSML document's tags shown as nothing (one space where a tag alone parts two words, as
+ * `a<break/>b`), an entity as its character; other text as it is. The server's captions read the document
+ * the same way (text/shown.py).
+ */
+export function shownChars(text) {
+  const chars = Array.from(text);
+  if (!/^\s*(<\?xml[^>]*>\s*)?<speak[\s>/]/.test(text)) return chars;
+  const out = chars.slice();
+  let before = ''; // the last character shown so far
+  for (let i = 0; i < chars.length; i += 1) {
+    if (chars[i] === '<') {
+      const close = chars.indexOf('>', i);
+      if (close < 0) break;
+      for (let k = i; k <= close; k += 1) out[k] = '';
+      if (before && !/\s/.test(before) && /[\p{L}\p{N}]/u.test(chars[close + 1] || '')) out[i] = ' ';
+      before = out[i] || before;
+      i = close;
+      continue;
+    }
+    if (chars[i] === '&') {
+      const end = chars.indexOf(';', i);
+      const name = end > i ? chars.slice(i + 1, end).join('') : '';
+      if (!/^(#x[0-9a-f]+|#[0-9]+|[a-z]+)$/i.test(name)) continue;
+      let char = ENTITIES[name];
+      if (name[0] === '#') {
+        const code = name[1] === 'x' || name[1] === 'X' ? parseInt(name.slice(2), 16) : parseInt(name.slice(1), 10);
+        char = code > 0 && code < 0x110000 && !(code >= 0xd800 && code < 0xe000) ? String.fromCodePoint(code) : undefined;
+      }
+      out[i] = char === undefined ? ' ' : char;
+      for (let k = i + 1; k <= end; k += 1) out[k] = char === undefined ? ' ' : '';
+      i = end;
+    }
+    before = out[i] || before;
+  }
+  return out;
+}
+
 /** The read-along panel: the text, split into word spans as their timings arrive, lit as they are heard. */
 export class ReadAlong {
   constructor(element, note) {
@@ -52,10 +93,10 @@ export class ReadAlong {
   reset(text) {
     clearInterval(this.timer);
     this.timer = null;
-    this.chars = Array.from(text); // code points, as the server counts them
+    this.chars = shownChars(text); // code points, as the server counts them (an SSML document's markup out)
     this.words = [];
     this.shown = 0; // characters of the text already placed before `rest`
-    this.rest = document.createTextNode(text);
+    this.rest = document.createTextNode(this.chars.join(''));
     this.element.replaceChildren(this.rest);
     this.element.hidden = !text;
     this.note.hidden = true;
