@@ -224,6 +224,9 @@ def on_our_words(text: str, said, placed: list[tuple[int, float]]) -> list[tuple
     return sorted(found.items())
 
 
+_VARIANT = re.compile(r"\(\d+\)$")  # a dictionary word's pronunciation variant: "the(2)"
+
+
 @dataclass
 class Sphinx:
     """PocketSphinx (CMU Sphinx's HMM decoder, the pocketsphinx wheel with its US English acoustic model and
@@ -242,7 +245,7 @@ def load_sphinx() -> Sphinx:
 
     decoder = pocketsphinx.Decoder(lm=None, samprate=16000, loglevel="FATAL")  # the wheel's en-us model
     path = Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict"
-    words = frozenset(re.sub(r"\(\d+\)$", "", line.split(" ", 1)[0]) for line in path.read_text().splitlines())
+    words = frozenset(_VARIANT.sub("", line.split(" ", 1)[0]) for line in path.read_text().splitlines())
     return Sphinx(decoder, words)
 
 
@@ -278,7 +281,7 @@ def sphinx_words(sphinx: Sphinx, audio: np.ndarray, rate: int, text: str) -> lis
                         full_utt=True)
     decoder.end_utt()  # type: ignore[attr-defined]
     segments = decoder.seg()  # type: ignore[attr-defined]  # (None: the search found no alignment)
-    aligned = [(re.sub(r"\(\d+\)$", "", seg.word), seg.start_frame / 100.0)  # 10 ms frames; "the(2)": a variant
+    aligned = [(_VARIANT.sub("", seg.word), seg.start_frame / 100.0)  # (10 ms frames)
                for seg in segments or () if not seg.word.startswith(("<", "["))]
     if [w for w, _ in aligned] != [w for _, w in tokens]:
         sphinx.missing.append(text)

@@ -196,7 +196,8 @@ def cues(text: str, timed: Sequence[Word], policy: CuePolicy = CuePolicy()) -> l
                     groups.append(current)
                     current = []
         current.append(i)
-        if said(i).endswith(SENTENCE_ENDS) and not _abbreviated(said(i), text, ends[i]):
+        word = said(i)
+        if word.endswith(SENTENCE_ENDS) and not _abbreviated(word, text, ends[i]):
             groups.append(current)
             current = []
     if current:

@@ -24,7 +24,7 @@ from voxgate.core.types import Piece
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.ortsession import session_options
 from voxgate.engines.patched import patched_model
-from voxgate.engines.phonemes import BLOCK, to_misaki
+from voxgate.engines.phonemes import block_spans, to_misaki
 from voxgate.engines.wordtiming import LEAD_FRAMES, edges_from_durations, start_at_first_sound, word_timings
 
 PREFIX = "hibari:"
@@ -168,31 +168,26 @@ class HibariLoadedVoice:
         chunks: list[str] = []
         spans: list[tuple[int, int]] | None = [] if timed else None
         glue = False  # the last chunk may go on: a block or text without a sentence end came last
-        pos = 0
-        for match in (*BLOCK.finditer(text), None):
-            pieces = [(pos, text[pos:match.start() if match else len(text)], False)]
-            if match is not None:
-                pieces.append((match.start(), match.group(), True))
-                pos = match.end()
-            for start, piece, ipa in pieces:
-                if not piece:
-                    continue
-                found = [to_misaki(piece[2:-2].strip())] if ipa else list(self._tts.phonemize(piece))
-                where: list[tuple[int, int]] | None = [(start, start + len(piece))] if ipa else None
-                if spans is not None and not ipa:
+        for start, end, ipa in block_spans(text):
+            piece = text[start:end]
+            found = [to_misaki(piece[2:-2].strip())] if ipa else list(self._tts.phonemize(piece))
+            if spans is not None:
+                if ipa:
+                    where: list[tuple[int, int]] | None = [(start, end)]
+                else:
                     sentences = self._tts.split_sentences(piece)
                     located = _sentence_spans(piece, sentences) if len(sentences) == len(found) else None
                     where = [(a + start, b + start) for a, b in located] if located is not None else None
-                if spans is not None and where is None:
+                if where is None:
                     spans = None  # a sentence not found: the words are estimated
-                if found and chunks and glue:
-                    chunks[-1] = f"{chunks[-1]} {found.pop(0)}"
-                    if spans is not None and where:
+                else:
+                    if found and chunks and glue and where:
                         spans[-1] = (spans[-1][0], where.pop(0)[1])
-                chunks += found
-                if spans is not None and where is not None:
                     spans += where
-                glue = ipa or not piece.rstrip().endswith((".", "!", "?"))
+            if found and chunks and glue:
+                chunks[-1] = f"{chunks[-1]} {found.pop(0)}"
+            chunks += found
+            glue = ipa or not piece.rstrip().endswith((".", "!", "?"))
         keep = [n for n, c in enumerate(chunks) if c]
         if spans is not None and len(spans) != len(chunks):
             spans = None

@@ -25,13 +25,19 @@ def to_misaki(ipa: str) -> str:
     return ipa
 
 
-def split_blocks(text: str) -> Iterator[tuple[str, bool]]:
-    """(piece, is_phonemes) in order: the text between blocks, and each block's phonemes."""
+def block_spans(text: str) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, is_block) in order: the stretches of text between blocks, and each block `[[…]]` whole."""
     pos = 0
     for match in BLOCK.finditer(text):
         if match.start() > pos:
-            yield text[pos:match.start()], False
-        yield match.group(1).strip(), True
+            yield pos, match.start(), False
+        yield match.start(), match.end(), True
         pos = match.end()
     if pos < len(text):
-        yield text[pos:], False
+        yield pos, len(text), False
+
+
+def split_blocks(text: str) -> Iterator[tuple[str, bool]]:
+    """(piece, is_phonemes) in order: the text between blocks, and each block's phonemes."""
+    for start, end, block in block_spans(text):
+        yield (text[start + 2:end - 2].strip(), True) if block else (text[start:end], False)

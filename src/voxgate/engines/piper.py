@@ -24,6 +24,7 @@ from voxgate.core.types import Piece, Timing
 from voxgate.engines.base import Capabilities, EngineParams, VoiceInfo
 from voxgate.engines.ortsession import ShrinkingSession, session_options
 from voxgate.engines.patched import patched_model
+from voxgate.engines.phonemes import BLOCK
 from voxgate.engines.wordtiming import start_at_first_sound
 
 _LOG = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ READINGS_KEPT = 4096  # words whose reading a loaded voice remembers
 MIN_MATCH = 0.5  # similarity below which a text word and the phonemes at hand are not taken as the same word
 _VOWELS = re.compile("[aeiouyæɐɑɒɔəɘɚɛɜɝɞɤɨɪɯɵøœɶʉʊʌʏ]+")
 MERGED = 3  # most text words espeak-ng says as one phoneme word ("from the" → fɹʌmðə)
-_TEXT_WORD = re.compile(r"\[\[([^\[\]]*)\]\]|\S+")  # a phoneme block (its IPA), or a word of the text
+_TEXT_WORD = re.compile(BLOCK.pattern + r"|\S+")  # a phoneme block (its IPA, group 1), or a word of the text
 
 
 def _sounded(phoneme: str) -> bool:

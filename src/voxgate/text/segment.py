@@ -51,6 +51,8 @@ _TITLES = frozenset(
 _NUMBERED = frozenset("no nos nr vol vols p pp ch chap fig figs art sec op ca approx".split())
 _WORD_LOOKBACK = 12  # characters; longer "words" cannot be one of the abbreviations above
 
+_NONE, _CLAUSE, _SENTENCE = 0, 1, 2  # what a run of marks turned out to be
+
 
 def abbreviation(word: str, following: str = "") -> bool:
     """True when the "." right after `word` (what precedes it, opening marks stripped) marks an abbreviation,
@@ -60,8 +62,6 @@ def abbreviation(word: str, following: str = "") -> bool:
     low = word.lower()
     return (low in _TITLES or (len(word) == 1 and word.isupper() and word != "I")
             or (following[:1].isdigit() and low in _NUMBERED))
-
-_NONE, _CLAUSE, _SENTENCE = 0, 1, 2  # what a run of marks turned out to be
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,15 @@ _MARKUP = re.compile(r"<[^>]*>|&#?\w+;")
 def shown(text: str, ssml: bool | None = None) -> str:
     """`text` as a reader sees it, at the same offsets:
 
-    - an SSML document (`ssml`, or `is_ssml(text)` when None): its tags blanked to spaces, each entity its
+    - an SSML document (`ssml`, or `is_ssml(text)` when None): its tags blanked to spaces (to PAD when
+      punctuation follows one right away, so "WWW</sub>." keeps its full stop), each entity its
       character followed by PAD to the entity's length ("AT&amp;T" → "AT&" + 4 × PAD + "T": one word, shown
       "AT&T"); an entity for a space, or one that is not known, blanked as a tag is;
     - an inline override `[word](/ipa/)`: its word followed by PAD ("kubectl" and 15 × PAD: one word).
 
     Other text is as it is."""
     if is_ssml(text) if ssml is None else ssml:
-        text = _MARKUP.sub(_entity_or_blank, text)  # (the match's string is the text before: the next character)
+        text = _MARKUP.sub(_entity_or_blank, text)
     if "](/" in text:
         text = INLINE.sub(lambda m: m.group(1) + PAD * (len(m.group()) - len(m.group(1))), text)
     return text
@@ -36,7 +37,7 @@ def shown(text: str, ssml: bool | None = None) -> str:
 
 def _entity_or_blank(match: re.Match[str]) -> str:
     """An entity as its character, padded; a tag as spaces, or as PAD when punctuation follows it right away
-    ("WWW</sub>." keeps its full stop: "WWW" and PAD and "."), so the word keeps what ends its sentence."""
+    in the document (`match.string`): "WWW</sub>." keeps its full stop, "WWW" and PAD and "."."""
     found = match.group()
     if found[0] == "&":
         char = _XML_ENTITIES.get(found[1:-1]) if found[1] != "#" else _reference(found[2:-1])
