@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import struct
-import time
 from collections.abc import AsyncIterator
 from contextlib import redirect_stderr
 from dataclasses import dataclass, field
@@ -178,14 +177,18 @@ async def test_gate_serves_first_segments_then_earliest_deadline() -> None:
 
 def test_breaker_opens_probes_after_cooldown_and_closes() -> None:
     breaker = Breaker(failures=2, cooldown=0.05)
+    now = [0.0]
+    breaker.clock = lambda: now[0]  # a frozen clock: a stalled thread cannot pass the cooldown between two asserts
     assert breaker.allow() and not breaker.failure() and breaker.state == "closed"
     assert breaker.failure() and breaker.state == "open" and not breaker.allow()
-    time.sleep(0.06)
+    now[0] = 0.049
+    assert not breaker.allow() and breaker.state == "open"  # still cooling down
+    now[0] = 0.06
     assert breaker.allow() and breaker.state == "half-open"
     assert not breaker.allow()  # one probe at a time
     breaker.failure()
     assert breaker.state == "open" and breaker.opened == 2  # a failed probe opens it again
-    time.sleep(0.06)
+    now[0] = 0.12
     assert breaker.allow()
     breaker.success()
     assert breaker.state == "closed" and breaker.allow()
