@@ -16,6 +16,7 @@ the engine lost step) gets an estimate between its neighbours, marked `estimated
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 import re
 from bisect import bisect_left, bisect_right
@@ -144,6 +145,12 @@ class WordTimer:
         """The sources made so far, by key."""
         return self._sources
 
+    @functools.cached_property
+    def _view(self) -> str:
+        """The request's text as a reader sees it (`shown`, read as an SSML document), made once for the sources
+        not found in the text as they are."""
+        return shown(self.text, ssml=True)
+
     def source(self, key: object, text: str, language: str | None, spoken: bool,
                norm: Normalized | None = None) -> _Source:
         """The source `key` (made once): `text`, normalised as the service does (`norm`, when the service
@@ -152,7 +159,7 @@ class WordTimer:
         if found is not None:
             return found
         at = self.text.find(text, self._search) if text else -1
-        spans = word_spans(shown(text, ssml=False)) if "](/" in text else word_spans(text)  # ([word](/ipa/): one)
+        spans = word_spans(shown(text, ssml=False))  # (an inline override [word](/ipa/): one word)
         units = self.units
         known_units = len(units)
         if at >= 0:
@@ -164,7 +171,7 @@ class WordTimer:
             # word); the words are the document's, what was not matched (a say-as reading) has no place, and
             # its words are estimated between their neighbours; what was said past a word's matched part (a sub
             # alias) is that word's (`_said_on`)
-            view = shown(self.text, ssml=True)
+            view = self._view
             base = align(text, view, self._search)
             known = np.flatnonzero(base >= 0)
             if len(known):
